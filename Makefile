@@ -1,0 +1,59 @@
+# The broker's two commands: `make run` and `make test`. Everything else is a helper.
+# `make help` lists the targets.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+BENCH  ?=
+
+.DEFAULT_GOAL := help
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,local]'
+	@touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install dependencies (only when pyproject.toml changed)
+
+.PHONY: run
+run: $(STAMP) ## Start PostgreSQL, Temporal (UI :8233), sandboxes, migrations, workers and the API (:8000)
+	$(BIN)/python -m devstack run
+
+.PHONY: test
+test: $(STAMP) ## Run the test suite on a throw-away PostgreSQL and Temporal
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+.PHONY: format
+format: $(STAMP) ## Format the code with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: migrate
+migrate: $(STAMP) ## Apply migrations to the development database (starts embedded PostgreSQL if needed)
+	$(BIN)/python -m devstack migrate
+
+.PHONY: bench
+bench: $(STAMP) ## Run the benchmarks (all, or one with BENCH=name)
+	$(BIN)/python -m bench $(BENCH)
+
+.PHONY: demo
+demo: $(STAMP) ## A scripted customer journey against a running `make run`
+	$(BIN)/python -m devstack demo
+
+.PHONY: clean
+clean: ## Stop leftovers and remove .local (databases, Temporal state) and caches
+	-$(BIN)/python -m devstack stop 2>/dev/null
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache bench/results
+
+.PHONY: help
+help: ## This list
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'

@@ -1,0 +1,1 @@
+"""Thin, idempotent Temporal activities over `services/` and `providers/`."""

@@ -1,0 +1,1 @@
+"""The customer and admin HTTP API (FastAPI)."""

@@ -1,0 +1,3 @@
+from cli.manage import main
+
+main()

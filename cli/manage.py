@@ -1,0 +1,133 @@
+"""Operator commands until the admin console and KYC flow exist.
+
+    python -m cli create-staff EMAIL --role approver [--role ops ...] [--password P]
+    python -m cli set-kyc-tier EMAIL TIER
+    python -m cli set-roles EMAIL --role admin ...
+
+Uses DATABASE_URL, or the dev stack's embedded database when it is unset.
+Every change is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import secrets
+import sys
+
+from sqlmodel import Session, select
+
+from config import get_settings
+from models import AuditLog, StaffRole, User
+from models.database import sync_engine
+from services.passwords import WeakPassword, check_policy, hash_password
+
+
+def _database_url() -> str:
+    settings = get_settings()
+    if settings.database_url:
+        return settings.database_url
+    from devstack.stack import local_database_url
+
+    return local_database_url(settings)
+
+
+def _find(session: Session, email: str) -> User:
+    user = session.exec(select(User).where(User.email == email.lower())).first()
+    if user is None:
+        sys.exit(f"no user with email {email}")
+    return user
+
+
+def create_staff(session: Session, email: str, roles: list[str], password: str | None) -> str:
+    if session.exec(select(User).where(User.email == email.lower())).first():
+        sys.exit(f"a user with email {email} already exists; use set-roles")
+    generated = password is None
+    password = password or secrets.token_urlsafe(12) + "aA1!"
+    try:
+        check_policy(password)
+    except WeakPassword as e:
+        sys.exit(str(e))
+    user = User(
+        email=email.lower(),
+        password_hash=hash_password(password),
+        roles=sorted(set(roles)),
+        email_verified=True,
+    )
+    session.add(user)
+    session.flush()
+    session.add(
+        AuditLog(
+            actor_type="cli",
+            action="staff.create",
+            target_type="user",
+            target_id=str(user.id),
+            details={"roles": user.roles},
+        )
+    )
+    session.commit()
+    return password if generated else "(as given)"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    roles = [r.value for r in StaffRole]
+
+    p = sub.add_parser("create-staff", help="create a staff user with roles")
+    p.add_argument("email")
+    p.add_argument("--role", action="append", choices=roles, required=True)
+    p.add_argument("--password", help="default: generated and printed; '-' prompts")
+
+    p = sub.add_parser("set-roles", help="replace a user's staff roles")
+    p.add_argument("email")
+    p.add_argument("--role", action="append", choices=roles, default=[])
+
+    p = sub.add_parser("set-kyc-tier", help="set a customer's KYC tier by hand (0-3)")
+    p.add_argument("email")
+    p.add_argument("tier", type=int, choices=[0, 1, 2, 3])
+
+    args = parser.parse_args(argv)
+    engine = sync_engine(_database_url())
+    with Session(engine) as session:
+        if args.command == "create-staff":
+            password = getpass.getpass() if args.password == "-" else args.password
+            shown = create_staff(session, args.email, args.role, password)
+            print(f"created staff {args.email} roles={sorted(set(args.role))} password={shown}")
+        elif args.command == "set-roles":
+            user = _find(session, args.email)
+            before = list(user.roles)
+            user.roles = sorted(set(args.role))
+            session.add(
+                AuditLog(
+                    actor_type="cli",
+                    action="staff.set_roles",
+                    target_type="user",
+                    target_id=str(user.id),
+                    details={"before": before, "after": user.roles},
+                )
+            )
+            session.commit()
+            print(f"{args.email} roles={user.roles}")
+        elif args.command == "set-kyc-tier":
+            user = _find(session, args.email)
+            before_tier = user.kyc_tier
+            user.kyc_tier = args.tier
+            session.add(
+                AuditLog(
+                    actor_type="cli",
+                    action="kyc.set_tier",
+                    target_type="user",
+                    target_id=str(user.id),
+                    details={"before": before_tier, "after": args.tier},
+                )
+            )
+            session.commit()
+            print(f"{args.email} kyc_tier={args.tier}")
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""A trivial workflow runs on the worker, both in-process and as the real worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from config import Settings
+from temporal import task_queues
+from workers.registry import Dependencies, build
+from workflows.ping import PingWorkflow
+
+
+async def test_ping_workflow_runs_on_registered_worker(
+    temporal_client: Client, engine: AsyncEngine, settings: Settings, task_queue: str
+) -> None:
+    spec = build(Dependencies(settings=settings, engine=engine))[task_queues.ORDERS]
+    async with Worker(
+        temporal_client, task_queue=task_queue, workflows=spec.workflows, activities=spec.activities
+    ):
+        result = await temporal_client.execute_workflow(
+            PingWorkflow.run, "hello", id=f"ping-{uuid.uuid4()}", task_queue=task_queue
+        )
+    assert result.echoed == "hello"
+    assert result.database_ok is True
+
+
+async def test_worker_process_serves_and_stops_gracefully_on_sigterm(
+    temporal_client: Client, database_url: str, temporal_address: str
+) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url, "TEMPORAL_ADDRESS": temporal_address}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "workers", env=env)
+    try:
+        result = await asyncio.wait_for(
+            temporal_client.execute_workflow(
+                PingWorkflow.run, "from-process", id=f"ping-{uuid.uuid4()}", task_queue=task_queues.ORDERS
+            ),
+            timeout=60,
+        )
+        assert result.echoed == "from-process"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), timeout=30)
+    assert code == 0

@@ -1,0 +1,72 @@
+"""Worker process: `python -m workers [--queue NAME ...]`.
+
+Connects to Temporal and PostgreSQL, runs one Worker per task queue (all queues by default),
+and on SIGTERM/SIGINT stops polling, lets running activities finish, then exits. Run as many of
+these processes as you like: Temporal spreads the work and a killed worker's tasks move on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+
+from temporalio.worker import Worker
+
+from config import get_settings
+from models.database import async_engine
+from temporal.client import connect
+from temporal.search_attributes import ensure_registered
+from workers.registry import Dependencies, build
+
+log = logging.getLogger("workers")
+
+
+async def run(queues: list[str] | None = None) -> None:
+    settings = get_settings()
+    client = await connect(settings)
+    await ensure_registered(client, settings.temporal_namespace)
+    deps = Dependencies(settings=settings, engine=async_engine(settings.database_url, pool_size=20))
+    specs = build(deps)
+    selected = {
+        q: s for q, s in specs.items() if (not queues or q in queues) and (s.workflows or s.activities)
+    }
+    workers = [
+        Worker(
+            client,
+            task_queue=queue,
+            workflows=list(spec.workflows),
+            activities=list(spec.activities),
+            graceful_shutdown_timeout=timedelta(seconds=10),
+        )
+        for queue, spec in selected.items()
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker polling %s", ", ".join(selected))
+    runs = [asyncio.create_task(w.run()) for w in workers]
+    await stop.wait()
+    log.info("worker shutting down")
+    await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+    await asyncio.gather(*runs, return_exceptions=True)
+    for close in deps.closers:
+        result = close()
+        if asyncio.iscoroutine(result):
+            await result
+    await deps.engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run broker Temporal workers")
+    parser.add_argument("--queue", action="append", help="task queue to serve (repeatable); default all")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run(args.queue))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Market and execution types shared by the exchange adapters, the router, the order saga and the API.
+
+Pydantic models (never table rows) so they cross Temporal and HTTP unchanged. Every amount and price is
+`Decimal`; JSON carries them as strings.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class OrderType(StrEnum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+
+
+class TimeInForce(StrEnum):
+    GTC = "GTC"
+    IOC = "IOC"
+
+
+# Our symbols are BASE-QUOTE ("BTC-GBP"); ccxt's are BASE/QUOTE ("BTC/GBP").
+SYMBOLS: tuple[str, ...] = ("BTC-GBP", "ETH-GBP", "BNB-GBP")
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    base, _, quote = symbol.partition("-")
+    return base, quote
+
+
+def to_ccxt_symbol(symbol: str) -> str:
+    return symbol.replace("-", "/")
+
+
+def from_ccxt_symbol(symbol: str) -> str:
+    return symbol.replace("/", "-")
+
+
+class PriceLevel(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    price: Decimal
+    amount: Decimal
+
+
+class OrderBook(BaseModel):
+    """Bids best (highest) first, asks best (lowest) first."""
+
+    provider: str
+    symbol: str
+    bids: list[PriceLevel]
+    asks: list[PriceLevel]
+    timestamp: datetime | None = None
+
+
+class MarketRules(BaseModel):
+    """A venue's limits for one market, from ccxt's market structure (`precision`, `limits`)."""
+
+    symbol: str
+    amount_step: Decimal  # smallest base increment
+    price_step: Decimal
+    min_amount: Decimal = Decimal(0)
+    min_notional: Decimal = Decimal(0)
+
+
+class FeeSchedule(BaseModel):
+    taker: Decimal
+    maker: Decimal
+
+
+class VenueOrderStatus(StrEnum):
+    OPEN = "OPEN"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELLED = "CANCELLED"  # includes IOC remainder expired with a partial or no fill
+    REJECTED = "REJECTED"
+
+
+class PlaceOrderRequest(BaseModel):
+    """What the saga asks an adapter to place. `client_order_id` makes placement idempotent."""
+
+    symbol: str
+    side: Side
+    type: OrderType
+    amount: Decimal  # base amount
+    price: Decimal | None = None  # limit price (also the protective price of an IOC market order)
+    time_in_force: TimeInForce = TimeInForce.GTC
+    client_order_id: str
+
+
+class VenueFill(BaseModel):
+    """One execution at the venue (a trade). Exact values come from the raw response, never floats."""
+
+    trade_id: str | None = None
+    price: Decimal
+    amount: Decimal
+    fee: Decimal
+    fee_currency: str
+
+
+class VenueOrder(BaseModel):
+    """What a venue says about one of our orders."""
+
+    provider: str
+    provider_order_id: str
+    client_order_id: str | None = None
+    symbol: str
+    side: Side
+    status: VenueOrderStatus
+    amount: Decimal  # requested base amount
+    filled: Decimal  # executed base amount
+    quote_filled: Decimal = Decimal(0)  # executed quote amount (before fees)
+    average_price: Decimal | None = None
+    fee: Decimal = Decimal(0)
+    fee_currency: str | None = None
+    fills: list[VenueFill] = Field(default_factory=list)
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class VenueBalance(BaseModel):
+    currency: str
+    free: Decimal
+    used: Decimal
+    total: Decimal
+
+
+class DepositAddress(BaseModel):
+    currency: str
+    address: str
+    tag: str | None = None
+    network: str | None = None
+
+
+class VenueDeposit(BaseModel):
+    provider: str
+    tx_id: str
+    currency: str
+    amount: Decimal
+    address: str | None = None
+    confirmations: int = 0
+    status: str  # "pending" | "ok" | "failed"
+    timestamp: datetime | None = None
+
+
+class VenueWithdrawal(BaseModel):
+    provider: str
+    withdrawal_id: str
+    currency: str
+    amount: Decimal
+    address: str
+    status: str  # "pending" | "ok" | "failed"
+    tx_hash: str | None = None
+
+
+class ProviderQuote(BaseModel):
+    """One venue's price for a size, as the router saw it (part of the best-execution record)."""
+
+    provider: str
+    symbol: str
+    side: Side
+    amount: Decimal  # base amount the quote covers (may be less than asked if depth ran out)
+    quote_amount: Decimal  # quote currency paid (buy) or received (sell), before fees
+    average_price: Decimal  # volume-weighted over the levels used
+    worst_price: Decimal  # the deepest level touched: the protective limit for an IOC
+    fee_rate: Decimal
+    fee: Decimal  # in the quote currency
+    all_in_price: Decimal  # average price including the venue fee (higher for buys, lower for sells)
+    levels_used: int
+    fully_filled: bool
+    latency_ms: float
+    error: str | None = None

@@ -1,0 +1,1 @@
+"""Adapters to the outside world: exchanges (ccxt), OTC desk, bank rail, email."""

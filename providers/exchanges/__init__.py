@@ -1,0 +1,1 @@
+"""Execution adapters for liquidity providers (seed §C.2)."""

@@ -1,0 +1,106 @@
+"""The execution-adapter interface (seed §C.2) and the error kinds every adapter maps to.
+
+Three kinds of failure, because each needs a different reaction from the saga:
+- `RetryableVenueError`: nothing happened at the venue (network down before sending, rate limit,
+  maintenance). Retry later or fall back to another venue.
+- `TerminalVenueError`: the venue refused (insufficient funds, invalid order, bad credentials).
+  Retrying the same request cannot help; compensate.
+- `AmbiguousPlacement`: an order request was sent and we do not know whether the venue accepted it
+  (timeout, 5xx after sending). Never resend blindly: resolve by looking the order up by its
+  client order id (`ExecutionAdapter.resolve_placement`).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+from models.market import (
+    DepositAddress,
+    FeeSchedule,
+    MarketRules,
+    OrderBook,
+    PlaceOrderRequest,
+    VenueBalance,
+    VenueDeposit,
+    VenueOrder,
+    VenueWithdrawal,
+)
+
+
+class VenueError(Exception):
+    """Base of all adapter errors. `provider` names the venue."""
+
+    def __init__(self, provider: str, message: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+
+
+class RetryableVenueError(VenueError):
+    """Transient: the request did not take effect. Retry with back-off, or use another venue."""
+
+
+class TerminalVenueError(VenueError):
+    """The venue refused the request. Do not retry it; compensate (release holds) instead."""
+
+
+class InsufficientVenueFunds(TerminalVenueError):
+    """Our omnibus balance at the venue cannot cover the order or withdrawal."""
+
+
+class InvalidVenueOrder(TerminalVenueError):
+    """The order breaks the venue's rules (size, price, symbol)."""
+
+
+class VenueAuthError(TerminalVenueError):
+    """Bad keys or signature: page ops; nothing will work until it is fixed."""
+
+
+class AmbiguousPlacement(VenueError):
+    """The order may or may not exist at the venue. Resolve by client order id; never resend blindly."""
+
+    def __init__(self, provider: str, client_order_id: str, message: str) -> None:
+        super().__init__(provider, message)
+        self.client_order_id = client_order_id
+
+
+class OrderNotFoundAtVenue(VenueError):
+    """The venue does not know this order (yet: venues lag, so one answer is not proof)."""
+
+
+@runtime_checkable
+class ExecutionAdapter(Protocol):
+    """One liquidity provider. Implementations: `providers.exchanges.ccxt_adapter.CcxtAdapter`."""
+
+    name: str
+
+    async def load(self) -> None:
+        """Load markets (rules, precision) once; call again to refresh."""
+
+    def rules(self, symbol: str) -> MarketRules: ...
+
+    def fees(self, symbol: str) -> FeeSchedule: ...
+
+    async def order_book(self, symbol: str, depth: int = 50) -> OrderBook: ...
+
+    async def place_order(self, request: PlaceOrderRequest) -> VenueOrder: ...
+
+    async def resolve_placement(self, symbol: str, client_order_id: str) -> VenueOrder | None:
+        """After `AmbiguousPlacement`: the order if the venue has it, None once it is proven absent."""
+        ...
+
+    async def cancel_order(self, symbol: str, provider_order_id: str) -> VenueOrder: ...
+
+    async def order_status(self, symbol: str, provider_order_id: str) -> VenueOrder: ...
+
+    async def balance(self, currency: str) -> VenueBalance: ...
+
+    async def deposit_address(self, currency: str) -> DepositAddress: ...
+
+    async def deposits(self, currency: str | None = None) -> list[VenueDeposit]: ...
+
+    async def withdraw(
+        self, currency: str, amount: Decimal, address: str, client_id: str, tag: str | None = None
+    ) -> VenueWithdrawal: ...
+
+    async def close(self) -> None: ...

@@ -3,8 +3,9 @@
 Importing this package registers every table on `SQLModel.metadata` (Alembic relies on it).
 """
 
+from models.auth import AuthSession, AuthThrottle, KnownDevice, PasswordHistory, TotpUsage
 from models.compliance import AmlCheck, AuditLog, KycSubmission, ReconciliationRun
-from models.ledger import Account, LedgerEntry
+from models.ledger import Account, Currency, Hold, LedgerEntry, LedgerTransaction
 from models.orders import Order, ProviderFill, Trade
 from models.payments import Deposit, Withdrawal
 from models.users import StaffRole, User, UserStatus
@@ -13,13 +14,21 @@ __all__ = [
     "Account",
     "AmlCheck",
     "AuditLog",
+    "AuthSession",
+    "AuthThrottle",
+    "Currency",
     "Deposit",
+    "KnownDevice",
     "KycSubmission",
+    "Hold",
     "LedgerEntry",
+    "LedgerTransaction",
     "Order",
+    "PasswordHistory",
     "ProviderFill",
     "ReconciliationRun",
     "StaffRole",
+    "TotpUsage",
     "Trade",
     "User",
     "UserStatus",

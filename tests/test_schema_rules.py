@@ -39,18 +39,31 @@ def _account(
 
 
 def _entry(conn: psycopg.Connection, account_id: uuid.UUID) -> uuid.UUID:
-    eid = uuid.uuid4()
+    """Post a balanced pair through the ledger function; return the customer's entry id."""
+    house = uuid.uuid4()
     conn.execute(
-        "INSERT INTO ledger_entries (id, account_id, currency, amount, balance_after, reference_type, "
-        "reference_id) VALUES (%s, %s, 'GBP', 10, 10, 'TEST', %s)",
-        (eid, account_id, uuid.uuid4()),
+        "INSERT INTO accounts (id, kind, code, currency, shard) VALUES (%s, 'house', %s, 'GBP', 0)",
+        (house, f"test:{house}"),
     )
-    return eid
+    ref = uuid.uuid4()
+    legs = (
+        f'[{{"account_id": "{account_id}", "currency": "GBP", "amount": "10"}},'
+        f' {{"account_id": "{house}", "currency": "GBP", "amount": "-10"}}]'
+    )
+    conn.execute(
+        "SELECT ledger_post(%s, %s, 'h', 'test', 'TEST', %s, NULL, '{}'::jsonb, %s::jsonb, true)",
+        (uuid.uuid4(), f"TEST:{ref}:x", ref, legs),
+    )
+    row = conn.execute(
+        "SELECT id FROM ledger_entries WHERE account_id = %s ORDER BY seq DESC LIMIT 1", (account_id,)
+    ).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
 
 
 def test_ledger_entries_refuse_update_and_delete(database_url: str) -> None:
     with _conn(database_url) as conn:
-        account = _account(conn, _user(conn), "10", "10")
+        account = _account(conn, _user(conn))
         entry = _entry(conn, account)
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
             conn.execute("UPDATE ledger_entries SET amount = 1000 WHERE id = %s", (entry,))
@@ -92,7 +105,8 @@ def test_balance_checks_reject_bad_rows(
 
 def test_balance_checks_reject_bad_updates(database_url: str) -> None:
     with _conn(database_url) as conn:
-        account = _account(conn, _user(conn), "10", "10")
+        account = _account(conn, _user(conn))
+        _entry(conn, account)
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute(
                 "UPDATE accounts SET balance = balance - 20, available_balance = available_balance - 20 "

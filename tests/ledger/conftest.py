@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.ledger import House, HouseAccount, Leg, Ledger, Posting
+from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 
 NewCustomer = Callable[..., Awaitable[uuid.UUID]]
 

@@ -21,8 +21,8 @@ from services.ledger import (
     InsufficientFunds,
     InvalidAmount,
     InvalidCursor,
-    Leg,
     Ledger,
+    Leg,
     Posting,
     UnbalancedPosting,
     UnknownAccount,
@@ -52,7 +52,9 @@ def trade_settlement(order: uuid.UUID, hold: uuid.UUID, gbp: uuid.UUID, btc: uui
 
 async def test_customer_account_is_created_once(engine: AsyncEngine, ledger: Ledger) -> None:
     user = await create_user(engine)
-    first, second = await asyncio.gather(ledger.customer_account(user, "GBP"), ledger.customer_account(user, "GBP"))
+    first, second = await asyncio.gather(
+        ledger.customer_account(user, "GBP"), ledger.customer_account(user, "GBP")
+    )
     assert first == second
     with pytest.raises(CurrencyMismatch):
         await ledger.customer_account(user, "DOGE")
@@ -91,7 +93,9 @@ async def test_reserve_commit_partial_releases_the_rest(ledger: Ledger, new_acco
 
 async def _owner(ledger: Ledger, account: uuid.UUID) -> uuid.UUID:
     async with ledger._engine.connect() as c:  # test helper: who owns the account
-        return (await c.execute(text("SELECT user_id FROM accounts WHERE id = :a"), {"a": account})).scalar_one()
+        return (
+            await c.execute(text("SELECT user_id FROM accounts WHERE id = :a"), {"a": account})
+        ).scalar_one()
 
 
 async def test_release_returns_funds_and_a_released_hold_never_commits(
@@ -117,7 +121,10 @@ async def test_release_returns_funds_and_a_released_hold_never_commits(
         reference_type="ORDER",
         reference_id=order,
         step="settle",
-        legs=[Leg(gbp, "GBP", D("-10"), hold_id=hold.hold_id), Leg(House(HouseAccount.SUSPENSE), "GBP", D("10"))],
+        legs=[
+            Leg(gbp, "GBP", D("-10"), hold_id=hold.hold_id),
+            Leg(House(HouseAccount.SUSPENSE), "GBP", D("10")),
+        ],
     )
     with pytest.raises(HoldNotActive):
         await ledger.post(ok_shape)
@@ -135,7 +142,10 @@ async def test_partial_consumption_keeps_hold_open(ledger: Ledger, new_account: 
                 reference_id=order,
                 step=f"fill-{i}",
                 close_holds=False,
-                legs=[Leg(gbp, "GBP", -part, hold_id=hold.hold_id), Leg(House(HouseAccount.SUSPENSE), "GBP", part)],
+                legs=[
+                    Leg(gbp, "GBP", -part, hold_id=hold.hold_id),
+                    Leg(House(HouseAccount.SUSPENSE), "GBP", part),
+                ],
             )
         )
     b = await ledger.balance(gbp)
@@ -243,17 +253,24 @@ async def test_concurrent_reservations_never_overspend(ledger: Ledger, new_accou
     ],
 )
 async def test_bad_postings_raise_typed_errors_and_write_nothing(
-    ledger: Ledger, new_account: NewAccount, engine: AsyncEngine, legs_factory: Callable[..., list[Leg]],
+    ledger: Ledger,
+    new_account: NewAccount,
+    engine: AsyncEngine,
+    legs_factory: Callable[..., list[Leg]],
     error: type[Exception],
 ) -> None:
     a = await new_account("GBP", D("10"))
     b = await new_account("GBP")
     ref = uuid.uuid4()
     with pytest.raises(error):
-        await ledger.post(Posting(reference_type="TRANSFER", reference_id=ref, step="x", legs=legs_factory(a, b)))
+        await ledger.post(
+            Posting(reference_type="TRANSFER", reference_id=ref, step="x", legs=legs_factory(a, b))
+        )
     async with engine.connect() as c:
         written = (
-            await c.execute(text("SELECT count(*) FROM ledger_transactions WHERE reference_id = :r"), {"r": ref})
+            await c.execute(
+                text("SELECT count(*) FROM ledger_transactions WHERE reference_id = :r"), {"r": ref}
+            )
         ).scalar_one()
     assert written == 0
     assert (await ledger.balance(a)).balance == D("10")
@@ -292,7 +309,8 @@ async def test_database_refuses_an_unbalanced_journal_even_without_the_code(
         async with engine.begin() as c:
             await c.execute(
                 text(
-                    "INSERT INTO ledger_transactions (id, idempotency_key, request_hash, kind, reference_type, "
+                    "INSERT INTO ledger_transactions (id, idempotency_key, request_hash, kind, "
+                    "reference_type, "
                     "reference_id) VALUES (:tx, :k, 'h', 'x', 'RAW', :tx)"
                 ),
                 {"tx": tx, "k": f"raw:{tx}"},
@@ -339,7 +357,9 @@ async def test_entries_pagination_and_totals(ledger: Ledger, new_account: NewAcc
     assert totals["GBP"].customer > 0 and totals["GBP"].house < 0
 
 
-async def test_entries_are_immutable_in_the_database(ledger: Ledger, new_account: NewAccount, database_url: str) -> None:
+async def test_entries_are_immutable_in_the_database(
+    ledger: Ledger, new_account: NewAccount, database_url: str
+) -> None:
     a = await new_account("GBP", D("10"))
     [entry] = (await ledger.entries([a])).entries
     with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn:

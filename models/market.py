@@ -179,3 +179,92 @@ class ProviderQuote(BaseModel):
     fully_filled: bool
     latency_ms: float
     error: str | None = None
+
+
+# --- Best execution: what the router saw and decided, stored on the order (orders.execution_record) ---
+
+
+class VenueKind(StrEnum):
+    EXCHANGE = "exchange"
+    OTC = "otc"
+
+
+class QuoteOutcome(StrEnum):
+    OK = "ok"  # book fetched and the size priced
+    NO_LIQUIDITY = "no_liquidity"  # book fetched, but that side cannot price even the smallest unit
+    ERROR = "error"  # the venue failed (error text in `reason`)
+    TIMEOUT = "timeout"  # no answer within the per-venue deadline
+    SKIPPED = "skipped"  # not asked: circuit breaker open, or excluded after failing this order
+
+
+class QuoteSeen(BaseModel):
+    """One venue as the router saw it for one decision, whether or not it answered."""
+
+    provider: str
+    kind: VenueKind = VenueKind.EXCHANGE
+    outcome: QuoteOutcome
+    reason: str | None = None  # error, timeout or skip reason
+    latency_ms: float | None = None  # None when the venue was not asked
+    breaker: str = "closed"  # breaker state when the router looked
+    recent_failures: int = 0  # failures inside the reliability window (the reliability term's input)
+    best_price: Decimal | None = None  # the touch: best ask (buy) or best bid (sell), before fees
+    quote: ProviderQuote | None = None  # the full requested size priced on this venue's book
+    slippage: Decimal | None = None  # of `quote`, against the record's `slippage_reference`
+    score: Decimal | None = None  # all-in price adjusted by the reliability term (what ranks venues)
+
+
+class ExecutionLeg(BaseModel):
+    """One order to place: a venue, a size, and the protective limit for an IOC."""
+
+    provider: str
+    kind: VenueKind = VenueKind.EXCHANGE
+    amount: Decimal  # base amount
+    quote_amount: Decimal  # expected quote paid (buy) / received (sell), before fees
+    average_price: Decimal
+    fee_rate: Decimal
+    fee: Decimal  # expected venue fee, quote currency
+    all_in_price: Decimal
+    limit_price: Decimal  # the deepest book level this leg touches: the IOC's protective limit
+    levels_used: int
+
+
+class RouteKind(StrEnum):
+    SINGLE = "single"  # one exchange fills it all
+    SPLIT = "split"  # several exchanges, greedy over their merged books
+    OTC = "otc"  # above the OTC threshold: the OTC desk
+
+
+class RefusalReason(StrEnum):
+    NO_HEALTHY_PROVIDER = "NoHealthyProvider"
+    NO_LIQUIDITY = "NoLiquidity"
+    SLIPPAGE_EXCEEDED = "SlippageExceeded"
+
+
+class BestExecutionRecord(BaseModel):
+    """The router's decision for one order: every quote seen, the legs chosen, and why.
+
+    Stored as `orders.execution_record` (`model_dump(mode="json")`: decimals as strings) and returned
+    by `GET /orders/{id}/execution`. A refused order keeps its record too, with `refusal` set and no legs.
+    """
+
+    symbol: str
+    side: Side
+    requested_amount: Decimal | None = None  # base amount asked for, or
+    requested_quote_amount: Decimal | None = None  # quote notional (before fees) asked for
+    max_slippage: Decimal  # a fraction: 0.01 is 1 %
+    slippage_reference: Decimal | None = None  # best fee-inclusive touch over the venues that answered
+    notional_estimate: Decimal | None = None  # quote currency; what the OTC threshold is compared with
+    quotes: list[QuoteSeen] = Field(default_factory=list)
+    route: RouteKind | None = None
+    legs: list[ExecutionLeg] = Field(default_factory=list)
+    amount: Decimal = Decimal(0)  # totals over the legs
+    quote_amount: Decimal = Decimal(0)
+    fee: Decimal = Decimal(0)
+    all_in_price: Decimal | None = None
+    expected_slippage: Decimal | None = None
+    refusal: RefusalReason | None = None
+    reason: str = ""  # the choice (or refusal) in words
+    excluded: list[str] = Field(default_factory=list)  # venues left out after failing this order
+    fallback_from: str | None = None  # the venue whose failure produced this re-route
+    fanout_ms: float = 0.0  # wall time of the whole quote fan-out
+    decided_at: datetime | None = None

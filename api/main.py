@@ -8,14 +8,27 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors
+from api import auth_deps, errors
 from api.deps import TemporalHandle
-from api.routes import health
+from api.middleware import RequestLogMiddleware
+from api.ratelimit import RateLimitMiddleware, RateLimits, SlidingWindowLimiter
+from api.routes import auth, health
 from config import Settings, get_settings
 from models.database import async_engine, session_factory
+from providers.email import EmailSender
+from services.auth import AuthConfig, AuthPolicy
 
 
-def create_app(settings: Settings | None = None, *, temporal_address: str | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    temporal_address: str | None = None,
+    auth_policy: AuthPolicy | None = None,
+    rate_limits: RateLimits | None = None,
+    email_sender: EmailSender | None = None,
+) -> FastAPI:
+    """`auth_policy`, `rate_limits` and `email_sender` default to production values from `settings`;
+    tests pass small limits and a sender pointed at their own mail sink."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -37,7 +50,22 @@ def create_app(settings: Settings | None = None, *, temporal_address: str | None
         lifespan=lifespan,
     )
     errors.install(app)
+    auth_deps.install(app)
     app.include_router(health.router)
+    app.include_router(auth.router, prefix="/api/v1")
+
+    app.state.auth = AuthConfig.from_settings(settings, auth_policy)
+    app.state.email_sender = email_sender or EmailSender.from_settings(settings)
+    app.state.rate_limits = rate_limits or RateLimits()
+    app.state.rate_limiter = SlidingWindowLimiter()
+    # Added last = runs first: every request, including rate-limited ones, gets an id and a log line.
+    app.add_middleware(
+        RateLimitMiddleware,
+        limits=app.state.rate_limits,
+        limiter=app.state.rate_limiter,
+        tokens=app.state.auth.tokens,
+    )
+    app.add_middleware(RequestLogMiddleware)
     return app
 
 

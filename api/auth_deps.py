@@ -1,0 +1,220 @@
+"""Reusable authentication and authorisation for routes.
+
+    from api.auth_deps import CurrentUser, VerifiedUser, require_role, require_totp, TotpCode, RequireTotp
+
+    @router.get("/things")
+    async def things(user: CurrentUser) -> ...: ...               # any logged-in customer or staff
+
+    @router.post("/withdrawals", dependencies=[RequireTotp, WithdrawalRateLimit])   # 2FA always (seed §7)
+    async def withdraw(user: VerifiedUser, ...) -> ...: ...
+
+    @router.post("/orders")
+    async def create_order(request: Request, body: ..., user: CurrentUser, session: SessionDep,
+                           totp_code: TotpCode = None):
+        if notional_gbp > 10_000:                                   # 2FA only above £10k (seed §7)
+            await require_totp(request, session, user, totp_code)
+        ...
+
+    @router.post("/admin/approvals/{id}", dependencies=[Depends(require_role("approver"))])
+
+Access tokens are checked against the sessions table on every request, so logout and revocation take
+effect at once. The authenticated user id is put on `request.state.user_id` for the access log.
+Auth-domain errors (`services.auth.AuthError`) become problem documents through `install`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api.deps import SessionDep
+from api.errors import Problem, ProblemError, problem_response
+from models.users import User
+from services.auth import (
+    AccountDisabled,
+    AuthConfig,
+    AuthError,
+    ClientInfo,
+    Conflict,
+    InvalidCredentials,
+    LockedOut,
+    NotFound,
+    PolicyViolation,
+    SecondFactorInvalid,
+    SecondFactorRequired,
+    TokenInvalid,
+    WrongPassword,
+)
+from services.auth import service as auth_service
+from services.auth import totp as totp_service
+from services.auth.service import utcnow
+
+_STATUS: dict[type[AuthError], int] = {
+    InvalidCredentials: 401,
+    TokenInvalid: 401,
+    SecondFactorRequired: 403,
+    SecondFactorInvalid: 403,
+    WrongPassword: 403,
+    AccountDisabled: 403,
+    NotFound: 404,
+    Conflict: 409,
+    PolicyViolation: 422,
+    LockedOut: 429,
+}
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from `POST /api/v1/auth/login`.")
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries declaring the problem-details body for `statuses`."""
+    content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {s: {"model": Problem, "content": content, "description": "problem details"} for s in statuses}
+
+
+def auth_config(request: Request) -> AuthConfig:
+    cfg: AuthConfig = request.app.state.auth
+    return cfg
+
+
+AuthConfigDep = Annotated[AuthConfig, Depends(auth_config)]
+
+
+def client_ip(request: Request) -> str:
+    """The peer address. Behind a proxy, run uvicorn with `--proxy-headers --forwarded-allow-ips` so
+    this is the customer's address and a client can't choose its own by sending X-Forwarded-For."""
+    return request.client.host if request.client else "unknown"
+
+
+def client_info(
+    request: Request,
+    user_agent: Annotated[str | None, Header(max_length=512)] = None,
+    x_device_id: Annotated[
+        str | None,
+        Header(
+            max_length=128,
+            description="A random id the app or browser keeps for this install; part of the device "
+            "fingerprint (with the User-Agent) that triggers new-device alerts.",
+        ),
+    ] = None,
+) -> ClientInfo:
+    return ClientInfo(ip=client_ip(request), user_agent=user_agent or "", device_id=x_device_id or "")
+
+
+ClientDep = Annotated[ClientInfo, Depends(client_info)]
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    user: User
+    session_id: uuid.UUID
+
+
+async def current_auth(
+    request: Request,
+    session: SessionDep,
+    cfg: AuthConfigDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Authenticated:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise TokenInvalid("an access token is required", code="not_authenticated")
+    user, sess = await auth_service.authenticate(session, cfg, credentials.credentials)
+    request.state.user_id = str(user.id)
+    return Authenticated(user=user, session_id=sess.id)
+
+
+async def current_user(auth: Annotated[Authenticated, Depends(current_auth)]) -> User:
+    return auth.user
+
+
+async def verified_user(user: Annotated[User, Depends(current_user)]) -> User:
+    if not user.email_verified:
+        raise ProblemError(403, "email_not_verified", "confirm your email address first")
+    return user
+
+
+CurrentAuth = Annotated[Authenticated, Depends(current_auth)]
+CurrentUser = Annotated[User, Depends(current_user)]
+VerifiedUser = Annotated[User, Depends(verified_user)]
+
+TotpCode = Annotated[
+    str | None,
+    Header(
+        alias="X-TOTP-Code",
+        pattern=r"^[0-9]{6}$",
+        description="A current code from the authenticator app, for actions that need the second factor.",
+    ),
+]
+
+
+async def require_totp(
+    request: Request, session: AsyncSession, user: User, code: str | None, *, mandatory: bool = True
+) -> None:
+    """Step-up check with the second factor (seed §7). Call it before the action changes anything.
+
+    `mandatory=True` (withdrawals, adding withdrawal addresses, trades above £10k): users without 2FA
+    are refused with `totp_enrollment_required`. `mandatory=False` (account settings): the code is only
+    demanded from users who enabled 2FA. A code is accepted once only; wrong codes count toward a
+    lock-out. Raises 403 (`totp_required`, `totp_invalid`, `totp_replayed`) or 429 (`totp_locked`).
+    The consumed code is committed at once, so it can't be replayed even if the action then fails.
+    """
+    if not user.twofa_enabled:
+        if mandatory:
+            raise ProblemError(403, "totp_enrollment_required", "enable two-factor authentication first")
+        return
+    cfg = auth_config(request)
+    await totp_service.verify_and_consume(
+        session, user, code, policy=cfg.policy, now=utcnow(), ip=client_ip(request)
+    )
+    await session.commit()
+
+
+def totp_guard(*, mandatory: bool = True) -> Callable[..., Awaitable[None]]:
+    """A dependency enforcing the `X-TOTP-Code` header: `dependencies=[Depends(totp_guard())]`."""
+
+    async def guard(request: Request, session: SessionDep, user: CurrentUser, code: TotpCode = None) -> None:
+        await require_totp(request, session, user, code, mandatory=mandatory)
+
+    return guard
+
+
+RequireTotp = Depends(totp_guard(mandatory=True))
+
+
+def require_role(role: str) -> Callable[..., Awaitable[User]]:
+    """A dependency admitting only staff with `role` (403 otherwise): `Depends(require_role("approver"))`."""
+
+    async def check(user: CurrentUser) -> User:
+        if role not in user.roles:
+            raise ProblemError(403, "forbidden", f"the {role} role is required")
+        return user
+
+    return check
+
+
+def _headers(exc: AuthError) -> dict[str, str] | None:
+    if isinstance(exc, LockedOut):
+        return {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, TokenInvalid | InvalidCredentials):
+        return {
+            "WWW-Authenticate": 'Bearer error="invalid_token"' if isinstance(exc, TokenInvalid) else "Bearer"
+        }
+    return None
+
+
+def install(app: FastAPI) -> None:
+    """Answer auth-domain errors with the one problem shape (status per error class, `field` named)."""
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(request: Request, exc: AuthError) -> JSONResponse:
+        status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
+        errors = [{"field": exc.field, "message": exc.detail, "type": exc.code}] if exc.field else None
+        return problem_response(
+            request, status, code=exc.code, detail=exc.detail, errors=errors, headers=_headers(exc)
+        )

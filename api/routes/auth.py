@@ -1,0 +1,261 @@
+"""Customer authentication: `/api/v1/auth/...` (seed §B, §7). Logic lives in `services.auth`."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
+
+from api.auth_deps import (
+    AuthConfigDep,
+    ClientDep,
+    CurrentAuth,
+    CurrentUser,
+    TotpCode,
+    client_ip,
+    problem_responses,
+    require_totp,
+)
+from api.deps import SessionDep
+from api.errors import ProblemError
+from models.auth import (
+    ChangePasswordRequest,
+    LoginRequest,
+    ProfileUpdate,
+    RefreshRequest,
+    RegisterRequest,
+    SessionPublic,
+    TokenResponse,
+    TotpCodeRequest,
+    TotpEnrollRequest,
+    TotpEnrollResponse,
+    TotpStatus,
+    UserPublic,
+    VerifyEmailRequest,
+)
+from models.users import User
+from providers.email import (
+    EmailDeliveryError,
+    EmailMessage,
+    EmailSender,
+    new_device_alert,
+    verification_email,
+)
+from services.auth import TokenPair
+from services.auth import service as auth
+
+log = logging.getLogger("api.auth")
+
+router = APIRouter(prefix="/auth", tags=["auth"], responses=problem_responses(422, 429))
+AUTHED = problem_responses(401, 403)
+
+
+def _sender(request: Request) -> EmailSender:
+    sender: EmailSender = request.app.state.email_sender
+    return sender
+
+
+async def _deliver(sender: EmailSender, to: str, message: EmailMessage) -> None:
+    """Background delivery: a mail outage must not fail the request that triggered the mail."""
+    try:
+        await sender.send(to, message)
+    except EmailDeliveryError:
+        log.warning("email %r to a user could not be delivered", message.subject, exc_info=True)
+
+
+def _tokens(pair: TokenPair) -> TokenResponse:
+    return TokenResponse(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        expires_in=pair.access_expires_in,
+        refresh_expires_in=pair.refresh_expires_in,
+        session_id=pair.session_id,
+    )
+
+
+def _send_verification(request: Request, background: BackgroundTasks, cfg: AuthConfigDep, user: User) -> None:
+    token = auth.verification_token(cfg, user)
+    base = request.app.state.settings.public_base_url.rstrip("/")
+    link = f"{base}/api/v1/auth/verify-email?token={token}"
+    hours = int(cfg.policy.email_token_ttl.total_seconds() // 3600)
+    background.add_task(_deliver, _sender(request), user.email, verification_email(link, valid_hours=hours))
+
+
+@router.post("/register", status_code=201, response_model=UserPublic, responses=problem_responses(409))
+async def register(
+    body: RegisterRequest,
+    request: Request,
+    session: SessionDep,
+    cfg: AuthConfigDep,
+    background: BackgroundTasks,
+) -> User:
+    """Create a customer account and email a verification link."""
+    user = await auth.register(
+        session,
+        email=body.email,
+        password=body.password,
+        first_name=body.first_name,
+        last_name=body.last_name,
+        ip=client_ip(request),
+    )
+    _send_verification(request, background, cfg, user)
+    return user
+
+
+@router.get("/verify-email", response_model=UserPublic, responses=problem_responses(401))
+async def verify_email_link(
+    token: Annotated[str, Query(min_length=1, max_length=4096)],
+    request: Request,
+    session: SessionDep,
+    cfg: AuthConfigDep,
+) -> User:
+    """Confirm an email address from the emailed link."""
+    return await auth.verify_email(session, cfg, token, ip=client_ip(request))
+
+
+@router.post("/verify-email", response_model=UserPublic, responses=problem_responses(401))
+async def verify_email(
+    body: VerifyEmailRequest, request: Request, session: SessionDep, cfg: AuthConfigDep
+) -> User:
+    """Confirm an email address with the token from the emailed link."""
+    return await auth.verify_email(session, cfg, body.token, ip=client_ip(request))
+
+
+@router.post("/verify-email/resend", status_code=202, responses={**AUTHED, **problem_responses(409)})
+async def resend_verification(
+    request: Request, user: CurrentUser, cfg: AuthConfigDep, background: BackgroundTasks
+) -> Response:
+    """Email a fresh verification link."""
+    if user.email_verified:
+        raise ProblemError(409, "already_verified", "the email address is already verified")
+    _send_verification(request, background, cfg, user)
+    return Response(status_code=202)
+
+
+@router.post("/login", response_model=TokenResponse, responses=problem_responses(401, 403))
+async def login(
+    body: LoginRequest,
+    request: Request,
+    session: SessionDep,
+    cfg: AuthConfigDep,
+    client: ClientDep,
+    background: BackgroundTasks,
+) -> TokenResponse:
+    """Exchange email, password (and TOTP code when 2FA is on) for an access and a refresh token."""
+    result = await auth.login(
+        session, cfg, email=body.email, password=body.password, totp_code=body.totp_code, client=client
+    )
+    if result.new_device:
+        alert = new_device_alert(when=auth.utcnow(), ip=client.ip, user_agent=client.user_agent or "unknown")
+        background.add_task(_deliver, _sender(request), result.user.email, alert)
+    return _tokens(result.tokens)
+
+
+@router.post("/refresh", response_model=TokenResponse, responses=problem_responses(401, 403))
+async def refresh(
+    body: RefreshRequest, session: SessionDep, cfg: AuthConfigDep, client: ClientDep
+) -> TokenResponse:
+    """Rotate the token pair; reusing an old refresh token revokes the whole session."""
+    return _tokens(await auth.refresh(session, cfg, body.refresh_token, client=client))
+
+
+@router.post("/logout", status_code=204, responses=AUTHED)
+async def logout(request: Request, session: SessionDep, current: CurrentAuth) -> Response:
+    """End this session: its access and refresh tokens stop working at once."""
+    await auth.logout(session, current.user, current.session_id, ip=client_ip(request))
+    return Response(status_code=204)
+
+
+@router.get("/sessions", response_model=list[SessionPublic], responses=AUTHED)
+async def list_sessions(session: SessionDep, current: CurrentAuth) -> list[SessionPublic]:
+    """List your active sessions (devices signed in)."""
+    rows = await auth.list_sessions(session, current.user)
+    return [
+        SessionPublic(
+            id=s.id,
+            created_at=s.created_at,
+            last_used_at=s.last_used_at,
+            expires_at=s.expires_at,
+            ip=s.ip,
+            user_agent=s.user_agent,
+            current=s.id == current.session_id,
+        )
+        for s in rows
+    ]
+
+
+@router.delete("/sessions/{session_id}", status_code=204, responses={**AUTHED, **problem_responses(404)})
+async def revoke_session(
+    session_id: uuid.UUID, request: Request, session: SessionDep, current: CurrentAuth
+) -> Response:
+    """Sign out one of your sessions."""
+    await auth.revoke_session(session, current.user, session_id, ip=client_ip(request))
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=UserPublic, responses=AUTHED)
+async def me(user: CurrentUser) -> User:
+    """Your account."""
+    return user
+
+
+@router.patch("/me", response_model=UserPublic, responses=AUTHED)
+async def update_me(
+    body: ProfileUpdate, request: Request, session: SessionDep, user: CurrentUser, totp_code: TotpCode = None
+) -> User:
+    """Change your profile (needs `X-TOTP-Code` when 2FA is on)."""
+    await require_totp(request, session, user, totp_code, mandatory=False)
+    changes = body.model_dump(exclude_unset=True)
+    return await auth.update_profile(session, user, changes, ip=client_ip(request))
+
+
+@router.post("/password", status_code=204, responses=AUTHED)
+async def change_password(
+    body: ChangePasswordRequest,
+    request: Request,
+    session: SessionDep,
+    cfg: AuthConfigDep,
+    current: CurrentAuth,
+    totp_code: TotpCode = None,
+) -> Response:
+    """Change your password (needs `X-TOTP-Code` when 2FA is on); other sessions are signed out."""
+    await require_totp(request, session, current.user, totp_code, mandatory=False)
+    await auth.change_password(
+        session,
+        cfg,
+        current.user,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        keep_session=current.session_id,
+        ip=client_ip(request),
+    )
+    return Response(status_code=204)
+
+
+@router.post("/2fa/enroll", response_model=TotpEnrollResponse, responses={**AUTHED, **problem_responses(409)})
+async def totp_enroll(
+    body: TotpEnrollRequest, request: Request, session: SessionDep, cfg: AuthConfigDep, user: CurrentUser
+) -> TotpEnrollResponse:
+    """Start TOTP enrolment: a secret and an otpauth:// URI for the authenticator app."""
+    enrolment = await auth.totp_enroll(session, cfg, user, password=body.password, ip=client_ip(request))
+    return TotpEnrollResponse(secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri)
+
+
+@router.post("/2fa/confirm", response_model=TotpStatus, responses={**AUTHED, **problem_responses(409)})
+async def totp_confirm(
+    body: TotpCodeRequest, request: Request, session: SessionDep, cfg: AuthConfigDep, user: CurrentUser
+) -> TotpStatus:
+    """Turn 2FA on with the first code from the authenticator app."""
+    await auth.totp_confirm(session, cfg, user, body.code, ip=client_ip(request))
+    return TotpStatus(enabled=True)
+
+
+@router.post("/2fa/disable", response_model=TotpStatus, responses={**AUTHED, **problem_responses(409)})
+async def totp_disable(
+    body: TotpCodeRequest, request: Request, session: SessionDep, cfg: AuthConfigDep, user: CurrentUser
+) -> TotpStatus:
+    """Turn 2FA off (needs a current code)."""
+    await auth.totp_disable(session, cfg, user, body.code, ip=client_ip(request))
+    return TotpStatus(enabled=False)

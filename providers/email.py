@@ -1,0 +1,143 @@
+"""Transactional email through SendGrid's official client (seed §C.9), and the message templates.
+
+The client is synchronous (urllib underneath), so `EmailSender.send` runs it in a worker thread; the event
+loop never waits on SendGrid. `settings.sendgrid_host` points it at the local mail sink (`sandbox/mail.py`)
+in `make run` and the tests, and is empty (SendGrid itself) in production.
+
+Templates are plain functions returning an `EmailMessage` (subject, text, HTML) so a later notification
+service can render the same mail from a Temporal activity. Every value interpolated into HTML is escaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import Content, Email, Mail, To
+
+from config import Settings
+
+SENDGRID_HOST = "https://api.sendgrid.com"
+
+
+@dataclass(frozen=True, slots=True)
+class EmailMessage:
+    subject: str
+    text: str
+    html: str
+
+
+class EmailDeliveryError(RuntimeError):
+    """SendGrid refused or could not take the message. Callers log it and let the user ask again
+    (e.g. resend the verification link); the action that triggered the mail is not undone."""
+
+
+class EmailSender:
+    """Sends `EmailMessage`s from one fixed sender address."""
+
+    def __init__(self, api_key: str, *, host: str = SENDGRID_HOST, sender: str) -> None:
+        self._client = SendGridAPIClient(api_key=api_key, host=host.rstrip("/"))
+        self._sender = sender
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EmailSender:
+        return cls(
+            settings.sendgrid_api_key,
+            host=settings.sendgrid_host or SENDGRID_HOST,
+            sender=settings.email_from,
+        )
+
+    async def send(self, to: str, message: EmailMessage) -> str:
+        """Deliver one message; returns SendGrid's message id."""
+        mail = Mail(
+            from_email=Email(self._sender),
+            to_emails=To(to),
+            subject=message.subject,
+            plain_text_content=Content("text/plain", message.text),
+            html_content=Content("text/html", message.html),
+        )
+        try:
+            response = await asyncio.to_thread(self._client.send, mail)
+        except HTTPError as e:
+            raise EmailDeliveryError(f"SendGrid answered {e.status_code}") from e
+        except OSError as e:
+            raise EmailDeliveryError(f"SendGrid unreachable: {type(e).__name__}") from e
+        return str(response.headers.get("X-Message-Id", ""))
+
+
+def _page(title: str, *paragraphs: str) -> str:
+    """Minimal HTML body; `paragraphs` are already-escaped HTML fragments."""
+    body = "".join(f"<p>{p}</p>" for p in paragraphs)
+    return f"<!doctype html><html><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+
+
+def verification_email(link: str, *, valid_hours: int) -> EmailMessage:
+    return EmailMessage(
+        subject="Confirm your email address",
+        text=(
+            "Welcome to Broker.\n\nConfirm your email address by opening this link:\n"
+            f"{link}\n\nThe link is valid for {valid_hours} hours.\n"
+            "If you did not sign up, ignore this email.\n"
+        ),
+        html=_page(
+            "Confirm your email address",
+            f'<a href="{html.escape(link)}">Confirm my email address</a>',
+            f"The link is valid for {valid_hours} hours. If you did not sign up, ignore this email.",
+        ),
+    )
+
+
+def new_device_alert(*, when: datetime, ip: str, user_agent: str) -> EmailMessage:
+    stamp = when.strftime("%Y-%m-%d %H:%M UTC")
+    return EmailMessage(
+        subject="New sign-in to your Broker account",
+        text=(
+            f"Your account was signed in to from a new device.\n\nWhen: {stamp}\nIP address: {ip}\n"
+            f"Device: {user_agent}\n\n"
+            "If this was not you, change your password and sign out all sessions now.\n"
+        ),
+        html=_page(
+            "New sign-in to your Broker account",
+            "Your account was signed in to from a new device.",
+            f"When: {html.escape(stamp)}<br>IP address: {html.escape(ip)}<br>"
+            f"Device: {html.escape(user_agent)}",
+            "If this was not you, change your password and sign out all sessions now.",
+        ),
+    )
+
+
+def order_filled(
+    *, order_id: str, side: str, symbol: str, quantity: Decimal, price: Decimal, total_gbp: Decimal
+) -> EmailMessage:
+    line = f"{side.upper()} {quantity} {symbol} at {price} — total £{total_gbp}"
+    return EmailMessage(
+        subject=f"Order filled: {side.upper()} {symbol}",
+        text=f"Your order {order_id} was filled.\n\n{line}\n",
+        html=_page("Order filled", f"Your order {html.escape(order_id)} was filled.", html.escape(line)),
+    )
+
+
+def withdrawal_status(
+    *, withdrawal_id: str, currency: str, amount: Decimal, status: str, reason: str | None = None
+) -> EmailMessage:
+    extra = f" Reason: {reason}." if reason else ""
+    line = f"Your withdrawal of {amount} {currency} ({withdrawal_id}) is now {status}.{extra}"
+    return EmailMessage(
+        subject=f"Withdrawal {status.lower()}: {amount} {currency}",
+        text=line + "\n",
+        html=_page("Withdrawal update", html.escape(line)),
+    )
+
+
+def deposit_credited(*, currency: str, amount: Decimal, balance: Decimal) -> EmailMessage:
+    line = f"{amount} {currency} has been credited to your account. Your balance is {balance} {currency}."
+    return EmailMessage(
+        subject=f"Deposit credited: {amount} {currency}",
+        text=line + "\n",
+        html=_page("Deposit credited", html.escape(line)),
+    )

@@ -167,7 +167,8 @@ def slippage(all_in_price: Decimal, reference: Decimal, side: Side) -> Decimal:
     Rounded up to 8 decimals: an order on the edge of the customer's limit is refused, not filled.
     """
     gap = all_in_price - reference if side is Side.BUY else reference - all_in_price
-    return max(_ZERO, _divide(gap, reference, 8, Direction.CUSTOMER_PAYS))
+    result = _divide(gap, reference, 8, Direction.CUSTOMER_PAYS)
+    return result if result > 0 else _ZERO  # plain "0" in the record, not "0E-8"
 
 
 def fee_inclusive_touch(book: OrderBook, side: Side, fee_rate: Decimal) -> Decimal | None:

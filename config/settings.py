@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     otc_threshold_gbp: Decimal = Decimal("50000")
     withdrawal_approval_threshold_gbp: Decimal = Decimal("10000")
     withdrawal_dual_approval_threshold_gbp: Decimal = Decimal("50000")
-    house_account_shards: int = Field(default=16, ge=1, le=256)
+    house_account_shards: int = Field(default=64, ge=1, le=256)
 
     @property
     def is_production(self) -> bool:

@@ -15,12 +15,15 @@ nothing; the same key with a different request is an error, never a silent secon
 
 Hot house accounts: we chose **a pool of sub-accounts plus one SQL function per posting**. Every trade
 touches the fee-revenue and provider accounts; if each were one row, concurrent settlements of
-different customers would queue on that row's lock for the whole transaction. Each house account is
-`house_account_shards` rows (16 by default); a posting picks a shard at random, so concurrent
-postings rarely meet, and the house balance is the sum over its shards. Each posting is one call to
-the `ledger_post` PL/pgSQL function: one round trip, locks taken in account-id order (no deadlocks)
-and held for microseconds. We preferred this to deferred/batched house balances because every entry
-keeps an exact `balance_after` and a per-account hash chain with no background job to lag or fail.
+different customers would queue on that row's lock for the whole transaction, commit flush included.
+Each house account is `house_account_shards` rows (64 by default) and a posting uses the shard of its
+database session (backend pid modulo the shard count), so concurrent sessions almost never meet on a
+house row (a random shard per posting was measured to collide far more often); the house balance is
+the sum over its shards. Each posting is one call to the `ledger_post` PL/pgSQL function: one round
+trip, all legs inserted by one statement, customer rows locked before house rows and each in id order
+(no deadlocks), so the shared rows are held for the shortest possible time. We preferred this to
+deferred/batched house balances because every entry keeps an exact `balance_after` and a per-account
+hash chain, with no background job to lag or fail.
 
 Tamper evidence: each entry stores `hash = sha256(prev_hash | fields…)` chained per account (per
 shard) with a gap-free `seq`; `verify()` recomputes every chain and reports the first altered or
@@ -32,7 +35,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import random
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -341,12 +343,9 @@ class Ledger:
     to run in a transaction of its own.
     """
 
-    def __init__(
-        self, engine: AsyncEngine, *, house_shards: int = 16, rng: random.Random | None = None
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, *, house_shards: int = 64) -> None:
         self._engine = engine
         self._shards = house_shards
-        self._rng = rng or random.Random()
         self._house_ids: dict[tuple[str, str], list[uuid.UUID]] = {}
 
     @asynccontextmanager
@@ -417,10 +416,19 @@ class Ledger:
         self._house_ids[key] = ids
         return ids
 
-    async def _resolve(self, leg: Leg) -> uuid.UUID:
+    async def _leg_json(self, leg: Leg) -> dict[str, Any]:
+        target: dict[str, Any]
         if isinstance(leg.account, House):
-            return self._rng.choice(await self.house_shards(leg.account.code, leg.currency))
-        return leg.account
+            shards = await self.house_shards(leg.account.code, leg.currency)
+            target = {"house": leg.account.code, "shards": len(shards)}
+        else:
+            target = {"account_id": str(leg.account)}
+        return {
+            **target,
+            "currency": leg.currency,
+            "amount": _fmt(leg.amount),
+            "hold_id": str(leg.hold_id) if leg.hold_id else None,
+        }
 
     # writes ---------------------------------------------------------------------------------
 
@@ -448,15 +456,7 @@ class Ledger:
     async def post(self, posting: Posting, conn: AsyncConnection | None = None) -> PostingResult:
         """Apply the posting once. A repeat with the same key returns the first result."""
         self._validate(posting)
-        legs = [
-            {
-                "account_id": str(await self._resolve(leg)),
-                "currency": leg.currency,
-                "amount": _fmt(leg.amount),
-                "hold_id": str(leg.hold_id) if leg.hold_id else None,
-            }
-            for leg in posting.legs
-        ]
+        legs = [await self._leg_json(leg) for leg in posting.legs]
         params = {
             "tx": uuid.uuid4(),
             "key": posting.idempotency_key,

@@ -6,8 +6,8 @@ Create Date: 2026-11-24
 
 The ledger proper (issue 3): journal transactions (the unit of idempotency), holds, per-account
 sequence numbers and a hash chain on entries, sharded house accounts, the currency table with scales,
-and the posting functions. The database enforces double entry itself: a deferred constraint trigger
-refuses to commit any journal transaction whose entries do not sum to zero per currency.
+and the posting functions. The database enforces double entry itself: a statement-level trigger refuses
+any INSERT whose entries do not sum to zero per journal transaction and currency.
 """
 
 from collections.abc import Sequence
@@ -39,16 +39,13 @@ LEDGER_FUNCTIONS = (
     """
 CREATE FUNCTION ledger_check_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    -- One check per journal transaction is enough: deferred, it runs at commit with every row present.
-    IF current_setting('ledger.checked_tx', true) = NEW.transaction_id::text THEN
-        RETURN NULL;
-    END IF;
-    IF EXISTS (SELECT 1 FROM ledger_entries e WHERE e.transaction_id = NEW.transaction_id
-               GROUP BY e.currency HAVING sum(e.amount) <> 0) THEN
-        RAISE EXCEPTION 'ledger transaction % does not sum to zero per currency', NEW.transaction_id
+    -- Statement-level, over the rows this INSERT added: each statement must leave every journal
+    -- transaction it touches balanced per currency (ledger_post writes all legs in one INSERT).
+    -- One check per posting instead of one queued event per row.
+    IF EXISTS (SELECT 1 FROM new_entries n GROUP BY n.transaction_id, n.currency HAVING sum(n.amount) <> 0) THEN
+        RAISE EXCEPTION 'ledger entries inserted by one statement do not sum to zero per currency and transaction'
             USING ERRCODE = 'LG004';
     END IF;
-    PERFORM set_config('ledger.checked_tx', NEW.transaction_id::text, true);
     RETURN NULL;
 END $$;
 """,
@@ -83,6 +80,14 @@ DECLARE
     v_available numeric;
     v_reserved numeric;
     v_hash text;
+    e_ids uuid[] := '{}';
+    e_accounts uuid[] := '{}';
+    e_seqs bigint[] := '{}';
+    e_currencies text[] := '{}';
+    e_amounts numeric[] := '{}';
+    e_balances numeric[] := '{}';
+    e_prev text[] := '{}';
+    e_hashes text[] := '{}';
 BEGIN
     INSERT INTO ledger_transactions AS t (id, idempotency_key, request_hash, kind, reference_type,
                                           reference_id, created_by, metadata, created_at)
@@ -107,10 +112,18 @@ BEGIN
         RAISE EXCEPTION 'posting % does not sum to zero per currency', p_key USING ERRCODE = 'LG004';
     END IF;
 
-    -- Accounts are locked in id order, so concurrent postings never deadlock.
+    -- A house leg names its account by code and shard count; the shard is this backend's
+    -- (pid modulo shards), so concurrent sessions mostly touch different rows of a hot house account.
+    -- Customer rows are locked first, then house rows, each in id order: one global lock order means
+    -- postings never deadlock, and the shared house rows are held for the shortest time.
     FOR v_leg IN
-        SELECT * FROM jsonb_to_recordset(p_legs) AS l(account_id uuid, currency text, amount numeric, hold_id uuid)
-        ORDER BY l.account_id
+        SELECT coalesce(l.account_id, h.id) AS account_id, l.house, l.currency, l.amount, l.hold_id
+          FROM jsonb_to_recordset(p_legs)
+               AS l(account_id uuid, house text, shards int, currency text, amount numeric, hold_id uuid)
+          LEFT JOIN accounts h
+                 ON l.house IS NOT NULL AND h.kind = 'house' AND h.code = l.house
+                AND h.currency = l.currency AND h.shard = pg_backend_pid() % greatest(l.shards, 1)
+         ORDER BY (l.house IS NOT NULL), coalesce(l.account_id, h.id)
     LOOP
         IF v_leg.amount IS NULL OR v_leg.amount = 0 THEN
             RAISE EXCEPTION 'leg amount must be non-zero' USING ERRCODE = 'LG008';
@@ -125,7 +138,8 @@ BEGIN
         END IF;
         SELECT a.* INTO v_acc FROM accounts a WHERE a.id = v_leg.account_id FOR UPDATE;
         IF NOT FOUND THEN
-            RAISE EXCEPTION 'unknown account %', v_leg.account_id USING ERRCODE = 'LG005';
+            RAISE EXCEPTION 'unknown account %', coalesce(v_leg.account_id::text, v_leg.house)
+                USING ERRCODE = 'LG005';
         END IF;
         IF v_acc.currency <> v_leg.currency THEN
             RAISE EXCEPTION 'account % holds %, not %', v_acc.id, v_acc.currency, v_leg.currency
@@ -138,20 +152,20 @@ BEGIN
             IF v_leg.amount > 0 THEN
                 RAISE EXCEPTION 'a leg paid from a hold must be a debit' USING ERRCODE = 'LG008';
             END IF;
-            SELECT h.* INTO v_hold FROM holds h WHERE h.id = v_leg.hold_id FOR UPDATE;
+            UPDATE holds h SET consumed = h.consumed - v_leg.amount
+             WHERE h.id = v_leg.hold_id AND h.status = 'active' AND h.account_id = v_acc.id
+               AND h.consumed - v_leg.amount <= h.amount;
             IF NOT FOUND THEN
-                RAISE EXCEPTION 'unknown hold %', v_leg.hold_id USING ERRCODE = 'LG005';
-            END IF;
-            IF v_hold.status <> 'active' THEN
-                RAISE EXCEPTION 'hold % is %', v_hold.id, v_hold.status USING ERRCODE = 'LG002';
-            END IF;
-            IF v_hold.account_id <> v_acc.id THEN
-                RAISE EXCEPTION 'hold % belongs to another account', v_hold.id USING ERRCODE = 'LG006';
-            END IF;
-            IF v_hold.consumed - v_leg.amount > v_hold.amount THEN
+                SELECT h.* INTO v_hold FROM holds h WHERE h.id = v_leg.hold_id;
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION 'unknown hold %', v_leg.hold_id USING ERRCODE = 'LG005';
+                ELSIF v_hold.status <> 'active' THEN
+                    RAISE EXCEPTION 'hold % is %', v_hold.id, v_hold.status USING ERRCODE = 'LG002';
+                ELSIF v_hold.account_id <> v_acc.id THEN
+                    RAISE EXCEPTION 'hold % belongs to another account', v_hold.id USING ERRCODE = 'LG006';
+                END IF;
                 RAISE EXCEPTION 'debit exceeds what hold % has left', v_hold.id USING ERRCODE = 'LG001';
             END IF;
-            UPDATE holds SET consumed = consumed - v_leg.amount WHERE id = v_hold.id;
             v_reserved := v_reserved + v_leg.amount;
         ELSE
             v_available := v_available + v_leg.amount;
@@ -168,12 +182,22 @@ BEGIN
            SET balance = v_balance, available_balance = v_available, reserved_balance = v_reserved,
                entry_seq = v_seq, last_hash = v_hash, updated_at = v_now
          WHERE id = v_acc.id;
-        INSERT INTO ledger_entries (id, transaction_id, account_id, seq, currency, amount, balance_after,
-                                    reference_type, reference_id, metadata, created_at, created_by,
-                                    prev_hash, hash)
-        VALUES (v_entry, p_tx_id, v_acc.id, v_seq, v_leg.currency, v_leg.amount, v_balance,
-                p_ref_type, p_ref_id, p_metadata, v_now, p_created_by, v_acc.last_hash, v_hash);
+        -- Entries are written in one INSERT after the loop: one executor run instead of one per leg.
+        e_ids := e_ids || v_entry;
+        e_accounts := e_accounts || v_acc.id;
+        e_seqs := e_seqs || v_seq;
+        e_currencies := e_currencies || v_leg.currency;
+        e_amounts := e_amounts || v_leg.amount;
+        e_balances := e_balances || v_balance;
+        e_prev := e_prev || v_acc.last_hash;
+        e_hashes := e_hashes || v_hash;
     END LOOP;
+    INSERT INTO ledger_entries (id, transaction_id, account_id, seq, currency, amount, balance_after,
+                                reference_type, reference_id, created_at, created_by, prev_hash, hash)
+    SELECT e.id, p_tx_id, e.account_id, e.seq, e.currency, e.amount, e.balance_after,
+           p_ref_type, p_ref_id, v_now, p_created_by, e.prev_hash, e.hash
+      FROM unnest(e_ids, e_accounts, e_seqs, e_currencies, e_amounts, e_balances, e_prev, e_hashes)
+           AS e(id, account_id, seq, currency, amount, balance_after, prev_hash, hash);
 
     IF p_close_holds THEN
         -- Committing a hold returns whatever it did not consume to available.
@@ -364,8 +388,8 @@ def upgrade() -> None:
     for sql in LEDGER_FUNCTIONS:
         op.execute(sql)
     op.execute(
-        "CREATE CONSTRAINT TRIGGER ledger_entries_balanced AFTER INSERT ON ledger_entries "
-        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledger_check_balanced()"
+        "CREATE TRIGGER ledger_entries_balanced AFTER INSERT ON ledger_entries "
+        "REFERENCING NEW TABLE AS new_entries FOR EACH STATEMENT EXECUTE FUNCTION ledger_check_balanced()"
     )
 
 

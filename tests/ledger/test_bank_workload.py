@@ -44,7 +44,7 @@ class Model:
 
 
 async def test_bank_workload(engine: AsyncEngine) -> None:
-    ledger = Ledger(engine, house_shards=8, rng=random.Random(7))
+    ledger = Ledger(engine, house_shards=8)
     run = uuid.uuid4().hex[:8]
     ref_type = f"BANK{run}"
     accounts = []

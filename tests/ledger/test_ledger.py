@@ -324,7 +324,7 @@ async def test_database_refuses_an_unbalanced_journal_even_without_the_code(
                 {"tx": tx, "a": a},
             )
     assert isinstance(info.value.__cause__ or info.value, Exception)
-    assert "does not sum to zero" in str(info.value)
+    assert "do not sum to zero" in str(info.value)
 
 
 async def test_entries_pagination_and_totals(ledger: Ledger, new_account: NewAccount) -> None:

@@ -36,6 +36,18 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+def _route_template(scope: Scope) -> str | None:
+    """The matched route's full template. FastAPI ≥0.16x keeps included routers' routes un-prefixed
+    (`scope["route"].path` is `/auth/...`) and records the full template in its effective route context;
+    read that when present, else fall back to the route's own path (None when nothing matched)."""
+    context = (scope.get("fastapi") or {}).get("effective_route_context")
+    template = getattr(context, "path_format", None)
+    if isinstance(template, str):
+        return template
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else None
+
+
 class RequestLogMiddleware:
     def __init__(self, app: ASGIApp, *, logger: logging.Logger = log) -> None:
         self.app = app
@@ -63,7 +75,6 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
             client = scope.get("client")
             self.log.info(
                 json.dumps(
@@ -71,7 +82,7 @@ class RequestLogMiddleware:
                         "event": "http_request",
                         "request_id": request_id,
                         "method": scope["method"],
-                        "route": getattr(route, "path", None),
+                        "route": _route_template(scope),
                         "path": scope["path"],
                         "status": status,
                         "latency_ms": round((time.perf_counter() - started) * 1000, 2),

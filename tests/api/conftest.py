@@ -7,8 +7,10 @@ per-account counters (which live in the shared database) never leak between test
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -16,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -184,3 +187,26 @@ async def audit_actions(engine: AsyncEngine, user_id: str) -> list[str]:
             {"u": user_id},
         )
         return [r[0] for r in rows]
+
+
+async def totp_codes(secret: str) -> list[str]:
+    """Three codes for consecutive time steps (previous, current, next), each accepted once and only in
+    this order. Waits out the end of a step first, so all three stay inside the ±1-step drift window
+    while the test runs."""
+    into_step = time.time() % 30
+    if into_step > 25:
+        await asyncio.sleep(30 - into_step + 0.1)
+    now = time.time()
+    totp = pyotp.TOTP(secret)
+    return [totp.at(now - 30), totp.at(now), totp.at(now + 30)]
+
+
+async def enable_2fa(client: httpx.AsyncClient, tokens: dict[str, Any]) -> tuple[str, list[str]]:
+    """Enrol and confirm 2FA with the first code; returns the secret and the two codes still unused."""
+    r = await client.post("/api/v1/auth/2fa/enroll", json={"password": PASSWORD}, headers=bearer(tokens))
+    assert r.status_code == 200, r.text
+    secret = r.json()["secret"]
+    codes = await totp_codes(secret)
+    r = await client.post("/api/v1/auth/2fa/confirm", json={"code": codes[0]}, headers=bearer(tokens))
+    assert r.status_code == 200, r.text
+    return secret, codes[1:]

@@ -125,6 +125,9 @@ class VenueOrder(BaseModel):
     fee_currency: str | None = None
     fills: list[VenueFill] = Field(default_factory=list)
     raw: dict[str, Any] = Field(default_factory=dict)
+    # Base amount of the request NOT sent because it was finer than the venue's lot step (the adapter
+    # rounds amounts down, never up); the saga must not charge the customer for it.
+    unplaced_amount: Decimal = Decimal(0)
 
 
 class VenueBalance(BaseModel):

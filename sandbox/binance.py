@@ -432,15 +432,14 @@ class BinanceApp:
         symbol = self.spec(params["symbol"]).symbol if "symbol" in params else None
         out = [
             self.order_json(o)
-            for o in self.venue.visible_orders()
-            if o.is_open and (symbol is None or o.symbol == symbol)
+            for o in self.venue.listed(lambda o: o.is_open and (symbol is None or o.symbol == symbol))
         ]
         return web.json_response(out)
 
     async def all_orders(self, request: web.Request) -> web.Response:
         params = await self.signed_params(request)
         symbol = self.spec(params.get("symbol")).symbol
-        out = [self.order_json(o) for o in self.venue.visible_orders() if o.symbol == symbol]
+        out = [self.order_json(o) for o in self.venue.listed(lambda o: o.symbol == symbol)]
         return web.json_response(out[-int(params.get("limit", "500")) :])
 
     async def my_trades(self, request: web.Request) -> web.Response:
@@ -448,9 +447,7 @@ class BinanceApp:
         spec = self.spec(params.get("symbol"))
         wanted = params.get("orderId")
         rows = []
-        for o in self.venue.visible_orders():
-            if o.symbol != spec.symbol or (wanted is not None and o.id != wanted):
-                continue
+        for o in self.venue.listed(lambda o: o.symbol == spec.symbol and (wanted is None or o.id == wanted)):
             for f in o.fills:
                 rows.append(
                     {"symbol": _pair_id(spec), "id": f.trade_id, "orderId": int(o.id), "orderListId": -1,

@@ -356,9 +356,7 @@ class KrakenApp:
     def _filtered(self, params: dict[str, str], open_: bool) -> dict[str, Any]:
         cl = params.get("cl_ord_id")
         out = {}
-        for o in self.venue.visible_orders():
-            if o.is_open != open_ or (cl is not None and o.client_order_id != cl):
-                continue
+        for o in self.venue.listed(lambda o: o.is_open == open_ and (cl is None or o.client_order_id == cl)):
             out[o.id] = self.order_info(o)
         return out
 

@@ -27,7 +27,7 @@ import itertools
 import random
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
@@ -609,8 +609,21 @@ class Venue:
             raise VenueReject("unknown_order", "Order does not exist.")
         return found
 
-    def visible_orders(self) -> list[Order]:
-        return [o for o in sorted(self.orders.values(), key=lambda o: o.seq) if o.hidden_lookups <= 0]
+    def listed(self, match: Callable[[Order], bool]) -> list[Order]:
+        """Orders a listing query (open orders, closed orders, trades) returns.
+
+        A freshly created order under the not-found lag is left out, and each listing that would have
+        shown it counts as one of its lookups, as `lookup` does.
+        """
+        out = []
+        for o in sorted(self.orders.values(), key=lambda o: o.seq):
+            if not match(o):
+                continue
+            if o.hidden_lookups > 0:
+                o.hidden_lookups -= 1
+                continue
+            out.append(o)
+        return out
 
     def cancel(self, *, order_id: str | None = None, client_order_id: str | None = None,
                symbol: str | None = None) -> Order:  # fmt: skip

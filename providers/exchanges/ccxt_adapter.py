@@ -196,6 +196,8 @@ _BINANCE_AUTH = {"-1022", "-2014", "-2015", "-2008"}
 _AUTH_MARKERS = ("EAPI:Invalid key", "EAPI:Invalid signature", "EGeneral:Permission denied")
 # Explicit "we did not process this" answers: safe to retry even while placing.
 _MAINTENANCE_MARKERS = ("System is under maintenance", "EService:Unavailable", "EService:Busy")
+# ccxt's kraken table misses "EFunding:Insufficient funds" (its broad entry reads ":IInsufficient funds").
+_INSUFFICIENT_MARKERS = ("EFunding:Insufficient funds", "EOrder:Insufficient funds")
 _NOT_FOUND_MARKERS = (
     "EOrder:Unknown order",
     "EOrder:Invalid order",
@@ -245,7 +247,7 @@ class CcxtAdapter:
             or isinstance(e, ccxt_errors.AuthenticationError)
         ):
             return VenueAuthError(name, msg)
-        if isinstance(e, ccxt_errors.InsufficientFunds):
+        if isinstance(e, ccxt_errors.InsufficientFunds) or any(m in msg for m in _INSUFFICIENT_MARKERS):
             return InsufficientVenueFunds(name, msg)
         if code == "-1021" or isinstance(e, ccxt_errors.InvalidNonce):
             # Clock skew or a stale nonce: rejected before processing; retry with a fresh one.

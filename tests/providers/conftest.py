@@ -100,6 +100,12 @@ def exchange_config(name: str, url: str, **overrides: Any) -> ExchangeConfig:
     return ExchangeConfig(**values)
 
 
+def quick_close(adapter: CcxtAdapter) -> CcxtAdapter:
+    """ccxt waits 250 ms on close for TLS shutdowns; the sandboxes speak plain HTTP."""
+    adapter.exchange.timeout_on_exit = 0
+    return adapter
+
+
 @pytest_asyncio.fixture(params=["binance", "kraken"])
 async def venue(
     request: pytest.FixtureRequest, sandboxes: RunningSandboxes, http: httpx.AsyncClient
@@ -108,7 +114,7 @@ async def venue(
     name: str = request.param
     control = VenueControl(name, sandboxes.urls[name], http)
     await control.reset()
-    adapter = CcxtAdapter(exchange_config(name, sandboxes.urls[name]))
+    adapter = quick_close(CcxtAdapter(exchange_config(name, sandboxes.urls[name])))
     await adapter.load()
     try:
         yield adapter, control

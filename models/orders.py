@@ -53,6 +53,8 @@ class Order(SQLModel, table=True):
     total_fee: Decimal = Field(default=Decimal(0), sa_column=money(server_default="0"))
     fee_currency: str | None = Field(default=None, max_length=10)
     execution_record: dict[str, Any] | None = Field(default=None, sa_column=jsonb())
+    notional_gbp: Decimal | None = Field(default=None, sa_column=money(nullable=True))
+    hold_id: uuid.UUID | None = Field(default=None, foreign_key="holds.id")
     expires_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
     created_at: datetime | None = Field(default=None, sa_column=timestamp())
     updated_at: datetime | None = Field(default=None, sa_column=timestamp())

@@ -12,9 +12,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.orders import OrderActivities
 from activities.ping import PingActivities
 from config import Settings
+from providers.exchanges.base import ExecutionAdapter
+from services.ledger import Ledger
+from services.router import Router, RouterParams
 from temporal import task_queues
+from workflows.orders import OrderWorkflow
 from workflows.ping import PingWorkflow
 
 
@@ -23,6 +28,35 @@ class Dependencies:
     settings: Settings
     engine: AsyncEngine
     closers: list[Callable[[], Any]] = field(default_factory=list)
+    # Built on first use (tests inject their own, pointed at in-process sandboxes).
+    adapters: dict[str, ExecutionAdapter] | None = None
+    router: Router | None = None
+    email: Any = None
+
+    def exchange_adapters(self) -> dict[str, ExecutionAdapter]:
+        if self.adapters is None:
+            from providers.exchanges.ccxt_adapter import build_adapters
+
+            self.adapters = build_adapters(self.settings)
+            for adapter in self.adapters.values():
+                self.closers.append(adapter.close)
+        return self.adapters
+
+    def best_execution_router(self) -> Router:
+        if self.router is None:
+            adapters = self.exchange_adapters()
+            exchanges = {name: a for name, a in adapters.items() if name != "otc"}
+            self.router = Router(
+                exchanges, otc=adapters.get("otc"), params=RouterParams.from_settings(self.settings)
+            )
+        return self.router
+
+    def email_sender(self) -> Any:
+        if self.email is None and self.settings.sendgrid_host:
+            from providers.email import EmailSender
+
+            self.email = EmailSender.from_settings(self.settings)
+        return self.email
 
 
 @dataclass
@@ -34,8 +68,30 @@ class QueueSpec:
 def build(deps: Dependencies) -> dict[str, QueueSpec]:
     """Task queue -> the workflows and bound activity methods its workers run."""
     ping = PingActivities(deps.engine)
+    orders = OrderActivities(
+        engine=deps.engine,
+        ledger=Ledger(deps.engine, house_shards=deps.settings.house_account_shards),
+        router=deps.best_execution_router(),
+        adapters=deps.exchange_adapters(),
+        settings=deps.settings,
+        email=deps.email_sender(),
+    )
     return {
-        task_queues.ORDERS: QueueSpec(workflows=[PingWorkflow], activities=[ping.ping]),
+        task_queues.ORDERS: QueueSpec(
+            workflows=[PingWorkflow, OrderWorkflow],
+            activities=[
+                ping.ping,
+                orders.accept,
+                orders.quote,
+                orders.reserve,
+                orders.place,
+                orders.settle,
+                orders.mark,
+                orders.venue_status,
+                orders.cancel_at_venue,
+                orders.notify,
+            ],
+        ),
         task_queues.PAYMENTS: QueueSpec(workflows=[], activities=[]),
         task_queues.OPS: QueueSpec(workflows=[], activities=[]),
     }

@@ -1,0 +1,405 @@
+"""Order activities: thin, idempotent wrappers over services/orders.py, the ledger, the router and
+the execution adapters.
+
+Idempotency, step by step:
+- `accept`: the order row is inserted with ON CONFLICT DO NOTHING on its id.
+- `reserve`: the hold's key is `ORDER:<id>:reserve`; the limit check excludes this order itself.
+- `place`: the client order id is derived from (order id, attempt). On any retry of the activity, the
+  venue is asked for that id *before* anything is sent again: a crash or timeout after sending never
+  produces a second order.
+- `settle`: increments are computed against `provider_fills` (locked) and the ledger key is derived
+  from the cumulative fills booked, so a replay books nothing twice.
+- `mark` / `notify`: plain status writes and a message; repeating them is harmless.
+
+Failures cross to the workflow as `ApplicationError`s with stable `type`s (listed in `ErrorType`).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from config import Settings
+from models.assets import Direction, round_for_house
+from models.market import (
+    BestExecutionRecord,
+    OrderType,
+    PlaceOrderRequest,
+    Side,
+    VenueOrder,
+    split_symbol,
+)
+from models.order_flow import (
+    AcceptResult,
+    MarkRequest,
+    NotifyRequest,
+    OrderStatus,
+    PlaceRequest,
+    QuoteRequest,
+    Reservation,
+    ReserveRequest,
+    SettleRequest,
+    SettleResult,
+    VenueOrderRef,
+)
+from providers.exchanges.base import (
+    AmbiguousPlacement,
+    ExecutionAdapter,
+    RetryableVenueError,
+    TerminalVenueError,
+    VenueError,
+)
+from providers.exchanges.ccxt_adapter import client_order_id
+from services import orders as svc
+from services.ledger import HoldNotActive, InsufficientFunds, Ledger, LedgerError, Leg
+from services.router import Router, RoutingRefused
+
+log = logging.getLogger("activities.orders")
+
+DEFAULT_MAX_SLIPPAGE = Decimal("0.01")
+
+
+class ErrorType:
+    REJECTED = "OrderRejected"  # validation, KYC, frozen account (details: code, reason)
+    NO_ROUTE = "NoRoute"  # the router refused (details: refusal, reason)
+    INSUFFICIENT_FUNDS = "InsufficientFunds"
+    VENUE_REFUSED = "VenueRefused"  # terminal at that venue: fall back
+    VENUE_UNAVAILABLE = "VenueUnavailable"  # retryable at that venue, then fall back
+    NOT_PLACED = "NotPlaced"  # an ambiguous placement proved absent: safe to send again
+
+
+def _rejected(e: svc.OrderRejected) -> ApplicationError:
+    return ApplicationError(e.reason, e.code, type=ErrorType.REJECTED, non_retryable=True)
+
+
+class OrderActivities:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        ledger: Ledger,
+        router: Router,
+        adapters: Mapping[str, ExecutionAdapter],
+        settings: Settings,
+        email: object | None = None,
+    ) -> None:
+        self._engine = engine
+        self._ledger = ledger
+        self._router = router
+        self._adapters = adapters
+        self._settings = settings
+        self._email = email
+
+    # -- local activities (database and quoting) --
+
+    @activity.defn(name="order.accept")
+    async def accept(self, req: svc.OrderRequest) -> AcceptResult:
+        """Validate the order's shape and the customer; record the order once."""
+        try:
+            svc.validate(req)
+            async with self._engine.begin() as conn:
+                status, tier, user_status = await svc.insert_order(conn, req)
+        except svc.OrderRejected as e:
+            raise _rejected(e) from e
+        if user_status != "ACTIVE":
+            raise _rejected(svc.OrderRejected("account_frozen", f"the account is {user_status.lower()}"))
+        if tier < 1:
+            raise _rejected(
+                svc.OrderRejected("kyc_required", "KYC tier 0 cannot trade; complete identity checks")
+            )
+        return AcceptResult(status=status, kyc_tier=tier)
+
+    @activity.defn(name="order.quote")
+    async def quote(self, req: QuoteRequest) -> BestExecutionRecord:
+        """Ask the router where to send the order (or a fallback for one leg)."""
+        order = req.order
+        slippage = order.max_slippage if order.max_slippage is not None else DEFAULT_MAX_SLIPPAGE
+        if order.type is OrderType.LIMIT:
+            slippage = Decimal("0.5")  # a limit order's price is its guard; the router only picks the venue
+        amount = req.amount if req.amount is not None else order.amount
+        quote_amount = None if req.amount is not None else order.quote_amount
+        try:
+            return await self._router.quote(
+                order.symbol,
+                order.side,
+                amount=amount,
+                quote_amount=quote_amount,
+                max_slippage=slippage,
+                exclude=req.exclude,
+            )
+        except RoutingRefused as e:
+            refusal = e.record.refusal.value if e.record.refusal else "refused"
+            raise ApplicationError(
+                e.record.reason or str(e),
+                refusal,
+                e.record.model_dump(mode="json"),
+                type=ErrorType.NO_ROUTE,
+                non_retryable=True,
+            ) from e
+
+    @activity.defn(name="order.reserve")
+    async def reserve(self, req: ReserveRequest) -> Reservation:
+        """Check the KYC trading limit and reserve the funds, atomically, in one transaction."""
+        order, record = req.order, req.record
+        base, quote = split_symbol(order.symbol)
+        fee_rate = self._settings.customer_taker_fee
+        slippage = order.max_slippage if order.max_slippage is not None else DEFAULT_MAX_SLIPPAGE
+        reference = record.slippage_reference or record.all_in_price
+        if reference is None:
+            raise ApplicationError("no reference price", type=ErrorType.NO_ROUTE, non_retryable=True)
+        expected_amount = record.amount if order.amount is None else order.amount
+        currency, hold_amount, cap, notional = svc.plan_reservation(
+            order,
+            expected_amount=expected_amount,
+            expected_quote=record.quote_amount,
+            reference_price=reference,
+            fee_rate=fee_rate,
+            max_slippage=slippage,
+        )
+        try:
+            async with self._engine.begin() as conn:
+                tier = (
+                    await conn.execute(text("SELECT kyc_tier FROM users WHERE id = :u"), {"u": order.user_id})
+                ).scalar_one()
+                await svc.check_trading_limit(
+                    conn, user_id=order.user_id, order_id=order.order_id, kyc_tier=tier, notional_gbp=notional
+                )
+                account = await self._ledger.customer_account(order.user_id, currency, conn=conn)
+                hold = await self._ledger.reserve(
+                    account,
+                    currency,
+                    hold_amount,
+                    reference_type="ORDER",
+                    reference_id=order.order_id,
+                    conn=conn,
+                )
+                reservation = Reservation(
+                    hold_id=hold.hold_id,
+                    hold_currency=currency,
+                    hold_amount=hold_amount,
+                    notional_gbp=notional,
+                    price_cap=cap,
+                    fee_rate=fee_rate,
+                )
+                await svc.mark_routed(
+                    conn,
+                    order_id=order.order_id,
+                    reservation=reservation,
+                    record=record.model_dump(mode="json"),
+                )
+        except svc.OrderRejected as e:
+            raise _rejected(e) from e
+        except InsufficientFunds as e:
+            raise ApplicationError(
+                f"insufficient {currency}: the order needs {hold_amount} {currency} available",
+                type=ErrorType.INSUFFICIENT_FUNDS,
+                non_retryable=True,
+            ) from e
+        del base
+        return reservation
+
+    @activity.defn(name="order.settle")
+    async def settle(self, req: SettleRequest) -> SettleResult:
+        """Book what filled since the last settlement, in one transaction with fills, trades and the order."""
+        base, quote = split_symbol(req.symbol)
+        rate = self._settings.customer_maker_fee if req.maker else req.reservation.fee_rate
+        async with self._engine.begin() as conn:
+            increments = await svc.increments_since_last(conn, req.order_id, req.venue_orders)
+            settled_now = any(i.amount > 0 for i in increments)
+            if settled_now:
+                quote_acc = await self._ledger.customer_account(req.user_id, quote, conn=conn)
+                base_acc = await self._ledger.customer_account(req.user_id, base, conn=conn)
+                legs, _fee = svc.settlement_legs(
+                    side=req.side,
+                    symbol=req.symbol,
+                    quote_account=quote_acc,
+                    base_account=base_acc,
+                    hold_id=req.reservation.hold_id,
+                    increments=increments,
+                    fee_rate=rate,
+                )
+                legs = await self._within_hold(conn, legs, req.reservation.hold_id)
+                posting = svc.settlement_posting(
+                    order_id=req.order_id, legs=legs, increments=increments, final=req.final, created_by=None
+                )
+                await self._ledger.post(posting, conn=conn)
+                await svc.record_trades(
+                    conn,
+                    order_id=req.order_id,
+                    user_id=req.user_id,
+                    symbol=req.symbol,
+                    side=req.side,
+                    increments=increments,
+                    fee_rate=rate,
+                )
+            elif req.final:
+                try:
+                    await self._ledger.release(req.reservation.hold_id, conn=conn)
+                except HoldNotActive:
+                    pass  # committed by an earlier settlement: nothing left to release
+            status, filled, filled_quote, avg, fee = await svc.refresh_totals(
+                conn, req.order_id, req.status, req.reason
+            )
+        return SettleResult(
+            status=status,
+            filled_amount=filled,
+            filled_quote=filled_quote,
+            average_price=avg,
+            fee=fee,
+            settled_now=settled_now,
+        )
+
+    async def _within_hold(self, conn: object, legs: list[Leg], hold_id: uuid.UUID) -> list[Leg]:
+        """Per-fill rounding can overshoot a hold sized with one rounding by a penny or two: the
+        excess is paid from the customer's available balance, not silently dropped."""
+        from sqlalchemy.ext.asyncio import AsyncConnection
+
+        assert isinstance(conn, AsyncConnection)
+        row = (
+            await conn.execute(text("SELECT amount - consumed FROM holds WHERE id = :h"), {"h": hold_id})
+        ).first()
+        left = row[0] if row else Decimal(0)
+        out: list[Leg] = []
+        for leg in legs:
+            if leg.hold_id == hold_id and -leg.amount > left:
+                excess = -leg.amount - left
+                if left > 0:
+                    out.append(Leg(leg.account, leg.currency, -left, hold_id=hold_id))
+                out.append(Leg(leg.account, leg.currency, -excess))
+            else:
+                out.append(leg)
+        return out
+
+    @activity.defn(name="order.mark")
+    async def mark(self, req: MarkRequest) -> None:
+        """Set a final status without fills (rejected, failed, cancelled early); release the hold."""
+        async with self._engine.begin() as conn:
+            if req.hold_id is not None:
+                try:
+                    await self._ledger.release(req.hold_id, conn=conn)
+                except HoldNotActive:
+                    pass
+            await svc.set_status(
+                conn,
+                req.order_id,
+                req.status,
+                req.reason,
+                req.record.model_dump(mode="json") if req.record else None,
+            )
+
+    # -- regular activities (venues, email) --
+
+    @activity.defn(name="order.place")
+    async def place(self, req: PlaceRequest) -> VenueOrder:
+        """Place one leg at its venue, exactly once per (order, attempt)."""
+        adapter = self._adapters[req.leg.provider]
+        cid = client_order_id(req.order_id, req.attempt)
+        try:
+            if activity.info().attempt > 1:
+                # We may have sent it before this retry (timeout, crash): ask before sending again.
+                found = await adapter.resolve_placement(req.symbol, cid)
+                if found is not None:
+                    return found
+            order = await adapter.place_order(
+                PlaceOrderRequest(
+                    symbol=req.symbol,
+                    side=req.side,
+                    type=req.type,
+                    amount=req.leg.amount,
+                    price=req.price,
+                    time_in_force=req.time_in_force,
+                    client_order_id=cid,
+                )
+            )
+        except AmbiguousPlacement as e:
+            found = await self._resolve(adapter, req.symbol, cid)
+            if found is None:
+                raise ApplicationError(
+                    f"{req.leg.provider}: placement proved absent after lookups", type=ErrorType.NOT_PLACED
+                ) from e
+            order = found
+        except TerminalVenueError as e:
+            self._router.record_failure(req.leg.provider)
+            raise ApplicationError(str(e), type=ErrorType.VENUE_REFUSED, non_retryable=True) from e
+        except RetryableVenueError as e:
+            self._router.record_failure(req.leg.provider)
+            raise ApplicationError(str(e), type=ErrorType.VENUE_UNAVAILABLE) from e
+        self._router.record_success(req.leg.provider)
+        return order
+
+    async def _resolve(self, adapter: ExecutionAdapter, symbol: str, cid: str) -> VenueOrder | None:
+        try:
+            return await adapter.resolve_placement(symbol, cid)
+        except VenueError as e:
+            # Unknown is not absent: retry the activity, which asks again before sending.
+            raise ApplicationError(
+                f"cannot resolve placement yet: {e}", type=ErrorType.VENUE_UNAVAILABLE
+            ) from e
+
+    @activity.defn(name="order.venue_status")
+    async def venue_status(self, ref: VenueOrderRef) -> VenueOrder:
+        try:
+            return await self._adapters[ref.provider].order_status(ref.symbol, ref.provider_order_id)
+        except VenueError as e:
+            raise ApplicationError(str(e), type=ErrorType.VENUE_UNAVAILABLE) from e
+
+    @activity.defn(name="order.cancel_at_venue")
+    async def cancel_at_venue(self, ref: VenueOrderRef) -> VenueOrder:
+        """Cancel a resting order; returns its final state (fills up to the cancel included)."""
+        adapter = self._adapters[ref.provider]
+        try:
+            await adapter.cancel_order(ref.symbol, ref.provider_order_id)
+        except TerminalVenueError:
+            pass  # already closed (filled or cancelled): its status below says which
+        except VenueError as e:
+            raise ApplicationError(str(e), type=ErrorType.VENUE_UNAVAILABLE) from e
+        try:
+            return await adapter.order_status(ref.symbol, ref.provider_order_id)
+        except VenueError as e:
+            raise ApplicationError(str(e), type=ErrorType.VENUE_UNAVAILABLE) from e
+
+    @activity.defn(name="order.notify")
+    async def notify(self, req: NotifyRequest) -> None:
+        """Email the customer the order's outcome. Best effort: a lost email never blocks settlement."""
+        if self._email is None:
+            return
+        from providers.email import EmailSender, order_filled
+
+        assert isinstance(self._email, EmailSender)
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT u.email, o.side, o.symbol, o.filled_amount, o.average_fill_price, "
+                        "o.filled_quote_amount, o.total_fee, o.status "
+                        "FROM orders o JOIN users u ON u.id = o.user_id "
+                        "WHERE o.id = :o"
+                    ),
+                    {"o": req.order_id},
+                )
+            ).first()
+        if row is None or row[3] <= 0:
+            return
+        _, quote = split_symbol(row[2])
+        total = round_for_house(quote, row[5], Direction.CUSTOMER_PAYS)
+        await self._email.send(
+            row[0],
+            order_filled(
+                order_id=str(req.order_id),
+                side=row[1],
+                symbol=row[2],
+                quantity=row[3],
+                price=row[4],
+                total_gbp=total,
+            ),
+        )
+
+
+__all__ = ["DEFAULT_MAX_SLIPPAGE", "ErrorType", "LedgerError", "OrderActivities", "OrderStatus", "Side"]

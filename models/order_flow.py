@@ -1,0 +1,167 @@
+"""Inputs, outputs and state of the order saga (pydantic: they cross Temporal and HTTP unchanged).
+
+New fields always get defaults, so histories recorded before a change stay replayable.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from models.market import (
+    BestExecutionRecord,
+    ExecutionLeg,
+    OrderType,
+    Side,
+    TimeInForce,
+    VenueOrder,
+)
+
+
+class OrderStatus(StrEnum):
+    PENDING = "PENDING"  # accepted, not yet routed
+    ROUTED = "ROUTED"  # quoted and funds reserved
+    OPEN = "OPEN"  # a limit order resting at the venue
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"  # final for a market order that filled in part
+    FILLED = "FILLED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+    REJECTED = "REJECTED"  # refused before anything reached a venue (limits, funds, no route)
+    FAILED = "FAILED"  # no venue accepted it
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {
+        OrderStatus.FILLED,
+        OrderStatus.PARTIALLY_FILLED,
+        OrderStatus.CANCELLED,
+        OrderStatus.EXPIRED,
+        OrderStatus.REJECTED,
+        OrderStatus.FAILED,
+    }
+)
+
+
+class OrderRequest(BaseModel):
+    """What the customer asked for; the saga's input. `order_id` is the business key."""
+
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+    symbol: str
+    side: Side
+    type: OrderType
+    amount: Decimal | None = None  # base amount
+    quote_amount: Decimal | None = None  # market buys only: spend this much quote currency
+    price: Decimal | None = None  # limit price
+    max_slippage: Decimal | None = None  # fraction; None: the configured default
+    time_in_force: TimeInForce = TimeInForce.GTC
+    expires_at: datetime | None = None  # good-till-date for limit orders
+    poll_interval_s: float = 5.0  # how often a resting limit order is checked at the venue
+    created_by: uuid.UUID | None = None
+
+
+class AcceptResult(BaseModel):
+    status: OrderStatus
+    kyc_tier: int
+
+
+class ReserveRequest(BaseModel):
+    order: OrderRequest
+    record: BestExecutionRecord
+
+
+class Reservation(BaseModel):
+    hold_id: uuid.UUID
+    hold_currency: str
+    hold_amount: Decimal
+    notional_gbp: Decimal
+    price_cap: Decimal  # buys: no placement may pay more per unit; sells: receive less
+    fee_rate: Decimal  # the customer's taker rate at the time of the order
+
+
+class PlaceRequest(BaseModel):
+    order_id: uuid.UUID
+    attempt: int
+    symbol: str
+    side: Side
+    type: OrderType
+    leg: ExecutionLeg
+    price: Decimal  # protective limit (market) or the customer's limit (limit orders)
+    time_in_force: TimeInForce
+
+
+class QuoteRequest(BaseModel):
+    order: OrderRequest
+    amount: Decimal | None = None  # overrides the order's size (fallback for one leg)
+    exclude: list[str] = Field(default_factory=list)
+
+
+class SettleRequest(BaseModel):
+    """Venue orders as last seen. Settlement books whatever filled beyond what was settled before."""
+
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+    symbol: str
+    side: Side
+    reservation: Reservation
+    venue_orders: list[VenueOrder]
+    maker: bool = False  # fills after the order rested are charged the maker rate
+    final: bool = True  # release what the hold did not consume
+    status: OrderStatus | None = None  # the order's status after this step (computed if None)
+    reason: str | None = None
+
+
+class SettleResult(BaseModel):
+    status: OrderStatus
+    filled_amount: Decimal
+    filled_quote: Decimal
+    average_price: Decimal | None
+    fee: Decimal
+    settled_now: bool  # False when nothing new filled (or a replay)
+
+
+class MarkRequest(BaseModel):
+    order_id: uuid.UUID
+    status: OrderStatus
+    reason: str | None = None
+    hold_id: uuid.UUID | None = None  # released, if given
+    record: BestExecutionRecord | None = None
+
+
+class VenueOrderRef(BaseModel):
+    provider: str
+    symbol: str
+    provider_order_id: str
+
+
+class NotifyRequest(BaseModel):
+    order_id: uuid.UUID
+
+
+class OrderState(BaseModel):
+    """What the `state` query returns (and the workflow's result)."""
+
+    order_id: uuid.UUID
+    status: OrderStatus = OrderStatus.PENDING
+    reason: str | None = None
+    filled_amount: Decimal = Decimal(0)
+    filled_quote: Decimal = Decimal(0)
+    average_price: Decimal | None = None
+    fee: Decimal = Decimal(0)
+    providers: list[str] = Field(default_factory=list)
+    provider_order_ids: list[str] = Field(default_factory=list)
+    cancel_requested: bool = False
+    attempts: int = 0
+
+
+class CancelRequest(BaseModel):
+    reason: str = "cancelled by customer"
+    requested_by: uuid.UUID | None = None

@@ -1,0 +1,512 @@
+"""Order domain logic: validation, trading limits, reservations and settlement (seed §4, §C.6).
+
+No Temporal and no HTTP here; the order activities call these functions, and the API uses the same
+validation so a bad order is refused before a workflow starts.
+
+Settlement, written once (all amounts exact Decimals; rounding by `models.assets.round_for_house`):
+
+    BUY  base B for quote Q at venue V, customer fee rate r:
+        customer quote   -(ceil(Q) + ceil(Q*r))    paid from the hold
+        customer base    +B
+        provider:V quote +ceil(Q)                  (what we spent at the venue)
+        provider:V base  -B                        (what the venue now holds for us)
+        fee_revenue      +ceil(Q*r)
+    SELL base B for quote Q:
+        customer base    -B                        paid from the hold
+        customer quote   +(floor(Q) - ceil(Q*r))
+        provider:V base  +B
+        provider:V quote -floor(Q)
+        fee_revenue      +ceil(Q*r)
+    The venue's own fee F (in whatever asset it charged) is the house's cost:
+        provider:V +ceil(F), fee_revenue -ceil(F)  (in that asset)
+
+House accounts are seen from the liability side (our assets are negative), so every posting sums to
+zero per currency. Rounding a venue amount to our scale always goes the house's way; the few pence of
+difference between `provider:V` and the venue's exact balance are reconciliation tolerance.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from models.assets import SCALES, Direction, PrecisionError, UnknownCurrency, check_scale, round_for_house
+from models.market import SYMBOLS, OrderType, Side, VenueOrder, split_symbol
+from models.order_flow import OrderRequest, OrderStatus, Reservation
+from services.ledger import House, HouseAccount, Leg, Posting
+
+# Seed §C.6: rolling 24 h trading limit per KYC tier, in GBP.
+TRADING_LIMITS_GBP: dict[int, Decimal] = {
+    0: Decimal(0),
+    1: Decimal("1000"),
+    2: Decimal("10000"),
+    3: Decimal("100000"),
+}
+# Orders in these states count towards the rolling limit (what was refused or never placed does not).
+COUNTED_STATUSES = ("ROUTED", "OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "EXPIRED")
+PRICE_PLACES = 8
+_PRICE_Q = Decimal(1).scaleb(-PRICE_PLACES)
+ZERO = Decimal(0)
+
+
+class OrderRejected(Exception):
+    """The order is refused; `code` is stable (tests and the API rely on it), `reason` is for people."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def validate(req: OrderRequest) -> None:
+    """Shape checks that need no database: symbol, sizes, prices, their scales."""
+    if req.symbol not in SYMBOLS:
+        raise OrderRejected("unknown_symbol", f"unknown symbol {req.symbol}; we trade {', '.join(SYMBOLS)}")
+    base, quote = split_symbol(req.symbol)
+    if (req.amount is None) == (req.quote_amount is None):
+        raise OrderRejected("invalid_size", "give exactly one of amount (base) or quote_amount")
+    if req.quote_amount is not None and not (req.type is OrderType.MARKET and req.side is Side.BUY):
+        raise OrderRejected("invalid_size", "quote_amount is only for market buys; give amount")
+    for name, value, currency in (("amount", req.amount, base), ("quote_amount", req.quote_amount, quote)):
+        if value is None:
+            continue
+        if value <= 0:
+            raise OrderRejected("invalid_size", f"{name} must be positive")
+        try:
+            check_scale(currency, value)
+        except (PrecisionError, UnknownCurrency) as e:
+            raise OrderRejected("invalid_precision", str(e)) from e
+    if req.type is OrderType.LIMIT:
+        if req.price is None or req.price <= 0:
+            raise OrderRejected("invalid_price", "a limit order needs a positive price")
+        if req.price != req.price.quantize(_PRICE_Q, rounding=ROUND_FLOOR):
+            raise OrderRejected("invalid_precision", f"price has more than {PRICE_PLACES} decimal places")
+    elif req.price is not None:
+        raise OrderRejected("invalid_price", "a market order takes no price; use max_slippage")
+    if req.max_slippage is not None and not (Decimal(0) <= req.max_slippage <= Decimal("0.5")):
+        raise OrderRejected("invalid_slippage", "max_slippage must be between 0 and 0.5")
+
+
+def _ceil_price(p: Decimal) -> Decimal:
+    return p.quantize(_PRICE_Q, rounding=ROUND_CEILING)
+
+
+def _floor_price(p: Decimal) -> Decimal:
+    return p.quantize(_PRICE_Q, rounding=ROUND_FLOOR)
+
+
+def plan_reservation(
+    req: OrderRequest,
+    *,
+    expected_amount: Decimal,
+    expected_quote: Decimal,
+    reference_price: Decimal,
+    fee_rate: Decimal,
+    max_slippage: Decimal,
+) -> tuple[str, Decimal, Decimal, Decimal]:
+    """(hold currency, hold amount, price cap, GBP notional) for an order.
+
+    A buy reserves the most it could cost: its size at the price cap (the reference price plus the
+    slippage allowance, or the customer's limit) plus the customer fee on that, rounded up. Every
+    placement's limit is clamped to the cap, so no fill, fallback included, can cost more than the hold.
+    A sell reserves the base amount it sells.
+    """
+    base, quote = split_symbol(req.symbol)
+    if req.side is Side.BUY:
+        cap = (
+            req.price
+            if req.type is OrderType.LIMIT and req.price
+            else _ceil_price(reference_price * (1 + max_slippage))
+        )
+        most = expected_amount * cap
+        hold = round_for_house(quote, most, Direction.CUSTOMER_PAYS) + round_for_house(
+            quote, most * fee_rate, Direction.CUSTOMER_PAYS
+        )
+        notional = expected_quote if req.type is OrderType.MARKET else expected_amount * cap
+        return quote, hold, cap, round_for_house(quote, notional, Direction.CUSTOMER_PAYS)
+    floor = (
+        req.price
+        if req.type is OrderType.LIMIT and req.price
+        else _floor_price(reference_price * (1 - max_slippage))
+    )
+    assert req.amount is not None
+    notional = expected_quote if req.type is OrderType.MARKET else req.amount * floor
+    return base, req.amount, floor, round_for_house(quote, notional, Direction.CUSTOMER_PAYS)
+
+
+def clamp_limit(side: Side, leg_limit: Decimal, cap: Decimal) -> Decimal:
+    """The protective price actually sent: never beyond the reservation's cap."""
+    return min(leg_limit, cap) if side is Side.BUY else max(leg_limit, cap)
+
+
+@dataclass(frozen=True)
+class Increment:
+    """What filled at one venue order since the last settlement."""
+
+    provider: str
+    provider_order_id: str
+    client_order_id: str | None
+    cumulative_amount: Decimal
+    cumulative_quote: Decimal
+    cumulative_fee: Decimal
+    amount: Decimal
+    quote: Decimal
+    fee: Decimal
+    fee_currency: str | None
+    raw: dict[str, Any]
+    status: str
+
+
+def settlement_legs(
+    *,
+    side: Side,
+    symbol: str,
+    quote_account: uuid.UUID,
+    base_account: uuid.UUID,
+    hold_id: uuid.UUID,
+    increments: list[Increment],
+    fee_rate: Decimal,
+) -> tuple[list[Leg], Decimal]:
+    """Ledger legs for the increments, merged per account and currency; and the customer fee charged."""
+    base, quote = split_symbol(symbol)
+    sums: dict[tuple[object, str, uuid.UUID | None], Decimal] = defaultdict(Decimal)
+    total_fee = ZERO
+    fee_rev = House(HouseAccount.FEE_REVENUE)
+    for inc in increments:
+        if inc.amount <= 0:
+            continue
+        provider = House(HouseAccount.provider(inc.provider))
+        fee_c = round_for_house(quote, inc.quote * fee_rate, Direction.CUSTOMER_PAYS)
+        total_fee += fee_c
+        if side is Side.BUY:
+            paid = round_for_house(quote, inc.quote, Direction.CUSTOMER_PAYS)
+            got = round_for_house(base, inc.amount, Direction.CUSTOMER_RECEIVES)
+            sums[(quote_account, quote, hold_id)] -= paid + fee_c
+            sums[(base_account, base, None)] += got
+            sums[(provider, quote, None)] += paid
+            sums[(provider, base, None)] -= got
+        else:
+            sold = inc.amount  # already at the base scale: it is the size we sent
+            received = round_for_house(quote, inc.quote, Direction.CUSTOMER_RECEIVES)
+            sums[(base_account, base, hold_id)] -= sold
+            sums[(quote_account, quote, None)] += received - fee_c
+            sums[(provider, base, None)] += sold
+            sums[(provider, quote, None)] -= received
+        sums[(fee_rev, quote, None)] += fee_c
+        if inc.fee > 0 and inc.fee_currency:
+            if inc.fee_currency not in SCALES:
+                raise ValueError(f"venue fee in {inc.fee_currency}, which we do not hold")
+            venue_fee = round_for_house(inc.fee_currency, inc.fee, Direction.CUSTOMER_PAYS)
+            sums[(provider, inc.fee_currency, None)] += venue_fee
+            sums[(fee_rev, inc.fee_currency, None)] -= venue_fee
+    legs = [
+        Leg(account, currency, amount, hold_id=hold)  # type: ignore[arg-type]
+        for (account, currency, hold), amount in sums.items()
+        if amount != 0
+    ]
+    return legs, total_fee
+
+
+# --- database steps (each takes the connection of the activity's transaction) -------------------
+
+
+async def insert_order(conn: AsyncConnection, req: OrderRequest) -> tuple[OrderStatus, int, str]:
+    """Create the order row once; return (status, the customer's KYC tier, the customer's status)."""
+    user = (
+        await conn.execute(text("SELECT kyc_tier, status FROM users WHERE id = :u"), {"u": req.user_id})
+    ).first()
+    if user is None:
+        raise OrderRejected("unknown_customer", "no such customer")
+    await conn.execute(
+        text(
+            "INSERT INTO orders (id, user_id, symbol, side, type, time_in_force, price, amount, "
+            "quote_amount, max_slippage, expires_at, status) "
+            "VALUES (:id, :u, :sym, :side, :type, :tif, :price, :amount, "
+            ":qa, :slip, :exp, 'PENDING') ON CONFLICT (id) DO NOTHING"
+        ),
+        {
+            "id": req.order_id,
+            "u": req.user_id,
+            "sym": req.symbol,
+            "side": req.side.value,
+            "type": req.type.value,
+            "tif": req.time_in_force.value,
+            "price": req.price,
+            "amount": req.amount,
+            "qa": req.quote_amount,
+            "slip": req.max_slippage,
+            "exp": req.expires_at,
+        },
+    )
+    row = (await conn.execute(text("SELECT status FROM orders WHERE id = :id"), {"id": req.order_id})).one()
+    return OrderStatus(row[0]), int(user[0]), str(user[1])
+
+
+async def check_trading_limit(
+    conn: AsyncConnection, *, user_id: uuid.UUID, order_id: uuid.UUID, kyc_tier: int, notional_gbp: Decimal
+) -> None:
+    """Refuse the order if it would take the customer over their tier's rolling 24 h limit.
+
+    The customer's row is locked for the rest of the transaction, so two concurrent orders of one
+    customer are counted one after the other, never both against the same headroom.
+    """
+    await conn.execute(text("SELECT 1 FROM users WHERE id = :u FOR UPDATE"), {"u": user_id})
+    limit = TRADING_LIMITS_GBP.get(kyc_tier, ZERO)
+    used = (
+        await conn.execute(
+            text(
+                "SELECT coalesce(sum(CASE WHEN status IN ('CANCELLED', 'EXPIRED', 'PARTIALLY_FILLED') "
+                "THEN filled_quote_amount ELSE notional_gbp END), 0) FROM orders "
+                "WHERE user_id = :u AND id <> :o AND created_at > :since AND status = ANY(:counted)"
+            ),
+            {
+                "u": user_id,
+                "o": order_id,
+                "since": datetime.now(UTC) - timedelta(hours=24),
+                "counted": list(COUNTED_STATUSES),
+            },
+        )
+    ).scalar_one()
+    if used + notional_gbp > limit:
+        raise OrderRejected(
+            "kyc_limit_exceeded",
+            f"KYC tier {kyc_tier} allows £{limit} of trading per 24 h; £{used} used, this order needs "
+            f"£{notional_gbp}",
+        )
+
+
+async def mark_routed(
+    conn: AsyncConnection, *, order_id: uuid.UUID, reservation: Reservation, record: dict[str, Any]
+) -> None:
+    await conn.execute(
+        text(
+            "UPDATE orders SET status = CASE WHEN status = 'PENDING' THEN 'ROUTED' ELSE status END, "
+            "notional_gbp = :n, hold_id = :h, execution_record = CAST(:rec AS jsonb), "
+            "fee_currency = :fc, updated_at = now() WHERE id = :id"
+        ),
+        {
+            "id": order_id,
+            "n": reservation.notional_gbp,
+            "h": reservation.hold_id,
+            "rec": _json(record),
+            "fc": None,
+        },
+    )
+
+
+async def set_status(
+    conn: AsyncConnection,
+    order_id: uuid.UUID,
+    status: OrderStatus,
+    reason: str | None = None,
+    record: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        text(
+            "UPDATE orders SET status = :s, reject_reason = coalesce(:r, reject_reason), "
+            "execution_record = coalesce(CAST(:rec AS jsonb), execution_record), updated_at = now(), "
+            "cancelled_at = CASE WHEN :s IN ('CANCELLED', 'EXPIRED') THEN now() ELSE cancelled_at END "
+            "WHERE id = :id"
+        ),
+        {
+            "id": order_id,
+            "s": status.value,
+            "r": reason,
+            "rec": _json(record) if record is not None else None,
+        },
+    )
+
+
+async def increments_since_last(
+    conn: AsyncConnection, order_id: uuid.UUID, venue_orders: list[VenueOrder]
+) -> list[Increment]:
+    """Compare each venue order with its provider_fills row (locked) and upsert the new cumulative."""
+    out = []
+    for vo in venue_orders:
+        prev = (
+            await conn.execute(
+                text(
+                    "SELECT amount, quote_amount, fee FROM provider_fills "
+                    "WHERE provider = :p AND provider_order_id = :po FOR UPDATE"
+                ),
+                {"p": vo.provider, "po": vo.provider_order_id},
+            )
+        ).first()
+        p_amount, p_quote, p_fee = (prev[0], prev[1], prev[2]) if prev else (ZERO, ZERO, ZERO)
+        if vo.filled <= p_amount:
+            continue
+        avg = _floor_price(vo.quote_filled / vo.filled) if vo.filled else ZERO
+        params = {
+            "id": uuid.uuid5(order_id, f"{vo.provider}:{vo.provider_order_id}"),
+            "p": vo.provider,
+            "po": vo.provider_order_id,
+            "co": vo.client_order_id,
+            "o": order_id,
+            "sym": vo.symbol,
+            "side": vo.side.value,
+            "a": vo.filled,
+            "pr": avg,
+            "q": vo.quote_filled,
+            "f": vo.fee,
+            "fc": vo.fee_currency,
+            "st": vo.status.value,
+            "raw": _json(vo.raw),
+        }
+        await conn.execute(
+            text(
+                "INSERT INTO provider_fills (id, provider, provider_order_id, client_order_id, our_order_id, "
+                "symbol, side, amount, price, quote_amount, fee, fee_currency, status, raw_response, "
+                "executed_at) VALUES (:id, :p, :po, :co, :o, :sym, :side, :a, :pr, :q, :f, :fc, :st, "
+                "CAST(:raw AS jsonb), now()) ON CONFLICT (provider, provider_order_id) DO UPDATE SET "
+                "amount = EXCLUDED.amount, price = EXCLUDED.price, quote_amount = EXCLUDED.quote_amount, "
+                "fee = EXCLUDED.fee, status = EXCLUDED.status, raw_response = EXCLUDED.raw_response, "
+                "executed_at = now()"
+            ),
+            params,
+        )
+        out.append(
+            Increment(
+                provider=vo.provider,
+                provider_order_id=vo.provider_order_id,
+                client_order_id=vo.client_order_id,
+                cumulative_amount=vo.filled,
+                cumulative_quote=vo.quote_filled,
+                cumulative_fee=vo.fee,
+                amount=vo.filled - p_amount,
+                quote=vo.quote_filled - p_quote,
+                fee=max(vo.fee - p_fee, ZERO),
+                fee_currency=vo.fee_currency,
+                raw=vo.raw,
+                status=vo.status.value,
+            )
+        )
+    return out
+
+
+def settlement_posting(
+    *,
+    order_id: uuid.UUID,
+    legs: list[Leg],
+    increments: list[Increment],
+    final: bool,
+    created_by: uuid.UUID | None,
+) -> Posting:
+    """The step name is derived from the cumulative fills it books, so a retry replays the same key."""
+    marks = ",".join(
+        sorted(f"{i.provider}:{i.provider_order_id}:{i.cumulative_amount.normalize()}" for i in increments)
+    )
+    return Posting(
+        reference_type="ORDER",
+        reference_id=order_id,
+        step=f"settle:{marks}",
+        kind="trade",
+        legs=legs,
+        close_holds=final,
+        created_by=created_by,
+        metadata={"fills": marks},
+    )
+
+
+async def record_trades(
+    conn: AsyncConnection,
+    *,
+    order_id: uuid.UUID,
+    user_id: uuid.UUID,
+    symbol: str,
+    side: Side,
+    increments: list[Increment],
+    fee_rate: Decimal,
+) -> None:
+    _, quote = split_symbol(symbol)
+    for inc in increments:
+        if inc.amount <= 0:
+            continue
+        fee_c = round_for_house(quote, inc.quote * fee_rate, Direction.CUSTOMER_PAYS)
+        await conn.execute(
+            text(
+                "INSERT INTO trades (id, order_id, user_id, symbol, side, amount, price, fee, fee_currency, "
+                "provider, provider_trade_id) VALUES (:id, :o, :u, :sym, :side, :a, :p, :f, :fc, :prov, :pt) "
+                "ON CONFLICT (id) DO NOTHING"
+            ),
+            {
+                "id": uuid.uuid5(order_id, f"{inc.provider}:{inc.provider_order_id}:{inc.cumulative_amount}"),
+                "o": order_id,
+                "u": user_id,
+                "sym": symbol,
+                "side": side.value,
+                "a": inc.amount,
+                "p": _floor_price(inc.quote / inc.amount),
+                "f": fee_c,
+                "fc": quote,
+                "prov": inc.provider,
+                "pt": inc.provider_order_id,
+            },
+        )
+
+
+async def refresh_totals(
+    conn: AsyncConnection, order_id: uuid.UUID, status: OrderStatus | None, reason: str | None
+) -> tuple[OrderStatus, Decimal, Decimal, Decimal | None, Decimal]:
+    """Recompute the order's filled amount, average price and fee from its fills and trades."""
+    filled, quote = (
+        await conn.execute(
+            text(
+                "SELECT coalesce(sum(amount), 0), coalesce(sum(quote_amount), 0) FROM provider_fills "
+                "WHERE our_order_id = :o"
+            ),
+            {"o": order_id},
+        )
+    ).one()
+    fee = (
+        await conn.execute(
+            text("SELECT coalesce(sum(fee), 0) FROM trades WHERE order_id = :o"), {"o": order_id}
+        )
+    ).scalar_one()
+    avg = _floor_price(quote / filled) if filled else None
+    providers = (
+        await conn.execute(
+            text(
+                "SELECT provider, provider_order_id FROM provider_fills "
+                "WHERE our_order_id = :o ORDER BY provider"
+            ),
+            {"o": order_id},
+        )
+    ).all()
+    await conn.execute(
+        text(
+            "UPDATE orders SET filled_amount = :f, filled_quote_amount = :q, average_fill_price = :avg, "
+            "total_fee = :fee, status = coalesce(:s, status), reject_reason = coalesce(:r, reject_reason), "
+            "routed_to_provider = :prov, provider_order_id = :poid, updated_at = now(), "
+            "filled_at = CASE WHEN :s = 'FILLED' THEN now() ELSE filled_at END, "
+            "cancelled_at = CASE WHEN :s IN ('CANCELLED', 'EXPIRED') THEN now() ELSE cancelled_at END "
+            "WHERE id = :o"
+        ),
+        {
+            "o": order_id,
+            "f": filled,
+            "q": quote,
+            "avg": avg,
+            "fee": fee,
+            "s": status.value if status else None,
+            "r": reason,
+            "prov": ",".join(sorted({p[0] for p in providers})) or None,
+            "poid": ",".join(p[1] for p in providers) or None,
+        },
+    )
+    current = (
+        await conn.execute(text("SELECT status FROM orders WHERE id = :o"), {"o": order_id})
+    ).scalar_one()
+    return OrderStatus(current), filled, quote, avg, fee
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)

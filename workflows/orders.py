@@ -1,0 +1,396 @@
+"""The order saga: quote, reserve, place, settle, roll back — exactly once, whatever fails.
+
+Guarantees:
+- One workflow per order (`order-<order id>`): a second start with the same id is refused by Temporal.
+- Funds are reserved before anything reaches a venue, and every path that ends without a fill
+  releases them; a partial fill settles what filled and releases the rest, in one transaction.
+- A placement is sent at most once per (order, attempt): a retried placement first asks the venue for
+  its client order id (see activities/orders.py). A venue that fails before accepting is replaced by
+  the next best one; the hold caps what any fallback may pay (its limit is clamped to the cap).
+- A market order is placed as an IOC limit at a protective price, so slippage beyond the customer's
+  limit is prevented at the venue, not detected afterwards.
+
+Limit orders rest **at the venue** (GTC, or good-till-date enforced by our durable timer) and the
+workflow checks them every `poll_interval_s` with a durable timer. We chose resting at the venue over
+watching prices ourselves because the venue's matching is what fills it: a price we watched could be
+gone by the time our order arrived. The hold stays reserved while the order rests; fills are settled
+as they appear (maker rate), and a `cancel` signal cancels at the venue, then settles and releases.
+
+Short database steps run as local activities (no task round trip through the server); venue calls
+and email are regular activities with their own retry policies.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.orders import ErrorType, OrderActivities
+    from models.market import (
+        BestExecutionRecord,
+        ExecutionLeg,
+        OrderType,
+        Side,
+        TimeInForce,
+        VenueOrder,
+        VenueOrderStatus,
+    )
+    from models.order_flow import (
+        CancelRequest,
+        MarkRequest,
+        NotifyRequest,
+        OrderRequest,
+        OrderState,
+        OrderStatus,
+        PlaceRequest,
+        QuoteRequest,
+        Reservation,
+        ReserveRequest,
+        SettleRequest,
+        SettleResult,
+        VenueOrderRef,
+    )
+    from services.orders import clamp_limit
+    from temporal import search_attributes as sa
+
+LOCAL = timedelta(seconds=30)
+LOCAL_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=5),
+    non_retryable_error_types=[ErrorType.REJECTED, ErrorType.NO_ROUTE, ErrorType.INSUFFICIENT_FUNDS],
+)
+PLACE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=300),
+    maximum_interval=timedelta(seconds=5),
+    maximum_attempts=4,
+    non_retryable_error_types=[ErrorType.VENUE_REFUSED],
+)
+VENUE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+MAX_FALLBACKS = 3
+
+
+def _error_type(e: BaseException) -> str | None:
+    cause = e.cause if isinstance(e, ActivityError) else e
+    return cause.type if isinstance(cause, ApplicationError) else None
+
+
+def _error_message(e: BaseException) -> str:
+    cause = e.cause if isinstance(e, ActivityError) else e
+    return cause.message if isinstance(cause, ApplicationError) else str(cause)
+
+
+@workflow.defn
+class OrderWorkflow:
+    """One customer order, from validation to settlement."""
+
+    def __init__(self) -> None:
+        self._state: OrderState | None = None
+        self._cancel: CancelRequest | None = None
+
+    @workflow.query
+    def state(self) -> OrderState:
+        assert self._state is not None
+        return self._state
+
+    @workflow.signal
+    def cancel(self, request: CancelRequest) -> None:
+        """Cancel: before placement the hold is released; a resting limit order is cancelled at the venue."""
+        self._cancel = request
+        if self._state is not None:
+            self._state.cancel_requested = True
+
+    @workflow.run
+    async def run(self, req: OrderRequest) -> OrderState:
+        self._state = OrderState(order_id=req.order_id, cancel_requested=self._cancel is not None)
+        workflow.upsert_search_attributes(
+            [
+                sa.CUSTOMER_ID.value_set(str(req.user_id)),
+                sa.SYMBOL.value_set(req.symbol),
+                sa.SIDE.value_set(req.side.value),
+                sa.ORDER_STATUS.value_set(OrderStatus.PENDING.value),
+            ]
+        )
+        try:
+            await self._local(OrderActivities.accept, req)
+        except ActivityError as e:
+            return await self._finish(req, OrderStatus.REJECTED, _error_message(e))
+
+        try:
+            record = await self._local(OrderActivities.quote, QuoteRequest(order=req))
+        except ActivityError as e:
+            return await self._finish(req, OrderStatus.REJECTED, _error_message(e), record=_record_of(e))
+        if self._cancel is not None:
+            return await self._finish(req, OrderStatus.CANCELLED, self._cancel.reason, record=record)
+
+        try:
+            reservation = await self._local(OrderActivities.reserve, ReserveRequest(order=req, record=record))
+        except ActivityError as e:
+            return await self._finish(req, OrderStatus.REJECTED, _error_message(e), record=record)
+        workflow.upsert_search_attributes(
+            [
+                sa.NOTIONAL_GBP.value_set(float(reservation.notional_gbp)),
+                sa.ORDER_STATUS.value_set(OrderStatus.ROUTED.value),
+            ]
+        )
+        self._set(OrderStatus.ROUTED)
+        if self._cancel is not None:
+            return await self._finish(req, OrderStatus.CANCELLED, self._cancel.reason, hold=reservation)
+
+        if req.type is OrderType.MARKET:
+            return await self._market(req, record, reservation)
+        return await self._limit(req, record, reservation)
+
+    # -- market orders --
+
+    async def _market(self, req: OrderRequest, record: BestExecutionRecord, res: Reservation) -> OrderState:
+        venue_orders: list[VenueOrder] = []
+        failures: list[str] = []
+        for leg in record.legs:
+            placed = await self._place_with_fallback(req, leg, res, failures)
+            if placed is not None:
+                venue_orders.append(placed)
+        if not venue_orders:
+            why = "no venue accepted the order: " + "; ".join(failures)
+            return await self._finish(req, OrderStatus.FAILED, why, hold=res)
+        filled = sum((v.filled for v in venue_orders), Decimal(0))
+        asked = sum((leg.amount for leg in record.legs), Decimal(0))
+        reason: str | None
+        if filled <= 0:
+            status = OrderStatus.CANCELLED
+            reason = "nothing filled within the protective price (IOC)"
+        elif filled < asked:
+            status, reason = OrderStatus.PARTIALLY_FILLED, "filled in part within the protective price"
+        else:
+            status, reason = OrderStatus.FILLED, None
+        result = await self._settle(req, res, venue_orders, final=True, status=status, reason=reason)
+        return await self._done(req, result)
+
+    async def _place_with_fallback(
+        self, req: OrderRequest, leg: ExecutionLeg, res: Reservation, failures: list[str]
+    ) -> VenueOrder | None:
+        excluded: list[str] = []
+        for _ in range(MAX_FALLBACKS + 1):
+            assert self._state is not None
+            self._state.attempts += 1
+            attempt = self._state.attempts
+            price = clamp_limit(req.side, leg.limit_price, res.price_cap)
+            try:
+                order = await workflow.execute_activity_method(
+                    OrderActivities.place,
+                    PlaceRequest(
+                        order_id=req.order_id,
+                        attempt=attempt,
+                        symbol=req.symbol,
+                        side=req.side,
+                        type=req.type,
+                        leg=leg,
+                        price=price,
+                        time_in_force=TimeInForce.IOC,
+                    ),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=PLACE_RETRY,
+                )
+            except ActivityError as e:
+                failures.append(f"{leg.provider}: {_error_message(e)}")
+                excluded.append(leg.provider)
+                try:
+                    fallback = await self._local(
+                        OrderActivities.quote, QuoteRequest(order=req, amount=leg.amount, exclude=excluded)
+                    )
+                except ActivityError as e2:
+                    failures.append(f"fallback: {_error_message(e2)}")
+                    return None
+                if not fallback.legs:
+                    return None
+                leg = fallback.legs[0]
+                continue
+            self._state.providers.append(order.provider)
+            self._state.provider_order_ids.append(order.provider_order_id)
+            return order
+        return None
+
+    # -- limit orders --
+
+    async def _limit(self, req: OrderRequest, record: BestExecutionRecord, res: Reservation) -> OrderState:
+        assert req.price is not None and req.amount is not None
+        leg = record.legs[0].model_copy(update={"amount": req.amount})
+        assert self._state is not None
+        self._state.attempts += 1
+        try:
+            order = await workflow.execute_activity_method(
+                OrderActivities.place,
+                PlaceRequest(
+                    order_id=req.order_id,
+                    attempt=self._state.attempts,
+                    symbol=req.symbol,
+                    side=req.side,
+                    type=OrderType.LIMIT,
+                    leg=leg,
+                    price=req.price,
+                    time_in_force=TimeInForce.GTC,
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=PLACE_RETRY,
+            )
+        except ActivityError as e:
+            return await self._finish(req, OrderStatus.FAILED, _error_message(e), hold=res)
+        self._state.providers.append(order.provider)
+        self._state.provider_order_ids.append(order.provider_order_id)
+        ref = VenueOrderRef(
+            provider=order.provider, symbol=req.symbol, provider_order_id=order.provider_order_id
+        )
+        # What filled at placement took liquidity (taker); what fills while resting made it (maker).
+        result = await self._settle(req, res, [order], final=False, status=OrderStatus.OPEN)
+        while order.status in (VenueOrderStatus.OPEN, VenueOrderStatus.PARTIALLY_FILLED):
+            workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(OrderStatus.OPEN.value)])
+            timeout = timedelta(seconds=req.poll_interval_s)
+            expired = False
+            if req.expires_at is not None:
+                left = req.expires_at - workflow.now()
+                if left <= timedelta(0):
+                    expired = True
+                else:
+                    timeout = min(timeout, left)
+            if not expired:
+                try:
+                    await workflow.wait_condition(lambda: self._cancel is not None, timeout=timeout)
+                except TimeoutError:
+                    pass
+            if (
+                self._cancel is not None
+                or expired
+                or (req.expires_at is not None and workflow.now() >= req.expires_at)
+            ):
+                order = await self._venue(OrderActivities.cancel_at_venue, ref)
+                final = OrderStatus.CANCELLED if self._cancel is not None else OrderStatus.EXPIRED
+                reason: str | None = (
+                    self._cancel.reason if self._cancel is not None else "good-till-date reached"
+                )
+                if order.status is VenueOrderStatus.FILLED:
+                    final, reason = OrderStatus.FILLED, None
+                result = await self._settle(
+                    req, res, [order], final=True, status=final, reason=reason, maker=True
+                )
+                return await self._done(req, result)
+            order = await self._venue(OrderActivities.venue_status, ref)
+            if order.status in (VenueOrderStatus.OPEN, VenueOrderStatus.PARTIALLY_FILLED):
+                result = await self._settle(
+                    req, res, [order], final=False, status=OrderStatus.OPEN, maker=True
+                )
+        final = OrderStatus.FILLED if order.status is VenueOrderStatus.FILLED else OrderStatus.CANCELLED
+        closing: str | None = (
+            None if final is OrderStatus.FILLED else f"the venue closed the order ({order.status.value})"
+        )
+        result = await self._settle(req, res, [order], final=True, status=final, reason=closing, maker=True)
+        return await self._done(req, result)
+
+    # -- helpers --
+
+    async def _local(self, method: Any, arg: Any) -> Any:
+        return await workflow.execute_local_activity_method(
+            method, arg, start_to_close_timeout=LOCAL, retry_policy=LOCAL_RETRY
+        )
+
+    async def _venue(self, method: Any, ref: VenueOrderRef) -> VenueOrder:
+        result: VenueOrder = await workflow.execute_activity_method(
+            method, ref, start_to_close_timeout=timedelta(seconds=30), retry_policy=VENUE_RETRY
+        )
+        return result
+
+    async def _settle(
+        self,
+        req: OrderRequest,
+        res: Reservation,
+        venue_orders: list[VenueOrder],
+        *,
+        final: bool,
+        status: OrderStatus,
+        reason: str | None = None,
+        maker: bool = False,
+    ) -> SettleResult:
+        result: SettleResult = await self._local(
+            OrderActivities.settle,
+            SettleRequest(
+                order_id=req.order_id,
+                user_id=req.user_id,
+                symbol=req.symbol,
+                side=req.side,
+                reservation=res,
+                venue_orders=venue_orders,
+                maker=maker,
+                final=final,
+                status=status,
+                reason=reason,
+            ),
+        )
+        assert self._state is not None
+        self._state.filled_amount = result.filled_amount
+        self._state.filled_quote = result.filled_quote
+        self._state.average_price = result.average_price
+        self._state.fee = result.fee
+        self._set(result.status, reason)
+        return result
+
+    async def _done(self, req: OrderRequest, result: SettleResult) -> OrderState:
+        workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(result.status.value)])
+        if result.filled_amount > 0:
+            try:
+                await workflow.execute_activity_method(
+                    OrderActivities.notify,
+                    NotifyRequest(order_id=req.order_id),
+                    start_to_close_timeout=timedelta(seconds=20),
+                    retry_policy=RetryPolicy(maximum_attempts=3),
+                )
+            except ActivityError:
+                workflow.logger.warning("order %s: the fill email could not be sent", req.order_id)
+        assert self._state is not None
+        return self._state
+
+    async def _finish(
+        self,
+        req: OrderRequest,
+        status: OrderStatus,
+        reason: str | None,
+        *,
+        hold: Reservation | None = None,
+        record: BestExecutionRecord | None = None,
+    ) -> OrderState:
+        await self._local(
+            OrderActivities.mark,
+            MarkRequest(
+                order_id=req.order_id,
+                status=status,
+                reason=reason,
+                hold_id=hold.hold_id if hold else None,
+                record=record,
+            ),
+        )
+        self._set(status, reason)
+        workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(status.value)])
+        assert self._state is not None
+        return self._state
+
+    def _set(self, status: OrderStatus, reason: str | None = None) -> None:
+        assert self._state is not None
+        self._state.status = status
+        if reason is not None:
+            self._state.reason = reason
+
+
+def _record_of(e: ActivityError) -> BestExecutionRecord | None:
+    cause = e.cause
+    if isinstance(cause, ApplicationError) and cause.type == ErrorType.NO_ROUTE and len(cause.details) >= 2:
+        try:
+            return BestExecutionRecord.model_validate(cause.details[1])
+        except Exception:  # a record we cannot read back is only diagnostics
+            return None
+    return None
+
+
+__all__ = ["OrderWorkflow", "Side"]

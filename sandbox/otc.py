@@ -15,7 +15,8 @@ strings, header `X-API-Key`):
 - `GET /v1/trades/{trade_id}`, `GET /v1/trades?client_id=...`, `GET /v1/balances`.
 
 Errors are `{"error": code, "message": text}` with 401 (bad key), 400 (bad request), 404, 409, 410,
-422 (`insufficient_balance`). The `/_control` API and faults are the exchanges' (see `sandbox.control`);
+422 (`insufficient_balance`). The `/_control` API and faults are the exchanges' (see `sandbox.control`;
+`timeout_after_accept` applies to accepts);
 `POST /_control/otc` sets `ttl_ms` and `spread_bps`.
 """
 
@@ -31,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.control import STATE_KEY, VenueState, control_routes, fault_middleware
+from sandbox.control import STATE_KEY, VenueState, after_accept, control_routes, fault_middleware
 from sandbox.market import BPS, ONE, Venue, VenueConfig, VenueReject, d, fmt
 
 
@@ -131,7 +132,7 @@ class OtcApp:
              "quote_amount": str(quote_amount), "expires_at": _iso(q.expires_ms), "ttl_ms": self.ttl_ms}
         )  # fmt: skip
 
-    async def accept(self, request: web.Request) -> web.Response:
+    async def accept(self, request: web.Request) -> web.StreamResponse:
         if (denied := self.auth(request)) is not None:
             return denied
         q = self.quotes.get(request.match_info["quote_id"])
@@ -155,7 +156,8 @@ class OtcApp:
                   "accepted", now)  # fmt: skip
         self.trades[t.id] = t
         q.trade_id = t.id
-        return web.json_response(self.trade_json(t))
+        hang = request.app[STATE_KEY].faults.take("timeout_after_accept", request.path)
+        return await after_accept(request, web.json_response(self.trade_json(t)), hang)
 
     async def settle(self, request: web.Request) -> web.Response:
         if (denied := self.auth(request)) is not None:

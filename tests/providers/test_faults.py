@@ -305,8 +305,8 @@ async def test_kraken_stale_nonce_is_retryable(sandboxes: RunningSandboxes) -> N
 async def test_error_kinds(venue: Venue, error: type[Exception], reading: type, placing: type) -> None:
     adapter, _ = venue
     e = error("venue said no")
-    read_kind = adapter._map_error(e)  # type: ignore[arg-type]
-    place_kind = adapter._map_error(e, placing=True, cid="abc")  # type: ignore[arg-type]
+    read_kind = adapter._map_error(e)
+    place_kind = adapter._map_error(e, placing=True, cid="abc")
     assert type(read_kind) is reading
     assert type(place_kind) is placing
     if placing is AmbiguousPlacement:

@@ -7,7 +7,17 @@ from models.auth import AuthSession, AuthThrottle, KnownDevice, PasswordHistory,
 from models.compliance import AmlCheck, AuditLog, KycSubmission, ReconciliationRun
 from models.ledger import Account, Currency, Hold, LedgerEntry, LedgerTransaction
 from models.orders import Order, ProviderFill, Trade
-from models.payments import Deposit, Withdrawal
+from models.payments import (
+    BankAccount,
+    CryptoDepositAddress,
+    CurrencyHalt,
+    Deposit,
+    DepositReference,
+    FloatTopUp,
+    Withdrawal,
+    WithdrawalAddress,
+    WithdrawalApproval,
+)
 from models.users import StaffRole, User, UserStatus
 
 __all__ = [
@@ -16,8 +26,13 @@ __all__ = [
     "AuditLog",
     "AuthSession",
     "AuthThrottle",
+    "BankAccount",
+    "CryptoDepositAddress",
+    "CurrencyHalt",
     "Currency",
     "Deposit",
+    "DepositReference",
+    "FloatTopUp",
     "KnownDevice",
     "KycSubmission",
     "Hold",
@@ -33,4 +48,6 @@ __all__ = [
     "User",
     "UserStatus",
     "Withdrawal",
+    "WithdrawalAddress",
+    "WithdrawalApproval",
 ]

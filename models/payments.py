@@ -1,15 +1,45 @@
-"""Deposits and withdrawals (seed §C.7, §C.4)."""
+"""Deposits and withdrawals (seed §C.7, §C.4, §5): tables, and the pydantic types that cross Temporal
+and HTTP (never table rows: those don't round-trip and would make histories unreplayable).
+
+New fields of the I/O types always get defaults, so histories recorded before a change stay replayable.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
+from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import CheckConstraint, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from models.columns import money, timestamp
+from models.columns import jsonb, money, timestamp
+
+
+class WithdrawalStatus(StrEnum):
+    PENDING = "PENDING"  # accepted, funds being reserved
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"  # waiting for approvers (four eyes)
+    HALTED = "HALTED"  # the currency's withdrawals are halted by ops; waits until lifted
+    APPROVED = "APPROVED"  # cleared to execute
+    PROCESSING = "PROCESSING"  # sent to the bank / provider; can no longer be cancelled
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+
+
+FINAL_WITHDRAWAL_STATUSES = frozenset(
+    {
+        WithdrawalStatus.COMPLETED,
+        WithdrawalStatus.FAILED,
+        WithdrawalStatus.REJECTED,
+        WithdrawalStatus.CANCELLED,
+    }
+)
+_STATUS_SQL = ", ".join(f"'{s.value}'" for s in WithdrawalStatus)
 
 
 class Deposit(SQLModel, table=True):
@@ -21,7 +51,7 @@ class Deposit(SQLModel, table=True):
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    user_id: uuid.UUID | None = Field(default=None, foreign_key="users.id")
+    user_id: uuid.UUID | None = Field(default=None, foreign_key="users.id")  # None: in suspense
     currency: str = Field(max_length=10)
     amount: Decimal = Field(sa_column=money())
     payment_method: str | None = Field(default=None, max_length=50)
@@ -30,6 +60,8 @@ class Deposit(SQLModel, table=True):
     reference: str | None = Field(default=None, max_length=100)
     status: str = Field(default="PENDING", max_length=20, sa_column_kwargs={"server_default": "PENDING"})
     ledger_entry_id: uuid.UUID | None = Field(default=None, foreign_key="ledger_entries.id")
+    ledger_transaction_id: uuid.UUID | None = Field(default=None, foreign_key="ledger_transactions.id")
+    details: dict[str, Any] | None = Field(default=None, sa_column=jsonb())  # payer, address, confirmations
     created_at: datetime | None = Field(default=None, sa_column=timestamp())
     confirmed_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
 
@@ -38,6 +70,7 @@ class Withdrawal(SQLModel, table=True):
     __tablename__ = "withdrawals"
     __table_args__ = (
         CheckConstraint("amount > 0 AND fee >= 0", name="ck_withdrawals_amounts"),
+        CheckConstraint(f"status IN ({_STATUS_SQL})", name="ck_withdrawals_status"),
         Index("ix_withdrawals_user_created", "user_id", "created_at"),
     )
 
@@ -56,3 +89,244 @@ class Withdrawal(SQLModel, table=True):
     approved_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
     completed_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
     created_at: datetime | None = Field(default=None, sa_column=timestamp())
+    # Added by the payments migration (0004).
+    destination_type: str | None = Field(default=None, max_length=10)  # "bank" | "crypto"
+    address_id: uuid.UUID | None = Field(default=None, foreign_key="withdrawal_addresses.id")
+    bank_account_id: uuid.UUID | None = Field(default=None, foreign_key="bank_accounts.id")
+    notional_gbp: Decimal | None = Field(default=None, sa_column=money(nullable=True))
+    hold_id: uuid.UUID | None = Field(default=None, foreign_key="holds.id")
+    approvals_required: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    flagged: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
+    reason: str | None = None  # why it was rejected, failed or cancelled
+    provider_ref: str | None = Field(default=None, max_length=100)  # bank payout id / venue withdrawal id
+    updated_at: datetime | None = Field(default=None, sa_column=timestamp())
+
+
+class DepositReference(SQLModel, table=True):
+    """The customer's unique payment reference at the bank (Modulr-style virtual account)."""
+
+    __tablename__ = "deposit_references"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", unique=True)
+    provider: str = Field(max_length=50)
+    reference: str = Field(max_length=35, unique=True)
+    sort_code: str = Field(max_length=6)
+    account_number: str = Field(max_length=8)
+    account_name: str = Field(max_length=140)
+    created_at: datetime | None = Field(default=None, sa_column=timestamp())
+
+
+class BankAccount(SQLModel, table=True):
+    """A customer's own bank account. Verified when money arrived from it under their reference: GBP
+    withdrawals go only back to an account the customer has paid in from (closed loop)."""
+
+    __tablename__ = "bank_accounts"
+    __table_args__ = (
+        UniqueConstraint("user_id", "sort_code", "account_number", name="uq_bank_accounts_user_account"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
+    holder_name: str = Field(max_length=140)
+    sort_code: str = Field(max_length=6)
+    account_number: str = Field(max_length=8)
+    verified: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
+    verified_by: str | None = Field(default=None, max_length=50)
+    created_at: datetime | None = Field(default=None, sa_column=timestamp())
+
+
+class WithdrawalAddress(SQLModel, table=True):
+    """A whitelisted crypto destination. Usable only after `usable_from` (24 h after it was added)."""
+
+    __tablename__ = "withdrawal_addresses"
+    __table_args__ = (
+        UniqueConstraint("user_id", "currency", "address", "tag", name="uq_withdrawal_addresses"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
+    currency: str = Field(max_length=10)
+    address: str = Field(max_length=128)
+    tag: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
+    label: str | None = Field(default=None, max_length=100)
+    usable_from: datetime = Field(sa_column=timestamp(now=False))
+    removed_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
+    created_at: datetime | None = Field(default=None, sa_column=timestamp())
+
+
+class WithdrawalApproval(SQLModel, table=True):
+    """A decision the withdrawal saga accepted (refused attempts go to the audit log only)."""
+
+    __tablename__ = "withdrawal_approvals"
+    __table_args__ = (
+        UniqueConstraint("withdrawal_id", "approver_id", "decision", name="uq_withdrawal_approvals"),
+        CheckConstraint("decision IN ('approve', 'reject')", name="ck_withdrawal_approvals_decision"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    withdrawal_id: uuid.UUID = Field(foreign_key="withdrawals.id", index=True)
+    approver_id: uuid.UUID = Field(foreign_key="users.id")
+    decision: str = Field(max_length=10)
+    reason: str | None = None
+    created_at: datetime | None = Field(default=None, sa_column=timestamp())
+
+
+class CurrencyHalt(SQLModel, table=True):
+    """A currency whose withdrawals are halted (ops, later reconciliation). No row: not halted."""
+
+    __tablename__ = "currency_halts"
+
+    currency: str = Field(primary_key=True, max_length=10, foreign_key="currencies.code")
+    reason: str
+    halted_by: uuid.UUID | None = None
+    created_at: datetime | None = Field(default=None, sa_column=timestamp())
+
+
+class CryptoDepositAddress(SQLModel, table=True):
+    """The provider deposit address given to one customer; deposits to it are credited to them."""
+
+    __tablename__ = "crypto_deposit_addresses"
+    __table_args__ = (
+        UniqueConstraint("provider", "currency", "address", "tag", name="uq_crypto_deposit_addresses"),
+        UniqueConstraint("user_id", "provider", "currency", name="uq_crypto_deposit_addresses_user"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id")
+    provider: str = Field(max_length=50)
+    currency: str = Field(max_length=10)
+    address: str = Field(max_length=128)
+    tag: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
+    created_at: datetime | None = Field(default=None, sa_column=timestamp())
+
+
+class FloatTopUp(SQLModel, table=True):
+    """A top-up of the provider omnibus (hot wallet) requested by the float monitor (seed §5)."""
+
+    __tablename__ = "float_topups"
+    __table_args__ = (Index("ix_float_topups_provider_currency", "provider", "currency", "status"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    provider: str = Field(max_length=50)
+    currency: str = Field(max_length=10)
+    balance: Decimal = Field(sa_column=money())
+    threshold: Decimal = Field(sa_column=money())
+    target: Decimal = Field(sa_column=money())
+    amount: Decimal = Field(sa_column=money())
+    status: str = Field(default="REQUESTED", max_length=20, sa_column_kwargs={"server_default": "REQUESTED"})
+    created_at: datetime | None = Field(default=None, sa_column=timestamp())
+    completed_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
+
+
+# --- workflow and activity I/O ------------------------------------------------------------------
+
+
+class BankPayment(BaseModel):
+    """An inbound Faster Payment as the bank reported it."""
+
+    bank_tx_id: str
+    amount: Decimal
+    currency: str = "GBP"
+    reference: str
+    payer_name: str = ""
+    payer_sort_code: str = ""
+    payer_account_number: str = ""
+    received_at: datetime | None = None
+
+
+class DepositResult(BaseModel):
+    deposit_id: uuid.UUID
+    user_id: uuid.UUID | None  # None: unattributed, booked to suspense
+    currency: str
+    amount: Decimal
+    status: str
+    replayed: bool = False
+    balance_after: Decimal | None = None
+    email: str | None = None
+
+
+class CryptoPollInput(BaseModel):
+    providers: list[str] = []
+    min_confirmations: int = 2
+
+
+class CryptoPollResult(BaseModel):
+    credited: int = 0
+    suspense: int = 0
+    waiting: int = 0
+
+
+class Destination(BaseModel):
+    kind: str  # "bank" | "crypto"
+    address: str | None = None
+    tag: str | None = None
+    address_id: uuid.UUID | None = None
+    bank_account_id: uuid.UUID | None = None
+    sort_code: str | None = None
+    account_number: str | None = None
+    holder_name: str | None = None
+
+
+class WithdrawalInput(BaseModel):
+    withdrawal_id: uuid.UUID
+    user_id: uuid.UUID
+    currency: str
+    amount: Decimal
+    fee: Decimal
+    notional_gbp: Decimal
+    destination: Destination
+    provider: str  # "bank" for GBP, the venue name for crypto
+    approvals_required: int = 0  # 0: automatic; 1 or 2 distinct approvers
+    approval_timeout_seconds: float = 72 * 3600
+    halt_poll_seconds: float = 60
+    settle_poll_seconds: float = 30
+
+
+class Decision(BaseModel):
+    """An approver's `approve` or `reject`, from the admin API or `temporal workflow signal`."""
+
+    approver_id: uuid.UUID
+    reason: str = ""
+
+
+class DecisionOutcome(BaseModel):
+    accepted: bool
+    code: str  # "approved" | "approval_recorded" | "rejected" | a refusal code
+    detail: str = ""
+    status: str = ""
+
+
+class WithdrawalState(BaseModel):
+    withdrawal_id: uuid.UUID
+    status: str
+    reason: str | None = None
+    approvals: list[uuid.UUID] = []
+    approvals_required: int = 0
+
+
+class PayoutUpdate(BaseModel):
+    """The bank's word on a payout (webhook), passed to the waiting saga as a signal."""
+
+    payout_id: str
+    status: str  # "completed" | "failed"
+    reason: str = ""
+
+
+class ExecutionOutcome(BaseModel):
+    status: str  # "completed" | "failed" | "pending"
+    provider_ref: str | None = None
+    tx_hash: str | None = None
+    reason: str = ""
+
+
+class FloatCheckInput(BaseModel):
+    thresholds: dict[str, Decimal]
+    targets: dict[str, Decimal]
+    providers: list[str] = []
+
+
+class FloatCheckResult(BaseModel):
+    checked: int = 0
+    below: list[str] = []
+    requested: list[uuid.UUID] = []

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -225,6 +225,9 @@ class CcxtAdapter:
         self._rules: dict[str, MarketRules] = {}
         self._fees: dict[str, FeeSchedule] = {}
         self._load_lock = asyncio.Lock()
+        self._serial: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if config.exchange_id == "kraken" else contextlib.nullcontext()
+        )
 
     # ------------------------------------------------------------------ errors
 
@@ -271,19 +274,26 @@ class CcxtAdapter:
             return TerminalVenueError(name, msg)
         return RetryableVenueError(name, msg)
 
-    @contextlib.contextmanager
-    def _errors(self, *, placing: bool = False, cid: str | None = None) -> Iterator[None]:
-        try:
-            yield
-        except ccxt_errors.BaseError as e:
-            raise self._map_error(e, placing=placing, cid=cid) from e
+    @contextlib.asynccontextmanager
+    async def _errors(self, *, placing: bool = False, cid: str | None = None) -> AsyncIterator[None]:
+        """Map ccxt's errors; for Kraken, also send one private call at a time.
+
+        Kraken rejects a nonce lower than the last one it saw for the key. ccxt makes nonces increase
+        in the order requests are signed, but concurrent requests can arrive in another order, so the
+        adapter serialises its own calls rather than provoke "EAPI:Invalid nonce". Not re-entrant.
+        """
+        async with self._serial:
+            try:
+                yield
+            except ccxt_errors.BaseError as e:
+                raise self._map_error(e, placing=placing, cid=cid) from e
 
     # ------------------------------------------------------------------ markets
 
     async def load(self) -> None:
         """Load (or refresh) markets and fees. Safe to call concurrently."""
         async with self._load_lock:
-            with self._errors():
+            async with self._errors():
                 markets = await self.exchange.load_markets(reload=bool(self._rules))
                 fees: dict[str, Any] = {}
                 if self.exchange.has.get("fetchTradingFees"):
@@ -353,7 +363,7 @@ class CcxtAdapter:
     async def order_book(self, symbol: str, depth: int = 50) -> OrderBook:
         await self._ensure_loaded()
         ccxt_symbol = to_ccxt_symbol(symbol)
-        with self._errors():
+        async with self._errors():
             if self.config.exchange_id == "binance":
                 # ccxt's binance book parser yields floats even with number=str: read the raw depth.
                 market = self.exchange.market(ccxt_symbol)
@@ -401,7 +411,7 @@ class CcxtAdapter:
         params: dict[str, Any] = {"clientOrderId": request.client_order_id}
         if tif is not None:
             params["timeInForce"] = tif.value
-        with self._errors(placing=True, cid=request.client_order_id):
+        async with self._errors(placing=True, cid=request.client_order_id):
             raw = await self.exchange.create_order(
                 to_ccxt_symbol(symbol),
                 ccxt_type,
@@ -463,10 +473,11 @@ class CcxtAdapter:
     async def _find_by_client_id(self, symbol: str, cid: str) -> VenueOrder | None:
         ccxt_symbol = to_ccxt_symbol(symbol)
         ex_id = self.config.exchange_id
-        with self._errors():
-            if ex_id == "binance":
+        if ex_id == "binance":
+            async with self._errors():
                 raw = await self.exchange.fetch_order(None, ccxt_symbol, {"origClientOrderId": cid})
-                return await self._with_fills(self._parse_order(raw, symbol), symbol)
+            return await self._with_fills(self._parse_order(raw, symbol), symbol)
+        async with self._errors():
             if ex_id == "kraken":
                 # Kraken's QueryOrders takes txids only; OpenOrders/ClosedOrders filter by cl_ord_id.
                 for fetch in (self.exchange.fetch_open_orders, self.exchange.fetch_closed_orders):
@@ -487,7 +498,7 @@ class CcxtAdapter:
 
     async def order_status(self, symbol: str, provider_order_id: str) -> VenueOrder:
         await self._ensure_loaded()
-        with self._errors():
+        async with self._errors():
             raw = await self.exchange.fetch_order(provider_order_id, to_ccxt_symbol(symbol))
         order = self._parse_order(raw, symbol)
         if order is None:
@@ -498,7 +509,7 @@ class CcxtAdapter:
         """Binance's order query has no fees: add its trades (exact fills and commissions)."""
         if order is None or not self._needs_details(order):
             return order
-        with self._errors():
+        async with self._errors():
             trades = await self.exchange.fetch_order_trades(order.provider_order_id, to_ccxt_symbol(symbol))
         fills = [
             VenueFill(
@@ -528,7 +539,7 @@ class CcxtAdapter:
         """Cancel; an order already done (filled, expired) is returned as it is, not as an error."""
         await self._ensure_loaded()
         try:
-            with self._errors():
+            async with self._errors():
                 raw = await self.exchange.cancel_order(provider_order_id, to_ccxt_symbol(symbol))
         except (OrderNotFoundAtVenue, InvalidVenueOrder, TerminalVenueError) as e:
             # Binance answers -2011 and Kraken "Unknown order" for an order that is no longer open.
@@ -652,7 +663,7 @@ class CcxtAdapter:
 
     async def balance(self, currency: str) -> VenueBalance:
         await self._ensure_loaded()
-        with self._errors():
+        async with self._errors():
             raw = await self.exchange.fetch_balance()
         entry = raw.get(currency) or {}
         free, used, total = _dec(entry.get("free")), _dec(entry.get("used")), _dec(entry.get("total"))
@@ -662,7 +673,7 @@ class CcxtAdapter:
 
     async def deposit_address(self, currency: str) -> DepositAddress:
         await self._ensure_loaded()
-        with self._errors():
+        async with self._errors():
             raw = await self.exchange.fetch_deposit_address(currency)
         return DepositAddress(
             currency=currency,
@@ -673,7 +684,7 @@ class CcxtAdapter:
 
     async def deposits(self, currency: str | None = None) -> list[VenueDeposit]:
         await self._ensure_loaded()
-        with self._errors():
+        async with self._errors():
             rows = await self.exchange.fetch_deposits(currency)
         out = []
         for row in rows:
@@ -713,7 +724,7 @@ class CcxtAdapter:
             params["withdrawOrderId"] = client_id
         elif self.config.exchange_id == "kraken":
             params["key"] = address
-        with self._errors(placing=True, cid=client_id):
+        async with self._errors(placing=True, cid=client_id):
             raw = await self.exchange.withdraw(currency, str(amount), address, params)
         return VenueWithdrawal(
             provider=self.name,

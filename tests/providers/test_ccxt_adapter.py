@@ -6,6 +6,7 @@ so the numbers asserted are exact consequences of the book each test sets up.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from decimal import Decimal
@@ -267,3 +268,17 @@ async def test_withdraw(venue: Venue) -> None:
     assert w.withdrawal_id and w.amount == D("0.1") and w.currency == "BTC"
     balances = await control.balances()
     assert balances["BTC"]["free"] == D("1") - D("0.1") - D("0.0001")  # amount + the network fee
+
+
+async def test_concurrent_private_calls_do_not_trip_the_nonce(venue: Venue) -> None:
+    adapter, control = venue
+    await control.book("BTC-GBP", **DEEP_BOOK)
+    placed = await adapter.place_order(order("0.01"))
+    # The first request is held up on its way in, so later ones (with higher nonces) overtake it: without
+    # the adapter serialising its Kraken calls, the venue would refuse the first as a stale nonce.
+    await control.fault("latency", latency_ms=150, count=1, paths=["/0/private/BalanceEx", "/api/v3/account"])
+    results = await asyncio.gather(
+        *[adapter.balance("GBP") for _ in range(6)],
+        *[adapter.order_status("BTC-GBP", placed.provider_order_id) for _ in range(6)],
+    )
+    assert len(results) == 12

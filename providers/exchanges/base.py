@@ -70,7 +70,8 @@ class OrderNotFoundAtVenue(VenueError):
 
 @runtime_checkable
 class ExecutionAdapter(Protocol):
-    """One liquidity provider. Implementations: `providers.exchanges.ccxt_adapter.CcxtAdapter`."""
+    """One liquidity provider. Implementations: `providers.exchanges.ccxt_adapter.CcxtAdapter` (exchanges)
+    and `providers.exchanges.otc_adapter.OtcAdapter` (the OTC desk)."""
 
     name: str
 

@@ -86,6 +86,28 @@ class Settings(BaseSettings):
     withdrawal_approval_threshold_gbp: Decimal = Decimal("10000")
     withdrawal_dual_approval_threshold_gbp: Decimal = Decimal("50000")
     house_account_shards: int = Field(default=64, ge=1, le=256)
+    # Payments (deposits, withdrawals, float). Fees are what the customer pays per withdrawal.
+    withdrawal_fees: dict[str, Decimal] = Field(
+        default_factory=lambda: {
+            "GBP": Decimal("0.50"),
+            "BTC": Decimal("0.0002"),
+            "ETH": Decimal("0.002"),
+            "BNB": Decimal("0.002"),
+        }
+    )
+    withdrawal_approval_timeout_hours: float = 72
+    bank_webhook_tolerance_seconds: int = 300
+    crypto_provider: str = "binance"  # the omnibus crypto is deposited to and withdrawn from (seed §5)
+    crypto_deposit_confirmations: int = 2
+    crypto_deposit_poll_seconds: int = 30
+    # Hot-wallet float per currency (seed §5): alert and request a top-up to target below threshold.
+    float_thresholds: dict[str, Decimal] = Field(
+        default_factory=lambda: {"BTC": Decimal("3"), "ETH": Decimal("50"), "BNB": Decimal("100")}
+    )
+    float_targets: dict[str, Decimal] = Field(
+        default_factory=lambda: {"BTC": Decimal("5"), "ETH": Decimal("100"), "BNB": Decimal("500")}
+    )
+    float_check_minutes: int = 5
 
     @property
     def is_production(self) -> bool:

@@ -330,3 +330,44 @@ class FloatCheckResult(BaseModel):
     checked: int = 0
     below: list[str] = []
     requested: list[uuid.UUID] = []
+
+
+class StatusChange(BaseModel):
+    withdrawal_id: uuid.UUID
+    status: WithdrawalStatus
+    reason: str | None = None
+
+
+class DecisionCheck(BaseModel):
+    withdrawal_id: uuid.UUID
+    requester_id: uuid.UUID
+    approver_id: uuid.UUID
+    decision: str  # "approve" | "reject"
+    reason: str = ""
+
+
+class HaltQuery(BaseModel):
+    currency: str
+
+
+class CompleteInput(BaseModel):
+    withdrawal: WithdrawalInput
+    hold_id: uuid.UUID
+    provider_ref: str | None = None
+    tx_hash: str | None = None
+
+
+class ReleaseInput(BaseModel):
+    withdrawal_id: uuid.UUID
+    hold_id: uuid.UUID | None = None
+    status: WithdrawalStatus
+    reason: str
+
+
+class WithdrawalNotice(BaseModel):
+    withdrawal_id: uuid.UUID
+    user_id: uuid.UUID
+    currency: str
+    amount: Decimal
+    status: str
+    reason: str | None = None

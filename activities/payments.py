@@ -1,0 +1,406 @@
+"""Activities of the deposit, withdrawal and float sagas: thin, idempotent steps over services.payments,
+the ledger, the bank and the exchange adapters.
+
+Idempotency: every step is keyed by a business id (the bank's transaction id, the withdrawal id), so a
+retry after a crash or timeout changes nothing twice. Sending money is the one step that can't simply be
+repeated: `execute_withdrawal` first *asks* the bank or venue whether a payout/withdrawal with our id
+already exists, and only sends when it provably does not. A send that times out is reported as
+ambiguous (retryable), so the next attempt starts with that question again — never a blind resend.
+
+Business outcomes cross the boundary as `ApplicationError(type=..., non_retryable=True)` with stable
+type strings (see `ERRORS`).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from config import Settings
+from models.assets import FIAT
+from models.payments import (
+    BankPayment,
+    CompleteInput,
+    CryptoPollInput,
+    CryptoPollResult,
+    DecisionCheck,
+    DecisionOutcome,
+    DepositResult,
+    ExecutionOutcome,
+    FloatCheckInput,
+    FloatCheckResult,
+    HaltQuery,
+    ReleaseInput,
+    StatusChange,
+    WithdrawalInput,
+    WithdrawalNotice,
+)
+from providers import email as templates
+from providers.bank import BankAmbiguous, BankClient, BankPayout, BankRefused
+from providers.email import EmailDeliveryError, EmailSender
+from providers.exchanges.base import (
+    AmbiguousPlacement,
+    ExecutionAdapter,
+    RetryableVenueError,
+    TerminalVenueError,
+)
+from services import payments
+from services.ledger import InsufficientFunds, Ledger, LedgerError
+
+log = logging.getLogger("broker.payments")
+
+
+class ERRORS:
+    """Stable `ApplicationError.type` strings the workflows and tests rely on."""
+
+    INSUFFICIENT_FUNDS = "InsufficientFunds"
+    LEDGER_REFUSED = "LedgerRefused"
+    AMBIGUOUS = "WithdrawalAmbiguous"
+    UNKNOWN_PROVIDER = "UnknownProvider"
+
+
+def venue_client_id(withdrawal_id: uuid.UUID) -> str:
+    """Our id for the withdrawal at the venue (Binance `withdrawOrderId`): derived, so a retry reuses it."""
+    return f"wd{withdrawal_id.hex}"
+
+
+class PaymentActivities:
+    """Constructed once per worker with its clients; `adapters` and `bank` are factories so the worker
+    builds (and the tests inject) them without a network call at start."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        settings: Settings,
+        bank: Callable[[], BankClient],
+        adapters: Callable[[], Mapping[str, ExecutionAdapter]],
+        email: EmailSender | None,
+    ) -> None:
+        self._engine = engine
+        self._ledger = Ledger(engine, house_shards=settings.house_account_shards)
+        self._settings = settings
+        self._bank = bank
+        self._adapters = adapters
+        self._email = email
+
+    def _adapter(self, name: str) -> ExecutionAdapter:
+        adapter = self._adapters().get(name)
+        if adapter is None:
+            raise ApplicationError(f"no provider {name!r}", type=ERRORS.UNKNOWN_PROVIDER, non_retryable=True)
+        return adapter
+
+    # --- deposits --------------------------------------------------------------------------
+
+    @activity.defn(name="payments.credit_bank_deposit")
+    async def credit_bank_deposit(self, payment: BankPayment) -> DepositResult:
+        """Credit the customer (or suspense) once, keyed by the bank's transaction id."""
+        try:
+            return await payments.credit_bank_deposit(self._engine, self._ledger, payment)
+        except LedgerError as e:
+            raise ApplicationError(str(e), type=ERRORS.LEDGER_REFUSED, non_retryable=True) from e
+
+    @activity.defn(name="payments.notify_deposit")
+    async def notify_deposit(self, result: DepositResult) -> None:
+        if self._email is None or not result.email or result.balance_after is None:
+            return
+        message = templates.deposit_credited(
+            currency=result.currency, amount=result.amount, balance=result.balance_after
+        )
+        try:
+            await self._email.send(result.email, message)
+        except EmailDeliveryError as e:
+            raise ApplicationError(str(e), type="EmailDelivery") from e
+
+    @activity.defn(name="payments.poll_crypto_deposits")
+    async def poll_crypto_deposits(self, data: CryptoPollInput) -> CryptoPollResult:
+        """Credit every deposit the providers report as confirmed that we have not credited yet.
+
+        Credited means: the venue reports it complete (`ok`, it has credited our omnibus) and it has at
+        least `min_confirmations`. Each credit is keyed by provider + chain tx id, so overlapping
+        polls credit once.
+        """
+        out = CryptoPollResult()
+        for name in data.providers or [self._settings.crypto_provider]:
+            adapter = self._adapter(name)
+            try:
+                deposits = await adapter.deposits()
+            except RetryableVenueError:
+                raise
+            for dep in deposits:
+                activity.heartbeat(dep.tx_id)
+                if dep.status != "ok" or dep.confirmations < data.min_confirmations:
+                    out.waiting += 1
+                    continue
+                if await payments.deposit_already_credited(self._engine, name, dep.tx_id):
+                    continue
+                result = await payments.credit_crypto_deposit(
+                    self._engine,
+                    self._ledger,
+                    provider=name,
+                    tx_id=dep.tx_id,
+                    currency=dep.currency,
+                    amount=dep.amount,
+                    address=dep.address,
+                    confirmations=dep.confirmations,
+                )
+                if result.replayed:
+                    continue
+                if result.user_id is None:
+                    out.suspense += 1
+                else:
+                    out.credited += 1
+                    await self.notify_deposit(result)
+        return out
+
+    # --- withdrawals -----------------------------------------------------------------------
+
+    @activity.defn(name="payments.reserve_withdrawal")
+    async def reserve_withdrawal(self, w: WithdrawalInput) -> uuid.UUID:
+        """Hold amount + fee on the customer's account (idempotent by the withdrawal id)."""
+        try:
+            account = await self._ledger.customer_account(w.user_id, w.currency)
+            hold = await self._ledger.reserve(
+                account,
+                w.currency,
+                w.amount + w.fee,
+                reference_type="withdrawal",
+                reference_id=w.withdrawal_id,
+                step="reserve",
+            )
+        except InsufficientFunds as e:
+            raise ApplicationError(
+                f"available {w.currency} balance does not cover {w.amount + w.fee}",
+                type=ERRORS.INSUFFICIENT_FUNDS,
+                non_retryable=True,
+            ) from e
+        except LedgerError as e:
+            raise ApplicationError(str(e), type=ERRORS.LEDGER_REFUSED, non_retryable=True) from e
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE withdrawals SET hold_id = :h, updated_at = now() WHERE id = :id"),
+                {"h": hold.hold_id, "id": w.withdrawal_id},
+            )
+        return hold.hold_id
+
+    @activity.defn(name="payments.mark_withdrawal")
+    async def mark_withdrawal(self, change: StatusChange) -> None:
+        async with self._engine.begin() as conn:
+            await payments.set_withdrawal_status(
+                conn, change.withdrawal_id, change.status, reason=change.reason
+            )
+
+    @activity.defn(name="payments.judge_decision")
+    async def judge_decision(self, check: DecisionCheck) -> DecisionOutcome:
+        """Read the approver's roles from the users table: the workflow trusts no caller's claim."""
+        verdict = await payments.judge_decision(
+            self._engine,
+            withdrawal_id=check.withdrawal_id,
+            requester_id=check.requester_id,
+            approver_id=check.approver_id,
+            decision=check.decision,
+            reason=check.reason,
+        )
+        return DecisionOutcome(accepted=verdict.accepted, code=verdict.code, detail=verdict.detail)
+
+    @activity.defn(name="payments.currency_halted")
+    async def currency_halted(self, query: HaltQuery) -> str | None:
+        """The halt's reason, or None when withdrawals of the currency may go ahead."""
+        return await payments.halt_reason(self._engine, query.currency)
+
+    @activity.defn(name="payments.execute_withdrawal")
+    async def execute_withdrawal(self, w: WithdrawalInput) -> ExecutionOutcome:
+        """Send the money once: look our id up first, send only if the bank/venue has never seen it."""
+        if w.currency in FIAT:
+            return await self._payout(w)
+        return await self._crypto_withdraw(w)
+
+    async def _payout(self, w: WithdrawalInput) -> ExecutionOutcome:
+        bank = self._bank()
+        external_id = str(w.withdrawal_id)
+        existing = await bank.find_payout(external_id)
+        if existing is not None:
+            return _payout_outcome(existing)
+        d = w.destination
+        try:
+            payout = await bank.create_payout(
+                external_id=external_id,
+                amount=w.amount,
+                sort_code=d.sort_code or "",
+                account_number=d.account_number or "",
+                name=d.holder_name or "",
+                reference=f"Broker withdrawal {str(w.withdrawal_id)[:8]}",
+            )
+        except BankRefused as e:
+            return ExecutionOutcome(status="failed", reason=str(e))
+        except BankAmbiguous as e:
+            raise ApplicationError(str(e), type=ERRORS.AMBIGUOUS) from e  # retried: asks first
+        return _payout_outcome(payout)
+
+    async def _crypto_withdraw(self, w: WithdrawalInput) -> ExecutionOutcome:
+        adapter = self._adapter(w.provider)
+        client_id = venue_client_id(w.withdrawal_id)
+        existing = await self._find_venue_withdrawal(adapter, w.currency, client_id)
+        if existing is not None:
+            return existing
+        try:
+            sent = await adapter.withdraw(
+                w.currency, w.amount, w.destination.address or "", client_id, w.destination.tag
+            )
+        except AmbiguousPlacement as e:
+            raise ApplicationError(str(e), type=ERRORS.AMBIGUOUS) from e  # retried: asks first
+        except TerminalVenueError as e:
+            return ExecutionOutcome(status="failed", reason=str(e))
+        return ExecutionOutcome(
+            status=_venue_status(sent.status), provider_ref=sent.withdrawal_id, tx_hash=sent.tx_hash
+        )
+
+    async def _find_venue_withdrawal(
+        self, adapter: ExecutionAdapter, currency: str, client_id: str
+    ) -> ExecutionOutcome | None:
+        """The venue's record of our withdrawal, by our client id, through its ccxt history call.
+
+        Binance reports our `withdrawOrderId` in its history; the adapter interface has no lookup by
+        client id yet, so this reads the ccxt exchange the adapter wraps.
+        """
+        exchange: Any = getattr(adapter, "exchange", None)
+        if exchange is None or not hasattr(exchange, "fetch_withdrawals"):
+            raise ApplicationError(
+                f"{adapter.name} cannot look withdrawals up by client id", type=ERRORS.UNKNOWN_PROVIDER,
+                non_retryable=True,
+            )  # fmt: skip
+        await adapter.load()
+        try:
+            rows = await exchange.fetch_withdrawals(currency)
+        except Exception as e:  # ccxt's network errors: nothing is known yet, retry the question
+            raise ApplicationError(f"withdrawal lookup failed: {type(e).__name__}", type="VenueLookup") from e
+        for row in rows:
+            info = row.get("info") or {}
+            if info.get("withdrawOrderId") == client_id:
+                return ExecutionOutcome(
+                    status=_venue_status(str(row.get("status") or "pending")),
+                    provider_ref=str(row.get("id")),
+                    tx_hash=row.get("txid") or None,
+                )
+        return None
+
+    @activity.defn(name="payments.settlement_status")
+    async def settlement_status(self, w: WithdrawalInput) -> ExecutionOutcome:
+        """Ask the bank/venue how our payout stands (when no webhook came)."""
+        if w.currency in FIAT:
+            payout = await self._bank().find_payout(str(w.withdrawal_id))
+            if payout is None:
+                return ExecutionOutcome(status="failed", reason="the bank has no record of the payout")
+            return _payout_outcome(payout)
+        found = await self._find_venue_withdrawal(
+            self._adapter(w.provider), w.currency, venue_client_id(w.withdrawal_id)
+        )
+        return found or ExecutionOutcome(status="failed", reason="the venue has no record of the withdrawal")
+
+    @activity.defn(name="payments.complete_withdrawal")
+    async def complete_withdrawal(self, data: CompleteInput) -> None:
+        w = data.withdrawal
+        try:
+            await payments.complete_withdrawal(
+                self._engine,
+                self._ledger,
+                withdrawal_id=w.withdrawal_id,
+                user_id=w.user_id,
+                currency=w.currency,
+                amount=w.amount,
+                fee=w.fee,
+                hold_id=data.hold_id,
+                provider=w.provider,
+                provider_ref=data.provider_ref,
+                tx_hash=data.tx_hash,
+            )
+        except LedgerError as e:
+            raise ApplicationError(str(e), type=ERRORS.LEDGER_REFUSED, non_retryable=True) from e
+
+    @activity.defn(name="payments.release_withdrawal")
+    async def release_withdrawal(self, data: ReleaseInput) -> None:
+        try:
+            await payments.release_withdrawal(
+                self._engine,
+                self._ledger,
+                withdrawal_id=data.withdrawal_id,
+                hold_id=data.hold_id,
+                status=data.status,
+                reason=data.reason,
+            )
+        except LedgerError as e:
+            raise ApplicationError(str(e), type=ERRORS.LEDGER_REFUSED, non_retryable=True) from e
+
+    @activity.defn(name="payments.notify_withdrawal")
+    async def notify_withdrawal(self, notice: WithdrawalNotice) -> None:
+        if self._email is None:
+            return
+        async with self._engine.connect() as conn:
+            email = (
+                await conn.execute(text("SELECT email FROM users WHERE id = :u"), {"u": notice.user_id})
+            ).scalar_one_or_none()
+        if not email:
+            return
+        message = templates.withdrawal_status(
+            withdrawal_id=str(notice.withdrawal_id),
+            currency=notice.currency,
+            amount=notice.amount,
+            status=notice.status,
+            reason=notice.reason,
+        )
+        try:
+            await self._email.send(email, message)
+        except EmailDeliveryError as e:
+            raise ApplicationError(str(e), type="EmailDelivery") from e
+
+    # --- float -----------------------------------------------------------------------------
+
+    @activity.defn(name="payments.check_float")
+    async def check_float(self, data: FloatCheckInput) -> FloatCheckResult:
+        """Compare each omnibus balance with its threshold; below it, alert and request a top-up to
+        target (one open request per omnibus); back above it, close the open request."""
+        out = FloatCheckResult()
+        for name in data.providers or [self._settings.crypto_provider]:
+            adapter = self._adapter(name)
+            for currency, threshold in sorted(data.thresholds.items()):
+                balance = (await adapter.balance(currency)).free
+                out.checked += 1
+                if balance < threshold:
+                    target = data.targets.get(currency, threshold)
+                    top_up_id, _ = await payments.request_top_up(
+                        self._engine,
+                        provider=name,
+                        currency=currency,
+                        balance=balance,
+                        threshold=threshold,
+                        target=max(target, threshold),
+                    )
+                    out.below.append(f"{name}:{currency}")
+                    out.requested.append(top_up_id)
+                else:
+                    await payments.close_top_ups(self._engine, provider=name, currency=currency)
+        return out
+
+
+def _payout_outcome(p: BankPayout) -> ExecutionOutcome:
+    return ExecutionOutcome(status=p.status, provider_ref=p.payout_id, reason=p.reason)
+
+
+def _venue_status(status: str) -> str:
+    """ccxt's transaction status onto ours: ok -> completed; failed/canceled -> failed; else pending."""
+    if status == "ok":
+        return "completed"
+    if status in ("failed", "canceled", "cancelled", "rejected"):
+        return "failed"
+    return "pending"
+
+
+__all__ = ["ERRORS", "Decimal", "PaymentActivities", "venue_client_id"]

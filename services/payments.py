@@ -1,0 +1,864 @@
+"""Payments domain logic (seed §C.4, §C.7): crediting deposits, accepting withdrawals, approvals, halts,
+the address whitelist and float top-up requests. No Temporal and no HTTP in here.
+
+Money moves only through the ledger, and every write is keyed by a business id so that a retried
+activity, a duplicated webhook or a replayed workflow changes nothing the second time:
+
+- a GBP deposit is keyed by the bank's transaction id, a crypto deposit by provider + chain tx id
+  (`deposit_id` derives the deposits row id and the ledger reference from it);
+- a withdrawal's hold, completion and release are keyed by the withdrawal id.
+
+Ledger legs: a deposit credits the customer and debits the house account where the money now sits
+(`bank:cash` for GBP, `provider:<venue>` for crypto) or, when nobody can be identified, `suspense`
+instead of the customer. A completed withdrawal pays amount + fee from the hold: the amount back to
+the house account the money leaves from, the fee to `fee_revenue`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from models.assets import CRYPTO, FIAT, Direction, check_scale, round_for_house
+from models.payments import (
+    BankPayment,
+    DepositResult,
+    Destination,
+    WithdrawalStatus,
+)
+from services.ledger import House, HouseAccount, Ledger, Leg, Posting
+from services.limits import (
+    COUNTED_WITHDRAWAL_STATUSES,
+    WITHDRAWAL_LIMITS_GBP,
+    LimitExceeded,
+    check_limit,
+    lock_customer,
+    rolling_24h_sum,
+)
+
+log = logging.getLogger("broker.payments")
+
+_NS = uuid.UUID("6f1c2a4e-8d0b-4f7a-9a51-3c2b1e0d9f11")
+ADDRESS_COOL_DOWN = timedelta(hours=24)
+ZERO = Decimal(0)
+
+
+def deposit_id(provider: str, provider_tx_id: str) -> uuid.UUID:
+    """The deposit's id (and ledger reference) derived from the provider's transaction id, so every
+    delivery of the same payment lands on the same row and the same ledger idempotency key."""
+    return uuid.uuid5(_NS, f"{provider}:{provider_tx_id}")
+
+
+async def alert(
+    conn: AsyncConnection, action: str, *, target_type: str, target_id: str, **details: Any
+) -> None:
+    """An ops alert: a warning log line (paging picks it up) and an audit row in the caller's transaction."""
+    log.warning(json.dumps({"alert": action, "target": target_id, **details}, default=str))
+    await conn.execute(
+        text(
+            "INSERT INTO audit_log (id, actor_type, action, target_type, target_id, details) "
+            "VALUES (:id, 'system', :a, :tt, :ti, CAST(:d AS jsonb))"
+        ),
+        {
+            "id": uuid.uuid4(),
+            "a": action,
+            "tt": target_type,
+            "ti": target_id,
+            "d": json.dumps(details, default=str),
+        },
+    )
+
+
+async def audit(
+    conn: AsyncConnection,
+    action: str,
+    *,
+    actor_id: uuid.UUID | None,
+    actor_type: str,
+    target_type: str,
+    target_id: str,
+    **details: Any,
+) -> None:
+    await conn.execute(
+        text(
+            "INSERT INTO audit_log (id, actor_id, actor_type, action, target_type, target_id, details) "
+            "VALUES (:id, :actor, :at, :a, :tt, :ti, CAST(:d AS jsonb))"
+        ),
+        {
+            "id": uuid.uuid4(),
+            "actor": actor_id,
+            "at": actor_type,
+            "a": action,
+            "tt": target_type,
+            "ti": target_id,
+            "d": json.dumps(details, default=str),
+        },
+    )
+
+
+# --- deposits -----------------------------------------------------------------------------------
+
+
+async def _credit(
+    conn: AsyncConnection,
+    ledger: Ledger,
+    *,
+    dep_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    currency: str,
+    amount: Decimal,
+    house: str,
+    kind: str,
+    metadata: dict[str, Any],
+) -> tuple[uuid.UUID, bool, Decimal | None]:
+    """Post the deposit once: customer (or suspense) +amount, `house` -amount."""
+    check_scale(currency, amount)
+    if user_id is not None:
+        account = await ledger.customer_account(user_id, currency, conn)
+        target: uuid.UUID | House = account
+    else:
+        target = House(HouseAccount.SUSPENSE)
+    result = await ledger.post(
+        Posting(
+            reference_type="deposit",
+            reference_id=dep_id,
+            step="credit",
+            kind=kind,
+            legs=[Leg(target, currency, amount), Leg(House(house), currency, -amount)],
+            metadata=metadata,
+        ),
+        conn,
+    )
+    balance = None
+    if user_id is not None:
+        balance = (
+            await conn.execute(text("SELECT balance FROM accounts WHERE id = :a"), {"a": target})
+        ).scalar_one()
+    return result.transaction_id, result.replayed, balance
+
+
+async def credit_bank_deposit(engine: AsyncEngine, ledger: Ledger, payment: BankPayment) -> DepositResult:
+    """Record and credit an inbound Faster Payment exactly once (keyed by the bank's transaction id).
+
+    The reference names the customer; an unknown reference is credited to suspense and raises an ops
+    alert. The payer's account becomes the customer's verified bank account: GBP withdrawals go back
+    only to an account the customer has paid in from.
+    """
+    dep_id = deposit_id("bank", payment.bank_tx_id)
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT r.user_id, u.email FROM deposit_references r JOIN users u ON u.id = r.user_id "
+                     "WHERE r.reference = :ref"),
+                {"ref": payment.reference.strip().upper()},
+            )
+        ).first()  # fmt: skip
+        user_id: uuid.UUID | None = row[0] if row else None
+        email: str | None = row[1] if row else None
+        details = payment.model_dump(mode="json", exclude={"amount", "bank_tx_id"})
+        await conn.execute(
+            text(
+                "INSERT INTO deposits (id, user_id, currency, amount, payment_method, provider, "
+                "provider_tx_id, "
+                "reference, status, details) VALUES (:id, :u, :c, :a, 'BANK_TRANSFER', 'bank', :tx, :ref, "
+                "'PENDING', CAST(:d AS jsonb)) ON CONFLICT (provider, provider_tx_id) DO NOTHING"
+            ),
+            {
+                "id": dep_id,
+                "u": user_id,
+                "c": payment.currency,
+                "a": payment.amount,
+                "tx": payment.bank_tx_id,
+                "ref": payment.reference,
+                "d": json.dumps(details),
+            },
+        )
+        tx_id, replayed, balance = await _credit(
+            conn,
+            ledger,
+            dep_id=dep_id,
+            user_id=user_id,
+            currency=payment.currency,
+            amount=payment.amount,
+            house=HouseAccount.BANK_CASH,
+            kind="deposit",
+            metadata={"bank_tx_id": payment.bank_tx_id, "reference": payment.reference},
+        )
+        status = "CONFIRMED" if user_id else "SUSPENSE"
+        await conn.execute(
+            text(
+                "UPDATE deposits SET status = :s, ledger_transaction_id = :t, "
+                "confirmed_at = coalesce(confirmed_at, now()) WHERE id = :id"
+            ),
+            {"s": status, "t": tx_id, "id": dep_id},
+        )
+        if user_id is not None and payment.payer_sort_code and payment.payer_account_number:
+            await conn.execute(
+                text(
+                    "INSERT INTO bank_accounts (id, user_id, holder_name, sort_code, account_number, "
+                    "verified, "
+                    "verified_by) VALUES (:id, :u, :n, :sc, :an, true, 'inbound_payment') "
+                    "ON CONFLICT (user_id, sort_code, account_number) DO UPDATE SET verified = true"
+                ),
+                {
+                    "id": uuid.uuid4(),
+                    "u": user_id,
+                    "n": payment.payer_name or "account holder",
+                    "sc": payment.payer_sort_code,
+                    "an": payment.payer_account_number,
+                },
+            )
+        if user_id is None and not replayed:
+            await alert(
+                conn,
+                "ops.alert.deposit_unattributed",
+                target_type="deposit",
+                target_id=str(dep_id),
+                bank_tx_id=payment.bank_tx_id,
+                reference=payment.reference,
+                amount=str(payment.amount),
+                currency=payment.currency,
+            )
+    return DepositResult(
+        deposit_id=dep_id,
+        user_id=user_id,
+        currency=payment.currency,
+        amount=payment.amount,
+        status=status,
+        replayed=replayed,
+        balance_after=balance,
+        email=email,
+    )
+
+
+async def credit_crypto_deposit(
+    engine: AsyncEngine,
+    ledger: Ledger,
+    *,
+    provider: str,
+    tx_id: str,
+    currency: str,
+    amount: Decimal,
+    address: str | None,
+    confirmations: int,
+) -> DepositResult:
+    """Credit a confirmed on-chain deposit to the customer whose provider address received it, once."""
+    dep_id = deposit_id(provider, tx_id)
+    async with engine.begin() as conn:
+        owners = (
+            await conn.execute(
+                text(
+                    "SELECT a.user_id, u.email FROM crypto_deposit_addresses a "
+                    "JOIN users u ON u.id = a.user_id "
+                    "WHERE a.provider = :p AND a.currency = :c AND a.address = :addr"
+                ),
+                {"p": provider, "c": currency, "addr": address or ""},
+            )
+        ).all()
+        # Exactly one owner, or nobody: an address shared by customers can't be attributed.
+        user_id: uuid.UUID | None = owners[0][0] if len(owners) == 1 else None
+        email: str | None = owners[0][1] if len(owners) == 1 else None
+        await conn.execute(
+            text(
+                "INSERT INTO deposits (id, user_id, currency, amount, payment_method, provider, "
+                "provider_tx_id, "
+                "status, details) VALUES (:id, :u, :c, :a, 'CRYPTO', :p, :tx, 'PENDING', CAST(:d AS jsonb)) "
+                "ON CONFLICT (provider, provider_tx_id) DO NOTHING"
+            ),
+            {
+                "id": dep_id,
+                "u": user_id,
+                "c": currency,
+                "a": amount,
+                "p": provider,
+                "tx": tx_id,
+                "d": json.dumps({"address": address, "confirmations": confirmations}),
+            },
+        )
+        ledger_tx, replayed, balance = await _credit(
+            conn,
+            ledger,
+            dep_id=dep_id,
+            user_id=user_id,
+            currency=currency,
+            amount=amount,
+            house=HouseAccount.provider(provider),
+            kind="deposit",
+            metadata={"provider": provider, "tx_id": tx_id, "address": address},
+        )
+        status = "CONFIRMED" if user_id else "SUSPENSE"
+        await conn.execute(
+            text(
+                "UPDATE deposits SET status = :s, ledger_transaction_id = :t, "
+                "confirmed_at = coalesce(confirmed_at, now()) WHERE id = :id"
+            ),
+            {"s": status, "t": ledger_tx, "id": dep_id},
+        )
+        if user_id is None and not replayed:
+            await alert(
+                conn,
+                "ops.alert.deposit_unattributed",
+                target_type="deposit",
+                target_id=str(dep_id),
+                provider=provider,
+                tx_id=tx_id,
+                address=address,
+                amount=str(amount),
+                currency=currency,
+            )
+    return DepositResult(
+        deposit_id=dep_id,
+        user_id=user_id,
+        currency=currency,
+        amount=amount,
+        status=status,
+        replayed=replayed,
+        balance_after=balance,
+        email=email,
+    )
+
+
+async def deposit_already_credited(engine: AsyncEngine, provider: str, tx_id: str) -> bool:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT status FROM deposits WHERE provider = :p AND provider_tx_id = :t"),
+                {"p": provider, "t": tx_id},
+            )
+        ).first()
+    return row is not None and row[0] in ("CONFIRMED", "SUSPENSE")
+
+
+# --- withdrawals: acceptance ------------------------------------------------------------------
+
+
+class WithdrawalRefused(Exception):
+    """The request breaks a rule checked at request time. `code` is stable; `reason` is for the customer."""
+
+    def __init__(self, code: str, reason: str, status: int = 422) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalPolicy:
+    """The configurable numbers of a withdrawal, from settings."""
+
+    approval_threshold_gbp: Decimal
+    dual_approval_threshold_gbp: Decimal
+    fees: dict[str, Decimal]
+
+    def fee(self, currency: str) -> Decimal:
+        return self.fees.get(currency, ZERO)
+
+    def approvals_required(self, notional_gbp: Decimal, flagged: bool) -> int:
+        """0 below the threshold (unless flagged), 1 from it, 2 (distinct) above the dual threshold."""
+        if notional_gbp > self.dual_approval_threshold_gbp:
+            return 2
+        if notional_gbp >= self.approval_threshold_gbp or flagged:
+            return 1
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedWithdrawal:
+    withdrawal_id: uuid.UUID
+    fee: Decimal
+    notional_gbp: Decimal
+    approvals_required: int
+    destination: Destination
+    provider: str
+
+
+async def accept_withdrawal(
+    engine: AsyncEngine,
+    *,
+    withdrawal_id: uuid.UUID,
+    user_id: uuid.UUID,
+    currency: str,
+    amount: Decimal,
+    price_gbp: Decimal | None,
+    address_id: uuid.UUID | None,
+    bank_account_id: uuid.UUID | None,
+    policy: WithdrawalPolicy,
+    crypto_provider: str,
+    flagged: bool = False,
+    now: datetime | None = None,
+) -> AcceptedWithdrawal:
+    """Check the request-time rules and record the withdrawal (status PENDING), atomically.
+
+    The customer's row is locked first, so two concurrent requests are counted against the rolling
+    24 h limit one after the other. Crypto is valued at `price_gbp` (the caller's price source) and the
+    GBP value rounds up: the limit never rounds in the customer's favour. A halted currency is NOT
+    refused here: the saga holds the funds and waits until ops lift the halt (the customer can cancel).
+    """
+    now = now or datetime.now(UTC)
+    check_scale(currency, amount)
+    if amount <= 0:
+        raise WithdrawalRefused("invalid_amount", "the amount must be positive")
+    if currency in FIAT:
+        notional = amount
+    elif currency in CRYPTO:
+        if price_gbp is None or price_gbp <= 0:
+            raise WithdrawalRefused("price_unavailable", f"no GBP price for {currency} right now", 503)
+        notional = round_for_house("GBP", amount * price_gbp, Direction.CUSTOMER_PAYS)
+    else:
+        raise WithdrawalRefused("unknown_currency", f"{currency} cannot be withdrawn")
+    fee = policy.fee(currency)
+    async with engine.begin() as conn:
+        customer = await lock_customer(conn, user_id)
+        if customer is None:
+            raise WithdrawalRefused("unknown_user", "no such customer", 404)
+        tier, status = customer
+        if status != "ACTIVE":
+            raise WithdrawalRefused("account_not_active", f"the account is {status.lower()}", 403)
+        if currency in FIAT:
+            dest = await _bank_destination(conn, user_id, bank_account_id)
+            provider = "bank"
+        else:
+            dest = await _crypto_destination(conn, user_id, currency, address_id, now)
+            provider = crypto_provider
+        used = await rolling_24h_sum(
+            conn,
+            table="withdrawals",
+            amount_column="notional_gbp",
+            user_id=user_id,
+            statuses=COUNTED_WITHDRAWAL_STATUSES,
+            exclude_id=withdrawal_id,
+            now=now,
+        )
+        try:
+            check_limit("withdrawal", tier, WITHDRAWAL_LIMITS_GBP, used, notional)
+        except LimitExceeded as e:
+            raise WithdrawalRefused("withdrawal_limit_exceeded", e.reason) from e
+        approvals = policy.approvals_required(notional, flagged)
+        await conn.execute(
+            text(
+                "INSERT INTO withdrawals (id, user_id, currency, amount, fee, destination_address, status, "
+                "provider, destination_type, address_id, bank_account_id, notional_gbp, approvals_required, "
+                "flagged) VALUES (:id, :u, :c, :a, :f, :dest, 'PENDING', :p, :dt, :aid, :bid, :n, :ar, :fl) "
+                "ON CONFLICT (id) DO NOTHING"
+            ),
+            {
+                "id": withdrawal_id,
+                "u": user_id,
+                "c": currency,
+                "a": amount,
+                "f": fee,
+                "dest": dest.address
+                if dest.kind == "crypto"
+                else f"{dest.sort_code} {dest.account_number} {dest.holder_name}",
+                "p": provider,
+                "dt": dest.kind,
+                "aid": dest.address_id,
+                "bid": dest.bank_account_id,
+                "n": notional,
+                "ar": approvals,
+                "fl": flagged,
+            },
+        )
+        await audit(
+            conn,
+            "withdrawal.requested",
+            actor_id=user_id,
+            actor_type="user",
+            target_type="withdrawal",
+            target_id=str(withdrawal_id),
+            amount=str(amount),
+            currency=currency,
+            notional_gbp=str(notional),
+            approvals_required=approvals,
+        )
+    return AcceptedWithdrawal(
+        withdrawal_id=withdrawal_id,
+        fee=fee,
+        notional_gbp=notional,
+        approvals_required=approvals,
+        destination=dest,
+        provider=provider,
+    )
+
+
+async def _bank_destination(
+    conn: AsyncConnection, user_id: uuid.UUID, bank_account_id: uuid.UUID | None
+) -> Destination:
+    row = (
+        await conn.execute(
+            text(
+                "SELECT id, sort_code, account_number, holder_name FROM bank_accounts "
+                "WHERE user_id = :u AND verified AND (CAST(:b AS uuid) IS NULL OR id = CAST(:b AS uuid)) "
+                "ORDER BY created_at DESC LIMIT 1"
+            ),
+            {"u": user_id, "b": bank_account_id},
+        )
+    ).first()
+    if row is None:
+        raise WithdrawalRefused(
+            "no_verified_bank_account",
+            "GBP can only be withdrawn to a bank account you have paid in from; make a deposit first",
+        )
+    return Destination(
+        kind="bank", bank_account_id=row[0], sort_code=row[1], account_number=row[2], holder_name=row[3]
+    )
+
+
+async def _crypto_destination(
+    conn: AsyncConnection, user_id: uuid.UUID, currency: str, address_id: uuid.UUID | None, now: datetime
+) -> Destination:
+    if address_id is None:
+        raise WithdrawalRefused("address_required", "choose a whitelisted address")
+    row = (
+        await conn.execute(
+            text(
+                "SELECT id, address, tag, usable_from FROM withdrawal_addresses "
+                "WHERE id = :id AND user_id = :u AND currency = :c AND removed_at IS NULL"
+            ),
+            {"id": address_id, "u": user_id, "c": currency},
+        )
+    ).first()
+    if row is None:
+        raise WithdrawalRefused("address_not_whitelisted", f"that is not one of your {currency} addresses")
+    if row[3] > now:
+        raise WithdrawalRefused(
+            "address_cooling_down",
+            f"a new address can be used 24 h after it was added: from {row[3].isoformat()}",
+        )
+    return Destination(kind="crypto", address_id=row[0], address=row[1], tag=row[2] or None)
+
+
+# --- withdrawals: saga steps ------------------------------------------------------------------
+
+
+def withdrawal_house_account(provider: str, currency: str) -> str:
+    return HouseAccount.BANK_CASH if currency in FIAT else HouseAccount.provider(provider)
+
+
+async def set_withdrawal_status(
+    conn: AsyncConnection,
+    withdrawal_id: uuid.UUID,
+    status: WithdrawalStatus,
+    *,
+    reason: str | None = None,
+    provider_ref: str | None = None,
+    tx_hash: str | None = None,
+    hold_id: uuid.UUID | None = None,
+) -> None:
+    """Move the row to `status` unless it is already final (a replayed step can't undo an outcome)."""
+    await conn.execute(
+        text(
+            "UPDATE withdrawals SET status = :s, reason = coalesce(:r, reason), "
+            "provider_ref = coalesce(:pr, provider_ref), tx_hash = coalesce(:th, tx_hash), "
+            "hold_id = coalesce(:h, hold_id), updated_at = now(), "
+            "completed_at = CASE WHEN :s = 'COMPLETED' THEN now() ELSE completed_at END "
+            "WHERE id = :id AND status NOT IN ('COMPLETED', 'FAILED', 'REJECTED', 'CANCELLED')"
+        ),
+        {
+            "s": status.value,
+            "r": reason,
+            "pr": provider_ref,
+            "th": tx_hash,
+            "h": hold_id,
+            "id": withdrawal_id,
+        },
+    )
+
+
+async def complete_withdrawal(
+    engine: AsyncEngine,
+    ledger: Ledger,
+    *,
+    withdrawal_id: uuid.UUID,
+    user_id: uuid.UUID,
+    currency: str,
+    amount: Decimal,
+    fee: Decimal,
+    hold_id: uuid.UUID,
+    provider: str,
+    provider_ref: str | None,
+    tx_hash: str | None,
+) -> uuid.UUID:
+    """Commit the hold: amount to the house account it leaves from, the fee to revenue; mark COMPLETED."""
+    async with engine.begin() as conn:
+        account = await ledger.customer_account(user_id, currency, conn)
+        legs = [
+            Leg(account, currency, -(amount + fee), hold_id=hold_id),
+            Leg(House(withdrawal_house_account(provider, currency)), currency, amount),
+        ]
+        if fee > 0:
+            legs.append(Leg(House(HouseAccount.FEE_REVENUE), currency, fee))
+        result = await ledger.commit(
+            hold_id,
+            Posting(
+                reference_type="withdrawal",
+                reference_id=withdrawal_id,
+                step="complete",
+                kind="withdrawal",
+                legs=legs,
+                metadata={"provider": provider, "provider_ref": provider_ref, "tx_hash": tx_hash},
+            ),
+            conn,
+        )
+        await set_withdrawal_status(
+            conn, withdrawal_id, WithdrawalStatus.COMPLETED, provider_ref=provider_ref, tx_hash=tx_hash
+        )
+    return result.transaction_id
+
+
+async def release_withdrawal(
+    engine: AsyncEngine,
+    ledger: Ledger,
+    *,
+    withdrawal_id: uuid.UUID,
+    hold_id: uuid.UUID | None,
+    status: WithdrawalStatus,
+    reason: str,
+) -> None:
+    """Give the held funds back and record the final status (FAILED, REJECTED or CANCELLED)."""
+    async with engine.begin() as conn:
+        if hold_id is not None:
+            await ledger.release(hold_id, conn)
+        await set_withdrawal_status(conn, withdrawal_id, status, reason=reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    accepted: bool
+    code: str
+    detail: str
+
+
+async def judge_decision(
+    engine: AsyncEngine,
+    *,
+    withdrawal_id: uuid.UUID,
+    requester_id: uuid.UUID,
+    approver_id: uuid.UUID,
+    decision: str,
+    reason: str,
+) -> Verdict:
+    """Four eyes, checked against the users table whatever the channel (admin API or Temporal signal):
+    the approver must be an active user with the `approver` role and not the requester. Accepted
+    decisions are recorded once (unique per withdrawal, approver and decision); every attempt is audited."""
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(text("SELECT roles, status FROM users WHERE id = :u"), {"u": approver_id})
+        ).first()
+        if approver_id == requester_id:
+            verdict = Verdict(False, "self_approval", "the requester cannot decide on their own withdrawal")
+        elif row is None:
+            verdict = Verdict(False, "unknown_approver", "no such user")
+        elif "approver" not in (row[0] or []) or row[1] != "ACTIVE":
+            verdict = Verdict(False, "not_an_approver", "only active users with the approver role count")
+        else:
+            verdict = Verdict(True, decision, reason)
+        if verdict.accepted:
+            await conn.execute(
+                text(
+                    "INSERT INTO withdrawal_approvals (id, withdrawal_id, approver_id, decision, reason) "
+                    "VALUES (:id, :w, :a, :d, :r) "
+                    "ON CONFLICT (withdrawal_id, approver_id, decision) DO NOTHING"
+                ),
+                {"id": uuid.uuid4(), "w": withdrawal_id, "a": approver_id, "d": decision, "r": reason},
+            )
+            if decision == "approve":
+                await conn.execute(
+                    text(
+                        "UPDATE withdrawals SET approved_by = :a, approved_at = now(), updated_at = now() "
+                        "WHERE id = :w"
+                    ),
+                    {"a": approver_id, "w": withdrawal_id},
+                )
+        await audit(
+            conn,
+            f"withdrawal.{decision}" if verdict.accepted else f"withdrawal.{decision}.refused",
+            actor_id=approver_id if row is not None else None,
+            actor_type="staff",
+            target_type="withdrawal",
+            target_id=str(withdrawal_id),
+            reason=reason,
+            refusal=None if verdict.accepted else verdict.code,
+        )
+    return verdict
+
+
+# --- halts ------------------------------------------------------------------------------------
+
+
+async def halt_reason(engine: AsyncEngine, currency: str) -> str | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(text("SELECT reason FROM currency_halts WHERE currency = :c"), {"c": currency})
+        ).first()
+    return str(row[0]) if row else None
+
+
+async def set_halt(
+    engine: AsyncEngine, currency: str, reason: str, actor_id: uuid.UUID | None, actor_type: str
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO currency_halts (currency, reason, halted_by) VALUES (:c, :r, :a) "
+                "ON CONFLICT (currency) DO UPDATE SET reason = excluded.reason"
+            ),
+            {"c": currency, "r": reason, "a": actor_id},
+        )
+        await audit(
+            conn, "withdrawals.halt", actor_id=actor_id, actor_type=actor_type, target_type="currency",
+            target_id=currency, reason=reason,
+        )  # fmt: skip
+
+
+async def lift_halt(engine: AsyncEngine, currency: str, actor_id: uuid.UUID | None, actor_type: str) -> bool:
+    async with engine.begin() as conn:
+        lifted = (
+            await conn.execute(
+                text("DELETE FROM currency_halts WHERE currency = :c RETURNING 1"), {"c": currency}
+            )
+        ).first() is not None
+        await audit(
+            conn, "withdrawals.unhalt", actor_id=actor_id, actor_type=actor_type, target_type="currency",
+            target_id=currency, lifted=lifted,
+        )  # fmt: skip
+    return lifted
+
+
+# --- address whitelist ------------------------------------------------------------------------
+
+
+async def add_address(
+    engine: AsyncEngine,
+    *,
+    user_id: uuid.UUID,
+    currency: str,
+    address: str,
+    tag: str,
+    label: str | None,
+    now: datetime | None = None,
+    cool_down: timedelta = ADDRESS_COOL_DOWN,
+) -> dict[str, Any]:
+    """Whitelist an address; it becomes usable after the cool-down (a thief with the password and a
+    phone still can't drain the account before the customer sees the alert)."""
+    now = now or datetime.now(UTC)
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "INSERT INTO withdrawal_addresses "
+                    "(id, user_id, currency, address, tag, label, usable_from) "
+                    "VALUES (:id, :u, :c, :a, :t, :l, :uf) ON CONFLICT (user_id, currency, address, tag) "
+                    "DO UPDATE SET removed_at = NULL, label = excluded.label, "
+                    "usable_from = CASE WHEN withdrawal_addresses.removed_at IS NULL "
+                    "THEN withdrawal_addresses.usable_from ELSE excluded.usable_from END "
+                    "RETURNING id, currency, address, tag, label, usable_from, created_at"
+                ),
+                {"id": uuid.uuid4(), "u": user_id, "c": currency, "a": address, "t": tag, "l": label,
+                 "uf": now + cool_down},
+            )
+        ).one()  # fmt: skip
+        await audit(
+            conn, "withdrawal_address.added", actor_id=user_id, actor_type="user",
+            target_type="withdrawal_address", target_id=str(row[0]), currency=currency, address=address,
+        )  # fmt: skip
+    return dict(row._mapping)
+
+
+async def remove_address(engine: AsyncEngine, *, user_id: uuid.UUID, address_id: uuid.UUID) -> bool:
+    async with engine.begin() as conn:
+        removed = (
+            await conn.execute(
+                text(
+                    "UPDATE withdrawal_addresses SET removed_at = now() "
+                    "WHERE id = :id AND user_id = :u AND removed_at IS NULL RETURNING 1"
+                ),
+                {"id": address_id, "u": user_id},
+            )
+        ).first() is not None
+        if removed:
+            await audit(
+                conn, "withdrawal_address.removed", actor_id=user_id, actor_type="user",
+                target_type="withdrawal_address", target_id=str(address_id),
+            )  # fmt: skip
+    return removed
+
+
+# --- float ------------------------------------------------------------------------------------
+
+
+async def request_top_up(
+    engine: AsyncEngine,
+    *,
+    provider: str,
+    currency: str,
+    balance: Decimal,
+    threshold: Decimal,
+    target: Decimal,
+) -> tuple[uuid.UUID, bool]:
+    """Record a top-up to `target` unless one is already open for this omnibus; returns (id, created)."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"float:{provider}:{currency}"}
+        )
+        open_row = (
+            await conn.execute(
+                text(
+                    "SELECT id FROM float_topups "
+                    "WHERE provider = :p AND currency = :c AND status = 'REQUESTED'"
+                ),
+                {"p": provider, "c": currency},
+            )
+        ).first()
+        if open_row is not None:
+            return open_row[0], False
+        top_up_id = uuid.uuid4()
+        amount = target - balance
+        await conn.execute(
+            text(
+                "INSERT INTO float_topups (id, provider, currency, balance, threshold, target, amount) "
+                "VALUES (:id, :p, :c, :b, :th, :t, :a)"
+            ),
+            {
+                "id": top_up_id,
+                "p": provider,
+                "c": currency,
+                "b": balance,
+                "th": threshold,
+                "t": target,
+                "a": amount,
+            },
+        )
+        await alert(
+            conn,
+            "ops.alert.float_below_threshold",
+            target_type="float",
+            target_id=f"{provider}:{currency}",
+            balance=str(balance),
+            threshold=str(threshold),
+            target=str(target),
+            top_up=str(amount),
+            top_up_id=str(top_up_id),
+        )
+    return top_up_id, True
+
+
+async def close_top_ups(engine: AsyncEngine, *, provider: str, currency: str) -> int:
+    """The omnibus is back above threshold: the open requests are done."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            text(
+                "UPDATE float_topups SET status = 'DONE', completed_at = now() "
+                "WHERE provider = :p AND currency = :c AND status = 'REQUESTED'"
+            ),
+            {"p": provider, "c": currency},
+        )
+    return int(result.rowcount or 0)

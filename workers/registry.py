@@ -13,14 +13,18 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.orders import OrderActivities
+from activities.payments import PaymentActivities
 from activities.ping import PingActivities
 from config import Settings
 from providers.exchanges.base import ExecutionAdapter
 from services.ledger import Ledger
 from services.router import Router, RouterParams
 from temporal import task_queues
+from workflows.deposits import CryptoDepositPollWorkflow, DepositWorkflow
+from workflows.float_monitor import FloatMonitorWorkflow
 from workflows.orders import OrderWorkflow
 from workflows.ping import PingWorkflow
+from workflows.withdrawals import WithdrawalWorkflow
 
 
 @dataclass
@@ -32,6 +36,16 @@ class Dependencies:
     adapters: dict[str, ExecutionAdapter] | None = None
     router: Router | None = None
     email: Any = None
+    bank: Any = None
+
+    def bank_client(self) -> Any:
+        """The GBP bank rail client (providers.bank.BankClient), built on first use."""
+        if self.bank is None:
+            from providers.bank import BankClient
+
+            self.bank = BankClient.from_settings(self.settings)
+            self.closers.append(self.bank.close)
+        return self.bank
 
     def exchange_adapters(self) -> dict[str, ExecutionAdapter]:
         if self.adapters is None:
@@ -76,6 +90,13 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
         settings=deps.settings,
         email=deps.email_sender(),
     )
+    pay = PaymentActivities(
+        engine=deps.engine,
+        settings=deps.settings,
+        bank=deps.bank_client,
+        adapters=deps.exchange_adapters,
+        email=deps.email_sender(),
+    )
     return {
         task_queues.ORDERS: QueueSpec(
             workflows=[PingWorkflow, OrderWorkflow],
@@ -92,6 +113,22 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 orders.notify,
             ],
         ),
-        task_queues.PAYMENTS: QueueSpec(workflows=[], activities=[]),
-        task_queues.OPS: QueueSpec(workflows=[], activities=[]),
+        task_queues.PAYMENTS: QueueSpec(
+            workflows=[DepositWorkflow, CryptoDepositPollWorkflow, WithdrawalWorkflow],
+            activities=[
+                pay.credit_bank_deposit,
+                pay.notify_deposit,
+                pay.poll_crypto_deposits,
+                pay.reserve_withdrawal,
+                pay.mark_withdrawal,
+                pay.judge_decision,
+                pay.currency_halted,
+                pay.execute_withdrawal,
+                pay.settlement_status,
+                pay.complete_withdrawal,
+                pay.release_withdrawal,
+                pay.notify_withdrawal,
+            ],
+        ),
+        task_queues.OPS: QueueSpec(workflows=[FloatMonitorWorkflow], activities=[pay.check_float]),
     }

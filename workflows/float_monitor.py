@@ -1,0 +1,93 @@
+"""Hot-wallet float monitor (seed §5) and the schedules of the payments sagas.
+
+`FloatMonitorWorkflow` runs one check; the Temporal schedule `ops-float-monitor` starts it every few
+minutes, and `payments-crypto-deposit-poll` starts the crypto deposit poller. `ensure_schedules` creates
+both if missing and is safe to call on every start.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from temporalio.client import (
+        Client,
+        Schedule,
+        ScheduleActionStartWorkflow,
+        ScheduleAlreadyRunningError,
+        ScheduleIntervalSpec,
+        ScheduleOverlapPolicy,
+        SchedulePolicy,
+        ScheduleSpec,
+    )
+
+    from activities.payments import PaymentActivities
+    from config import Settings
+    from models.payments import CryptoPollInput, FloatCheckInput, FloatCheckResult
+    from temporal import task_queues
+    from workflows.deposits import CryptoDepositPollWorkflow
+
+FLOAT_SCHEDULE_ID = "ops-float-monitor"
+CRYPTO_DEPOSIT_SCHEDULE_ID = "payments-crypto-deposit-poll"
+
+
+@workflow.defn
+class FloatMonitorWorkflow:
+    """Checks each omnibus balance against its threshold; below it, alerts ops and records one top-up
+    request to the target (the request stays open, and is not repeated, until the balance recovers)."""
+
+    @workflow.run
+    async def run(self, data: FloatCheckInput) -> FloatCheckResult:
+        return await workflow.execute_activity_method(
+            PaymentActivities.check_float,
+            data,
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=5),
+        )
+
+
+async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
+    """Create the payments schedules if they don't exist yet; returns the ids created."""
+    wanted: dict[str, tuple[object, object, str, timedelta]] = {
+        FLOAT_SCHEDULE_ID: (
+            FloatMonitorWorkflow.run,
+            FloatCheckInput(
+                thresholds=settings.float_thresholds,
+                targets=settings.float_targets,
+                providers=[settings.crypto_provider],
+            ),
+            task_queues.OPS,
+            timedelta(minutes=settings.float_check_minutes),
+        ),
+        CRYPTO_DEPOSIT_SCHEDULE_ID: (
+            CryptoDepositPollWorkflow.run,
+            CryptoPollInput(
+                providers=[settings.crypto_provider], min_confirmations=settings.crypto_deposit_confirmations
+            ),
+            task_queues.PAYMENTS,
+            timedelta(seconds=settings.crypto_deposit_poll_seconds),
+        ),
+    }
+    created = []
+    for schedule_id, (run, arg, queue, every) in wanted.items():
+        try:
+            await client.create_schedule(
+                schedule_id,
+                Schedule(
+                    action=ScheduleActionStartWorkflow(
+                        run,  # type: ignore[arg-type]
+                        arg,
+                        id=f"{schedule_id}-run",
+                        task_queue=queue,
+                    ),
+                    spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+                    policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+                ),
+            )
+            created.append(schedule_id)
+        except ScheduleAlreadyRunningError:
+            pass
+    return created

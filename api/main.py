@@ -3,6 +3,7 @@ own database and Temporal; `app` is what uvicorn serves in `make run`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,7 +13,7 @@ from api import auth_deps, errors
 from api.deps import TemporalHandle
 from api.middleware import RequestLogMiddleware
 from api.ratelimit import RateLimitMiddleware, RateLimits, SlidingWindowLimiter
-from api.routes import auth, health
+from api.routes import admin, auth, health, payments
 from config import Settings, get_settings
 from models.database import async_engine, session_factory
 from providers.email import EmailSender
@@ -38,9 +39,13 @@ def create_app(
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         app.state.temporal = TemporalHandle(settings, temporal_address)
+        app.state.payments = payments.PaymentsState(settings)
+        schedules = asyncio.create_task(payments.ensure_payment_schedules(app))
         try:
             yield
         finally:
+            schedules.cancel()
+            await app.state.payments.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -53,6 +58,8 @@ def create_app(
     auth_deps.install(app)
     app.include_router(health.router)
     app.include_router(auth.router, prefix="/api/v1")
+    app.include_router(payments.router, prefix="/api/v1")
+    app.include_router(admin.router, prefix="/api/v1")
 
     app.state.auth = AuthConfig.from_settings(settings, auth_policy)
     app.state.email_sender = email_sender or EmailSender.from_settings(settings)

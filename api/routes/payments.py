@@ -1,0 +1,735 @@
+"""Deposits, withdrawals, withdrawal addresses, balances and the bank webhook (seed §C.4, §C.7).
+
+Routes validate, call services.payments or start/ask a saga, and shape the answer. Money in JSON is a
+string. Customers only ever see their own records: another customer's id answers 404, not 403.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from api.auth_deps import RequireTotp, VerifiedUser, problem_responses
+from api.deps import EngineDep, SettingsDep, TemporalDep
+from api.errors import ProblemError
+from api.ratelimit import WithdrawalRateLimit
+from config import Settings
+from models.assets import CRYPTO, FIAT, SCALES
+from models.payments import BankPayment, Destination, WithdrawalInput, WithdrawalState
+from providers.bank import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    BankClient,
+    BankError,
+    InvalidWebhook,
+    verify_webhook,
+)
+from providers.exchanges.base import ExecutionAdapter, VenueError
+from services import payments
+from services.ledger import Ledger
+from temporal import search_attributes as sa
+from temporal import task_queues
+from workflows.deposits import DepositWorkflow, deposit_workflow_id
+from workflows.withdrawals import WithdrawalWorkflow, withdrawal_workflow_id
+
+log = logging.getLogger("broker.payments")
+
+router = APIRouter(tags=["payments"])
+
+
+class PaymentsState:
+    """The API's clients of the outside world for payments, built on first use and closed at shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._bank: BankClient | None = None
+        self._adapters: dict[str, ExecutionAdapter] | None = None
+
+    def bank(self) -> BankClient:
+        if self._bank is None:
+            self._bank = BankClient.from_settings(self.settings)
+        return self._bank
+
+    def adapters(self) -> dict[str, ExecutionAdapter]:
+        if self._adapters is None:
+            from providers.exchanges.ccxt_adapter import build_adapters
+
+            self._adapters = build_adapters(self.settings)
+        return self._adapters
+
+    def crypto_adapter(self) -> ExecutionAdapter:
+        adapter = self.adapters().get(self.settings.crypto_provider)
+        if adapter is None:
+            raise ProblemError(503, "provider_unavailable", "the crypto provider is not configured")
+        return adapter
+
+    async def close(self) -> None:
+        if self._bank is not None:
+            await self._bank.close()
+        for adapter in (self._adapters or {}).values():
+            await adapter.close()
+
+
+def payments_state(request: Request) -> PaymentsState:
+    state: PaymentsState = request.app.state.payments
+    return state
+
+
+PaymentsDep = Annotated[PaymentsState, Depends(payments_state)]
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+# --- the bank's webhook -------------------------------------------------------------------
+
+
+class WebhookAck(BaseModel):
+    status: str
+    workflow_id: str | None = None
+
+
+@router.post(
+    "/webhooks/bank",
+    response_model=WebhookAck,
+    responses=problem_responses(400, 401),
+    include_in_schema=True,
+)
+async def bank_webhook(request: Request, settings: SettingsDep, client: TemporalDep) -> WebhookAck:
+    """The bank's signed event (payment received, payout completed or failed)."""
+    body = await request.body()
+    try:
+        verify_webhook(
+            settings.bank_webhook_secret,
+            body,
+            request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER),
+            window=settings.bank_webhook_tolerance_seconds,
+        )
+    except InvalidWebhook as e:
+        log.warning(json.dumps({"event": "bank_webhook.refused", "why": str(e)}))
+        raise ProblemError(401, "invalid_signature", str(e)) from e
+    try:
+        event = json.loads(body)
+        kind = str(event["type"])
+        data = event["data"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ProblemError(400, "malformed_event", "not a bank event") from e
+    if kind == "payment.received":
+        payment = BankPayment.model_validate(data)
+        wf_id = deposit_workflow_id(payment.bank_tx_id)
+        try:
+            await client.start_workflow(
+                DepositWorkflow.run,
+                payment,
+                id=wf_id,
+                task_queue=task_queues.PAYMENTS,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=TypedSearchAttributes([SearchAttributePair(sa.CURRENCY, payment.currency)]),
+            )
+        except WorkflowAlreadyStartedError:
+            return WebhookAck(status="duplicate", workflow_id=wf_id)
+        return WebhookAck(status="accepted", workflow_id=wf_id)
+    if kind in ("payout.completed", "payout.failed"):
+        from models.payments import PayoutUpdate
+
+        wf_id = withdrawal_workflow_id(data.get("external_id", ""))
+        update = PayoutUpdate(
+            payout_id=str(data.get("payout_id", "")),
+            status=str(data.get("status", "")),
+            reason=str(data.get("reason") or ""),
+        )
+        try:
+            await client.get_workflow_handle(wf_id).signal(WithdrawalWorkflow.payout_settled, update)
+        except RPCError:
+            # Finished or unknown: the saga already learned the outcome by asking the bank.
+            return WebhookAck(status="ignored", workflow_id=wf_id)
+        return WebhookAck(status="accepted", workflow_id=wf_id)
+    return WebhookAck(status="ignored")
+
+
+# --- deposits -----------------------------------------------------------------------------
+
+
+class DepositInstructions(BaseModel):
+    currency: str
+    # GBP: pay by Faster Payments to this account with this reference.
+    reference: str | None = None
+    sort_code: str | None = None
+    account_number: str | None = None
+    account_name: str | None = None
+    # Crypto: send to this address at the provider.
+    address: str | None = None
+    tag: str | None = None
+    network: str | None = None
+    confirmations_required: int | None = None
+
+
+@router.get(
+    "/deposits/instructions", response_model=DepositInstructions, responses=problem_responses(401, 422, 503)
+)
+async def deposit_instructions(
+    user: VerifiedUser,
+    engine: EngineDep,
+    state: PaymentsDep,
+    settings: SettingsDep,
+    currency: Annotated[str, Query(pattern="^[A-Z]{3,5}$")] = "GBP",
+) -> DepositInstructions:
+    """How to pay in: your bank reference (GBP) or your deposit address (crypto)."""
+    if currency in FIAT:
+        return await _bank_instructions(engine, state, user.id, user.email)
+    if currency in CRYPTO:
+        return await _crypto_instructions(engine, state, settings, user.id, currency)
+    raise ProblemError(422, "unknown_currency", f"{currency} cannot be deposited")
+
+
+async def _bank_instructions(
+    engine: Any, state: PaymentsState, user_id: uuid.UUID, email: str
+) -> DepositInstructions:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT reference, sort_code, account_number, account_name FROM deposit_references "
+                    "WHERE user_id = :u"
+                ),
+                {"u": user_id},
+            )
+        ).first()
+    if row is None:
+        try:
+            ref = await state.bank().customer_reference(str(user_id), email)
+        except BankError as e:
+            raise ProblemError(503, "bank_unavailable", "the bank is unavailable; try again") from e
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO deposit_references (id, user_id, provider, reference, sort_code, "
+                    "account_number, account_name) VALUES (:id, :u, 'bank', :r, :sc, :an, :n) "
+                    "ON CONFLICT (user_id) DO NOTHING"
+                ),
+                {
+                    "id": uuid.uuid4(),
+                    "u": user_id,
+                    "r": ref.reference,
+                    "sc": ref.sort_code,
+                    "an": ref.account_number,
+                    "n": ref.account_name,
+                },
+            )
+        return await _bank_instructions(engine, state, user_id, email)
+    return DepositInstructions(
+        currency="GBP", reference=row[0], sort_code=row[1], account_number=row[2], account_name=row[3]
+    )
+
+
+async def _crypto_instructions(
+    engine: Any, state: PaymentsState, settings: Settings, user_id: uuid.UUID, currency: str
+) -> DepositInstructions:
+    provider = settings.crypto_provider
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT address, tag FROM crypto_deposit_addresses "
+                    "WHERE user_id = :u AND provider = :p AND currency = :c"
+                ),
+                {"u": user_id, "p": provider, "c": currency},
+            )
+        ).first()
+    if row is None:
+        try:
+            given = await state.crypto_adapter().deposit_address(currency)
+        except VenueError as e:
+            raise ProblemError(503, "provider_unavailable", "the provider is unavailable; try again") from e
+        async with engine.begin() as conn:
+            inserted = (
+                await conn.execute(
+                    text(
+                        "INSERT INTO crypto_deposit_addresses "
+                        "(id, user_id, provider, currency, address, tag) "
+                        "VALUES (:id, :u, :p, :c, :a, :t) ON CONFLICT DO NOTHING RETURNING id"
+                    ),
+                    {"id": uuid.uuid4(), "u": user_id, "p": provider, "c": currency, "a": given.address,
+                     "t": given.tag or ""},
+                )
+            ).first()  # fmt: skip
+            if inserted is None:
+                mine = (
+                    await conn.execute(
+                        text(
+                            "SELECT 1 FROM crypto_deposit_addresses WHERE user_id = :u AND provider = :p "
+                            "AND currency = :c"
+                        ),
+                        {"u": user_id, "p": provider, "c": currency},
+                    )
+                ).first()
+                if mine is None:
+                    # The provider handed out an address another customer already has (one omnibus
+                    # address): attributing deposits to it would be guesswork, so refuse and tell ops.
+                    await payments.alert(
+                        conn,
+                        "ops.alert.deposit_address_shared",
+                        target_type="user",
+                        target_id=str(user_id),
+                        provider=provider,
+                        currency=currency,
+                    )
+        if inserted is None and mine is None:
+            raise ProblemError(
+                503,
+                "deposit_address_unavailable",
+                f"no personal {currency} deposit address is available right now; support has been told",
+            )
+        return await _crypto_instructions(engine, state, settings, user_id, currency)
+    return DepositInstructions(
+        currency=currency,
+        address=row[0],
+        tag=row[1] or None,
+        network=currency,
+        confirmations_required=settings.crypto_deposit_confirmations,
+    )
+
+
+class DepositOut(BaseModel):
+    id: uuid.UUID
+    currency: str
+    amount: str
+    status: str
+    payment_method: str | None
+    reference: str | None
+    created_at: datetime
+    confirmed_at: datetime | None
+
+
+@router.get("/deposits", response_model=list[DepositOut], responses=problem_responses(401))
+async def list_deposits(
+    user: VerifiedUser, engine: EngineDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
+) -> list[DepositOut]:
+    """Your deposits, newest first."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT id, currency, amount, status, payment_method, reference, created_at, "
+                    "confirmed_at "
+                    "FROM deposits WHERE user_id = :u ORDER BY created_at DESC LIMIT :l"
+                ),
+                {"u": user.id, "l": limit},
+            )
+        ).all()
+    return [
+        DepositOut(
+            id=r[0],
+            currency=r[1],
+            amount=_money(r[2]) or "0",
+            status=r[3],
+            payment_method=r[4],
+            reference=r[5],
+            created_at=r[6],
+            confirmed_at=r[7],
+        )
+        for r in rows
+    ]
+
+
+# --- withdrawals --------------------------------------------------------------------------
+
+
+class WithdrawalCreate(BaseModel):
+    currency: str = Field(pattern="^[A-Z]{3,5}$")
+    amount: Decimal = Field(gt=0, max_digits=30, decimal_places=8, description='as a string, e.g. "500.00"')
+    address_id: uuid.UUID | None = Field(default=None, description="a whitelisted address (crypto)")
+    bank_account_id: uuid.UUID | None = Field(
+        default=None, description="default: your latest verified account"
+    )
+
+
+class WithdrawalOut(BaseModel):
+    id: uuid.UUID
+    currency: str
+    amount: str
+    fee: str
+    notional_gbp: str | None
+    status: str
+    reason: str | None
+    destination: str | None
+    approvals_required: int
+    provider_ref: str | None
+    tx_hash: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    workflow_id: str
+
+
+W_COLUMNS = (
+    "id, currency, amount, fee, notional_gbp, status, reason, destination_address, approvals_required, "
+    "provider_ref, tx_hash, created_at, completed_at"
+)
+
+
+def withdrawal_out(r: Any) -> WithdrawalOut:
+    return WithdrawalOut(
+        id=r[0],
+        currency=r[1],
+        amount=_money(r[2]) or "0",
+        fee=_money(r[3]) or "0",
+        notional_gbp=_money(r[4]),
+        status=r[5],
+        reason=r[6],
+        destination=r[7],
+        approvals_required=r[8],
+        provider_ref=r[9],
+        tx_hash=r[10],
+        created_at=r[11],
+        completed_at=r[12],
+        workflow_id=withdrawal_workflow_id(r[0]),
+    )
+
+
+async def _own_withdrawal(engine: Any, user_id: uuid.UUID, withdrawal_id: uuid.UUID) -> WithdrawalOut:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(f"SELECT {W_COLUMNS} FROM withdrawals WHERE id = :id AND user_id = :u"),
+                {"id": withdrawal_id, "u": user_id},
+            )
+        ).first()
+    if row is None:
+        raise ProblemError(404, "not_found", "no such withdrawal")
+    return withdrawal_out(row)
+
+
+async def gbp_price(state: PaymentsState, currency: str) -> Decimal | None:
+    """A GBP value for a crypto amount: the provider's best ask (the higher side of the book, so the
+    limit check never undervalues what leaves). None when no price can be had."""
+    try:
+        book = await state.crypto_adapter().order_book(f"{currency}-GBP", depth=1)
+    except (VenueError, ProblemError):
+        return None
+    if not book.asks:
+        return None
+    return book.asks[0].price
+
+
+@router.post(
+    "/withdrawals",
+    status_code=201,
+    response_model=WithdrawalOut,
+    dependencies=[RequireTotp, WithdrawalRateLimit],
+    responses=problem_responses(401, 403, 404, 422, 429, 503),
+)
+async def create_withdrawal(
+    body: WithdrawalCreate,
+    user: VerifiedUser,
+    engine: EngineDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    state: PaymentsDep,
+) -> WithdrawalOut:
+    """Request a withdrawal (needs `X-TOTP-Code`); large ones wait for approval."""
+    if body.currency not in SCALES:
+        raise ProblemError(422, "unknown_currency", f"{body.currency} cannot be withdrawn")
+    price = await gbp_price(state, body.currency) if body.currency in CRYPTO else None
+    withdrawal_id = uuid.uuid4()
+    policy = payments.WithdrawalPolicy(
+        approval_threshold_gbp=settings.withdrawal_approval_threshold_gbp,
+        dual_approval_threshold_gbp=settings.withdrawal_dual_approval_threshold_gbp,
+        fees=settings.withdrawal_fees,
+    )
+    try:
+        accepted = await payments.accept_withdrawal(
+            engine,
+            withdrawal_id=withdrawal_id,
+            user_id=user.id,
+            currency=body.currency,
+            amount=body.amount,
+            price_gbp=price,
+            address_id=body.address_id,
+            bank_account_id=body.bank_account_id,
+            policy=policy,
+            crypto_provider=settings.crypto_provider,
+        )
+    except payments.WithdrawalRefused as e:
+        raise ProblemError(e.status, e.code, e.reason) from e
+    except ValueError as e:  # finer than the currency's scale
+        raise ProblemError(422, "invalid_amount", str(e)) from e
+    data = WithdrawalInput(
+        withdrawal_id=withdrawal_id,
+        user_id=user.id,
+        currency=body.currency,
+        amount=body.amount,
+        fee=accepted.fee,
+        notional_gbp=accepted.notional_gbp,
+        destination=accepted.destination,
+        provider=accepted.provider,
+        approvals_required=accepted.approvals_required,
+        approval_timeout_seconds=settings.withdrawal_approval_timeout_hours * 3600,
+    )
+    handle = await start_withdrawal(client, data)
+    outcome: WithdrawalState = await handle.execute_update(WithdrawalWorkflow.accepted)
+    if outcome.status == "FAILED":
+        raise ProblemError(422, "insufficient_funds", outcome.reason or "the funds could not be held")
+    return await _own_withdrawal(engine, user.id, withdrawal_id)
+
+
+async def start_withdrawal(client: Client, data: WithdrawalInput) -> Any:
+    """Start the saga with the attributes ops filter on (customer, currency, status)."""
+    return await client.start_workflow(
+        WithdrawalWorkflow.run,
+        data,
+        id=withdrawal_workflow_id(data.withdrawal_id),
+        task_queue=task_queues.PAYMENTS,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.CUSTOMER_ID, str(data.user_id)),
+                SearchAttributePair(sa.CURRENCY, data.currency),
+                SearchAttributePair(sa.WITHDRAWAL_STATUS, "PENDING"),
+            ]
+        ),
+    )
+
+
+@router.get("/withdrawals", response_model=list[WithdrawalOut], responses=problem_responses(401))
+async def list_withdrawals(
+    user: VerifiedUser, engine: EngineDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
+) -> list[WithdrawalOut]:
+    """Your withdrawals, newest first."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    f"SELECT {W_COLUMNS} FROM withdrawals WHERE user_id = :u "
+                    "ORDER BY created_at DESC LIMIT :l"
+                ),
+                {"u": user.id, "l": limit},
+            )
+        ).all()
+    return [withdrawal_out(r) for r in rows]
+
+
+@router.get(
+    "/withdrawals/{withdrawal_id}", response_model=WithdrawalOut, responses=problem_responses(401, 404)
+)
+async def get_withdrawal(withdrawal_id: uuid.UUID, user: VerifiedUser, engine: EngineDep) -> WithdrawalOut:
+    """One of your withdrawals."""
+    return await _own_withdrawal(engine, user.id, withdrawal_id)
+
+
+@router.post(
+    "/withdrawals/{withdrawal_id}/cancel",
+    response_model=WithdrawalOut,
+    responses=problem_responses(401, 404, 409),
+)
+async def cancel_withdrawal(
+    withdrawal_id: uuid.UUID, user: VerifiedUser, engine: EngineDep, client: TemporalDep
+) -> WithdrawalOut:
+    """Cancel your withdrawal; possible until it is sent."""
+    await _own_withdrawal(engine, user.id, withdrawal_id)
+    handle = client.get_workflow_handle(withdrawal_workflow_id(withdrawal_id))
+    try:
+        await handle.execute_update(WithdrawalWorkflow.cancel)
+    except Exception as e:  # the validator's refusal, or the saga already finished
+        raise ProblemError(409, "not_cancellable", "the withdrawal can no longer be cancelled") from e
+    result = await handle.result()
+    del result
+    return await _own_withdrawal(engine, user.id, withdrawal_id)
+
+
+# --- whitelist and bank accounts ----------------------------------------------------------
+
+
+class AddressCreate(BaseModel):
+    currency: str = Field(pattern="^[A-Z]{3,5}$")
+    address: str = Field(min_length=10, max_length=128, pattern="^[A-Za-z0-9:]+$")
+    tag: str = Field(default="", max_length=64)
+    label: str | None = Field(default=None, max_length=100)
+
+
+class AddressOut(BaseModel):
+    id: uuid.UUID
+    currency: str
+    address: str
+    tag: str
+    label: str | None
+    usable_from: datetime
+    created_at: datetime
+
+
+@router.post(
+    "/withdrawal-addresses",
+    status_code=201,
+    response_model=AddressOut,
+    dependencies=[RequireTotp],
+    responses=problem_responses(401, 403, 422),
+)
+async def add_withdrawal_address(body: AddressCreate, user: VerifiedUser, engine: EngineDep) -> AddressOut:
+    """Whitelist a crypto address (needs `X-TOTP-Code`); usable 24 h after it is added."""
+    if body.currency not in CRYPTO:
+        raise ProblemError(422, "unknown_currency", f"{body.currency} addresses are not supported")
+    row = await payments.add_address(
+        engine, user_id=user.id, currency=body.currency, address=body.address, tag=body.tag, label=body.label
+    )
+    return AddressOut.model_validate(row)
+
+
+@router.get("/withdrawal-addresses", response_model=list[AddressOut], responses=problem_responses(401))
+async def list_withdrawal_addresses(user: VerifiedUser, engine: EngineDep) -> list[AddressOut]:
+    """Your whitelisted addresses."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT id, currency, address, tag, label, usable_from, created_at "
+                    "FROM withdrawal_addresses "
+                    "WHERE user_id = :u AND removed_at IS NULL ORDER BY created_at"
+                ),
+                {"u": user.id},
+            )
+        ).all()
+    return [AddressOut.model_validate(dict(r._mapping)) for r in rows]
+
+
+@router.delete("/withdrawal-addresses/{address_id}", status_code=204, responses=problem_responses(401, 404))
+async def remove_withdrawal_address(address_id: uuid.UUID, user: VerifiedUser, engine: EngineDep) -> None:
+    """Remove one of your whitelisted addresses."""
+    if not await payments.remove_address(engine, user_id=user.id, address_id=address_id):
+        raise ProblemError(404, "not_found", "no such address")
+
+
+class BankAccountOut(BaseModel):
+    id: uuid.UUID
+    holder_name: str
+    sort_code: str
+    account_number: str
+    verified: bool
+
+
+@router.get("/bank-accounts", response_model=list[BankAccountOut], responses=problem_responses(401))
+async def list_bank_accounts(user: VerifiedUser, engine: EngineDep) -> list[BankAccountOut]:
+    """Your bank accounts; verified ones (you paid in from them) can receive GBP withdrawals."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT id, holder_name, sort_code, account_number, verified FROM bank_accounts "
+                    "WHERE user_id = :u ORDER BY created_at"
+                ),
+                {"u": user.id},
+            )
+        ).all()
+    return [BankAccountOut.model_validate(dict(r._mapping)) for r in rows]
+
+
+# --- balances and ledger trail ------------------------------------------------------------
+
+
+class BalanceOut(BaseModel):
+    currency: str
+    balance: str
+    available: str
+    reserved: str
+
+
+@router.get("/balances", response_model=list[BalanceOut], responses=problem_responses(401))
+async def balances(user: VerifiedUser, engine: EngineDep, settings: SettingsDep) -> list[BalanceOut]:
+    """Your balances per currency (reserved = held for pending orders and withdrawals)."""
+    rows = await Ledger(engine, house_shards=settings.house_account_shards).balances(user.id)
+    return [
+        BalanceOut(
+            currency=b.currency,
+            balance=_money(b.balance) or "0",
+            available=_money(b.available) or "0",
+            reserved=_money(b.reserved) or "0",
+        )
+        for b in rows
+    ]
+
+
+class EntryOut(BaseModel):
+    created_at: datetime
+    currency: str
+    amount: str
+    balance_after: str
+    reference_type: str
+    reference_id: uuid.UUID
+    transaction_id: uuid.UUID
+
+
+class LedgerPage(BaseModel):
+    entries: list[EntryOut]
+    next_cursor: str | None
+
+
+@router.get("/ledger", response_model=LedgerPage, responses=problem_responses(401, 422))
+async def ledger_trail(
+    user: VerifiedUser,
+    engine: EngineDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> LedgerPage:
+    """Your ledger entries, newest first (every credit and debit, with the balance after it)."""
+    ledger = Ledger(engine, house_shards=settings.house_account_shards)
+    accounts = [b.account_id for b in await ledger.balances(user.id) if b.account_id is not None]
+    from services.ledger import InvalidCursor
+
+    try:
+        page = await ledger.entries(accounts, limit=limit, cursor=cursor)
+    except InvalidCursor as e:
+        raise ProblemError(422, "invalid_cursor", str(e)) from e
+    return LedgerPage(
+        entries=[
+            EntryOut(
+                created_at=e.created_at,
+                currency=e.currency,
+                amount=_money(e.amount) or "0",
+                balance_after=_money(e.balance_after) or "0",
+                reference_type=e.reference_type,
+                reference_id=e.reference_id,
+                transaction_id=e.transaction_id,
+            )
+            for e in page.entries
+        ],
+        next_cursor=page.next_cursor,
+    )
+
+
+async def ensure_payment_schedules(request_app: Any) -> None:
+    """Create the float-monitor and crypto-deposit schedules once Temporal is reachable (background)."""
+    from workflows.float_monitor import ensure_schedules
+
+    if request_app.state.settings.environment == "test":
+        return  # tests run their own workers on their own queues; nothing should poll on a timer
+    for _ in range(30):
+        try:
+            client = await request_app.state.temporal.get()
+            await ensure_schedules(client, request_app.state.settings)
+            return
+        except Exception as e:  # Temporal not up yet: try again shortly
+            log.info("payments schedules not created yet: %s", type(e).__name__)
+            await asyncio.sleep(2)
+
+
+__all__ = ["PaymentsState", "Destination", "ensure_payment_schedules", "router", "start_withdrawal"]

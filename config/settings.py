@@ -96,6 +96,8 @@ class Settings(BaseSettings):
         }
     )
     withdrawal_approval_timeout_hours: float = 72
+    withdrawal_halt_poll_seconds: float = 60  # how often a withdrawal waiting on a halt looks again
+    withdrawal_settle_poll_seconds: float = 30  # how often to ask the bank/venue when no webhook came
     bank_webhook_tolerance_seconds: int = 300
     crypto_provider: str = "binance"  # the omnibus crypto is deposited to and withdrawn from (seed §5)
     crypto_deposit_confirmations: int = 2

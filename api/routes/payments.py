@@ -485,6 +485,8 @@ async def create_withdrawal(
         provider=accepted.provider,
         approvals_required=accepted.approvals_required,
         approval_timeout_seconds=settings.withdrawal_approval_timeout_hours * 3600,
+        halt_poll_seconds=settings.withdrawal_halt_poll_seconds,
+        settle_poll_seconds=settings.withdrawal_settle_poll_seconds,
     )
     handle = await start_withdrawal(client, data)
     outcome: WithdrawalState = await handle.execute_update(WithdrawalWorkflow.accepted)

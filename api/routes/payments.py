@@ -32,7 +32,7 @@ from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.errors import ProblemError
 from api.ratelimit import WithdrawalRateLimit
 from config import Settings
-from models.assets import CRYPTO, FIAT, SCALES
+from models.assets import CRYPTO, FIAT, SCALES, quantum
 from models.payments import BankPayment, Destination, WithdrawalInput, WithdrawalState
 from providers.bank import (
     SIGNATURE_HEADER,
@@ -96,8 +96,9 @@ def payments_state(request: Request) -> PaymentsState:
 PaymentsDep = Annotated[PaymentsState, Depends(payments_state)]
 
 
-def _money(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
+def _money(value: Decimal | None, currency: str) -> str | None:
+    """A string at the currency's scale (stored values are NUMERIC(36,18) and already on that scale)."""
+    return None if value is None else format(value.quantize(quantum(currency)), "f")
 
 
 # --- the bank's webhook -------------------------------------------------------------------
@@ -342,7 +343,7 @@ async def list_deposits(
         DepositOut(
             id=r[0],
             currency=r[1],
-            amount=_money(r[2]) or "0",
+            amount=_money(r[2], r[1]) or "0",
             status=r[3],
             payment_method=r[4],
             reference=r[5],
@@ -392,9 +393,9 @@ def withdrawal_out(r: Any) -> WithdrawalOut:
     return WithdrawalOut(
         id=r[0],
         currency=r[1],
-        amount=_money(r[2]) or "0",
-        fee=_money(r[3]) or "0",
-        notional_gbp=_money(r[4]),
+        amount=_money(r[2], r[1]) or "0",
+        fee=_money(r[3], r[1]) or "0",
+        notional_gbp=_money(r[4], "GBP"),
         status=r[5],
         reason=r[6],
         destination=r[7],
@@ -661,9 +662,9 @@ async def balances(user: VerifiedUser, engine: EngineDep, settings: SettingsDep)
     return [
         BalanceOut(
             currency=b.currency,
-            balance=_money(b.balance) or "0",
-            available=_money(b.available) or "0",
-            reserved=_money(b.reserved) or "0",
+            balance=_money(b.balance, b.currency) or "0",
+            available=_money(b.available, b.currency) or "0",
+            reserved=_money(b.reserved, b.currency) or "0",
         )
         for b in rows
     ]
@@ -706,8 +707,8 @@ async def ledger_trail(
             EntryOut(
                 created_at=e.created_at,
                 currency=e.currency,
-                amount=_money(e.amount) or "0",
-                balance_after=_money(e.balance_after) or "0",
+                amount=_money(e.amount, e.currency) or "0",
+                balance_after=_money(e.balance_after, e.currency) or "0",
                 reference_type=e.reference_type,
                 reference_id=e.reference_id,
                 transaction_id=e.transaction_id,

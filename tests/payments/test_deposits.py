@@ -1,0 +1,148 @@
+"""GBP deposits through the sandbox bank's signed webhook, end to end over HTTP and Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from decimal import Decimal
+
+import httpx
+from sqlalchemy import text
+
+from providers.bank import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from sandbox.bank import sign
+from services.ledger import HouseAccount, Ledger
+from tests.payments.conftest import Stack, balance, deposit_gbp, make_user, wait_for
+
+
+def _event(tx_id: str, reference: str, amount: str) -> bytes:
+    return json.dumps(
+        {
+            "id": f"evt_{tx_id}",
+            "type": "payment.received",
+            "data": {"bank_tx_id": tx_id, "amount": amount, "currency": "GBP", "reference": reference,
+                     "payer_name": "A Customer", "payer_sort_code": "112233",
+                     "payer_account_number": "44556677"},
+        }
+    ).encode()  # fmt: skip
+
+
+def _signed(stack: Stack, body: bytes, *, ts: int | None = None, secret: str | None = None) -> dict[str, str]:
+    stamp = str(ts if ts is not None else int(time.time()))
+    sig = sign(secret or stack.settings.bank_webhook_secret, stamp, body)
+    return {"Content-Type": "application/json", TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: f"v1={sig}"}
+
+
+async def _reference(stack: Stack, customer_headers: dict[str, str]) -> str:
+    async with stack.http() as c:
+        r = await c.get("/api/v1/deposits/instructions", params={"currency": "GBP"}, headers=customer_headers)
+        assert r.status_code == 200, r.text
+        return str(r.json()["reference"])
+
+
+async def _deposit_rows(stack: Stack, tx_id: str) -> list[tuple[str, Decimal]]:
+    async with stack.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT status, amount FROM deposits WHERE provider = 'bank' AND provider_tx_id = :t"),
+            {"t": tx_id},
+        )
+        return [(r[0], r[1]) for r in rows]
+
+
+async def test_deposit_through_the_bank_credits_once_even_when_delivered_twice(stack: Stack) -> None:
+    customer = await make_user(stack)
+    stack.bank_state.faults.append({"kind": "webhook_duplicate", "count": 1})
+    sent = await deposit_gbp(stack, customer, "250.00")
+    # Redeliver the same event once more, after the first credit.
+    deliveries = [d for d in stack.bank_state.deliveries.values() if sent["bank_tx_id"] in d.body]
+    assert len(deliveries) == 2
+    await stack.bank("POST", f"/_control/webhooks/{deliveries[0].id}/redeliver")
+    await asyncio.sleep(0.5)
+    assert (await balance(stack, customer.id, "GBP"))[0] == Decimal("250.00")
+    assert await _deposit_rows(stack, sent["bank_tx_id"]) == [("CONFIRMED", Decimal("250.00"))]
+    async with stack.http() as c:
+        r = await c.get("/api/v1/deposits", headers=customer.headers())
+        assert [(d["amount"], d["status"]) for d in r.json()] == [("250.00", "CONFIRMED")]
+        # The payer's account is now the customer's verified bank account.
+        r = await c.get("/api/v1/bank-accounts", headers=customer.headers())
+        assert [a["verified"] for a in r.json()] == [True]
+
+
+async def test_concurrent_duplicate_webhooks_credit_once(stack: Stack) -> None:
+    customer = await make_user(stack)
+    reference = await _reference(stack, customer.headers())
+    body = _event("fps_concurrent_" + customer.id.hex[:8], reference, "100.00")
+    async with stack.http() as c:
+        answers = await asyncio.gather(
+            *(c.post("/api/v1/webhooks/bank", content=body, headers=_signed(stack, body)) for _ in range(8))
+        )
+    assert all(r.status_code == 200 for r in answers), [r.text for r in answers]
+    assert sorted(r.json()["status"] for r in answers).count("accepted") == 1
+
+    async def credited() -> bool:
+        return (await balance(stack, customer.id, "GBP"))[0] == Decimal("100.00")
+
+    await wait_for(credited)
+    await asyncio.sleep(0.3)
+    assert (await balance(stack, customer.id, "GBP"))[0] == Decimal("100.00")
+
+
+async def test_bad_signature_and_stale_timestamp_are_refused_and_record_nothing(stack: Stack) -> None:
+    customer = await make_user(stack)
+    reference = await _reference(stack, customer.headers())
+    tx = "fps_forged_" + customer.id.hex[:8]
+    body = _event(tx, reference, "9999.00")
+    async with stack.http() as c:
+        forged = await c.post(
+            "/api/v1/webhooks/bank", content=body, headers=_signed(stack, body, secret="wrong")
+        )
+        stale = await c.post(
+            "/api/v1/webhooks/bank", content=body, headers=_signed(stack, body, ts=int(time.time()) - 3600)
+        )
+        tampered = await c.post(
+            "/api/v1/webhooks/bank",
+            content=body.replace(b"9999.00", b"99999.00"),
+            headers=_signed(stack, body),
+        )
+        unsigned = await c.post(
+            "/api/v1/webhooks/bank", content=body, headers={"Content-Type": "application/json"}
+        )
+    for r in (forged, stale, tampered, unsigned):
+        assert r.status_code == 401, r.text
+        assert r.json()["code"] == "invalid_signature"
+    await asyncio.sleep(0.3)
+    assert await _deposit_rows(stack, tx) == []
+    assert (await balance(stack, customer.id, "GBP"))[0] == 0
+
+
+async def test_unknown_reference_goes_to_suspense_with_an_ops_alert(stack: Stack) -> None:
+    ledger = Ledger(stack.engine)
+    before = (await ledger.house_balance(HouseAccount.SUSPENSE, "GBP")).balance
+    sent = await stack.bank("POST", "/_control/payments", json={"reference": "NOBODY-123", "amount": "42.10"})
+
+    async def booked() -> bool:
+        return await _deposit_rows(stack, sent["bank_tx_id"]) == [("SUSPENSE", Decimal("42.10"))]
+
+    await wait_for(booked)
+    after = (await ledger.house_balance(HouseAccount.SUSPENSE, "GBP")).balance
+    assert after - before == Decimal("42.10")
+    async with stack.engine.connect() as conn:
+        alerts = (
+            await conn.execute(
+                text("SELECT details FROM audit_log WHERE action = 'ops.alert.deposit_unattributed'")
+            )
+        ).all()
+    assert any(a[0]["bank_tx_id"] == sent["bank_tx_id"] for a in alerts)
+
+
+async def test_deposit_email_is_sent(stack: Stack) -> None:
+    customer = await make_user(stack)
+    await deposit_gbp(stack, customer, "10.00")
+
+    async def mailed() -> bool:
+        async with httpx.AsyncClient() as c:
+            r = await c.get(f"{stack.mail_url}/messages", params={"to": customer.email})
+            return any("Deposit credited" in m.get("subject", "") for m in r.json())
+
+    await wait_for(mailed)

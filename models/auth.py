@@ -151,6 +151,10 @@ class VerifyEmailRequest(SQLModel):
     token: str = Field(min_length=1, max_length=4096)
 
 
+class EmailQueued(SQLModel):
+    status: str = "queued"
+
+
 class SessionPublic(SQLModel):
     id: uuid.UUID
     created_at: datetime | None

@@ -40,8 +40,12 @@ class EmailDeliveryError(RuntimeError):
 class EmailSender:
     """Sends `EmailMessage`s from one fixed sender address."""
 
-    def __init__(self, api_key: str, *, host: str = SENDGRID_HOST, sender: str) -> None:
+    def __init__(
+        self, api_key: str, *, host: str = SENDGRID_HOST, sender: str, timeout: float = 10.0
+    ) -> None:
         self._client = SendGridAPIClient(api_key=api_key, host=host.rstrip("/"))
+        # The client waits forever by default; a hung SendGrid must not pin worker threads.
+        self._client.client.timeout = timeout
         self._sender = sender
 
     @classmethod

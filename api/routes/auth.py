@@ -22,6 +22,7 @@ from api.deps import SessionDep
 from api.errors import ProblemError
 from models.auth import (
     ChangePasswordRequest,
+    EmailQueued,
     LoginRequest,
     ProfileUpdate,
     RefreshRequest,
@@ -48,7 +49,7 @@ from services.auth import service as auth
 
 log = logging.getLogger("api.auth")
 
-router = APIRouter(prefix="/auth", tags=["auth"], responses=problem_responses(422, 429))
+router = APIRouter(prefix="/auth", tags=["auth"], responses=problem_responses(400, 422, 429))
 AUTHED = problem_responses(401, 403)
 
 
@@ -123,15 +124,20 @@ async def verify_email(
     return await auth.verify_email(session, cfg, body.token, ip=client_ip(request))
 
 
-@router.post("/verify-email/resend", status_code=202, responses={**AUTHED, **problem_responses(409)})
+@router.post(
+    "/verify-email/resend",
+    status_code=202,
+    response_model=EmailQueued,
+    responses={**AUTHED, **problem_responses(409)},
+)
 async def resend_verification(
     request: Request, user: CurrentUser, cfg: AuthConfigDep, background: BackgroundTasks
-) -> Response:
+) -> EmailQueued:
     """Email a fresh verification link."""
     if user.email_verified:
         raise ProblemError(409, "already_verified", "the email address is already verified")
     _send_verification(request, background, cfg, user)
-    return Response(status_code=202)
+    return EmailQueued()
 
 
 @router.post("/login", response_model=TokenResponse, responses=problem_responses(401, 403))

@@ -169,9 +169,13 @@ async def require_totp(
             raise ProblemError(403, "totp_enrollment_required", "enable two-factor authentication first")
         return
     cfg = auth_config(request)
-    await totp_service.verify_and_consume(
-        session, user, code, policy=cfg.policy, now=utcnow(), ip=client_ip(request)
-    )
+    try:
+        await totp_service.verify_and_consume(
+            session, user, code, policy=cfg.policy, now=utcnow(), ip=client_ip(request)
+        )
+    except (SecondFactorRequired, SecondFactorInvalid) as e:
+        e.field = "header.X-TOTP-Code"  # here the code comes in a header, not a body field
+        raise
     await session.commit()
 
 

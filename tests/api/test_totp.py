@@ -100,7 +100,7 @@ async def test_settings_change_needs_the_code_when_2fa_is_on(client: httpx.Async
 
     _, (code, _next) = await enable_2fa(client, tokens)
     r = await client.patch("/api/v1/auth/me", json={"last_name": "Hopper"}, headers=bearer(tokens))
-    assert_problem(r, 403, "totp_required")
+    assert assert_problem(r, 403, "totp_required")["errors"][0]["field"] == "header.X-TOTP-Code"
     headers = {**bearer(tokens), "X-TOTP-Code": code}
     r = await client.patch("/api/v1/auth/me", json={"last_name": "Hopper"}, headers=headers)
     assert r.status_code == 200 and r.json()["last_name"] == "Hopper" and r.json()["first_name"] == "Grace"

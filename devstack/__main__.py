@@ -1,10 +1,17 @@
-"""`python -m devstack run|migrate|stop`."""
+"""`python -m devstack run|migrate|stop|demo`."""
 
 import sys
 
 from devstack import stack
 
-COMMANDS = {"run": stack.run, "migrate": stack.migrate, "stop": stack.stop}
+
+def _demo() -> int:
+    from devstack.demo import main
+
+    return main()
+
+
+COMMANDS = {"run": stack.run, "migrate": stack.migrate, "stop": stack.stop, "demo": _demo}
 
 
 def main() -> int:

@@ -1,0 +1,217 @@
+# ruff: noqa: E501  (a demo script: its long lines are the printed output and the request bodies)
+"""`make demo` / `python -m devstack demo`: a scripted customer journey against a running `make run`.
+
+Over HTTP, like a customer's app: register and verify the email (the link is read from the mail sink),
+enable 2FA, deposit £5,000 through the sandbox bank, buy £1,000 of BTC, sell half, withdraw £500, request a
+withdrawal above the approval threshold, approve it as a staff approver (created with the operator CLI),
+and print the customer's ledger trail. Balances are printed after each step.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pyotp
+
+from config import get_settings
+
+PASSWORD = "Demo-Customer-9-horse"
+
+
+class Demo:
+    def __init__(self) -> None:
+        s = get_settings()
+        self.api = httpx.Client(base_url=f"http://127.0.0.1:{s.api_port}", timeout=30)
+        self.bank_url = s.bank_url or f"http://127.0.0.1:{s.sandbox_port + 3}"
+        self.mail_url = s.sendgrid_host or f"http://127.0.0.1:{s.sandbox_port + 4}"
+        self.token = ""
+        self.totp: pyotp.TOTP | None = None
+        self.last_step = 0
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def step(self, title: str) -> None:
+        print(f"\n== {title}")
+
+    def h(self, *, totp: bool = False) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if totp:
+            headers["X-TOTP-Code"] = self.code()
+        return headers
+
+    def code(self) -> str:
+        """A code for an unused time step (each is accepted once): waits for the next one if needed."""
+        assert self.totp is not None
+        while True:
+            now = int(time.time() // 30)
+            step = max(now - 1, self.last_step + 1)
+            if step <= now + 1:
+                self.last_step = step
+                return self.totp.at(step * 30)
+            time.sleep(1)
+
+    def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        r = self.api.request(method, path, **kw)
+        if r.status_code >= 400:
+            print(f"   {method} {path} -> {r.status_code} {r.text[:300]}")
+        return r
+
+    def balances(self) -> None:
+        r = self.call("GET", "/api/v1/balances", headers=self.h())
+        shown = ", ".join(f"{b['currency']} {b['balance']} (available {b['available']})" for b in r.json())
+        print(f"   balances: {shown or 'none yet'}")
+
+    def wait(self, what: str, check: Any, timeout: float = 60) -> Any:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            value = check()
+            if value:
+                return value
+            time.sleep(0.5)
+        sys.exit(f"timed out waiting for {what}")
+
+    def gbp(self) -> Decimal:
+        r = self.call("GET", "/api/v1/balances", headers=self.h())
+        return next((Decimal(b["balance"]) for b in r.json() if b["currency"] == "GBP"), Decimal(0))
+
+    def deposit(self, reference: str, amount: str) -> None:
+        before = self.gbp()
+        httpx.post(f"{self.bank_url}/_control/payments", json={"reference": reference, "amount": amount})
+        self.wait("the deposit", lambda: self.gbp() == before + Decimal(amount))
+
+    def withdrawal(self, wid: str, *statuses: str) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            body: dict[str, Any] = self.call("GET", f"/api/v1/withdrawals/{wid}", headers=self.h()).json()
+            return body if body["status"] in statuses else None
+
+        result: dict[str, Any] = self.wait(f"withdrawal {' or '.join(statuses)}", check)
+        return result
+
+    # --- the journey -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        email = f"demo-{uuid.uuid4().hex[:8]}@example.com"
+        self.step(f"Register {email}")
+        self.call(
+            "POST", "/api/v1/auth/register", json={"email": email, "password": PASSWORD}
+        ).raise_for_status()
+
+        self.step("Verify the email (link read from the mail sink)")
+        mail = self.wait(
+            "the verification mail",
+            lambda: httpx.get(f"{self.mail_url}/messages", params={"to": email}).json(),
+        )
+        found = re.search(r"token=([A-Za-z0-9._\-]+)", json.dumps(mail[-1]))
+        assert found, "no verification link in the mail"
+        self.call("POST", "/api/v1/auth/verify-email", json={"token": found.group(1)}).raise_for_status()
+        self.token = self.call(
+            "POST", "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
+        ).json()["access_token"]
+        subprocess.run([sys.executable, "-m", "cli", "set-kyc-tier", email, "3"], check=True)
+
+        self.step("Enable 2FA")
+        secret = self.call(
+            "POST", "/api/v1/auth/2fa/enroll", json={"password": PASSWORD}, headers=self.h()
+        ).json()["secret"]
+        self.totp = pyotp.TOTP(secret)
+        self.call(
+            "POST", "/api/v1/auth/2fa/confirm", json={"code": self.code()}, headers=self.h()
+        ).raise_for_status()
+        print("   2FA on")
+
+        self.step("Deposit £5,000 through the sandbox bank (Faster Payment under my reference)")
+        ins = self.call(
+            "GET", "/api/v1/deposits/instructions", params={"currency": "GBP"}, headers=self.h()
+        ).json()
+        print(
+            f"   pay to {ins['sort_code']} {ins['account_number']} ({ins['account_name']}), reference {ins['reference']}"
+        )
+        self.deposit(ins["reference"], "5000.00")
+        self.balances()
+
+        self.step("Buy £1,000 of BTC")
+        r = self.call(
+            "POST", "/api/v1/orders", json={"symbol": "BTC-GBP", "side": "buy", "type": "market", "quote_amount": "1000.00"},
+            headers=self.h(),
+        )  # fmt: skip
+        print(f"   order: {r.status_code} {r.text[:200]}")
+        time.sleep(3)
+        self.balances()
+        btc = next((Decimal(b["available"]) for b in self.call("GET", "/api/v1/balances", headers=self.h()).json()
+                    if b["currency"] == "BTC"), Decimal(0))  # fmt: skip
+
+        self.step("Sell half of it")
+        half = (btc / 2).quantize(Decimal("0.00000001"))
+        if half > 0:
+            r = self.call(
+                "POST", "/api/v1/orders", json={"symbol": "BTC-GBP", "side": "sell", "type": "market", "amount": str(half)},
+                headers=self.h(),
+            )  # fmt: skip
+            print(f"   order: {r.status_code} {r.text[:200]}")
+            time.sleep(3)
+        else:
+            print("   no BTC to sell (the order endpoint did not fill)")
+        self.balances()
+
+        self.step("Withdraw £500 to my bank account (the one I paid in from)")
+        r = self.call(
+            "POST",
+            "/api/v1/withdrawals",
+            json={"currency": "GBP", "amount": "500.00"},
+            headers=self.h(totp=True),
+        )
+        w = self.withdrawal(r.json()["id"], "COMPLETED", "FAILED")
+        print(f"   withdrawal {w['id']}: {w['status']}, fee £{w['fee']}, bank payout {w['provider_ref']}")
+        self.balances()
+
+        self.step("Deposit £15,000 more and request £12,000: above the £10,000 approval threshold")
+        self.deposit(ins["reference"], "15000.00")
+        r = self.call(
+            "POST",
+            "/api/v1/withdrawals",
+            json={"currency": "GBP", "amount": "12000.00"},
+            headers=self.h(totp=True),
+        )
+        big = self.withdrawal(r.json()["id"], "AWAITING_APPROVAL")
+        print(f"   withdrawal {big['id']}: {big['status']} (Temporal workflow {big['workflow_id']})")
+        self.balances()
+
+        self.step("Approve it as a staff approver (python -m cli create-staff … --role approver; admin API)")
+        staff = f"approver-{uuid.uuid4().hex[:6]}@broker.example"
+        out = subprocess.run(
+            [sys.executable, "-m", "cli", "create-staff", staff, "--role", "approver"], check=True, capture_output=True, text=True
+        ).stdout  # fmt: skip
+        staff_password = out.rsplit("password=", 1)[1].strip()
+        login = self.call("POST", "/api/v1/auth/login", json={"email": staff, "password": staff_password})
+        staff_token = login.json().get("access_token", "")
+        r = self.call(
+            "POST", f"/api/v1/admin/withdrawals/{big['id']}/approve", json={"reason": "source of funds checked"},
+            headers={"Authorization": f"Bearer {staff_token}"},
+        )  # fmt: skip
+        print(f"   approve: {r.status_code} {r.text[:200]}")
+        print(
+            "   (the same from the Temporal CLI: temporal workflow signal --workflow-id "
+            f'{big["workflow_id"]} --name approve --input \'{{"approver_id": "<staff user id>", "reason": "ok"}}\')'
+        )
+        w = self.withdrawal(big["id"], "COMPLETED", "FAILED", "REJECTED")
+        print(f"   withdrawal {w['id']}: {w['status']}")
+        self.balances()
+
+        self.step("My ledger trail (newest first)")
+        for e in self.call("GET", "/api/v1/ledger", params={"limit": 30}, headers=self.h()).json()["entries"]:
+            print(
+                f"   {e['created_at'][:19]}  {e['reference_type']:<12} {e['currency']} {e['amount']:>16}  balance {e['balance_after']}"
+            )
+        return 0
+
+
+def main() -> int:
+    return Demo().run()

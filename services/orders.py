@@ -65,6 +65,10 @@ class OrderRejected(Exception):
         self.reason = reason
 
 
+class FillConflict(Exception):
+    """A venue order id is already booked for another of our orders. Stop and investigate."""
+
+
 def validate(req: OrderRequest) -> None:
     """Shape checks that need no database: symbol, sizes, prices, their scales."""
     if req.symbol not in SYMBOLS:
@@ -310,9 +314,10 @@ async def set_status(
 ) -> None:
     await conn.execute(
         text(
-            "UPDATE orders SET status = :s, reject_reason = coalesce(:r, reject_reason), "
-            "execution_record = coalesce(CAST(:rec AS jsonb), execution_record), updated_at = now(), "
-            "cancelled_at = CASE WHEN :s IN ('CANCELLED', 'EXPIRED') THEN now() ELSE cancelled_at END "
+            "UPDATE orders SET status = CAST(:s AS varchar), reject_reason = coalesce(CAST(:r AS varchar), "
+            "reject_reason), execution_record = coalesce(CAST(:rec AS jsonb), execution_record), "
+            "updated_at = now(), cancelled_at = CASE WHEN CAST(:s AS varchar) IN ('CANCELLED', 'EXPIRED') "
+            "THEN now() ELSE cancelled_at END "
             "WHERE id = :id"
         ),
         {
@@ -333,12 +338,17 @@ async def increments_since_last(
         prev = (
             await conn.execute(
                 text(
-                    "SELECT amount, quote_amount, fee FROM provider_fills "
+                    "SELECT amount, quote_amount, fee, our_order_id FROM provider_fills "
                     "WHERE provider = :p AND provider_order_id = :po FOR UPDATE"
                 ),
                 {"p": vo.provider, "po": vo.provider_order_id},
             )
         ).first()
+        if prev is not None and prev[3] != order_id:
+            # A venue never reuses an order id; if it seems to, our records or the venue are wrong.
+            raise FillConflict(
+                f"{vo.provider} order {vo.provider_order_id} is already recorded for order {prev[3]}"
+            )
         p_amount, p_quote, p_fee = (prev[0], prev[1], prev[2]) if prev else (ZERO, ZERO, ZERO)
         if vo.filled <= p_amount:
             continue
@@ -482,10 +492,12 @@ async def refresh_totals(
     await conn.execute(
         text(
             "UPDATE orders SET filled_amount = :f, filled_quote_amount = :q, average_fill_price = :avg, "
-            "total_fee = :fee, status = coalesce(:s, status), reject_reason = coalesce(:r, reject_reason), "
+            "total_fee = :fee, status = coalesce(CAST(:s AS varchar), status), "
+            "reject_reason = coalesce(CAST(:r AS varchar), reject_reason), "
             "routed_to_provider = :prov, provider_order_id = :poid, updated_at = now(), "
-            "filled_at = CASE WHEN :s = 'FILLED' THEN now() ELSE filled_at END, "
-            "cancelled_at = CASE WHEN :s IN ('CANCELLED', 'EXPIRED') THEN now() ELSE cancelled_at END "
+            "filled_at = CASE WHEN CAST(:s AS varchar) = 'FILLED' THEN now() ELSE filled_at END, "
+            "cancelled_at = CASE WHEN CAST(:s AS varchar) IN ('CANCELLED', 'EXPIRED') "
+            "THEN now() ELSE cancelled_at END "
             "WHERE id = :o"
         ),
         {

@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -73,6 +73,17 @@ PLACE_RETRY = RetryPolicy(
 )
 VENUE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 MAX_FALLBACKS = 3
+# An order id is used once, ever: a second start, even after the first finished, is refused.
+ID_REUSE_POLICY = WorkflowIDReusePolicy.REJECT_DUPLICATE
+
+
+def workflow_id(order_id: object) -> str:
+    return f"order-{order_id}"
+
+
+# A failed regular activity arrives as ActivityError(cause=ApplicationError); a failed local activity
+# arrives as the ApplicationError itself.
+ACTIVITY_FAILURES = (ActivityError, ApplicationError)
 
 
 def _error_type(e: BaseException) -> str | None:
@@ -118,19 +129,19 @@ class OrderWorkflow:
         )
         try:
             await self._local(OrderActivities.accept, req)
-        except ActivityError as e:
+        except ACTIVITY_FAILURES as e:
             return await self._finish(req, OrderStatus.REJECTED, _error_message(e))
 
         try:
             record = await self._local(OrderActivities.quote, QuoteRequest(order=req))
-        except ActivityError as e:
+        except ACTIVITY_FAILURES as e:
             return await self._finish(req, OrderStatus.REJECTED, _error_message(e), record=_record_of(e))
         if self._cancel is not None:
             return await self._finish(req, OrderStatus.CANCELLED, self._cancel.reason, record=record)
 
         try:
             reservation = await self._local(OrderActivities.reserve, ReserveRequest(order=req, record=record))
-        except ActivityError as e:
+        except ACTIVITY_FAILURES as e:
             return await self._finish(req, OrderStatus.REJECTED, _error_message(e), record=record)
         workflow.upsert_search_attributes(
             [
@@ -159,7 +170,8 @@ class OrderWorkflow:
             why = "no venue accepted the order: " + "; ".join(failures)
             return await self._finish(req, OrderStatus.FAILED, why, hold=res)
         filled = sum((v.filled for v in venue_orders), Decimal(0))
-        asked = sum((leg.amount for leg in record.legs), Decimal(0))
+        # What the venues were asked for after rounding to their lot size (dust below a step is never sent).
+        asked = sum((v.amount for v in venue_orders), Decimal(0))
         reason: str | None
         if filled <= 0:
             status = OrderStatus.CANCELLED
@@ -196,14 +208,14 @@ class OrderWorkflow:
                     start_to_close_timeout=timedelta(seconds=30),
                     retry_policy=PLACE_RETRY,
                 )
-            except ActivityError as e:
+            except ACTIVITY_FAILURES as e:
                 failures.append(f"{leg.provider}: {_error_message(e)}")
                 excluded.append(leg.provider)
                 try:
                     fallback = await self._local(
                         OrderActivities.quote, QuoteRequest(order=req, amount=leg.amount, exclude=excluded)
                     )
-                except ActivityError as e2:
+                except ACTIVITY_FAILURES as e2:
                     failures.append(f"fallback: {_error_message(e2)}")
                     return None
                 if not fallback.legs:
@@ -238,7 +250,7 @@ class OrderWorkflow:
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=PLACE_RETRY,
             )
-        except ActivityError as e:
+        except ACTIVITY_FAILURES as e:
             return await self._finish(req, OrderStatus.FAILED, _error_message(e), hold=res)
         self._state.providers.append(order.provider)
         self._state.provider_order_ids.append(order.provider_order_id)
@@ -347,7 +359,7 @@ class OrderWorkflow:
                     start_to_close_timeout=timedelta(seconds=20),
                     retry_policy=RetryPolicy(maximum_attempts=3),
                 )
-            except ActivityError:
+            except ACTIVITY_FAILURES:
                 workflow.logger.warning("order %s: the fill email could not be sent", req.order_id)
         assert self._state is not None
         return self._state
@@ -383,8 +395,8 @@ class OrderWorkflow:
             self._state.reason = reason
 
 
-def _record_of(e: ActivityError) -> BestExecutionRecord | None:
-    cause = e.cause
+def _record_of(e: BaseException) -> BestExecutionRecord | None:
+    cause = e.cause if isinstance(e, ActivityError) else e
     if isinstance(cause, ApplicationError) and cause.type == ErrorType.NO_ROUTE and len(cause.details) >= 2:
         try:
             return BestExecutionRecord.model_validate(cause.details[1])

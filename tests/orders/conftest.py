@@ -1,0 +1,188 @@
+"""Order-saga fixtures: real PostgreSQL, the session Temporal dev server, and sandbox venues over HTTP
+(started here, separate from the provider tests' venues), with a worker per test on its own queue."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from activities.orders import OrderActivities
+from config import Settings
+from models.order_flow import OrderRequest, OrderState
+from providers.exchanges.ccxt_adapter import CcxtAdapter
+from sandbox.runner import RunningSandboxes, start_venues
+from services.ledger import House, HouseAccount, Ledger, Leg, Posting
+from services.router import Router, RouterParams
+from tests.providers.conftest import VenueControl, exchange_config, quick_close
+from workflows.orders import ID_REUSE_POLICY, OrderWorkflow, workflow_id
+
+BTC_BOOKS = {
+    # binance is cheaper to buy from; kraken pays more to sellers.
+    "binance": {
+        "bids": [("67900", "1"), ("67800", "2")],
+        "asks": [("68000", "0.5"), ("68100", "2"), ("68600", "5")],
+    },
+    "kraken": {"bids": [("67950", "1"), ("67700", "3")], "asks": [("68050", "1"), ("68300", "3")]},
+}
+
+
+@pytest_asyncio.fixture(scope="session")
+async def order_sandboxes() -> AsyncIterator[RunningSandboxes]:
+    running = await start_venues(["binance", "kraken"], seed=11)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def order_http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=5) as client:
+        yield client
+
+
+@dataclass
+class OrderStack:
+    client: Client
+    task_queue: str
+    engine: AsyncEngine
+    ledger: Ledger
+    venues: dict[str, VenueControl]
+    adapters: dict[str, CcxtAdapter]
+    router: Router
+    settings: Settings
+
+    async def customer(self, gbp: str = "0", btc: str = "0", tier: int = 2) -> uuid.UUID:
+        uid = uuid.uuid4()
+        async with self.engine.begin() as c:
+            await c.execute(
+                text("INSERT INTO users (id, email, password_hash, kyc_tier) VALUES (:i, :e, 'x', :t)"),
+                {"i": uid, "e": f"{uid}@orders.test", "t": tier},
+            )
+        for currency, amount, source in (
+            ("GBP", Decimal(gbp), HouseAccount.BANK_CASH),
+            ("BTC", Decimal(btc), HouseAccount.provider("binance")),
+        ):
+            account = await self.ledger.customer_account(uid, currency)
+            if amount:
+                await self.ledger.post(
+                    Posting(
+                        reference_type="DEPOSIT",
+                        reference_id=uuid.uuid4(),
+                        step="credit",
+                        legs=[Leg(House(source), currency, -amount), Leg(account, currency, amount)],
+                    )
+                )
+        return uid
+
+    async def balance(self, user: uuid.UUID, currency: str) -> tuple[Decimal, Decimal, Decimal]:
+        b = await self.ledger.balance(await self.ledger.customer_account(user, currency))
+        return b.balance, b.available, b.reserved
+
+    def request(self, user: uuid.UUID, **fields: Any) -> OrderRequest:
+        defaults: dict[str, Any] = {
+            "order_id": uuid.uuid4(),
+            "user_id": user,
+            "symbol": "BTC-GBP",
+            "poll_interval_s": 0.2,
+        }
+        return OrderRequest(**{**defaults, **fields})
+
+    async def start(self, req: OrderRequest) -> WorkflowHandle[Any, OrderState]:
+        return await self.client.start_workflow(
+            OrderWorkflow.run,
+            req,
+            id=workflow_id(req.order_id),
+            task_queue=self.task_queue,
+            id_reuse_policy=ID_REUSE_POLICY,
+        )
+
+    async def run(self, req: OrderRequest) -> OrderState:
+        handle = await self.start(req)
+        return await handle.result()
+
+    async def venue_orders(self, venue: str, order_id: uuid.UUID) -> list[dict[str, Any]]:
+        """This order's orders at the venue (by the client order id prefix the adapter derives)."""
+        prefix = order_id.hex[:24]
+        return [
+            o
+            for o in await self.venues[venue].orders()
+            if str(o.get("client_order_id", "")).startswith(prefix)
+        ]
+
+    async def order_row(self, order_id: uuid.UUID) -> dict[str, Any]:
+        async with self.engine.connect() as c:
+            row = (
+                (await c.execute(text("SELECT * FROM orders WHERE id = :o"), {"o": order_id}))
+                .mappings()
+                .one()
+            )
+        return dict(row)
+
+
+@pytest_asyncio.fixture
+async def stack(
+    order_sandboxes: RunningSandboxes,
+    order_http: httpx.AsyncClient,
+    temporal_client: Client,
+    engine: AsyncEngine,
+    settings: Settings,
+    task_queue: str,
+) -> AsyncIterator[OrderStack]:
+    venues = {
+        name: VenueControl(name, order_sandboxes.urls[name], order_http) for name in ("binance", "kraken")
+    }
+    for name, control in venues.items():
+        # No reset between tests: a real venue never reuses order ids, and a reset sandbox would.
+        await control.post("walk", {"enabled": False})
+        await order_http.delete(f"{control.url}/_control/faults")
+        await control.post("fees", {"taker": "0.001", "maker": "0.0008"})
+        await control.book("BTC-GBP", BTC_BOOKS[name]["bids"], BTC_BOOKS[name]["asks"])
+    adapters = {
+        name: quick_close(CcxtAdapter(exchange_config(name, order_sandboxes.urls[name], lookup_attempts=5)))
+        for name in venues
+    }
+    for a in adapters.values():
+        await a.load()
+    router = Router(adapters, params=RouterParams(deadline_s=3.0))
+    ledger = Ledger(engine, house_shards=4)
+    activities = OrderActivities(
+        engine=engine, ledger=ledger, router=router, adapters=adapters, settings=settings, email=None
+    )
+    worker = Worker(
+        temporal_client,
+        task_queue=task_queue,
+        workflows=[OrderWorkflow],
+        activities=[
+            activities.accept,
+            activities.quote,
+            activities.reserve,
+            activities.place,
+            activities.settle,
+            activities.mark,
+            activities.venue_status,
+            activities.cancel_at_venue,
+            activities.notify,
+        ],
+    )
+    async with worker:
+        yield OrderStack(temporal_client, task_queue, engine, ledger, venues, adapters, router, settings)
+    for a in adapters.values():
+        await a.close()
+    report = await ledger.verify()
+    assert report.ok, report.first_problem
+    totals = await ledger.totals()
+    assert all(t.total == 0 for t in totals), totals
+
+
+NewStack = Callable[..., Awaitable[OrderStack]]

@@ -381,6 +381,17 @@ class CcxtAdapter:
             timestamp=_ms_to_dt(ts) or datetime.now(tz=UTC),
         )
 
+    async def ohlcv(
+        self, symbol: str, interval: str = "1m", limit: int = 100
+    ) -> list[tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]]:
+        """Candles, oldest first: (open time in ms, open, high, low, close, base volume), exact.
+
+        With `number = str` ccxt keeps the venue's text in OHLCV rows; `_dec` refuses a float."""
+        await self._ensure_loaded()
+        async with self._errors():
+            rows = await self.exchange.fetch_ohlcv(to_ccxt_symbol(symbol), interval, limit=limit)
+        return [(int(r[0]), *(_dec(v) for v in r[1:6])) for r in rows[-limit:]]  # type: ignore[misc]
+
     # ------------------------------------------------------------------ orders
 
     async def place_order(self, request: PlaceOrderRequest) -> VenueOrder:

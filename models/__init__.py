@@ -5,6 +5,7 @@ Importing this package registers every table on `SQLModel.metadata` (Alembic rel
 
 from models.auth import AuthSession, AuthThrottle, KnownDevice, PasswordHistory, TotpUsage
 from models.compliance import AmlCheck, AuditLog, KycSubmission, ReconciliationRun
+from models.idempotency import ApiIdempotencyKey
 from models.ledger import Account, Currency, Hold, LedgerEntry, LedgerTransaction
 from models.orders import Order, ProviderFill, Trade
 from models.payments import (
@@ -23,6 +24,7 @@ from models.users import StaffRole, User, UserStatus
 __all__ = [
     "Account",
     "AmlCheck",
+    "ApiIdempotencyKey",
     "AuditLog",
     "AuthSession",
     "AuthThrottle",

@@ -16,10 +16,12 @@ Failures cross to the workflow as `ApplicationError`s with stable `type`s (liste
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from decimal import Decimal
+from typing import TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -64,6 +66,23 @@ from services.router import Router, RoutingRefused
 log = logging.getLogger("activities.orders")
 
 DEFAULT_MAX_SLIPPAGE = Decimal("0.01")
+T = TypeVar("T")
+
+
+async def _heartbeating(call: Awaitable[T], every_s: float = 1.0) -> T:
+    """Heartbeat while a venue call is in flight, so a worker that dies mid-call is noticed within
+    the heartbeat timeout (and the retry asks the venue before sending again)."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every_s)
+
+    beating = asyncio.create_task(beat())
+    try:
+        return await call
+    finally:
+        beating.cancel()
 
 
 class ErrorType:
@@ -304,22 +323,24 @@ class OrderActivities:
         try:
             if activity.info().attempt > 1:
                 # We may have sent it before this retry (timeout, crash): ask before sending again.
-                found = await adapter.resolve_placement(req.symbol, cid)
+                found = await _heartbeating(adapter.resolve_placement(req.symbol, cid))
                 if found is not None:
                     return found
-            order = await adapter.place_order(
-                PlaceOrderRequest(
-                    symbol=req.symbol,
-                    side=req.side,
-                    type=req.type,
-                    amount=req.leg.amount,
-                    price=req.price,
-                    time_in_force=req.time_in_force,
-                    client_order_id=cid,
+            order = await _heartbeating(
+                adapter.place_order(
+                    PlaceOrderRequest(
+                        symbol=req.symbol,
+                        side=req.side,
+                        type=req.type,
+                        amount=req.leg.amount,
+                        price=req.price,
+                        time_in_force=req.time_in_force,
+                        client_order_id=cid,
+                    )
                 )
             )
         except AmbiguousPlacement as e:
-            found = await self._resolve(adapter, req.symbol, cid)
+            found = await _heartbeating(self._resolve(adapter, req.symbol, cid))
             if found is None:
                 raise ApplicationError(
                     f"{req.leg.provider}: placement proved absent after lookups", type=ErrorType.NOT_PLACED

@@ -71,6 +71,8 @@ PLACE_RETRY = RetryPolicy(
     maximum_attempts=4,
     non_retryable_error_types=[ErrorType.VENUE_REFUSED],
 )
+# A worker that dies while placing is noticed this fast; the retry then asks the venue first.
+PLACE_HEARTBEAT = timedelta(seconds=4)
 VENUE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 MAX_FALLBACKS = 3
 # An order id is used once, ever: a second start, even after the first finished, is refused.
@@ -205,7 +207,8 @@ class OrderWorkflow:
                         price=price,
                         time_in_force=TimeInForce.IOC,
                     ),
-                    start_to_close_timeout=timedelta(seconds=30),
+                    start_to_close_timeout=timedelta(seconds=60),
+                    heartbeat_timeout=PLACE_HEARTBEAT,
                     retry_policy=PLACE_RETRY,
                 )
             except ACTIVITY_FAILURES as e:
@@ -247,7 +250,8 @@ class OrderWorkflow:
                     price=req.price,
                     time_in_force=TimeInForce.GTC,
                 ),
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=timedelta(seconds=60),
+                heartbeat_timeout=PLACE_HEARTBEAT,
                 retry_policy=PLACE_RETRY,
             )
         except ACTIVITY_FAILURES as e:

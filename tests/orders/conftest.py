@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +14,8 @@ import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
-from temporalio.worker import Worker
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer, Worker
 
 from activities.orders import OrderActivities
 from config import Settings
@@ -61,6 +62,7 @@ class OrderStack:
     adapters: dict[str, CcxtAdapter]
     router: Router
     settings: Settings
+    started: list[str] = field(default_factory=list)  # workflow ids, replayed at teardown
 
     async def customer(self, gbp: str = "0", btc: str = "0", tier: int = 2) -> uuid.UUID:
         uid = uuid.uuid4()
@@ -98,12 +100,15 @@ class OrderStack:
         }
         return OrderRequest(**{**defaults, **fields})
 
-    async def start(self, req: OrderRequest) -> WorkflowHandle[Any, OrderState]:
+    async def start(
+        self, req: OrderRequest, task_queue: str | None = None
+    ) -> WorkflowHandle[Any, OrderState]:
+        self.started.append(workflow_id(req.order_id))
         return await self.client.start_workflow(
             OrderWorkflow.run,
             req,
             id=workflow_id(req.order_id),
-            task_queue=self.task_queue,
+            task_queue=task_queue or self.task_queue,
             id_reuse_policy=ID_REUSE_POLICY,
         )
 
@@ -176,9 +181,18 @@ async def stack(
         ],
     )
     async with worker:
-        yield OrderStack(temporal_client, task_queue, engine, ledger, venues, adapters, router, settings)
+        stack = OrderStack(temporal_client, task_queue, engine, ledger, venues, adapters, router, settings)
+        yield stack
     for a in adapters.values():
         await a.close()
+    # Every history this test produced must replay on the current workflow code (determinism).
+    replayer = Replayer(workflows=[OrderWorkflow], data_converter=pydantic_data_converter)
+    for wid in stack.started:
+        handle = temporal_client.get_workflow_handle(wid)
+        desc = await handle.describe()
+        if desc.status is not None and desc.status.name == "RUNNING":
+            continue
+        await replayer.replay_workflow(await handle.fetch_history())
     report = await ledger.verify()
     assert report.ok, report.first_problem
     totals = await ledger.totals()

@@ -1,0 +1,273 @@
+"""Market orders end to end (start -> FILLED) vs a no-op workflow of the same shape, same run.
+
+The order saga is four local activities (accept, quote, reserve, settle) and two regular ones (place,
+notify). The reference workflow runs four no-op local activities and two no-op regular activities, on
+the same dev server and worker, so the ratio isolates what our activities cost over Temporal's own.
+
+Stack: a throw-away embedded PostgreSQL, `temporal server start-dev` in memory, the Binance and Kraken
+sandboxes in-process over HTTP with no injected latency, ccxt adapters, one worker in this process.
+
+Headline (`bench/results/orders.json`): market orders/s ÷ no-op workflows/s at concurrency 10.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.orders import OrderActivities
+from bench.common import print_table, summary, throwaway_postgres, throwaway_temporal, write_result
+from config import Settings
+from config.settings import DEV_SECRETS
+from models.database import async_engine
+from models.market import OrderType, Side
+from models.order_flow import OrderRequest, OrderStatus
+from providers.exchanges.ccxt_adapter import CcxtAdapter, ExchangeConfig
+from sandbox.runner import start_venues
+from services.ledger import House, HouseAccount, Ledger, Leg, Posting
+from services.router import Router, RouterParams
+from workflows.orders import ID_REUSE_POLICY, OrderWorkflow, workflow_id
+
+CONCURRENCY = (1, 10, 50)
+ORDERS = {1: 25, 10: 150, 50: 300}
+CUSTOMERS = 60
+QUEUE = "bench-orders"
+
+
+@activity.defn(name="noop.local")
+async def noop_local(x: str) -> str:
+    return x
+
+
+@activity.defn(name="noop.remote")
+async def noop_remote(x: str) -> str:
+    return x
+
+
+@workflow.defn
+class NoopOrderShape:
+    """Four local activities and two regular ones, like a filled market order."""
+
+    @workflow.run
+    async def run(self, x: str) -> str:
+        for _ in range(3):
+            await workflow.execute_local_activity(noop_local, x, start_to_close_timeout=timedelta(seconds=10))
+        await workflow.execute_activity(noop_remote, x, start_to_close_timeout=timedelta(seconds=10))
+        await workflow.execute_local_activity(noop_local, x, start_to_close_timeout=timedelta(seconds=10))
+        await workflow.execute_activity(noop_remote, x, start_to_close_timeout=timedelta(seconds=10))
+        return x
+
+
+async def _load(n: int, concurrency: int, start: Any) -> tuple[float, list[float], int]:
+    """Run `n` workflows via `start(i)`, `concurrency` in flight: (elapsed, latencies ms, failures)."""
+    queue = list(range(n))
+    latencies: list[float] = []
+    failures = 0
+
+    async def worker() -> None:
+        nonlocal failures
+        while queue:
+            i = queue.pop()
+            t0 = time.perf_counter()
+            ok = await start(i)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            failures += 0 if ok else 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - t0, latencies, failures
+
+
+async def _run(url: str, client: Client) -> None:
+    venues = await start_venues(["binance", "kraken"], seed=3)
+    engine = async_engine(url, pool_size=30, max_overflow=30)
+    ledger = Ledger(engine)
+    adapters: dict[str, CcxtAdapter] = {}
+    try:
+        async with httpx.AsyncClient() as http:
+            for name in ("binance", "kraken"):
+                base = venues.urls[name]
+                await http.post(f"{base}/_control/walk", json={"enabled": False})
+                # Deep books so hundreds of orders never run out; binance slightly cheaper.
+                top = 68000 if name == "binance" else 68040
+                await http.post(
+                    f"{base}/_control/book",
+                    json={
+                        "symbol": "BTC-GBP",
+                        "bids": [[str(top - 100), "1000"]],
+                        "asks": [[str(top), "1000"], [str(top + 50), "1000"]],
+                    },
+                )
+        for name in ("binance", "kraken"):
+            adapters[name] = CcxtAdapter(
+                ExchangeConfig(
+                    name=name,
+                    exchange_id=name,
+                    api_key=DEV_SECRETS[f"{name}_api_key"],
+                    secret=DEV_SECRETS[f"{name}_secret"],
+                    base_url=venues.urls[name],
+                    enable_rate_limit=False,
+                )
+            )
+            adapters[name].exchange.timeout_on_exit = 0
+            await adapters[name].load()
+        settings = Settings(environment="test", database_url=url)
+        router = Router(adapters, params=RouterParams(deadline_s=3.0))
+        acts = OrderActivities(
+            engine=engine,
+            ledger=ledger,
+            router=router,
+            adapters=adapters,
+            settings=settings,
+        )
+        users = await _customers(engine, ledger)
+
+        async with Worker(
+            client,
+            task_queue=QUEUE,
+            workflows=[OrderWorkflow, NoopOrderShape],
+            activities=[
+                acts.accept,
+                acts.quote,
+                acts.reserve,
+                acts.place,
+                acts.settle,
+                acts.mark,
+                acts.venue_status,
+                acts.cancel_at_venue,
+                acts.notify,
+                noop_local,
+                noop_remote,
+            ],  # fmt: skip
+            max_concurrent_activities=200,
+            max_concurrent_local_activities=200,
+            max_concurrent_workflow_tasks=200,
+        ):
+            # Warm up: markets loaded, pools open, the sticky cache primed.
+            for i in range(3):
+                await _order(client, users[i])
+                await client.execute_workflow(
+                    NoopOrderShape.run, "w", id=f"noop-{uuid.uuid4()}", task_queue=QUEUE
+                )
+            rows = []
+            figures: dict[str, Any] = {}
+            for c in CONCURRENCY:
+                n = ORDERS[c]
+
+                async def one_order(i: int) -> bool:
+                    return await _order(client, users[i % len(users)])
+
+                async def one_noop(i: int) -> bool:
+                    await client.execute_workflow(
+                        NoopOrderShape.run, "x", id=f"noop-{uuid.uuid4()}", task_queue=QUEUE
+                    )
+                    return True
+
+                o_elapsed, o_lat, o_fail = await _load(n, c, one_order)
+                r_elapsed, r_lat, _ = await _load(n, c, one_noop)
+                o_rate, r_rate = n / o_elapsed, n / r_elapsed
+                o_s, r_s = summary(o_lat), summary(r_lat)
+                figures[f"c{c}"] = {
+                    "orders_per_s": round(o_rate, 2),
+                    "p50_ms": o_s["p50_ms"],
+                    "p99_ms": o_s["p99_ms"],
+                    "noop_per_s": round(r_rate, 2),
+                    "noop_p50_ms": r_s["p50_ms"],
+                    "noop_p99_ms": r_s["p99_ms"],
+                    "ratio": round(o_rate / r_rate, 3),
+                    "orders": n,
+                    "not_filled": o_fail,
+                }
+                rows.append(
+                    [c, n, f"{o_rate:.1f}", o_s["p50_ms"], o_s["p99_ms"], f"{r_rate:.1f}", r_s["p50_ms"],
+                     r_s["p99_ms"], f"{o_rate / r_rate:.2f}", o_fail]
+                )  # fmt: skip
+        print_table(
+            "Market orders end to end vs a no-op workflow of the same shape (4 local + 2 regular activities)",
+            [
+                "conc",
+                "n",
+                "orders/s",
+                "p50 ms",
+                "p99 ms",
+                "noop/s",
+                "noop p50",
+                "noop p99",
+                "ratio",
+                "not filled",
+            ],
+            rows,
+        )
+        c10 = figures["c10"]
+        write_result(
+            "orders",
+            metric="market_orders_per_s_c10",
+            value=c10["orders_per_s"],
+            reference=c10["noop_per_s"],
+            extra={"reference_metric": "noop_same_shape_workflows_per_s_c10", "by_concurrency": figures},
+        )
+    finally:
+        for a in adapters.values():
+            await a.close()
+        await engine.dispose()
+        await venues.stop()
+
+
+async def _customers(engine: Any, ledger: Ledger) -> list[uuid.UUID]:
+    users = []
+    for _ in range(CUSTOMERS):
+        uid = uuid.uuid4()
+        async with engine.begin() as c:
+            await c.execute(
+                text("INSERT INTO users (id, email, password_hash, kyc_tier) VALUES (:i, :e, 'x', 3)"),
+                {"i": uid, "e": f"{uid}@bench.test"},
+            )
+        acc = await ledger.customer_account(uid, "GBP")
+        await ledger.post(
+            Posting(
+                reference_type="DEPOSIT",
+                reference_id=uuid.uuid4(),
+                step="credit",
+                legs=[
+                    Leg(House(HouseAccount.BANK_CASH), "GBP", Decimal("-90000")),
+                    Leg(acc, "GBP", Decimal("90000")),
+                ],
+            )
+        )
+        users.append(uid)
+    return users
+
+
+async def _order(client: Client, user: uuid.UUID) -> bool:
+    req = OrderRequest(
+        order_id=uuid.uuid4(), user_id=user, symbol="BTC-GBP", side=Side.BUY, type=OrderType.MARKET,
+        amount=Decimal("0.001"),
+    )  # fmt: skip
+    state = await client.execute_workflow(
+        OrderWorkflow.run,
+        req,
+        id=workflow_id(req.order_id),
+        task_queue=QUEUE,
+        id_reuse_policy=ID_REUSE_POLICY,
+    )
+    return state.status is OrderStatus.FILLED
+
+
+async def _main() -> None:
+    with throwaway_postgres("bench_orders") as (_, url):
+        async with throwaway_temporal() as env:
+            await _run(url, env.client)
+
+
+def main() -> None:
+    asyncio.run(_main())

@@ -1,0 +1,66 @@
+"""A worker SIGKILLed while a placement is in flight: another worker picks the saga up, asks the venue
+for the order it may have sent (it had), and settles it once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from decimal import Decimal
+
+from models.market import OrderType, Side
+from models.order_flow import OrderStatus
+from temporal import task_queues
+from tests.orders.conftest import OrderStack
+from workflows.orders import OrderWorkflow
+
+
+async def _worker(stack: OrderStack, database_url: str, temporal_address: str) -> asyncio.subprocess.Process:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "TEMPORAL_ADDRESS": temporal_address,
+        "BINANCE_URL": stack.venues["binance"].url,
+        "KRAKEN_URL": stack.venues["kraken"].url,
+        "OTC_URL": "http://127.0.0.1:9",  # no OTC desk in this test: large orders would see it down
+        "SENDGRID_HOST": "",
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers", "--queue", task_queues.ORDERS, env=env
+    )
+
+
+async def test_worker_killed_mid_placement_and_the_order_still_completes_once(
+    stack: OrderStack, database_url: str, temporal_address: str
+) -> None:
+    user = await stack.customer(gbp="5000")
+    # Both venues answer placements slowly, so the kill lands while the order request is in flight.
+    for venue in stack.venues.values():
+        await venue.fault("latency", latency_ms=2500, paths=["order", "AddOrder"], count=1)
+    first = await _worker(stack, database_url, temporal_address)
+    req = stack.request(user, side=Side.BUY, type=OrderType.MARKET, amount=Decimal("0.01"))
+    handle = await stack.start(req, task_queue=task_queues.ORDERS)
+    try:
+        for _ in range(200):
+            state = await handle.query(OrderWorkflow.state)
+            if state.status is OrderStatus.ROUTED:
+                break
+            await asyncio.sleep(0.05)
+        assert state.status is OrderStatus.ROUTED
+        await asyncio.sleep(0.8)  # the placement request is now at the venue, its answer delayed
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+        second = await _worker(stack, database_url, temporal_address)
+        try:
+            final = await asyncio.wait_for(handle.result(), timeout=60)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(second.wait(), timeout=30)
+    finally:
+        if first.returncode is None:
+            first.kill()
+    assert final.status is OrderStatus.FILLED, final.reason
+    assert len(await stack.venue_orders(final.providers[0], req.order_id)) == 1
+    assert (await stack.balance(user, "BTC"))[0] == Decimal("0.01")
+    assert len(stack.started) == 1

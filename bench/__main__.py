@@ -12,7 +12,11 @@ NOT_BENCHMARKS = {"common", "__main__"}
 
 def available() -> list[str]:
     here = Path(__file__).resolve().parent
-    return sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name not in NOT_BENCHMARKS)
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules([str(here)])
+        if m.name not in NOT_BENCHMARKS and not m.name.startswith("_")
+    )
 
 
 def main() -> int:

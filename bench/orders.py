@@ -5,7 +5,8 @@ notify). The reference workflow runs four no-op local activities and two no-op r
 the same dev server and worker, so the ratio isolates what our activities cost over Temporal's own.
 
 Stack: a throw-away embedded PostgreSQL, `temporal server start-dev` in memory, the Binance and Kraken
-sandboxes in-process over HTTP with no injected latency, ccxt adapters, one worker in this process.
+sandboxes in their own process (they are the outside world) over HTTP with no injected latency, ccxt
+adapters, and one worker in this process.
 
 Headline (`bench/results/orders.json`): market orders/s ÷ no-op workflows/s at concurrency 10.
 """
@@ -13,27 +14,27 @@ Headline (`bench/results/orders.json`): market orders/s ÷ no-op workflows/s at 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import uuid
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import httpx
 from sqlalchemy import text
-from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.orders import OrderActivities
+from bench._shapes import NoopOrderShape, noop_local, noop_remote
 from bench.common import print_table, summary, throwaway_postgres, throwaway_temporal, write_result
 from config import Settings
 from config.settings import DEV_SECRETS
+from devstack.ports import PortInUse, ensure_free, free_port, wait_for_port
 from models.database import async_engine
 from models.market import OrderType, Side
 from models.order_flow import OrderRequest, OrderStatus
 from providers.exchanges.ccxt_adapter import CcxtAdapter, ExchangeConfig
-from sandbox.runner import start_venues
 from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 from services.router import Router, RouterParams
 from workflows.orders import ID_REUSE_POLICY, OrderWorkflow, workflow_id
@@ -42,30 +43,6 @@ CONCURRENCY = (1, 10, 50)
 ORDERS = {1: 25, 10: 150, 50: 300}
 CUSTOMERS = 60
 QUEUE = "bench-orders"
-
-
-@activity.defn(name="noop.local")
-async def noop_local(x: str) -> str:
-    return x
-
-
-@activity.defn(name="noop.remote")
-async def noop_remote(x: str) -> str:
-    return x
-
-
-@workflow.defn
-class NoopOrderShape:
-    """Four local activities and two regular ones, like a filled market order."""
-
-    @workflow.run
-    async def run(self, x: str) -> str:
-        for _ in range(3):
-            await workflow.execute_local_activity(noop_local, x, start_to_close_timeout=timedelta(seconds=10))
-        await workflow.execute_activity(noop_remote, x, start_to_close_timeout=timedelta(seconds=10))
-        await workflow.execute_local_activity(noop_local, x, start_to_close_timeout=timedelta(seconds=10))
-        await workflow.execute_activity(noop_remote, x, start_to_close_timeout=timedelta(seconds=10))
-        return x
 
 
 async def _load(n: int, concurrency: int, start: Any) -> tuple[float, list[float], int]:
@@ -88,15 +65,37 @@ async def _load(n: int, concurrency: int, start: Any) -> tuple[float, list[float
     return time.perf_counter() - t0, latencies, failures
 
 
+async def _sandbox_process() -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+    """`python -m sandbox` on free ports: the venues use their own CPU, as real ones do."""
+    base = free_port()
+    while any(not _port_is_free(base + off) for off in range(5)):
+        base = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sandbox", "--base-port", str(base), "--seed", "3",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    for off in (0, 1):
+        await asyncio.to_thread(wait_for_port, base + off, 30)
+    return proc, {"binance": f"http://127.0.0.1:{base}", "kraken": f"http://127.0.0.1:{base + 1}"}
+
+
+def _port_is_free(port: int) -> bool:
+    try:
+        ensure_free(port, "bench")
+    except PortInUse:
+        return False
+    return True
+
+
 async def _run(url: str, client: Client) -> None:
-    venues = await start_venues(["binance", "kraken"], seed=3)
+    proc, venue_urls = await _sandbox_process()
     engine = async_engine(url, pool_size=30, max_overflow=30)
     ledger = Ledger(engine)
     adapters: dict[str, CcxtAdapter] = {}
     try:
         async with httpx.AsyncClient() as http:
             for name in ("binance", "kraken"):
-                base = venues.urls[name]
+                base = venue_urls[name]
                 await http.post(f"{base}/_control/walk", json={"enabled": False})
                 # Deep books so hundreds of orders never run out; binance slightly cheaper.
                 top = 68000 if name == "binance" else 68040
@@ -115,7 +114,7 @@ async def _run(url: str, client: Client) -> None:
                     exchange_id=name,
                     api_key=DEV_SECRETS[f"{name}_api_key"],
                     secret=DEV_SECRETS[f"{name}_secret"],
-                    base_url=venues.urls[name],
+                    base_url=venue_urls[name],
                     enable_rate_limit=False,
                 )
             )
@@ -220,7 +219,8 @@ async def _run(url: str, client: Client) -> None:
         for a in adapters.values():
             await a.close()
         await engine.dispose()
-        await venues.stop()
+        proc.terminate()
+        await proc.wait()
 
 
 async def _customers(engine: Any, ledger: Ledger) -> list[uuid.UUID]:

@@ -4,7 +4,7 @@ own database and Temporal; `app` is what uvicorn serves in `make run`."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -13,10 +13,11 @@ from api import auth_deps, errors
 from api.deps import TemporalHandle
 from api.middleware import RequestLogMiddleware
 from api.ratelimit import RateLimitMiddleware, RateLimits, SlidingWindowLimiter
-from api.routes import admin, auth, health, payments
+from api.routes import accounts, admin, auth, health, market, orders, payments, ws
 from config import Settings, get_settings
 from models.database import async_engine, session_factory
 from providers.email import EmailSender
+from providers.exchanges.base import ExecutionAdapter
 from services.auth import AuthConfig, AuthPolicy
 
 
@@ -27,9 +28,13 @@ def create_app(
     auth_policy: AuthPolicy | None = None,
     rate_limits: RateLimits | None = None,
     email_sender: EmailSender | None = None,
+    adapters: Mapping[str, ExecutionAdapter] | None = None,
+    orders_task_queue: str | None = None,
 ) -> FastAPI:
     """`auth_policy`, `rate_limits` and `email_sender` default to production values from `settings`;
-    tests pass small limits and a sender pointed at their own mail sink."""
+    tests pass small limits and a sender pointed at their own mail sink. `adapters` (market data and
+    quotes) default to `build_adapters(settings)`, built on first use and closed at shutdown; tests pass
+    their own, pointed at in-process sandboxes. `orders_task_queue` defaults to the orders queue."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -40,12 +45,14 @@ def create_app(
         app.state.sessions = session_factory(engine)
         app.state.temporal = TemporalHandle(settings, temporal_address)
         app.state.payments = payments.PaymentsState(settings)
+        app.state.market = market.MarketState(settings, adapters)
         schedules = asyncio.create_task(payments.ensure_payment_schedules(app))
         try:
             yield
         finally:
             schedules.cancel()
             await app.state.payments.close()
+            await app.state.market.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -60,6 +67,12 @@ def create_app(
     app.include_router(auth.router, prefix="/api/v1")
     app.include_router(payments.router, prefix="/api/v1")
     app.include_router(admin.router, prefix="/api/v1")
+    app.include_router(orders.router, prefix="/api/v1")
+    app.include_router(accounts.router, prefix="/api/v1")
+    app.include_router(market.router, prefix="/api/v1")
+    app.include_router(ws.router, prefix="/api/v1")
+    if orders_task_queue is not None:
+        app.state.orders_task_queue = orders_task_queue
 
     app.state.auth = AuthConfig.from_settings(settings, auth_policy)
     app.state.email_sender = email_sender or EmailSender.from_settings(settings)

@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     otc_threshold_gbp: Decimal = Decimal("50000")
     withdrawal_approval_threshold_gbp: Decimal = Decimal("10000")
     withdrawal_dual_approval_threshold_gbp: Decimal = Decimal("50000")
+    trade_totp_threshold_gbp: Decimal = Decimal("10000")  # orders above this need the second factor (§7)
     house_account_shards: int = Field(default=64, ge=1, le=256)
     # Payments (deposits, withdrawals, float). Fees are what the customer pays per withdrawal.
     withdrawal_fees: dict[str, Decimal] = Field(

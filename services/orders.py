@@ -119,7 +119,7 @@ def plan_reservation(
 
     A buy reserves the most it could cost: its size at the price cap (the reference price plus the
     slippage allowance, or the customer's limit) plus the customer fee on that, rounded up. Every
-    placement's limit is clamped to the cap, so no fill, fallback included, can cost more than the hold.
+    placement is an IOC limited to the cap, so no fill, fallback included, can cost more than the hold.
     A sell reserves the base amount it sells.
     """
     base, quote = split_symbol(req.symbol)
@@ -143,11 +143,6 @@ def plan_reservation(
     assert req.amount is not None
     notional = expected_quote if req.type is OrderType.MARKET else req.amount * floor
     return base, req.amount, floor, round_for_house(quote, notional, Direction.CUSTOMER_PAYS)
-
-
-def clamp_limit(side: Side, leg_limit: Decimal, cap: Decimal) -> Decimal:
-    """The protective price actually sent: never beyond the reservation's cap."""
-    return min(leg_limit, cap) if side is Side.BUY else max(leg_limit, cap)
 
 
 @dataclass(frozen=True)

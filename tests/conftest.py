@@ -7,6 +7,7 @@ depend on each other's order.
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +27,10 @@ from devstack.postgres import EmbeddedPostgres
 from devstack.temporal_server import temporal_binary
 from models.database import async_engine
 from temporal import search_attributes
+
+# A run stopped with SIGTERM (CI timeout, `timeout`) unwinds like Ctrl-C, so the session fixtures
+# below still stop the PostgreSQL and Temporal servers they started instead of leaking them.
+signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

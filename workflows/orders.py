@@ -6,7 +6,7 @@ Guarantees:
   releases them; a partial fill settles what filled and releases the rest, in one transaction.
 - A placement is sent at most once per (order, attempt): a retried placement first asks the venue for
   its client order id (see activities/orders.py). A venue that fails before accepting is replaced by
-  the next best one; the hold caps what any fallback may pay (its limit is clamped to the cap).
+  the next best one; the hold caps what any fallback may pay (every placement is an IOC at the cap).
 - A market order is placed as an IOC limit at a protective price, so slippage beyond the customer's
   limit is prevented at the venue, not detected afterwards.
 
@@ -56,7 +56,6 @@ with workflow.unsafe.imports_passed_through():
         SettleResult,
         VenueOrderRef,
     )
-    from services.orders import clamp_limit
     from temporal import search_attributes as sa
 
 LOCAL = timedelta(seconds=30)
@@ -193,7 +192,10 @@ class OrderWorkflow:
             assert self._state is not None
             self._state.attempts += 1
             attempt = self._state.attempts
-            price = clamp_limit(req.side, leg.limit_price, res.price_cap)
+            # The protective price is the customer's tolerance (reference +/- max slippage), not the
+            # deepest level we saw: books move between quote and placement, and within the tolerance
+            # a fill is what the customer asked for. Beyond it, the IOC simply does not fill.
+            price = res.price_cap
             try:
                 order = await workflow.execute_activity_method(
                     OrderActivities.place,

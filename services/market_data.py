@@ -287,7 +287,11 @@ class MarketData:
             total = round_for_house(quote_ccy, record.quote_amount, Direction.CUSTOMER_PAYS) + fee
         else:
             total = round_for_house(quote_ccy, record.quote_amount, Direction.CUSTOMER_RECEIVES) - fee
-        price = (record.quote_amount / record.amount).quantize(Decimal("0.00000001"))
+        # The venues' volume-weighted price (record.quote_amount is the notional asked for, which the
+        # lot step may not buy exactly).
+        price = (
+            sum((leg.average_price * leg.amount for leg in record.legs), Decimal(0)) / record.amount
+        ).quantize(Decimal("0.00000001"))
         all_in = (total / record.amount).quantize(Decimal("0.00000001"))
         return IndicativeQuote(
             symbol=symbol,

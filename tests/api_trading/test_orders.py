@@ -321,16 +321,17 @@ async def test_list_pagination_and_filters(trading: Trading) -> None:
     ):
         r = await trading.http.get("/api/v1/orders", params=params, headers=liam.headers())
         assert len(r.json()["orders"]) == expected, params
-    for params, field in (
+    bad: list[tuple[dict[str, str | int], str]] = [
         ({"cursor": "not-a-cursor"}, "query.cursor"),
         ({"status": "DONE"}, "query.status"),
         ({"limit": 0}, "query.limit"),
         ({"symbol": "btc"}, "query.symbol"),
-    ):
+    ]
+    for bad_params, field in bad:
         problem = assert_problem(
-            await trading.http.get("/api/v1/orders", params=params, headers=liam.headers()), 422
+            await trading.http.get("/api/v1/orders", params=bad_params, headers=liam.headers()), 422
         )
-        assert field in [e["field"] for e in problem["errors"]], params
+        assert field in [e["field"] for e in problem["errors"]], bad_params
 
 
 async def test_accounts_pagination_and_bad_input(trading: Trading) -> None:

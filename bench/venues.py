@@ -7,9 +7,8 @@ all three, and, as the same-run reference, the same router with one venue alone.
 makes the three-venue p50 close to the one-venue p50 (≈50 ms + HTTP); sequential asking would make it
 about three times that, which the third row measures for comparison.
 
-The venues are read by a small HTTP book source over each sandbox's public depth endpoint
-(`/api/v3/depth`, `/0/public/Depth`) rather than the ccxt adapters, which were not in the tree when
-this was written; the router does not care which `BookSource` it is given.
+The venues are read through the production path: ccxt's own `binance` and `kraken` classes inside our
+`CcxtAdapter`, over HTTP to the sandboxes.
 """
 
 from __future__ import annotations
@@ -18,12 +17,13 @@ import asyncio
 import os
 import time
 from decimal import Decimal
-from typing import Any
 
 import aiohttp
 
 from bench.common import print_table, summary, write_result
-from models.market import FeeSchedule, OrderBook, PriceLevel, Side
+from config.settings import DEV_SECRETS
+from models.market import Side
+from providers.exchanges.ccxt_adapter import CcxtAdapter, ExchangeConfig
 from sandbox.runner import build_app, serve, start_venues
 from services.router import Router, RouterParams, RoutingRefused
 
@@ -35,38 +35,6 @@ AMOUNT = Decimal("0.05")
 MAX_SLIPPAGE = Decimal("0.2")  # wide: the bench measures time, not whether the venues agree on price
 TAKER = Decimal("0.001")  # the sandboxes' default taker fee (10 bp)
 KRAKEN_PAIRS = {"BTC-GBP": "XBTGBP", "ETH-GBP": "ETHGBP", "BNB-GBP": "BNBGBP"}
-
-
-class SandboxBook:
-    """A venue's public order book over HTTP, parsed from the raw JSON strings (no floats)."""
-
-    def __init__(self, name: str, url: str, protocol: str, session: aiohttp.ClientSession) -> None:
-        self.name = name
-        self.url = url
-        self.protocol = protocol
-        self.session = session
-
-    def fees(self, symbol: str) -> FeeSchedule:
-        return FeeSchedule(taker=TAKER, maker=Decimal("0.0008"))
-
-    async def order_book(self, symbol: str, depth: int = 50) -> OrderBook:
-        if self.protocol == "binance":
-            params = {"symbol": symbol.replace("-", ""), "limit": str(depth)}
-            body = await self._get("/api/v3/depth", params)
-        else:
-            params = {"pair": KRAKEN_PAIRS[symbol], "count": str(depth)}
-            body = next(iter((await self._get("/0/public/Depth", params))["result"].values()))
-        return OrderBook(
-            provider=self.name,
-            symbol=symbol,
-            bids=[PriceLevel(price=Decimal(lv[0]), amount=Decimal(lv[1])) for lv in body["bids"]],
-            asks=[PriceLevel(price=Decimal(lv[0]), amount=Decimal(lv[1])) for lv in body["asks"]],
-        )
-
-    async def _get(self, path: str, params: dict[str, str]) -> Any:
-        async with self.session.get(self.url + path, params=params) as response:
-            response.raise_for_status()
-            return await response.json()
 
 
 async def _timed_quotes(router: Router) -> float:
@@ -97,7 +65,22 @@ async def _run() -> dict[str, list[float]]:
                 }
                 async with session.post(f"{url}/_control/faults", json=fault) as response:
                     response.raise_for_status()
-            sources = {name: SandboxBook(name, url, proto, session) for name, (url, proto) in urls.items()}
+            sources = {
+                name: CcxtAdapter(
+                    ExchangeConfig(
+                        name=name,
+                        exchange_id=proto,
+                        api_key=DEV_SECRETS[f"{proto}_api_key"],
+                        secret=DEV_SECRETS[f"{proto}_secret"],
+                        base_url=url,
+                        enable_rate_limit=False,
+                    )
+                )
+                for name, (url, proto) in urls.items()
+            }
+            for adapter in sources.values():
+                adapter.exchange.timeout_on_exit = 0
+                await adapter.load()
             params = RouterParams(deadline_s=2.0)
             fan_out = Router(sources, params=params)
             single = Router({"binance": sources["binance"]}, params=params)
@@ -124,6 +107,8 @@ async def _run() -> dict[str, list[float]]:
             record = await fan_out.quote(SYMBOL, Side.BUY, amount=AMOUNT, max_slippage=MAX_SLIPPAGE)
             samples["router_fanout"].append(record.fanout_ms)
             samples["last_venue_latencies"] = [q.latency_ms or 0.0 for q in record.quotes]
+            for adapter in sources.values():
+                await adapter.close()
             return samples
     finally:
         await running.stop()

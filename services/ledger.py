@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -115,13 +116,28 @@ _SQLSTATE_ERRORS: dict[str, type[LedgerError]] = {
 
 
 def _translate(e: DBAPIError) -> Exception:
-    state = getattr(e.orig, "sqlstate", None)
+    translated = _translate_driver(e.orig) if isinstance(e.orig, Exception) else None
+    return e if translated is None or translated is e.orig else translated
+
+
+def _translate_driver(e: BaseException) -> Exception:
+    state = getattr(e, "sqlstate", None)
     cls = _SQLSTATE_ERRORS.get(state or "")
     if cls is None:
-        return e
-    diag = getattr(e.orig, "diag", None)
-    message = getattr(diag, "message_primary", None) or str(e.orig)
+        return e if isinstance(e, Exception) else RuntimeError(str(e))
+    diag = getattr(e, "diag", None)
+    message = getattr(diag, "message_primary", None) or str(e)
     return cls(message)
+
+
+_POST_SQL = (
+    "SELECT transaction_id, replayed FROM ledger_post(%(tx)s, %(key)s, %(hash)s, %(kind)s, %(rt)s, "
+    "%(rid)s, %(by)s, %(meta)s::jsonb, %(legs)s::jsonb, %(close)s)"
+)
+_POST_SQL_TEXT = (
+    "SELECT transaction_id, replayed FROM ledger_post(:tx, :key, :hash, :kind, :rt, :rid, :by, "
+    "CAST(:meta AS jsonb), CAST(:legs AS jsonb), :close)"
+)
 
 
 # --- house accounts -----------------------------------------------------------------------------
@@ -481,18 +497,20 @@ class Ledger:
         }
         try:
             async with self._statement(conn) as c:
-                row = (
-                    await c.execute(
-                        text(
-                            "SELECT transaction_id, replayed FROM ledger_post("
-                            ":tx, :key, :hash, :kind, :rt, :rid, "
-                            ":by, CAST(:meta AS jsonb), CAST(:legs AS jsonb), :close)"
-                        ),
-                        params,
-                    )
-                ).one()
+                if conn is None:
+                    # The hot path (a posting on its own): straight to the driver, skipping the
+                    # SQL layer's per-statement work; the pooled connection is already in autocommit.
+                    raw = (await c.get_raw_connection()).driver_connection
+                    assert raw is not None
+                    cursor = await raw.execute(_POST_SQL, params)
+                    row = await cursor.fetchone()
+                else:
+                    row = (await c.execute(text(_POST_SQL_TEXT), params)).one()
         except DBAPIError as e:
             raise _translate(e) from e
+        except psycopg.Error as e:
+            raise _translate_driver(e) from e
+        assert row is not None
         return PostingResult(transaction_id=row[0], replayed=row[1])
 
     async def reserve(

@@ -9,17 +9,30 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from api.auth_deps import VerifiedUser, problem_responses
-from api.deps import EngineDep, SettingsDep
+from api.deps import EngineDep, SessionDep, SettingsDep
 from api.errors import ProblemError
 from models.api import AccountBalance, BalancesOut, LedgerEntryOut, LedgerOut
 from models.assets import SCALES, quantum
+from models.users import User
 from services.ledger import InvalidCursor, Ledger
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 ZERO = Decimal(0)
+
+
+async def customer(user: VerifiedUser, session: SessionDep) -> User:
+    """The verified customer, with the auth query's connection handed back to the pool at once.
+
+    Routes that then read through the engine would otherwise hold two pooled connections per request,
+    and enough concurrent requests would each hold one and wait for a second, forever."""
+    await session.commit()  # ends the auth transaction; the session factory doesn't expire on commit
+    return user
+
+
+Customer = Annotated[User, Depends(customer)]
 
 
 def money(value: Decimal, currency: str) -> str:
@@ -27,7 +40,7 @@ def money(value: Decimal, currency: str) -> str:
 
 
 @router.get("/balances", response_model=BalancesOut, responses=problem_responses(401, 403))
-async def balances(user: VerifiedUser, engine: EngineDep, settings: SettingsDep) -> BalancesOut:
+async def balances(user: Customer, engine: EngineDep, settings: SettingsDep) -> BalancesOut:
     """Your balance, available and reserved amount per currency."""
     rows = {
         b.currency: b
@@ -49,7 +62,7 @@ async def balances(user: VerifiedUser, engine: EngineDep, settings: SettingsDep)
 
 @router.get("/ledger", response_model=LedgerOut, responses=problem_responses(401, 403, 422))
 async def ledger_history(
-    user: VerifiedUser,
+    user: Customer,
     engine: EngineDep,
     settings: SettingsDep,
     currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3,5}$", description="Only this currency.")] = None,

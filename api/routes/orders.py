@@ -32,9 +32,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import idempotency
-from api.auth_deps import TotpCode, VerifiedUser, problem_responses, require_totp
+from api.auth_deps import TotpCode, problem_responses, require_totp
 from api.deps import EngineDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import ProblemError
+from api.routes.accounts import Customer
 from api.routes.market import MarketDep
 from models.api import SYMBOL_PATTERN, CancelBody, ExecutionOut, OrderCreate, OrderLinks, OrderOut, OrderPage
 from models.market import BestExecutionRecord, OrderType, Side, TimeInForce, split_symbol
@@ -252,7 +253,7 @@ def orders_task_queue(request: Request) -> str:
 async def create_order(
     request: Request,
     body: OrderCreate,
-    user: VerifiedUser,
+    user: Customer,
     session: SessionDep,
     engine: EngineDep,
     settings: SettingsDep,
@@ -315,7 +316,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 @router.get("/orders", response_model=OrderPage, responses=problem_responses(401, 403, 422))
 async def list_orders(
-    user: VerifiedUser,
+    user: Customer,
     engine: EngineDep,
     status: OrderStatus | None = None,
     symbol: Annotated[str | None, Query(pattern=SYMBOL_PATTERN, max_length=21)] = None,
@@ -358,7 +359,7 @@ async def list_orders(
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, responses=problem_responses(401, 403, 404, 422))
-async def get_order(order_id: uuid.UUID, user: VerifiedUser, engine: EngineDep) -> OrderOut:
+async def get_order(order_id: uuid.UUID, user: Customer, engine: EngineDep) -> OrderOut:
     """One of your orders: status, fills, fee and venues."""
     return order_out(await fetch_order(engine, user.id, order_id))
 
@@ -368,7 +369,7 @@ async def get_order(order_id: uuid.UUID, user: VerifiedUser, engine: EngineDep) 
     response_model=ExecutionOut,
     responses=problem_responses(401, 403, 404, 422),
 )
-async def get_execution(order_id: uuid.UUID, user: VerifiedUser, engine: EngineDep) -> BestExecutionRecord:
+async def get_execution(order_id: uuid.UUID, user: Customer, engine: EngineDep) -> BestExecutionRecord:
     """The best-execution record: every venue quote the router saw, the route chosen and why."""
     await fetch_order(engine, user.id, order_id)
     async with engine.connect() as conn:
@@ -391,7 +392,7 @@ async def get_execution(order_id: uuid.UUID, user: VerifiedUser, engine: EngineD
 )
 async def cancel_order(
     order_id: uuid.UUID,
-    user: VerifiedUser,
+    user: Customer,
     engine: EngineDep,
     client: TemporalDep,
     body: CancelBody | None = None,

@@ -1,0 +1,227 @@
+"""`make bench BENCH=api`: authenticated `GET /api/v1/accounts/balances` under load, beside `/healthz`.
+
+The API runs under uvicorn (one process, as `make run` starts it) in a subprocess against a throw-away
+PostgreSQL; the load comes from `LOAD_PROCESSES` other processes, each an asyncio httpx client holding its
+share of `CONNECTIONS` keep-alive connections on loopback and sending back to back for `SECONDS`. Rate
+limits are raised for the run (`bench_app`), otherwise the per-user limit would answer 429 at once.
+
+`/healthz` (no auth, no database) is the reference in the same run: the ratio says what authentication
+(JWT check + one session query) and the balances query cost on top of the bare framework.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import print_table, summary, throwaway_postgres, write_result
+from devstack.ports import free_port
+
+CONNECTIONS = 64
+LOAD_PROCESSES = 4
+SECONDS = 8.0
+WARMUP_SECONDS = 1.5
+PASSWORD = "Bench-Password-123!"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench_app() -> Any:
+    """uvicorn factory for the run: production app, rate limits out of the way."""
+    from api.main import create_app
+    from api.ratelimit import RateLimits
+
+    return create_app(rate_limits=RateLimits(anonymous_per_minute=10**9, user_per_minute=10**9))
+
+
+# --- the load generator (runs in its own process) -------------------------------------------------
+
+
+async def _load(
+    url: str, token: str | None, connections: int, seconds: float, warmup: float
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    latencies: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers, trust_env=False) as client:
+        start = time.perf_counter()
+        measure_from = start + warmup
+        stop = measure_from + seconds
+
+        async def worker() -> None:
+            nonlocal errors
+            while True:
+                t0 = time.perf_counter()
+                if t0 >= stop:
+                    return
+                r = await client.get(url)
+                t1 = time.perf_counter()
+                if t0 >= measure_from:
+                    if r.status_code == 200:
+                        latencies.append((t1 - t0) * 1000)
+                    else:
+                        errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(connections)))
+    return {"latencies": latencies, "errors": errors, "seconds": seconds}
+
+
+def _load_main(argv: list[str]) -> None:
+    url, token, connections, seconds, warmup = (
+        argv[0],
+        argv[1] or None,
+        int(argv[2]),
+        float(argv[3]),
+        float(argv[4]),
+    )
+    print(json.dumps(asyncio.run(_load(url, token, connections, seconds, warmup))))
+
+
+def _run_load(url: str, token: str | None) -> dict[str, Any]:
+    per = CONNECTIONS // LOAD_PROCESSES
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.api",
+                "--load",
+                url,
+                token or "",
+                str(per),
+                str(SECONDS),
+                str(WARMUP_SECONDS),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(LOAD_PROCESSES)
+    ]
+    results = [json.loads(p.communicate()[0]) for p in procs]
+    latencies = [lat for r in results for lat in r["latencies"]]
+    errors = sum(r["errors"] for r in results)
+    return {
+        "rps": len(latencies) / SECONDS,
+        "errors": errors,
+        "requests": len(latencies),
+        **summary(latencies),
+    }
+
+
+# --- the benchmark --------------------------------------------------------------------------------
+
+
+async def _customer(database_url: str) -> str:
+    """A verified customer with a funded-looking account row: their email."""
+    from sqlalchemy import text
+
+    from models.database import async_engine
+    from services.ledger import Ledger
+    from services.passwords import hash_password
+
+    engine = async_engine(database_url)
+    email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+    uid = uuid.uuid4()
+    try:
+        async with engine.begin() as c:
+            await c.execute(
+                text(
+                    "INSERT INTO users (id, email, password_hash, kyc_tier, email_verified) "
+                    "VALUES (:i, :e, :p, 2, true)"
+                ),
+                {"i": uid, "e": email, "p": hash_password(PASSWORD)},
+            )
+        ledger = Ledger(engine)
+        for currency in ("GBP", "BTC", "ETH"):
+            await ledger.customer_account(uid, currency)
+    finally:
+        await engine.dispose()
+    return email
+
+
+def main() -> None:
+    with throwaway_postgres("bench_api") as (_, database_url):
+        email = asyncio.run(_customer(database_url))
+        port = free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "ENVIRONMENT": "test",
+            "TEMPORAL_ADDRESS": "127.0.0.1:1",
+        }
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "bench.api:bench_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(200):
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            r = httpx.post(
+                f"{base}/api/v1/auth/login", json={"email": email, "password": PASSWORD}, timeout=10
+            )
+            r.raise_for_status()
+            token = r.json()["access_token"]
+            check = httpx.get(
+                f"{base}/api/v1/accounts/balances", headers={"Authorization": f"Bearer {token}"}
+            )
+            check.raise_for_status()
+            healthz = _run_load(f"{base}/healthz", None)
+            balances = _run_load(f"{base}/api/v1/accounts/balances", token)
+        finally:
+            server.terminate()
+            server.wait(10)
+    rows = [
+        (name, f"{m['rps']:.0f}", m["p50_ms"], m["p99_ms"], m["requests"], m["errors"])
+        for name, m in (("GET /healthz", healthz), ("GET /api/v1/accounts/balances (auth)", balances))
+    ]
+    print_table(
+        f"API on loopback, {CONNECTIONS} connections ({LOAD_PROCESSES} load processes), {SECONDS:.0f} s each",
+        ["endpoint", "req/s", "p50 ms", "p99 ms", "requests", "errors"],
+        rows,
+    )
+    write_result(
+        "api",
+        metric="balances_rps",
+        value=balances["rps"],
+        reference=healthz["rps"],
+        extra={
+            "connections": CONNECTIONS,
+            "load_processes": LOAD_PROCESSES,
+            "seconds": SECONDS,
+            "balances": balances,
+            "healthz": healthz,
+        },
+    )
+
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--load":
+    _load_main(sys.argv[2:])

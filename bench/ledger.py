@@ -17,9 +17,11 @@ import asyncio
 import multiprocessing as mp
 import re
 import subprocess
+import tempfile
 import time
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -33,6 +35,7 @@ CONCURRENCY = (1, 8, 32)
 SETTLEMENTS = {1: 1500, 8: 6000, 32: 9000}
 CUSTOMERS = 2000
 CLIENT_PROCESSES = 2
+HOUSE_SHARDS = 64  # the default of Ledger and of HOUSE_ACCOUNT_SHARDS
 PGBENCH_SECONDS = 8
 PRICE = Decimal("68000.00")
 BTC = Decimal("0.00100000")
@@ -185,6 +188,39 @@ def _pgbench(port: int, concurrency: int) -> dict[str, float]:
     return {"tps": tps, "latency_avg_ms": float(lat.group(1)) if lat else float("nan")}
 
 
+SETTLE_SCRIPT = """\\set i random(1, {customers})
+SELECT ledger_post(gen_random_uuid(), gen_random_uuid()::text, 'bench', 'trade', 'ORDER', gen_random_uuid(),
+  NULL, '{{}}'::jsonb, jsonb_build_array(
+   jsonb_build_object('account_id', p.gbp, 'currency', 'GBP', 'amount', '-68.11'),
+   jsonb_build_object('house', 'fee_revenue', 'shards', {shards}, 'currency', 'GBP', 'amount', '0.04'),
+   jsonb_build_object('house', 'provider:binance', 'shards', {shards}, 'currency', 'GBP', 'amount', '68.07'),
+   jsonb_build_object('house', 'provider:binance', 'shards', {shards}, 'currency', 'BTC', 'amount', '-0.001'),
+   jsonb_build_object('account_id', p.btc, 'currency', 'BTC', 'amount', '0.001')), true)
+FROM bench_pairs p WHERE p.i = :i;
+"""
+
+
+def _settle_in_database(
+    url: str, port: int, pairs: list[tuple[uuid.UUID, uuid.UUID]], concurrency: int
+) -> float:
+    """The same five-leg settlement (without a hold) driven by pgbench: the database's share alone."""
+    with psycopg.connect(_plain(url), autocommit=True) as c:
+        c.execute("CREATE TABLE IF NOT EXISTS bench_pairs (i int PRIMARY KEY, gbp uuid, btc uuid)")
+        if not c.execute("SELECT 1 FROM bench_pairs LIMIT 1").fetchone():
+            with c.cursor().copy("COPY bench_pairs FROM STDIN") as copy:
+                for i, (gbp, btc) in enumerate(pairs, 1):
+                    copy.write_row((i, gbp, btc))
+    script = Path(tempfile.mkdtemp()) / "settle.sql"
+    script.write_text(SETTLE_SCRIPT.format(customers=len(pairs), shards=HOUSE_SHARDS))
+    args = [
+        str(pgbench_path()), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-n",
+        "-c", str(concurrency), "-j", str(min(concurrency, 2)), "-T", str(PGBENCH_SECONDS),
+        "-f", str(script), url.rsplit("/", 1)[1],
+    ]  # fmt: skip
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"tps = ([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+
+
 def main() -> None:
     with throwaway_postgres("bench") as (server, url):
         with psycopg.connect(
@@ -215,6 +251,7 @@ def main() -> None:
         for c in CONCURRENCY:
             ours = _settle(url, pairs, c)
             ref = _pgbench(server.port, c)
+            in_db = _settle_in_database(url, server.port, pairs, c)
             ratio = ours["tps"] / ref["tps"]
             figures[f"c{c}"] = {
                 "settlements_per_s": round(ours["tps"], 1),
@@ -223,6 +260,8 @@ def main() -> None:
                 "pgbench_tps": round(ref["tps"], 1),
                 "pgbench_latency_avg_ms": ref["latency_avg_ms"],
                 "ratio": round(ratio, 3),
+                "settle_function_via_pgbench_tps": round(in_db, 1),
+                "settle_function_ratio": round(in_db / ref["tps"], 3),
             }
             rows.append(
                 [
@@ -233,11 +272,23 @@ def main() -> None:
                     f"{ref['tps']:.0f}",
                     ref["latency_avg_ms"],
                     f"{ratio:.2f}",
+                    f"{in_db:.0f}",
+                    f"{in_db / ref['tps']:.2f}",
                 ]
             )
         print_table(
             "Ledger settlements (5 legs, hold commit, shared house accounts) vs pgbench TPC-B-like",
-            ["clients", "settle/s", "p50 ms", "p99 ms", "pgbench tps", "pgbench avg ms", "ratio"],
+            [
+                "clients",
+                "settle/s",
+                "p50 ms",
+                "p99 ms",
+                "pgbench tps",
+                "pgbench avg ms",
+                "ratio",
+                "fn via pgbench",
+                "fn ratio",
+            ],
             rows,
         )
         c32 = figures["c32"]

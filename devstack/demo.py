@@ -64,6 +64,27 @@ class Demo:
             print(f"   {method} {path} -> {r.status_code} {r.text[:300]}")
         return r
 
+    def show_order(self, created: httpx.Response) -> None:
+        """Follow an order from 202 Accepted to its final state, as a client would."""
+        if created.status_code != 202:
+            print(f"   order refused: {created.status_code} {created.text[:300]}")
+            return
+        order = created.json()
+        for _ in range(100):
+            order = self.call("GET", f"/api/v1/orders/{order['id']}", headers=self.h()).json()
+            if order["status"] not in ("PENDING", "ROUTED", "OPEN"):
+                break
+            time.sleep(0.2)
+        execution = self.call("GET", f"/api/v1/orders/{order['id']}/execution", headers=self.h()).json()
+        venues = ", ".join(order.get("venues") or []) or "-"
+        print(
+            f"   order {order['id']}: {order['status']} {order.get('filled_amount')} at "
+            f"{order.get('average_price')} via {venues}, fee £{order.get('fee')}"
+        )
+        reason = (execution.get("record") or execution).get("reason") if isinstance(execution, dict) else None
+        if reason:
+            print(f"   best execution: {reason}")
+
     def balances(self) -> None:
         r = self.call("GET", "/api/v1/balances", headers=self.h())
         shown = ", ".join(f"{b['currency']} {b['balance']} (available {b['available']})" for b in r.json())
@@ -142,8 +163,7 @@ class Demo:
             "POST", "/api/v1/orders", json={"symbol": "BTC-GBP", "side": "buy", "type": "market", "quote_amount": "1000.00"},
             headers=self.h(),
         )  # fmt: skip
-        print(f"   order: {r.status_code} {r.text[:200]}")
-        time.sleep(3)
+        self.show_order(r)
         self.balances()
         btc = next((Decimal(b["available"]) for b in self.call("GET", "/api/v1/balances", headers=self.h()).json()
                     if b["currency"] == "BTC"), Decimal(0))  # fmt: skip
@@ -155,8 +175,7 @@ class Demo:
                 "POST", "/api/v1/orders", json={"symbol": "BTC-GBP", "side": "sell", "type": "market", "amount": str(half)},
                 headers=self.h(),
             )  # fmt: skip
-            print(f"   order: {r.status_code} {r.text[:200]}")
-            time.sleep(3)
+            self.show_order(r)
         else:
             print("   no BTC to sell (the order endpoint did not fill)")
         self.balances()

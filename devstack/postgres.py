@@ -88,6 +88,8 @@ class EmbeddedPostgres:
 
     def start(self) -> None:
         """Initialise the cluster if new, then start it. Stops a leftover server on the same data dir."""
+        if not self.is_running():
+            ensure_free(self.port, "postgres_port")  # before initdb: never initialise under a live server
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
         self._prepare_root()

@@ -350,6 +350,8 @@ class Venue:
         self.addresses: dict[str, str] = {}
         self._seq = itertools.count(1)
         self._trade_seq = itertools.count(1)
+        # A real venue never reuses an order id, not even after its own restart; neither do we.
+        self._id_base = time.time_ns() // 1000
         self._last_step = time.monotonic()
 
     def now_ms(self) -> int:
@@ -398,9 +400,9 @@ class Venue:
 
     def _new_order_id(self, seq: int) -> str:
         if self.config.order_id_style == "numeric":
-            return str(1_000_000 + seq)
+            return str(self._id_base + seq)
         alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-        raw = "".join(self.rng.choice(alphabet) for _ in range(16))
+        raw = "".join(secrets.choice(alphabet) for _ in range(16))
         return f"O{raw[:5]}-{raw[5:10]}-{raw[10:16]}"
 
     def place(self, *, symbol: str, side: str, type: str, amount: Decimal, price: Decimal | None,

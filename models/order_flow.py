@@ -66,6 +66,8 @@ class OrderRequest(BaseModel):
     expires_at: datetime | None = None  # good-till-date for limit orders
     poll_interval_s: float = 5.0  # how often a resting limit order is checked at the venue
     created_by: uuid.UUID | None = None
+    polls_per_run: int = 500  # a resting order continues as a new run after this many checks
+    resume: RestingOrder | None = None  # set by continue-as-new: the order is already resting
 
 
 class AcceptResult(BaseModel):
@@ -162,6 +164,19 @@ class OrderState(BaseModel):
     attempts: int = 0
 
 
+class RestingOrder(BaseModel):
+    """What a resting limit order carries into its next run (continue-as-new keeps histories short)."""
+
+    reservation: Reservation
+    venue_order: VenueOrder
+    attempts: int
+    providers: list[str]
+    provider_order_ids: list[str]
+
+
 class CancelRequest(BaseModel):
     reason: str = "cancelled by customer"
     requested_by: uuid.UUID | None = None
+
+
+OrderRequest.model_rebuild()

@@ -15,6 +15,8 @@ workflow checks them every `poll_interval_s` with a durable timer. We chose rest
 watching prices ourselves because the venue's matching is what fills it: a price we watched could be
 gone by the time our order arrived. The hold stays reserved while the order rests; fills are settled
 as they appear (maker rate), and a `cancel` signal cancels at the venue, then settles and releases.
+Every `polls_per_run` checks a resting order continues as a new run carrying its reservation and venue
+order, so an order resting for weeks never outgrows Temporal's history limits.
 
 Short database steps run as local activities (no task round trip through the server); venue calls
 and email are regular activities with their own retry policies.
@@ -52,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         QuoteRequest,
         Reservation,
         ReserveRequest,
+        RestingOrder,
         SettleRequest,
         SettleResult,
         VenueOrderRef,
@@ -128,6 +131,13 @@ class OrderWorkflow:
                 sa.ORDER_STATUS.value_set(OrderStatus.PENDING.value),
             ]
         )
+        if req.resume is not None:
+            # A resting limit order's next run: placed and reserved already, keep watching it.
+            self._state.status = OrderStatus.OPEN
+            self._state.attempts = req.resume.attempts
+            self._state.providers = list(req.resume.providers)
+            self._state.provider_order_ids = list(req.resume.provider_order_ids)
+            return await self._rest(req, req.resume.reservation, req.resume.venue_order)
         try:
             await self._local(OrderActivities.accept, req)
         except ACTIVITY_FAILURES as e:
@@ -260,12 +270,28 @@ class OrderWorkflow:
             return await self._finish(req, OrderStatus.FAILED, _error_message(e), hold=res)
         self._state.providers.append(order.provider)
         self._state.provider_order_ids.append(order.provider_order_id)
+        # What filled at placement took liquidity (taker); what fills while resting made it (maker).
+        await self._settle(req, res, [order], final=False, status=OrderStatus.OPEN)
+        return await self._rest(req, res, order)
+
+    async def _rest(self, req: OrderRequest, res: Reservation, order: VenueOrder) -> OrderState:
+        """Watch a resting order until it fills, is cancelled, expires, or the venue closes it."""
+        assert self._state is not None
         ref = VenueOrderRef(
             provider=order.provider, symbol=req.symbol, provider_order_id=order.provider_order_id
         )
-        # What filled at placement took liquidity (taker); what fills while resting made it (maker).
-        result = await self._settle(req, res, [order], final=False, status=OrderStatus.OPEN)
+        polls = 0
         while order.status in (VenueOrderStatus.OPEN, VenueOrderStatus.PARTIALLY_FILLED):
+            if polls >= req.polls_per_run and self._cancel is None:
+                resting = RestingOrder(
+                    reservation=res,
+                    venue_order=order,
+                    attempts=self._state.attempts,
+                    providers=self._state.providers,
+                    provider_order_ids=self._state.provider_order_ids,
+                )
+                workflow.continue_as_new(req.model_copy(update={"resume": resting}))
+            polls += 1
             workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(OrderStatus.OPEN.value)])
             timeout = timedelta(seconds=req.poll_interval_s)
             expired = False
@@ -298,9 +324,7 @@ class OrderWorkflow:
                 return await self._done(req, result)
             order = await self._venue(OrderActivities.venue_status, ref)
             if order.status in (VenueOrderStatus.OPEN, VenueOrderStatus.PARTIALLY_FILLED):
-                result = await self._settle(
-                    req, res, [order], final=False, status=OrderStatus.OPEN, maker=True
-                )
+                await self._settle(req, res, [order], final=False, status=OrderStatus.OPEN, maker=True)
         final = OrderStatus.FILLED if order.status is VenueOrderStatus.FILLED else OrderStatus.CANCELLED
         closing: str | None = (
             None if final is OrderStatus.FILLED else f"the venue closed the order ({order.status.value})"

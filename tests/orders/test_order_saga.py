@@ -217,3 +217,23 @@ async def test_unknown_customer_is_rejected_not_failed(stack: OrderStack) -> Non
         stack.request(uuid.uuid4(), side=Side.BUY, type=OrderType.MARKET, amount=D("0.01"))
     )
     assert state.status is OrderStatus.REJECTED and state.reason == "no such customer"
+
+
+async def test_a_long_resting_order_continues_as_new_and_still_cancels(stack: OrderStack) -> None:
+    user = await stack.customer(gbp="10000")
+    req = stack.request(
+        user, side=Side.BUY, type=OrderType.LIMIT, amount=D("0.05"), price=D("60000"), polls_per_run=2
+    )
+    handle = await stack.start(req)
+    first_run = (await handle.describe()).run_id
+    for _ in range(200):
+        if (await handle.describe()).run_id != first_run:
+            break
+        await asyncio.sleep(0.05)
+    assert (await handle.describe()).run_id != first_run  # the order now lives in a new run
+    latest = stack.client.get_workflow_handle_for(OrderWorkflow.run, handle.id)
+    await latest.signal(OrderWorkflow.cancel, CancelRequest(reason="too long"))
+    state = await latest.result()
+    assert state.status is OrderStatus.CANCELLED and state.providers
+    assert await stack.balance(user, "GBP") == (D("10000"), D("10000"), D(0))
+    assert len(await stack.venue_orders(state.providers[0], req.order_id)) == 1

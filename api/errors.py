@@ -85,7 +85,34 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+def _document_framework_errors(schema: dict[str, Any]) -> None:
+    """Document the errors FastAPI itself answers as what the handlers below make of them: a 422
+    (invalid parameters or body) is a problem document, not FastAPI's `HTTPValidationError` JSON, and an
+    operation with a body can answer 400 (a body that can't be read, e.g. not UTF-8)."""
+    content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.get("responses", {})
+            if "422" in responses:
+                responses["422"] = {"description": "invalid input (problem details)", "content": content}
+            if "requestBody" in operation and "400" not in responses:
+                responses["400"] = {"description": "unreadable body (problem details)", "content": content}
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.setdefault("Problem", Problem.model_json_schema(ref_template="#/components/schemas/{model}"))
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+
+
 def install(app: FastAPI) -> None:
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _document_framework_errors(default_openapi())  # fills app.openapi_schema
+        return app.openapi_schema or default_openapi()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
         return problem_response(

@@ -308,7 +308,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         created, order_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         return datetime.fromisoformat(created), uuid.UUID(order_id)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, AttributeError) as e:  # uuid.UUID(5) is an AttributeError
         raise _field_error(
             422, "invalid_cursor", "not a cursor we issued; start without one", "query.cursor"
         ) from e

@@ -27,10 +27,11 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from api.auth_deps import RequireTotp, VerifiedUser, problem_responses
+from api.auth_deps import RequireTotp, problem_responses
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.errors import ProblemError
 from api.ratelimit import WithdrawalRateLimit
+from api.routes.accounts import Customer
 from config import Settings
 from models.assets import CRYPTO, FIAT, SCALES, quantum
 from models.payments import BankPayment, Destination, WithdrawalInput, WithdrawalState
@@ -133,10 +134,13 @@ async def bank_webhook(request: Request, settings: SettingsDep, client: Temporal
         event = json.loads(body)
         kind = str(event["type"])
         data = event["data"]
-    except (ValueError, KeyError, TypeError) as e:
+        if not isinstance(data, dict):
+            raise TypeError("data is not an object")
+        # Checked here, not where it's used: a signed event with bad fields is a 400, not a 500.
+        payment = BankPayment.model_validate(data) if kind == "payment.received" else None
+    except (ValueError, KeyError, TypeError) as e:  # pydantic's ValidationError is a ValueError
         raise ProblemError(400, "malformed_event", "not a bank event") from e
-    if kind == "payment.received":
-        payment = BankPayment.model_validate(data)
+    if payment is not None:
         wf_id = deposit_workflow_id(payment.bank_tx_id)
         try:
             await client.start_workflow(
@@ -187,10 +191,12 @@ class DepositInstructions(BaseModel):
 
 
 @router.get(
-    "/deposits/instructions", response_model=DepositInstructions, responses=problem_responses(401, 422, 503)
+    "/deposits/instructions",
+    response_model=DepositInstructions,
+    responses=problem_responses(401, 403, 422, 503),
 )
 async def deposit_instructions(
-    user: VerifiedUser,
+    user: Customer,
     engine: EngineDep,
     state: PaymentsDep,
     settings: SettingsDep,
@@ -323,9 +329,9 @@ class DepositOut(BaseModel):
     confirmed_at: datetime | None
 
 
-@router.get("/deposits", response_model=list[DepositOut], responses=problem_responses(401))
+@router.get("/deposits", response_model=list[DepositOut], responses=problem_responses(401, 403))
 async def list_deposits(
-    user: VerifiedUser, engine: EngineDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    user: Customer, engine: EngineDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[DepositOut]:
     """Your deposits, newest first."""
     async with engine.connect() as conn:
@@ -442,7 +448,7 @@ async def gbp_price(state: PaymentsState, currency: str) -> Decimal | None:
 )
 async def create_withdrawal(
     body: WithdrawalCreate,
-    user: VerifiedUser,
+    user: Customer,
     engine: EngineDep,
     client: TemporalDep,
     settings: SettingsDep,
@@ -514,9 +520,9 @@ async def start_withdrawal(client: Client, data: WithdrawalInput) -> Any:
     )
 
 
-@router.get("/withdrawals", response_model=list[WithdrawalOut], responses=problem_responses(401))
+@router.get("/withdrawals", response_model=list[WithdrawalOut], responses=problem_responses(401, 403))
 async def list_withdrawals(
-    user: VerifiedUser, engine: EngineDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    user: Customer, engine: EngineDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[WithdrawalOut]:
     """Your withdrawals, newest first."""
     async with engine.connect() as conn:
@@ -533,9 +539,9 @@ async def list_withdrawals(
 
 
 @router.get(
-    "/withdrawals/{withdrawal_id}", response_model=WithdrawalOut, responses=problem_responses(401, 404)
+    "/withdrawals/{withdrawal_id}", response_model=WithdrawalOut, responses=problem_responses(401, 403, 404)
 )
-async def get_withdrawal(withdrawal_id: uuid.UUID, user: VerifiedUser, engine: EngineDep) -> WithdrawalOut:
+async def get_withdrawal(withdrawal_id: uuid.UUID, user: Customer, engine: EngineDep) -> WithdrawalOut:
     """One of your withdrawals."""
     return await _own_withdrawal(engine, user.id, withdrawal_id)
 
@@ -543,10 +549,10 @@ async def get_withdrawal(withdrawal_id: uuid.UUID, user: VerifiedUser, engine: E
 @router.post(
     "/withdrawals/{withdrawal_id}/cancel",
     response_model=WithdrawalOut,
-    responses=problem_responses(401, 404, 409),
+    responses=problem_responses(401, 403, 404, 409),
 )
 async def cancel_withdrawal(
-    withdrawal_id: uuid.UUID, user: VerifiedUser, engine: EngineDep, client: TemporalDep
+    withdrawal_id: uuid.UUID, user: Customer, engine: EngineDep, client: TemporalDep
 ) -> WithdrawalOut:
     """Cancel your withdrawal; possible until it is sent."""
     await _own_withdrawal(engine, user.id, withdrawal_id)
@@ -587,7 +593,7 @@ class AddressOut(BaseModel):
     dependencies=[RequireTotp],
     responses=problem_responses(401, 403, 422),
 )
-async def add_withdrawal_address(body: AddressCreate, user: VerifiedUser, engine: EngineDep) -> AddressOut:
+async def add_withdrawal_address(body: AddressCreate, user: Customer, engine: EngineDep) -> AddressOut:
     """Whitelist a crypto address (needs `X-TOTP-Code`); usable 24 h after it is added."""
     if body.currency not in CRYPTO:
         raise ProblemError(422, "unknown_currency", f"{body.currency} addresses are not supported")
@@ -597,8 +603,8 @@ async def add_withdrawal_address(body: AddressCreate, user: VerifiedUser, engine
     return AddressOut.model_validate(row)
 
 
-@router.get("/withdrawal-addresses", response_model=list[AddressOut], responses=problem_responses(401))
-async def list_withdrawal_addresses(user: VerifiedUser, engine: EngineDep) -> list[AddressOut]:
+@router.get("/withdrawal-addresses", response_model=list[AddressOut], responses=problem_responses(401, 403))
+async def list_withdrawal_addresses(user: Customer, engine: EngineDep) -> list[AddressOut]:
     """Your whitelisted addresses."""
     async with engine.connect() as conn:
         rows = (
@@ -614,8 +620,10 @@ async def list_withdrawal_addresses(user: VerifiedUser, engine: EngineDep) -> li
     return [AddressOut.model_validate(dict(r._mapping)) for r in rows]
 
 
-@router.delete("/withdrawal-addresses/{address_id}", status_code=204, responses=problem_responses(401, 404))
-async def remove_withdrawal_address(address_id: uuid.UUID, user: VerifiedUser, engine: EngineDep) -> None:
+@router.delete(
+    "/withdrawal-addresses/{address_id}", status_code=204, responses=problem_responses(401, 403, 404)
+)
+async def remove_withdrawal_address(address_id: uuid.UUID, user: Customer, engine: EngineDep) -> None:
     """Remove one of your whitelisted addresses."""
     if not await payments.remove_address(engine, user_id=user.id, address_id=address_id):
         raise ProblemError(404, "not_found", "no such address")
@@ -629,8 +637,8 @@ class BankAccountOut(BaseModel):
     verified: bool
 
 
-@router.get("/bank-accounts", response_model=list[BankAccountOut], responses=problem_responses(401))
-async def list_bank_accounts(user: VerifiedUser, engine: EngineDep) -> list[BankAccountOut]:
+@router.get("/bank-accounts", response_model=list[BankAccountOut], responses=problem_responses(401, 403))
+async def list_bank_accounts(user: Customer, engine: EngineDep) -> list[BankAccountOut]:
     """Your bank accounts; verified ones (you paid in from them) can receive GBP withdrawals."""
     async with engine.connect() as conn:
         rows = (
@@ -655,8 +663,8 @@ class BalanceOut(BaseModel):
     reserved: str
 
 
-@router.get("/balances", response_model=list[BalanceOut], responses=problem_responses(401))
-async def balances(user: VerifiedUser, engine: EngineDep, settings: SettingsDep) -> list[BalanceOut]:
+@router.get("/balances", response_model=list[BalanceOut], responses=problem_responses(401, 403))
+async def balances(user: Customer, engine: EngineDep, settings: SettingsDep) -> list[BalanceOut]:
     """Your balances per currency (reserved = held for pending orders and withdrawals)."""
     rows = await Ledger(engine, house_shards=settings.house_account_shards).balances(user.id)
     return [
@@ -685,9 +693,9 @@ class LedgerPage(BaseModel):
     next_cursor: str | None
 
 
-@router.get("/ledger", response_model=LedgerPage, responses=problem_responses(401, 422))
+@router.get("/ledger", response_model=LedgerPage, responses=problem_responses(401, 403, 422))
 async def ledger_trail(
-    user: VerifiedUser,
+    user: Customer,
     engine: EngineDep,
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -700,8 +708,8 @@ async def ledger_trail(
 
     try:
         page = await ledger.entries(accounts, limit=limit, cursor=cursor)
-    except InvalidCursor as e:
-        raise ProblemError(422, "invalid_cursor", str(e)) from e
+    except (InvalidCursor, ValueError) as e:  # the ledger's decoder lets a short cursor through
+        raise ProblemError(422, "invalid_cursor", "not a cursor we issued; start without one") from e
     return LedgerPage(
         entries=[
             EntryOut(

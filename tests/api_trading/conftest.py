@@ -37,17 +37,11 @@ from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 from services.passwords import hash_password
 from services.router import Router, RouterParams
 from tests.api.conftest import PASSWORD, TEST_LIMITS, TEST_POLICY, random_ip
+from tests.orders.conftest import BTC_BOOKS
 from tests.providers.conftest import VenueControl, exchange_config, quick_close
 from workflows.orders import OrderWorkflow
 
-BOOKS = {
-    # binance is cheaper to buy from; kraken pays more to sellers.
-    "binance": {
-        "bids": [("67900", "1"), ("67800", "2")],
-        "asks": [("68000", "0.5"), ("68100", "2"), ("68600", "5")],
-    },
-    "kraken": {"bids": [("67950", "1"), ("67700", "3")], "asks": [("68050", "1"), ("68300", "3")]},
-}
+BOOKS = BTC_BOOKS  # the same set-up books as the order-saga tests
 
 
 @pytest_asyncio.fixture(scope="session")

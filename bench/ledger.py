@@ -34,7 +34,7 @@ from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 CONCURRENCY = (1, 8, 32)
 SETTLEMENTS = {1: 1500, 8: 6000, 32: 9000}
 CUSTOMERS = 2000
-CLIENT_PROCESSES = 2
+CLIENT_PROCESSES = 4
 HOUSE_SHARDS = 64  # the default of Ledger and of HOUSE_ACCOUNT_SHARDS
 PGBENCH_SECONDS = 8
 PRICE = Decimal("68000.00")

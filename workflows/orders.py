@@ -281,6 +281,8 @@ class OrderWorkflow:
             provider=order.provider, symbol=req.symbol, provider_order_id=order.provider_order_id
         )
         polls = 0
+        if order.status in (VenueOrderStatus.OPEN, VenueOrderStatus.PARTIALLY_FILLED):
+            workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(OrderStatus.OPEN.value)])
         while order.status in (VenueOrderStatus.OPEN, VenueOrderStatus.PARTIALLY_FILLED):
             if polls >= req.polls_per_run and self._cancel is None:
                 resting = RestingOrder(
@@ -292,7 +294,6 @@ class OrderWorkflow:
                 )
                 workflow.continue_as_new(req.model_copy(update={"resume": resting}))
             polls += 1
-            workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(OrderStatus.OPEN.value)])
             timeout = timedelta(seconds=req.poll_interval_s)
             expired = False
             if req.expires_at is not None:

@@ -17,7 +17,6 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -51,6 +50,8 @@ from providers.exchanges.base import (
     ExecutionAdapter,
     RetryableVenueError,
     TerminalVenueError,
+    UnsupportedByVenue,
+    VenueError,
 )
 from services import payments
 from services.ledger import InsufficientFunds, Ledger, LedgerError
@@ -129,7 +130,7 @@ class PaymentActivities:
         polls credit once.
         """
         out = CryptoPollResult()
-        for name in data.providers or [self._settings.crypto_provider]:
+        for name in data.providers or [self._settings.crypto_deposit_provider]:
             adapter = self._adapter(name)
             try:
                 deposits = await adapter.deposits()
@@ -266,31 +267,21 @@ class PaymentActivities:
     async def _find_venue_withdrawal(
         self, adapter: ExecutionAdapter, currency: str, client_id: str
     ) -> ExecutionOutcome | None:
-        """The venue's record of our withdrawal, by our client id, through its ccxt history call.
-
-        Binance reports our `withdrawOrderId` in its history; the adapter interface has no lookup by
-        client id yet, so this reads the ccxt exchange the adapter wraps.
-        """
-        exchange: Any = getattr(adapter, "exchange", None)
-        if exchange is None or not hasattr(exchange, "fetch_withdrawals"):
+        """The venue's record of our withdrawal, by our client id (`ExecutionAdapter.withdrawal_status`)."""
+        try:
+            found = await adapter.withdrawal_status(currency, client_id)
+        except UnsupportedByVenue as e:
             raise ApplicationError(
                 f"{adapter.name} cannot look withdrawals up by client id", type=ERRORS.UNKNOWN_PROVIDER,
                 non_retryable=True,
-            )  # fmt: skip
-        await adapter.load()
-        try:
-            rows = await exchange.fetch_withdrawals(currency)
-        except Exception as e:  # ccxt's network errors: nothing is known yet, retry the question
+            ) from e  # fmt: skip
+        except VenueError as e:  # nothing is known yet: retry the question
             raise ApplicationError(f"withdrawal lookup failed: {type(e).__name__}", type="VenueLookup") from e
-        for row in rows:
-            info = row.get("info") or {}
-            if info.get("withdrawOrderId") == client_id:
-                return ExecutionOutcome(
-                    status=_venue_status(str(row.get("status") or "pending")),
-                    provider_ref=str(row.get("id")),
-                    tx_hash=row.get("txid") or None,
-                )
-        return None
+        if found is None:
+            return None
+        return ExecutionOutcome(
+            status=_venue_status(found.status), provider_ref=found.withdrawal_id, tx_hash=found.tx_hash
+        )
 
     @activity.defn(name="payments.settlement_status")
     async def settlement_status(self, w: WithdrawalInput) -> ExecutionOutcome:

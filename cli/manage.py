@@ -3,6 +3,8 @@
     python -m cli create-staff EMAIL --role approver [--role ops ...] [--password P]
     python -m cli set-kyc-tier EMAIL TIER
     python -m cli set-roles EMAIL --role admin ...
+    python -m cli halt-withdrawals CURRENCY --reason R
+    python -m cli resume-withdrawals CURRENCY
 
 Uses DATABASE_URL, or the dev stack's embedded database when it is unset.
 Every change is written to the audit log.
@@ -19,6 +21,7 @@ from sqlmodel import Session, select
 
 from config import get_settings
 from models import AuditLog, StaffRole, User
+from models.assets import SCALES
 from models.database import sync_engine
 from services.passwords import WeakPassword, check_policy, hash_password
 
@@ -69,6 +72,27 @@ def create_staff(session: Session, email: str, roles: list[str], password: str |
     return password if generated else "(as given)"
 
 
+def set_withdrawal_halt(url: str, currency: str, reason: str | None) -> bool:
+    """Halt (reason given) or resume withdrawals of `currency` through the service the admin API uses
+    (`currency_halts`, audited as actor_type "cli"). Returns False when resuming a currency not halted."""
+    import asyncio
+
+    from models.database import async_engine
+    from services import payments
+
+    async def run() -> bool:
+        engine = async_engine(url, pool_size=1, max_overflow=0)
+        try:
+            if reason is not None:
+                await payments.set_halt(engine, currency, reason, None, "cli")
+                return True
+            return await payments.lift_halt(engine, currency, None, "cli")
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -89,7 +113,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("email")
     p.add_argument("tier", type=int, choices=[0, 1, 2, 3])
 
+    p = sub.add_parser("halt-withdrawals", help="halt a currency's withdrawals (they wait until resumed)")
+    p.add_argument("currency", type=str.upper, choices=sorted(SCALES))
+    p.add_argument("--reason", required=True)
+
+    p = sub.add_parser("resume-withdrawals", help="lift a currency's withdrawal halt")
+    p.add_argument("currency", type=str.upper, choices=sorted(SCALES))
+
     args = parser.parse_args(argv)
+    if args.command == "halt-withdrawals":
+        if not args.reason.strip():
+            sys.exit("--reason must not be empty")
+        set_withdrawal_halt(_database_url(), args.currency, args.reason)
+        print(f"{args.currency} withdrawals halted: {args.reason}")
+        return
+    if args.command == "resume-withdrawals":
+        lifted = set_withdrawal_halt(_database_url(), args.currency, None)
+        print(f"{args.currency} withdrawals " + ("resumed" if lifted else "were not halted"))
+        return
     engine = sync_engine(_database_url())
     with Session(engine) as session:
         if args.command == "create-staff":

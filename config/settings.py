@@ -100,7 +100,10 @@ class Settings(BaseSettings):
     withdrawal_halt_poll_seconds: float = 60  # how often a withdrawal waiting on a halt looks again
     withdrawal_settle_poll_seconds: float = 30  # how often to ask the bank/venue when no webhook came
     bank_webhook_tolerance_seconds: int = 300
-    crypto_provider: str = "binance"  # the omnibus crypto is deposited to and withdrawn from (seed §5)
+    crypto_provider: str = "binance"  # the omnibus crypto is withdrawn from (seed §5)
+    # The omnibus crypto is deposited to: it must mint a fresh address per customer (Kraken does; Binance
+    # has one address per coin per account), since deposits are attributed by the address they arrive at.
+    crypto_deposit_provider: str = "kraken"
     crypto_deposit_confirmations: int = 2
     crypto_deposit_poll_seconds: int = 30
     # Hot-wallet float per currency (seed §5): alert and request a top-up to target below threshold.

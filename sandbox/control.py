@@ -18,7 +18,8 @@ applies to (`paths`: substrings; None for all). Kinds:
 
 The control API (`/_control/...`, JSON with string amounts) also resets the venue, sets balances,
 books, prices and fees, credits deposits and lists every order, so tests can assert "exactly one
-order at the venue".
+order at the venue". `POST /_control/deposits {"asset", "amount", "confirmations"?, "tx_id"?, "address"?}`
+pays into `address` (one the venue handed out for that asset; default the account's first), else 400.
 """
 
 from __future__ import annotations
@@ -288,9 +289,13 @@ def control_routes(app: web.Application) -> None:
         s = st(request)
         body = await request.json()
         async with s.venue.lock:
-            dep = s.venue.credit_deposit(
-                body["asset"], d(body["amount"]), int(body.get("confirmations", 0)), body.get("tx_id")
-            )
+            try:
+                dep = s.venue.credit_deposit(
+                    body["asset"], d(body["amount"]), int(body.get("confirmations", 0)), body.get("tx_id"),
+                    address=body.get("address"),
+                )  # fmt: skip
+            except VenueReject as e:
+                return _json({"error": e.kind, "message": str(e)}, 400)
         return _json({"id": dep.id, "tx_id": dep.tx_id, "address": dep.address, "credited": dep.credited})
 
     async def confirm_deposit(request: web.Request) -> web.Response:

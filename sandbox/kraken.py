@@ -393,9 +393,10 @@ class KrakenApp:
         asset = self.asset(params.get("asset"))
         if params.get("method") not in (None, DEPOSIT_METHODS[asset]):
             raise KrakenError("EFunding:No funding method")
+        new = str(params.get("new", "")).lower() == "true"  # ccxt sends "true"; form values are strings
         async with self.venue.lock:
-            address = self.venue.deposit_address(asset)
-        return _ok([{"address": address, "expiretm": "0", "new": False}])
+            address = self.venue.deposit_address(asset, new=new)
+        return _ok([{"address": address, "expiretm": "0", "new": new}])
 
     async def deposit_status(self, request: web.Request) -> web.Response:
         params = await self.private_params(request)

@@ -84,7 +84,7 @@ class VenueReject(Exception):
     """A business refusal; the front end renders it in the venue's own error format.
 
     `kind` is venue-neutral: insufficient_balance, unknown_order, duplicate_order, invalid_symbol,
-    invalid_order, filter_failure, unknown_asset.
+    invalid_order, filter_failure, unknown_asset, unknown_address.
     """
 
     def __init__(self, kind: str, message: str = "") -> None:
@@ -347,7 +347,8 @@ class Venue:
         self.orders: dict[str, Order] = {}
         self.deposits: dict[str, Deposit] = {}
         self.withdrawals: dict[str, Withdrawal] = {}
-        self.addresses: dict[str, str] = {}
+        self.addresses: dict[str, str] = {}  # asset -> the account's default deposit address
+        self.minted: dict[str, str] = {}  # every address the venue has handed out -> its asset
         self._seq = itertools.count(1)
         self._trade_seq = itertools.count(1)
         # A real venue never reuses an order id, not even after its own restart; neither do we.
@@ -639,19 +640,30 @@ class Venue:
 
     # ---------------------------------------------------------------- custody
 
-    def deposit_address(self, asset: str) -> str:
+    def deposit_address(self, asset: str, new: bool = False) -> str:
+        """The account's deposit address for `asset`; `new` mints a fresh one (as Kraken's `new=true`).
+
+        Every address belongs to the omnibus: a deposit to any of them credits the same balance."""
         if asset not in self.free and asset not in {s.base for s in self.specs.values()}:
             raise VenueReject("unknown_asset", f"unknown asset {asset}")
-        if asset not in self.addresses:
+        if new or asset not in self.addresses:
             prefix = {"BTC": "bc1q", "ETH": "0x", "BNB": "bnb1"}.get(asset, "addr")
-            self.addresses[asset] = prefix + secrets.token_hex(19 if asset == "ETH" else 16)
+            address = prefix + secrets.token_hex(19 if asset == "ETH" else 16)
+            self.minted[address] = asset
+            if asset not in self.addresses:
+                self.addresses[asset] = address
+            return address
         return self.addresses[asset]
 
     def credit_deposit(self, asset: str, amount: Decimal, confirmations: int = 0,
-                       tx_id: str | None = None) -> Deposit:  # fmt: skip
-        """An incoming transfer to the omnibus address; credited once it has enough confirmations."""
+                       tx_id: str | None = None, address: str | None = None) -> Deposit:  # fmt: skip
+        """An incoming transfer to one of our addresses (default: the account's first); credited to the
+        omnibus once it has enough confirmations."""
+        if address is not None and self.minted.get(address) != asset:
+            raise VenueReject("unknown_address", f"{address} is not one of our {asset} deposit addresses")
+        address = address or self.deposit_address(asset)
         dep = Deposit(
-            id=str(next(self._seq)), asset=asset, amount=amount, address=self.deposit_address(asset),
+            id=str(next(self._seq)), asset=asset, amount=amount, address=address,
             tx_id=tx_id or secrets.token_hex(32), created_ms=self.now_ms(), confirmations=confirmations,
             required=self.config.deposit_confirmations,
         )  # fmt: skip

@@ -65,7 +65,8 @@ async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
         CRYPTO_DEPOSIT_SCHEDULE_ID: (
             CryptoDepositPollWorkflow.run,
             CryptoPollInput(
-                providers=[settings.crypto_provider], min_confirmations=settings.crypto_deposit_confirmations
+                providers=[settings.crypto_deposit_provider],
+                min_confirmations=settings.crypto_deposit_confirmations,
             ),
             task_queues.PAYMENTS,
             timedelta(seconds=settings.crypto_deposit_poll_seconds),

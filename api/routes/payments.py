@@ -43,7 +43,7 @@ from providers.bank import (
     InvalidWebhook,
     verify_webhook,
 )
-from providers.exchanges.base import ExecutionAdapter, VenueError
+from providers.exchanges.base import ExecutionAdapter, UnsupportedByVenue, VenueError
 from services import payments
 from services.ledger import Ledger
 from temporal import search_attributes as sa
@@ -76,8 +76,8 @@ class PaymentsState:
             self._adapters = build_adapters(self.settings)
         return self._adapters
 
-    def crypto_adapter(self) -> ExecutionAdapter:
-        adapter = self.adapters().get(self.settings.crypto_provider)
+    def crypto_adapter(self, provider: str | None = None) -> ExecutionAdapter:
+        adapter = self.adapters().get(provider or self.settings.crypto_provider)
         if adapter is None:
             raise ProblemError(503, "provider_unavailable", "the crypto provider is not configured")
         return adapter
@@ -253,7 +253,7 @@ async def _bank_instructions(
 async def _crypto_instructions(
     engine: Any, state: PaymentsState, settings: Settings, user_id: uuid.UUID, currency: str
 ) -> DepositInstructions:
-    provider = settings.crypto_provider
+    provider = settings.crypto_deposit_provider
     async with engine.connect() as conn:
         row = (
             await conn.execute(
@@ -266,7 +266,12 @@ async def _crypto_instructions(
         ).first()
     if row is None:
         try:
-            given = await state.crypto_adapter().deposit_address(currency)
+            # A fresh address per customer: deposits are attributed by the address they arrive at.
+            given = await state.crypto_adapter(provider).deposit_address(currency, new=True)
+        except UnsupportedByVenue as e:
+            raise ProblemError(
+                503, "deposit_address_unavailable", f"{provider} cannot give each customer their own address"
+            ) from e
         except VenueError as e:
             raise ProblemError(503, "provider_unavailable", "the provider is unavailable; try again") from e
         async with engine.begin() as conn:

@@ -64,6 +64,11 @@ class AmbiguousPlacement(VenueError):
         self.client_order_id = client_order_id
 
 
+class UnsupportedByVenue(VenueError):
+    """The venue has no such operation (e.g. minting a new deposit address at Binance). Not a refusal of
+    this request: asking again, or elsewhere at the same venue, cannot help; use another venue."""
+
+
 class OrderNotFoundAtVenue(VenueError):
     """The venue does not know this order (yet: venues lag, so one answer is not proof)."""
 
@@ -96,9 +101,17 @@ class ExecutionAdapter(Protocol):
 
     async def balance(self, currency: str) -> VenueBalance: ...
 
-    async def deposit_address(self, currency: str) -> DepositAddress: ...
+    async def deposit_address(self, currency: str, new: bool = False) -> DepositAddress:
+        """Our deposit address for `currency`; `new` asks the venue to mint a fresh one (one per customer).
+        A venue that cannot mint raises `VenueError`."""
+        ...
 
     async def deposits(self, currency: str | None = None) -> list[VenueDeposit]: ...
+
+    async def withdrawal_status(self, currency: str, client_id: str) -> VenueWithdrawal | None:
+        """Our withdrawal by our client id; None if the venue has no record of it. `UnsupportedByVenue`
+        where the venue keeps no client id."""
+        ...
 
     async def withdraw(
         self, currency: str, amount: Decimal, address: str, client_id: str, tag: str | None = None

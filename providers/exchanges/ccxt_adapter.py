@@ -64,6 +64,7 @@ from providers.exchanges.base import (
     OrderNotFoundAtVenue,
     RetryableVenueError,
     TerminalVenueError,
+    UnsupportedByVenue,
     VenueAuthError,
     VenueError,
 )
@@ -682,10 +683,19 @@ class CcxtAdapter:
             total = free + used
         return VenueBalance(currency=currency, free=free, used=used, total=total)
 
-    async def deposit_address(self, currency: str) -> DepositAddress:
+    async def deposit_address(self, currency: str, new: bool = False) -> DepositAddress:
+        """Our deposit address for `currency`. With `new`, a freshly minted one (Kraken's `DepositAddresses`
+        with `new=true`, through ccxt's `create_deposit_address`): every customer gets their own, so a
+        deposit is attributed by the address it arrived at. Binance has one address per coin per account,
+        so asking it for a new one is `UnsupportedByVenue`, not a silently shared address."""
         await self._ensure_loaded()
+        if new and not self.exchange.has.get("createDepositAddress"):
+            raise UnsupportedByVenue(self.name, f"cannot mint a new {currency} deposit address at this venue")
         async with self._errors():
-            raw = await self.exchange.fetch_deposit_address(currency)
+            if new:
+                raw = await self.exchange.create_deposit_address(currency)
+            else:
+                raw = await self.exchange.fetch_deposit_address(currency)
         return DepositAddress(
             currency=currency,
             address=str(raw["address"]),
@@ -746,6 +756,31 @@ class CcxtAdapter:
             status=str(raw.get("status") or "pending"),
             tx_hash=raw.get("txid"),
         )
+
+    async def withdrawal_status(self, currency: str, client_id: str) -> VenueWithdrawal | None:
+        """Our withdrawal as the venue records it, found by our client id; None if it has no such record.
+
+        Binance echoes our `withdrawOrderId` in its withdrawal history. Kraken keeps no client id for
+        withdrawals, so it cannot be asked this way (`UnsupportedByVenue`). Network errors are retryable.
+        """
+        if self.config.exchange_id != "binance":
+            raise UnsupportedByVenue(self.name, "cannot look withdrawals up by client id")
+        await self._ensure_loaded()
+        async with self._errors():
+            rows = await self.exchange.fetch_withdrawals(currency)
+        for row in rows:
+            info = row.get("info") or {}
+            if info.get("withdrawOrderId") == client_id:
+                return VenueWithdrawal(
+                    provider=self.name,
+                    withdrawal_id=str(row.get("id")),
+                    currency=str(row.get("currency") or currency),
+                    amount=_dec(row.get("amount")),
+                    address=str(row.get("address") or info.get("address") or ""),
+                    status=str(row.get("status") or "pending"),
+                    tx_hash=row.get("txid") or None,
+                )
+        return None
 
     async def close(self) -> None:
         await self.exchange.close()

@@ -47,6 +47,7 @@ from providers.exchanges.base import (
     OrderNotFoundAtVenue,
     RetryableVenueError,
     TerminalVenueError,
+    UnsupportedByVenue,
     VenueAuthError,
     VenueError,
 )
@@ -262,11 +263,14 @@ class OtcAdapter:
         total = Decimal(body.get(currency, "0"))
         return VenueBalance(currency=currency, free=total, used=Decimal(0), total=total)
 
-    async def deposit_address(self, currency: str) -> DepositAddress:
+    async def deposit_address(self, currency: str, new: bool = False) -> DepositAddress:
         raise TerminalVenueError(self.name, "the OTC desk holds no deposit addresses")
 
     async def deposits(self, currency: str | None = None) -> list[VenueDeposit]:
         return []
+
+    async def withdrawal_status(self, currency: str, client_id: str) -> VenueWithdrawal | None:
+        raise UnsupportedByVenue(self.name, "the OTC desk does not withdraw to addresses")
 
     async def withdraw(
         self, currency: str, amount: Decimal, address: str, client_id: str, tag: str | None = None

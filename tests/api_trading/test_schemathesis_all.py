@@ -63,7 +63,7 @@ MAX_EXAMPLES = 10  # per operation and generation mode
 @pytest_asyncio.fixture(scope="module")
 async def settings(settings: Settings, trading_venues: RunningSandboxes) -> AsyncIterator[Settings]:
     """The session settings, with the payments clients pointed at sandboxes too (the `trading` app
-    takes these): a sandbox bank for GBP deposit instructions, sandbox Binance for crypto ones."""
+    takes these): a sandbox bank for GBP deposit instructions, sandbox Kraken for crypto ones."""
     bank, port = await serve(
         create_bank_app(
             DEV_SECRETS["bank_api_key"],

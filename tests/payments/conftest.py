@@ -1,6 +1,7 @@
 """The payments test stack, started once per session in the test loop:
 
-- the sandbox bank and the Binance sandbox (in-process aiohttp apps on free ports), and a mail sink;
+- the sandbox bank and the Binance and Kraken sandboxes (in-process aiohttp apps on free ports), and a
+  mail sink (crypto is withdrawn through Binance and deposited through Kraken, as configured by default);
 - the real API served by uvicorn on a free port, so the bank's signed webhooks arrive over HTTP;
 - one Temporal worker on the payments and ops queues, built by `workers.registry.build` with its
   bank, adapters and email injected (pointed at the sandboxes above).
@@ -58,6 +59,7 @@ class Stack:
     api_url: str
     bank_url: str
     binance_url: str
+    kraken_url: str
     mail_url: str
     bank_state: BankState
     binance_app: web.Application
@@ -79,6 +81,12 @@ class Stack:
             r.raise_for_status()
             return r.json()
 
+    async def kraken(self, method: str, path: str, **kw: Any) -> Any:
+        async with httpx.AsyncClient(base_url=self.kraken_url, timeout=30) as c:
+            r = await c.request(method, path, **kw)
+            r.raise_for_status()
+            return r.json()
+
 
 @pytest_asyncio.fixture(scope="session")
 async def stack(
@@ -93,11 +101,14 @@ async def stack(
         webhook_url=f"{api_url}/api/v1/webhooks/bank",
     )
     bank_runner, bank_port = await serve(bank_app, "127.0.0.1", 0)
-    venues = await start_venues(["binance"])
+    venues = await start_venues(["binance", "kraken"])
     s = settings.model_copy(
         update={
             "bank_url": f"http://127.0.0.1:{bank_port}",
             "binance_url": venues.urls["binance"],
+            "kraken_url": venues.urls["kraken"],
+            "crypto_provider": "binance",
+            "crypto_deposit_provider": "kraken",
             "sendgrid_host": f"http://127.0.0.1:{mail_port}",
             "withdrawal_halt_poll_seconds": 0.3,
             "withdrawal_settle_poll_seconds": 1.0,
@@ -124,10 +135,19 @@ async def stack(
             base_url=venues.urls["binance"],
         )
     )
+    kraken = CcxtAdapter(
+        ExchangeConfig(
+            name="kraken",
+            exchange_id="kraken",
+            api_key=s.kraken_api_key,
+            secret=s.kraken_secret,
+            base_url=venues.urls["kraken"],
+        )
+    )
     deps = Dependencies(
         settings=s,
         engine=engine,
-        adapters={"binance": adapter},
+        adapters={"binance": adapter, "kraken": kraken},
         email=EmailSender.from_settings(s),
         bank=BankClient.from_settings(s, timeout=5.0),
     )
@@ -148,6 +168,7 @@ async def stack(
             api_url=api_url,
             bank_url=f"http://127.0.0.1:{bank_port}",
             binance_url=venues.urls["binance"],
+            kraken_url=venues.urls["kraken"],
             mail_url=f"http://127.0.0.1:{mail_port}",
             bank_state=bank_app[BANK_STATE],
             binance_app=venues.apps["binance"],
@@ -161,6 +182,7 @@ async def stack(
         server.should_exit = True
         await serving
         await adapter.close()
+        await kraken.close()
         await deps.bank.close()
         await venues.stop()
         await bank_runner.cleanup()

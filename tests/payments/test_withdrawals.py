@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
+import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -226,6 +229,46 @@ async def test_a_halted_currency_waits_then_goes_when_lifted(stack: Stack) -> No
     finally:
         await payments.lift_halt(stack.engine, "GBP", None, "test")
     await _status(stack, customer, wid, "COMPLETED")
+
+
+def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+async def test_cli_halts_and_resumes_withdrawals_audited(stack: Stack, database_url: str) -> None:
+    customer = await _funded(stack, "300.00")
+    done = await asyncio.to_thread(_cli, database_url, "halt-withdrawals", "gbp", "--reason", "chain stall")
+    try:
+        assert done.returncode == 0, done.stderr
+        assert await payments.halt_reason(stack.engine, "GBP") == "chain stall"
+        wid = (await _withdraw(stack, customer, {"currency": "GBP", "amount": "100.00"})).json()["id"]
+        w = await _status(stack, customer, wid, "HALTED")
+        assert "chain stall" in w["reason"]
+    finally:
+        resumed = await asyncio.to_thread(_cli, database_url, "resume-withdrawals", "GBP")
+    assert resumed.returncode == 0 and "resumed" in resumed.stdout, resumed.stderr
+    assert await payments.halt_reason(stack.engine, "GBP") is None
+    await _status(stack, customer, wid, "COMPLETED")
+    again = await asyncio.to_thread(_cli, database_url, "resume-withdrawals", "GBP")
+    assert again.returncode == 0 and "were not halted" in again.stdout
+    bad = await asyncio.to_thread(_cli, database_url, "halt-withdrawals", "DOGE", "--reason", "x")
+    assert bad.returncode != 0
+    async with stack.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT action, actor_type, details->>'reason' FROM audit_log WHERE target_type = 'currency' "
+                "AND target_id = 'GBP' AND actor_type = 'cli' ORDER BY created_at DESC LIMIT 3"
+            )
+        )
+        actions = [(r[0], r[1], r[2]) for r in rows]
+    assert actions == [
+        ("withdrawals.unhalt", "cli", None),
+        ("withdrawals.unhalt", "cli", None),
+        ("withdrawals.halt", "cli", "chain stall"),
+    ]
 
 
 async def test_customer_can_cancel_while_waiting(stack: Stack) -> None:

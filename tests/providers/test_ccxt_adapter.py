@@ -14,7 +14,12 @@ from decimal import Decimal
 import pytest
 
 from models.market import OrderType, PlaceOrderRequest, Side, VenueOrderStatus
-from providers.exchanges.base import ExecutionAdapter, InvalidVenueOrder, OrderNotFoundAtVenue
+from providers.exchanges.base import (
+    ExecutionAdapter,
+    InvalidVenueOrder,
+    OrderNotFoundAtVenue,
+    UnsupportedByVenue,
+)
 from providers.exchanges.ccxt_adapter import CcxtAdapter, client_order_id
 from tests.providers.conftest import VenueControl
 
@@ -259,6 +264,52 @@ async def test_deposit_address_and_deposits_with_confirmations(venue: Venue) -> 
     assert done.status == "ok" and done.confirmations == 2
     assert (await adapter.balance("BTC")).free == before.free + D("0.5")
     assert await adapter.deposits("ETH") == []
+
+
+async def test_new_deposit_address_is_minted_per_call_at_kraken_and_refused_at_binance(venue: Venue) -> None:
+    adapter, control = venue
+    if control.name == "binance":  # one address per coin per account: never a silently shared one
+        with pytest.raises(UnsupportedByVenue):
+            await adapter.deposit_address("BTC", new=True)
+        return
+    default = (await adapter.deposit_address("BTC")).address
+    first, second = [(await adapter.deposit_address("BTC", new=True)).address for _ in range(2)]
+    assert len({default, first, second}) == 3
+    assert (await adapter.deposit_address("BTC")).address == default  # the default stays put
+    assert (await control.calls()).count("POST /0/private/DepositAddresses") == 4
+    before = await adapter.balance("BTC")
+    dep = await control.post(
+        "deposits", {"asset": "BTC", "amount": "0.2", "confirmations": 2, "address": second}
+    )
+    assert dep["address"] == second
+    [seen] = await adapter.deposits("BTC")
+    assert seen.address == second and seen.status == "ok" and seen.tx_id == dep["tx_id"]
+    assert (await adapter.balance("BTC")).free == before.free + D("0.2")  # every address is the omnibus's
+    r = await control.http.post(
+        f"{control.url}/_control/deposits", json={"asset": "BTC", "amount": "1", "address": "bc1qnotours"}
+    )
+    assert r.status_code == 400 and r.json()["error"] == "unknown_address"
+    r = await control.http.post(
+        f"{control.url}/_control/deposits", json={"asset": "ETH", "amount": "1", "address": first}
+    )
+    assert r.status_code == 400  # a BTC address does not take ETH
+
+
+async def test_withdrawal_status_by_client_id(venue: Venue) -> None:
+    adapter, control = venue
+    await control.set_balances(BTC="1")
+    if control.name == "kraken":  # Kraken keeps no client id for withdrawals
+        with pytest.raises(UnsupportedByVenue):
+            await adapter.withdrawal_status("BTC", "wd-x")
+        return
+    assert await adapter.withdrawal_status("BTC", "wd-missing") is None
+    sent = await adapter.withdraw("BTC", D("0.1"), "bc1qdestination000000000000000000", client_id="wd-7")
+    await adapter.withdraw("BTC", D("0.2"), "bc1qdestination000000000000000000", client_id="wd-8")
+    found = await adapter.withdrawal_status("BTC", "wd-7")
+    assert found is not None and found.withdrawal_id == sent.withdrawal_id
+    assert found.amount == D("0.1") and found.status == "ok" and found.tx_hash
+    assert found.address == "bc1qdestination000000000000000000"
+    assert await adapter.withdrawal_status("ETH", "wd-7") is None
 
 
 async def test_withdraw(venue: Venue) -> None:

@@ -47,6 +47,7 @@ from models.order_flow import (
     QuoteRequest,
     Reservation,
     ReserveRequest,
+    ResolveRequest,
     SettleRequest,
     SettleResult,
     VenueOrderRef,
@@ -92,6 +93,12 @@ class ErrorType:
     VENUE_REFUSED = "VenueRefused"  # terminal at that venue: fall back
     VENUE_UNAVAILABLE = "VenueUnavailable"  # retryable at that venue, then fall back
     NOT_PLACED = "NotPlaced"  # an ambiguous placement proved absent: safe to send again
+    UNRESOLVED = "PlacementUnresolved"  # maybe sent, outcome unknown: keep asking, never fall back
+
+
+def _unresolved(provider: str, why: str) -> ApplicationError:
+    return ApplicationError(f"{provider}: placement outcome unknown ({why})", type=ErrorType.UNRESOLVED,
+                            non_retryable=True)  # fmt: skip
 
 
 def _rejected(e: svc.OrderRejected) -> ApplicationError:
@@ -317,15 +324,21 @@ class OrderActivities:
 
     @activity.defn(name="order.place")
     async def place(self, req: PlaceRequest) -> VenueOrder:
-        """Place one leg at its venue, exactly once per (order, attempt)."""
+        """Place one leg at its venue, exactly once per (order, attempt).
+
+        An order that may have been sent (a timeout or 5xx while sending, or any retry of this
+        activity, which may follow a crash mid-send) is looked up by its client order id. If the venue
+        does not (yet) show it, the activity stops with `PlacementUnresolved` and the workflow keeps
+        asking over a longer window before anything is sent again or another venue is tried.
+        """
         adapter = self._adapters[req.leg.provider]
         cid = client_order_id(req.order_id, req.attempt)
         try:
-            if activity.info().attempt > 1:
-                # We may have sent it before this retry (timeout, crash): ask before sending again.
-                found = await _heartbeating(adapter.resolve_placement(req.symbol, cid))
+            if activity.info().attempt > 1 and not req.confirmed_absent:
+                found = await _heartbeating(self._resolve(adapter, req.symbol, cid))
                 if found is not None:
                     return found
+                raise _unresolved(req.leg.provider, "not found yet after a retried placement")
             order = await _heartbeating(
                 adapter.place_order(
                     PlaceOrderRequest(
@@ -342,9 +355,7 @@ class OrderActivities:
         except AmbiguousPlacement as e:
             found = await _heartbeating(self._resolve(adapter, req.symbol, cid))
             if found is None:
-                raise ApplicationError(
-                    f"{req.leg.provider}: placement proved absent after lookups", type=ErrorType.NOT_PLACED
-                ) from e
+                raise _unresolved(req.leg.provider, "sent, and not found yet") from e
             order = found
         except TerminalVenueError as e:
             self._router.record_failure(req.leg.provider)
@@ -359,10 +370,19 @@ class OrderActivities:
         try:
             return await adapter.resolve_placement(symbol, cid)
         except VenueError as e:
-            # Unknown is not absent: retry the activity, which asks again before sending.
-            raise ApplicationError(
-                f"cannot resolve placement yet: {e}", type=ErrorType.VENUE_UNAVAILABLE
-            ) from e
+            raise _unresolved(adapter.name, f"lookup failed: {e}") from e
+
+    @activity.defn(name="order.resolve_placement")
+    async def resolve_placement(self, req: ResolveRequest) -> VenueOrder | None:
+        """The venue's answer for one client order id: the order, or None if it does not show it.
+        Lookup failures are retried (unknown is not absent)."""
+        adapter = self._adapters[req.provider]
+        try:
+            return await _heartbeating(
+                adapter.resolve_placement(req.symbol, client_order_id(req.order_id, req.attempt))
+            )
+        except VenueError as e:
+            raise ApplicationError(str(e), type=ErrorType.VENUE_UNAVAILABLE) from e
 
     @activity.defn(name="order.venue_status")
     async def venue_status(self, ref: VenueOrderRef) -> VenueOrder:

@@ -144,6 +144,7 @@ async def _run(url: str, client: Client) -> None:
                 acts.mark,
                 acts.venue_status,
                 acts.cancel_at_venue,
+                acts.resolve_placement,
                 acts.notify,
                 noop_local,
                 noop_remote,

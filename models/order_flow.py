@@ -98,6 +98,7 @@ class PlaceRequest(BaseModel):
     leg: ExecutionLeg
     price: Decimal  # protective limit (market) or the customer's limit (limit orders)
     time_in_force: TimeInForce
+    confirmed_absent: bool = False  # the workflow proved an earlier send of this id absent: send it
 
 
 class QuoteRequest(BaseModel):
@@ -136,6 +137,15 @@ class MarkRequest(BaseModel):
     reason: str | None = None
     hold_id: uuid.UUID | None = None  # released, if given
     record: BestExecutionRecord | None = None
+
+
+class ResolveRequest(BaseModel):
+    """Ask a venue for the order sent as attempt `attempt` of `order_id` (by its client order id)."""
+
+    order_id: uuid.UUID
+    attempt: int
+    provider: str
+    symbol: str
 
 
 class VenueOrderRef(BaseModel):

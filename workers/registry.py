@@ -110,6 +110,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 orders.mark,
                 orders.venue_status,
                 orders.cancel_at_venue,
+                orders.resolve_placement,
                 orders.notify,
             ],
         ),

@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         QuoteRequest,
         Reservation,
         ReserveRequest,
+        ResolveRequest,
         RestingOrder,
         SettleRequest,
         SettleResult,
@@ -71,8 +72,13 @@ PLACE_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=300),
     maximum_interval=timedelta(seconds=5),
     maximum_attempts=4,
-    non_retryable_error_types=[ErrorType.VENUE_REFUSED],
+    # A venue that refused, or was unavailable before taking the request, is replaced by the next best
+    # at once; the activity itself is retried only after a timeout or a crash, when it may have sent.
+    non_retryable_error_types=[ErrorType.VENUE_REFUSED, ErrorType.VENUE_UNAVAILABLE, ErrorType.UNRESOLVED],
 )
+# An order the venue does not show is only taken as absent after this many lookups this far apart.
+ABSENT_CONFIRMATIONS = 3
+ABSENT_WAIT = timedelta(seconds=2)
 # A worker that dies while placing is noticed this fast; the retry then asks the venue first.
 PLACE_HEARTBEAT = timedelta(seconds=4)
 VENUE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
@@ -205,24 +211,18 @@ class OrderWorkflow:
             # The protective price is the customer's tolerance (reference +/- max slippage), not the
             # deepest level we saw: books move between quote and placement, and within the tolerance
             # a fill is what the customer asked for. Beyond it, the IOC simply does not fill.
-            price = res.price_cap
+            request = PlaceRequest(
+                order_id=req.order_id,
+                attempt=attempt,
+                symbol=req.symbol,
+                side=req.side,
+                type=req.type,
+                leg=leg,
+                price=res.price_cap,
+                time_in_force=TimeInForce.IOC,
+            )
             try:
-                order = await workflow.execute_activity_method(
-                    OrderActivities.place,
-                    PlaceRequest(
-                        order_id=req.order_id,
-                        attempt=attempt,
-                        symbol=req.symbol,
-                        side=req.side,
-                        type=req.type,
-                        leg=leg,
-                        price=price,
-                        time_in_force=TimeInForce.IOC,
-                    ),
-                    start_to_close_timeout=timedelta(seconds=60),
-                    heartbeat_timeout=PLACE_HEARTBEAT,
-                    retry_policy=PLACE_RETRY,
-                )
+                order = await self._place(request)
             except ACTIVITY_FAILURES as e:
                 failures.append(f"{leg.provider}: {_error_message(e)}")
                 excluded.append(leg.provider)
@@ -242,6 +242,47 @@ class OrderWorkflow:
             return order
         return None
 
+    async def _place(self, request: PlaceRequest) -> VenueOrder:
+        """Place, and when the outcome is unknown, ask the venue until it is known.
+
+        Only an order the venue has shown absent for `ABSENT_CONFIRMATIONS` lookups, spread over
+        `ABSENT_WAIT` each, is sent again (same client order id); only a placement the venue refused or
+        never received lets the caller fall back to another venue.
+        """
+        try:
+            return await self._place_once(request)
+        except ACTIVITY_FAILURES as e:
+            if _error_type(e) != ErrorType.UNRESOLVED:
+                raise
+        lookup = ResolveRequest(
+            order_id=request.order_id,
+            attempt=request.attempt,
+            provider=request.leg.provider,
+            symbol=request.symbol,
+        )
+        for _ in range(ABSENT_CONFIRMATIONS):
+            found: VenueOrder | None = await workflow.execute_activity_method(
+                OrderActivities.resolve_placement,
+                lookup,
+                start_to_close_timeout=timedelta(seconds=60),
+                heartbeat_timeout=PLACE_HEARTBEAT,
+                retry_policy=VENUE_RETRY,  # unknown is not absent: keep asking until the venue answers
+            )
+            if found is not None:
+                return found
+            await workflow.sleep(ABSENT_WAIT)
+        return await self._place_once(request.model_copy(update={"confirmed_absent": True}))
+
+    async def _place_once(self, request: PlaceRequest) -> VenueOrder:
+        order: VenueOrder = await workflow.execute_activity_method(
+            OrderActivities.place,
+            request,
+            start_to_close_timeout=timedelta(seconds=60),
+            heartbeat_timeout=PLACE_HEARTBEAT,
+            retry_policy=PLACE_RETRY,
+        )
+        return order
+
     # -- limit orders --
 
     async def _limit(self, req: OrderRequest, record: BestExecutionRecord, res: Reservation) -> OrderState:
@@ -250,8 +291,7 @@ class OrderWorkflow:
         assert self._state is not None
         self._state.attempts += 1
         try:
-            order = await workflow.execute_activity_method(
-                OrderActivities.place,
+            order = await self._place(
                 PlaceRequest(
                     order_id=req.order_id,
                     attempt=self._state.attempts,
@@ -261,10 +301,7 @@ class OrderWorkflow:
                     leg=leg,
                     price=req.price,
                     time_in_force=TimeInForce.GTC,
-                ),
-                start_to_close_timeout=timedelta(seconds=60),
-                heartbeat_timeout=PLACE_HEARTBEAT,
-                retry_policy=PLACE_RETRY,
+                )
             )
         except ACTIVITY_FAILURES as e:
             return await self._finish(req, OrderStatus.FAILED, _error_message(e), hold=res)

@@ -204,6 +204,7 @@ async def trading(
             activities.mark,
             activities.venue_status,
             activities.cancel_at_venue,
+            activities.resolve_placement,
             activities.notify,
         ],
     )

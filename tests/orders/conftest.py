@@ -177,6 +177,7 @@ async def stack(
             activities.mark,
             activities.venue_status,
             activities.cancel_at_venue,
+            activities.resolve_placement,
             activities.notify,
         ],
     )

@@ -237,3 +237,20 @@ async def test_a_long_resting_order_continues_as_new_and_still_cancels(stack: Or
     assert state.status is OrderStatus.CANCELLED and state.providers
     assert await stack.balance(user, "GBP") == (D("10000"), D("10000"), D(0))
     assert len(await stack.venue_orders(state.providers[0], req.order_id)) == 1
+
+
+async def test_lagging_venue_is_asked_until_it_shows_the_order_never_resent_or_rerouted(
+    stack: OrderStack,
+) -> None:
+    """The venue accepts, the answer is lost, and its lookups say "unknown order" for longer than the
+    adapter's own lookups last: the saga keeps asking and settles the one order, sending nothing more."""
+    user = await stack.customer(gbp="5000")
+    await stack.venues["binance"].fault("timeout_after_accept", count=1, mode="drop")
+    await stack.venues["binance"].fault("not_found_lag", lookups=7)
+    req = stack.request(user, side=Side.BUY, type=OrderType.MARKET, amount=D("0.01"))
+    state = await stack.run(req)
+    assert state.status is OrderStatus.FILLED, state.reason
+    assert state.providers == ["binance"]
+    assert len(await stack.venue_orders("binance", req.order_id)) == 1
+    assert await stack.venue_orders("kraken", req.order_id) == []
+    assert (await stack.balance(user, "BTC"))[0] == D("0.01")

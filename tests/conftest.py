@@ -6,6 +6,7 @@ depend on each other's order.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -27,6 +29,12 @@ from devstack.postgres import EmbeddedPostgres
 from devstack.temporal_server import temporal_binary
 from models.database import async_engine
 from temporal import search_attributes
+
+# CI runs the same examples every time (a failure is reproducible, never a coin toss); explore locally
+# with HYPOTHESIS_PROFILE=explore.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore")
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # A run stopped with SIGTERM (CI timeout, `timeout`) unwinds like Ctrl-C, so the session fixtures
 # below still stop the PostgreSQL and Temporal servers they started instead of leaking them.

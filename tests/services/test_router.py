@@ -434,7 +434,8 @@ async def test_the_record_is_json_with_string_decimals_and_round_trips() -> None
 # --- properties ---------------------------------------------------------------------------------------
 
 prices = st.decimals(min_value=D("1000"), max_value=D("90000"), places=2)
-sizes = st.decimals(min_value=D("0.00000001"), max_value=D("3"), places=8)
+# At least what venues accept (their minimum lot and notional): below that, penny rounding is the price.
+sizes = st.decimals(min_value=D("0.001"), max_value=D("3"), places=8)
 book_sides = st.lists(st.tuples(prices, sizes), min_size=1, max_size=8)
 fee_rates = st.sampled_from([D("0"), D("0.0008"), D("0.001"), D("0.0026")])
 

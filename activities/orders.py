@@ -174,7 +174,6 @@ class OrderActivities:
     async def reserve(self, req: ReserveRequest) -> Reservation:
         """Check the KYC trading limit and reserve the funds, atomically, in one transaction."""
         order, record = req.order, req.record
-        base, quote = split_symbol(order.symbol)
         fee_rate = self._settings.customer_taker_fee
         slippage = order.max_slippage if order.max_slippage is not None else DEFAULT_MAX_SLIPPAGE
         reference = record.slippage_reference or record.all_in_price
@@ -228,7 +227,6 @@ class OrderActivities:
                 type=ErrorType.INSUFFICIENT_FUNDS,
                 non_retryable=True,
             ) from e
-        del base
         return reservation
 
     @activity.defn(name="order.settle")

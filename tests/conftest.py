@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import pytest_asyncio
 from hypothesis import settings as hypothesis_settings
@@ -95,6 +96,13 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         yield eng
     finally:
         await eng.dispose()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def venue_http() -> AsyncIterator[httpx.AsyncClient]:
+    """One HTTP client for the sandboxes' control APIs, shared by every test that sets up venues."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        yield client
 
 
 @pytest.fixture

@@ -53,12 +53,6 @@ async def trading_venues() -> AsyncIterator[RunningSandboxes]:
         await running.stop()
 
 
-@pytest_asyncio.fixture(scope="session")
-async def venue_http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as client:
-        yield client
-
-
 @dataclass
 class Customer:
     id: uuid.UUID

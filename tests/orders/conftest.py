@@ -46,12 +46,6 @@ async def order_sandboxes() -> AsyncIterator[RunningSandboxes]:
         await running.stop()
 
 
-@pytest_asyncio.fixture(scope="session")
-async def order_http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as client:
-        yield client
-
-
 @dataclass
 class OrderStack:
     client: Client
@@ -138,19 +132,19 @@ class OrderStack:
 @pytest_asyncio.fixture
 async def stack(
     order_sandboxes: RunningSandboxes,
-    order_http: httpx.AsyncClient,
+    venue_http: httpx.AsyncClient,
     temporal_client: Client,
     engine: AsyncEngine,
     settings: Settings,
     task_queue: str,
 ) -> AsyncIterator[OrderStack]:
     venues = {
-        name: VenueControl(name, order_sandboxes.urls[name], order_http) for name in ("binance", "kraken")
+        name: VenueControl(name, order_sandboxes.urls[name], venue_http) for name in ("binance", "kraken")
     }
     for name, control in venues.items():
         # No reset between tests: a real venue never reuses order ids, and a reset sandbox would.
         await control.post("walk", {"enabled": False})
-        await order_http.delete(f"{control.url}/_control/faults")
+        await venue_http.delete(f"{control.url}/_control/faults")
         await control.post("fees", {"taker": "0.001", "maker": "0.0008"})
         await control.book("BTC-GBP", BTC_BOOKS[name]["bids"], BTC_BOOKS[name]["asks"])
     adapters = {

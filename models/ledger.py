@@ -76,7 +76,6 @@ class LedgerEntry(SQLModel, table=True):
     __tablename__ = "ledger_entries"
     __table_args__ = (
         Index("ix_ledger_entries_account_created", "account_id", "created_at"),
-        Index("ix_ledger_entries_reference", "reference_type", "reference_id"),
         UniqueConstraint("account_id", "seq", name="uq_ledger_entries_account_seq"),
         CheckConstraint("amount <> 0", name="ck_ledger_entries_nonzero"),
     )

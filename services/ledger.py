@@ -13,17 +13,20 @@ Idempotency: every operation carries a key `reference_type:reference_id:step`. T
 the database, so a retry, a replay or a concurrent duplicate returns the first result and posts
 nothing; the same key with a different request is an error, never a silent second posting.
 
-Hot house accounts: we chose **a pool of sub-accounts plus one SQL function per posting**. Every trade
-touches the fee-revenue and provider accounts; if each were one row, concurrent settlements of
-different customers would queue on that row's lock for the whole transaction, commit flush included.
-Each house account is `house_account_shards` rows (64 by default) and a posting uses the shard of its
-database session (backend pid modulo the shard count), so concurrent sessions almost never meet on a
-house row (a random shard per posting was measured to collide far more often); the house balance is
-the sum over its shards. Each posting is one call to the `ledger_post` PL/pgSQL function: one round
-trip, all legs inserted by one statement, customer rows locked before house rows and each in id order
-(no deadlocks), so the shared rows are held for the shortest possible time. We preferred this to
-deferred/batched house balances because every entry keeps an exact `balance_after` and a per-account
-hash chain, with no background job to lag or fail.
+Hot house accounts: we chose **a pool of sub-accounts, set-based posting functions and group
+commit**. Every trade touches the fee-revenue and provider accounts; if each were one row, concurrent
+settlements of different customers would queue on that row's lock for the whole transaction, commit
+flush included. Each house account is `house_account_shards` rows (64 by default) and a posting uses
+the shard of its database session (backend pid modulo the shard count), so concurrent sessions
+almost never meet on a house row (a random shard per posting was measured to collide far more often);
+the house balance is the sum over its shards. Postings are applied by `ledger_post_batch` (migration
+0008) with a fixed number of statements whatever the number of postings and legs: one finds, locks
+(customer rows before house rows, each in id order: no deadlocks) and reads every account, one UPDATE
+writes them, one INSERT writes the entries. Standalone postings that arrive together are sent as one
+batch by the group commit below (one round trip, one commit), which is what lets many concurrent
+settlements share a few database sessions. We preferred this to deferred/batched house balances
+because every entry keeps an exact `balance_after` and a per-account hash chain, with no background
+job to lag or fail.
 
 Tamper evidence: each entry stores `hash = sha256(prev_hash | fields…)` chained per account (per
 shard) with a gap-free `seq`; `verify()` recomputes every chain and reports the first altered or
@@ -37,8 +40,8 @@ import base64
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -397,6 +400,34 @@ class _PostRequest:
         }
 
 
+async def _send_alone(raw: psycopg.AsyncConnection[Any], request: _PostRequest) -> PostingResult:
+    """One posting, one autocommit statement."""
+    try:
+        cursor = await raw.execute(_POST_SQL, request.params())
+        row = await cursor.fetchone()
+    except psycopg.Error as e:
+        raise _translate_driver(e) from e
+    assert row is not None
+    return PostingResult(transaction_id=row[0], replayed=row[1])
+
+
+async def _send_batch(
+    raw: psycopg.AsyncConnection[Any], requests: Sequence[_PostRequest]
+) -> list[PostingResult]:
+    """Several postings in one statement and one commit; all or nothing."""
+    cursor = await raw.execute(_POST_BATCH_SQL, (json.dumps([r.wire() for r in requests]),))
+    results: dict[int, PostingResult] = {
+        idx: PostingResult(transaction_id=tx, replayed=replayed)
+        for idx, tx, replayed in await cursor.fetchall()
+    }
+    if sorted(results) != list(range(len(requests))):
+        raise RuntimeError("ledger_post_batch did not return one result per posting")
+    return [results[i] for i in range(len(requests))]
+
+
+_Waiting = tuple[_PostRequest, "asyncio.Future[PostingResult]"]
+
+
 class _GroupCommit:
     """Group commit for standalone postings: the ones that arrive while earlier ones are being
     written go to the database together, as one `ledger_post_batch` call in one transaction.
@@ -404,8 +435,9 @@ class _GroupCommit:
     Why: on a small machine a posting costs less in the database than its round trip, its
     connection checkout and its own commit (one WAL flush each). Under load, batching amortises all
     three; alone, a posting is sent at once (a batch of one is a plain `ledger_post`), so nothing
-    waits for a timer. At most `max_in_flight` batches are in the database at a time, of at most
-    `max_batch` postings, so a batch holds its rows' locks for a bounded time.
+    waits for a timer. At most `max_in_flight` flushers send at a time, each with a batch of at most
+    `max_batch` postings, so a batch holds its rows' locks for a bounded time. A flusher keeps its
+    connection for as long as postings keep coming, and returns it to the pool when none is queued.
 
     If a batch fails, nothing of it was written (one statement, autocommit); each of its postings is
     then sent alone, so each caller gets exactly the result or the typed error it would have got on
@@ -416,18 +448,17 @@ class _GroupCommit:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        alone: Callable[[_PostRequest], Awaitable[PostingResult]],
-        batch: Callable[[Sequence[_PostRequest]], Awaitable[list[PostingResult]]],
+        connect: Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]],
         max_batch: int,
         max_in_flight: int,
     ) -> None:
         self.loop = loop
-        self._alone = alone
-        self._batch = batch
+        self._connect = connect
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
-        self._queue: list[tuple[_PostRequest, asyncio.Future[PostingResult]]] = []
+        self._queue: list[_Waiting] = []
         self._flushers: set[asyncio.Task[None]] = set()
+        self._sending = 0  # flushers with a batch in the database
 
     async def submit(self, request: _PostRequest) -> PostingResult:
         future: asyncio.Future[PostingResult] = self.loop.create_future()
@@ -437,25 +468,27 @@ class _GroupCommit:
         return await future
 
     async def _flush(self) -> None:
-        live: list[tuple[_PostRequest, asyncio.Future[PostingResult]]] = []
+        live: list[_Waiting] = []
         try:
             while self._queue:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
-                live = [(r, f) for r, f in batch if not f.done()]  # a cancelled caller gave up waiting
-                if len(live) > 1 and await self._try_batch(live):
-                    continue
-                for request, future in live:
-                    if future.done():
-                        continue
-                    try:
-                        result = await self._alone(request)
-                    except Exception as e:  # noqa: BLE001 - handed to the caller that asked
+                try:
+                    async with self._connect() as raw:
+                        while self._queue and not raw.broken:
+                            live = self._take()
+                            self._sending += 1
+                            try:
+                                if len(live) < 2 or not await self._try_batch(raw, live):
+                                    await self._one_by_one(raw, live)
+                            finally:
+                                self._sending -= 1
+                            # Let the callers just answered queue their next postings before
+                            # deciding the stream has ended and giving the connection back.
+                            await asyncio.sleep(0)
+                except Exception as e:  # noqa: BLE001 - no connection: the waiting callers get why
+                    for _, future in [*live, *self._queue]:
                         if not future.done():
                             future.set_exception(e)
-                    else:
-                        if not future.done():
-                            future.set_result(result)
+                    self._queue.clear()
         finally:
             # No await between the loop's last check and here, so a posting submitted from now on
             # sees this flusher gone and starts another: nothing is left queued without a flusher.
@@ -467,9 +500,18 @@ class _GroupCommit:
                 if not future.done():
                     future.cancel()
 
-    async def _try_batch(self, live: list[tuple[_PostRequest, asyncio.Future[PostingResult]]]) -> bool:
+    def _take(self) -> list[_Waiting]:
+        """This flusher's share of the queue: split evenly with the flushers not sending right now,
+        so several database sessions (cores) work in parallel instead of one taking everything."""
+        idle = max(1, len(self._flushers) - self._sending)
+        share = min(self._max_batch, -(-len(self._queue) // idle))
+        batch = self._queue[:share]
+        del self._queue[:share]
+        return [(r, f) for r, f in batch if not f.done()]  # a cancelled caller gave up waiting
+
+    async def _try_batch(self, raw: psycopg.AsyncConnection[Any], live: list[_Waiting]) -> bool:
         try:
-            results = await self._batch([r for r, _ in live])
+            results = await _send_batch(raw, [r for r, _ in live])
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - each posting is then sent alone to get its own outcome
@@ -478,6 +520,19 @@ class _GroupCommit:
             if not future.done():
                 future.set_result(result)
         return True
+
+    async def _one_by_one(self, raw: psycopg.AsyncConnection[Any], live: list[_Waiting]) -> None:
+        for request, future in live:
+            if future.done():
+                continue
+            try:
+                result = await _send_alone(raw, request)
+            except Exception as e:  # noqa: BLE001 - handed to the caller that asked
+                if not future.done():
+                    future.set_exception(e)
+            else:
+                if not future.done():
+                    future.set_result(result)
 
 
 class Ledger:
@@ -647,43 +702,24 @@ class Ledger:
                 raise _translate(e) from e
             return PostingResult(transaction_id=row[0], replayed=row[1])
         if not self._group_commit:
-            return await self._post_alone(request)
+            async with self._raw_autocommit() as raw:
+                return await _send_alone(raw, request)
         loop = asyncio.get_running_loop()
         if self._group is None or self._group.loop is not loop:
-            self._group = _GroupCommit(loop, self._post_alone, self._post_batch, self._max_batch,
-                                       self._max_in_flight)  # fmt: skip
+            self._group = _GroupCommit(loop, self._raw_autocommit, self._max_batch, self._max_in_flight)
         return await self._group.submit(request)
 
-    async def _post_alone(self, request: _PostRequest) -> PostingResult:
-        """One posting in its own autocommit statement, straight to the driver (the hot path skips
-        the SQL layer's per-statement work; the pooled connection is already in autocommit)."""
+    @asynccontextmanager
+    async def _raw_autocommit(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection in autocommit, as the driver's own object: the hot path skips the
+        SQL layer's per-statement work (a posting is one statement, atomic by itself)."""
         try:
             async with self._statement(None) as c:
                 raw = (await c.get_raw_connection()).driver_connection
                 assert raw is not None
-                cursor = await raw.execute(_POST_SQL, request.params())
-                row = await cursor.fetchone()
+                yield raw
         except DBAPIError as e:
             raise _translate(e) from e
-        except psycopg.Error as e:
-            raise _translate_driver(e) from e
-        assert row is not None
-        return PostingResult(transaction_id=row[0], replayed=row[1])
-
-    async def _post_batch(self, requests: Sequence[_PostRequest]) -> list[PostingResult]:
-        """Several postings in one statement and one commit; all or nothing."""
-        body = json.dumps([r.wire() for r in requests])
-        async with self._statement(None) as c:
-            raw = (await c.get_raw_connection()).driver_connection
-            assert raw is not None
-            cursor = await raw.execute(_POST_BATCH_SQL, (body,))
-            rows = await cursor.fetchall()
-        results: list[PostingResult | None] = [None] * len(requests)
-        for idx, tx, replayed in rows:
-            results[idx] = PostingResult(transaction_id=tx, replayed=replayed)
-        if any(r is None for r in results):
-            raise RuntimeError("ledger_post_batch returned fewer results than postings")
-        return [r for r in results if r is not None]
 
     async def reserve(
         self,

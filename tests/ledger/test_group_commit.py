@@ -240,3 +240,42 @@ async def test_the_posting_function_refuses_bad_legs_by_itself(
             await conn.execute("SELECT count(*) FROM ledger_transactions WHERE reference_id = %s", (ref,))
         ).fetchone()
         assert written == (0,)
+
+
+async def test_a_batch_applies_its_postings_in_order_on_a_shared_account(
+    ledger: Ledger, new_account: NewCustomer, database_url: str
+) -> None:
+    """Posting 1 commits a hold (its unused part back to available); posting 2, in the same batch,
+    spends that available money: the batch must see what posting one by one would have seen."""
+    a = await new_account("GBP", D("100"))
+    b = await new_account("GBP")
+    hold = await ledger.reserve(a, "GBP", D("60"), reference_type="ORDER", reference_id=uuid.uuid4())
+
+    def posting(legs: list[dict[str, str]]) -> dict[str, object]:
+        return {"tx": str(uuid.uuid4()), "key": f"TEST:{uuid.uuid4()}:x", "hash": "h", "kind": "transfer",
+                "rt": "TEST", "rid": str(uuid.uuid4()), "legs": legs}  # fmt: skip
+
+    batch = [
+        posting(
+            [
+                {"account_id": str(a), "currency": "GBP", "amount": "-10", "hold_id": str(hold.hold_id)},
+                {"account_id": str(b), "currency": "GBP", "amount": "10"},
+            ]
+        ),
+        posting(
+            [
+                {"account_id": str(a), "currency": "GBP", "amount": "-80"},
+                {"account_id": str(b), "currency": "GBP", "amount": "80"},
+            ]
+        ),
+    ]
+    dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        rows = await (
+            await conn.execute("SELECT * FROM ledger_post_batch(%s::jsonb)", (json.dumps(batch),))
+        ).fetchall()
+    assert [(r[0], r[2]) for r in rows] == [(0, False), (1, False)]
+    bal = await ledger.balance(a)
+    assert (bal.balance, bal.available, bal.reserved) == (D("10"), D("10"), D("0"))
+    assert (await ledger.balance(b)).balance == D("90")
+    assert (await ledger.verify()).ok

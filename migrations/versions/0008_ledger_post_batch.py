@@ -4,10 +4,10 @@ Revision ID: 0008
 Revises: 0007
 Create Date: 2026-11-24
 
-`ledger_post_batch(postings jsonb)` applies any number of independent postings with a fixed number
-of statements: one INSERT of their journal transactions, one query that finds, locks and reads every
-account they touch, one UPDATE per hold leg, one UPDATE of the accounts and one INSERT of the
-entries; then one commit (one WAL flush) for the lot. `ledger_post` is now that function applied to
+`ledger_post_batch(postings jsonb)` applies any number of independent postings with a handful of
+statements, however many postings and legs: one INSERT of their journal transactions, one query that
+finds, locks and reads every account they touch, one UPDATE of the accounts and one INSERT of the
+entries (plus one UPDATE per leg paid from a hold); then one commit (one WAL flush) for the lot. `ledger_post` is now that function applied to
 one posting, so there is a single implementation of the posting rules.
 
 Why set-based: on PostgreSQL each statement has a fixed cost that dwarfs the work of one row (for

@@ -441,8 +441,9 @@ class _GroupCommit:
 
     If a batch fails, nothing of it was written (one statement, autocommit); each of its postings is
     then sent alone, so each caller gets exactly the result or the typed error it would have got on
-    its own. Idempotency keys make that second attempt safe even when the batch's fate is unknown
-    (a connection lost during the commit): a posting that did commit is returned as a replay.
+    its own. If the connection broke under them, they are sent once more on a fresh connection.
+    Idempotency keys make that safe even when the batch's fate is unknown (a connection lost during
+    the commit): a posting that did commit comes back as a replay of itself.
     """
 
     def __init__(
@@ -459,6 +460,7 @@ class _GroupCommit:
         self._queue: list[_Waiting] = []
         self._flushers: set[asyncio.Task[None]] = set()
         self._sending = 0  # flushers with a batch in the database
+        self._resent: set[int] = set()  # postings already sent again after a broken connection
 
     async def submit(self, request: _PostRequest) -> PostingResult:
         future: asyncio.Future[PostingResult] = self.loop.create_future()
@@ -471,13 +473,15 @@ class _GroupCommit:
         live: list[_Waiting] = []
         try:
             while self._queue:
+                connected = False
                 try:
                     async with self._connect() as raw:
+                        connected = True
                         while self._queue and not raw.broken:
                             live = self._take()
                             self._sending += 1
                             try:
-                                if len(live) < 2 or not await self._try_batch(raw, live):
+                                if len(live) < 2 or await self._try_batch(raw, live) is not None:
                                     await self._one_by_one(raw, live)
                             finally:
                                 self._sending -= 1
@@ -485,6 +489,8 @@ class _GroupCommit:
                             # deciding the stream has ended and giving the connection back.
                             await asyncio.sleep(0)
                 except Exception as e:  # noqa: BLE001 - no connection: the waiting callers get why
+                    if connected:
+                        continue  # a broken connection failed to close: take a fresh one
                     for _, future in [*live, *self._queue]:
                         if not future.done():
                             future.set_exception(e)
@@ -509,30 +515,48 @@ class _GroupCommit:
         del self._queue[:share]
         return [(r, f) for r, f in batch if not f.done()]  # a cancelled caller gave up waiting
 
-    async def _try_batch(self, raw: psycopg.AsyncConnection[Any], live: list[_Waiting]) -> bool:
+    async def _try_batch(self, raw: psycopg.AsyncConnection[Any], live: list[_Waiting]) -> object | None:
+        """Send `live` as one batch; None when it landed, else the failure (nothing was written)."""
         try:
             results = await _send_batch(raw, [r for r, _ in live])
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - each posting is then sent alone to get its own outcome
-            return False
+        except Exception as e:  # noqa: BLE001 - each posting is then sent alone to get its own outcome
+            return e
         for (_, future), result in zip(live, results, strict=True):
             if not future.done():
                 future.set_result(result)
-        return True
+        return None
 
     async def _one_by_one(self, raw: psycopg.AsyncConnection[Any], live: list[_Waiting]) -> None:
-        for request, future in live:
+        for n, (request, future) in enumerate(live):
             if future.done():
                 continue
+            if raw.broken and self._resend_on_a_fresh_connection(live[n:]):
+                return
             try:
                 result = await _send_alone(raw, request)
             except Exception as e:  # noqa: BLE001 - handed to the caller that asked
+                if raw.broken and self._resend_on_a_fresh_connection(live[n:]):
+                    return
                 if not future.done():
                     future.set_exception(e)
             else:
                 if not future.done():
                     future.set_result(result)
+
+    def _resend_on_a_fresh_connection(self, rest: list[_Waiting]) -> bool:
+        """The connection broke under these postings: put them back at the head of the queue, once,
+        for the next connection (a posting that did commit comes back as a replay of itself). False
+        if they had their second chance already: then each caller gets its error."""
+        waiting = [(r, f) for r, f in rest if not f.done()]
+        if any(id(f) in self._resent for _, f in waiting):
+            return False
+        for _, future in waiting:
+            self._resent.add(id(future))
+            future.add_done_callback(lambda f: self._resent.discard(id(f)))
+        self._queue[:0] = waiting
+        return True
 
 
 class Ledger:

@@ -279,3 +279,42 @@ async def test_a_batch_applies_its_postings_in_order_on_a_shared_account(
     assert (bal.balance, bal.available, bal.reserved) == (D("10"), D("10"), D("0"))
     assert (await ledger.balance(b)).balance == D("90")
     assert (await ledger.verify()).ok
+
+
+async def test_a_batch_whose_connection_is_killed_is_sent_again_and_lands_once(
+    ledger: Ledger, new_account: NewCustomer, engine: AsyncEngine, database_url: str
+) -> None:
+    """The database session dies while a batch waits for a lock: its postings go out again on a
+    fresh connection, and every caller gets its result, each posted exactly once."""
+    sources = [await new_account("GBP", D("10")) for _ in range(6)]
+    sink = await new_account("GBP")
+    postings = [transfer(s, sink, D("4")) for s in sources]
+    dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
+    async with await psycopg.AsyncConnection.connect(dsn) as blocker:
+        await blocker.execute("SELECT 1 FROM accounts WHERE id = %s FOR UPDATE", (sink,))
+        calls = [asyncio.create_task(ledger.post(p)) for p in postings]
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+            victims: list[tuple[int]] = []
+            for _ in range(200):  # until the batches are waiting on the locked row
+                cursor = await admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%%ledger_post%%' AND pid <> pg_backend_pid()"
+                )
+                victims = await cursor.fetchall()
+                if victims:
+                    break
+                await asyncio.sleep(0.02)
+            assert victims
+            for (pid,) in victims:
+                await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        await asyncio.sleep(0.1)
+        await blocker.rollback()
+    results = await asyncio.wait_for(asyncio.gather(*calls), timeout=30)
+
+    assert len({r.transaction_id for r in results}) == 6
+    written = await _transactions_of(engine, [p.reference_id for p in postings])
+    assert len(written) == 6
+    assert (await ledger.balance(sink)).balance == D("24")
+    for s in sources:
+        assert (await ledger.balance(s)).balance == D("6")
+    assert (await ledger.verify()).ok

@@ -92,7 +92,6 @@ class ErrorType:
     INSUFFICIENT_FUNDS = "InsufficientFunds"
     VENUE_REFUSED = "VenueRefused"  # terminal at that venue: fall back
     VENUE_UNAVAILABLE = "VenueUnavailable"  # retryable at that venue, then fall back
-    NOT_PLACED = "NotPlaced"  # an ambiguous placement proved absent: safe to send again
     UNRESOLVED = "PlacementUnresolved"  # maybe sent, outcome unknown: keep asking, never fall back
 
 

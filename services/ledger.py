@@ -367,7 +367,7 @@ class _PostRequest:
     rt: str
     rid: uuid.UUID
     by: uuid.UUID | None
-    meta: str  # JSON text
+    meta: dict[str, Any]
     legs: list[dict[str, Any]]
     close: bool
 
@@ -380,7 +380,7 @@ class _PostRequest:
             "rt": self.rt,
             "rid": self.rid,
             "by": self.by,
-            "meta": self.meta,
+            "meta": json.dumps(self.meta, default=str),
             "legs": json.dumps(self.legs),
             "close": self.close,
         }
@@ -394,7 +394,7 @@ class _PostRequest:
             "rt": self.rt,
             "rid": str(self.rid),
             "by": str(self.by) if self.by else None,
-            "meta": json.loads(self.meta),
+            "meta": self.meta,
             "legs": self.legs,
             "close": self.close,
         }
@@ -415,7 +415,8 @@ async def _send_batch(
     raw: psycopg.AsyncConnection[Any], requests: Sequence[_PostRequest]
 ) -> list[PostingResult]:
     """Several postings in one statement and one commit; all or nothing."""
-    cursor = await raw.execute(_POST_BATCH_SQL, (json.dumps([r.wire() for r in requests]),))
+    body = json.dumps([r.wire() for r in requests], default=str)
+    cursor = await raw.execute(_POST_BATCH_SQL, (body,))
     results: dict[int, PostingResult] = {
         idx: PostingResult(transaction_id=tx, replayed=replayed)
         for idx, tx, replayed in await cursor.fetchall()
@@ -572,14 +573,12 @@ class Ledger:
         engine: AsyncEngine,
         *,
         house_shards: int = 64,
-        group_commit: bool = True,
         max_batch: int = 32,
         max_in_flight: int = 2,
     ) -> None:
         self._engine = engine
         self._shards = house_shards
         self._house_ids: dict[tuple[str, str], list[uuid.UUID]] = {}
-        self._group_commit = group_commit
         self._max_batch = max(1, max_batch)
         self._max_in_flight = max(1, max_in_flight)
         self._group: _GroupCommit | None = None
@@ -715,7 +714,7 @@ class Ledger:
             rt=posting.reference_type,
             rid=posting.reference_id,
             by=posting.created_by,
-            meta=json.dumps(posting.metadata, default=str),
+            meta=posting.metadata,
             legs=legs,
             close=posting.close_holds,
         )
@@ -725,9 +724,6 @@ class Ledger:
             except DBAPIError as e:
                 raise _translate(e) from e
             return PostingResult(transaction_id=row[0], replayed=row[1])
-        if not self._group_commit:
-            async with self._raw_autocommit() as raw:
-                return await _send_alone(raw, request)
         loop = asyncio.get_running_loop()
         if self._group is None or self._group.loop is not loop:
             self._group = _GroupCommit(loop, self._raw_autocommit, self._max_batch, self._max_in_flight)

@@ -48,6 +48,7 @@ DECLARE
     v_leg record;
     v_hold record;
     v_account uuid;  -- the account whose running state the v_ variables below hold
+    v_slot int := 0;  -- its position in the u_ arrays (the rows the final UPDATE writes)
     v_posting int;   -- the posting of the last leg applied to that account
     v_kind text;
     v_balance numeric;
@@ -166,14 +167,8 @@ BEGIN
         END IF;
 
         IF v_account IS DISTINCT FROM v_leg.account_id THEN  -- the first leg on this account
-            IF v_account IS NOT NULL THEN
-                u_ids := u_ids || v_account;
-                u_balances := u_balances || v_balance;
-                u_availables := u_availables || (v_available + v_released);
-                u_reserveds := u_reserveds || (v_reserved - v_released);
-                u_seqs := u_seqs || v_seq;
-                u_hashes := u_hashes || v_last_hash;
-            END IF;
+            v_slot := v_slot + 1;
+            u_ids[v_slot] := v_leg.account_id;
             v_account := v_leg.account_id;
             v_kind := v_leg.kind;
             v_balance := v_leg.balance;
@@ -241,6 +236,12 @@ BEGIN
         e_prev := e_prev || v_last_hash;
         e_hashes := e_hashes || v_hash;
         v_last_hash := v_hash;
+        -- The account's row as it stands after this leg (its holds' remainders released).
+        u_balances[v_slot] := v_balance;
+        u_availables[v_slot] := v_available + v_released;
+        u_reserveds[v_slot] := v_reserved - v_released;
+        u_seqs[v_slot] := v_seq;
+        u_hashes[v_slot] := v_last_hash;
     END LOOP;
 
     IF v_seen < v_legs THEN  -- a leg joined no account
@@ -257,14 +258,7 @@ BEGIN
         RAISE EXCEPTION 'unknown account %', v_missing USING ERRCODE = 'LG005';
     END IF;
 
-    IF v_account IS NOT NULL THEN
-        u_ids := u_ids || v_account;
-        u_balances := u_balances || v_balance;
-        u_availables := u_availables || (v_available + v_released);
-        u_reserveds := u_reserveds || (v_reserved - v_released);
-        u_seqs := u_seqs || v_seq;
-        u_hashes := u_hashes || v_last_hash;
-
+    IF v_slot > 0 THEN
         -- 3. Every account written by one UPDATE, every entry by one INSERT.
         UPDATE accounts a
            SET balance = u.balance, available_balance = u.available, reserved_balance = u.reserved,

@@ -17,6 +17,7 @@ Failures cross to the workflow as `ApplicationError`s with stable `type`s (liste
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Mapping
@@ -24,7 +25,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -248,7 +249,7 @@ class OrderActivities:
                     increments=increments,
                     fee_rate=rate,
                 )
-                legs = await self._within_hold(conn, legs, req.reservation.hold_id)
+                legs = await self._within_hold(conn, legs, req.reservation, req.order_id)
                 posting = svc.settlement_posting(
                     order_id=req.order_id, legs=legs, increments=increments, final=req.final, created_by=None
                 )
@@ -279,26 +280,31 @@ class OrderActivities:
             settled_now=settled_now,
         )
 
-    async def _within_hold(self, conn: object, legs: list[Leg], hold_id: uuid.UUID) -> list[Leg]:
-        """Per-fill rounding can overshoot a hold sized with one rounding by a penny or two: the
-        excess is paid from the customer's available balance, not silently dropped."""
-        from sqlalchemy.ext.asyncio import AsyncConnection
-
-        assert isinstance(conn, AsyncConnection)
+    async def _within_hold(
+        self, conn: AsyncConnection, legs: list[Leg], reservation: Reservation, order_id: uuid.UUID
+    ) -> list[Leg]:
+        """The customer pays at most what is left of the hold; rounding dust beyond it is the house's
+        (`services.orders.fit_to_hold`), so a fill always settles."""
         row = (
-            await conn.execute(text("SELECT amount - consumed FROM holds WHERE id = :h"), {"h": hold_id})
+            await conn.execute(
+                text("SELECT amount - consumed FROM holds WHERE id = :h"),
+                {"h": reservation.hold_id},
+            )
         ).first()
-        left = row[0] if row else Decimal(0)
-        out: list[Leg] = []
-        for leg in legs:
-            if leg.hold_id == hold_id and -leg.amount > left:
-                excess = -leg.amount - left
-                if left > 0:
-                    out.append(Leg(leg.account, leg.currency, -left, hold_id=hold_id))
-                out.append(Leg(leg.account, leg.currency, -excess))
-            else:
-                out.append(leg)
-        return out
+        fitted, absorbed = svc.fit_to_hold(legs, reservation.hold_id, row[0] if row else Decimal(0))
+        if absorbed and not svc.is_dust(reservation.hold_currency, absorbed):
+            # More than rounding: a venue filled beyond the protective price or the size. The trade is
+            # booked (the house pays); ops must find out why.
+            log.error(
+                json.dumps(
+                    {
+                        "event": "order.settle_beyond_hold",
+                        "order_id": str(order_id),
+                        "absorbed": str(absorbed),
+                    }
+                )
+            )
+        return fitted
 
     @activity.defn(name="order.mark")
     async def mark(self, req: MarkRequest) -> None:

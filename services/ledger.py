@@ -155,6 +155,7 @@ class HouseAccount:
     BANK_CASH = "bank:cash"  # customer GBP held at the bank (safeguarding account)
     SUSPENSE = "suspense"  # money we received but cannot attribute yet
     WITHDRAWALS_IN_FLIGHT = "withdrawals:in_flight"
+    ROUNDING = "rounding"  # dust the house absorbs so a venue fill always settles (services/orders.py)
 
     @staticmethod
     def provider(name: str) -> str:

@@ -37,7 +37,15 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from models.assets import SCALES, Direction, PrecisionError, UnknownCurrency, check_scale, round_for_house
+from models.assets import (
+    SCALES,
+    Direction,
+    PrecisionError,
+    UnknownCurrency,
+    check_scale,
+    quantum,
+    round_for_house,
+)
 from models.market import SYMBOLS, OrderType, Side, VenueOrder, split_symbol
 from models.order_flow import OrderRequest, OrderStatus, Reservation
 from services.ledger import House, HouseAccount, Leg, Posting
@@ -54,6 +62,9 @@ COUNTED_STATUSES = ("ROUTED", "OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELLED",
 PRICE_PLACES = 8
 _PRICE_Q = Decimal(1).scaleb(-PRICE_PLACES)
 ZERO = Decimal(0)
+# Rounding dust the house absorbs in one settlement without alerting ops, in units of the hold
+# currency's smallest amount (one per fill and per fee, over a few fills).
+DUST_QUANTA = 10
 
 
 class OrderRejected(Exception):
@@ -211,6 +222,37 @@ def settlement_legs(
         if amount != 0
     ]
     return legs, total_fee
+
+
+def fit_to_hold(legs: list[Leg], hold_id: uuid.UUID, left: Decimal) -> tuple[list[Leg], Decimal]:
+    """Make a settlement's customer debit fit what is left of the order's hold; the house pays the rest.
+
+    The hold is sized for the order's total at one rounding (`plan_reservation`), while each fill is
+    rounded on its own (`settlement_legs`): several fills can cost the customer a penny or two more
+    than the hold. After a venue has filled, settlement must not fail for a business reason (the
+    trade happened), and the customer never pays more than we reserved, so that dust is debited from
+    the house's `rounding` account instead. Returns the legs and the amount the house absorbed.
+    """
+    out: list[Leg] = []
+    absorbed = ZERO
+    for leg in legs:
+        if leg.hold_id != hold_id or -leg.amount <= left:
+            if leg.hold_id == hold_id:
+                left += leg.amount
+            out.append(leg)
+            continue
+        excess = -leg.amount - max(left, ZERO)
+        if left > 0:
+            out.append(Leg(leg.account, leg.currency, -left, hold_id=hold_id))
+        out.append(Leg(House(HouseAccount.ROUNDING), leg.currency, -excess))
+        absorbed += excess
+        left = ZERO
+    return out, absorbed
+
+
+def is_dust(currency: str, amount: Decimal) -> bool:
+    """Small enough to be rounding (see `DUST_QUANTA`), not a fill beyond what was reserved."""
+    return amount <= quantum(currency) * DUST_QUANTA
 
 
 # --- database steps (each takes the connection of the activity's transaction) -------------------

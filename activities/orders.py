@@ -30,7 +30,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from config import Settings
-from models.assets import Direction, round_for_house
+from models.assets import Direction, quantum, round_for_house
 from models.market import (
     BestExecutionRecord,
     OrderType,
@@ -152,7 +152,7 @@ class OrderActivities:
         amount = req.amount if req.amount is not None else order.amount
         quote_amount = None if req.amount is not None else order.quote_amount
         try:
-            return await self._router.quote(
+            record = await self._router.quote(
                 order.symbol,
                 order.side,
                 amount=amount,
@@ -160,6 +160,19 @@ class OrderActivities:
                 max_slippage=slippage,
                 exclude=req.exclude,
             )
+            if quote_amount is None:
+                return record
+            reference = record.slippage_reference or record.all_in_price
+            assert reference is not None
+            return svc.size_quote_budget(
+                record,
+                quote_amount=quote_amount,
+                price_cap=svc.protective_price(order.side, reference, slippage),
+                fee_rate=self._settings.customer_taker_fee,
+                lot_step=lambda provider: self._lot_step(provider, order.symbol),
+            )
+        except svc.OrderRejected as e:
+            raise _rejected(e) from e
         except RoutingRefused as e:
             refusal = e.record.refusal.value if e.record.refusal else "refused"
             raise ApplicationError(
@@ -169,6 +182,14 @@ class OrderActivities:
                 type=ErrorType.NO_ROUTE,
                 non_retryable=True,
             ) from e
+
+    def _lot_step(self, provider: str, symbol: str) -> Decimal:
+        base, _ = split_symbol(symbol)
+        adapter = self._adapters.get(provider)
+        try:
+            return adapter.rules(symbol).amount_step if adapter is not None else quantum(base)
+        except VenueError:  # markets not loaded: the base scale, and the adapter rounds the rest
+            return quantum(base)
 
     @activity.defn(name="order.reserve")
     async def reserve(self, req: ReserveRequest) -> Reservation:

@@ -36,7 +36,12 @@ class OrderCreate(BaseModel):
     type: OrderType
     amount: DecimalStr | None = Field(default=None, description="Base amount (BTC for BTC-GBP).")
     quote_amount: DecimalStr | None = Field(
-        default=None, description="Market buys only: how much quote currency (GBP) to spend."
+        default=None,
+        description=(
+            "Market buys only: spend at most this much quote currency (GBP), our fee included. The order "
+            "is sized so that its cost plus fee at your protective price (the best price plus "
+            "`max_slippage`) fits; you are charged the actual cost plus fee, never more than this amount."
+        ),
     )
     price: DecimalStr | None = Field(default=None, description="Limit orders: the limit price.")
     max_slippage: DecimalStr | None = Field(

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
 from sqlalchemy import text
@@ -46,7 +47,7 @@ from models.assets import (
     quantum,
     round_for_house,
 )
-from models.market import SYMBOLS, OrderType, Side, VenueOrder, split_symbol
+from models.market import SYMBOLS, BestExecutionRecord, OrderType, Side, VenueOrder, split_symbol
 from models.order_flow import OrderRequest, OrderStatus, Reservation
 from services.ledger import House, HouseAccount, Leg, Posting
 
@@ -117,6 +118,79 @@ def _floor_price(p: Decimal) -> Decimal:
     return p.quantize(_PRICE_Q, rounding=ROUND_FLOOR)
 
 
+def protective_price(side: Side, reference_price: Decimal, max_slippage: Decimal) -> Decimal:
+    """A market order's IOC limit: the reference price moved by the customer's slippage tolerance, to
+    `PRICE_PLACES` decimals (the venue adapter then rounds it onto its tick towards the customer)."""
+    if side is Side.BUY:
+        return _ceil_price(reference_price * (1 + max_slippage))
+    return _floor_price(reference_price * (1 - max_slippage))
+
+
+def size_quote_budget(
+    record: BestExecutionRecord,
+    *,
+    quote_amount: Decimal,
+    price_cap: Decimal,
+    fee_rate: Decimal,
+    lot_step: Callable[[str], Decimal],
+) -> BestExecutionRecord:
+    """Size a market buy of `quote_amount` so that cost plus fee never exceeds it (issue 11 item 5).
+
+    `quote_amount` means "spend at most this much, fee included". Every placement is an IOC limited to
+    `price_cap`, so the most any base amount A can cost is A x cap, plus our fee on that, each rounded
+    up to the penny: the order buys the largest A (on every venue's lot step) for which that is within
+    the budget. The hold is then at most `quote_amount` and the debit at most the hold; what a fill
+    below the cap saves is simply not spent. The router's legs (priced on the budget before fees) are
+    scaled down to that size.
+    """
+    base, quote = split_symbol(record.symbol)
+    q = quantum(quote)
+    budget = quote_amount - 2 * q  # one rounding up for the cost, one for the fee
+    with localcontext(prec=60, rounding=ROUND_FLOOR):
+        most = (budget / (price_cap * (1 + fee_rate))).quantize(quantum(base), rounding=ROUND_FLOOR)
+    if record.amount <= most:
+        return record
+    legs = []
+    remaining = most
+    for leg in record.legs:
+        share = min(remaining, (leg.amount * most / record.amount) if record.amount else ZERO)
+        step = lot_step(leg.provider)
+        amount = (share / step).to_integral_value(rounding=ROUND_FLOOR) * step
+        if amount <= 0:
+            continue
+        remaining -= amount
+        legs.append(
+            leg.model_copy(
+                update={
+                    "amount": amount,
+                    "quote_amount": round_for_house(
+                        quote, amount * leg.average_price, Direction.CUSTOMER_PAYS
+                    ),
+                    "fee": round_for_house(
+                        quote, amount * leg.average_price * leg.fee_rate, Direction.CUSTOMER_PAYS
+                    ),
+                }
+            )
+        )
+    if not legs:
+        raise OrderRejected(
+            "invalid_size",
+            f"{quote_amount} {quote} does not buy one lot of {base} with the fee at the protective price "
+            f"{price_cap}",
+        )
+    total = sum((leg.amount for leg in legs), ZERO)
+    return record.model_copy(
+        update={
+            "legs": legs,
+            "amount": total,
+            "quote_amount": sum((leg.quote_amount for leg in legs), ZERO),
+            "fee": sum((leg.fee for leg in legs), ZERO),
+            "reason": f"{record.reason}; sized to {total} {base} so that cost plus our fee at the protective "
+            f"price {price_cap} stays within {quote_amount} {quote}",
+        }
+    )
+
+
 def plan_reservation(
     req: OrderRequest,
     *,
@@ -138,18 +212,21 @@ def plan_reservation(
         cap = (
             req.price
             if req.type is OrderType.LIMIT and req.price
-            else _ceil_price(reference_price * (1 + max_slippage))
+            else protective_price(Side.BUY, reference_price, max_slippage)
         )
         most = expected_amount * cap
         hold = round_for_house(quote, most, Direction.CUSTOMER_PAYS) + round_for_house(
             quote, most * fee_rate, Direction.CUSTOMER_PAYS
         )
+        if req.quote_amount is not None:
+            # "Spend at most quote_amount, fee included": the size was chosen to fit (size_quote_budget).
+            return quote, min(hold, req.quote_amount), cap, req.quote_amount
         notional = expected_quote if req.type is OrderType.MARKET else expected_amount * cap
         return quote, hold, cap, round_for_house(quote, notional, Direction.CUSTOMER_PAYS)
     floor = (
         req.price
         if req.type is OrderType.LIMIT and req.price
-        else _floor_price(reference_price * (1 - max_slippage))
+        else protective_price(Side.SELL, reference_price, max_slippage)
     )
     assert req.amount is not None
     notional = expected_quote if req.type is OrderType.MARKET else req.amount * floor

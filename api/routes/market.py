@@ -246,7 +246,7 @@ async def quote(
     symbol: Symbol,
     side: Side,
     amount: Annotated[DecimalStr | None, Query(description="Base amount.")] = None,
-    quote_amount: Annotated[DecimalStr | None, Query(description="Buys: quote currency to spend.")] = None,
+    quote_amount: Annotated[DecimalStr | None, Query(description="Buys: notional, before fees.")] = None,
     max_slippage: Annotated[DecimalStr | None, Query(description="Fraction; default 0.01.")] = None,
 ) -> QuoteOut:
     """An indicative all-in price for a market order of this size: venue, price, our fee, total."""

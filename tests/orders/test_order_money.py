@@ -46,3 +46,23 @@ async def test_fills_rounded_one_by_one_settle_and_the_house_pays_the_dust(stack
     assert await stack.balance(user, "GBP") == (D(0), D(0), D(0))
     after = (await stack.ledger.house_balance(HouseAccount.ROUNDING, "GBP")).balance
     assert after - before == D("-0.01")
+
+
+async def test_a_customer_with_exactly_the_quote_amount_can_spend_it_all(stack: OrderStack) -> None:
+    """quote_amount is "spend at most this much GBP, fee included": the hold never exceeds it, and the
+    debit (cost plus fee) never exceeds the hold."""
+    user = await stack.customer(gbp="1000")
+    req = stack.request(user, side=Side.BUY, type=OrderType.MARKET, quote_amount=D("1000"))
+    state = await stack.run(req)
+    assert state.status is OrderStatus.FILLED, state.reason
+    [hold] = await stack.ledger.holds_for("ORDER", req.order_id)
+    assert hold.amount <= D("1000")
+    gbp, available, reserved = await stack.balance(user, "GBP")
+    assert reserved == 0 and available == gbp and gbp >= 0
+    row = await stack.order_row(req.order_id)
+    spent = D("1000") - gbp
+    cost = row["filled_quote_amount"].quantize(D("0.01"), rounding="ROUND_CEILING")
+    assert spent == cost + row["total_fee"]
+    # Sized at the 1 % protective price, so the fill at the touch spends a little under the budget.
+    assert D("985") <= spent <= D("1000")
+    assert (await stack.balance(user, "BTC"))[0] == state.filled_amount > 0

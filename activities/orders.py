@@ -140,7 +140,34 @@ class OrderActivities:
             raise _rejected(
                 svc.OrderRejected("kyc_required", "KYC tier 0 cannot trade; complete identity checks")
             )
+        if status is OrderStatus.PENDING:  # later steps may already hold funds for this very order
+            await self._cheap_checks(req, tier)
         return AcceptResult(status=status, kyc_tier=tier)
+
+    async def _cheap_checks(self, req: svc.OrderRequest, tier: int) -> None:
+        """The trading limit and the funds, where they are known without a price, before any venue is
+        asked (issue 11 item 4); the reservation checks both again, atomically, after the quote."""
+        value = svc.value_floor(req)
+        try:
+            if value is not None:
+                async with self._engine.connect() as conn:
+                    used = await svc.trading_used(conn, user_id=req.user_id, order_id=req.order_id)
+                svc.refuse_over_limit(kyc_tier=tier, used=used, notional_gbp=value)
+        except svc.OrderRejected as e:
+            raise _rejected(e) from e
+        need = svc.funds_needed(req, self._settings.customer_taker_fee)
+        if need is None:
+            return
+        currency, amount = need
+        available = (
+            await self._ledger.balance(await self._ledger.customer_account(req.user_id, currency))
+        ).available
+        if available < amount:
+            raise ApplicationError(
+                f"insufficient {currency}: the order needs {amount} {currency}, {available} is available",
+                type=ErrorType.INSUFFICIENT_FUNDS,
+                non_retryable=True,
+            )
 
     @activity.defn(name="order.quote")
     async def quote(self, req: QuoteRequest) -> BestExecutionRecord:

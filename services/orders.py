@@ -68,6 +68,29 @@ ZERO = Decimal(0)
 DUST_QUANTA = 10
 
 
+@dataclass(frozen=True)
+class SizeRules:
+    """What every venue we route a symbol to can trade (issue 11 items 3-4).
+
+    `lot_step` is a multiple of each exchange's lot step, so an amount on it is sent whole everywhere;
+    an amount off it is refused at the API (naming the step) instead of being rounded down silently.
+    """
+
+    lot_step: Decimal  # base
+    min_amount: Decimal  # base
+    max_amount: Decimal  # base: far above any book's depth, below any absurd input
+    min_notional: Decimal = Decimal("5")  # GBP: the venues' minimum order value
+
+
+SIZE_RULES: dict[str, SizeRules] = {
+    "BTC-GBP": SizeRules(Decimal("0.00001"), Decimal("0.00001"), Decimal("100")),
+    "ETH-GBP": SizeRules(Decimal("0.0001"), Decimal("0.0001"), Decimal("2000")),
+    "BNB-GBP": SizeRules(Decimal("0.001"), Decimal("0.001"), Decimal("10000")),
+}
+# No KYC tier may trade more than this in 24 h, so no single order may be worth more.
+MAX_ORDER_GBP = max(TRADING_LIMITS_GBP.values())
+
+
 class OrderRejected(Exception):
     """The order is refused; `code` is stable (tests and the API rely on it), `reason` is for people."""
 
@@ -108,6 +131,91 @@ def validate(req: OrderRequest) -> None:
         raise OrderRejected("invalid_price", "a market order takes no price; use max_slippage")
     if req.max_slippage is not None and not (Decimal(0) <= req.max_slippage <= Decimal("0.5")):
         raise OrderRejected("invalid_slippage", "max_slippage must be between 0 and 0.5")
+    _check_size(req, SIZE_RULES[req.symbol], base, quote)
+
+
+def _check_size(req: OrderRequest, rules: SizeRules, base: str, quote: str) -> None:
+    """Size bounds per symbol: cheap, before anything else is asked (issue 11 item 4)."""
+    if req.amount is not None:
+        if req.amount > rules.max_amount:
+            raise OrderRejected(
+                "order_too_large",
+                f"amount {req.amount} {base} is above the maximum {rules.max_amount}",
+            )
+        if req.amount < rules.min_amount:
+            raise OrderRejected(
+                "order_too_small",
+                f"amount {req.amount} {base} is below the minimum {rules.min_amount}",
+            )
+        if req.amount % rules.lot_step != 0:
+            raise OrderRejected(
+                "invalid_lot_size",
+                f"amount must be a multiple of {rules.lot_step} {base}: the venues trade {base} in steps of "
+                f"{rules.lot_step}",
+            )
+    value = value_floor(req)
+    if value is None:
+        return
+    if value > MAX_ORDER_GBP:
+        raise OrderRejected(
+            "order_too_large", f"the order is worth at least {value} {quote}; no account may trade more "
+            f"than {MAX_ORDER_GBP} {quote} in 24 h"
+        )  # fmt: skip
+    if value < rules.min_notional:
+        raise OrderRejected(
+            "order_too_small",
+            f"the order is worth {value} {quote}, below the minimum {rules.min_notional}",
+        )
+
+
+def value_floor(req: OrderRequest) -> Decimal | None:
+    """The least the order is worth in the quote currency, known without asking a venue.
+
+    `quote_amount`, or amount x limit price. A limit sell can fill above its price, so this is a lower
+    bound: limits and the second factor use `fill_value` once the book is known.
+    """
+    if req.quote_amount is not None:
+        return req.quote_amount
+    if req.type is OrderType.LIMIT and req.price is not None and req.amount is not None:
+        return req.amount * req.price
+    return None
+
+
+def fill_value(req: OrderRequest, best_price: Decimal | None) -> Decimal | None:
+    """The most the order can really trade for, in the quote currency, for limits and the second factor
+    (issue 12 item 2); None when that needs a price and `best_price` is None.
+
+    `best_price` is the touch a market order of this side meets now (best ask for a buy, best bid for a
+    sell). A buy never pays more than its limit, so amount x limit price bounds it; a limit sell fills
+    at its price *or better*, so a sell priced at £50 is worth what the bids pay, not £50.
+    """
+    if req.quote_amount is not None:
+        return req.quote_amount
+    assert req.amount is not None
+    if req.type is OrderType.LIMIT and req.price is not None:
+        if req.side is Side.BUY:
+            return req.amount * req.price
+        return req.amount * max(req.price, best_price) if best_price is not None else None
+    return req.amount * best_price if best_price is not None else None
+
+
+def funds_needed(req: OrderRequest, fee_rate: Decimal) -> tuple[str, Decimal] | None:
+    """(currency, amount) the customer must have available, when known without a price.
+
+    A sell needs its base amount; a buy of `quote_amount` needs that amount (fee included); a limit buy
+    its size at the limit plus the fee. A market buy by base amount needs a price: the reservation,
+    after the quote, checks it.
+    """
+    base, quote = split_symbol(req.symbol)
+    if req.side is Side.SELL:
+        return (base, req.amount) if req.amount is not None else None
+    if req.quote_amount is not None:
+        return quote, req.quote_amount
+    if req.type is OrderType.LIMIT and req.price is not None and req.amount is not None:
+        most = req.amount * req.price
+        pays = Direction.CUSTOMER_PAYS
+        return quote, round_for_house(quote, most, pays) + round_for_house(quote, most * fee_rate, pays)
+    return None
 
 
 def _ceil_price(p: Decimal) -> Decimal:
@@ -229,7 +337,8 @@ def plan_reservation(
         else protective_price(Side.SELL, reference_price, max_slippage)
     )
     assert req.amount is not None
-    notional = expected_quote if req.type is OrderType.MARKET else req.amount * floor
+    # A limit sell fills at its price or better: worth what the bids pay now, if that is more.
+    notional = expected_quote if req.type is OrderType.MARKET else max(req.amount * floor, expected_quote)
     return base, req.amount, floor, round_for_house(quote, notional, Direction.CUSTOMER_PAYS)
 
 
@@ -376,12 +485,20 @@ async def check_trading_limit(
     customer are counted one after the other, never both against the same headroom.
     """
     await conn.execute(text("SELECT 1 FROM users WHERE id = :u FOR UPDATE"), {"u": user_id})
-    limit = TRADING_LIMITS_GBP.get(kyc_tier, ZERO)
-    used = (
+    used = await trading_used(conn, user_id=user_id, order_id=order_id)
+    refuse_over_limit(kyc_tier=kyc_tier, used=used, notional_gbp=notional_gbp)
+
+
+async def trading_used(conn: AsyncConnection, *, user_id: uuid.UUID, order_id: uuid.UUID) -> Decimal:
+    """The customer's trading in the last 24 h, other than `order_id`, in GBP."""
+    used: Decimal = (
         await conn.execute(
             text(
-                "SELECT coalesce(sum(CASE WHEN status IN ('CANCELLED', 'EXPIRED', 'PARTIALLY_FILLED') "
-                "THEN filled_quote_amount ELSE notional_gbp END), 0) FROM orders "
+                # Finished orders count what they filled; live ones the greater of their valuation
+                # and what has filled so far (a fill can be worth more than the order was valued).
+                "SELECT coalesce(sum(CASE WHEN status IN ('FILLED', 'CANCELLED', 'EXPIRED', "
+                "'PARTIALLY_FILLED') THEN filled_quote_amount "
+                "ELSE greatest(notional_gbp, filled_quote_amount) END), 0) FROM orders "
                 "WHERE user_id = :u AND id <> :o AND created_at > :since AND status = ANY(:counted)"
             ),
             {
@@ -392,6 +509,11 @@ async def check_trading_limit(
             },
         )
     ).scalar_one()
+    return used
+
+
+def refuse_over_limit(*, kyc_tier: int, used: Decimal, notional_gbp: Decimal) -> None:
+    limit = TRADING_LIMITS_GBP.get(kyc_tier, ZERO)
     if used + notional_gbp > limit:
         raise OrderRejected(
             "kyc_limit_exceeded",

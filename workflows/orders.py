@@ -189,12 +189,17 @@ class OrderWorkflow:
         filled = sum((v.filled for v in venue_orders), Decimal(0))
         # What the venues were asked for after rounding to their lot size (dust below a step is never sent).
         asked = sum((v.amount for v in venue_orders), Decimal(0))
+        # An amount order's remainder below a venue's lot step was never sent: say so, never "FILLED".
+        unplaced = sum((v.unplaced_amount for v in venue_orders), Decimal(0)) if req.amount else Decimal(0)
         reason: str | None
         if filled <= 0:
             status = OrderStatus.CANCELLED
             reason = "nothing filled within the protective price (IOC)"
         elif filled < asked:
             status, reason = OrderStatus.PARTIALLY_FILLED, "filled in part within the protective price"
+        elif unplaced > 0:
+            status = OrderStatus.PARTIALLY_FILLED
+            reason = f"{unplaced.normalize():f} was not sent: finer than the venue's lot step"
         else:
             status, reason = OrderStatus.FILLED, None
         result = await self._settle(req, res, venue_orders, final=True, status=status, reason=reason)

@@ -128,6 +128,8 @@ def _rejected_field(e: order_service.OrderRejected, body: OrderCreate) -> str:
         return "body.max_slippage"
     if reason.startswith("quote_amount") or (e.code == "invalid_size" and "only for market buys" in reason):
         return "body.quote_amount"
+    if e.code in ("order_too_large", "order_too_small") and reason.startswith("the order is worth"):
+        return "body.quote_amount" if body.quote_amount is not None else "body.amount"
     if e.code == "invalid_precision":
         if reason.startswith("price"):
             return "body.price"
@@ -176,17 +178,17 @@ def to_request(body: OrderCreate, order_id: uuid.UUID, user_id: uuid.UUID) -> Or
 
 
 async def estimate_notional(req: OrderRequest, market: MarketData) -> Decimal:
-    """The order's size in GBP for the second-factor threshold: quote amount, amount × limit price, or
-    amount × the best price a market order meets now (cached books, at most a second old)."""
-    if req.quote_amount is not None:
-        return req.quote_amount
-    assert req.amount is not None
-    if req.type is OrderType.LIMIT and req.price is not None:
-        return req.amount * req.price
+    """The order's size in GBP for the second-factor threshold: what it can really trade for
+    (`services.orders.fill_value`: a limit sell below the bids is worth what the bids pay), from the
+    cached books (at most a second old)."""
+    value = order_service.fill_value(req, None)
+    if value is not None:
+        return value
     price = await market.reference_price(req.symbol, req.side)
-    if price is None:
+    value = order_service.fill_value(req, price)
+    if value is None:
         raise ProblemError(503, "price_unavailable", "no venue is quoting this market now; try again shortly")
-    return req.amount * price
+    return value
 
 
 async def _start(

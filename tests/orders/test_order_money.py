@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import pytest
+from sqlalchemy import text
+
 from models.market import OrderType, Side
 from models.order_flow import OrderStatus
 from services.ledger import HouseAccount
@@ -66,3 +69,102 @@ async def test_a_customer_with_exactly_the_quote_amount_can_spend_it_all(stack: 
     # Sized at the 1 % protective price, so the fill at the touch spends a little under the budget.
     assert D("985") <= spent <= D("1000")
     assert (await stack.balance(user, "BTC"))[0] == state.filled_amount > 0
+
+
+async def test_limits_and_funds_are_checked_before_any_venue_is_asked(stack: OrderStack) -> None:
+    """With every venue down, an order the customer cannot afford, or may not make, is refused for that
+    reason, not for the venues'; nothing reaches a venue."""
+    for venue in stack.venues.values():
+        await venue.fault("maintenance")
+    user = await stack.customer(gbp="100", btc="0.5", tier=1)
+    cases = [
+        ({"side": Side.BUY, "type": OrderType.MARKET, "quote_amount": D("500")}, "insufficient GBP"),
+        ({"side": Side.SELL, "type": OrderType.MARKET, "amount": D("0.6")}, "insufficient BTC"),
+        (
+            {"side": Side.BUY, "type": OrderType.LIMIT, "amount": D("0.01"), "price": D("60000")},
+            "insufficient GBP",
+        ),
+        ({"side": Side.SELL, "type": OrderType.LIMIT, "amount": D("0.1"), "price": D("60000")}, "KYC tier 1"),
+    ]
+    for fields, reason in cases:
+        req = stack.request(user, **fields)
+        state = await stack.run(req)
+        assert state.status is OrderStatus.REJECTED, fields
+        assert reason in (state.reason or ""), (fields, state.reason)
+        for name in stack.venues:
+            assert await stack.venue_orders(name, req.order_id) == []
+    assert await stack.balance(user, "GBP") == (D("100"), D("100"), D(0))
+    assert await stack.balance(user, "BTC") == (D("0.5"), D("0.5"), D(0))
+
+
+async def test_absurd_sizes_are_refused_by_validation(stack: OrderStack) -> None:
+    user = await stack.customer(gbp="5000", tier=3)
+    for fields, code_text in (
+        (
+            {"side": Side.BUY, "type": OrderType.MARKET, "quote_amount": D("999999999999999999.99")},
+            "no account",
+        ),
+        (
+            {"side": Side.BUY, "type": OrderType.LIMIT, "amount": D(10) ** 18, "price": D("68000")},
+            "above the maximum",
+        ),
+        ({"side": Side.SELL, "type": OrderType.MARKET, "amount": D("0.00012345")}, "steps of 0.00001"),
+    ):
+        state = await stack.run(stack.request(user, **fields))
+        assert state.status is OrderStatus.REJECTED and code_text in (state.reason or ""), state.reason
+
+
+async def test_a_remainder_finer_than_the_venues_lot_step_is_reported_not_dropped(stack: OrderStack) -> None:
+    """The API refuses amounts off our lot step (tests/api_trading/test_order_bounds.py); should a venue
+    trade in coarser steps than that table (its rules changed), the saga says what was not sent."""
+    for adapter in stack.adapters.values():
+        rules = adapter.rules("BTC-GBP")
+        adapter._rules["BTC-GBP"] = rules.model_copy(update={"amount_step": D("0.0001")})
+    try:
+        user = await stack.customer(btc="0.5")
+        req = stack.request(user, side=Side.SELL, type=OrderType.MARKET, amount=D("0.00012"))
+        state = await stack.run(req)
+    finally:
+        for adapter in stack.adapters.values():
+            await adapter.load()
+    assert state.status is OrderStatus.PARTIALLY_FILLED, state.reason
+    assert state.filled_amount == D("0.0001")
+    assert "0.00002 was not sent" in (state.reason or "") and "lot step" in (state.reason or "")
+    assert await stack.balance(user, "BTC") == (D("0.4999"), D("0.4999"), D(0))
+
+
+async def test_a_limit_sell_at_a_token_price_is_valued_at_the_bids(stack: OrderStack) -> None:
+    """Issue 12 item 2: a tier-1 customer (£1,000 a day) sells 0.2 BTC "at £50": it would fill at the
+    bids (£13,590), so it is over the limit, not a £10 order."""
+    user = await stack.customer(btc="0.5", tier=1)
+    req = stack.request(user, side=Side.SELL, type=OrderType.LIMIT, amount=D("0.2"), price=D("50"))
+    state = await stack.run(req)
+    assert state.status is OrderStatus.REJECTED, state.reason
+    assert "KYC tier 1" in (state.reason or "")
+    assert await stack.balance(user, "BTC") == (D("0.5"), D("0.5"), D(0))
+    for name in stack.venues:
+        assert await stack.venue_orders(name, req.order_id) == []
+
+
+async def test_the_rolling_limit_counts_what_filled_not_what_was_asked(stack: OrderStack) -> None:
+    from services import orders as svc
+
+    user = await stack.customer(btc="0.5", tier=2)  # £10,000 a day
+    earlier = stack.request(user, side=Side.SELL, type=OrderType.LIMIT, amount=D("0.2"), price=D("50"))
+    async with stack.engine.begin() as conn:
+        await svc.insert_order(conn, earlier)
+        # Valued at £10 when placed, it filled for £13,546.80.
+        await conn.execute(
+            text(
+                "UPDATE orders SET status = 'FILLED', notional_gbp = 10, filled_amount = 0.2, "
+                "filled_quote_amount = 13546.80 WHERE id = :o"
+            ),
+            {"o": earlier.order_id},
+        )
+    nxt = stack.request(user, side=Side.SELL, type=OrderType.MARKET, amount=D("0.001"))
+    async with stack.engine.begin() as conn:
+        assert await svc.trading_used(conn, user_id=user, order_id=nxt.order_id) == D("13546.80")
+        with pytest.raises(svc.OrderRejected, match="KYC tier 2"):
+            await svc.check_trading_limit(
+                conn, user_id=user, order_id=nxt.order_id, kyc_tier=2, notional_gbp=D("68")
+            )

@@ -61,6 +61,7 @@ from providers.exchanges.base import (
     VenueError,
 )
 from providers.exchanges.ccxt_adapter import client_order_id
+from services import order_reasons
 from services import orders as svc
 from services.ledger import HoldNotActive, InsufficientFunds, Ledger, LedgerError, Leg
 from services.router import Router, RoutingRefused
@@ -202,8 +203,9 @@ class OrderActivities:
             raise _rejected(e) from e
         except RoutingRefused as e:
             refusal = e.record.refusal.value if e.record.refusal else "refused"
+            # The customer is told the refusal in our words; the record (details) keeps the venues' text.
             raise ApplicationError(
-                e.record.reason or str(e),
+                order_reasons.refusal(refusal),
                 refusal,
                 e.record.model_dump(mode="json"),
                 type=ErrorType.NO_ROUTE,
@@ -356,7 +358,11 @@ class OrderActivities:
 
     @activity.defn(name="order.mark")
     async def mark(self, req: MarkRequest) -> None:
-        """Set a final status without fills (rejected, failed, cancelled early); release the hold."""
+        """Set a final status without fills (rejected, failed, cancelled early); release the hold.
+
+        The customer's reason is in our words; venue text goes to the record for staff
+        (`services.order_reasons`)."""
+        reason, staff_detail = order_reasons.public_reason(req.status, req.reason)
         async with self._engine.begin() as conn:
             if req.hold_id is not None:
                 try:
@@ -367,8 +373,16 @@ class OrderActivities:
                 conn,
                 req.order_id,
                 req.status,
-                req.reason,
+                reason,
                 req.record.model_dump(mode="json") if req.record else None,
+            )
+            if staff_detail:
+                await svc.add_staff_detail(conn, req.order_id, staff_detail)
+        if staff_detail:
+            log.warning(
+                json.dumps(
+                    {"event": "order.not_executed", "order_id": str(req.order_id), "detail": staff_detail}
+                )
             )
 
     # -- regular activities (venues, email) --

@@ -565,6 +565,18 @@ async def set_status(
     )
 
 
+async def add_staff_detail(conn: AsyncConnection, order_id: uuid.UUID, detail: str) -> None:
+    """Keep the venues' own text with the order's best-execution record, for staff only."""
+    await conn.execute(
+        text(
+            "UPDATE orders SET execution_record = execution_record || "
+            "jsonb_build_object('staff_detail', CAST(:d AS text)) "
+            "WHERE id = :id AND execution_record IS NOT NULL"
+        ),
+        {"id": order_id, "d": detail},
+    )
+
+
 async def increments_since_last(
     conn: AsyncConnection, order_id: uuid.UUID, venue_orders: list[VenueOrder]
 ) -> list[Increment]:

@@ -40,6 +40,7 @@ from api.routes.market import MarketDep
 from models.api import SYMBOL_PATTERN, CancelBody, ExecutionOut, OrderCreate, OrderLinks, OrderOut, OrderPage
 from models.market import BestExecutionRecord, OrderType, Side, TimeInForce, split_symbol
 from models.order_flow import CancelRequest, OrderRequest, OrderStatus
+from services import order_reasons
 from services import orders as order_service
 from services.market_data import MarketData
 from temporal import search_attributes as sa
@@ -373,6 +374,7 @@ async def get_order(order_id: uuid.UUID, user: Customer, engine: EngineDep) -> O
 )
 async def get_execution(order_id: uuid.UUID, user: Customer, engine: EngineDep) -> BestExecutionRecord:
     """The best-execution record: every venue quote the router saw, the route chosen and why."""
+    # Customers see the numbers and our words; the venues' own text stays in the stored record for staff.
     await fetch_order(engine, user.id, order_id)
     async with engine.connect() as conn:
         record = (
@@ -383,7 +385,7 @@ async def get_execution(order_id: uuid.UUID, user: Customer, engine: EngineDep) 
         ).scalar_one_or_none()
     if record is None:
         raise ProblemError(404, "execution_not_available", "the order has not been routed (yet)")
-    return BestExecutionRecord.model_validate(record)
+    return order_reasons.public_record(BestExecutionRecord.model_validate(record))
 
 
 @router.post(

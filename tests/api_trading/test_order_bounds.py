@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from tests.api.conftest import assert_problem
 from tests.api_trading.conftest import Trading
@@ -51,3 +52,24 @@ async def test_a_limit_sell_at_a_token_price_needs_the_second_factor(trading: Tr
         await trading.http.post("/api/v1/orders", json=body, headers=kim.headers()), 403, "totp_required"
     )
     assert await trading.order_count(kim.id) == 0
+
+
+async def test_the_execution_record_shows_our_words_not_the_venues(trading: Trading) -> None:
+    """Issue 12 item 12: a venue fails while quoting; the customer's record says "venue unavailable",
+    the stored record keeps the venue's text for staff."""
+    await trading.venues["kraken"].fault("http_error", status=502)
+    frank = await trading.customer(gbp="5000")
+    r = await trading.http.post("/api/v1/orders", json=BUY_1000, headers=frank.headers())
+    assert r.status_code == 202, r.text
+    order = await trading.wait_order(frank, r.json()["id"])
+    assert order["status"] == "FILLED", order
+    r = await trading.http.get(f"/api/v1/orders/{order['id']}/execution", headers=frank.headers())
+    assert r.status_code == 200, r.text
+    kraken = next(q for q in r.json()["quotes"] if q["provider"] == "kraken")
+    assert kraken["outcome"] == "error" and kraken["reason"] == "venue unavailable"
+    assert "502" not in r.text and "Server Error" not in r.text
+    async with trading.engine.connect() as c:
+        stored = (
+            await c.execute(text("SELECT execution_record FROM orders WHERE id = :o"), {"o": order["id"]})
+        ).scalar_one()
+    assert "502" in str(stored)

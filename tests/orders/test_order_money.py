@@ -168,3 +168,21 @@ async def test_the_rolling_limit_counts_what_filled_not_what_was_asked(stack: Or
             await svc.check_trading_limit(
                 conn, user_id=user, order_id=nxt.order_id, kyc_tier=2, notional_gbp=D("68")
             )
+
+
+async def test_venue_text_never_becomes_the_customers_reason(stack: OrderStack) -> None:
+    """Issue 12 item 12: every venue refuses the placement; the customer reads our words, staff find the
+    venues' own text in the stored best-execution record."""
+    from services import order_reasons
+
+    await stack.venues["binance"].fault("maintenance", paths=["/order"])
+    await stack.venues["kraken"].fault("maintenance", paths=["AddOrder"])
+    user = await stack.customer(gbp="5000")
+    req = stack.request(user, side=Side.BUY, type=OrderType.MARKET, amount=D("0.01"))
+    state = await stack.run(req)
+    assert state.status is OrderStatus.FAILED
+    row = await stack.order_row(req.order_id)
+    assert row["reject_reason"] == order_reasons.NOT_EXECUTED
+    detail = row["execution_record"]["staff_detail"]
+    assert "binance" in detail and "kraken" in detail
+    assert await stack.balance(user, "GBP") == (D("5000"), D("5000"), D(0))

@@ -199,6 +199,8 @@ async def test_all_but_auth_conform_to_the_schema(trading: Trading, served: str)
             "POST /api/v1/orders", 422, body={"symbol": "BTC-GBP", "side": "BUY", "type": "MARKET", **odd}
         )
     big = {"symbol": "BTC-GBP", "side": "BUY", "type": "MARKET", "quote_amount": "999999999999999999"}
+    await valid("POST /api/v1/orders", 422, body=big)  # above what any account may trade: a size bound
+    big = {**big, "quote_amount": "50000"}
     await valid("POST /api/v1/orders", 403, body=big)  # valid, but above £10k: the second factor first
     for query in ({"amount": "0"}, {"amount": "999999999999999999"}, {"quote_amount": "0.000000001"}):
         await valid("GET /api/v1/market/quote", 422, query={"symbol": "BTC-GBP", "side": "BUY", **query})

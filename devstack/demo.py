@@ -169,7 +169,7 @@ class Demo:
                     if b["currency"] == "BTC"), Decimal(0))  # fmt: skip
 
         self.step("Sell half of it")
-        half = (btc / 2).quantize(Decimal("0.00000001"))
+        half = (btc / 2).quantize(Decimal("0.00001"), rounding="ROUND_DOWN")  # the venues' BTC lot step
         if half > 0:
             r = self.call(
                 "POST", "/api/v1/orders", json={"symbol": "BTC-GBP", "side": "sell", "type": "market", "amount": str(half)},

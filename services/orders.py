@@ -83,9 +83,10 @@ class SizeRules:
 
 
 SIZE_RULES: dict[str, SizeRules] = {
-    "BTC-GBP": SizeRules(Decimal("0.00001"), Decimal("0.00001"), Decimal("100")),
-    "ETH-GBP": SizeRules(Decimal("0.0001"), Decimal("0.0001"), Decimal("2000")),
-    "BNB-GBP": SizeRules(Decimal("0.001"), Decimal("0.001"), Decimal("10000")),
+    # Minimums are the largest of the venues' (Kraken's), so any venue can take the order or its fallback.
+    "BTC-GBP": SizeRules(Decimal("0.00001"), Decimal("0.00005"), Decimal("100")),
+    "ETH-GBP": SizeRules(Decimal("0.0001"), Decimal("0.002"), Decimal("2000")),
+    "BNB-GBP": SizeRules(Decimal("0.001"), Decimal("0.02"), Decimal("10000")),
 }
 # No KYC tier may trade more than this in 24 h, so no single order may be worth more.
 MAX_ORDER_GBP = max(TRADING_LIMITS_GBP.values())

@@ -29,7 +29,7 @@ SELL = {"symbol": "BTC-GBP", "side": "SELL", "type": "MARKET", "amount": "0.01"}
         ({**LIMIT, "amount": "100000.5", "price": "1"}, "body.amount", "order_too_large", "maximum 100"),
         ({**LIMIT, "amount": "1.5", "price": "1000000"}, "body.amount", "order_too_large", "100000"),
         ({**SELL, "amount": "0.00012345"}, "body.amount", "invalid_lot_size", "steps of 0.00001"),
-        ({**SELL, "amount": "0.000001"}, "body.amount", "order_too_small", "minimum 0.00001"),
+        ({**SELL, "amount": "0.000001"}, "body.amount", "order_too_small", "minimum 0.00005"),
         ({**BUY_1000, "quote_amount": "1.00"}, "body.quote_amount", "order_too_small", "minimum 5"),
     ],
 )

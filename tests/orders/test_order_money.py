@@ -186,3 +186,15 @@ async def test_venue_text_never_becomes_the_customers_reason(stack: OrderStack) 
     detail = row["execution_record"]["staff_detail"]
     assert "binance" in detail and "kraken" in detail
     assert await stack.balance(user, "GBP") == (D("5000"), D("5000"), D(0))
+
+
+async def test_our_lot_steps_are_tradeable_whole_at_every_exchange(stack: OrderStack) -> None:
+    """SIZE_RULES is what the API enforces; each exchange's own step must divide it, or an amount we
+    accept would be rounded at the venue (the saga would then report PARTIALLY_FILLED)."""
+    from services.orders import SIZE_RULES
+
+    for name, adapter in stack.adapters.items():
+        for symbol, rules in SIZE_RULES.items():
+            venue = adapter.rules(symbol)
+            assert rules.lot_step % venue.amount_step == 0, (name, symbol, venue.amount_step)
+            assert rules.min_amount >= venue.min_amount, (name, symbol, venue.min_amount)

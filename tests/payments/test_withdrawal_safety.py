@@ -487,3 +487,31 @@ async def test_the_cli_signs_an_approval_token_after_a_totp_check_for_the_signal
     handle = stack.client.get_workflow_handle(withdrawal_workflow_id(wid))
     await handle.signal("approve", Decision(approver_id=approver.id, reason="by CLI", token=token))
     await _until_status(stack, wid, "COMPLETED")
+
+
+async def test_a_customer_borne_network_fee_replaces_the_fee_and_the_rest_of_the_hold_is_released(
+    stack: Stack,
+) -> None:
+    """Network fee payer "customer": the customer pays what the venue took (at most the fee held)."""
+    customer = await make_user(stack)
+    await deposit_gbp(stack, customer, "100.00")
+    wid = uuid.uuid4()
+    accepted = await payments.accept_withdrawal(
+        stack.engine, withdrawal_id=wid, user_id=customer.id, currency="GBP", amount=Decimal("50.00"),
+        price_gbp=None, address_id=None, bank_account_id=None,
+        policy=payments.WithdrawalPolicy(Decimal("10000"), Decimal("50000"), {"GBP": Decimal("0.50")}),
+        crypto_provider="binance",
+    )  # fmt: skip
+    ledger = Ledger(stack.engine)
+    account = await ledger.customer_account(customer.id, "GBP")
+    hold = await ledger.reserve(
+        account, "GBP", Decimal("50.50"), reference_type="withdrawal", reference_id=wid, step="reserve"
+    )
+    await payments.complete_withdrawal(
+        stack.engine, ledger, withdrawal_id=wid, user_id=customer.id, currency="GBP", amount=Decimal("50.00"),
+        fee=accepted.fee, hold_id=hold.hold_id, provider="bank", provider_ref="x", tx_hash=None,
+        network_fee=Decimal("0.30"), network_fee_payer="customer",
+    )  # fmt: skip
+    assert await balance(stack, customer.id, "GBP") == (Decimal("49.70"), Decimal(0))
+    row = await _row(stack, str(wid))
+    assert row is not None and row["status"] == "COMPLETED" and row["fee"] == Decimal("0.30")

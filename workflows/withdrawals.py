@@ -30,7 +30,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.payments import ERRORS, PaymentActivities
     from models.payments import (
-        FINAL_WITHDRAWAL_STATUSES,
         AttentionNotice,
         CompleteInput,
         Decision,
@@ -65,6 +64,16 @@ LOOKUP_TIMEOUT = timedelta(seconds=60)
 LOOKUP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 NOTIFY_TIMEOUT = timedelta(seconds=30)
 NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+
+
+CANCELLABLE = frozenset(
+    {
+        WithdrawalStatus.PENDING,
+        WithdrawalStatus.AWAITING_APPROVAL,
+        WithdrawalStatus.APPROVED,
+        WithdrawalStatus.HALTED,
+    }
+)
 
 
 def withdrawal_workflow_id(withdrawal_id: uuid.UUID | str) -> str:
@@ -121,7 +130,9 @@ class WithdrawalWorkflow:
 
     @cancel.validator
     def _cancel_allowed(self) -> None:
-        if self._status in FINAL_WITHDRAWAL_STATUSES or self._status == WithdrawalStatus.PROCESSING:
+        """Only before sending: once the money may have left (PROCESSING, NEEDS_ATTENTION) or the
+        withdrawal is final, there is nothing the customer can take back."""
+        if self._status not in CANCELLABLE:
             raise ApplicationError(f"the withdrawal is {self._status.value}", type="NotCancellable")
 
     @workflow.update(name="accepted")

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -549,8 +549,16 @@ async def _create_withdrawal(
         )
         try:
             await start_withdrawal(client, data)
-        except WorkflowAlreadyStartedError:
-            pass  # a retry whose first attempt started the saga and then lost its transaction
+        except WorkflowAlreadyStartedError as e:
+            # A retry (same Idempotency-Key) whose first attempt started the saga, then lost its
+            # transaction: go on if that saga still waits for its row, else nothing is recorded.
+            described = await client.get_workflow_handle(withdrawal_workflow_id(withdrawal_id)).describe()
+            if described.status != WorkflowExecutionStatus.RUNNING:
+                raise ProblemError(
+                    409,
+                    "withdrawal_not_started",
+                    "this request could not be completed; send it again with a new Idempotency-Key",
+                ) from e
         except RPCError as e:
             raise ProblemError(
                 503, "temporal_unavailable", "the withdrawal could not be started; try again"
@@ -574,8 +582,11 @@ async def _create_withdrawal(
         raise ProblemError(e.status, e.code, e.reason) from e
     except ValueError as e:  # finer than the currency's scale
         raise ProblemError(422, "invalid_amount", str(e)) from e
-    handle = client.get_workflow_handle(withdrawal_workflow_id(withdrawal_id))
-    outcome = await handle.execute_update("accepted", result_type=WithdrawalState)
+    handle = client.get_workflow_handle(withdrawal_workflow_id(withdrawal_id), result_type=WithdrawalState)
+    try:
+        outcome = await handle.execute_update("accepted", result_type=WithdrawalState)
+    except (RPCError, WorkflowUpdateFailedError):  # the saga ended before it could be asked
+        outcome = await handle.result()
     if outcome.status == "FAILED":  # the hold was refused (a concurrent spend): the request is discarded
         raise ProblemError(422, "insufficient_funds", outcome.reason or "the funds could not be held")
     return await _own_withdrawal(engine, user_id, withdrawal_id)

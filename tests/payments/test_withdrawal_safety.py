@@ -183,6 +183,9 @@ async def test_a_send_without_answer_and_without_record_is_never_resent_or_relea
     await asyncio.sleep(1.0)  # lookups go on; nothing is sent meanwhile
     assert _venue_withdrawals(stack, wid) == []
     assert await balance(stack, customer.id, "BTC") == (Decimal("0.01"), Decimal("0.0052"))
+    async with stack.http() as c:  # the money may have left: the customer can't take it back
+        cancel = await c.post(f"/api/v1/withdrawals/{wid}/cancel", headers=customer.headers())
+    assert cancel.status_code == 409, cancel.text
 
     ops = await make_user(stack, roles=["ops"])
     handle = stack.client.get_workflow_handle(withdrawal_workflow_id(wid))

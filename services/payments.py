@@ -11,7 +11,11 @@ activity, a duplicated webhook or a replayed workflow changes nothing the second
 Ledger legs: a deposit credits the customer and debits the house account where the money now sits
 (`bank:cash` for GBP, `provider:<venue>` for crypto) or, when nobody can be identified, `suspense`
 instead of the customer. A completed withdrawal pays amount + fee from the hold: the amount back to
-the house account the money leaves from, the fee to `fee_revenue`.
+the house account the money leaves from, the fee to `fee_revenue`; a venue's network fee (taken from our
+omnibus on top of the amount) goes to `provider:<venue>` too, borne by the house or the customer by setting.
+
+A withdrawal is recorded in the same transaction that starts its saga (`accept_withdrawal(on_recorded=)`),
+and its hold is created only while its row is live (`lock_withdrawal_for_hold`).
 """
 
 from __future__ import annotations

@@ -514,16 +514,17 @@ class BinanceApp:
             )  # fmt: skip
         return web.json_response(rows)
 
-    async def withdraw(self, request: web.Request) -> web.Response:
+    async def withdraw(self, request: web.Request) -> web.StreamResponse:
         params = await self.signed_params(request)
         broke = request.app[STATE_KEY].faults.take("insufficient_balance", request.path)
+        hang = request.app[STATE_KEY].faults.take("timeout_after_accept", request.path)
         async with self.venue.lock:
             w = self.venue.withdraw(
                 asset=params.get("coin", ""), amount=d(params["amount"]), address=params.get("address", ""),
                 tag=params.get("addressTag"), client_id=params.get("withdrawOrderId"),
                 force_insufficient=broke is not None,
             )  # fmt: skip
-        return web.json_response({"id": w.id})
+        return await after_accept(request, web.json_response({"id": w.id}), hang)
 
     async def withdraw_history(self, request: web.Request) -> web.Response:
         """As Binance: filters `coin`, `withdrawOrderId`, `startTime`/`endTime` (ms, on the apply time);

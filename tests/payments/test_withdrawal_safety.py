@@ -213,6 +213,22 @@ async def test_a_send_without_answer_and_without_record_is_never_resent_or_relea
     assert _venue_withdrawals(stack, wid) == []
 
 
+async def test_a_crypto_send_whose_answer_is_lost_is_found_by_our_id_not_sent_again(stack: Stack) -> None:
+    customer, address_id = await _btc_customer(stack, "0.01")
+    await _binance_fault(
+        stack, kind="timeout_after_accept", mode="drop", count=1, paths=["capital/withdraw/apply"]
+    )
+    try:
+        r = await _withdraw(stack, customer, {"currency": "BTC", "amount": "0.005", "address_id": address_id})
+        assert r.status_code == 201, r.text
+        wid = r.json()["id"]
+        await _until_status(stack, wid, "COMPLETED")
+    finally:
+        await _clear_binance_faults(stack)
+    assert len(_venue_withdrawals(stack, wid)) == 1
+    assert await balance(stack, customer.id, "BTC") == (Decimal("0.0048"), Decimal(0))
+
+
 # --- issue 11 item 9: books that cannot be completed wait for ops, hold kept ---------------------------
 
 
@@ -518,3 +534,30 @@ async def test_a_customer_borne_network_fee_replaces_the_fee_and_the_rest_of_the
     assert await balance(stack, customer.id, "GBP") == (Decimal("49.70"), Decimal(0))
     row = await _row(stack, str(wid))
     assert row is not None and row["status"] == "COMPLETED" and row["fee"] == Decimal("0.30")
+
+
+async def test_the_admin_api_signs_a_decision_token_after_totp_for_the_signal_path(stack: Stack) -> None:
+    customer = await make_user(stack)
+    await deposit_gbp(stack, customer, "13000.00")
+    approver = await make_user(stack, roles=["approver"])
+    wid = (await _withdraw(stack, customer, {"currency": "GBP", "amount": "11000.00"})).json()["id"]
+    await _until_status(stack, wid, "AWAITING_APPROVAL")
+    url = f"/api/v1/admin/withdrawals/{wid}/decision-token"
+    async with stack.http() as c:
+        refused = await c.post(url, json={"action": "reject"}, headers=approver.headers())
+        assert refused.status_code == 403 and refused.json()["code"] == "totp_required"
+        not_staff = await c.post(url, json={"action": "reject"}, headers=customer.headers(totp=True))
+        assert not_staff.status_code == 403
+        r = await c.post(url, json={"action": "reject"}, headers=approver.headers(totp=True))
+    assert r.status_code == 200, r.text
+    handle = stack.client.get_workflow_handle(withdrawal_workflow_id(wid))
+    # The token is for "reject": it does not approve.
+    wrong = await handle.execute_update(
+        "approve_withdrawal", Decision(approver_id=approver.id, token=r.json()["token"]), result_type=dict
+    )
+    assert wrong["accepted"] is False and wrong["code"] == "unproven"
+    await handle.signal(
+        "reject", Decision(approver_id=approver.id, reason="source unclear", token=r.json()["token"])
+    )
+    await _until_status(stack, wid, "REJECTED")
+    assert await balance(stack, customer.id, "GBP") == (Decimal("13000.00"), Decimal(0))

@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -58,6 +58,7 @@ from workflows.withdrawals import WithdrawalWorkflow, withdrawal_workflow_id
 log = logging.getLogger("broker.payments")
 
 router = APIRouter(tags=["payments"])
+START_TIMEOUT = timedelta(seconds=10)
 
 
 class PaymentsState:
@@ -600,7 +601,8 @@ async def _find_withdrawal(engine: Any, user_id: uuid.UUID, withdrawal_id: uuid.
 
 
 async def start_withdrawal(client: Client, data: WithdrawalInput) -> Any:
-    """Start the saga with the attributes ops filter on (customer, currency, status)."""
+    """Start the saga with the attributes ops filter on (customer, currency, status). Bounded in time: the
+    request's transaction (and the customer's row lock) stays open until the start answers."""
     return await client.start_workflow(
         WithdrawalWorkflow.run,
         data,
@@ -614,6 +616,7 @@ async def start_withdrawal(client: Client, data: WithdrawalInput) -> Any:
                 SearchAttributePair(sa.WITHDRAWAL_STATUS, "PENDING"),
             ]
         ),
+        rpc_timeout=START_TIMEOUT,
     )
 
 

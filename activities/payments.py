@@ -3,9 +3,10 @@ the ledger, the bank and the exchange adapters.
 
 Idempotency: every step is keyed by a business id (the bank's transaction id, the withdrawal id), so a
 retry after a crash or timeout changes nothing twice. Sending money is the one step that can't simply be
-repeated: `execute_withdrawal` first *asks* the bank or venue whether a payout/withdrawal with our id
-already exists, and only sends when it provably does not. A send that times out is reported as
-ambiguous (retryable), so the next attempt starts with that question again — never a blind resend.
+repeated: `send_withdrawal` runs once per send decision and reports anything but an explicit answer as
+"unknown"; the workflow then looks our id up (`settlement_status`) until the bank or venue shows the
+truth. "Not found" is not failure: only repeated lookups over time count as absence, and even then the
+hold is kept and ops decide (NEEDS_ATTENTION).
 
 Business outcomes cross the boundary as `ApplicationError(type=..., non_retryable=True)` with stable
 type strings (see `ERRORS`).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import text
@@ -26,6 +28,7 @@ from temporalio.exceptions import ApplicationError
 from config import Settings
 from models.assets import FIAT
 from models.payments import (
+    AttentionNotice,
     BankPayment,
     CompleteInput,
     CryptoPollInput,
@@ -37,13 +40,15 @@ from models.payments import (
     FloatCheckInput,
     FloatCheckResult,
     HaltQuery,
+    ProofCheck,
     ReleaseInput,
     StatusChange,
     WithdrawalInput,
     WithdrawalNotice,
+    WithdrawalStatus,
 )
 from providers import email as templates
-from providers.bank import BankAmbiguous, BankClient, BankPayout, BankRefused
+from providers.bank import BankAmbiguous, BankClient, BankError, BankPayout, BankRefused, BankRetryable
 from providers.email import EmailDeliveryError, EmailSender
 from providers.exchanges.base import (
     AmbiguousPlacement,
@@ -54,6 +59,7 @@ from providers.exchanges.base import (
     VenueError,
 )
 from services import payments
+from services.decision_tokens import DecisionTokens, ProofInvalid
 from services.ledger import InsufficientFunds, Ledger, LedgerError
 
 log = logging.getLogger("broker.payments")
@@ -66,6 +72,7 @@ class ERRORS:
     LEDGER_REFUSED = "LedgerRefused"
     AMBIGUOUS = "WithdrawalAmbiguous"
     UNKNOWN_PROVIDER = "UnknownProvider"
+    NOT_LIVE = "WithdrawalNotLive"
 
 
 def venue_client_id(withdrawal_id: uuid.UUID) -> str:
@@ -92,6 +99,7 @@ class PaymentActivities:
         self._bank = bank
         self._adapters = adapters
         self._email = email
+        self._tokens = DecisionTokens.from_secret(settings.jwt_secret)
 
     def _adapter(self, name: str) -> ExecutionAdapter:
         adapter = self._adapters().get(name)
@@ -166,17 +174,30 @@ class PaymentActivities:
 
     @activity.defn(name="payments.reserve_withdrawal")
     async def reserve_withdrawal(self, w: WithdrawalInput) -> uuid.UUID:
-        """Hold amount + fee on the customer's account (idempotent by the withdrawal id)."""
+        """Hold amount + fee on the customer's account (idempotent by the withdrawal id).
+
+        In one transaction with the hold, the withdrawal's row is locked and its state checked: a withdrawal
+        that is finished (a stalled worker replaying an old task) or was never recorded (the API's
+        transaction did not commit) gets no hold."""
         try:
-            account = await self._ledger.customer_account(w.user_id, w.currency)
-            hold = await self._ledger.reserve(
-                account,
-                w.currency,
-                w.amount + w.fee,
-                reference_type="withdrawal",
-                reference_id=w.withdrawal_id,
-                step="reserve",
-            )
+            async with self._engine.begin() as conn:
+                await payments.lock_withdrawal_for_hold(conn, w.withdrawal_id)
+                account = await self._ledger.customer_account(w.user_id, w.currency, conn)
+                hold = await self._ledger.reserve(
+                    account,
+                    w.currency,
+                    w.amount + w.fee,
+                    reference_type="withdrawal",
+                    reference_id=w.withdrawal_id,
+                    step="reserve",
+                    conn=conn,
+                )
+                await conn.execute(
+                    text("UPDATE withdrawals SET hold_id = :h, updated_at = now() WHERE id = :id"),
+                    {"h": hold.hold_id, "id": w.withdrawal_id},
+                )
+        except payments.WithdrawalNotLive as e:
+            raise ApplicationError(str(e), type=ERRORS.NOT_LIVE, non_retryable=True) from e
         except InsufficientFunds as e:
             raise ApplicationError(
                 f"available {w.currency} balance does not cover {w.amount + w.fee}",
@@ -185,12 +206,13 @@ class PaymentActivities:
             ) from e
         except LedgerError as e:
             raise ApplicationError(str(e), type=ERRORS.LEDGER_REFUSED, non_retryable=True) from e
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                text("UPDATE withdrawals SET hold_id = :h, updated_at = now() WHERE id = :id"),
-                {"h": hold.hold_id, "id": w.withdrawal_id},
-            )
         return hold.hold_id
+
+    @activity.defn(name="payments.discard_withdrawal")
+    async def discard_withdrawal(self, change: StatusChange) -> None:
+        """A request refused before anything was held leaves no withdrawal in the customer's list."""
+        async with self._engine.begin() as conn:
+            await payments.discard_withdrawal(conn, change.withdrawal_id, reason=change.reason or "")
 
     @activity.defn(name="payments.mark_withdrawal")
     async def mark_withdrawal(self, change: StatusChange) -> None:
@@ -199,9 +221,25 @@ class PaymentActivities:
                 conn, change.withdrawal_id, change.status, reason=change.reason
             )
 
+    @activity.defn(name="payments.withdrawal_needs_attention")
+    async def withdrawal_needs_attention(self, notice: AttentionNotice) -> None:
+        """Row to NEEDS_ATTENTION (the admin queue lists it) and an ops alert, in one transaction."""
+        async with self._engine.begin() as conn:
+            await payments.set_withdrawal_status(
+                conn, notice.withdrawal_id, WithdrawalStatus.NEEDS_ATTENTION, reason=notice.reason
+            )
+            await payments.alert(
+                conn,
+                "ops.alert.withdrawal_needs_attention",
+                target_type="withdrawal",
+                target_id=str(notice.withdrawal_id),
+                reason=notice.reason,
+            )
+
     @activity.defn(name="payments.judge_decision")
     async def judge_decision(self, check: DecisionCheck) -> DecisionOutcome:
-        """Read the approver's roles from the users table: the workflow trusts no caller's claim."""
+        """Verify the decision's proof, then read the approver's roles from the users table: the workflow
+        trusts no caller's claim."""
         verdict = await payments.judge_decision(
             self._engine,
             withdrawal_id=check.withdrawal_id,
@@ -209,31 +247,71 @@ class PaymentActivities:
             approver_id=check.approver_id,
             decision=check.decision,
             reason=check.reason,
+            proof=self._proof(check.token, check.approver_id, check.withdrawal_id, check.decision),
         )
         return DecisionOutcome(accepted=verdict.accepted, code=verdict.code, detail=verdict.detail)
+
+    @activity.defn(name="payments.verify_proof")
+    async def verify_proof(self, check: ProofCheck) -> bool:
+        """Whether an ops resolution or a payout outcome carries a valid proof; a refusal is audited."""
+        problem = self._proof(check.token, check.actor_id, check.withdrawal_id, check.action, check.detail)
+        async with self._engine.begin() as conn:
+            if check.action.startswith("resolve") and problem is None:
+                problem = await payments.staff_problem(conn, check.actor_id, role="ops")
+            await payments.audit(
+                conn,
+                f"withdrawal.{check.action}" + ("" if problem is None else ".refused"),
+                actor_id=check.actor_id if problem is None else None,
+                actor_type="staff" if check.actor_id else "webhook",
+                target_type="withdrawal",
+                target_id=str(check.withdrawal_id),
+                claimed_actor=str(check.actor_id) if check.actor_id else None,
+                detail=check.detail,
+                refusal=problem,
+            )
+        return problem is None
+
+    def _proof(
+        self,
+        token: str,
+        actor_id: uuid.UUID | None,
+        withdrawal_id: uuid.UUID,
+        action: str,
+        detail: str = "",
+    ) -> str | None:
+        """None if `token` proves the decision, else why not."""
+        try:
+            self._tokens.verify(
+                token,
+                actor_id=actor_id,
+                withdrawal_id=withdrawal_id,
+                action=action,
+                now=datetime.now(UTC),
+                detail=detail,
+            )
+        except ProofInvalid as e:
+            return str(e)
+        return None
 
     @activity.defn(name="payments.currency_halted")
     async def currency_halted(self, query: HaltQuery) -> str | None:
         """The halt's reason, or None when withdrawals of the currency may go ahead."""
         return await payments.halt_reason(self._engine, query.currency)
 
-    @activity.defn(name="payments.execute_withdrawal")
-    async def execute_withdrawal(self, w: WithdrawalInput) -> ExecutionOutcome:
-        """Send the money once: look our id up first, send only if the bank/venue has never seen it."""
+    @activity.defn(name="payments.send_withdrawal")
+    async def send_withdrawal(self, w: WithdrawalInput) -> ExecutionOutcome:
+        """Send the money, once. The workflow runs this at most once per send decision (no activity
+        retries): anything but an explicit answer is "unknown", resolved by looking our id up, never by
+        sending again. Only a send that provably never reached the other side is "not_sent"."""
         if w.currency in FIAT:
             return await self._payout(w)
         return await self._crypto_withdraw(w)
 
     async def _payout(self, w: WithdrawalInput) -> ExecutionOutcome:
-        bank = self._bank()
-        external_id = str(w.withdrawal_id)
-        existing = await bank.find_payout(external_id)
-        if existing is not None:
-            return _payout_outcome(existing)
         d = w.destination
         try:
-            payout = await bank.create_payout(
-                external_id=external_id,
+            payout = await self._bank().create_payout(
+                external_id=str(w.withdrawal_id),
                 amount=w.amount,
                 sort_code=d.sort_code or "",
                 account_number=d.account_number or "",
@@ -243,58 +321,69 @@ class PaymentActivities:
         except BankRefused as e:
             return ExecutionOutcome(status="failed", reason=str(e))
         except BankAmbiguous as e:
-            raise ApplicationError(str(e), type=ERRORS.AMBIGUOUS) from e  # retried: asks first
+            return ExecutionOutcome(status="unknown", reason=str(e))
+        except BankRetryable as e:  # unreachable before sending, or rate limited: never received
+            return ExecutionOutcome(status="not_sent", reason=str(e))
         return _payout_outcome(payout)
 
     async def _crypto_withdraw(self, w: WithdrawalInput) -> ExecutionOutcome:
-        adapter = self._adapter(w.provider)
-        client_id = venue_client_id(w.withdrawal_id)
-        existing = await self._find_venue_withdrawal(adapter, w.currency, client_id)
-        if existing is not None:
-            return existing
+        adapter = self._adapters().get(w.provider)
+        if adapter is None:  # nothing was sent: safe to give the money back
+            return ExecutionOutcome(status="failed", reason=f"no provider {w.provider!r}")
         try:
             sent = await adapter.withdraw(
-                w.currency, w.amount, w.destination.address or "", client_id, w.destination.tag
+                w.currency,
+                w.amount,
+                w.destination.address or "",
+                venue_client_id(w.withdrawal_id),
+                w.destination.tag,
             )
         except AmbiguousPlacement as e:
-            raise ApplicationError(str(e), type=ERRORS.AMBIGUOUS) from e  # retried: asks first
+            return ExecutionOutcome(status="unknown", reason=str(e))
         except TerminalVenueError as e:
             return ExecutionOutcome(status="failed", reason=str(e))
+        except RetryableVenueError as e:  # rate limit, maintenance: refused before processing
+            return ExecutionOutcome(status="not_sent", reason=str(e))
         return ExecutionOutcome(
-            status=_venue_status(sent.status), provider_ref=sent.withdrawal_id, tx_hash=sent.tx_hash
-        )
-
-    async def _find_venue_withdrawal(
-        self, adapter: ExecutionAdapter, currency: str, client_id: str
-    ) -> ExecutionOutcome | None:
-        """The venue's record of our withdrawal, by our client id (`ExecutionAdapter.withdrawal_status`)."""
-        try:
-            found = await adapter.withdrawal_status(currency, client_id)
-        except UnsupportedByVenue as e:
-            raise ApplicationError(
-                f"{adapter.name} cannot look withdrawals up by client id", type=ERRORS.UNKNOWN_PROVIDER,
-                non_retryable=True,
-            ) from e  # fmt: skip
-        except VenueError as e:  # nothing is known yet: retry the question
-            raise ApplicationError(f"withdrawal lookup failed: {type(e).__name__}", type="VenueLookup") from e
-        if found is None:
-            return None
-        return ExecutionOutcome(
-            status=_venue_status(found.status), provider_ref=found.withdrawal_id, tx_hash=found.tx_hash
+            status=_venue_status(sent.status),
+            provider_ref=sent.withdrawal_id,
+            tx_hash=sent.tx_hash,
+            network_fee=sent.fee,
         )
 
     @activity.defn(name="payments.settlement_status")
     async def settlement_status(self, w: WithdrawalInput) -> ExecutionOutcome:
-        """Ask the bank/venue how our payout stands (when no webhook came)."""
+        """Ask the bank/venue how our payout stands, by our id. No record is "absent" and no answer is
+        "unknown": neither is a failure, and the workflow decides what repeated absence means."""
         if w.currency in FIAT:
-            payout = await self._bank().find_payout(str(w.withdrawal_id))
+            try:
+                payout = await self._bank().find_payout(str(w.withdrawal_id))
+            except BankError as e:
+                return ExecutionOutcome(status="unknown", reason=f"payout lookup failed: {e}")
             if payout is None:
-                return ExecutionOutcome(status="failed", reason="the bank has no record of the payout")
+                return ExecutionOutcome(status="absent", reason="the bank shows no record of the payout")
             return _payout_outcome(payout)
-        found = await self._find_venue_withdrawal(
-            self._adapter(w.provider), w.currency, venue_client_id(w.withdrawal_id)
+        adapter = self._adapters().get(w.provider)
+        if adapter is None:
+            return ExecutionOutcome(status="unknown", reason=f"no provider {w.provider!r} to ask")
+        try:
+            found = await adapter.withdrawal_status(
+                w.currency, venue_client_id(w.withdrawal_id), since=w.requested_at
+            )
+        except UnsupportedByVenue:
+            return ExecutionOutcome(
+                status="unknown", reason=f"{adapter.name} cannot look withdrawals up by our id"
+            )
+        except VenueError as e:
+            return ExecutionOutcome(status="unknown", reason=f"withdrawal lookup failed: {type(e).__name__}")
+        if found is None:
+            return ExecutionOutcome(status="absent", reason="the venue shows no record of the withdrawal")
+        return ExecutionOutcome(
+            status=_venue_status(found.status),
+            provider_ref=found.withdrawal_id,
+            tx_hash=found.tx_hash,
+            network_fee=found.fee,
         )
-        return found or ExecutionOutcome(status="failed", reason="the venue has no record of the withdrawal")
 
     @activity.defn(name="payments.complete_withdrawal")
     async def complete_withdrawal(self, data: CompleteInput) -> None:
@@ -312,6 +401,8 @@ class PaymentActivities:
                 provider=w.provider,
                 provider_ref=data.provider_ref,
                 tx_hash=data.tx_hash,
+                network_fee=data.network_fee or Decimal(0),
+                network_fee_payer=self._settings.crypto_network_fee_payer,
             )
         except LedgerError as e:
             raise ApplicationError(str(e), type=ERRORS.LEDGER_REFUSED, non_retryable=True) from e
@@ -382,7 +473,8 @@ class PaymentActivities:
 
 
 def _payout_outcome(p: BankPayout) -> ExecutionOutcome:
-    return ExecutionOutcome(status=p.status, provider_ref=p.payout_id, reason=p.reason)
+    status = p.status if p.status in ("completed", "failed") else "pending"
+    return ExecutionOutcome(status=status, provider_ref=p.payout_id, reason=p.reason)
 
 
 def _venue_status(status: str) -> str:

@@ -5,6 +5,7 @@
     python -m cli set-roles EMAIL --role admin ...
     python -m cli halt-withdrawals CURRENCY --reason R
     python -m cli resume-withdrawals CURRENCY
+    python -m cli approval-token EMAIL WITHDRAWAL_ID --action approve [--totp CODE] [--reason R]
 
 Uses DATABASE_URL, or the dev stack's embedded database when it is unset.
 Every change is written to the audit log.
@@ -93,6 +94,80 @@ def set_withdrawal_halt(url: str, currency: str, reason: str | None) -> bool:
     return asyncio.run(run())
 
 
+DECISION_ROLES = {
+    "approve": "approver",
+    "reject": "approver",
+    "resolve_paid": "ops",
+    "resolve_not_paid": "ops",
+}
+
+
+def approval_token(url: str, email: str, withdrawal_id: str, action: str, code: str, reason: str) -> str:
+    """A decision token for the Temporal Web UI/CLI signal path, after the staff user's TOTP check.
+
+    The same check and token as the admin API: the code is consumed once (wrong codes count towards the
+    lock-out), the user must hold the action's role, and the token names the user, withdrawal and action.
+    For `resolve_*` the token also binds the reason sent in the resolution."""
+    import asyncio
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    from models.database import async_engine
+    from services.auth import AuthError, AuthPolicy
+    from services.auth import totp as totp_service
+    from services.decision_tokens import DecisionTokens
+
+    settings = get_settings()
+    try:
+        wid = uuid.UUID(withdrawal_id)
+    except ValueError:
+        sys.exit(f"not a withdrawal id: {withdrawal_id}")
+
+    async def run() -> str:
+        engine = async_engine(url, pool_size=1, max_overflow=0)
+        try:
+            async with AsyncSession(engine, expire_on_commit=False) as session:
+                user = (await session.exec(select(User).where(User.email == email.lower()))).first()
+                if user is None:
+                    sys.exit(f"no user with email {email}")
+                role = DECISION_ROLES[action]
+                if role not in user.roles:
+                    sys.exit(f"{email} does not have the {role} role")
+                if not user.twofa_enabled:
+                    sys.exit(f"{email} has no two-factor authentication enabled")
+                try:
+                    await totp_service.verify_and_consume(
+                        session, user, code, policy=AuthPolicy(), now=datetime.now(UTC), ip="cli"
+                    )
+                except AuthError as e:
+                    sys.exit(f"TOTP check failed: {type(e).__name__}")
+                session.add(
+                    AuditLog(
+                        actor_id=user.id,
+                        actor_type="cli",
+                        action="withdrawal.decision_token",
+                        target_type="withdrawal",
+                        target_id=str(wid),
+                        details={"action": action},
+                    )
+                )
+                await session.commit()
+                ttl = timedelta(seconds=settings.decision_token_ttl_seconds)
+                return DecisionTokens.from_secret(settings.jwt_secret, ttl).issue(
+                    actor_id=user.id,
+                    withdrawal_id=wid,
+                    action=action,
+                    now=datetime.now(UTC),
+                    detail=reason if action.startswith("resolve") else "",
+                )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -120,7 +195,20 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("resume-withdrawals", help="lift a currency's withdrawal halt")
     p.add_argument("currency", type=str.upper, choices=sorted(SCALES))
 
+    p = sub.add_parser(
+        "approval-token", help="a short-lived token proving a staff decision (for a Temporal signal)"
+    )
+    p.add_argument("email")
+    p.add_argument("withdrawal_id")
+    p.add_argument("--action", choices=sorted(DECISION_ROLES), required=True)
+    p.add_argument("--totp", help="the current code from your authenticator; default: prompt")
+    p.add_argument("--reason", default="", help="resolve_*: the reason you will send with the resolution")
+
     args = parser.parse_args(argv)
+    if args.command == "approval-token":
+        code = args.totp or getpass.getpass("TOTP code: ")
+        print(approval_token(_database_url(), args.email, args.withdrawal_id, args.action, code, args.reason))
+        return
     if args.command == "halt-withdrawals":
         if not args.reason.strip():
             sys.exit("--reason must not be empty")

@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     withdrawal_approval_timeout_hours: float = 72
     withdrawal_halt_poll_seconds: float = 60  # how often a withdrawal waiting on a halt looks again
     withdrawal_settle_poll_seconds: float = 30  # how often to ask the bank/venue when no webhook came
+    # "Not found" is unknown, not failure: this many empty lookups in a row, this far apart, before a sent
+    # withdrawal is reported absent (NEEDS_ATTENTION, hold kept; ops decide).
+    withdrawal_absence_checks: int = Field(default=5, ge=2)
+    withdrawal_absence_interval_seconds: float = 60
+    # Who bears the venue's network fee on a crypto withdrawal: "house" (booked as a house cost) or
+    # "customer" (taken from the customer's withdrawal fee, the house covering any excess).
+    crypto_network_fee_payer: Literal["house", "customer"] = "house"
+    decision_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)  # staff approval tokens
     bank_webhook_tolerance_seconds: int = 300
     crypto_provider: str = "binance"  # the omnibus crypto is withdrawn from (seed §5)
     # The omnibus crypto is deposited to: it must mint a fresh address per customer (Kraken does; Binance

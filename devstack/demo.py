@@ -211,14 +211,22 @@ class Demo:
         staff_password = out.rsplit("password=", 1)[1].strip()
         login = self.call("POST", "/api/v1/auth/login", json={"email": staff, "password": staff_password})
         staff_token = login.json().get("access_token", "")
+        # Staff decisions need the second factor: the approver enrols 2FA like any user.
+        staff_auth = {"Authorization": f"Bearer {staff_token}"}
+        staff_secret = self.call(
+            "POST", "/api/v1/auth/2fa/enroll", json={"password": staff_password}, headers=staff_auth
+        ).json()["secret"]
+        staff_totp = pyotp.TOTP(staff_secret)
+        self.call("POST", "/api/v1/auth/2fa/confirm", json={"code": staff_totp.now()}, headers=staff_auth)
         r = self.call(
             "POST", f"/api/v1/admin/withdrawals/{big['id']}/approve", json={"reason": "source of funds checked"},
-            headers={"Authorization": f"Bearer {staff_token}"},
+            headers={**staff_auth, "X-TOTP-Code": staff_totp.at(time.time() + 30)},  # next step: codes are single-use
         )  # fmt: skip
         print(f"   approve: {r.status_code} {r.text[:200]}")
         print(
-            "   (the same from the Temporal CLI: temporal workflow signal --workflow-id "
-            f'{big["workflow_id"]} --name approve --input \'{{"approver_id": "<staff user id>", "reason": "ok"}}\')'
+            "   (the same from the Temporal CLI, with a token proving who decided: python -m cli approval-token "
+            f"{staff} {big['id']} --action approve, then temporal workflow signal --workflow-id "
+            f'{big["workflow_id"]} --name approve --input \'{{"approver_id": "<staff id>", "token": "<token>"}}\')'
         )
         w = self.withdrawal(big["id"], "COMPLETED", "FAILED", "REJECTED")
         print(f"   withdrawal {w['id']}: {w['status']}")

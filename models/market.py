@@ -163,6 +163,7 @@ class VenueWithdrawal(BaseModel):
     address: str
     status: str  # "pending" | "ok" | "failed"
     tx_hash: str | None = None
+    fee: Decimal | None = None  # the network fee the venue took from our omnibus on top of `amount`
 
 
 class ProviderQuote(BaseModel):

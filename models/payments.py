@@ -29,6 +29,9 @@ class WithdrawalStatus(StrEnum):
     FAILED = "FAILED"
     REJECTED = "REJECTED"
     CANCELLED = "CANCELLED"
+    # The outcome at the bank/venue is unknown after repeated lookups, or the books could not be completed
+    # after the money left: the hold is kept and ops resolve it (mark paid / mark not paid).
+    NEEDS_ATTENTION = "NEEDS_ATTENTION"
 
 
 FINAL_WITHDRAWAL_STATUSES = frozenset(
@@ -281,13 +284,39 @@ class WithdrawalInput(BaseModel):
     approval_timeout_seconds: float = 72 * 3600
     halt_poll_seconds: float = 60
     settle_poll_seconds: float = 30
+    # "Not found" at the bank/venue is unknown, not failure: only this many lookups in a row, at least
+    # `absence_interval_seconds` apart, that all find nothing count as absence (then ops decide).
+    absence_checks: int = 5
+    absence_interval_seconds: float = 60
+    # A send that provably never reached the bank/venue (unreachable, rate limited) is tried again this often.
+    send_attempts: int = 10
+    # When the request was accepted: the venue's history is searched from a little before it.
+    requested_at: datetime | None = None
 
 
 class Decision(BaseModel):
-    """An approver's `approve` or `reject`, from the admin API or `temporal workflow signal`."""
+    """An approver's `approve` or `reject`, from the admin API or `temporal workflow signal`.
+
+    `token` is the proof: a short-lived decision token the API signs for that staff user after a TOTP
+    check (admin API, or `python -m cli approval-token` for the Web UI/CLI). A decision without a valid
+    token for this approver, withdrawal and action is refused and audited."""
 
     approver_id: uuid.UUID
     reason: str = ""
+    token: str = ""
+
+
+class Resolution(BaseModel):
+    """Ops' answer for a withdrawal in NEEDS_ATTENTION: was the money paid out or not.
+
+    `paid`: the books are completed (amount out of the omnibus/bank, fee to revenue); not paid: the hold is
+    released. `token` is a decision token for action `resolve_paid` / `resolve_not_paid`."""
+
+    staff_id: uuid.UUID
+    paid: bool
+    reason: str = ""
+    token: str = ""
+    provider_ref: str | None = None
 
 
 class DecisionOutcome(BaseModel):
@@ -311,13 +340,38 @@ class PayoutUpdate(BaseModel):
     payout_id: str
     status: str  # "completed" | "failed"
     reason: str = ""
+    # Signed by the API after it verified the bank's webhook signature (`services.decision_tokens`):
+    # an update without it (anyone who can reach Temporal) is refused and audited.
+    proof: str = ""
 
 
 class ExecutionOutcome(BaseModel):
-    status: str  # "completed" | "failed" | "pending"
+    """What the bank/venue says about our withdrawal.
+
+    completed / failed / pending: its word. "not_sent": a send the other side provably never received
+    (unreachable before sending, rate limited): may be sent again. "absent": a lookup found no record;
+    "unknown": the send or the lookup had no answer. Neither of the last two is failure."""
+
+    status: str  # "completed" | "failed" | "pending" | "not_sent" | "absent" | "unknown"
     provider_ref: str | None = None
     tx_hash: str | None = None
     reason: str = ""
+    network_fee: Decimal | None = None  # what the venue charged our omnibus on top of the amount
+
+
+class ProofCheck(BaseModel):
+    """A decision or outcome to verify in an activity before the workflow counts it."""
+
+    withdrawal_id: uuid.UUID
+    action: str
+    actor_id: uuid.UUID | None = None
+    token: str = ""
+    detail: str = ""
+
+
+class AttentionNotice(BaseModel):
+    withdrawal_id: uuid.UUID
+    reason: str
 
 
 class FloatCheckInput(BaseModel):
@@ -344,6 +398,7 @@ class DecisionCheck(BaseModel):
     approver_id: uuid.UUID
     decision: str  # "approve" | "reject"
     reason: str = ""
+    token: str = ""
 
 
 class HaltQuery(BaseModel):
@@ -355,6 +410,7 @@ class CompleteInput(BaseModel):
     hold_id: uuid.UUID
     provider_ref: str | None = None
     tx_hash: str | None = None
+    network_fee: Decimal | None = None
 
 
 class ReleaseInput(BaseModel):

@@ -514,27 +514,44 @@ class BinanceApp:
             )  # fmt: skip
         return web.json_response(rows)
 
-    async def withdraw(self, request: web.Request) -> web.Response:
+    async def withdraw(self, request: web.Request) -> web.StreamResponse:
         params = await self.signed_params(request)
         broke = request.app[STATE_KEY].faults.take("insufficient_balance", request.path)
+        hang = request.app[STATE_KEY].faults.take("timeout_after_accept", request.path)
         async with self.venue.lock:
             w = self.venue.withdraw(
                 asset=params.get("coin", ""), amount=d(params["amount"]), address=params.get("address", ""),
                 tag=params.get("addressTag"), client_id=params.get("withdrawOrderId"),
                 force_insufficient=broke is not None,
             )  # fmt: skip
-        return web.json_response({"id": w.id})
+        return await after_accept(request, web.json_response({"id": w.id}), hang)
 
     async def withdraw_history(self, request: web.Request) -> web.Response:
+        """As Binance: filters `coin`, `withdrawOrderId`, `startTime`/`endTime` (ms, on the apply time);
+        newest first; `offset` and `limit` (default and maximum: the venue's page size, 1000 at Binance)."""
         params = await self.signed_params(request)
         coin = params.get("coin")
+        client_id = params.get("withdrawOrderId")
+        start = int(params["startTime"]) if params.get("startTime") else None
+        end = int(params["endTime"]) if params.get("endTime") else None
+        page = self.venue.config.history_page_size
+        limit = min(int(params.get("limit") or page), page)
+        offset = int(params.get("offset") or 0)
+        chosen = [
+            (seq, w)
+            for seq, w in enumerate(self.venue.withdrawals.values())
+            if (not coin or w.asset == coin)
+            and (not client_id or w.client_id == client_id)
+            and (start is None or w.created_ms >= start)
+            and (end is None or w.created_ms <= end)
+        ]
+        chosen.sort(key=lambda sw: (sw[1].created_ms, sw[0]), reverse=True)
         rows = [
             {"id": w.id, "amount": fmt(w.amount), "transactionFee": fmt(w.fee), "coin": w.asset,
              "status": 6 if w.status == "completed" else 4, "address": w.address, "txId": w.tx_id or "",
              "applyTime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(w.created_ms / 1000)),
              "network": w.asset, "transferType": 0, "withdrawOrderId": w.client_id or ""}
-            for w in self.venue.withdrawals.values()
-            if not coin or w.asset == coin
+            for _, w in chosen[offset : offset + limit]
         ]  # fmt: skip
         return web.json_response(rows)
 

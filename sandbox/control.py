@@ -9,8 +9,8 @@ applies to (`paths`: substrings; None for all). Kinds:
 - `rate_limit` (`ban_after`, `ban_seconds`): 429 answers; after `ban_after` of them the key is banned
   and every request is refused (Binance: HTTP 418) for `ban_seconds`.
 - `maintenance`: the venue's "down for maintenance" answer.
-- `timeout_after_accept` (`mode`: "hang" with `hang_ms`, or "drop"): the order IS created, then the
-  response never arrives in time (or the connection is closed).
+- `timeout_after_accept` (`mode`: "hang" with `hang_ms`, or "drop"): the order (or Binance withdrawal) IS
+  created, then the response never arrives in time (or the connection is closed).
 - `partial_fill` (`ratio`): orders fill at most this fraction of their amount; the rest expires (IOC)
   or stays open (GTC).
 - `not_found_lag` (`lookups`): the first `lookups` lookups of each new order answer "unknown order".

@@ -317,6 +317,9 @@ class VenueConfig:
         }  # fmt: skip
     )
     order_id_style: Literal["numeric", "kraken"] = "numeric"
+    # Histories (withdrawals) are served in pages of at most this many rows, newest first, as Binance does
+    # (its maximum is 1000); tests lower it to prove a caller reads every page.
+    history_page_size: int = 1000
 
 
 class Venue:

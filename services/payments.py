@@ -11,7 +11,11 @@ activity, a duplicated webhook or a replayed workflow changes nothing the second
 Ledger legs: a deposit credits the customer and debits the house account where the money now sits
 (`bank:cash` for GBP, `provider:<venue>` for crypto) or, when nobody can be identified, `suspense`
 instead of the customer. A completed withdrawal pays amount + fee from the hold: the amount back to
-the house account the money leaves from, the fee to `fee_revenue`.
+the house account the money leaves from, the fee to `fee_revenue`; a venue's network fee (taken from our
+omnibus on top of the amount) goes to `provider:<venue>` too, borne by the house or the customer by setting.
+
+A withdrawal is recorded in the same transaction that starts its saga (`accept_withdrawal(on_recorded=)`),
+and its hold is created only while its row is live (`lock_withdrawal_for_hold`).
 """
 
 from __future__ import annotations
@@ -19,16 +23,18 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from models.assets import CRYPTO, FIAT, Direction, check_scale, round_for_house
 from models.payments import (
+    FINAL_WITHDRAWAL_STATUSES,
     BankPayment,
     DepositResult,
     Destination,
@@ -394,13 +400,20 @@ async def accept_withdrawal(
     crypto_provider: str,
     flagged: bool = False,
     now: datetime | None = None,
+    on_recorded: Callable[[AcceptedWithdrawal], Awaitable[None]] | None = None,
 ) -> AcceptedWithdrawal:
     """Check the request-time rules and record the withdrawal (status PENDING), atomically.
 
     The customer's row is locked first, so two concurrent requests are counted against the rolling
     24 h limit one after the other. Crypto is valued at `price_gbp` (the caller's price source) and the
-    GBP value rounds up: the limit never rounds in the customer's favour. A halted currency is NOT
-    refused here: the saga holds the funds and waits until ops lift the halt (the customer can cancel).
+    GBP value rounds up: the limit never rounds in the customer's favour. The approval thresholds apply
+    to the customer's rolling 24 h total including this request (three £9,999.99 withdrawals in a minute
+    are £29,999.97, not three small ones). A halted currency is NOT refused here: the saga holds the funds
+    and waits until ops lift the halt (the customer can cancel).
+
+    `on_recorded` (the API starts the saga there) runs inside the transaction, after the row is written:
+    if it raises, nothing is recorded, so a request refused or not started leaves no withdrawal behind.
+    The row's advisory lock makes the saga's reserve step wait for this commit (`lock_withdrawal_for_hold`).
     """
     now = now or datetime.now(UTC)
     check_scale(currency, amount)
@@ -441,7 +454,15 @@ async def accept_withdrawal(
             check_limit("withdrawal", tier, WITHDRAWAL_LIMITS_GBP, used, notional)
         except LimitExceeded as e:
             raise WithdrawalRefused("withdrawal_limit_exceeded", e.reason) from e
-        approvals = policy.approvals_required(notional, flagged)
+        available = await _available(conn, user_id, currency)
+        if available < amount + fee:
+            raise WithdrawalRefused(
+                "insufficient_funds", f"available {currency} balance does not cover {amount + fee}"
+            )
+        approvals = policy.approvals_required(used + notional, flagged)
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(:k)"), {"k": withdrawal_lock_key(withdrawal_id)}
+        )
         await conn.execute(
             text(
                 "INSERT INTO withdrawals (id, user_id, currency, amount, fee, destination_address, status, "
@@ -477,16 +498,85 @@ async def accept_withdrawal(
             amount=str(amount),
             currency=currency,
             notional_gbp=str(notional),
+            rolling_24h_gbp=str(used + notional),
             approvals_required=approvals,
         )
-    return AcceptedWithdrawal(
-        withdrawal_id=withdrawal_id,
-        fee=fee,
-        notional_gbp=notional,
-        approvals_required=approvals,
-        destination=dest,
-        provider=provider,
-    )
+        accepted = AcceptedWithdrawal(
+            withdrawal_id=withdrawal_id,
+            fee=fee,
+            notional_gbp=notional,
+            approvals_required=approvals,
+            destination=dest,
+            provider=provider,
+        )
+        if on_recorded is not None:
+            await on_recorded(accepted)
+    return accepted
+
+
+async def _available(conn: AsyncConnection, user_id: uuid.UUID, currency: str) -> Decimal:
+    """The customer's available balance (a pre-check; the saga's hold is the atomic one)."""
+    row = (
+        await conn.execute(
+            text(
+                "SELECT coalesce(sum(balance - reserved_balance), 0) FROM accounts "
+                "WHERE kind = 'customer' AND user_id = :u AND currency = :c"
+            ),
+            {"u": user_id, "c": currency},
+        )
+    ).first()
+    return Decimal(row[0]) if row else ZERO
+
+
+def withdrawal_lock_key(withdrawal_id: uuid.UUID) -> int:
+    """The advisory-lock key of one withdrawal (a signed 64-bit number derived from its id)."""
+    return int.from_bytes(withdrawal_id.bytes[:8], "big", signed=True)
+
+
+class WithdrawalNotLive(Exception):
+    """The withdrawal was never recorded or is already finished: it must not get a hold. Nothing to undo."""
+
+
+async def lock_withdrawal_for_hold(conn: AsyncConnection, withdrawal_id: uuid.UUID) -> None:
+    """Wait for the request's own transaction (advisory lock), then lock the row and check it is live.
+
+    Run in the transaction that creates the hold, so a stalled worker replaying an old task can't hold
+    funds for a withdrawal that has meanwhile finished, and a saga whose request never committed (the API
+    crashed) holds nothing."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": withdrawal_lock_key(withdrawal_id)})
+    row = (
+        await conn.execute(
+            text("SELECT status FROM withdrawals WHERE id = :id FOR NO KEY UPDATE"), {"id": withdrawal_id}
+        )
+    ).first()
+    if row is None:
+        raise WithdrawalNotLive("the withdrawal request was not recorded")
+    if row[0] in {s.value for s in FINAL_WITHDRAWAL_STATUSES}:
+        raise WithdrawalNotLive(f"the withdrawal is already {str(row[0]).lower()}")
+
+
+async def discard_withdrawal(conn: AsyncConnection, withdrawal_id: uuid.UUID, *, reason: str) -> None:
+    """Remove a request refused before anything was held (no hold, still PENDING), audited; the customer's
+    list shows only withdrawals that happened."""
+    deleted = (
+        await conn.execute(
+            text(
+                "DELETE FROM withdrawals WHERE id = :id AND status = 'PENDING' AND hold_id IS NULL "
+                "RETURNING user_id"
+            ),
+            {"id": withdrawal_id},
+        )
+    ).first()
+    if deleted is not None:
+        await audit(
+            conn,
+            "withdrawal.refused",
+            actor_id=None,
+            actor_type="system",
+            target_type="withdrawal",
+            target_id=str(withdrawal_id),
+            reason=reason,
+        )
 
 
 async def _bank_destination(
@@ -586,16 +676,28 @@ async def complete_withdrawal(
     provider: str,
     provider_ref: str | None,
     tx_hash: str | None,
+    network_fee: Decimal = ZERO,
+    network_fee_payer: Literal["house", "customer"] = "house",
 ) -> uuid.UUID:
-    """Commit the hold: amount to the house account it leaves from, the fee to revenue; mark COMPLETED."""
+    """Commit the hold and mark COMPLETED: the amount to the house account it leaves from, our fee to
+    revenue, and the venue's network fee (taken from our omnibus on top of the amount) booked too, so
+    `provider:<venue>` moves exactly as the omnibus did and a clean day reconciles to zero.
+
+    Network fee `house`: the customer pays `fee`; the network fee is a cost against fee revenue (as the
+    venues' trading fees are). `customer`: the customer pays the network fee instead of `fee`, at most the
+    `fee` held (any excess is the house's); the unused rest of the hold is released and the row's fee
+    shows what was charged."""
+    network_fee = max(network_fee, ZERO)
+    charged = fee if network_fee_payer == "house" else min(fee, network_fee)
+    revenue = charged - network_fee
     async with engine.begin() as conn:
         account = await ledger.customer_account(user_id, currency, conn)
         legs = [
-            Leg(account, currency, -(amount + fee), hold_id=hold_id),
-            Leg(House(withdrawal_house_account(provider, currency)), currency, amount),
+            Leg(account, currency, -(amount + charged), hold_id=hold_id),
+            Leg(House(withdrawal_house_account(provider, currency)), currency, amount + network_fee),
         ]
-        if fee > 0:
-            legs.append(Leg(House(HouseAccount.FEE_REVENUE), currency, fee))
+        if revenue != 0:
+            legs.append(Leg(House(HouseAccount.FEE_REVENUE), currency, revenue))
         result = await ledger.commit(
             hold_id,
             Posting(
@@ -604,10 +706,21 @@ async def complete_withdrawal(
                 step="complete",
                 kind="withdrawal",
                 legs=legs,
-                metadata={"provider": provider, "provider_ref": provider_ref, "tx_hash": tx_hash},
+                metadata={
+                    "provider": provider,
+                    "provider_ref": provider_ref,
+                    "tx_hash": tx_hash,
+                    "network_fee": str(network_fee),
+                    "network_fee_payer": network_fee_payer,
+                },
             ),
             conn,
         )
+        if charged != fee:
+            await conn.execute(
+                text("UPDATE withdrawals SET fee = :f WHERE id = :id AND status <> 'COMPLETED'"),
+                {"f": charged, "id": withdrawal_id},
+            )
         await set_withdrawal_status(
             conn, withdrawal_id, WithdrawalStatus.COMPLETED, provider_ref=provider_ref, tx_hash=tx_hash
         )
@@ -645,15 +758,20 @@ async def judge_decision(
     approver_id: uuid.UUID,
     decision: str,
     reason: str,
+    proof: str | None = "no proof checked",
 ) -> Verdict:
     """Four eyes, checked against the users table whatever the channel (admin API or Temporal signal):
-    the approver must be an active user with the `approver` role and not the requester. Accepted
-    decisions are recorded once (unique per withdrawal, approver and decision); every attempt is audited."""
+    the decision must carry proof that this staff user made it (`proof` is None when the caller verified
+    the decision token, else why it failed: a bare id in a signal proves nothing), the approver must be an
+    active user with the `approver` role and not the requester. Accepted decisions are recorded once
+    (unique per withdrawal, approver and decision); every attempt is audited."""
     async with engine.begin() as conn:
         row = (
             await conn.execute(text("SELECT roles, status FROM users WHERE id = :u"), {"u": approver_id})
         ).first()
-        if approver_id == requester_id:
+        if proof is not None:
+            verdict = Verdict(False, "unproven", f"the decision carries no valid proof: {proof}")
+        elif approver_id == requester_id:
             verdict = Verdict(False, "self_approval", "the requester cannot decide on their own withdrawal")
         elif row is None:
             verdict = Verdict(False, "unknown_approver", "no such user")
@@ -681,14 +799,27 @@ async def judge_decision(
         await audit(
             conn,
             f"withdrawal.{decision}" if verdict.accepted else f"withdrawal.{decision}.refused",
-            actor_id=approver_id if row is not None else None,
+            actor_id=approver_id if row is not None and proof is None else None,
             actor_type="staff",
             target_type="withdrawal",
             target_id=str(withdrawal_id),
             reason=reason,
+            claimed_approver=str(approver_id),
             refusal=None if verdict.accepted else verdict.code,
         )
     return verdict
+
+
+async def staff_problem(conn: AsyncConnection, staff_id: uuid.UUID | None, *, role: str) -> str | None:
+    """None if `staff_id` is an active user with `role`, else why not."""
+    if staff_id is None:
+        return "no staff user named"
+    row = (await conn.execute(text("SELECT roles, status FROM users WHERE id = :u"), {"u": staff_id})).first()
+    if row is None:
+        return "no such user"
+    if role not in (row[0] or []) or row[1] != "ACTIVE":
+        return f"only active users with the {role} role may do this"
+    return None
 
 
 # --- halts ------------------------------------------------------------------------------------

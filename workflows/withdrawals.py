@@ -1,16 +1,20 @@
 """The withdrawal saga: one `WithdrawalWorkflow` per withdrawal, id `withdrawal-<uuid>`.
 
-Steps: reserve amount + fee → (approval, if required) → wait out a currency halt → execute through the
-bank (GBP) or the provider (crypto) → commit the hold and book the fee, or release it. The customer is
-emailed the outcome either way.
+Steps: reserve amount + fee → (approval, if required) → wait out a currency halt → send once through the
+bank (GBP) or the provider (crypto) → learn the outcome by our id → commit the hold and book the fees, or
+release it. The customer is emailed the outcome either way. An outcome that stays unknown, or books that
+cannot be completed, end in NEEDS_ATTENTION with the hold kept until ops resolve it.
 
-People talk to it through:
-- signals `approve` / `reject` with `{"approver_id": "<uuid>", "reason": "..."}` — what
-  `temporal workflow signal --workflow-id withdrawal-<id> --name approve --input '{...}'` sends;
+People talk to it through (every human decision carries a decision token, verified in an activity; a
+bare id is refused and audited):
+- signals `approve` / `reject` with `{"approver_id": "<uuid>", "reason": "...", "token": "<token>"}` —
+  what `temporal workflow signal --workflow-id withdrawal-<id> --name approve --input '{...}'` sends, the
+  token from `python -m cli approval-token`;
 - updates `approve_withdrawal` / `reject_withdrawal` (same input, answer says whether it counted) — what
   the admin API uses; `cancel` (the customer, until execution starts); `accepted` (waits until the funds
   are reserved or refused: the API's synchronous answer);
-- signal `payout_settled` from the bank webhook; query `state`.
+- update `resolve` (ops, for NEEDS_ATTENTION: paid or not paid, with a token);
+- signal `payout_settled` from the bank webhook route (with the proof it signs); query `state`.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.payments import ERRORS, PaymentActivities
     from models.payments import (
-        FINAL_WITHDRAWAL_STATUSES,
+        AttentionNotice,
         CompleteInput,
         Decision,
         DecisionCheck,
@@ -34,7 +38,9 @@ with workflow.unsafe.imports_passed_through():
         ExecutionOutcome,
         HaltQuery,
         PayoutUpdate,
+        ProofCheck,
         ReleaseInput,
+        Resolution,
         StatusChange,
         WithdrawalInput,
         WithdrawalNotice,
@@ -49,16 +55,25 @@ DB_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     non_retryable_error_types=[ERRORS.INSUFFICIENT_FUNDS, ERRORS.LEDGER_REFUSED],
 )
-# Sending money: retried without limit, because every attempt first asks whether the previous one
-# landed; giving up would leave the hold and the payout state unknown.
+# Sending money: one attempt per send decision, never retried by Temporal. A send that fails or times out
+# is an unknown outcome, settled by looking our id up, never by sending again.
 SEND_TIMEOUT = timedelta(seconds=60)
-SEND_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    maximum_interval=timedelta(seconds=60),
-    non_retryable_error_types=[ERRORS.UNKNOWN_PROVIDER],
-)
+SEND_ONCE = RetryPolicy(maximum_attempts=1)
+# Lookups are questions: a few quick retries, then the answer is "unknown" and the workflow asks later.
+LOOKUP_TIMEOUT = timedelta(seconds=60)
+LOOKUP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 NOTIFY_TIMEOUT = timedelta(seconds=30)
 NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+
+
+CANCELLABLE = frozenset(
+    {
+        WithdrawalStatus.PENDING,
+        WithdrawalStatus.AWAITING_APPROVAL,
+        WithdrawalStatus.APPROVED,
+        WithdrawalStatus.HALTED,
+    }
+)
 
 
 def withdrawal_workflow_id(withdrawal_id: uuid.UUID | str) -> str:
@@ -67,11 +82,14 @@ def withdrawal_workflow_id(withdrawal_id: uuid.UUID | str) -> str:
 
 @workflow.defn
 class WithdrawalWorkflow:
-    """Guarantees: the funds are held before anything else; nothing is sent without the approvals the
-    amount requires (distinct users with the approver role, never the requester, checked against the
-    users table whatever the channel); no decision within the timeout rejects it; a halted currency
-    waits; once sent, the money is looked up rather than resent; every ending either commits the hold
-    (amount out, fee to revenue) or releases it in full."""
+    """Guarantees: the funds are held before anything else (and only while the withdrawal is live); nothing
+    is sent without the approvals the customer's rolling 24 h total requires (distinct users with the
+    approver role, never the requester, each decision proven by a token, checked against the users table
+    whatever the channel); no decision within the timeout rejects it; a halted currency waits; money is
+    sent at most once per send decision and only re-sent when the previous attempt provably never reached
+    the other side; an unknown outcome ("not found" included) is asked about, never read as failure; every
+    ending either commits the hold (amount and network fee out, fee to revenue) or releases it in full,
+    or waits visibly in NEEDS_ATTENTION with the hold kept until ops resolve it."""
 
     @workflow.init
     def __init__(self, w: WithdrawalInput) -> None:
@@ -84,6 +102,7 @@ class WithdrawalWorkflow:
         self._rejected = False
         self._cancelled = False
         self._payout: PayoutUpdate | None = None
+        self._resolution: Resolution | None = None
         self._decisions = asyncio.Lock()
 
     # --- people ----------------------------------------------------------------------------
@@ -111,7 +130,9 @@ class WithdrawalWorkflow:
 
     @cancel.validator
     def _cancel_allowed(self) -> None:
-        if self._status in FINAL_WITHDRAWAL_STATUSES or self._status == WithdrawalStatus.PROCESSING:
+        """Only before sending: once the money may have left (PROCESSING, NEEDS_ATTENTION) or the
+        withdrawal is final, there is nothing the customer can take back."""
+        if self._status not in CANCELLABLE:
             raise ApplicationError(f"the withdrawal is {self._status.value}", type="NotCancellable")
 
     @workflow.update(name="accepted")
@@ -121,7 +142,45 @@ class WithdrawalWorkflow:
 
     @workflow.signal(name="payout_settled")
     def payout_settled(self, update: PayoutUpdate) -> None:
+        """The bank's word from our webhook route; it counts only once its proof is verified."""
         self._payout = update
+
+    @workflow.update(name="resolve")
+    async def resolve(self, resolution: Resolution) -> DecisionOutcome:
+        """Ops' answer for NEEDS_ATTENTION (paid / not paid), counted only with a valid token."""
+        async with self._decisions:
+            if self._status != WithdrawalStatus.NEEDS_ATTENTION or self._resolution is not None:
+                return DecisionOutcome(
+                    accepted=False,
+                    code="not_needing_attention",
+                    detail=f"the withdrawal is {self._status.value}",
+                    status=self._status.value,
+                )
+            proven = await workflow.execute_activity_method(
+                PaymentActivities.verify_proof,
+                ProofCheck(
+                    withdrawal_id=self._w.withdrawal_id,
+                    action="resolve_paid" if resolution.paid else "resolve_not_paid",
+                    actor_id=resolution.staff_id,
+                    token=resolution.token,
+                    detail=resolution.reason,
+                ),
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
+            if not proven:
+                return DecisionOutcome(
+                    accepted=False,
+                    code="unproven",
+                    detail="the resolution carries no valid proof from an ops user",
+                    status=self._status.value,
+                )
+            self._resolution = resolution
+            return DecisionOutcome(
+                accepted=True,
+                code="resolved_paid" if resolution.paid else "resolved_not_paid",
+                status=self._status.value,
+            )
 
     @workflow.query(name="state")
     def state(self) -> WithdrawalState:
@@ -151,6 +210,7 @@ class WithdrawalWorkflow:
                     approver_id=d.approver_id,
                     decision=kind,
                     reason=d.reason,
+                    token=d.token,
                 ),
                 start_to_close_timeout=DB_TIMEOUT,
                 retry_policy=DB_RETRY,
@@ -194,7 +254,16 @@ class WithdrawalWorkflow:
             reason = (
                 str(cause.message) if isinstance(cause, ApplicationError) else "the funds could not be held"
             )
-            await self._finish(WithdrawalStatus.FAILED, reason, notify=False)
+            # Nothing is held: the request leaves no withdrawal behind (the API answers 422).
+            self._status = WithdrawalStatus.FAILED
+            self._reason = reason
+            await workflow.execute_activity_method(
+                PaymentActivities.discard_withdrawal,
+                StatusChange(withdrawal_id=w.withdrawal_id, status=WithdrawalStatus.FAILED, reason=reason),
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
+            self._upsert()
             self._accepted = False
             return await self._done()
         self._accepted = True
@@ -242,52 +311,169 @@ class WithdrawalWorkflow:
             return await self._done()
 
         await self._set(WithdrawalStatus.PROCESSING)
-        outcome = await workflow.execute_activity_method(
-            PaymentActivities.execute_withdrawal,
-            w,
-            start_to_close_timeout=SEND_TIMEOUT,
-            retry_policy=SEND_RETRY,
-        )
-        while outcome.status == "pending":
+        outcome = await self._send(w)
+        if outcome.status in ("unknown", "pending", "absent"):
+            outcome = await self._learn_outcome(w, outcome)
+        await self._conclude(outcome)
+        return await self._done()
+
+    # --- sending and learning the outcome ---------------------------------------------------
+
+    async def _send(self, w: WithdrawalInput) -> ExecutionOutcome:
+        """Send once. Only a send that provably never reached the other side is tried again."""
+        outcome = ExecutionOutcome(status="not_sent")
+        for attempt in range(max(w.send_attempts, 1)):
+            if attempt:
+                await workflow.sleep(timedelta(seconds=w.settle_poll_seconds))
             try:
-                await workflow.wait_condition(
-                    lambda: self._payout is not None, timeout=timedelta(seconds=w.settle_poll_seconds)
-                )
-            except TimeoutError:  # no webhook (yet): ask
                 outcome = await workflow.execute_activity_method(
-                    PaymentActivities.settlement_status,
+                    PaymentActivities.send_withdrawal,
                     w,
                     start_to_close_timeout=SEND_TIMEOUT,
-                    retry_policy=SEND_RETRY,
+                    retry_policy=SEND_ONCE,
+                )
+            except ActivityError as e:  # timed out, worker lost, anything: it may have gone out
+                return ExecutionOutcome(status="unknown", reason=f"no answer to the send: {e.message}")
+            if outcome.status != "not_sent":
+                return outcome
+        return ExecutionOutcome(
+            status="failed",
+            reason=f"the {'bank' if w.provider == 'bank' else 'provider'} could not be reached: "
+            f"{outcome.reason}",
+        )
+
+    async def _lookup(self, w: WithdrawalInput) -> ExecutionOutcome:
+        try:
+            return await workflow.execute_activity_method(
+                PaymentActivities.settlement_status,
+                w,
+                start_to_close_timeout=LOOKUP_TIMEOUT,
+                retry_policy=LOOKUP_RETRY,
+            )
+        except ActivityError as e:
+            return ExecutionOutcome(status="unknown", reason=f"the lookup failed: {e.message}")
+
+    async def _learn_outcome(self, w: WithdrawalInput, outcome: ExecutionOutcome) -> ExecutionOutcome:
+        """Until the bank/venue says completed or failed (webhook with proof, or our lookups by our id).
+
+        "Absent" and "unknown" are not failure: after `absence_checks` of them in a row, each at least
+        `absence_interval_seconds` apart, the withdrawal goes to NEEDS_ATTENTION (hold kept) and the
+        lookups go on; ops may resolve it meanwhile."""
+        known = outcome
+        streak = 0
+        while outcome.status not in ("completed", "failed"):
+            if outcome.status in ("absent", "unknown"):
+                streak += 1
+                interval = w.absence_interval_seconds
+                if streak >= w.absence_checks and self._status != WithdrawalStatus.NEEDS_ATTENTION:
+                    what = "shows no record of it" if outcome.status == "absent" else "gave no answer"
+                    await self._needs_attention(
+                        f"outcome unknown: the {'bank' if w.provider == 'bank' else w.provider} {what} "
+                        f"after {streak} lookups ({outcome.reason})"
+                    )
+            else:
+                streak = 0
+                known = outcome
+                interval = w.settle_poll_seconds
+            try:
+                await workflow.wait_condition(
+                    lambda: self._payout is not None or self._resolution is not None,
+                    timeout=timedelta(seconds=interval),
+                )
+            except TimeoutError:  # no webhook (yet): ask
+                outcome = await self._lookup(w)
+                continue
+            if self._resolution is not None:
+                return self._resolved(known)
+            update, self._payout = self._payout, None
+            assert update is not None
+            if update.status in ("completed", "failed") and await self._payout_proven(update):
+                outcome = ExecutionOutcome(
+                    status=update.status,
+                    provider_ref=update.payout_id or known.provider_ref,
+                    reason=update.reason,
+                    network_fee=known.network_fee,
+                )
+        return outcome
+
+    async def _payout_proven(self, update: PayoutUpdate) -> bool:
+        return await workflow.execute_activity_method(
+            PaymentActivities.verify_proof,
+            ProofCheck(
+                withdrawal_id=self._w.withdrawal_id,
+                action=f"payout_{update.status}",
+                token=update.proof,
+                detail=update.payout_id,
+            ),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+
+    def _resolved(self, known: ExecutionOutcome) -> ExecutionOutcome:
+        r = self._resolution
+        assert r is not None
+        self._resolution = None
+        who = f"ops ({r.staff_id})"
+        if r.paid:
+            return ExecutionOutcome(
+                status="completed",
+                provider_ref=r.provider_ref or known.provider_ref,
+                tx_hash=known.tx_hash,
+                network_fee=known.network_fee,
+                reason=f"marked paid by {who}: {r.reason}",
+            )
+        return ExecutionOutcome(status="failed", reason=f"marked not paid by {who}: {r.reason}")
+
+    async def _needs_attention(self, reason: str) -> None:
+        self._status = WithdrawalStatus.NEEDS_ATTENTION
+        self._reason = reason
+        self._upsert()
+        await workflow.execute_activity_method(
+            PaymentActivities.withdrawal_needs_attention,
+            AttentionNotice(withdrawal_id=self._w.withdrawal_id, reason=reason),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+
+    async def _await_resolution(self, reason: str) -> ExecutionOutcome:
+        await self._needs_attention(reason)
+        await workflow.wait_condition(lambda: self._resolution is not None)
+        return self._resolved(ExecutionOutcome(status="unknown"))
+
+    async def _conclude(self, outcome: ExecutionOutcome) -> None:
+        """Book the known outcome. Books that cannot be completed wait for ops with the hold kept."""
+        while True:
+            if outcome.status != "completed":
+                if await self._release(WithdrawalStatus.FAILED, outcome.reason or "the payment failed"):
+                    return
+                outcome = await self._await_resolution(
+                    f"the hold could not be released after a failed payout ({outcome.reason})"
                 )
                 continue
-            assert self._payout is not None
-            if self._payout.status in ("completed", "failed"):
-                outcome = ExecutionOutcome(
-                    status=self._payout.status,
-                    provider_ref=self._payout.payout_id or outcome.provider_ref,
-                    reason=self._payout.reason,
+            assert self._hold_id is not None
+            try:
+                await workflow.execute_activity_method(
+                    PaymentActivities.complete_withdrawal,
+                    CompleteInput(
+                        withdrawal=self._w,
+                        hold_id=self._hold_id,
+                        provider_ref=outcome.provider_ref,
+                        tx_hash=outcome.tx_hash,
+                        network_fee=outcome.network_fee,
+                    ),
+                    start_to_close_timeout=DB_TIMEOUT,
+                    retry_policy=DB_RETRY,
                 )
-            self._payout = None
-
-        if outcome.status == "completed":
-            await workflow.execute_activity_method(
-                PaymentActivities.complete_withdrawal,
-                CompleteInput(
-                    withdrawal=w,
-                    hold_id=self._hold_id,
-                    provider_ref=outcome.provider_ref,
-                    tx_hash=outcome.tx_hash,
-                ),
-                start_to_close_timeout=DB_TIMEOUT,
-                retry_policy=DB_RETRY,
-            )
+            except ActivityError as e:
+                outcome = await self._await_resolution(
+                    f"paid out, but the books could not be completed: {_cause(e)}"
+                )
+                continue
             self._status = WithdrawalStatus.COMPLETED
+            self._reason = None
             self._upsert()
             await self._notify()
-        else:
-            await self._finish(WithdrawalStatus.FAILED, outcome.reason or "the payment failed")
-        return await self._done()
+            return
 
     async def _done(self) -> WithdrawalState:
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -307,24 +493,35 @@ class WithdrawalWorkflow:
             retry_policy=DB_RETRY,
         )
 
-    async def _finish(self, status: WithdrawalStatus, reason: str, *, notify: bool = True) -> None:
-        """Compensation: release the hold in full and record the final status."""
+    async def _finish(self, status: WithdrawalStatus, reason: str) -> None:
+        """Compensation before anything was sent: release the hold in full and record the final status."""
+        while not await self._release(status, reason):
+            outcome = await self._await_resolution(f"the hold could not be released ({reason})")
+            if outcome.status == "completed":  # ops say it was paid after all
+                await self._conclude(outcome)
+                return
+
+    async def _release(self, status: WithdrawalStatus, reason: str) -> bool:
+        """Release the hold and record `status`; False if the ledger refused (the caller asks ops)."""
+        try:
+            await workflow.execute_activity_method(
+                PaymentActivities.release_withdrawal,
+                ReleaseInput(
+                    withdrawal_id=self._w.withdrawal_id,
+                    hold_id=self._hold_id,
+                    status=status,
+                    reason=reason,
+                ),
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
+        except ActivityError:
+            return False
         self._status = status
         self._reason = reason
-        await workflow.execute_activity_method(
-            PaymentActivities.release_withdrawal,
-            ReleaseInput(
-                withdrawal_id=self._w.withdrawal_id,
-                hold_id=self._hold_id,
-                status=status,
-                reason=reason,
-            ),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
         self._upsert()
-        if notify:
-            await self._notify()
+        await self._notify()
+        return True
 
     async def _notify(self) -> None:
         try:
@@ -343,3 +540,8 @@ class WithdrawalWorkflow:
             )
         except ActivityError:
             workflow.logger.warning("withdrawal %s: the email failed", self._w.withdrawal_id)
+
+
+def _cause(e: ActivityError) -> str:
+    cause = e.cause
+    return str(cause.message) if isinstance(cause, ApplicationError) else str(e.message)

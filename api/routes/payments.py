@@ -10,14 +10,15 @@ import asyncio
 import json
 import logging
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -27,12 +28,14 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from api import idempotency
 from api.auth_deps import RequireTotp, problem_responses
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.errors import ProblemError
 from api.ratelimit import WithdrawalRateLimit
 from api.routes.accounts import Customer
 from config import Settings
+from models.api import DecimalStr
 from models.assets import CRYPTO, FIAT, SCALES, quantum
 from models.payments import BankPayment, Destination, WithdrawalInput, WithdrawalState
 from providers.bank import (
@@ -45,6 +48,7 @@ from providers.bank import (
 )
 from providers.exchanges.base import ExecutionAdapter, UnsupportedByVenue, VenueError
 from services import payments
+from services.decision_tokens import DecisionTokens
 from services.ledger import Ledger
 from temporal import search_attributes as sa
 from temporal import task_queues
@@ -54,6 +58,7 @@ from workflows.withdrawals import WithdrawalWorkflow, withdrawal_workflow_id
 log = logging.getLogger("broker.payments")
 
 router = APIRouter(tags=["payments"])
+START_TIMEOUT = timedelta(seconds=10)
 
 
 class PaymentsState:
@@ -159,10 +164,23 @@ async def bank_webhook(request: Request, settings: SettingsDep, client: Temporal
         from models.payments import PayoutUpdate
 
         wf_id = withdrawal_workflow_id(data.get("external_id", ""))
+        status = kind.removeprefix("payout.")
+        payout_id = str(data.get("payout_id", ""))
+        try:
+            withdrawal_id = uuid.UUID(str(data.get("external_id", "")))
+        except ValueError:
+            return WebhookAck(status="ignored")
+        # The bank's signature was verified above: sign what it said, so the saga can tell this outcome
+        # from a signal anyone who reaches Temporal could send.
+        proof = DecisionTokens.from_secret(settings.jwt_secret).issue(
+            actor_id=None,
+            withdrawal_id=withdrawal_id,
+            action=f"payout_{status}",
+            now=datetime.now(UTC),
+            detail=payout_id,
+        )
         update = PayoutUpdate(
-            payout_id=str(data.get("payout_id", "")),
-            status=str(data.get("status", "")),
-            reason=str(data.get("reason") or ""),
+            payout_id=payout_id, status=status, reason=str(data.get("reason") or ""), proof=proof
         )
         try:
             await client.get_workflow_handle(wf_id).signal(WithdrawalWorkflow.payout_settled, update)
@@ -370,7 +388,8 @@ async def list_deposits(
 
 class WithdrawalCreate(BaseModel):
     currency: str = Field(pattern="^[A-Z]{3,5}$")
-    amount: Decimal = Field(gt=0, max_digits=30, decimal_places=8, description='as a string, e.g. "500.00"')
+    # A string, never a JSON number (a float cannot hold money exactly): `10.5` is a 422.
+    amount: DecimalStr = Field(description='as a string at the currency\'s scale, e.g. "500.00"')
     address_id: uuid.UUID | None = Field(default=None, description="a whitelisted address (crypto)")
     bank_account_id: uuid.UUID | None = Field(
         default=None, description="default: your latest verified account"
@@ -449,7 +468,7 @@ async def gbp_price(state: PaymentsState, currency: str) -> Decimal | None:
     status_code=201,
     response_model=WithdrawalOut,
     dependencies=[RequireTotp, WithdrawalRateLimit],
-    responses=problem_responses(401, 403, 404, 422, 429, 503),
+    responses=problem_responses(401, 403, 404, 409, 422, 429, 503),
 )
 async def create_withdrawal(
     body: WithdrawalCreate,
@@ -458,57 +477,132 @@ async def create_withdrawal(
     client: TemporalDep,
     settings: SettingsDep,
     state: PaymentsDep,
-) -> WithdrawalOut:
-    """Request a withdrawal (needs `X-TOTP-Code`); large ones wait for approval."""
+    idempotency_key: idempotency.IdempotencyKey = None,
+) -> JSONResponse:
+    """Request a withdrawal (needs `X-TOTP-Code`); large ones wait for approval. With an
+    `Idempotency-Key`, a repeat returns the first answer instead of withdrawing twice."""
     if body.currency not in SCALES:
         raise ProblemError(422, "unknown_currency", f"{body.currency} cannot be withdrawn")
+    path = "/api/v1/withdrawals"
+    request_hash = idempotency.fingerprint("POST", path, body.model_dump(mode="json", exclude_none=True))
+    withdrawal_id = (
+        idempotency.derived_id(user.id, idempotency_key, request_hash) if idempotency_key else uuid.uuid4()
+    )
+    if idempotency_key:
+        stored = await idempotency.claim(
+            engine, user_id=user.id, key=idempotency_key, method="POST", path=path, request_hash=request_hash
+        )
+        if stored is not None:
+            return JSONResponse(
+                stored.body, status_code=stored.status, headers={"Idempotent-Replayed": "true"}
+            )
+    try:
+        out = await _create_withdrawal(body, user.id, withdrawal_id, engine, client, settings, state)
+    except Exception:
+        if idempotency_key:
+            await idempotency.release(engine, user_id=user.id, key=idempotency_key)
+        raise
+    body_out = out.model_dump(mode="json")
+    if idempotency_key:
+        await idempotency.complete(engine, user_id=user.id, key=idempotency_key, status=201, body=body_out)
+    return JSONResponse(body_out, status_code=201)
+
+
+async def _create_withdrawal(
+    body: WithdrawalCreate,
+    user_id: uuid.UUID,
+    withdrawal_id: uuid.UUID,
+    engine: Any,
+    client: Client,
+    settings: Settings,
+    state: PaymentsState,
+) -> WithdrawalOut:
+    """Record the request and start its saga as one unit: the row commits only once the saga has started,
+    and a request refused (4xx) leaves no withdrawal behind."""
+    existing = await _find_withdrawal(engine, user_id, withdrawal_id)
+    if existing is not None:  # a retry (same Idempotency-Key) of a request that was recorded and started
+        return existing
+    amount = Decimal(body.amount)
     price = await gbp_price(state, body.currency) if body.currency in CRYPTO else None
-    withdrawal_id = uuid.uuid4()
     policy = payments.WithdrawalPolicy(
         approval_threshold_gbp=settings.withdrawal_approval_threshold_gbp,
         dual_approval_threshold_gbp=settings.withdrawal_dual_approval_threshold_gbp,
         fees=settings.withdrawal_fees,
     )
+
+    async def start(accepted: payments.AcceptedWithdrawal) -> None:
+        data = WithdrawalInput(
+            withdrawal_id=withdrawal_id,
+            user_id=user_id,
+            currency=body.currency,
+            amount=amount,
+            fee=accepted.fee,
+            notional_gbp=accepted.notional_gbp,
+            destination=accepted.destination,
+            provider=accepted.provider,
+            approvals_required=accepted.approvals_required,
+            approval_timeout_seconds=settings.withdrawal_approval_timeout_hours * 3600,
+            halt_poll_seconds=settings.withdrawal_halt_poll_seconds,
+            settle_poll_seconds=settings.withdrawal_settle_poll_seconds,
+            absence_checks=settings.withdrawal_absence_checks,
+            absence_interval_seconds=settings.withdrawal_absence_interval_seconds,
+            requested_at=datetime.now(UTC),
+        )
+        try:
+            await start_withdrawal(client, data)
+        except WorkflowAlreadyStartedError as e:
+            # A retry (same Idempotency-Key) whose first attempt started the saga, then lost its
+            # transaction: go on if that saga still waits for its row, else nothing is recorded.
+            described = await client.get_workflow_handle(withdrawal_workflow_id(withdrawal_id)).describe()
+            if described.status != WorkflowExecutionStatus.RUNNING:
+                raise ProblemError(
+                    409,
+                    "withdrawal_not_started",
+                    "this request could not be completed; send it again with a new Idempotency-Key",
+                ) from e
+        except RPCError as e:
+            raise ProblemError(
+                503, "temporal_unavailable", "the withdrawal could not be started; try again"
+            ) from e
+
     try:
-        accepted = await payments.accept_withdrawal(
+        await payments.accept_withdrawal(
             engine,
             withdrawal_id=withdrawal_id,
-            user_id=user.id,
+            user_id=user_id,
             currency=body.currency,
-            amount=body.amount,
+            amount=amount,
             price_gbp=price,
             address_id=body.address_id,
             bank_account_id=body.bank_account_id,
             policy=policy,
             crypto_provider=settings.crypto_provider,
+            on_recorded=start,
         )
     except payments.WithdrawalRefused as e:
         raise ProblemError(e.status, e.code, e.reason) from e
     except ValueError as e:  # finer than the currency's scale
         raise ProblemError(422, "invalid_amount", str(e)) from e
-    data = WithdrawalInput(
-        withdrawal_id=withdrawal_id,
-        user_id=user.id,
-        currency=body.currency,
-        amount=body.amount,
-        fee=accepted.fee,
-        notional_gbp=accepted.notional_gbp,
-        destination=accepted.destination,
-        provider=accepted.provider,
-        approvals_required=accepted.approvals_required,
-        approval_timeout_seconds=settings.withdrawal_approval_timeout_hours * 3600,
-        halt_poll_seconds=settings.withdrawal_halt_poll_seconds,
-        settle_poll_seconds=settings.withdrawal_settle_poll_seconds,
-    )
-    handle = await start_withdrawal(client, data)
-    outcome: WithdrawalState = await handle.execute_update(WithdrawalWorkflow.accepted)
-    if outcome.status == "FAILED":
+    handle = client.get_workflow_handle(withdrawal_workflow_id(withdrawal_id), result_type=WithdrawalState)
+    try:
+        outcome = await handle.execute_update("accepted", result_type=WithdrawalState)
+    except (RPCError, WorkflowUpdateFailedError):  # the saga ended before it could be asked
+        outcome = await handle.result()
+    if outcome.status == "FAILED":  # the hold was refused (a concurrent spend): the request is discarded
         raise ProblemError(422, "insufficient_funds", outcome.reason or "the funds could not be held")
-    return await _own_withdrawal(engine, user.id, withdrawal_id)
+    return await _own_withdrawal(engine, user_id, withdrawal_id)
+
+
+async def _find_withdrawal(engine: Any, user_id: uuid.UUID, withdrawal_id: uuid.UUID) -> WithdrawalOut | None:
+    try:
+        return await _own_withdrawal(engine, user_id, withdrawal_id)
+    except ProblemError:
+        return None
 
 
 async def start_withdrawal(client: Client, data: WithdrawalInput) -> Any:
-    """Start the saga with the attributes ops filter on (customer, currency, status)."""
+    """Start the saga with the attributes ops filter on (customer, currency, status). Bounded in time: the
+    request's transaction (and the customer's row lock) stays open until the start answers."""
     return await client.start_workflow(
         WithdrawalWorkflow.run,
         data,
@@ -522,6 +616,7 @@ async def start_withdrawal(client: Client, data: WithdrawalInput) -> Any:
                 SearchAttributePair(sa.WITHDRAWAL_STATUS, "PENDING"),
             ]
         ),
+        rpc_timeout=START_TIMEOUT,
     )
 
 

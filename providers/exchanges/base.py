@@ -12,6 +12,7 @@ Three kinds of failure, because each needs a different reaction from the saga:
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
@@ -108,9 +109,12 @@ class ExecutionAdapter(Protocol):
 
     async def deposits(self, currency: str | None = None) -> list[VenueDeposit]: ...
 
-    async def withdrawal_status(self, currency: str, client_id: str) -> VenueWithdrawal | None:
-        """Our withdrawal by our client id; None if the venue has no record of it. `UnsupportedByVenue`
-        where the venue keeps no client id."""
+    async def withdrawal_status(
+        self, currency: str, client_id: str, since: datetime | None = None
+    ) -> VenueWithdrawal | None:
+        """Our withdrawal by our client id, searched through the venue's whole history from `since` (every
+        page); None if the venue shows no record of it (which is not proof: venues lag).
+        `UnsupportedByVenue` where the venue keeps no client id."""
         ...
 
     async def withdraw(

@@ -26,7 +26,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -192,6 +192,11 @@ def _opt_dec(value: Any) -> Decimal | None:
 _BINANCE_CODE = re.compile(r'"code"\s*:\s*(-?\d+)')
 
 # Binance codes whose documented meaning is "execution status unknown": ambiguous when placing.
+# Withdrawal history: Binance's largest page, a bound on how many we read, and how far before the request
+# the search starts (clocks differ; the venue stamps its own apply time).
+WITHDRAWAL_HISTORY_PAGE = 1000
+WITHDRAWAL_HISTORY_MAX_PAGES = 100
+WITHDRAWAL_LOOKBACK = timedelta(days=1)
 _BINANCE_UNKNOWN_STATUS = {"-1000", "-1001", "-1006", "-1007"}
 _BINANCE_AUTH = {"-1022", "-2014", "-2015", "-2008"}
 _AUTH_MARKERS = ("EAPI:Invalid key", "EAPI:Invalid signature", "EGeneral:Permission denied")
@@ -757,30 +762,46 @@ class CcxtAdapter:
             tx_hash=raw.get("txid"),
         )
 
-    async def withdrawal_status(self, currency: str, client_id: str) -> VenueWithdrawal | None:
+    async def withdrawal_status(
+        self, currency: str, client_id: str, since: datetime | None = None
+    ) -> VenueWithdrawal | None:
         """Our withdrawal as the venue records it, found by our client id; None if it has no such record.
 
-        Binance echoes our `withdrawOrderId` in its withdrawal history. Kraken keeps no client id for
-        withdrawals, so it cannot be asked this way (`UnsupportedByVenue`). Network errors are retryable.
+        Binance filters its withdrawal history by our `withdrawOrderId` and a time window (from a day
+        before `since`), and serves it in pages: every page is read, and each row is matched on our id
+        again, so a venue that ignored the filter still cannot make an older withdrawal look missing.
+        None is not proof of absence (venues lag); the caller asks again over time. Kraken keeps no client
+        id for withdrawals, so it cannot be asked this way (`UnsupportedByVenue`). Network errors are
+        retryable.
         """
         if self.config.exchange_id != "binance":
             raise UnsupportedByVenue(self.name, "cannot look withdrawals up by client id")
         await self._ensure_loaded()
-        async with self._errors():
-            rows = await self.exchange.fetch_withdrawals(currency)
-        for row in rows:
-            info = row.get("info") or {}
-            if info.get("withdrawOrderId") == client_id:
-                return VenueWithdrawal(
-                    provider=self.name,
-                    withdrawal_id=str(row.get("id")),
-                    currency=str(row.get("currency") or currency),
-                    amount=_dec(row.get("amount")),
-                    address=str(row.get("address") or info.get("address") or ""),
-                    status=str(row.get("status") or "pending"),
-                    tx_hash=row.get("txid") or None,
+        start_ms = int((since - WITHDRAWAL_LOOKBACK).timestamp() * 1000) if since else None
+        offset = 0
+        for _ in range(WITHDRAWAL_HISTORY_MAX_PAGES):
+            params = {"withdrawOrderId": client_id, "offset": offset}
+            async with self._errors():
+                rows = await self.exchange.fetch_withdrawals(
+                    currency, start_ms, WITHDRAWAL_HISTORY_PAGE, params
                 )
-        return None
+            for row in rows:
+                info = row.get("info") or {}
+                if info.get("withdrawOrderId") == client_id:
+                    return VenueWithdrawal(
+                        provider=self.name,
+                        withdrawal_id=str(row.get("id")),
+                        currency=str(row.get("currency") or currency),
+                        amount=_dec(info.get("amount", row.get("amount"))),
+                        address=str(row.get("address") or info.get("address") or ""),
+                        status=str(row.get("status") or "pending"),
+                        tx_hash=row.get("txid") or None,
+                        fee=_dec(info["transactionFee"]) if info.get("transactionFee") else None,
+                    )
+            if not rows:  # past the last page (a page may be shorter than asked for: keep going)
+                return None
+            offset += len(rows)
+        raise RetryableVenueError(self.name, "withdrawal history longer than we page through")
 
     async def close(self) -> None:
         await self.exchange.close()

@@ -269,7 +269,9 @@ class OtcAdapter:
     async def deposits(self, currency: str | None = None) -> list[VenueDeposit]:
         return []
 
-    async def withdrawal_status(self, currency: str, client_id: str) -> VenueWithdrawal | None:
+    async def withdrawal_status(
+        self, currency: str, client_id: str, since: datetime | None = None
+    ) -> VenueWithdrawal | None:
         raise UnsupportedByVenue(self.name, "the OTC desk does not withdraw to addresses")
 
     async def withdraw(

@@ -112,6 +112,8 @@ async def stack(
             "sendgrid_host": f"http://127.0.0.1:{mail_port}",
             "withdrawal_halt_poll_seconds": 0.3,
             "withdrawal_settle_poll_seconds": 1.0,
+            "withdrawal_absence_checks": 3,
+            "withdrawal_absence_interval_seconds": 0.3,
         }
     )
     app = create_app(

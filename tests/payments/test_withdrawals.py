@@ -21,6 +21,7 @@ from temporalio.worker import Replayer, Worker
 from api.routes.payments import start_withdrawal
 from models.payments import Decision, WithdrawalInput
 from services import payments
+from services.decision_tokens import DecisionTokens
 from temporal.search_attributes import ensure_registered
 from tests.payments.conftest import Customer, Stack, balance, deposit_gbp, make_user, wait_for
 from workers.registry import Dependencies, build
@@ -53,8 +54,17 @@ async def _funded(stack: Stack, amount: str, tier: int = 3) -> Customer:
 async def _decide(stack: Stack, staff: Customer, wid: str, kind: str, reason: str = "checked") -> Any:
     async with stack.http() as c:
         return await c.post(
-            f"/api/v1/admin/withdrawals/{wid}/{kind}", json={"reason": reason}, headers=staff.headers()
+            f"/api/v1/admin/withdrawals/{wid}/{kind}",
+            json={"reason": reason},
+            headers=staff.headers(totp=True),
         )
+
+
+def _token(stack: Stack, staff_id: uuid.UUID, wid: str, action: str, detail: str = "") -> str:
+    """A decision token as the API signs it after a TOTP check."""
+    return DecisionTokens.from_secret(stack.settings.jwt_secret).issue(
+        actor_id=staff_id, withdrawal_id=uuid.UUID(wid), action=action, now=datetime.now(UTC), detail=detail
+    )
 
 
 async def test_small_gbp_withdrawal_completes_on_its_own_and_books_the_fee(stack: Stack) -> None:
@@ -102,13 +112,15 @@ async def test_above_threshold_waits_then_approve_completes_and_self_and_non_app
         assert refused.status_code == 403
     # The requester signalling through Temporal (bypassing the API's role check) is refused by the saga.
     handle = stack.client.get_workflow_handle(withdrawal_workflow_id(wid))
+    mine = _token(stack, customer.id, wid, "approve")
     outcome = await handle.execute_update(
-        "approve_withdrawal", Decision(approver_id=customer.id, reason="mine"), result_type=dict
+        "approve_withdrawal", Decision(approver_id=customer.id, reason="mine", token=mine), result_type=dict
     )
     assert outcome["accepted"] is False and outcome["code"] == "self_approval"
     ops_only = await make_user(stack, roles=["ops"])
+    theirs = _token(stack, ops_only.id, wid, "approve")
     outcome = await handle.execute_update(
-        "approve_withdrawal", Decision(approver_id=ops_only.id, reason="ops"), result_type=dict
+        "approve_withdrawal", Decision(approver_id=ops_only.id, reason="ops", token=theirs), result_type=dict
     )
     assert outcome["accepted"] is False and outcome["code"] == "not_an_approver"
     assert (await _status(stack, customer, wid, "AWAITING_APPROVAL"))["status"] == "AWAITING_APPROVAL"
@@ -123,9 +135,10 @@ async def test_reject_releases_the_funds(stack: Stack) -> None:
     approver = await make_user(stack, roles=["approver"])
     wid = (await _withdraw(stack, customer, {"currency": "GBP", "amount": "10000.00"})).json()["id"]
     await _status(stack, customer, wid, "AWAITING_APPROVAL")
-    # The signal path, as `temporal workflow signal --name reject` sends it.
+    # The signal path, as `temporal workflow signal --name reject` sends it, with a decision token.
     handle = stack.client.get_workflow_handle(withdrawal_workflow_id(wid))
-    await handle.signal("reject", Decision(approver_id=approver.id, reason="unusual pattern"))
+    token = _token(stack, approver.id, wid, "reject")
+    await handle.signal("reject", Decision(approver_id=approver.id, reason="unusual pattern", token=token))
     w = await _status(stack, customer, wid, "REJECTED")
     assert "unusual pattern" in w["reason"]
     assert await balance(stack, customer.id, "GBP") == (Decimal("15000.00"), Decimal(0))

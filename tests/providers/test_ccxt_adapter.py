@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -21,6 +22,8 @@ from providers.exchanges.base import (
     UnsupportedByVenue,
 )
 from providers.exchanges.ccxt_adapter import CcxtAdapter, client_order_id
+from sandbox.control import STATE_KEY
+from sandbox.runner import RunningSandboxes
 from tests.providers.conftest import VenueControl
 
 Venue = tuple[CcxtAdapter, VenueControl]
@@ -310,6 +313,33 @@ async def test_withdrawal_status_by_client_id(venue: Venue) -> None:
     assert found.amount == D("0.1") and found.status == "ok" and found.tx_hash
     assert found.address == "bc1qdestination000000000000000000"
     assert await adapter.withdrawal_status("ETH", "wd-7") is None
+
+
+async def test_withdrawal_status_reads_every_page_of_the_history(
+    venue: Venue, sandboxes: RunningSandboxes
+) -> None:
+    """An older withdrawal that fell off the first page of the venue's history is still found (it was
+    reported missing, read as a failed payout and paid twice). Binance serves newest first, in pages."""
+    adapter, control = venue
+    if control.name != "binance":
+        return
+    await control.set_balances(BTC="5")
+    state = sandboxes.apps["binance"][STATE_KEY]
+    ours = await adapter.withdraw("BTC", D("0.1"), "bc1qdestination000000000000000000", client_id="wd-old")
+    for i in range(5):  # newer withdrawals (other customers) push ours to the third page
+        await adapter.withdraw("BTC", D("0.01"), "bc1qdestination000000000000000000", client_id=f"wd-n{i}")
+    state.venue.config.history_page_size = 2
+    try:
+        found = await adapter.withdrawal_status("BTC", "wd-old")
+        assert found is not None and found.withdrawal_id == ours.withdrawal_id
+        assert found.fee == D("0.0001")  # the network fee the venue took from our omnibus
+        assert await adapter.withdrawal_status("BTC", "wd-never-sent") is None
+        found = await adapter.withdrawal_status(
+            "BTC", "wd-old", since=datetime.now(UTC) - timedelta(minutes=5)
+        )
+        assert found is not None and found.withdrawal_id == ours.withdrawal_id
+    finally:
+        state.venue.config.history_page_size = 1000
 
 
 async def test_withdraw(venue: Venue) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from models.assets import CRYPTO, FIAT, Direction, check_scale, round_for_house
+from models.assets import CRYPTO, FIAT, SCALES, Direction, PrecisionError, check_scale, round_for_house
 from models.payments import (
     BankPayment,
     DepositResult,
@@ -106,6 +106,124 @@ async def audit(
 
 # --- deposits -----------------------------------------------------------------------------------
 
+DEPOSIT_HELD = "HELD_FOR_REVIEW"  # DepositResult.status of a deposit put in `deposit_suspense`
+_MAX_DEPOSIT = Decimal(10) ** 17  # NUMERIC(36,18) holds 18 integer digits; no real payment comes near
+
+
+@dataclass(frozen=True, slots=True)
+class Uncreditable:
+    """Why a reported deposit cannot be booked as it stands: a stable `code` and words for ops."""
+
+    code: str
+    detail: str
+
+
+def deposit_problem(currency: str, amount: Decimal, *, fiat_only: bool = False) -> Uncreditable | None:
+    """None when `amount` of `currency` can be credited exactly; else why not. Never rounds: an amount
+    finer than our scale is not ours to trim (either way it would create or lose money)."""
+    if currency not in SCALES or (fiat_only and currency not in FIAT):
+        wanted = "GBP" if fiat_only else "one of " + ", ".join(sorted(SCALES))
+        return Uncreditable("unlisted_asset", f"{currency!r} is not an asset we hold (expected {wanted})")
+    if not amount.is_finite() or amount <= 0:
+        return Uncreditable("amount_not_positive", f"{amount} is not a positive amount")
+    if amount >= _MAX_DEPOSIT:
+        return Uncreditable("amount_too_large", f"{amount} {currency} is beyond any real deposit")
+    try:
+        check_scale(currency, amount)
+    except PrecisionError:
+        return Uncreditable(
+            "amount_finer_than_scale", f"{amount} {currency} is finer than {SCALES[currency]} decimal places"
+        )
+    return None
+
+
+async def hold_in_suspense(
+    conn: AsyncConnection,
+    *,
+    source: str,
+    external_id: str,
+    output: str = "",
+    user_id: uuid.UUID | None,
+    currency: str,
+    amount: str,
+    problem: Uncreditable,
+    payload: dict[str, Any],
+) -> bool:
+    """Record a deposit we cannot credit (verbatim, nothing booked) and alert ops, once per deposit.
+
+    Returns True the first time; a repeated report (the next poll, a redelivered webhook) changes
+    nothing and raises no second alert."""
+    inserted = (
+        await conn.execute(
+            text(
+                "INSERT INTO deposit_suspense (id, source, external_id, output, user_id, currency, amount, "
+                "reason, detail, payload) VALUES (:id, :s, :x, :o, :u, :c, :a, :r, :d, CAST(:p AS jsonb)) "
+                "ON CONFLICT (source, external_id, output) DO NOTHING RETURNING id"
+            ),
+            {
+                "id": uuid.uuid4(),
+                "s": source,
+                "x": external_id[:200],
+                "o": output[:140],
+                "u": user_id,
+                "c": currency[:20],
+                "a": amount[:100],
+                "r": problem.code,
+                "d": problem.detail,
+                "p": json.dumps(payload, default=str),
+            },
+        )
+    ).first()
+    if inserted is None:
+        return False
+    await alert(
+        conn,
+        "ops.alert.deposit_held",
+        target_type="deposit_suspense",
+        target_id=str(inserted[0]),
+        source=source,
+        external_id=external_id[:200],
+        output=output[:140],
+        user_id=str(user_id) if user_id else None,
+        currency=currency[:20],
+        amount=amount[:100],
+        reason=problem.code,
+    )
+    return True
+
+
+async def _owner_of_reference(conn: AsyncConnection, reference: str) -> tuple[uuid.UUID, str] | None:
+    row = (
+        await conn.execute(
+            text(
+                "SELECT r.user_id, u.email FROM deposit_references r JOIN users u ON u.id = r.user_id "
+                "WHERE r.reference = :ref"
+            ),
+            {"ref": reference.strip().upper()},
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def hold_bank_event(
+    engine: AsyncEngine, *, external_id: str, data: dict[str, Any], problem: Uncreditable
+) -> None:
+    """A validly signed `payment.received` that cannot be a real Faster Payment (wrong currency, a
+    negative or sub-penny amount, missing fields): suspense and an ops alert, no credit, no saga."""
+    reference = data.get("reference")
+    async with engine.begin() as conn:
+        owner = await _owner_of_reference(conn, reference) if isinstance(reference, str) else None
+        await hold_in_suspense(
+            conn,
+            source="bank",
+            external_id=external_id,
+            user_id=owner[0] if owner else None,
+            currency=str(data.get("currency", "")),
+            amount=str(data.get("amount", "")),
+            problem=problem,
+            payload=data,
+        )
+
 
 async def _credit(
     conn: AsyncConnection,
@@ -153,23 +271,36 @@ async def credit_bank_deposit(engine: AsyncEngine, ledger: Ledger, payment: Bank
     only to an account the customer has paid in from.
     """
     dep_id = deposit_id("bank", payment.bank_tx_id)
+    problem = deposit_problem(payment.currency, payment.amount, fiat_only=True)
     async with engine.begin() as conn:
-        row = (
-            await conn.execute(
-                text("SELECT r.user_id, u.email FROM deposit_references r JOIN users u ON u.id = r.user_id "
-                     "WHERE r.reference = :ref"),
-                {"ref": payment.reference.strip().upper()},
-            )
-        ).first()  # fmt: skip
+        row = await _owner_of_reference(conn, payment.reference)
         user_id: uuid.UUID | None = row[0] if row else None
         email: str | None = row[1] if row else None
+        if problem is not None:  # the webhook refuses these; a saga started with one must still finish
+            await hold_in_suspense(
+                conn,
+                source="bank",
+                external_id=payment.bank_tx_id,
+                user_id=user_id,
+                currency=payment.currency,
+                amount=str(payment.amount),
+                problem=problem,
+                payload=payment.model_dump(mode="json"),
+            )
+            return DepositResult(
+                deposit_id=dep_id,
+                user_id=None,
+                currency=payment.currency,
+                amount=payment.amount if payment.amount.is_finite() else ZERO,
+                status=DEPOSIT_HELD,
+            )
         details = payment.model_dump(mode="json", exclude={"amount", "bank_tx_id"})
         await conn.execute(
             text(
                 "INSERT INTO deposits (id, user_id, currency, amount, payment_method, provider, "
                 "provider_tx_id, "
                 "reference, status, details) VALUES (:id, :u, :c, :a, 'BANK_TRANSFER', 'bank', :tx, :ref, "
-                "'PENDING', CAST(:d AS jsonb)) ON CONFLICT (provider, provider_tx_id) DO NOTHING"
+                "'PENDING', CAST(:d AS jsonb)) ON CONFLICT (provider, provider_tx_id, output) DO NOTHING"
             ),
             {
                 "id": dep_id,

@@ -7,6 +7,7 @@ string. Customers only ever see their own records: another customer's id answers
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import uuid
@@ -110,13 +111,31 @@ class WebhookAck(BaseModel):
     workflow_id: str | None = None
 
 
+_MALFORMED_PAYMENT = payments.Uncreditable(
+    "malformed_payment", "the payment's fields are missing or mistyped"
+)
+
+
+def _received_payment(data: dict[str, Any]) -> tuple[BankPayment | None, payments.Uncreditable | None]:
+    """The payment in a `payment.received` event, and why it cannot be credited (None: it can)."""
+    if not isinstance(data.get("amount"), str):  # the bank sends amounts as strings; a float is not money
+        return None, payments.Uncreditable("amount_not_a_string", "the amount is not a decimal string")
+    try:
+        payment = BankPayment.model_validate(data)
+    except ValueError:  # pydantic's ValidationError
+        return None, _MALFORMED_PAYMENT
+    return payment, payments.deposit_problem(payment.currency, payment.amount, fiat_only=True)
+
+
 @router.post(
     "/webhooks/bank",
     response_model=WebhookAck,
     responses=problem_responses(400, 401),
     include_in_schema=True,
 )
-async def bank_webhook(request: Request, settings: SettingsDep, client: TemporalDep) -> WebhookAck:
+async def bank_webhook(
+    request: Request, settings: SettingsDep, client: TemporalDep, engine: EngineDep
+) -> WebhookAck:
     """The bank's signed event (payment received, payout completed or failed)."""
     body = await request.body()
     try:
@@ -136,11 +155,20 @@ async def bank_webhook(request: Request, settings: SettingsDep, client: Temporal
         data = event["data"]
         if not isinstance(data, dict):
             raise TypeError("data is not an object")
-        # Checked here, not where it's used: a signed event with bad fields is a 400, not a 500.
-        payment = BankPayment.model_validate(data) if kind == "payment.received" else None
-    except (ValueError, KeyError, TypeError) as e:  # pydantic's ValidationError is a ValueError
+    except (ValueError, KeyError, TypeError) as e:
         raise ProblemError(400, "malformed_event", "not a bank event") from e
-    if payment is not None:
+    if kind == "payment.received":
+        # Checked here, at the edge: a signed event that cannot be a real Faster Payment (not GBP, not a
+        # positive whole number of pence, fields missing) is held in suspense with an ops alert and
+        # acknowledged, so the bank stops redelivering it and no saga retries it for ever.
+        payment, problem = _received_payment(data)
+        if payment is None or problem is not None:
+            tx = data.get("bank_tx_id")
+            external_id = tx if isinstance(tx, str) and tx else "event:" + hashlib.sha256(body).hexdigest()
+            await payments.hold_bank_event(
+                engine, external_id=external_id, data=data, problem=problem or _MALFORMED_PAYMENT
+            )
+            return WebhookAck(status="held")
         wf_id = deposit_workflow_id(payment.bank_tx_id)
         try:
             await client.start_workflow(

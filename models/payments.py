@@ -310,8 +310,10 @@ class CryptoPollInput(BaseModel):
 
 class CryptoPollResult(BaseModel):
     credited: int = 0
-    suspense: int = 0
+    suspense: int = 0  # booked to the suspense account (nobody owns the address)
     waiting: int = 0
+    held: int = 0  # not booked: in `deposit_suspense` for ops (unlisted asset, finer than our scale)
+    errors: int = 0  # failed this poll for another reason; tried again next poll
 
 
 class Destination(BaseModel):

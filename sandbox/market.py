@@ -317,6 +317,9 @@ class VenueConfig:
         }  # fmt: skip
     )
     order_id_style: Literal["numeric", "kraken"] = "numeric"
+    # Assets the venue holds in custody (deposit addresses, deposit history) but the broker does not list,
+    # as every real venue has hundreds: a customer can send one to their address by mistake.
+    custody_only_assets: frozenset[str] = frozenset({"USDT", "SOL"})
 
 
 class Venue:
@@ -644,7 +647,8 @@ class Venue:
         """The account's deposit address for `asset`; `new` mints a fresh one (as Kraken's `new=true`).
 
         Every address belongs to the omnibus: a deposit to any of them credits the same balance."""
-        if asset not in self.free and asset not in {s.base for s in self.specs.values()}:
+        listed = asset in self.free or asset in {s.base for s in self.specs.values()}
+        if not listed and asset not in self.config.custody_only_assets:
             raise VenueReject("unknown_asset", f"unknown asset {asset}")
         if new or asset not in self.addresses:
             prefix = {"BTC": "bc1q", "ETH": "0x", "BNB": "bnb1"}.get(asset, "addr")

@@ -370,6 +370,19 @@ async def credit_bank_deposit(engine: AsyncEngine, ledger: Ledger, payment: Bank
     )
 
 
+def deposit_output(address: str | None, output_index: int | None = None) -> str:
+    """Which output of a chain transaction a deposit is: one transaction can pay several of our
+    addresses (two customers in one exchange payout), and each is a deposit of its own."""
+    base = address or ""
+    return base if output_index is None else f"{base}#{output_index}"
+
+
+def crypto_deposit_id(provider: str, tx_id: str, output: str) -> uuid.UUID:
+    """The id of a deposit first seen after deposits were keyed per output (rows recorded before keep
+    their old id, which `credit_crypto_deposit` reads back, so their ledger key is unchanged)."""
+    return uuid.uuid5(_NS, f"{provider}:{tx_id}:{output}")
+
+
 async def credit_crypto_deposit(
     engine: AsyncEngine,
     ledger: Ledger,
@@ -380,9 +393,19 @@ async def credit_crypto_deposit(
     amount: Decimal,
     address: str | None,
     confirmations: int,
+    output_index: int | None = None,
+    venue_ref: str | None = None,
 ) -> DepositResult:
-    """Credit a confirmed on-chain deposit to the customer whose provider address received it, once."""
-    dep_id = deposit_id(provider, tx_id)
+    """Credit a confirmed on-chain deposit to the customer whose provider address received it, once.
+
+    Keyed by provider + chain tx id + output (the receiving address), so a transaction paying two
+    customers credits each. A deposit we cannot book exactly (an asset we do not list, an amount finer
+    than our scale) is not credited and not rounded: it goes to `deposit_suspense` with an ops alert.
+    `venue_ref` is the venue's own id for the deposit record: a second record for the same tx and
+    address (two outputs to one address) is held for ops rather than taken for a repeat.
+    """
+    output = deposit_output(address, output_index)
+    problem = deposit_problem(currency, amount)
     async with engine.begin() as conn:
         owners = (
             await conn.execute(
@@ -397,23 +420,75 @@ async def credit_crypto_deposit(
         # Exactly one owner, or nobody: an address shared by customers can't be attributed.
         user_id: uuid.UUID | None = owners[0][0] if len(owners) == 1 else None
         email: str | None = owners[0][1] if len(owners) == 1 else None
+        held_as = None
+        if problem is None:
+            existing = (
+                await conn.execute(
+                    text(
+                        "SELECT details->>'venue_ref' FROM deposits "
+                        "WHERE provider = :p AND provider_tx_id = :tx AND output = :o"
+                    ),
+                    {"p": provider, "tx": tx_id, "o": output},
+                )
+            ).first()
+            if existing is not None and existing[0] and venue_ref and existing[0] != venue_ref:
+                problem = Uncreditable(
+                    "repeated_output",
+                    f"a second deposit record ({venue_ref}, first {existing[0]}) for the same transaction "
+                    "and address: a second output, or the venue listing one twice",
+                )
+                held_as = f"{output}@{venue_ref}"
+        if problem is not None:
+            await hold_in_suspense(
+                conn,
+                source=provider,
+                external_id=tx_id,
+                output=held_as or output,
+                user_id=user_id,
+                currency=currency,
+                amount=format(amount, "f") if amount.is_finite() else str(amount),
+                problem=problem,
+                payload={"address": address, "confirmations": confirmations, "venue_ref": venue_ref,
+                         "output_index": output_index},
+            )  # fmt: skip
+            return DepositResult(
+                deposit_id=crypto_deposit_id(provider, tx_id, held_as or output),
+                user_id=None,
+                currency=currency,
+                amount=amount if amount.is_finite() else ZERO,
+                status=DEPOSIT_HELD,
+            )
         await conn.execute(
             text(
                 "INSERT INTO deposits (id, user_id, currency, amount, payment_method, provider, "
-                "provider_tx_id, "
-                "status, details) VALUES (:id, :u, :c, :a, 'CRYPTO', :p, :tx, 'PENDING', CAST(:d AS jsonb)) "
-                "ON CONFLICT (provider, provider_tx_id) DO NOTHING"
+                "provider_tx_id, output, status, details) "
+                "VALUES (:id, :u, :c, :a, 'CRYPTO', :p, :tx, :o, 'PENDING', CAST(:d AS jsonb)) "
+                "ON CONFLICT (provider, provider_tx_id, output) DO NOTHING"
             ),
             {
-                "id": dep_id,
+                "id": crypto_deposit_id(provider, tx_id, output),
                 "u": user_id,
                 "c": currency,
                 "a": amount,
                 "p": provider,
                 "tx": tx_id,
-                "d": json.dumps({"address": address, "confirmations": confirmations}),
+                "o": output,
+                "d": json.dumps(
+                    {"address": address, "confirmations": confirmations, "venue_ref": venue_ref,
+                     "output_index": output_index}
+                ),
             },
-        )
+        )  # fmt: skip
+        # The row's own id: a deposit recorded before 0012 keeps its old id and so its ledger key.
+        dep_id, user_id = (
+            await conn.execute(
+                text(
+                    "SELECT id, user_id FROM deposits "
+                    "WHERE provider = :p AND provider_tx_id = :tx AND output = :o"
+                ),
+                {"p": provider, "tx": tx_id, "o": output},
+            )
+        ).one()  # fmt: skip
         ledger_tx, replayed, balance = await _credit(
             conn,
             ledger,
@@ -423,7 +498,7 @@ async def credit_crypto_deposit(
             amount=amount,
             house=HouseAccount.provider(provider),
             kind="deposit",
-            metadata={"provider": provider, "tx_id": tx_id, "address": address},
+            metadata={"provider": provider, "tx_id": tx_id, "address": address, "output": output},
         )
         status = "CONFIRMED" if user_id else "SUSPENSE"
         await conn.execute(
@@ -453,19 +528,38 @@ async def credit_crypto_deposit(
         status=status,
         replayed=replayed,
         balance_after=balance,
-        email=email,
+        email=email if user_id else None,
     )
 
 
-async def deposit_already_credited(engine: AsyncEngine, provider: str, tx_id: str) -> bool:
+async def crypto_deposit_handled(
+    engine: AsyncEngine, provider: str, tx_id: str, output: str, venue_ref: str | None = None
+) -> bool:
+    """Whether this output of the transaction was already credited (customer or suspense) or held for
+    ops; a cheap read so each poll over the venue's history posts nothing for old deposits."""
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                text("SELECT status FROM deposits WHERE provider = :p AND provider_tx_id = :t"),
-                {"p": provider, "t": tx_id},
+                text(
+                    "SELECT status, details->>'venue_ref' FROM deposits "
+                    "WHERE provider = :p AND provider_tx_id = :t AND output = :o"
+                ),
+                {"p": provider, "t": tx_id, "o": output},
             )
         ).first()
-    return row is not None and row[0] in ("CONFIRMED", "SUSPENSE")
+        if row is not None and row[0] in ("CONFIRMED", "SUSPENSE"):
+            if not row[1] or not venue_ref or row[1] == venue_ref:
+                return True
+        held = (
+            await conn.execute(
+                text(
+                    "SELECT 1 FROM deposit_suspense WHERE source = :p AND external_id = :t "
+                    "AND output IN (:o, :held)"
+                ),
+                {"p": provider, "t": tx_id, "o": output, "held": f"{output}@{venue_ref}"},
+            )
+        ).first()
+    return held is not None
 
 
 # --- withdrawals: acceptance ------------------------------------------------------------------

@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     withdrawal_approval_timeout_hours: float = 72
     withdrawal_halt_poll_seconds: float = 60  # how often a withdrawal waiting on a halt looks again
     withdrawal_settle_poll_seconds: float = 30  # how often to ask the bank/venue when no webhook came
+    # A payer account the customer confirmed (TOTP) can receive GBP withdrawals only after this long:
+    # time for the confirmation email to reach a customer whose login was taken over. The dev stack
+    # sets it short so `make demo` need not wait a day.
+    bank_account_cooling_off_seconds: float = Field(default=24 * 3600, ge=0)
     bank_webhook_tolerance_seconds: int = 300
     crypto_provider: str = "binance"  # the omnibus crypto is withdrawn from (seed §5)
     # The omnibus crypto is deposited to: it must mint a fresh address per customer (Kraken does; Binance

@@ -43,6 +43,7 @@ from services.limits import (
     lock_customer,
     rolling_24h_sum,
 )
+from services.payee import NameMatch, check_payee, customer_name
 
 log = logging.getLogger("broker.payments")
 
@@ -192,17 +193,18 @@ async def hold_in_suspense(
     return True
 
 
-async def _owner_of_reference(conn: AsyncConnection, reference: str) -> tuple[uuid.UUID, str] | None:
+async def _owner_of_reference(conn: AsyncConnection, reference: str) -> tuple[uuid.UUID, str, str] | None:
+    """(user id, email, name on file) of the customer the reference belongs to."""
     row = (
         await conn.execute(
             text(
-                "SELECT r.user_id, u.email FROM deposit_references r JOIN users u ON u.id = r.user_id "
-                "WHERE r.reference = :ref"
+                "SELECT r.user_id, u.email, u.first_name, u.last_name FROM deposit_references r "
+                "JOIN users u ON u.id = r.user_id WHERE r.reference = :ref"
             ),
             {"ref": reference.strip().upper()},
         )
     ).first()
-    return (row[0], row[1]) if row else None
+    return (row[0], row[1], customer_name(row[2], row[3])) if row else None
 
 
 async def hold_bank_event(
@@ -331,22 +333,8 @@ async def credit_bank_deposit(engine: AsyncEngine, ledger: Ledger, payment: Bank
             ),
             {"s": status, "t": tx_id, "id": dep_id},
         )
-        if user_id is not None and payment.payer_sort_code and payment.payer_account_number:
-            await conn.execute(
-                text(
-                    "INSERT INTO bank_accounts (id, user_id, holder_name, sort_code, account_number, "
-                    "verified, "
-                    "verified_by) VALUES (:id, :u, :n, :sc, :an, true, 'inbound_payment') "
-                    "ON CONFLICT (user_id, sort_code, account_number) DO UPDATE SET verified = true"
-                ),
-                {
-                    "id": uuid.uuid4(),
-                    "u": user_id,
-                    "n": payment.payer_name or "account holder",
-                    "sc": payment.payer_sort_code,
-                    "an": payment.payer_account_number,
-                },
-            )
+        if row is not None and payment.payer_sort_code and payment.payer_account_number:
+            await record_payer_account(conn, row[0], row[2], payment)
         if user_id is None and not replayed:
             await alert(
                 conn,
@@ -381,6 +369,143 @@ def crypto_deposit_id(provider: str, tx_id: str, output: str) -> uuid.UUID:
     """The id of a deposit first seen after deposits were keyed per output (rows recorded before keep
     their old id, which `credit_crypto_deposit` reads back, so their ledger key is unchanged)."""
     return uuid.uuid5(_NS, f"{provider}:{tx_id}:{output}")
+
+
+async def record_payer_account(
+    conn: AsyncConnection, user_id: uuid.UUID, name_on_file: str, payment: BankPayment
+) -> None:
+    """Remember the account a customer's deposit came from, as a *candidate* withdrawal destination.
+
+    Anyone who knows a customer's reference can pay in under it, so the account is usable only after
+    its holder name matches the customer's (`services.payee`), the customer confirms it with TOTP and
+    the cooling-off period has passed. A name that does not match is held for review with an ops alert.
+    """
+    check = check_payee(payment.payer_name, name_on_file)
+    status = "HELD_FOR_REVIEW" if check.result is NameMatch.NO_MATCH else "UNCONFIRMED"
+    inserted = (
+        await conn.execute(
+            text(
+                "INSERT INTO bank_accounts (id, user_id, holder_name, sort_code, account_number, verified, "
+                "verified_by, status, name_match, name_score) "
+                "VALUES (:id, :u, :n, :sc, :an, true, 'inbound_payment', :s, :m, :score) "
+                "ON CONFLICT (user_id, sort_code, account_number) DO NOTHING RETURNING id"
+            ),
+            {
+                "id": uuid.uuid4(),
+                "u": user_id,
+                "n": (payment.payer_name or "")[:140],
+                "sc": payment.payer_sort_code,
+                "an": payment.payer_account_number,
+                "s": status,
+                "m": check.result.value,
+                "score": check.score,
+            },
+        )
+    ).first()
+    if inserted is not None and check.result is NameMatch.NO_MATCH:
+        await alert(
+            conn,
+            "ops.alert.payer_name_mismatch",
+            target_type="bank_account",
+            target_id=str(inserted[0]),
+            user_id=str(user_id),
+            bank_tx_id=payment.bank_tx_id,
+            name_score=check.score,
+        )
+
+
+class BankAccountRefused(Exception):
+    """A bank account action the account's state does not allow. `code` is stable."""
+
+    def __init__(self, code: str, reason: str, status: int = 409) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmedBankAccount:
+    id: uuid.UUID
+    sort_code: str
+    account_number: str
+    holder_name: str
+    usable_from: datetime
+    newly_confirmed: bool
+
+
+async def confirm_bank_account(
+    engine: AsyncEngine,
+    *,
+    user_id: uuid.UUID,
+    account_id: uuid.UUID,
+    cooling_off: timedelta,
+    now: datetime | None = None,
+) -> ConfirmedBankAccount:
+    """The customer (TOTP checked by the caller) confirms a payer account as theirs: it can receive GBP
+    withdrawals from `now + cooling_off`. Confirming again changes nothing. Held or rejected accounts
+    (the holder name did not match) cannot be confirmed by the customer."""
+    now = now or datetime.now(UTC)
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT status, sort_code, account_number, holder_name, usable_from FROM bank_accounts "
+                    "WHERE id = :id AND user_id = :u FOR UPDATE"
+                ),
+                {"id": account_id, "u": user_id},
+            )
+        ).first()
+        if row is None:
+            raise BankAccountRefused("not_found", "no such bank account", 404)
+        status = row[0]
+        if status == "HELD_FOR_REVIEW":
+            raise BankAccountRefused(
+                "bank_account_held_for_review",
+                "the account holder's name does not match yours; our team is reviewing it",
+            )
+        if status == "REJECTED":
+            raise BankAccountRefused("bank_account_rejected", "this account cannot receive withdrawals")
+        if status == "CONFIRMED":
+            return ConfirmedBankAccount(account_id, row[1], row[2], row[3], row[4], newly_confirmed=False)
+        usable_from = now + cooling_off
+        await conn.execute(
+            text(
+                "UPDATE bank_accounts SET status = 'CONFIRMED', confirmed_at = :now, usable_from = :uf "
+                "WHERE id = :id"
+            ),
+            {"now": now, "uf": usable_from, "id": account_id},
+        )
+        await audit(
+            conn, "bank_account.confirmed", actor_id=user_id, actor_type="user", target_type="bank_account",
+            target_id=str(account_id), usable_from=usable_from.isoformat(),
+        )  # fmt: skip
+    return ConfirmedBankAccount(account_id, row[1], row[2], row[3], usable_from, newly_confirmed=True)
+
+
+async def review_bank_account(
+    engine: AsyncEngine, *, account_id: uuid.UUID, approve: bool, actor_id: uuid.UUID | None, reason: str
+) -> str:
+    """Ops decide on a held payer account: approved, the customer may confirm it (TOTP, cooling-off);
+    rejected, it can never receive withdrawals. Returns the new status."""
+    new_status = "UNCONFIRMED" if approve else "REJECTED"
+    async with engine.begin() as conn:
+        done = (
+            await conn.execute(
+                text(
+                    "UPDATE bank_accounts SET status = :s WHERE id = :id AND status = 'HELD_FOR_REVIEW' "
+                    "RETURNING id"
+                ),
+                {"s": new_status, "id": account_id},
+            )
+        ).first()
+        if done is None:
+            raise BankAccountRefused("not_held", "no bank account held for review with that id", 404)
+        await audit(
+            conn, f"bank_account.review.{'approved' if approve else 'rejected'}", actor_id=actor_id,
+            actor_type="staff", target_type="bank_account", target_id=str(account_id), reason=reason,
+        )  # fmt: skip
+    return new_status
 
 
 async def credit_crypto_deposit(
@@ -648,7 +773,7 @@ async def accept_withdrawal(
         if status != "ACTIVE":
             raise WithdrawalRefused("account_not_active", f"the account is {status.lower()}", 403)
         if currency in FIAT:
-            dest = await _bank_destination(conn, user_id, bank_account_id)
+            dest = await _bank_destination(conn, user_id, bank_account_id, now)
             provider = "bank"
         else:
             dest = await _crypto_destination(conn, user_id, currency, address_id, now)
@@ -715,14 +840,18 @@ async def accept_withdrawal(
 
 
 async def _bank_destination(
-    conn: AsyncConnection, user_id: uuid.UUID, bank_account_id: uuid.UUID | None
+    conn: AsyncConnection, user_id: uuid.UUID, bank_account_id: uuid.UUID | None, now: datetime
 ) -> Destination:
+    """The named account, if it can receive GBP: one the customer paid in from, whose holder name was
+    checked, that they confirmed with TOTP, past its cooling-off period. There is no default account:
+    guessing the destination is how a stranger's payment could redirect a withdrawal."""
+    if bank_account_id is None:
+        raise WithdrawalRefused("bank_account_required", "name the bank account to pay (bank_account_id)")
     row = (
         await conn.execute(
             text(
-                "SELECT id, sort_code, account_number, holder_name FROM bank_accounts "
-                "WHERE user_id = :u AND verified AND (CAST(:b AS uuid) IS NULL OR id = CAST(:b AS uuid)) "
-                "ORDER BY created_at DESC LIMIT 1"
+                "SELECT id, sort_code, account_number, holder_name, status, usable_from FROM bank_accounts "
+                "WHERE user_id = :u AND id = :b AND verified"
             ),
             {"u": user_id, "b": bank_account_id},
         )
@@ -731,6 +860,20 @@ async def _bank_destination(
         raise WithdrawalRefused(
             "no_verified_bank_account",
             "GBP can only be withdrawn to a bank account you have paid in from; make a deposit first",
+        )
+    if row[4] == "HELD_FOR_REVIEW":
+        raise WithdrawalRefused(
+            "bank_account_held_for_review",
+            "the account holder's name does not match yours; it is under review",
+        )
+    if row[4] != "CONFIRMED":
+        raise WithdrawalRefused(
+            "bank_account_unconfirmed", "confirm this bank account (with your authenticator code) first"
+        )
+    if row[5] is None or row[5] > now:
+        raise WithdrawalRefused(
+            "bank_account_cooling_down",
+            f"a newly confirmed account can be paid from {row[5].isoformat() if row[5] else 'later'}",
         )
     return Destination(
         kind="bank", bank_account_id=row[0], sort_code=row[1], account_number=row[2], holder_name=row[3]

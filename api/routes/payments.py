@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -36,6 +36,7 @@ from api.routes.accounts import Customer
 from config import Settings
 from models.assets import CRYPTO, FIAT, SCALES, quantum
 from models.payments import BankPayment, Destination, WithdrawalInput, WithdrawalState
+from providers import email as templates
 from providers.bank import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -44,6 +45,7 @@ from providers.bank import (
     InvalidWebhook,
     verify_webhook,
 )
+from providers.email import EmailDeliveryError, EmailSender
 from providers.exchanges.base import ExecutionAdapter, UnsupportedByVenue, VenueError
 from services import payments
 from services.ledger import Ledger
@@ -401,7 +403,7 @@ class WithdrawalCreate(BaseModel):
     amount: Decimal = Field(gt=0, max_digits=30, decimal_places=8, description='as a string, e.g. "500.00"')
     address_id: uuid.UUID | None = Field(default=None, description="a whitelisted address (crypto)")
     bank_account_id: uuid.UUID | None = Field(
-        default=None, description="default: your latest verified account"
+        default=None, description="GBP: required, one of your confirmed bank accounts (GET /bank-accounts)"
     )
 
 
@@ -668,22 +670,72 @@ class BankAccountOut(BaseModel):
     sort_code: str
     account_number: str
     verified: bool
+    status: str = Field(description="UNCONFIRMED, HELD_FOR_REVIEW, CONFIRMED or REJECTED")
+    name_match: str | None = Field(description="the holder name against yours: match, close_match, no_match")
+    usable_from: datetime | None = Field(description="when a confirmed account can first receive GBP")
+
+
+_BANK_ACCOUNT_COLUMNS = (
+    "id, holder_name, sort_code, account_number, verified, status, name_match, usable_from"
+)
 
 
 @router.get("/bank-accounts", response_model=list[BankAccountOut], responses=problem_responses(401, 403))
 async def list_bank_accounts(user: Customer, engine: EngineDep) -> list[BankAccountOut]:
-    """Your bank accounts; verified ones (you paid in from them) can receive GBP withdrawals."""
+    """Your bank accounts. One you paid in from becomes a GBP withdrawal destination once you confirm it
+    (if its holder name matches yours) and its cooling-off period has passed."""
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
                 text(
-                    "SELECT id, holder_name, sort_code, account_number, verified FROM bank_accounts "
+                    f"SELECT {_BANK_ACCOUNT_COLUMNS} FROM bank_accounts "
                     "WHERE user_id = :u ORDER BY created_at"
                 ),
                 {"u": user.id},
             )
         ).all()
     return [BankAccountOut.model_validate(dict(r._mapping)) for r in rows]
+
+
+@router.post(
+    "/bank-accounts/{account_id}/confirm",
+    response_model=BankAccountOut,
+    dependencies=[RequireTotp],
+    responses=problem_responses(401, 403, 404, 409),
+)
+async def confirm_bank_account(
+    account_id: uuid.UUID, user: Customer, engine: EngineDep, settings: SettingsDep, request: Request
+) -> BankAccountOut:
+    """Confirm that an account you paid in from is yours (needs `X-TOTP-Code`): it can receive GBP
+    withdrawals after the cooling-off period, and we email you. An account whose holder name does not
+    match yours is reviewed by our team instead (409)."""
+    try:
+        confirmed = await payments.confirm_bank_account(
+            engine,
+            user_id=user.id,
+            account_id=account_id,
+            cooling_off=timedelta(seconds=settings.bank_account_cooling_off_seconds),
+        )
+    except payments.BankAccountRefused as e:
+        raise ProblemError(e.status, e.code, e.reason) from e
+    if confirmed.newly_confirmed:
+        sender: EmailSender = request.app.state.email_sender
+        message = templates.bank_account_confirmed(
+            account_ending=confirmed.account_number[-4:], usable_from=confirmed.usable_from
+        )
+        try:
+            await sender.send(user.email, message)
+        except EmailDeliveryError:  # the confirmation stands; the alert mail is retried by nobody: log it
+            log.error(
+                json.dumps({"event": "bank_account.confirm_email_failed", "bank_account": str(account_id)})
+            )
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(f"SELECT {_BANK_ACCOUNT_COLUMNS} FROM bank_accounts WHERE id = :id"), {"id": account_id}
+            )
+        ).one()
+    return BankAccountOut.model_validate(dict(row._mapping))
 
 
 # --- balances and ledger trail ------------------------------------------------------------

@@ -93,6 +93,41 @@ def set_withdrawal_halt(url: str, currency: str, reason: str | None) -> bool:
     return asyncio.run(run())
 
 
+def review_bank_account(url: str, account_id: str, approve: bool, reason: str) -> str:
+    """Ops decide on a payer account held because its holder name did not match the customer's:
+    approved, the customer may confirm it (TOTP, cooling-off); rejected, it never receives withdrawals."""
+    import asyncio
+    import uuid
+
+    from models.database import async_engine
+    from services import payments
+
+    async def run() -> str:
+        engine = async_engine(url, pool_size=1, max_overflow=0)
+        try:
+            return await payments.review_bank_account(
+                engine, account_id=uuid.UUID(account_id), approve=approve, actor_id=None, reason=reason
+            )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def open_deposit_suspense(session: Session) -> list[tuple[str, ...]]:
+    """Deposits reported to us that could not be credited (verbatim), oldest first."""
+    from sqlalchemy import text
+
+    rows = session.execute(
+        text(
+            "SELECT created_at, id, source, external_id, output, currency, amount, reason, "
+            "coalesce(CAST(user_id AS text), '-') FROM deposit_suspense "
+            "WHERE status = 'OPEN' ORDER BY created_at"
+        )
+    ).all()
+    return [tuple(str(v) for v in r) for r in rows]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -120,7 +155,22 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("resume-withdrawals", help="lift a currency's withdrawal halt")
     p.add_argument("currency", type=str.upper, choices=sorted(SCALES))
 
+    p = sub.add_parser("review-bank-account", help="approve or reject a payer account held on its name")
+    p.add_argument("account_id")
+    p.add_argument("decision", choices=["approve", "reject"])
+    p.add_argument("--reason", required=True)
+
+    sub.add_parser("deposit-suspense", help="list the deposits held because they could not be credited")
+
     args = parser.parse_args(argv)
+    if args.command == "review-bank-account":
+        if not args.reason.strip():
+            sys.exit("--reason must not be empty")
+        status = review_bank_account(
+            _database_url(), args.account_id, args.decision == "approve", args.reason
+        )
+        print(f"bank account {args.account_id}: {status}")
+        return
     if args.command == "halt-withdrawals":
         if not args.reason.strip():
             sys.exit("--reason must not be empty")
@@ -133,6 +183,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     engine = sync_engine(_database_url())
     with Session(engine) as session:
+        if args.command == "deposit-suspense":
+            for row in open_deposit_suspense(session):
+                print("  ".join(row))
+            return
         if args.command == "create-staff":
             password = getpass.getpass() if args.password == "-" else args.password
             shown = create_staff(session, args.email, args.role, password)

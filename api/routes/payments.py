@@ -701,7 +701,7 @@ async def list_bank_accounts(user: Customer, engine: EngineDep) -> list[BankAcco
     "/bank-accounts/{account_id}/confirm",
     response_model=BankAccountOut,
     dependencies=[RequireTotp],
-    responses=problem_responses(401, 403, 404, 409),
+    responses=problem_responses(401, 403, 404, 409, 422, 429),
 )
 async def confirm_bank_account(
     account_id: uuid.UUID, user: Customer, engine: EngineDep, settings: SettingsDep, request: Request

@@ -162,8 +162,16 @@ async def test_a_strangers_payment_cannot_redirect_gbp_withdrawals(stack: Stack,
         )
     r = await _withdraw(stack, customer, bank_account_id=own["id"])
     assert r.status_code == 201, r.text
-    assert own["account_number"] in r.json()["destination"]
-    assert STRANGER["payer_account_number"] not in r.json()["destination"]
+    wid = r.json()["id"]
+
+    async def completed() -> bool:
+        async with stack.http() as c:
+            got = await c.get(f"/api/v1/withdrawals/{wid}", headers=customer.headers())
+        return bool(got.json()["status"] == "COMPLETED")
+
+    await wait_for(completed)
+    payouts = [p for p in stack.bank_state.payouts.values() if p.external_id == wid]
+    assert [p.destination.get("account_number") for p in payouts] == [own["account_number"]]
 
     # Ops review the held account: rejected, it stays unusable for good.
     done = _cli(database_url, "review-bank-account", theirs["id"], "reject", "--reason", "not the customer")

@@ -4,6 +4,7 @@ after the required confirmations."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 from sqlalchemy import text
 
 from models.payments import CryptoPollInput, CryptoPollResult
+from services import payments
+from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 from temporal import task_queues
 from tests.payments.conftest import Customer, Stack, balance, make_user
 from workflows.deposits import CryptoDepositPollWorkflow
@@ -179,3 +182,42 @@ async def test_one_transaction_paying_two_customers_credits_each(stack: Stack) -
     assert (await balance(stack, alice.id, "BTC"))[0] == Decimal("0.011")
     assert [h[2] for h in await _held(stack, tx)] == ["repeated_output"]
     assert await _alerts(stack, tx) == 1
+
+
+async def test_a_deposit_credited_before_outputs_were_keyed_is_not_credited_again(stack: Stack) -> None:
+    """A deposit credited under the old key (provider + tx id) and carried over by migration 0012 (its
+    receiving address as output): the poller and a direct credit both find it and post nothing."""
+    alice = await make_user(stack)
+    a_addr = await _address(stack, alice)
+    dep = await _send(stack, "BTC", "0.04", a_addr)
+    old_id = payments.deposit_id("kraken", dep["tx_id"])  # how deposits were keyed before 0012
+    ledger = Ledger(stack.engine)
+    async with stack.engine.begin() as conn:
+        account = await ledger.customer_account(alice.id, "BTC", conn)
+        posted = await ledger.post(
+            Posting(
+                reference_type="deposit", reference_id=old_id, step="credit", kind="deposit",
+                legs=[Leg(account, "BTC", Decimal("0.04")),
+                      Leg(House(HouseAccount.provider("kraken")), "BTC", Decimal("-0.04"))],
+            ),
+            conn,
+        )  # fmt: skip
+        await conn.execute(
+            text(
+                "INSERT INTO deposits (id, user_id, currency, amount, payment_method, provider, "
+                "provider_tx_id, output, status, ledger_transaction_id, details) "
+                "VALUES (:id, :u, 'BTC', 0.04, 'CRYPTO', "
+                "'kraken', :tx, :o, 'CONFIRMED', :t, CAST(:d AS jsonb))"
+            ),
+            {"id": old_id, "u": alice.id, "tx": dep["tx_id"], "o": a_addr, "t": posted.transaction_id,
+             "d": json.dumps({"address": a_addr, "confirmations": 2})},
+        )  # fmt: skip
+
+    await _poll(stack)
+    again = await payments.credit_crypto_deposit(
+        stack.engine, ledger, provider="kraken", tx_id=dep["tx_id"], currency="BTC",
+        amount=Decimal("0.04"), address=a_addr, confirmations=2,
+    )  # fmt: skip
+    assert (again.deposit_id, again.replayed) == (old_id, True)
+    assert await _credits(stack, dep["tx_id"]) == [(alice.id, "CONFIRMED", Decimal("0.04"))]
+    assert (await balance(stack, alice.id, "BTC"))[0] == Decimal("0.04")

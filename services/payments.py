@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -136,6 +137,25 @@ def deposit_problem(currency: str, amount: Decimal, *, fiat_only: bool = False) 
             "amount_finer_than_scale", f"{amount} {currency} is finer than {SCALES[currency]} decimal places"
         )
     return None
+
+
+_SORT_CODE = re.compile(r"^[0-9]{6}$")
+_ACCOUNT_NUMBER = re.compile(r"^[0-9]{8}$")
+
+
+def bank_payment_problem(payment: BankPayment) -> Uncreditable | None:
+    """None when the bank's payment can be credited as reported; else why not (checked at the webhook,
+    and again by the deposit saga, so a bad field is never a retry loop against a column limit)."""
+    if not 0 < len(payment.bank_tx_id) <= 100 or len(payment.reference) > 100:
+        return Uncreditable(
+            "malformed_payment", "the transaction id or the reference has an impossible length"
+        )
+    payer = (payment.payer_sort_code, payment.payer_account_number)
+    if any(payer) and not (_SORT_CODE.match(payer[0]) and _ACCOUNT_NUMBER.match(payer[1])):
+        return Uncreditable(
+            "malformed_payment", "the payer's sort code or account number is not a UK account"
+        )
+    return deposit_problem(payment.currency, payment.amount, fiat_only=True)
 
 
 async def hold_in_suspense(
@@ -273,7 +293,7 @@ async def credit_bank_deposit(engine: AsyncEngine, ledger: Ledger, payment: Bank
     only to an account the customer has paid in from.
     """
     dep_id = deposit_id("bank", payment.bank_tx_id)
-    problem = deposit_problem(payment.currency, payment.amount, fiat_only=True)
+    problem = bank_payment_problem(payment)
     async with engine.begin() as conn:
         row = await _owner_of_reference(conn, payment.reference)
         user_id: uuid.UUID | None = row[0] if row else None

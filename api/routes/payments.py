@@ -126,7 +126,7 @@ def _received_payment(data: dict[str, Any]) -> tuple[BankPayment | None, payment
         payment = BankPayment.model_validate(data)
     except ValueError:  # pydantic's ValidationError
         return None, _MALFORMED_PAYMENT
-    return payment, payments.deposit_problem(payment.currency, payment.amount, fiat_only=True)
+    return payment, payments.bank_payment_problem(payment)
 
 
 @router.post(

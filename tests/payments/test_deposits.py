@@ -190,6 +190,12 @@ async def test_signed_impossible_bank_events_are_held_in_suspense_with_an_alert_
         f"fps_nan_{tag}": ({"currency": "GBP", "amount": "NaN"}, "malformed_payment"),
         f"fps_float_{tag}": ({"currency": "GBP", "amount": 10.5}, "amount_not_a_string"),
         f"fps_noref_{tag}": ({"currency": "GBP", "amount": "10.00", "reference": None}, "malformed_payment"),
+        # Longer than the column it would land in: was a retry loop against the database.
+        "fps_" + "x" * 120 + f"_{tag}": ({"currency": "GBP", "amount": "10.00"}, "malformed_payment"),
+        f"fps_sortcode_{tag}": (
+            {"currency": "GBP", "amount": "10.00", "payer_sort_code": "11-22-33"},
+            "malformed_payment",
+        ),
     }
     caplog.set_level(logging.WARNING, logger="broker.payments")
     async with stack.http() as c:

@@ -551,6 +551,8 @@ async def credit_crypto_deposit(
     """
     output = deposit_output(address, output_index)
     problem = deposit_problem(currency, amount)
+    if not 0 < len(tx_id) <= 100 or len(output) > 140:
+        problem = Uncreditable("malformed_deposit", "the transaction id or address has an impossible length")
     async with engine.begin() as conn:
         owners = (
             await conn.execute(

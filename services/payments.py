@@ -464,8 +464,42 @@ async def confirm_bank_account(
 ) -> ConfirmedBankAccount:
     """The customer (TOTP checked by the caller) confirms a payer account as theirs: it can receive GBP
     withdrawals from `now + cooling_off`. Confirming again changes nothing. Held or rejected accounts
-    (the holder name did not match) cannot be confirmed by the customer."""
+    (the holder name did not match) cannot be confirmed by the customer. An account recorded before
+    the name check existed is checked now, and held for review if the name does not match."""
     now = now or datetime.now(UTC)
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT b.status, b.sort_code, b.account_number, b.holder_name, b.usable_from, "
+                    "b.name_match, u.first_name, u.last_name FROM bank_accounts b "
+                    "JOIN users u ON u.id = b.user_id WHERE b.id = :id AND b.user_id = :u FOR UPDATE OF b"
+                ),
+                {"id": account_id, "u": user_id},
+            )
+        ).first()
+        if row is None:
+            raise BankAccountRefused("not_found", "no such bank account", 404)
+        status = row[0]
+        if status == "UNCONFIRMED" and row[5] is None:  # recorded before 0012: never name-checked
+            check = check_payee(row[3], customer_name(row[6], row[7]))
+            status = "HELD_FOR_REVIEW" if check.result is NameMatch.NO_MATCH else status
+            await conn.execute(
+                text(
+                    "UPDATE bank_accounts SET name_match = :m, name_score = :sc, status = :s WHERE id = :id"
+                ),
+                {"m": check.result.value, "sc": check.score, "s": status, "id": account_id},
+            )
+            if status == "HELD_FOR_REVIEW":
+                await alert(
+                    conn, "ops.alert.payer_name_mismatch", target_type="bank_account",
+                    target_id=str(account_id), user_id=str(user_id), name_score=check.score,
+                )  # fmt: skip
+    if status == "HELD_FOR_REVIEW":
+        raise BankAccountRefused(
+            "bank_account_held_for_review",
+            "the account holder's name does not match yours; our team is reviewing it",
+        )
     async with engine.begin() as conn:
         row = (
             await conn.execute(
@@ -475,9 +509,7 @@ async def confirm_bank_account(
                 ),
                 {"id": account_id, "u": user_id},
             )
-        ).first()
-        if row is None:
-            raise BankAccountRefused("not_found", "no such bank account", 404)
+        ).one()
         status = row[0]
         if status == "HELD_FOR_REVIEW":
             raise BankAccountRefused(

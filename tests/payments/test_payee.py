@@ -210,3 +210,42 @@ async def test_a_close_match_is_confirmed_by_the_customer_and_a_held_one_after_o
     assert (await _accounts(stack, customer))[joint["payer_account_number"]]["status"] == "UNCONFIRMED"
     r = await _confirm(stack, customer, other["id"])  # ops approval does not skip the customer's TOTP
     assert r.status_code == 200 and r.json()["status"] == "CONFIRMED", r.text
+
+
+async def test_an_account_trusted_before_the_name_check_is_checked_when_confirmed(stack: Stack) -> None:
+    """Accounts recorded before migration 0012 were made verified with no name check (possibly by a
+    stranger's payment); the migration left them UNCONFIRMED with no name result. Confirming checks now."""
+    customer = await make_user(stack)
+    legacy = {"Mallory Evil": "70000001", "A Customer": "70000002"}
+    async with stack.engine.begin() as conn:
+        for name, number in legacy.items():
+            await conn.execute(
+                text(
+                    "INSERT INTO bank_accounts (id, user_id, holder_name, sort_code, account_number, "
+                    "verified, verified_by) "
+                    "VALUES (gen_random_uuid(), :u, :n, '300000', :a, true, 'inbound_payment')"
+                ),
+                {"u": customer.id, "n": name, "a": number},
+            )
+    accounts = await _accounts(stack, customer)
+    theirs, own = accounts[legacy["Mallory Evil"]], accounts[legacy["A Customer"]]
+    assert (theirs["status"], theirs["name_match"]) == ("UNCONFIRMED", None)
+
+    r = await _confirm(stack, customer, theirs["id"])
+    assert (r.status_code, r.json()["code"]) == (409, "bank_account_held_for_review"), r.text
+    after = (await _accounts(stack, customer))[legacy["Mallory Evil"]]
+    assert (after["status"], after["name_match"]) == ("HELD_FOR_REVIEW", "no_match")
+    async with stack.engine.connect() as conn:
+        alerts = (
+            await conn.execute(
+                text(
+                    "SELECT count(*) FROM audit_log WHERE action = 'ops.alert.payer_name_mismatch' AND target_id = :t"
+                ),
+                {"t": theirs["id"]},
+            )
+        ).scalar_one()
+    assert alerts == 1
+
+    r = await _confirm(stack, customer, own["id"])
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["name_match"]) == ("CONFIRMED", "match")

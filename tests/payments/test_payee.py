@@ -239,7 +239,8 @@ async def test_an_account_trusted_before_the_name_check_is_checked_when_confirme
         alerts = (
             await conn.execute(
                 text(
-                    "SELECT count(*) FROM audit_log WHERE action = 'ops.alert.payer_name_mismatch' AND target_id = :t"
+                    "SELECT count(*) FROM audit_log "
+                    "WHERE action = 'ops.alert.payer_name_mismatch' AND target_id = :t"
                 ),
                 {"t": theirs["id"]},
             )

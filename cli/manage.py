@@ -114,6 +114,26 @@ def review_bank_account(url: str, account_id: str, approve: bool, reason: str) -
     return asyncio.run(run())
 
 
+def resolve_deposit_suspense(url: str, suspense_id: str, reason: str) -> bool:
+    """Close a held deposit once ops have dealt with it (the reason is audited)."""
+    import asyncio
+    import uuid
+
+    from models.database import async_engine
+    from services import payments
+
+    async def run() -> bool:
+        engine = async_engine(url, pool_size=1, max_overflow=0)
+        try:
+            return await payments.resolve_suspense(
+                engine, suspense_id=uuid.UUID(suspense_id), actor_id=None, actor_type="cli", reason=reason
+            )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 def open_deposit_suspense(session: Session) -> list[tuple[str, ...]]:
     """Deposits reported to us that could not be credited (verbatim), oldest first."""
     from sqlalchemy import text
@@ -162,6 +182,10 @@ def main(argv: list[str] | None = None) -> None:
 
     sub.add_parser("deposit-suspense", help="list the deposits held because they could not be credited")
 
+    p = sub.add_parser("resolve-deposit-suspense", help="close a held deposit once dealt with")
+    p.add_argument("suspense_id")
+    p.add_argument("--reason", required=True)
+
     args = parser.parse_args(argv)
     if args.command == "review-bank-account":
         if not args.reason.strip():
@@ -170,6 +194,13 @@ def main(argv: list[str] | None = None) -> None:
             _database_url(), args.account_id, args.decision == "approve", args.reason
         )
         print(f"bank account {args.account_id}: {status}")
+        return
+    if args.command == "resolve-deposit-suspense":
+        if not args.reason.strip():
+            sys.exit("--reason must not be empty")
+        if not resolve_deposit_suspense(_database_url(), args.suspense_id, args.reason):
+            sys.exit(f"no open held deposit {args.suspense_id}")
+        print(f"held deposit {args.suspense_id}: RESOLVED")
         return
     if args.command == "halt-withdrawals":
         if not args.reason.strip():

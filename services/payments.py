@@ -213,6 +213,29 @@ async def hold_in_suspense(
     return True
 
 
+async def resolve_suspense(
+    engine: AsyncEngine, *, suspense_id: uuid.UUID, actor_id: uuid.UUID | None, actor_type: str, reason: str
+) -> bool:
+    """Ops close a held deposit once dealt with (returned to the sender, credited by hand through the
+    ledger, or found bogus); the reason is audited. False if there is no such OPEN item."""
+    async with engine.begin() as conn:
+        done = (
+            await conn.execute(
+                text(
+                    "UPDATE deposit_suspense SET status = 'RESOLVED', resolved_at = now() "
+                    "WHERE id = :id AND status = 'OPEN' RETURNING id"
+                ),
+                {"id": suspense_id},
+            )
+        ).first()
+        if done is not None:
+            await audit(
+                conn, "deposit_suspense.resolved", actor_id=actor_id, actor_type=actor_type,
+                target_type="deposit_suspense", target_id=str(suspense_id), reason=reason,
+            )  # fmt: skip
+    return done is not None
+
+
 async def _owner_of_reference(conn: AsyncConnection, reference: str) -> tuple[uuid.UUID, str, str] | None:
     """(user id, email, name on file) of the customer the reference belongs to."""
     row = (

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -156,6 +159,13 @@ async def test_deposit_email_is_sent(stack: Stack) -> None:
     await wait_for(mailed)
 
 
+def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
 def _raw_event(tx_id: str, **data: object) -> bytes:
     return json.dumps(
         {"id": f"evt_{tx_id}", "type": "payment.received", "data": {"bank_tx_id": tx_id, **data}}
@@ -175,7 +185,7 @@ async def _suspense(stack: Stack, external_id: str) -> list[tuple[str, str, str,
 
 
 async def test_signed_impossible_bank_events_are_held_in_suspense_with_an_alert_and_acknowledged(
-    stack: Stack, caplog: pytest.LogCaptureFixture
+    stack: Stack, caplog: pytest.LogCaptureFixture, database_url: str
 ) -> None:
     """Issue 11 item 16: a validly signed `currency: "BTC"` credited BTC from bank:cash; negative and
     sub-penny amounts left the deposit saga retrying for ever. Now each is held, acknowledged, alerted."""
@@ -227,6 +237,21 @@ async def test_signed_impossible_bank_events_are_held_in_suspense_with_an_alert_
     assert sorted(a[0] for a in alerts) == sorted(cases)  # one alert each, none for the redelivery
     logged = [r.getMessage() for r in caplog.records if "ops.alert.deposit_held" in r.getMessage()]
     assert any(f"fps_btc_{tag}" in m for m in logged)
+
+    # Ops see them in the operator CLI and close one once dealt with.
+    listed = _cli(database_url, "deposit-suspense")
+    assert listed.returncode == 0 and f"fps_btc_{tag}" in listed.stdout, listed.stderr
+    async with stack.engine.connect() as conn:
+        item = (
+            await conn.execute(
+                text("SELECT id FROM deposit_suspense WHERE external_id = :x"), {"x": f"fps_btc_{tag}"}
+            )
+        ).scalar_one()
+    done = _cli(database_url, "resolve-deposit-suspense", str(item), "--reason", "returned to sender")
+    assert done.returncode == 0, done.stderr
+    assert (await _suspense(stack, f"fps_btc_{tag}"))[0][3] == "RESOLVED"
+    again = _cli(database_url, "resolve-deposit-suspense", str(item), "--reason", "twice")
+    assert again.returncode != 0
 
 
 async def test_a_deposit_saga_given_an_impossible_payment_finishes_held_instead_of_retrying(

@@ -14,6 +14,7 @@ type strings (see `ERRORS`).
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -27,6 +28,7 @@ from temporalio.exceptions import ApplicationError
 
 from config import Settings
 from models.assets import FIAT
+from models.market import VenueDeposit
 from models.payments import (
     AttentionNotice,
     BankPayment,
@@ -134,41 +136,62 @@ class PaymentActivities:
         """Credit every deposit the providers report as confirmed that we have not credited yet.
 
         Credited means: the venue reports it complete (`ok`, it has credited our omnibus) and it has at
-        least `min_confirmations`. Each credit is keyed by provider + chain tx id, so overlapping
-        polls credit once.
+        least `min_confirmations`. Each credit is keyed by provider + chain tx id + output, so overlapping
+        polls credit once and a transaction paying two customers credits both.
+
+        Each deposit is handled on its own: one we cannot credit (an asset we do not list, an amount
+        finer than our scale) is held in suspense with an ops alert, and one that fails for any other
+        reason is logged as an error and tried again next poll; neither stops the deposits after it.
         """
         out = CryptoPollResult()
         for name in data.providers or [self._settings.crypto_deposit_provider]:
             adapter = self._adapter(name)
-            try:
-                deposits = await adapter.deposits()
-            except RetryableVenueError:
-                raise
+            deposits = await adapter.deposits()
             for dep in deposits:
                 activity.heartbeat(dep.tx_id)
                 if dep.status != "ok" or dep.confirmations < data.min_confirmations:
                     out.waiting += 1
                     continue
-                if await payments.deposit_already_credited(self._engine, name, dep.tx_id):
-                    continue
-                result = await payments.credit_crypto_deposit(
-                    self._engine,
-                    self._ledger,
-                    provider=name,
-                    tx_id=dep.tx_id,
-                    currency=dep.currency,
-                    amount=dep.amount,
-                    address=dep.address,
-                    confirmations=dep.confirmations,
-                )
-                if result.replayed:
-                    continue
-                if result.user_id is None:
-                    out.suspense += 1
-                else:
-                    out.credited += 1
-                    await self.notify_deposit(result)
+                try:
+                    await self._credit_one(name, dep, out)
+                except Exception as e:  # isolation: this deposit waits for the next poll, the rest go on
+                    out.errors += 1
+                    log.error(
+                        json.dumps(
+                            {"alert": "ops.alert.deposit_poll_failed", "provider": name, "tx_id": dep.tx_id,
+                             "address": dep.address, "venue_ref": dep.venue_ref, "error": type(e).__name__}
+                        )
+                    )  # fmt: skip
         return out
+
+    async def _credit_one(self, provider: str, dep: VenueDeposit, out: CryptoPollResult) -> None:
+        output = payments.deposit_output(dep.address, dep.output_index)
+        if await payments.crypto_deposit_handled(self._engine, provider, dep.tx_id, output, dep.venue_ref):
+            return
+        result = await payments.credit_crypto_deposit(
+            self._engine,
+            self._ledger,
+            provider=provider,
+            tx_id=dep.tx_id,
+            currency=dep.currency,
+            amount=dep.amount,
+            address=dep.address,
+            confirmations=dep.confirmations,
+            output_index=dep.output_index,
+            venue_ref=dep.venue_ref,
+        )
+        if result.status == payments.DEPOSIT_HELD:
+            out.held += 1
+        elif result.replayed:
+            return
+        elif result.user_id is None:
+            out.suspense += 1
+        else:
+            out.credited += 1
+            try:
+                await self.notify_deposit(result)
+            except ApplicationError:  # credited; the email is best effort
+                log.warning("deposit %s credited but the email failed", result.deposit_id)
 
     # --- withdrawals -----------------------------------------------------------------------
 

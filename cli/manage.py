@@ -168,6 +168,61 @@ def approval_token(url: str, email: str, withdrawal_id: str, action: str, code: 
     return asyncio.run(run())
 
 
+def review_bank_account(url: str, account_id: str, approve: bool, reason: str) -> str:
+    """Ops decide on a payer account held because its holder name did not match the customer's:
+    approved, the customer may confirm it (TOTP, cooling-off); rejected, it never receives withdrawals."""
+    import asyncio
+    import uuid
+
+    from models.database import async_engine
+    from services import payments
+
+    async def run() -> str:
+        engine = async_engine(url, pool_size=1, max_overflow=0)
+        try:
+            return await payments.review_bank_account(
+                engine, account_id=uuid.UUID(account_id), approve=approve, actor_id=None, reason=reason
+            )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def resolve_deposit_suspense(url: str, suspense_id: str, reason: str) -> bool:
+    """Close a held deposit once ops have dealt with it (the reason is audited)."""
+    import asyncio
+    import uuid
+
+    from models.database import async_engine
+    from services import payments
+
+    async def run() -> bool:
+        engine = async_engine(url, pool_size=1, max_overflow=0)
+        try:
+            return await payments.resolve_suspense(
+                engine, suspense_id=uuid.UUID(suspense_id), actor_id=None, actor_type="cli", reason=reason
+            )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def open_deposit_suspense(session: Session) -> list[tuple[str, ...]]:
+    """Deposits reported to us that could not be credited (verbatim), oldest first."""
+    from sqlalchemy import text
+
+    rows = session.execute(
+        text(
+            "SELECT created_at, id, source, external_id, output, currency, amount, reason, "
+            "coalesce(CAST(user_id AS text), '-') FROM deposit_suspense "
+            "WHERE status = 'OPEN' ORDER BY created_at"
+        )
+    ).all()
+    return [tuple(str(v) for v in r) for r in rows]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -204,10 +259,36 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--totp", help="the current code from your authenticator; default: prompt")
     p.add_argument("--reason", default="", help="resolve_*: the reason you will send with the resolution")
 
+    p = sub.add_parser("review-bank-account", help="approve or reject a payer account held on its name")
+    p.add_argument("account_id")
+    p.add_argument("decision", choices=["approve", "reject"])
+    p.add_argument("--reason", required=True)
+
+    sub.add_parser("deposit-suspense", help="list the deposits held because they could not be credited")
+
+    p = sub.add_parser("resolve-deposit-suspense", help="close a held deposit once dealt with")
+    p.add_argument("suspense_id")
+    p.add_argument("--reason", required=True)
+
     args = parser.parse_args(argv)
     if args.command == "approval-token":
         code = args.totp or getpass.getpass("TOTP code: ")
         print(approval_token(_database_url(), args.email, args.withdrawal_id, args.action, code, args.reason))
+        return
+    if args.command == "review-bank-account":
+        if not args.reason.strip():
+            sys.exit("--reason must not be empty")
+        status = review_bank_account(
+            _database_url(), args.account_id, args.decision == "approve", args.reason
+        )
+        print(f"bank account {args.account_id}: {status}")
+        return
+    if args.command == "resolve-deposit-suspense":
+        if not args.reason.strip():
+            sys.exit("--reason must not be empty")
+        if not resolve_deposit_suspense(_database_url(), args.suspense_id, args.reason):
+            sys.exit(f"no open held deposit {args.suspense_id}")
+        print(f"held deposit {args.suspense_id}: RESOLVED")
         return
     if args.command == "halt-withdrawals":
         if not args.reason.strip():
@@ -221,6 +302,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     engine = sync_engine(_database_url())
     with Session(engine) as session:
+        if args.command == "deposit-suspense":
+            for row in open_deposit_suspense(session):
+                print("  ".join(row))
+            return
         if args.command == "create-staff":
             password = getpass.getpass() if args.password == "-" else args.password
             shown = create_staff(session, args.email, args.role, password)

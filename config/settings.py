@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     # "customer" (taken from the customer's withdrawal fee, the house covering any excess).
     crypto_network_fee_payer: Literal["house", "customer"] = "house"
     decision_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)  # staff approval tokens
+    # A payer account the customer confirmed (TOTP) can receive GBP withdrawals only after this long:
+    # time for the confirmation email to reach a customer whose login was taken over. The dev stack
+    # sets it short so `make demo` need not wait a day.
+    bank_account_cooling_off_seconds: float = Field(default=24 * 3600, ge=0)
     bank_webhook_tolerance_seconds: int = 300
     crypto_provider: str = "binance"  # the omnibus crypto is withdrawn from (seed §5)
     # The omnibus crypto is deposited to: it must mint a fresh address per customer (Kraken does; Binance

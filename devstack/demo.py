@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -105,7 +106,10 @@ class Demo:
 
     def deposit(self, reference: str, amount: str) -> None:
         before = self.gbp()
-        httpx.post(f"{self.bank_url}/_control/payments", json={"reference": reference, "amount": amount})
+        httpx.post(
+            f"{self.bank_url}/_control/payments",
+            json={"reference": reference, "amount": amount, "payer_name": "MS DANA DEMO"},
+        )
         self.wait("the deposit", lambda: self.gbp() == before + Decimal(amount))
 
     def withdrawal(self, wid: str, *statuses: str) -> dict[str, Any]:
@@ -122,7 +126,9 @@ class Demo:
         email = f"demo-{uuid.uuid4().hex[:8]}@example.com"
         self.step(f"Register {email}")
         self.call(
-            "POST", "/api/v1/auth/register", json={"email": email, "password": PASSWORD}
+            "POST",
+            "/api/v1/auth/register",
+            json={"email": email, "password": PASSWORD, "first_name": "Dana", "last_name": "Demo"},
         ).raise_for_status()
 
         self.step("Verify the email (link read from the mail sink)")
@@ -180,11 +186,27 @@ class Demo:
             print("   no BTC to sell (the order endpoint did not fill)")
         self.balances()
 
-        self.step("Withdraw £500 to my bank account (the one I paid in from)")
+        self.step("Confirm my bank account (the one I paid in from) for withdrawals, with my TOTP code")
+        account = self.call("GET", "/api/v1/bank-accounts", headers=self.h()).json()[0]
+        print(
+            f"   {account['holder_name']} {account['sort_code']} {account['account_number']}: name check {account['name_match']}"
+        )
+        r = self.call("POST", f"/api/v1/bank-accounts/{account['id']}/confirm", headers=self.h(totp=True))
+        r.raise_for_status()
+        usable_from = r.json()["usable_from"]
+        print(
+            f"   confirmed; usable from {usable_from} (cooling-off, short under make run; an email was sent)"
+        )
+        wait_s = datetime.fromisoformat(usable_from).timestamp() - time.time()
+        if wait_s > 120:
+            sys.exit("the cooling-off period is long here: run the demo under `make run` (it sets 5 s)")
+        time.sleep(max(wait_s, 0) + 0.5)
+
+        self.step("Withdraw £500 to that account")
         r = self.call(
             "POST",
             "/api/v1/withdrawals",
-            json={"currency": "GBP", "amount": "500.00"},
+            json={"currency": "GBP", "amount": "500.00", "bank_account_id": account["id"]},
             headers=self.h(totp=True),
         )
         w = self.withdrawal(r.json()["id"], "COMPLETED", "FAILED")
@@ -196,7 +218,7 @@ class Demo:
         r = self.call(
             "POST",
             "/api/v1/withdrawals",
-            json={"currency": "GBP", "amount": "12000.00"},
+            json={"currency": "GBP", "amount": "12000.00", "bank_account_id": account["id"]},
             headers=self.h(totp=True),
         )
         big = self.withdrawal(r.json()["id"], "AWAITING_APPROVAL")

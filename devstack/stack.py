@@ -121,6 +121,10 @@ class Stack:
         shown["Migrations"] = "applied"
 
         env = {"DATABASE_URL": database_url, "TEMPORAL_ADDRESS": temporal_address, **sandbox_env(s)}
+        # A confirmed bank account waits out its cooling-off (24 h by default) before it can be paid:
+        # short here so `make demo` can withdraw, unless set explicitly.
+        if s.environment != "production" and "bank_account_cooling_off_seconds" not in s.model_fields_set:
+            env["BANK_ACCOUNT_COOLING_OFF_SECONDS"] = "5"
         if (ROOT / "sandbox" / "__main__.py").exists():
             for off in SANDBOX_OFFSETS.values():
                 ensure_free(s.sandbox_port + off, "sandbox_port")

@@ -153,6 +153,8 @@ class VenueDeposit(BaseModel):
     confirmations: int = 0
     status: str  # "pending" | "ok" | "failed"
     timestamp: datetime | None = None
+    venue_ref: str | None = None  # the venue's own id for this deposit record (Kraken refid, Binance id)
+    output_index: int | None = None  # the output of the transaction, when the venue reports it
 
 
 class VenueWithdrawal(BaseModel):

@@ -48,7 +48,8 @@ _STATUS_SQL = ", ".join(f"'{s.value}'" for s in WithdrawalStatus)
 class Deposit(SQLModel, table=True):
     __tablename__ = "deposits"
     __table_args__ = (
-        UniqueConstraint("provider", "provider_tx_id", name="uq_deposits_provider_tx"),
+        # One row per output: a chain transaction can pay several of our addresses (0012).
+        UniqueConstraint("provider", "provider_tx_id", "output", name="uq_deposits_provider_tx_output"),
         CheckConstraint("amount > 0", name="ck_deposits_amount_pos"),
         Index("ix_deposits_user_created", "user_id", "created_at"),
     )
@@ -67,6 +68,36 @@ class Deposit(SQLModel, table=True):
     details: dict[str, Any] | None = Field(default=None, sa_column=jsonb())  # payer, address, confirmations
     created_at: datetime | None = Field(default=None, sa_column=timestamp())
     confirmed_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
+    # Which output of the transaction this is: "" for a bank payment, the receiving address (with
+    # "#<index>" when the venue reports an output index) for an on-chain deposit (0012).
+    output: str = Field(default="", max_length=140, sa_column_kwargs={"server_default": ""})
+
+
+class DepositSuspense(SQLModel, table=True):
+    """A deposit we were told about but cannot credit (an unlisted asset, an amount finer than our scale, a
+    signed bank event with an impossible currency or amount). Nothing is booked and nothing is rounded:
+    the raw values wait here, OPEN, for ops (an alert was raised when the row was written)."""
+
+    __tablename__ = "deposit_suspense"
+    __table_args__ = (
+        UniqueConstraint("source", "external_id", "output", name="uq_deposit_suspense_source_tx"),
+        CheckConstraint("status IN ('OPEN', 'RESOLVED')", name="ck_deposit_suspense_status"),
+        Index("ix_deposit_suspense_status_created", "status", "created_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    source: str = Field(max_length=50)  # "bank" or the venue that reported it
+    external_id: str = Field(max_length=200)  # the bank's transaction id / the chain tx id
+    output: str = Field(default="", max_length=140, sa_column_kwargs={"server_default": ""})
+    user_id: uuid.UUID | None = Field(default=None, foreign_key="users.id")
+    currency: str = Field(max_length=20)  # as reported (may be one we do not hold)
+    amount: str = Field(max_length=100)  # as reported, verbatim: never rounded or parsed into money
+    reason: str = Field(max_length=50)  # a stable code, e.g. "unlisted_asset", "amount_finer_than_scale"
+    detail: str | None = None
+    payload: dict[str, Any] | None = Field(default=None, sa_column=jsonb())
+    status: str = Field(default="OPEN", max_length=20, sa_column_kwargs={"server_default": "OPEN"})
+    created_at: datetime | None = Field(default=None, sa_column=timestamp())
+    resolved_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
 
 
 class Withdrawal(SQLModel, table=True):
@@ -120,13 +151,31 @@ class DepositReference(SQLModel, table=True):
     created_at: datetime | None = Field(default=None, sa_column=timestamp())
 
 
+class BankAccountStatus(StrEnum):
+    """Whether a payer account may receive the customer's GBP withdrawals (0012).
+
+    Money arriving under a customer's reference proves only that someone knows the reference, so a
+    payer account starts UNCONFIRMED (its holder name matched or closely matched the customer's name)
+    or HELD_FOR_REVIEW (no match: ops decide). The customer confirms it with TOTP → CONFIRMED, usable
+    from `usable_from` (after the cooling-off period). Ops can REJECT a held one."""
+
+    UNCONFIRMED = "UNCONFIRMED"
+    HELD_FOR_REVIEW = "HELD_FOR_REVIEW"
+    CONFIRMED = "CONFIRMED"
+    REJECTED = "REJECTED"
+
+
+_BANK_ACCOUNT_STATUS_SQL = ", ".join(f"'{s.value}'" for s in BankAccountStatus)
+
+
 class BankAccount(SQLModel, table=True):
-    """A customer's own bank account. Verified when money arrived from it under their reference: GBP
-    withdrawals go only back to an account the customer has paid in from (closed loop)."""
+    """A customer's own bank account. `verified` means money arrived from it under their reference; it
+    can receive GBP withdrawals (closed loop) only once CONFIRMED and past `usable_from`."""
 
     __tablename__ = "bank_accounts"
     __table_args__ = (
         UniqueConstraint("user_id", "sort_code", "account_number", name="uq_bank_accounts_user_account"),
+        CheckConstraint(f"status IN ({_BANK_ACCOUNT_STATUS_SQL})", name="ck_bank_accounts_status"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -137,6 +186,14 @@ class BankAccount(SQLModel, table=True):
     verified: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
     verified_by: str | None = Field(default=None, max_length=50)
     created_at: datetime | None = Field(default=None, sa_column=timestamp())
+    # Added by 0012: the name check (Confirmation of Payee model) and the customer's TOTP confirmation.
+    status: str = Field(
+        default="UNCONFIRMED", max_length=20, sa_column_kwargs={"server_default": "UNCONFIRMED"}
+    )
+    name_match: str | None = Field(default=None, max_length=12)  # "match" | "close_match" | "no_match"
+    name_score: int | None = None  # 0-100, the fuzzy similarity of holder and customer names
+    confirmed_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
+    usable_from: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
 
 
 class WithdrawalAddress(SQLModel, table=True):
@@ -256,8 +313,10 @@ class CryptoPollInput(BaseModel):
 
 class CryptoPollResult(BaseModel):
     credited: int = 0
-    suspense: int = 0
+    suspense: int = 0  # booked to the suspense account (nobody owns the address)
     waiting: int = 0
+    held: int = 0  # not booked: in `deposit_suspense` for ops (unlisted asset, finer than our scale)
+    errors: int = 0  # failed this poll for another reason; tried again next poll
 
 
 class Destination(BaseModel):

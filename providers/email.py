@@ -145,3 +145,19 @@ def deposit_credited(*, currency: str, amount: Decimal, balance: Decimal) -> Ema
         text=line + "\n",
         html=_page("Deposit credited", html.escape(line)),
     )
+
+
+def bank_account_confirmed(*, account_ending: str, usable_from: datetime) -> EmailMessage:
+    """Sent when a bank account is confirmed as a withdrawal destination: if the customer's login was
+    taken over, this mail and the cooling-off period are their chance to stop it."""
+    stamp = usable_from.strftime("%Y-%m-%d %H:%M UTC")
+    first = f"The bank account ending {account_ending} was confirmed for GBP withdrawals."
+    second = f"It can receive withdrawals from {stamp}."
+    third = "If this was not you, contact support and change your password now: we will stop it."
+    return EmailMessage(
+        subject="A bank account was added for withdrawals",
+        text=f"{first}\n{second}\n\n{third}\n",
+        html=_page(
+            "A bank account was added for withdrawals", html.escape(first), html.escape(second), third
+        ),
+    )

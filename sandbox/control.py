@@ -20,6 +20,9 @@ The control API (`/_control/...`, JSON with string amounts) also resets the venu
 books, prices and fees, credits deposits and lists every order, so tests can assert "exactly one
 order at the venue". `POST /_control/deposits {"asset", "amount", "confirmations"?, "tx_id"?, "address"?}`
 pays into `address` (one the venue handed out for that asset; default the account's first), else 400.
+Reusing a `tx_id` makes another output of the same chain transaction (one payout paying two of our
+customers' addresses), listed as its own record in the deposit history, as the venues do. Assets the
+broker does not list (`VenueConfig.custody_only_assets`, e.g. USDT) can be deposited too.
 """
 
 from __future__ import annotations

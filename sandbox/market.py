@@ -320,6 +320,9 @@ class VenueConfig:
     # Histories (withdrawals) are served in pages of at most this many rows, newest first, as Binance does
     # (its maximum is 1000); tests lower it to prove a caller reads every page.
     history_page_size: int = 1000
+    # Assets the venue holds in custody (deposit addresses, deposit history) but the broker does not list,
+    # as every real venue has hundreds: a customer can send one to their address by mistake.
+    custody_only_assets: frozenset[str] = frozenset({"USDT", "SOL"})
 
 
 class Venue:
@@ -647,7 +650,8 @@ class Venue:
         """The account's deposit address for `asset`; `new` mints a fresh one (as Kraken's `new=true`).
 
         Every address belongs to the omnibus: a deposit to any of them credits the same balance."""
-        if asset not in self.free and asset not in {s.base for s in self.specs.values()}:
+        listed = asset in self.free or asset in {s.base for s in self.specs.values()}
+        if not listed and asset not in self.config.custody_only_assets:
             raise VenueReject("unknown_asset", f"unknown asset {asset}")
         if new or asset not in self.addresses:
             prefix = {"BTC": "bc1q", "ETH": "0x", "BNB": "bnb1"}.get(asset, "addr")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from typing import Any, Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from models.assets import CRYPTO, FIAT, Direction, check_scale, round_for_house
+from models.assets import CRYPTO, FIAT, SCALES, Direction, PrecisionError, check_scale, round_for_house
 from models.payments import (
     FINAL_WITHDRAWAL_STATUSES,
     BankPayment,
@@ -49,6 +50,7 @@ from services.limits import (
     lock_customer,
     rolling_24h_sum,
 )
+from services.payee import NameMatch, check_payee, customer_name
 
 log = logging.getLogger("broker.payments")
 
@@ -112,6 +114,167 @@ async def audit(
 
 # --- deposits -----------------------------------------------------------------------------------
 
+DEPOSIT_HELD = "HELD_FOR_REVIEW"  # DepositResult.status of a deposit put in `deposit_suspense`
+_MAX_DEPOSIT = Decimal(10) ** 17  # NUMERIC(36,18) holds 18 integer digits; no real payment comes near
+
+
+@dataclass(frozen=True, slots=True)
+class Uncreditable:
+    """Why a reported deposit cannot be booked as it stands: a stable `code` and words for ops."""
+
+    code: str
+    detail: str
+
+
+def deposit_problem(currency: str, amount: Decimal, *, fiat_only: bool = False) -> Uncreditable | None:
+    """None when `amount` of `currency` can be credited exactly; else why not. Never rounds: an amount
+    finer than our scale is not ours to trim (either way it would create or lose money)."""
+    if currency not in SCALES or (fiat_only and currency not in FIAT):
+        wanted = "GBP" if fiat_only else "one of " + ", ".join(sorted(SCALES))
+        return Uncreditable("unlisted_asset", f"{currency!r} is not an asset we hold (expected {wanted})")
+    if not amount.is_finite() or amount <= 0:
+        return Uncreditable("amount_not_positive", f"{amount} is not a positive amount")
+    if amount >= _MAX_DEPOSIT:
+        return Uncreditable("amount_too_large", f"{amount} {currency} is beyond any real deposit")
+    try:
+        check_scale(currency, amount)
+    except PrecisionError:
+        return Uncreditable(
+            "amount_finer_than_scale", f"{amount} {currency} is finer than {SCALES[currency]} decimal places"
+        )
+    return None
+
+
+_SORT_CODE = re.compile(r"^[0-9]{6}$")
+_ACCOUNT_NUMBER = re.compile(r"^[0-9]{8}$")
+
+
+def bank_payment_problem(payment: BankPayment) -> Uncreditable | None:
+    """None when the bank's payment can be credited as reported; else why not (checked at the webhook,
+    and again by the deposit saga, so a bad field is never a retry loop against a column limit)."""
+    if not 0 < len(payment.bank_tx_id) <= 100 or len(payment.reference) > 100:
+        return Uncreditable(
+            "malformed_payment", "the transaction id or the reference has an impossible length"
+        )
+    payer = (payment.payer_sort_code, payment.payer_account_number)
+    if any(payer) and not (_SORT_CODE.match(payer[0]) and _ACCOUNT_NUMBER.match(payer[1])):
+        return Uncreditable(
+            "malformed_payment", "the payer's sort code or account number is not a UK account"
+        )
+    return deposit_problem(payment.currency, payment.amount, fiat_only=True)
+
+
+async def hold_in_suspense(
+    conn: AsyncConnection,
+    *,
+    source: str,
+    external_id: str,
+    output: str = "",
+    user_id: uuid.UUID | None,
+    currency: str,
+    amount: str,
+    problem: Uncreditable,
+    payload: dict[str, Any],
+) -> bool:
+    """Record a deposit we cannot credit (verbatim, nothing booked) and alert ops, once per deposit.
+
+    Returns True the first time; a repeated report (the next poll, a redelivered webhook) changes
+    nothing and raises no second alert."""
+    inserted = (
+        await conn.execute(
+            text(
+                "INSERT INTO deposit_suspense (id, source, external_id, output, user_id, currency, amount, "
+                "reason, detail, payload) VALUES (:id, :s, :x, :o, :u, :c, :a, :r, :d, CAST(:p AS jsonb)) "
+                "ON CONFLICT (source, external_id, output) DO NOTHING RETURNING id"
+            ),
+            {
+                "id": uuid.uuid4(),
+                "s": source,
+                "x": external_id[:200],
+                "o": output[:140],
+                "u": user_id,
+                "c": currency[:20],
+                "a": amount[:100],
+                "r": problem.code,
+                "d": problem.detail,
+                "p": json.dumps(payload, default=str),
+            },
+        )
+    ).first()
+    if inserted is None:
+        return False
+    await alert(
+        conn,
+        "ops.alert.deposit_held",
+        target_type="deposit_suspense",
+        target_id=str(inserted[0]),
+        source=source,
+        external_id=external_id[:200],
+        output=output[:140],
+        user_id=str(user_id) if user_id else None,
+        currency=currency[:20],
+        amount=amount[:100],
+        reason=problem.code,
+    )
+    return True
+
+
+async def resolve_suspense(
+    engine: AsyncEngine, *, suspense_id: uuid.UUID, actor_id: uuid.UUID | None, actor_type: str, reason: str
+) -> bool:
+    """Ops close a held deposit once dealt with (returned to the sender, credited by hand through the
+    ledger, or found bogus); the reason is audited. False if there is no such OPEN item."""
+    async with engine.begin() as conn:
+        done = (
+            await conn.execute(
+                text(
+                    "UPDATE deposit_suspense SET status = 'RESOLVED', resolved_at = now() "
+                    "WHERE id = :id AND status = 'OPEN' RETURNING id"
+                ),
+                {"id": suspense_id},
+            )
+        ).first()
+        if done is not None:
+            await audit(
+                conn, "deposit_suspense.resolved", actor_id=actor_id, actor_type=actor_type,
+                target_type="deposit_suspense", target_id=str(suspense_id), reason=reason,
+            )  # fmt: skip
+    return done is not None
+
+
+async def _owner_of_reference(conn: AsyncConnection, reference: str) -> tuple[uuid.UUID, str, str] | None:
+    """(user id, email, name on file) of the customer the reference belongs to."""
+    row = (
+        await conn.execute(
+            text(
+                "SELECT r.user_id, u.email, u.first_name, u.last_name FROM deposit_references r "
+                "JOIN users u ON u.id = r.user_id WHERE r.reference = :ref"
+            ),
+            {"ref": reference.strip().upper()},
+        )
+    ).first()
+    return (row[0], row[1], customer_name(row[2], row[3])) if row else None
+
+
+async def hold_bank_event(
+    engine: AsyncEngine, *, external_id: str, data: dict[str, Any], problem: Uncreditable
+) -> None:
+    """A validly signed `payment.received` that cannot be a real Faster Payment (wrong currency, a
+    negative or sub-penny amount, missing fields): suspense and an ops alert, no credit, no saga."""
+    reference = data.get("reference")
+    async with engine.begin() as conn:
+        owner = await _owner_of_reference(conn, reference) if isinstance(reference, str) else None
+        await hold_in_suspense(
+            conn,
+            source="bank",
+            external_id=external_id,
+            user_id=owner[0] if owner else None,
+            currency=str(data.get("currency", "")),
+            amount=str(data.get("amount", "")),
+            problem=problem,
+            payload=data,
+        )
+
 
 async def _credit(
     conn: AsyncConnection,
@@ -159,23 +322,36 @@ async def credit_bank_deposit(engine: AsyncEngine, ledger: Ledger, payment: Bank
     only to an account the customer has paid in from.
     """
     dep_id = deposit_id("bank", payment.bank_tx_id)
+    problem = bank_payment_problem(payment)
     async with engine.begin() as conn:
-        row = (
-            await conn.execute(
-                text("SELECT r.user_id, u.email FROM deposit_references r JOIN users u ON u.id = r.user_id "
-                     "WHERE r.reference = :ref"),
-                {"ref": payment.reference.strip().upper()},
-            )
-        ).first()  # fmt: skip
+        row = await _owner_of_reference(conn, payment.reference)
         user_id: uuid.UUID | None = row[0] if row else None
         email: str | None = row[1] if row else None
+        if problem is not None:  # the webhook refuses these; a saga started with one must still finish
+            await hold_in_suspense(
+                conn,
+                source="bank",
+                external_id=payment.bank_tx_id,
+                user_id=user_id,
+                currency=payment.currency,
+                amount=str(payment.amount),
+                problem=problem,
+                payload=payment.model_dump(mode="json"),
+            )
+            return DepositResult(
+                deposit_id=dep_id,
+                user_id=None,
+                currency=payment.currency,
+                amount=payment.amount if payment.amount.is_finite() else ZERO,
+                status=DEPOSIT_HELD,
+            )
         details = payment.model_dump(mode="json", exclude={"amount", "bank_tx_id"})
         await conn.execute(
             text(
                 "INSERT INTO deposits (id, user_id, currency, amount, payment_method, provider, "
                 "provider_tx_id, "
                 "reference, status, details) VALUES (:id, :u, :c, :a, 'BANK_TRANSFER', 'bank', :tx, :ref, "
-                "'PENDING', CAST(:d AS jsonb)) ON CONFLICT (provider, provider_tx_id) DO NOTHING"
+                "'PENDING', CAST(:d AS jsonb)) ON CONFLICT (provider, provider_tx_id, output) DO NOTHING"
             ),
             {
                 "id": dep_id,
@@ -206,22 +382,8 @@ async def credit_bank_deposit(engine: AsyncEngine, ledger: Ledger, payment: Bank
             ),
             {"s": status, "t": tx_id, "id": dep_id},
         )
-        if user_id is not None and payment.payer_sort_code and payment.payer_account_number:
-            await conn.execute(
-                text(
-                    "INSERT INTO bank_accounts (id, user_id, holder_name, sort_code, account_number, "
-                    "verified, "
-                    "verified_by) VALUES (:id, :u, :n, :sc, :an, true, 'inbound_payment') "
-                    "ON CONFLICT (user_id, sort_code, account_number) DO UPDATE SET verified = true"
-                ),
-                {
-                    "id": uuid.uuid4(),
-                    "u": user_id,
-                    "n": payment.payer_name or "account holder",
-                    "sc": payment.payer_sort_code,
-                    "an": payment.payer_account_number,
-                },
-            )
+        if row is not None and payment.payer_sort_code and payment.payer_account_number:
+            await record_payer_account(conn, row[0], row[2], payment)
         if user_id is None and not replayed:
             await alert(
                 conn,
@@ -245,6 +407,188 @@ async def credit_bank_deposit(engine: AsyncEngine, ledger: Ledger, payment: Bank
     )
 
 
+def deposit_output(address: str | None, output_index: int | None = None) -> str:
+    """Which output of a chain transaction a deposit is: one transaction can pay several of our
+    addresses (two customers in one exchange payout), and each is a deposit of its own."""
+    base = address or ""
+    return base if output_index is None else f"{base}#{output_index}"
+
+
+def crypto_deposit_id(provider: str, tx_id: str, output: str) -> uuid.UUID:
+    """The id of a deposit first seen after deposits were keyed per output (rows recorded before keep
+    their old id, which `credit_crypto_deposit` reads back, so their ledger key is unchanged)."""
+    return uuid.uuid5(_NS, f"{provider}:{tx_id}:{output}")
+
+
+async def record_payer_account(
+    conn: AsyncConnection, user_id: uuid.UUID, name_on_file: str, payment: BankPayment
+) -> None:
+    """Remember the account a customer's deposit came from, as a *candidate* withdrawal destination.
+
+    Anyone who knows a customer's reference can pay in under it, so the account is usable only after
+    its holder name matches the customer's (`services.payee`), the customer confirms it with TOTP and
+    the cooling-off period has passed. A name that does not match is held for review with an ops alert.
+    """
+    check = check_payee(payment.payer_name, name_on_file)
+    status = "HELD_FOR_REVIEW" if check.result is NameMatch.NO_MATCH else "UNCONFIRMED"
+    inserted = (
+        await conn.execute(
+            text(
+                "INSERT INTO bank_accounts (id, user_id, holder_name, sort_code, account_number, verified, "
+                "verified_by, status, name_match, name_score) "
+                "VALUES (:id, :u, :n, :sc, :an, true, 'inbound_payment', :s, :m, :score) "
+                "ON CONFLICT (user_id, sort_code, account_number) DO NOTHING RETURNING id"
+            ),
+            {
+                "id": uuid.uuid4(),
+                "u": user_id,
+                "n": (payment.payer_name or "")[:140],
+                "sc": payment.payer_sort_code,
+                "an": payment.payer_account_number,
+                "s": status,
+                "m": check.result.value,
+                "score": check.score,
+            },
+        )
+    ).first()
+    if inserted is not None and check.result is NameMatch.NO_MATCH:
+        await alert(
+            conn,
+            "ops.alert.payer_name_mismatch",
+            target_type="bank_account",
+            target_id=str(inserted[0]),
+            user_id=str(user_id),
+            bank_tx_id=payment.bank_tx_id,
+            name_score=check.score,
+        )
+
+
+class BankAccountRefused(Exception):
+    """A bank account action the account's state does not allow. `code` is stable."""
+
+    def __init__(self, code: str, reason: str, status: int = 409) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmedBankAccount:
+    id: uuid.UUID
+    sort_code: str
+    account_number: str
+    holder_name: str
+    usable_from: datetime
+    newly_confirmed: bool
+
+
+async def confirm_bank_account(
+    engine: AsyncEngine,
+    *,
+    user_id: uuid.UUID,
+    account_id: uuid.UUID,
+    cooling_off: timedelta,
+    now: datetime | None = None,
+) -> ConfirmedBankAccount:
+    """The customer (TOTP checked by the caller) confirms a payer account as theirs: it can receive GBP
+    withdrawals from `now + cooling_off`. Confirming again changes nothing. Held or rejected accounts
+    (the holder name did not match) cannot be confirmed by the customer. An account recorded before
+    the name check existed is checked now, and held for review if the name does not match."""
+    now = now or datetime.now(UTC)
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT b.status, b.sort_code, b.account_number, b.holder_name, b.usable_from, "
+                    "b.name_match, u.first_name, u.last_name FROM bank_accounts b "
+                    "JOIN users u ON u.id = b.user_id WHERE b.id = :id AND b.user_id = :u FOR UPDATE OF b"
+                ),
+                {"id": account_id, "u": user_id},
+            )
+        ).first()
+        if row is None:
+            raise BankAccountRefused("not_found", "no such bank account", 404)
+        status = row[0]
+        if status == "UNCONFIRMED" and row[5] is None:  # recorded before 0012: never name-checked
+            check = check_payee(row[3], customer_name(row[6], row[7]))
+            status = "HELD_FOR_REVIEW" if check.result is NameMatch.NO_MATCH else status
+            await conn.execute(
+                text(
+                    "UPDATE bank_accounts SET name_match = :m, name_score = :sc, status = :s WHERE id = :id"
+                ),
+                {"m": check.result.value, "sc": check.score, "s": status, "id": account_id},
+            )
+            if status == "HELD_FOR_REVIEW":
+                await alert(
+                    conn, "ops.alert.payer_name_mismatch", target_type="bank_account",
+                    target_id=str(account_id), user_id=str(user_id), name_score=check.score,
+                )  # fmt: skip
+    if status == "HELD_FOR_REVIEW":
+        raise BankAccountRefused(
+            "bank_account_held_for_review",
+            "the account holder's name does not match yours; our team is reviewing it",
+        )
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT status, sort_code, account_number, holder_name, usable_from FROM bank_accounts "
+                    "WHERE id = :id AND user_id = :u FOR UPDATE"
+                ),
+                {"id": account_id, "u": user_id},
+            )
+        ).one()
+        status = row[0]
+        if status == "HELD_FOR_REVIEW":
+            raise BankAccountRefused(
+                "bank_account_held_for_review",
+                "the account holder's name does not match yours; our team is reviewing it",
+            )
+        if status == "REJECTED":
+            raise BankAccountRefused("bank_account_rejected", "this account cannot receive withdrawals")
+        if status == "CONFIRMED":
+            return ConfirmedBankAccount(account_id, row[1], row[2], row[3], row[4], newly_confirmed=False)
+        usable_from = now + cooling_off
+        await conn.execute(
+            text(
+                "UPDATE bank_accounts SET status = 'CONFIRMED', confirmed_at = :now, usable_from = :uf "
+                "WHERE id = :id"
+            ),
+            {"now": now, "uf": usable_from, "id": account_id},
+        )
+        await audit(
+            conn, "bank_account.confirmed", actor_id=user_id, actor_type="user", target_type="bank_account",
+            target_id=str(account_id), usable_from=usable_from.isoformat(),
+        )  # fmt: skip
+    return ConfirmedBankAccount(account_id, row[1], row[2], row[3], usable_from, newly_confirmed=True)
+
+
+async def review_bank_account(
+    engine: AsyncEngine, *, account_id: uuid.UUID, approve: bool, actor_id: uuid.UUID | None, reason: str
+) -> str:
+    """Ops decide on a held payer account: approved, the customer may confirm it (TOTP, cooling-off);
+    rejected, it can never receive withdrawals. Returns the new status."""
+    new_status = "UNCONFIRMED" if approve else "REJECTED"
+    async with engine.begin() as conn:
+        done = (
+            await conn.execute(
+                text(
+                    "UPDATE bank_accounts SET status = :s WHERE id = :id AND status = 'HELD_FOR_REVIEW' "
+                    "RETURNING id"
+                ),
+                {"s": new_status, "id": account_id},
+            )
+        ).first()
+        if done is None:
+            raise BankAccountRefused("not_held", "no bank account held for review with that id", 404)
+        await audit(
+            conn, f"bank_account.review.{'approved' if approve else 'rejected'}", actor_id=actor_id,
+            actor_type="staff", target_type="bank_account", target_id=str(account_id), reason=reason,
+        )  # fmt: skip
+    return new_status
+
+
 async def credit_crypto_deposit(
     engine: AsyncEngine,
     ledger: Ledger,
@@ -255,9 +599,21 @@ async def credit_crypto_deposit(
     amount: Decimal,
     address: str | None,
     confirmations: int,
+    output_index: int | None = None,
+    venue_ref: str | None = None,
 ) -> DepositResult:
-    """Credit a confirmed on-chain deposit to the customer whose provider address received it, once."""
-    dep_id = deposit_id(provider, tx_id)
+    """Credit a confirmed on-chain deposit to the customer whose provider address received it, once.
+
+    Keyed by provider + chain tx id + output (the receiving address), so a transaction paying two
+    customers credits each. A deposit we cannot book exactly (an asset we do not list, an amount finer
+    than our scale) is not credited and not rounded: it goes to `deposit_suspense` with an ops alert.
+    `venue_ref` is the venue's own id for the deposit record: a second record for the same tx and
+    address (two outputs to one address) is held for ops rather than taken for a repeat.
+    """
+    output = deposit_output(address, output_index)
+    problem = deposit_problem(currency, amount)
+    if not 0 < len(tx_id) <= 100 or len(output) > 140:
+        problem = Uncreditable("malformed_deposit", "the transaction id or address has an impossible length")
     async with engine.begin() as conn:
         owners = (
             await conn.execute(
@@ -272,23 +628,75 @@ async def credit_crypto_deposit(
         # Exactly one owner, or nobody: an address shared by customers can't be attributed.
         user_id: uuid.UUID | None = owners[0][0] if len(owners) == 1 else None
         email: str | None = owners[0][1] if len(owners) == 1 else None
+        held_as = None
+        if problem is None:
+            existing = (
+                await conn.execute(
+                    text(
+                        "SELECT details->>'venue_ref' FROM deposits "
+                        "WHERE provider = :p AND provider_tx_id = :tx AND output = :o"
+                    ),
+                    {"p": provider, "tx": tx_id, "o": output},
+                )
+            ).first()
+            if existing is not None and existing[0] and venue_ref and existing[0] != venue_ref:
+                problem = Uncreditable(
+                    "repeated_output",
+                    f"a second deposit record ({venue_ref}, first {existing[0]}) for the same transaction "
+                    "and address: a second output, or the venue listing one twice",
+                )
+                held_as = f"{output}@{venue_ref}"
+        if problem is not None:
+            await hold_in_suspense(
+                conn,
+                source=provider,
+                external_id=tx_id,
+                output=held_as or output,
+                user_id=user_id,
+                currency=currency,
+                amount=format(amount, "f") if amount.is_finite() else str(amount),
+                problem=problem,
+                payload={"address": address, "confirmations": confirmations, "venue_ref": venue_ref,
+                         "output_index": output_index},
+            )  # fmt: skip
+            return DepositResult(
+                deposit_id=crypto_deposit_id(provider, tx_id, held_as or output),
+                user_id=None,
+                currency=currency,
+                amount=amount if amount.is_finite() else ZERO,
+                status=DEPOSIT_HELD,
+            )
         await conn.execute(
             text(
                 "INSERT INTO deposits (id, user_id, currency, amount, payment_method, provider, "
-                "provider_tx_id, "
-                "status, details) VALUES (:id, :u, :c, :a, 'CRYPTO', :p, :tx, 'PENDING', CAST(:d AS jsonb)) "
-                "ON CONFLICT (provider, provider_tx_id) DO NOTHING"
+                "provider_tx_id, output, status, details) "
+                "VALUES (:id, :u, :c, :a, 'CRYPTO', :p, :tx, :o, 'PENDING', CAST(:d AS jsonb)) "
+                "ON CONFLICT (provider, provider_tx_id, output) DO NOTHING"
             ),
             {
-                "id": dep_id,
+                "id": crypto_deposit_id(provider, tx_id, output),
                 "u": user_id,
                 "c": currency,
                 "a": amount,
                 "p": provider,
                 "tx": tx_id,
-                "d": json.dumps({"address": address, "confirmations": confirmations}),
+                "o": output,
+                "d": json.dumps(
+                    {"address": address, "confirmations": confirmations, "venue_ref": venue_ref,
+                     "output_index": output_index}
+                ),
             },
-        )
+        )  # fmt: skip
+        # The row's own id: a deposit recorded before 0012 keeps its old id and so its ledger key.
+        dep_id, user_id = (
+            await conn.execute(
+                text(
+                    "SELECT id, user_id FROM deposits "
+                    "WHERE provider = :p AND provider_tx_id = :tx AND output = :o"
+                ),
+                {"p": provider, "tx": tx_id, "o": output},
+            )
+        ).one()  # fmt: skip
         ledger_tx, replayed, balance = await _credit(
             conn,
             ledger,
@@ -298,7 +706,7 @@ async def credit_crypto_deposit(
             amount=amount,
             house=HouseAccount.provider(provider),
             kind="deposit",
-            metadata={"provider": provider, "tx_id": tx_id, "address": address},
+            metadata={"provider": provider, "tx_id": tx_id, "address": address, "output": output},
         )
         status = "CONFIRMED" if user_id else "SUSPENSE"
         await conn.execute(
@@ -328,19 +736,38 @@ async def credit_crypto_deposit(
         status=status,
         replayed=replayed,
         balance_after=balance,
-        email=email,
+        email=email if user_id else None,
     )
 
 
-async def deposit_already_credited(engine: AsyncEngine, provider: str, tx_id: str) -> bool:
+async def crypto_deposit_handled(
+    engine: AsyncEngine, provider: str, tx_id: str, output: str, venue_ref: str | None = None
+) -> bool:
+    """Whether this output of the transaction was already credited (customer or suspense) or held for
+    ops; a cheap read so each poll over the venue's history posts nothing for old deposits."""
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                text("SELECT status FROM deposits WHERE provider = :p AND provider_tx_id = :t"),
-                {"p": provider, "t": tx_id},
+                text(
+                    "SELECT status, details->>'venue_ref' FROM deposits "
+                    "WHERE provider = :p AND provider_tx_id = :t AND output = :o"
+                ),
+                {"p": provider, "t": tx_id, "o": output},
             )
         ).first()
-    return row is not None and row[0] in ("CONFIRMED", "SUSPENSE")
+        if row is not None and row[0] in ("CONFIRMED", "SUSPENSE"):
+            if not row[1] or not venue_ref or row[1] == venue_ref:
+                return True
+        held = (
+            await conn.execute(
+                text(
+                    "SELECT 1 FROM deposit_suspense WHERE source = :p AND external_id = :t "
+                    "AND output IN (:o, :held)"
+                ),
+                {"p": provider, "t": tx_id, "o": output, "held": f"{output}@{venue_ref}"},
+            )
+        ).first()
+    return held is not None
 
 
 # --- withdrawals: acceptance ------------------------------------------------------------------
@@ -436,7 +863,7 @@ async def accept_withdrawal(
         if status != "ACTIVE":
             raise WithdrawalRefused("account_not_active", f"the account is {status.lower()}", 403)
         if currency in FIAT:
-            dest = await _bank_destination(conn, user_id, bank_account_id)
+            dest = await _bank_destination(conn, user_id, bank_account_id, now)
             provider = "bank"
         else:
             dest = await _crypto_destination(conn, user_id, currency, address_id, now)
@@ -580,14 +1007,18 @@ async def discard_withdrawal(conn: AsyncConnection, withdrawal_id: uuid.UUID, *,
 
 
 async def _bank_destination(
-    conn: AsyncConnection, user_id: uuid.UUID, bank_account_id: uuid.UUID | None
+    conn: AsyncConnection, user_id: uuid.UUID, bank_account_id: uuid.UUID | None, now: datetime
 ) -> Destination:
+    """The named account, if it can receive GBP: one the customer paid in from, whose holder name was
+    checked, that they confirmed with TOTP, past its cooling-off period. There is no default account:
+    guessing the destination is how a stranger's payment could redirect a withdrawal."""
+    if bank_account_id is None:
+        raise WithdrawalRefused("bank_account_required", "name the bank account to pay (bank_account_id)")
     row = (
         await conn.execute(
             text(
-                "SELECT id, sort_code, account_number, holder_name FROM bank_accounts "
-                "WHERE user_id = :u AND verified AND (CAST(:b AS uuid) IS NULL OR id = CAST(:b AS uuid)) "
-                "ORDER BY created_at DESC LIMIT 1"
+                "SELECT id, sort_code, account_number, holder_name, status, usable_from FROM bank_accounts "
+                "WHERE user_id = :u AND id = :b AND verified"
             ),
             {"u": user_id, "b": bank_account_id},
         )
@@ -596,6 +1027,20 @@ async def _bank_destination(
         raise WithdrawalRefused(
             "no_verified_bank_account",
             "GBP can only be withdrawn to a bank account you have paid in from; make a deposit first",
+        )
+    if row[4] == "HELD_FOR_REVIEW":
+        raise WithdrawalRefused(
+            "bank_account_held_for_review",
+            "the account holder's name does not match yours; it is under review",
+        )
+    if row[4] != "CONFIRMED":
+        raise WithdrawalRefused(
+            "bank_account_unconfirmed", "confirm this bank account (with your authenticator code) first"
+        )
+    if row[5] is None or row[5] > now:
+        raise WithdrawalRefused(
+            "bank_account_cooling_down",
+            f"a newly confirmed account can be paid from {row[5].isoformat() if row[5] else 'later'}",
         )
     return Destination(
         kind="bank", bank_account_id=row[0], sort_code=row[1], account_number=row[2], holder_name=row[3]

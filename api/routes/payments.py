@@ -7,6 +7,7 @@ string. Customers only ever see their own records: another customer's id answers
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import uuid
@@ -38,6 +39,7 @@ from config import Settings
 from models.api import DecimalStr
 from models.assets import CRYPTO, FIAT, SCALES, quantum
 from models.payments import BankPayment, Destination, WithdrawalInput, WithdrawalState
+from providers import email as templates
 from providers.bank import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -46,6 +48,7 @@ from providers.bank import (
     InvalidWebhook,
     verify_webhook,
 )
+from providers.email import EmailDeliveryError, EmailSender
 from providers.exchanges.base import ExecutionAdapter, UnsupportedByVenue, VenueError
 from services import payments
 from services.decision_tokens import DecisionTokens
@@ -115,13 +118,31 @@ class WebhookAck(BaseModel):
     workflow_id: str | None = None
 
 
+_MALFORMED_PAYMENT = payments.Uncreditable(
+    "malformed_payment", "the payment's fields are missing or mistyped"
+)
+
+
+def _received_payment(data: dict[str, Any]) -> tuple[BankPayment | None, payments.Uncreditable | None]:
+    """The payment in a `payment.received` event, and why it cannot be credited (None: it can)."""
+    if not isinstance(data.get("amount"), str):  # the bank sends amounts as strings; a float is not money
+        return None, payments.Uncreditable("amount_not_a_string", "the amount is not a decimal string")
+    try:
+        payment = BankPayment.model_validate(data)
+    except ValueError:  # pydantic's ValidationError
+        return None, _MALFORMED_PAYMENT
+    return payment, payments.bank_payment_problem(payment)
+
+
 @router.post(
     "/webhooks/bank",
     response_model=WebhookAck,
     responses=problem_responses(400, 401),
     include_in_schema=True,
 )
-async def bank_webhook(request: Request, settings: SettingsDep, client: TemporalDep) -> WebhookAck:
+async def bank_webhook(
+    request: Request, settings: SettingsDep, client: TemporalDep, engine: EngineDep
+) -> WebhookAck:
     """The bank's signed event (payment received, payout completed or failed)."""
     body = await request.body()
     try:
@@ -141,11 +162,20 @@ async def bank_webhook(request: Request, settings: SettingsDep, client: Temporal
         data = event["data"]
         if not isinstance(data, dict):
             raise TypeError("data is not an object")
-        # Checked here, not where it's used: a signed event with bad fields is a 400, not a 500.
-        payment = BankPayment.model_validate(data) if kind == "payment.received" else None
-    except (ValueError, KeyError, TypeError) as e:  # pydantic's ValidationError is a ValueError
+    except (ValueError, KeyError, TypeError) as e:
         raise ProblemError(400, "malformed_event", "not a bank event") from e
-    if payment is not None:
+    if kind == "payment.received":
+        # Checked here, at the edge: a signed event that cannot be a real Faster Payment (not GBP, not a
+        # positive whole number of pence, fields missing) is held in suspense with an ops alert and
+        # acknowledged, so the bank stops redelivering it and no saga retries it for ever.
+        payment, problem = _received_payment(data)
+        if payment is None or problem is not None:
+            tx = data.get("bank_tx_id")
+            external_id = tx if isinstance(tx, str) and tx else "event:" + hashlib.sha256(body).hexdigest()
+            await payments.hold_bank_event(
+                engine, external_id=external_id, data=data, problem=problem or _MALFORMED_PAYMENT
+            )
+            return WebhookAck(status="held")
         wf_id = deposit_workflow_id(payment.bank_tx_id)
         try:
             await client.start_workflow(
@@ -392,7 +422,7 @@ class WithdrawalCreate(BaseModel):
     amount: DecimalStr = Field(description='as a string at the currency\'s scale, e.g. "500.00"')
     address_id: uuid.UUID | None = Field(default=None, description="a whitelisted address (crypto)")
     bank_account_id: uuid.UUID | None = Field(
-        default=None, description="default: your latest verified account"
+        default=None, description="GBP: required, one of your confirmed bank accounts (GET /bank-accounts)"
     )
 
 
@@ -735,22 +765,72 @@ class BankAccountOut(BaseModel):
     sort_code: str
     account_number: str
     verified: bool
+    status: str = Field(description="UNCONFIRMED, HELD_FOR_REVIEW, CONFIRMED or REJECTED")
+    name_match: str | None = Field(description="the holder name against yours: match, close_match, no_match")
+    usable_from: datetime | None = Field(description="when a confirmed account can first receive GBP")
+
+
+_BANK_ACCOUNT_COLUMNS = (
+    "id, holder_name, sort_code, account_number, verified, status, name_match, usable_from"
+)
 
 
 @router.get("/bank-accounts", response_model=list[BankAccountOut], responses=problem_responses(401, 403))
 async def list_bank_accounts(user: Customer, engine: EngineDep) -> list[BankAccountOut]:
-    """Your bank accounts; verified ones (you paid in from them) can receive GBP withdrawals."""
+    """Your bank accounts. One you paid in from becomes a GBP withdrawal destination once you confirm it
+    (if its holder name matches yours) and its cooling-off period has passed."""
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
                 text(
-                    "SELECT id, holder_name, sort_code, account_number, verified FROM bank_accounts "
+                    f"SELECT {_BANK_ACCOUNT_COLUMNS} FROM bank_accounts "
                     "WHERE user_id = :u ORDER BY created_at"
                 ),
                 {"u": user.id},
             )
         ).all()
     return [BankAccountOut.model_validate(dict(r._mapping)) for r in rows]
+
+
+@router.post(
+    "/bank-accounts/{account_id}/confirm",
+    response_model=BankAccountOut,
+    dependencies=[RequireTotp],
+    responses=problem_responses(401, 403, 404, 409, 422, 429),
+)
+async def confirm_bank_account(
+    account_id: uuid.UUID, user: Customer, engine: EngineDep, settings: SettingsDep, request: Request
+) -> BankAccountOut:
+    """Confirm that an account you paid in from is yours (needs `X-TOTP-Code`): it can receive GBP
+    withdrawals after the cooling-off period, and we email you. An account whose holder name does not
+    match yours is reviewed by our team instead (409)."""
+    try:
+        confirmed = await payments.confirm_bank_account(
+            engine,
+            user_id=user.id,
+            account_id=account_id,
+            cooling_off=timedelta(seconds=settings.bank_account_cooling_off_seconds),
+        )
+    except payments.BankAccountRefused as e:
+        raise ProblemError(e.status, e.code, e.reason) from e
+    if confirmed.newly_confirmed:
+        sender: EmailSender = request.app.state.email_sender
+        message = templates.bank_account_confirmed(
+            account_ending=confirmed.account_number[-4:], usable_from=confirmed.usable_from
+        )
+        try:
+            await sender.send(user.email, message)
+        except EmailDeliveryError:  # the confirmation stands; the alert mail is retried by nobody: log it
+            log.error(
+                json.dumps({"event": "bank_account.confirm_email_failed", "bank_account": str(account_id)})
+            )
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(f"SELECT {_BANK_ACCOUNT_COLUMNS} FROM bank_accounts WHERE id = :id"), {"id": account_id}
+            )
+        ).one()
+    return BankAccountOut.model_validate(dict(row._mapping))
 
 
 # --- balances and ledger trail ------------------------------------------------------------

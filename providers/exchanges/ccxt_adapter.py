@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -69,6 +70,7 @@ from providers.exchanges.base import (
     VenueError,
 )
 
+log = logging.getLogger("broker.venues")
 ZERO = Decimal(0)
 
 
@@ -715,24 +717,35 @@ class CcxtAdapter:
         out = []
         for row in rows:
             info = row.get("info") or {}
-            confirmations = 0
-            if isinstance(info.get("confirmTimes"), str):  # Binance: "1/2"
-                confirmations = int(info["confirmTimes"].split("/")[0] or 0)
-            elif info.get("confirmations") is not None:
-                confirmations = int(info["confirmations"])
-            out.append(
-                VenueDeposit(
-                    provider=self.name,
-                    tx_id=str(row.get("txid") or info.get("txId") or info.get("txid") or row.get("id")),
-                    currency=str(row.get("currency") or currency),
-                    amount=_dec(info.get("amount", row.get("amount"))),
-                    address=row.get("address") or info.get("address") or info.get("info"),
-                    confirmations=confirmations,
-                    status=str(row.get("status") or "pending"),
-                    timestamp=_ms_to_dt(row.get("timestamp")),
-                )
-            )
+            try:
+                out.append(self._deposit(row, info, currency))
+            except (ValueError, TypeError, ArithmeticError) as e:
+                # One record we cannot read must not hide the others; it is reported on every poll.
+                log.error(
+                    "deposit record unreadable: venue=%s ref=%s tx=%s (%s)",
+                    self.name, row.get("id"), row.get("txid"), type(e).__name__,
+                )  # fmt: skip
         return out
+
+    def _deposit(self, row: dict[str, Any], info: dict[str, Any], currency: str | None) -> VenueDeposit:
+        confirmations = 0
+        if isinstance(info.get("confirmTimes"), str):  # Binance: "1/2"
+            confirmations = int(info["confirmTimes"].split("/")[0] or 0)
+        elif info.get("confirmations") is not None:
+            confirmations = int(info["confirmations"])
+        index = info.get("vout", info.get("outputIndex"))
+        return VenueDeposit(
+            provider=self.name,
+            tx_id=str(row.get("txid") or info.get("txId") or info.get("txid") or row.get("id")),
+            currency=str(row.get("currency") or currency),
+            amount=_dec(info.get("amount", row.get("amount"))),
+            address=row.get("address") or info.get("address") or info.get("info"),
+            confirmations=confirmations,
+            status=str(row.get("status") or "pending"),
+            timestamp=_ms_to_dt(row.get("timestamp")),
+            venue_ref=str(row["id"]) if row.get("id") is not None else None,
+            output_index=int(index) if index is not None else None,
+        )
 
     async def withdraw(
         self, currency: str, amount: Decimal, address: str, client_id: str, tag: str | None = None

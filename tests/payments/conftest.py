@@ -242,9 +242,9 @@ async def make_user(
     async with stack.engine.begin() as conn:
         await conn.execute(
             text(
-                "INSERT INTO users (id, email, password_hash, kyc_tier, roles, email_verified) "
-                "VALUES (:id, :e, :p, :t, :r, true)"
-            ),
+                "INSERT INTO users (id, email, password_hash, kyc_tier, roles, email_verified, first_name, "
+                "last_name) VALUES (:id, :e, :p, :t, :r, true, 'A', 'Customer')"
+            ),  # the sandbox bank's default payer is "A Customer": their payer accounts match by name
             {"id": user_id, "e": email, "p": hash_password(PASSWORD), "t": tier, "r": roles or []},
         )
     async with stack.http() as c:
@@ -306,3 +306,23 @@ async def deposit_gbp(stack: Stack, customer: Customer, amount: str) -> dict[str
 
     await wait_for(credited)
     return sent
+
+
+async def withdrawal_account(stack: Stack, customer: Customer) -> uuid.UUID:
+    """The customer's payer account made a GBP withdrawal destination as the customer would: confirmed
+    with TOTP through the API; then its cooling-off period is moved into the past (a day later)."""
+    async with stack.http() as c:
+        r = await c.get("/api/v1/bank-accounts", headers=customer.headers())
+        assert r.status_code == 200, r.text
+        account = next(a for a in r.json() if a["status"] in ("UNCONFIRMED", "CONFIRMED"))
+        if account["status"] == "UNCONFIRMED":  # TOTP codes are scarce (one per time step): only once
+            r = await c.post(
+                f"/api/v1/bank-accounts/{account['id']}/confirm", headers=customer.headers(totp=True)
+            )
+            assert r.status_code == 200, r.text
+    async with stack.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE bank_accounts SET usable_from = now() - interval '1 minute' WHERE id = :id"),
+            {"id": account["id"]},
+        )
+    return uuid.UUID(account["id"])

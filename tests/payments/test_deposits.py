@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
+import subprocess
+import sys
 import time
+from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
+from temporalio.service import RPCError
 
+from models.payments import BankPayment
 from providers.bank import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from sandbox.bank import sign
 from services.ledger import HouseAccount, Ledger
+from temporal import task_queues
 from tests.payments.conftest import Stack, balance, deposit_gbp, make_user, wait_for
+from workflows.deposits import DepositWorkflow, deposit_workflow_id
 
 
 def _event(tx_id: str, reference: str, amount: str) -> bytes:
@@ -146,3 +157,122 @@ async def test_deposit_email_is_sent(stack: Stack) -> None:
             return any("Deposit credited" in m.get("subject", "") for m in r.json())
 
     await wait_for(mailed)
+
+
+def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def _raw_event(tx_id: str, **data: object) -> bytes:
+    return json.dumps(
+        {"id": f"evt_{tx_id}", "type": "payment.received", "data": {"bank_tx_id": tx_id, **data}}
+    ).encode()
+
+
+async def _suspense(stack: Stack, external_id: str) -> list[tuple[str, str, str, str]]:
+    async with stack.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT currency, amount, reason, status FROM deposit_suspense "
+                "WHERE source = 'bank' AND external_id = :x"
+            ),
+            {"x": external_id},
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+async def test_signed_impossible_bank_events_are_held_in_suspense_with_an_alert_and_acknowledged(
+    stack: Stack, caplog: pytest.LogCaptureFixture, database_url: str
+) -> None:
+    """Issue 11 item 16: a validly signed `currency: "BTC"` credited BTC from bank:cash; negative and
+    sub-penny amounts left the deposit saga retrying for ever. Now each is held, acknowledged, alerted."""
+    customer = await make_user(stack)
+    reference = await _reference(stack, customer.headers())
+    tag = customer.id.hex[:8]
+    cases: dict[str, tuple[dict[str, Any], str]] = {
+        f"fps_btc_{tag}": ({"currency": "BTC", "amount": "2.5"}, "unlisted_asset"),
+        f"fps_neg_{tag}": ({"currency": "GBP", "amount": "-10.00"}, "amount_not_positive"),
+        f"fps_zero_{tag}": ({"currency": "GBP", "amount": "0.00"}, "amount_not_positive"),
+        f"fps_subpenny_{tag}": ({"currency": "GBP", "amount": "10.001"}, "amount_finer_than_scale"),
+        f"fps_nan_{tag}": ({"currency": "GBP", "amount": "NaN"}, "malformed_payment"),
+        f"fps_float_{tag}": ({"currency": "GBP", "amount": 10.5}, "amount_not_a_string"),
+        f"fps_noref_{tag}": ({"currency": "GBP", "amount": "10.00", "reference": None}, "malformed_payment"),
+        # Longer than the column it would land in: was a retry loop against the database.
+        "fps_" + "x" * 120 + f"_{tag}": ({"currency": "GBP", "amount": "10.00"}, "malformed_payment"),
+        f"fps_sortcode_{tag}": (
+            {"currency": "GBP", "amount": "10.00", "payer_sort_code": "11-22-33"},
+            "malformed_payment",
+        ),
+    }
+    caplog.set_level(logging.WARNING, logger="broker.payments")
+    async with stack.http() as c:
+        for tx, (fields, _) in cases.items():
+            body = _raw_event(tx, **{"reference": reference, "payer_name": "A Customer", **fields})
+            for _ in range(2):  # a redelivery changes nothing
+                r = await c.post("/api/v1/webhooks/bank", content=body, headers=_signed(stack, body))
+                assert r.status_code == 200, r.text
+                assert r.json()["status"] == "held"
+    for tx, (fields, reason) in cases.items():
+        held = await _suspense(stack, tx)
+        assert [(h[2], h[3]) for h in held] == [(reason, "OPEN")], (tx, held)
+        assert held[0][1] == str(fields["amount"])  # verbatim, never rounded
+        assert await _deposit_rows(stack, tx) == []
+        with pytest.raises(RPCError):  # no saga was started for it
+            await stack.client.get_workflow_handle(deposit_workflow_id(tx)).describe()
+    for currency in ("GBP", "BTC"):
+        assert await balance(stack, customer.id, currency) == (Decimal(0), Decimal(0))
+    async with stack.engine.connect() as conn:
+        alerts = (
+            await conn.execute(
+                text(
+                    "SELECT details->>'external_id' FROM audit_log WHERE action = 'ops.alert.deposit_held' "
+                    "AND details->>'external_id' LIKE :t"
+                ),
+                {"t": f"%{tag}"},
+            )
+        ).all()
+    assert sorted(a[0] for a in alerts) == sorted(cases)  # one alert each, none for the redelivery
+    logged = [r.getMessage() for r in caplog.records if "ops.alert.deposit_held" in r.getMessage()]
+    assert any(f"fps_btc_{tag}" in m for m in logged)
+
+    # Ops see them in the operator CLI and close one once dealt with.
+    listed = _cli(database_url, "deposit-suspense")
+    assert listed.returncode == 0 and f"fps_btc_{tag}" in listed.stdout, listed.stderr
+    async with stack.engine.connect() as conn:
+        item = (
+            await conn.execute(
+                text("SELECT id FROM deposit_suspense WHERE external_id = :x"), {"x": f"fps_btc_{tag}"}
+            )
+        ).scalar_one()
+    done = _cli(database_url, "resolve-deposit-suspense", str(item), "--reason", "returned to sender")
+    assert done.returncode == 0, done.stderr
+    assert (await _suspense(stack, f"fps_btc_{tag}"))[0][3] == "RESOLVED"
+    again = _cli(database_url, "resolve-deposit-suspense", str(item), "--reason", "twice")
+    assert again.returncode != 0
+
+
+async def test_a_deposit_saga_given_an_impossible_payment_finishes_held_instead_of_retrying(
+    stack: Stack,
+) -> None:
+    """Defence behind the edge: a saga started with a non-GBP or sub-penny payment (e.g. recorded before
+    the webhook checked) ends HELD_FOR_REVIEW with the payment in suspense; nothing is credited."""
+    customer = await make_user(stack)
+    reference = await _reference(stack, customer.headers())
+    for currency, amount in (("BTC", "2.5"), ("GBP", "0.001")):
+        tx = f"fps_saga_{currency}_{customer.id.hex[:8]}"
+        result = await stack.client.execute_workflow(
+            DepositWorkflow.run,
+            BankPayment(bank_tx_id=tx, amount=Decimal(amount), currency=currency, reference=reference),
+            id=deposit_workflow_id(tx),
+            task_queue=task_queues.PAYMENTS,
+            execution_timeout=timedelta(seconds=20),
+        )
+        assert (result.status, result.user_id) == ("HELD_FOR_REVIEW", None)
+        assert [h[2] for h in await _suspense(stack, tx)] == [
+            "unlisted_asset" if currency == "BTC" else "amount_finer_than_scale"
+        ]
+    for currency in ("GBP", "BTC"):
+        assert await balance(stack, customer.id, currency) == (Decimal(0), Decimal(0))

@@ -23,13 +23,23 @@ from models.payments import Decision, WithdrawalInput
 from services import payments
 from services.decision_tokens import DecisionTokens
 from temporal.search_attributes import ensure_registered
-from tests.payments.conftest import Customer, Stack, balance, deposit_gbp, make_user, wait_for
+from tests.payments.conftest import (
+    Customer,
+    Stack,
+    balance,
+    deposit_gbp,
+    make_user,
+    wait_for,
+    withdrawal_account,
+)
 from workers.registry import Dependencies, build
 from workflows.deposits import DepositWorkflow
 from workflows.withdrawals import WithdrawalWorkflow, withdrawal_workflow_id
 
 
 async def _withdraw(stack: Stack, customer: Customer, body: dict[str, Any]) -> Any:
+    if body.get("currency") == "GBP" and "bank_account_id" not in body:  # a withdrawal names its account
+        body = {**body, "bank_account_id": str(await withdrawal_account(stack, customer))}
     async with stack.http() as c:
         return await c.post("/api/v1/withdrawals", json=body, headers=customer.headers(totp=True))
 
@@ -146,13 +156,15 @@ async def test_reject_releases_the_funds(stack: Stack) -> None:
 
 async def test_above_dual_threshold_needs_two_distinct_approvers(stack: Stack) -> None:
     customer = await make_user(stack)
-    async with stack.engine.begin() as conn:  # a verified bank account and funds, without a £60k webhook
+    account_id = uuid.uuid4()
+    async with stack.engine.begin() as conn:  # a confirmed bank account and funds, without a £60k webhook
         await conn.execute(
             text(
-                "INSERT INTO bank_accounts (id, user_id, holder_name, sort_code, account_number, verified) "
-                "VALUES (:id, :u, 'A Customer', '112233', '44556677', true)"
+                "INSERT INTO bank_accounts (id, user_id, holder_name, sort_code, account_number, verified, "
+                "status, usable_from) VALUES (:id, :u, 'A Customer', '112233', '44556677', true, "
+                "'CONFIRMED', now() - interval '1 day')"
             ),
-            {"id": uuid.uuid4(), "u": customer.id},
+            {"id": account_id, "u": customer.id},
         )
     await deposit_gbp(stack, customer, "60000.00")
     async with stack.engine.begin() as conn:
@@ -162,7 +174,7 @@ async def test_above_dual_threshold_needs_two_distinct_approvers(stack: Stack) -
     async with stack.http() as c:
         r = await c.post(
             "/api/v1/withdrawals",
-            json={"currency": "GBP", "amount": "50000.00"},
+            json={"currency": "GBP", "amount": "50000.00", "bank_account_id": str(account_id)},
             headers=customer.headers(totp=True),
         )
     assert r.status_code == 201, r.text
@@ -180,7 +192,7 @@ async def test_above_dual_threshold_needs_two_distinct_approvers(stack: Stack) -
         amount=Decimal("1000.00"),
         price_gbp=None,
         address_id=None,
-        bank_account_id=None,
+        bank_account_id=account_id,
         policy=payments.WithdrawalPolicy(Decimal("500"), Decimal("900"), {"GBP": Decimal("0.50")}),
         crypto_provider="binance",
     )
@@ -355,7 +367,7 @@ async def test_no_decision_in_72h_rejects_and_releases(stack: Stack, task_queue:
         amount=Decimal("1000.00"),
         price_gbp=None,
         address_id=None,
-        bank_account_id=None,
+        bank_account_id=await withdrawal_account(stack, customer),
         policy=payments.WithdrawalPolicy(Decimal("500"), Decimal("50000"), {"GBP": Decimal("0.50")}),
         crypto_provider="binance",
     )

@@ -964,7 +964,11 @@ class Ledger:
         """
         accounts_checked = 0
         entries_checked = 0
-        async with self._engine.connect() as c:
+        async with self._engine.connect() as conn:
+            # One snapshot for every read below: postings committed while the check runs would otherwise
+            # show an account row from before them beside entries from after (a false "chain has more").
+            c = await conn.execution_options(isolation_level="REPEATABLE READ")
+            await c.execute(text("SET TRANSACTION READ ONLY"))
             accounts = (
                 await c.execute(
                     text(

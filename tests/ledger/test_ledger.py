@@ -369,3 +369,38 @@ async def test_entries_are_immutable_in_the_database(
             conn.execute("DELETE FROM ledger_entries WHERE id = %s", (entry.id,))
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("UPDATE ledger_transactions SET kind = 'x' WHERE id = %s", (entry.transaction_id,))
+
+
+async def test_verify_while_postings_land_reports_no_false_problem(
+    ledger: Ledger, new_account: NewAccount
+) -> None:
+    """`verify` reads one snapshot: postings committed while it walks the accounts are either wholly
+    in what it sees or wholly out of it, never an account row from before beside entries from after."""
+    accounts = [await new_account("GBP", D("1")) for _ in range(4)]
+    stop = asyncio.Event()
+
+    async def keep_posting() -> None:
+        n = 0
+        while not stop.is_set():
+            for acc in accounts:
+                await ledger.post(
+                    Posting(
+                        reference_type="DEPOSIT",
+                        reference_id=uuid.uuid4(),
+                        step="credit",
+                        kind="deposit",
+                        legs=[
+                            Leg(acc, "GBP", D("0.01")),
+                            Leg(House(HouseAccount.BANK_CASH), "GBP", D("-0.01")),
+                        ],
+                    )
+                )
+                n += 1
+
+    writer = asyncio.create_task(keep_posting())
+    try:
+        reports = [await ledger.verify() for _ in range(3)]
+    finally:
+        stop.set()
+        await writer
+    assert all(r.ok for r in reports), [r.first_problem for r in reports if not r.ok]

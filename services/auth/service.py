@@ -440,8 +440,15 @@ async def revoke_session(
 async def _check_current_password(
     session: AsyncSession, cfg: AuthConfig, user: User, password: str, ip: str | None
 ) -> None:
-    """Confirm a sensitive change with the password; wrong guesses count toward the account lock-out."""
+    """Confirm a sensitive change with the password; wrong guesses count toward the account lock-out.
+
+    Guesses are serialised on the same lock as `login` (per account), and the lock-out and the stored
+    hash are read again once it is held: otherwise a burst of parallel guesses would all pass the
+    lock-out check before any of them counted, and one carrying the right password would get through.
+    """
     key = _account_key(user.email)
+    await throttle.serialize(session, key)
+    await session.refresh(user, ["password_hash"])
     now = utcnow()
     wait = await throttle.seconds_locked(session, [key], now)
     if wait is not None:

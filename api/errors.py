@@ -2,6 +2,8 @@
 
 Routes raise `ProblemError` (or let HTTPException / validation errors through); the handlers here
 turn everything into the same JSON. A 5xx never carries a stack trace or an exception message.
+Infrastructure that is down (PostgreSQL, Temporal) is a 503 with `Retry-After` from one handler,
+wherever in the request it was noticed.
 """
 
 from __future__ import annotations
@@ -10,15 +12,56 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
 
 log = logging.getLogger("api.errors")
 
 PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_S = 5
+
+
+class ServiceUnavailable(Exception):
+    """A component the request needs (`database`, `temporal`) cannot be reached. The API answers 503 with
+    `Retry-After`; nothing was done, so the client retries the same request (with its idempotency key)."""
+
+    def __init__(self, component: str) -> None:
+        super().__init__(f"{component} unavailable")
+        self.component = component
+
+
+# Temporal statuses that mean "the cluster could not be reached or could not answer now".
+_TEMPORAL_DOWN = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+}
+# Errors meaning the database could not be reached or dropped the connection (including pool
+# exhaustion and transient server states such as shutdown, deadlock or serialization failure).
+DATABASE_DOWN: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+
+
+def unavailable_component(exc: BaseException) -> str | None:
+    """`database` / `temporal` when `exc` says that component is down, else None."""
+    if isinstance(exc, ServiceUnavailable):
+        return exc.component
+    if isinstance(exc, DATABASE_DOWN) or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated):
+        return "database"
+    if isinstance(exc, RPCError) and exc.status in _TEMPORAL_DOWN:
+        return "temporal"
+    return None
 
 
 class Problem(BaseModel):
@@ -135,7 +178,30 @@ def install(app: FastAPI) -> None:
             request, exc.status_code, code=code, detail=detail, headers=getattr(exc, "headers", None)
         )
 
+    async def _unavailable_or_internal(request: Request, exc: Exception) -> JSONResponse:
+        component = unavailable_component(exc)
+        if component is None:
+            return await _unhandled(request, exc)
+        log.warning(
+            "%s unavailable on %s %s: %s", component, request.method, request.url.path, type(exc).__name__
+        )
+        return problem_response(
+            request,
+            503,
+            code=f"{component}_unavailable",
+            detail=f"the {component} is unavailable; try again shortly",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+    for cls in (ServiceUnavailable, sa_exc.DBAPIError, *DATABASE_DOWN, RPCError):
+        app.add_exception_handler(cls, _unavailable_or_internal)
+
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        component = unavailable_component(exc)
+        if component is not None:  # raised outside the routes (a middleware): same answer
+            return await _unavailable_or_internal(request, exc)
+        log.error(
+            "unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc
+        )
         return problem_response(request, 500, code="internal_error", detail="an internal error occurred")

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from api import auth_deps, errors
 from api.deps import TemporalHandle
+from api.input_guard import ControlCharacterGuard
 from api.middleware import RequestLogMiddleware
 from api.ratelimit import RateLimitMiddleware, RateLimits, SlidingWindowLimiter
 from api.routes import accounts, admin, auth, health, market, orders, payments, ws
@@ -85,6 +86,7 @@ def create_app(
         limiter=app.state.rate_limiter,
         tokens=app.state.auth.tokens,
     )
+    app.add_middleware(ControlCharacterGuard)
     app.add_middleware(RequestLogMiddleware)
     return app
 

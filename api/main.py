@@ -15,7 +15,7 @@ from api.input_guard import ControlCharacterGuard
 from api.middleware import RequestLogMiddleware
 from api.ratelimit import RateLimitMiddleware, RateLimits, SlidingWindowLimiter
 from api.routes import accounts, admin, auth, health, market, orders, payments, ws
-from config import Settings, get_settings
+from config import Settings, get_settings, log_redaction
 from models.database import async_engine, session_factory
 from providers.email import EmailSender
 from providers.exchanges.base import ExecutionAdapter
@@ -37,6 +37,7 @@ def create_app(
     quotes) default to `build_adapters(settings)`, built on first use and closed at shutdown; tests pass
     their own, pointed at in-process sandboxes. `orders_task_queue` defaults to the orders queue."""
     settings = settings or get_settings()
+    log_redaction.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import auth_deps, errors
 from api.deps import TemporalHandle
@@ -89,9 +90,31 @@ def create_app(
     )
     app.add_middleware(ControlCharacterGuard)
     app.add_middleware(RequestLogMiddleware)
+    if settings.forwarded_allow_ips.strip():
+        # Outermost: the client address every layer sees (logs, rate limits, lock-outs, sessions, audit)
+        # is the one a configured proxy reports; from anyone else X-Forwarded-For is ignored.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     return app
 
 
 def app() -> FastAPI:
     """uvicorn factory (`uvicorn --factory api.main:app`): settings are read at start, not import."""
     return create_app()
+
+
+def uvicorn_args(settings: Settings) -> list[str]:
+    """The command-line arguments every launcher gives uvicorn (`python -m uvicorn …`).
+
+    `--no-proxy-headers`: uvicorn's own default believes X-Forwarded-For from 127.0.0.1, so a client on
+    the same host (or behind any local hop) could choose its address; the app applies
+    `FORWARDED_ALLOW_IPS` itself instead (see `create_app`)."""
+    return [
+        "--factory",
+        "api.main:app",
+        "--host",
+        settings.api_host,
+        "--port",
+        str(settings.api_port),
+        "--no-access-log",  # the app writes its own access log, without query strings
+        "--no-proxy-headers",
+    ]

@@ -227,7 +227,9 @@ async def served(trading: Trading) -> AsyncIterator[str]:
     """The same app also served by uvicorn on a free port (its lifespan already runs): the base URL."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(trading.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            trading.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", proxy_headers=False
+        )
     )
     serving = asyncio.create_task(server.serve())
     while not server.started:

@@ -17,6 +17,7 @@ from api.middleware import RequestLogMiddleware
 from api.ratelimit import RateLimitMiddleware, RateLimits, SlidingWindowLimiter
 from api.routes import accounts, admin, auth, health, market, orders, payments, ws
 from config import Settings, get_settings, log_redaction
+from models import sealed
 from models.database import async_engine, session_factory
 from providers.email import EmailSender
 from providers.exchanges.base import ExecutionAdapter
@@ -39,6 +40,7 @@ def create_app(
     their own, pointed at in-process sandboxes. `orders_task_queue` defaults to the orders queue."""
     settings = settings or get_settings()
     log_redaction.install()
+    sealed.configure(settings.totp_encryption_keys)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -94,7 +94,7 @@ def _schema(api_settings: Settings) -> Iterator[schemathesis.BaseSchema]:
         email = unique_email("fuzz")
         assert (
             client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD}).status_code
-            == 201
+            == 202
         )
         tokens = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).json()
     app.state.fuzz_token = tokens["access_token"]

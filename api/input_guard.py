@@ -50,10 +50,12 @@ def _first_bad(value: Any, where: str) -> str | None:
 
 
 def _is_json(scope: Scope) -> bool:
+    """A body the framework will read as JSON: a JSON media type, or none at all (FastAPI then parses
+    the body as JSON, so a guard that only looked at declared JSON would be bypassed by dropping it)."""
     for name, value in scope.get("headers", []):
         if name == b"content-type":
             return b"json" in value.lower()
-    return False
+    return True
 
 
 class ControlCharacterGuard:

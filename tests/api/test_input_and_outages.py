@@ -38,6 +38,9 @@ async def test_control_characters_are_refused_with_the_field_named(client: httpx
     escape = {"email": unique_email(), "password": PASSWORD, "last_name": "\x1b[2J"}
     r = await client.post(register_url, json=escape)
     assert _field(r) == "body.last_name"
+    undeclared = b'{"email": "x@example.com", "password": "Aa1-aaaaaaaa", "first_name": "\\u0000"}'
+    r = await client.post(register_url, content=undeclared)  # no content type: still read as JSON
+    assert _field(r) == "body.first_name"
 
     email = await register(client)
     tokens = await login(client, email)

@@ -110,6 +110,7 @@ async def register(
     """Open a customer account; the next step is in the email (the answer is the same for any address)."""
     result = await auth.register(
         session,
+        cfg,
         email=body.email,
         password=body.password,
         first_name=body.first_name,
@@ -118,7 +119,7 @@ async def register(
     )
     if result.created:
         _send_verification(request, background, cfg, result.user)
-    else:
+    elif result.notify_owner:
         message = account_exists_email(reset_hint=RESET_HINT)
         background.add_task(_deliver, _sender(request), result.user.email, message)
     return REGISTERED

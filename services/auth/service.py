@@ -154,14 +154,18 @@ def _pair(cfg: AuthConfig, user_id: uuid.UUID, sess: AuthSession, now: datetime)
 @dataclass(frozen=True, slots=True)
 class Registration:
     """`created` is False when the email already had an account: nothing was changed, and the caller
-    emails that account's owner instead of answering differently (so the answer reveals nothing)."""
+    emails that account's owner instead of answering differently (so the answer reveals nothing).
+    `notify_owner` is False once that address got its share of such emails (no mail-bombing through
+    repeated sign-ups)."""
 
     user: User
     created: bool
+    notify_owner: bool = False
 
 
 async def register(
     session: AsyncSession,
+    cfg: AuthConfig,
     *,
     email: str,
     password: str,
@@ -184,9 +188,17 @@ async def register(
             await session.rollback()
             existing = (await session.exec(select(User).where(col(User.email) == email))).one()
     if existing is not None:
-        audit(session, "auth.register.existing_email", user_id=existing.id, ip=ip)
+        now = utcnow()
+        mail_key = "signup-mail:" + hashlib.sha256(email.encode()).hexdigest()
+        await throttle.serialize(session, mail_key)
+        notify = await throttle.seconds_locked(session, [mail_key], now) is None
+        if notify:
+            await throttle.record_failure(session, mail_key, cfg.policy.reset_emails, now)
+        audit(
+            session, "auth.register.existing_email", user_id=existing.id, ip=ip, details={"emailed": notify}
+        )
         await session.commit()
-        return Registration(existing, created=False)
+        return Registration(existing, created=False, notify_owner=notify)
     session.add(PasswordHistory(user_id=user.id, password_hash=hashed))
     audit(session, "auth.register", user_id=user.id, ip=ip)
     await session.commit()

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.api.conftest import (
     PASSWORD,
+    TEST_POLICY,
     MailSink,
     assert_problem,
     audit_actions,
@@ -111,6 +112,11 @@ async def test_registering_a_taken_email_answers_as_for_a_new_one_and_tells_the_
         "Confirm your email address",
         "Someone tried to sign up with your email address",
     ]
+    for _ in range(5):  # repeated attempts: the owner is told a few times, not flooded
+        r = await client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 202
+    told = [m for m in await mail_sink.messages(to=email.lower()) if m["subject"].startswith("Someone")]
+    assert len(told) == TEST_POLICY.reset_emails.max_failures
     tokens = await login(client, email.upper())  # the original password still works: nothing changed
     r = await client.post("/api/v1/auth/login", json={"email": email, "password": "Other-password-42"})
     assert_problem(r, 401, "invalid_credentials")

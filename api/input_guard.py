@@ -26,7 +26,9 @@ from api.errors import problem_response
 
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 CODE = "control_character"
-MAX_CHECKED_BODY = 1 << 20  # bigger JSON bodies are left to the routes' own size limits
+# No operation takes a JSON body anywhere near this; a bigger one is refused (413) rather than passed on
+# unchecked, which would let padding carry a NUL past the guard.
+MAX_JSON_BODY = 1 << 20
 
 
 def _first_bad(value: Any, where: str) -> str | None:
@@ -59,7 +61,8 @@ def _is_json(scope: Scope) -> bool:
 
 
 class ControlCharacterGuard:
-    """ASGI middleware: 422 `control_character` for any control character in path, query or JSON body."""
+    """ASGI middleware: 422 `control_character` for any control character in path, query or JSON body;
+    413 for a JSON body over `MAX_JSON_BODY`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -72,11 +75,19 @@ class ControlCharacterGuard:
         replay = receive
         if field is None and _is_json(scope):
             body, more = await self._read(receive)
-            if not more and len(body) <= MAX_CHECKED_BODY:
-                try:
-                    field = _first_bad(json.loads(body), "body") if body else None
-                except ValueError:
-                    field = None  # not JSON after all: the route's own validation answers
+            if more:
+                too_big = problem_response(
+                    Request(scope),
+                    413,
+                    code="body_too_large",
+                    detail=f"bodies are limited to {MAX_JSON_BODY} bytes",
+                )
+                await too_big(scope, receive, send)
+                return
+            try:
+                field = _first_bad(json.loads(body), "body") if body else None
+            except ValueError:
+                field = None  # not JSON after all: the route's own validation answers
             replay = self._replay(body, receive, more)
         if field is None:
             await self.app(scope, replay, send)
@@ -114,7 +125,7 @@ class ControlCharacterGuard:
             size += len(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks), False
-            if size > MAX_CHECKED_BODY:
+            if size > MAX_JSON_BODY:
                 return b"".join(chunks), True
 
     @staticmethod

@@ -2,7 +2,8 @@
 
 A NUL (`\\u0000`) in an email, a name, a label or a tag used to reach PostgreSQL, which cannot store it
 in text, and the request failed with a 500; other control characters (backspace, escape, bell …) are
-never meaningful in this API's strings and only help to forge log lines or hide text from a reviewer.
+never meaningful in this API's strings and only help to forge log lines or hide text from a reviewer;
+nor are Unicode's bidirectional overrides, which make text display as something it is not.
 So before any route runs, the JSON body (every string value and key, however deep), the query string
 and the path are checked, and the first offending place is answered with a 422 problem naming the
 field the way validation errors do (`body.first_name`, `query.label`, `path`). Tab, line feed and
@@ -24,7 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import problem_response
 
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# C0 and C1 controls but tab, LF, CR; and the bidirectional overrides and isolates, which make a name or
+# label display differently from what it is (a staff screen showing an address label reversed).
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 CODE = "control_character"
 # No operation takes a JSON body anywhere near this; a bigger one is refused (413) rather than passed on
 # unchecked, which would let padding carry a NUL past the guard.

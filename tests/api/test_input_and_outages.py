@@ -38,6 +38,11 @@ async def test_control_characters_are_refused_with_the_field_named(client: httpx
     escape = {"email": unique_email(), "password": PASSWORD, "last_name": "\x1b[2J"}
     r = await client.post(register_url, json=escape)
     assert _field(r) == "body.last_name"
+    for sneaky in ("\x85", "\u202egpj.exe", "\u2066x"):  # C1 control, bidi override and isolate
+        r = await client.post(
+            register_url, json={"email": unique_email(), "password": PASSWORD, "last_name": sneaky}
+        )
+        assert _field(r) == "body.last_name"
     undeclared = b'{"email": "x@example.com", "password": "Aa1-aaaaaaaa", "first_name": "\\u0000"}'
     r = await client.post(register_url, content=undeclared)  # no content type: still read as JSON
     assert _field(r) == "body.first_name"

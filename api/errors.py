@@ -130,14 +130,20 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 def _document_framework_errors(schema: dict[str, Any]) -> None:
     """Document the errors FastAPI itself answers as what the handlers below make of them: a 422
-    (invalid parameters or body) is a problem document, not FastAPI's `HTTPValidationError` JSON, and an
-    operation with a body can answer 400 (a body that can't be read, e.g. not UTF-8)."""
+    (invalid parameters or body, or a control character anywhere) is a problem document, not FastAPI's
+    `HTTPValidationError` JSON; an operation with a body can answer 400 (a body that can't be read, e.g.
+    not UTF-8) and 413 (over the guard's limit)."""
     content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for path_item in schema.get("paths", {}).values():
-        for operation in path_item.values():
+        for method, operation in path_item.items():
             responses = operation.get("responses", {})
-            if "422" in responses:
-                responses["422"] = {"description": "invalid input (problem details)", "content": content}
+            # Any operation: the control-character guard (`api/input_guard.py`) checks every path, query
+            # string and body before routing, whatever the operation declares.
+            responses["422"] = {"description": "invalid input (problem details)", "content": content}
+            if method in ("post", "put", "patch"):
+                responses.setdefault(
+                    "413", {"description": "body too large (problem details)", "content": content}
+                )
             if "requestBody" in operation and "400" not in responses:
                 responses["400"] = {"description": "unreadable body (problem details)", "content": content}
     components = schema.setdefault("components", {}).setdefault("schemas", {})

@@ -225,6 +225,10 @@ class Settings(BaseSettings):
                 )
             if not self.database_url or not self.temporal_address:
                 raise ValueError("production mode needs DATABASE_URL and TEMPORAL_ADDRESS")
+            if self.forwarded_allow_ips.strip() == "*":
+                raise ValueError(
+                    "production mode refuses FORWARDED_ALLOW_IPS=*: it lets every client choose its address"
+                )
             if is_local_url(self.public_base_url) or urlsplit(self.public_base_url).scheme != "https":
                 raise ValueError(
                     "production mode needs PUBLIC_BASE_URL: the https:// address customers reach the API at"

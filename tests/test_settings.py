@@ -77,6 +77,12 @@ def test_production_refuses_a_dev_key_among_the_totp_keys() -> None:
         production(totp_encryption_keys=f"{real},{DEV_SECRETS['totp_encryption_keys']}")
 
 
+def test_production_refuses_trusting_every_proxy() -> None:
+    with pytest.raises(ValidationError, match="FORWARDED_ALLOW_IPS"):
+        production(forwarded_allow_ips="*")
+    assert production(forwarded_allow_ips="10.0.0.0/24").forwarded_allow_ips == "10.0.0.0/24"
+
+
 def test_production_needs_real_infrastructure() -> None:
     with pytest.raises(ValidationError, match="DATABASE_URL"):
         production(database_url="")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from datetime import timedelta
 
 import httpx
+import pyotp
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -115,6 +117,29 @@ async def test_parallel_password_guesses_are_counted_one_by_one_and_the_lock_hol
         answers = await _burst(client, CHANGE, [*wrong[:10], right, *wrong[10:20]], tokens)
         assert {r.status_code for r in answers} == {429}
         assert await _password_hash(engine, email) == before
+
+
+async def test_parallel_totp_guesses_are_counted_one_by_one(app_client: AppClient) -> None:
+    async with app_client() as client:
+        email = await register(client)
+        tokens = await login(client, email)
+        secret, _ = await enable_2fa(client, tokens)
+        totp, now = pyotp.TOTP(secret), time.time()
+        valid = {totp.at(now + d) for d in (-60, -30, 0, 30, 60)}
+        wrong = [c for c in (f"{i * 24_391 % 1_000_000:06d}" for i in range(1, 60)) if c not in valid][:40]
+        answers = await asyncio.gather(
+            *(
+                client.patch(
+                    "/api/v1/auth/me",
+                    json={"first_name": "X"},
+                    headers={**bearer(tokens), "X-TOTP-Code": code},
+                )
+                for code in wrong
+            )
+        )
+        statuses = sorted(r.status_code for r in answers)
+        assert statuses.count(403) <= TEST_POLICY.totp_lockout.max_failures, statuses
+        assert statuses.count(403) + statuses.count(429) == 40, statuses
 
 
 async def test_parallel_guesses_on_2fa_enrolment_are_counted_one_by_one(app_client: AppClient) -> None:

@@ -3,6 +3,7 @@ policy checked, every session revoked, a security email; requests are rate-limit
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 from datetime import timedelta
@@ -115,3 +116,19 @@ async def test_reset_requests_are_rate_limited_per_address_and_per_client(
         r = await client.post(REQUEST, json={"email": unique_email()})
         assert_problem(r, 429, "locked_out")
         assert int(r.headers["retry-after"]) > 0
+
+
+async def test_parallel_confirms_with_one_token_set_the_password_once(
+    client: httpx.AsyncClient, mail_sink: MailSink
+) -> None:
+    email = await register(client)
+    await client.post(REQUEST, json={"email": email})
+    token = await _reset_token(mail_sink, email)
+    passwords = [f"Parallel-Pass-{i:02d}x" for i in range(8)]
+    answers = await asyncio.gather(
+        *(client.post(CONFIRM, json={"token": token, "new_password": p}) for p in passwords)
+    )
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [204] + [401] * 7, statuses
+    winner = passwords[[r.status_code for r in answers].index(204)]
+    await login(client, email, winner)

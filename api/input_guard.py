@@ -67,8 +67,12 @@ class ControlCharacterGuard:
     """ASGI middleware: 422 `control_character` for any control character in path, query or JSON body;
     413 for a JSON body over `MAX_JSON_BODY`."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, raw_body_paths: frozenset[str] = frozenset()) -> None:
+        """`raw_body_paths`: routes that verify a signature over the raw body themselves (the bank's
+        webhook). Their bodies are the signer's to define and are left to the route, so an unsigned
+        sender learns nothing before the signature check and the signer's retry contract is unchanged."""
         self.app = app
+        self.raw_body_paths = raw_body_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,7 +80,7 @@ class ControlCharacterGuard:
             return
         field = self._in_url(scope)
         replay = receive
-        if field is None and _is_json(scope):
+        if field is None and _is_json(scope) and scope.get("path") not in self.raw_body_paths:
             body, more = await self._read(receive)
             if more:
                 too_big = problem_response(

@@ -90,7 +90,7 @@ def create_app(
         limiter=app.state.rate_limiter,
         tokens=app.state.auth.tokens,
     )
-    app.add_middleware(ControlCharacterGuard)
+    app.add_middleware(ControlCharacterGuard, raw_body_paths=frozenset({"/api/v1/webhooks/bank"}))
     app.add_middleware(RequestLogMiddleware)
     if settings.forwarded_allow_ips.strip():
         # Outermost: the client address every layer sees (logs, rate limits, lock-outs, sessions, audit)

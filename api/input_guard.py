@@ -95,6 +95,16 @@ class ControlCharacterGuard:
                 field = _first_bad(json.loads(body), "body") if body else None
             except ValueError:
                 field = None  # not JSON after all: the route's own validation answers
+            except RecursionError:  # "[[[[…" a hundred thousand deep: the parser gives up, so do we
+                deep = problem_response(
+                    Request(scope),
+                    422,
+                    code="body_too_deep",
+                    detail="the JSON body is nested too deeply",
+                    errors=[{"field": "body", "message": "nested too deeply", "type": "body_too_deep"}],
+                )
+                await deep(scope, receive, send)
+                return
             replay = self._replay(body, receive, more)
         if field is None:
             await self.app(scope, replay, send)

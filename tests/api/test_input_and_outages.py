@@ -71,6 +71,10 @@ async def test_control_characters_are_refused_with_the_field_named(client: httpx
     padded = {"email": unique_email(), "password": PASSWORD, "first_name": "\u0000", "pad": "x" * (1 << 21)}
     assert_problem(await client.post(register_url, json=padded), 413, "body_too_large")
 
+    deep = b"[" * 100_000 + b"]" * 100_000
+    r = await client.post(register_url, content=deep, headers={"content-type": "application/json"})
+    assert_problem(r, 422, "body_too_deep")
+
     # Unchanged by the refused requests; ordinary text (accents, tabs, newlines) still passes.
     me = (await client.get("/api/v1/auth/me", headers=bearer(tokens))).json()
     assert me["first_name"] is None

@@ -625,7 +625,8 @@ async def reset_password(
     session: AsyncSession, cfg: AuthConfig, token: str, new_password: str, *, ip: str | None
 ) -> User:
     """Set a new password with an emailed reset token (once only, before it expires): the policy and
-    history rules apply, every session is revoked, and the login lock-out of the account is lifted."""
+    history rules apply, every session is revoked, the login lock-out of the account is lifted and the
+    email counts as verified."""
     claims = cfg.reset_tokens.decode(token, "password_reset")
     _check_policy(new_password, "new_password")
     user = await session.get(User, claims["sub"], with_for_update=True)
@@ -639,6 +640,10 @@ async def reset_password(
     await _refuse_recent_password(session, cfg, user, new_password)
     now = utcnow()
     revoked = await _set_password(session, user.id, await _hash(new_password), now, reason="password_reset")
+    # The token came by email, so whoever holds it controls the address: an account someone opened with
+    # another person's address ("pre-hijacking") passes to that person here, every session of the
+    # opener revoked.
+    user.email_verified = True
     await throttle.reset(session, _account_key(user.email))
     audit(session, "auth.password_reset", user_id=user.id, ip=ip, details={"sessions_revoked": revoked})
     await session.commit()

@@ -79,6 +79,7 @@ async def test_a_reset_sets_the_password_once_and_signs_everyone_out(
     r = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert_problem(r, 401, "invalid_credentials")
     fresh = await login(client, email, NEW)
+    assert (await client.get("/api/v1/auth/me", headers=bearer(fresh))).json()["email_verified"] is True
 
     subjects = [m["subject"] for m in await mail_sink.messages(to=email)]
     assert subjects[-1] == "Your Broker password was reset"

@@ -164,8 +164,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        headers = exc.headers
+        if exc.status == 503 and not any(k.lower() == "retry-after" for k in headers or {}):
+            # Every 503 (a venue, the bank, Temporal …) says when to come back, whichever route raised it.
+            headers = {**(headers or {}), "Retry-After": str(RETRY_AFTER_S)}
         return problem_response(
-            request, exc.status, code=exc.code, detail=exc.detail, errors=exc.errors, headers=exc.headers
+            request, exc.status, code=exc.code, detail=exc.detail, errors=exc.errors, headers=headers
         )
 
     @app.exception_handler(RequestValidationError)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import unavailable_component
+from api.errors import ProblemError, unavailable_component
 from config import Settings
 from devstack.ports import free_port
 from tests.api.conftest import (
@@ -106,6 +106,20 @@ async def test_temporal_down_is_503_with_retry_after(app_client: AppClient, api_
     async with app_client(app=build_app(dead)) as down:
         r = await down.post("/api/v1/webhooks/bank", content=b"{}")
         assert_problem(r, 503, "temporal_unavailable")
+        assert int(r.headers["retry-after"]) > 0
+
+
+async def test_every_503_says_when_to_retry(app_client: AppClient, api_settings: Settings) -> None:
+    """A route's own 503 (a venue, the bank …) gets Retry-After too, from the one problem handler."""
+    app = build_app(api_settings)
+
+    @app.get("/test-503")
+    async def down() -> None:
+        raise ProblemError(503, "venue_unavailable", "no venue answered")
+
+    async with app_client(app=app) as client:
+        r = await client.get("/test-503")
+        assert_problem(r, 503, "venue_unavailable")
         assert int(r.headers["retry-after"]) > 0
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
-from api.errors import ProblemError
+from api.errors import ServiceUnavailable
 from config import Settings
 from temporal.client import connect
 
@@ -55,7 +55,7 @@ async def get_temporal(request: Request) -> Client:
     try:
         return await handle.get()
     except Exception as e:
-        raise ProblemError(503, "temporal_unavailable", "the workflow engine is unreachable") from e
+        raise ServiceUnavailable("temporal") from e
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

@@ -2,6 +2,8 @@
 
 Routes raise `ProblemError` (or let HTTPException / validation errors through); the handlers here
 turn everything into the same JSON. A 5xx never carries a stack trace or an exception message.
+Infrastructure that is down (PostgreSQL, Temporal) is a 503 with `Retry-After` from one handler,
+wherever in the request it was noticed.
 """
 
 from __future__ import annotations
@@ -10,15 +12,56 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
 
 log = logging.getLogger("api.errors")
 
 PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_S = 5
+
+
+class ServiceUnavailable(Exception):
+    """A component the request needs (`database`, `temporal`) cannot be reached. The API answers 503 with
+    `Retry-After`; nothing was done, so the client retries the same request (with its idempotency key)."""
+
+    def __init__(self, component: str) -> None:
+        super().__init__(f"{component} unavailable")
+        self.component = component
+
+
+# Temporal statuses that mean "the cluster could not be reached or could not answer now".
+_TEMPORAL_DOWN = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+}
+# Errors meaning the database could not be reached or dropped the connection (including pool
+# exhaustion and transient server states such as shutdown, deadlock or serialization failure).
+DATABASE_DOWN: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+
+
+def unavailable_component(exc: BaseException) -> str | None:
+    """`database` / `temporal` when `exc` says that component is down, else None."""
+    if isinstance(exc, ServiceUnavailable):
+        return exc.component
+    if isinstance(exc, DATABASE_DOWN) or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated):
+        return "database"
+    if isinstance(exc, RPCError) and exc.status in _TEMPORAL_DOWN:
+        return "temporal"
+    return None
 
 
 class Problem(BaseModel):
@@ -87,14 +130,20 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 def _document_framework_errors(schema: dict[str, Any]) -> None:
     """Document the errors FastAPI itself answers as what the handlers below make of them: a 422
-    (invalid parameters or body) is a problem document, not FastAPI's `HTTPValidationError` JSON, and an
-    operation with a body can answer 400 (a body that can't be read, e.g. not UTF-8)."""
+    (invalid parameters or body, or a control character anywhere) is a problem document, not FastAPI's
+    `HTTPValidationError` JSON; an operation with a body can answer 400 (a body that can't be read, e.g.
+    not UTF-8) and 413 (over the guard's limit)."""
     content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for path_item in schema.get("paths", {}).values():
-        for operation in path_item.values():
+        for method, operation in path_item.items():
             responses = operation.get("responses", {})
-            if "422" in responses:
-                responses["422"] = {"description": "invalid input (problem details)", "content": content}
+            # Any operation: the control-character guard (`api/input_guard.py`) checks every path, query
+            # string and body before routing, whatever the operation declares.
+            responses["422"] = {"description": "invalid input (problem details)", "content": content}
+            if method in ("post", "put", "patch"):
+                responses.setdefault(
+                    "413", {"description": "body too large (problem details)", "content": content}
+                )
             if "requestBody" in operation and "400" not in responses:
                 responses["400"] = {"description": "unreadable body (problem details)", "content": content}
     components = schema.setdefault("components", {}).setdefault("schemas", {})
@@ -115,8 +164,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        headers = exc.headers
+        if exc.status == 503 and not any(k.lower() == "retry-after" for k in headers or {}):
+            # Every 503 (a venue, the bank, Temporal …) says when to come back, whichever route raised it.
+            headers = {**(headers or {}), "Retry-After": str(RETRY_AFTER_S)}
         return problem_response(
-            request, exc.status, code=exc.code, detail=exc.detail, errors=exc.errors, headers=exc.headers
+            request, exc.status, code=exc.code, detail=exc.detail, errors=exc.errors, headers=headers
         )
 
     @app.exception_handler(RequestValidationError)
@@ -135,7 +188,30 @@ def install(app: FastAPI) -> None:
             request, exc.status_code, code=code, detail=detail, headers=getattr(exc, "headers", None)
         )
 
+    async def _unavailable_or_internal(request: Request, exc: Exception) -> JSONResponse:
+        component = unavailable_component(exc)
+        if component is None:
+            return await _unhandled(request, exc)
+        log.warning(
+            "%s unavailable on %s %s: %s", component, request.method, request.url.path, type(exc).__name__
+        )
+        return problem_response(
+            request,
+            503,
+            code=f"{component}_unavailable",
+            detail=f"the {component} is unavailable; try again shortly",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+    for cls in (ServiceUnavailable, sa_exc.DBAPIError, *DATABASE_DOWN, RPCError):
+        app.add_exception_handler(cls, _unavailable_or_internal)
+
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        component = unavailable_component(exc)
+        if component is not None:  # raised outside the routes (a middleware): same answer
+            return await _unavailable_or_internal(request, exc)
+        log.error(
+            "unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc
+        )
         return problem_response(request, 500, code="internal_error", detail="an internal error occurred")

@@ -8,13 +8,16 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import auth_deps, errors
 from api.deps import TemporalHandle
+from api.input_guard import ControlCharacterGuard
 from api.middleware import RequestLogMiddleware
 from api.ratelimit import RateLimitMiddleware, RateLimits, SlidingWindowLimiter
 from api.routes import accounts, admin, auth, health, market, orders, payments, ws
-from config import Settings, get_settings
+from config import Settings, get_settings, log_redaction
+from models import sealed
 from models.database import async_engine, session_factory
 from providers.email import EmailSender
 from providers.exchanges.base import ExecutionAdapter
@@ -36,6 +39,8 @@ def create_app(
     quotes) default to `build_adapters(settings)`, built on first use and closed at shutdown; tests pass
     their own, pointed at in-process sandboxes. `orders_task_queue` defaults to the orders queue."""
     settings = settings or get_settings()
+    log_redaction.install()
+    sealed.configure(settings.totp_encryption_keys)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,10 +90,33 @@ def create_app(
         limiter=app.state.rate_limiter,
         tokens=app.state.auth.tokens,
     )
+    app.add_middleware(ControlCharacterGuard, raw_body_paths=frozenset({"/api/v1/webhooks/bank"}))
     app.add_middleware(RequestLogMiddleware)
+    if settings.forwarded_allow_ips.strip():
+        # Outermost: the client address every layer sees (logs, rate limits, lock-outs, sessions, audit)
+        # is the one a configured proxy reports; from anyone else X-Forwarded-For is ignored.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     return app
 
 
 def app() -> FastAPI:
     """uvicorn factory (`uvicorn --factory api.main:app`): settings are read at start, not import."""
     return create_app()
+
+
+def uvicorn_args(settings: Settings) -> list[str]:
+    """The command-line arguments every launcher gives uvicorn (`python -m uvicorn …`).
+
+    `--no-proxy-headers`: uvicorn's own default believes X-Forwarded-For from 127.0.0.1, so a client on
+    the same host (or behind any local hop) could choose its address; the app applies
+    `FORWARDED_ALLOW_IPS` itself instead (see `create_app`)."""
+    return [
+        "--factory",
+        "api.main:app",
+        "--host",
+        settings.api_host,
+        "--port",
+        str(settings.api_port),
+        "--no-access-log",  # the app writes its own access log, without query strings
+        "--no-proxy-headers",
+    ]

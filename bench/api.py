@@ -173,6 +173,7 @@ def main() -> None:
                 "--log-level",
                 "warning",
                 "--no-access-log",
+                "--no-proxy-headers",
             ],
             cwd=ROOT,
             env=env,

@@ -6,6 +6,7 @@
     python -m cli halt-withdrawals CURRENCY --reason R
     python -m cli resume-withdrawals CURRENCY
     python -m cli approval-token EMAIL WITHDRAWAL_ID --action approve [--totp CODE] [--reason R]
+    python -m cli rotate-totp-keys     # re-encrypt TOTP seeds with the first of TOTP_ENCRYPTION_KEYS
 
 Uses DATABASE_URL, or the dev stack's embedded database when it is unset.
 Every change is written to the audit log.
@@ -18,10 +19,11 @@ import getpass
 import secrets
 import sys
 
+from sqlalchemy import text
 from sqlmodel import Session, select
 
 from config import get_settings
-from models import AuditLog, StaffRole, User
+from models import AuditLog, StaffRole, User, sealed
 from models.assets import SCALES
 from models.database import sync_engine
 from services.passwords import WeakPassword, check_policy, hash_password
@@ -71,6 +73,24 @@ def create_staff(session: Session, email: str, roles: list[str], password: str |
     )
     session.commit()
     return password if generated else "(as given)"
+
+
+def rotate_totp_keys(session: Session) -> int:
+    """Re-encrypt every stored TOTP seed with the first configured key; returns how many rows.
+    Run after putting a new key first in TOTP_ENCRYPTION_KEYS, before dropping the old one."""
+    rows = session.connection().execute(
+        text("SELECT id, twofa_secret FROM users WHERE twofa_secret IS NOT NULL FOR UPDATE")
+    )
+    count = 0
+    for user_id, token in rows.all():
+        session.connection().execute(
+            text("UPDATE users SET twofa_secret = :t WHERE id = :id"),
+            {"t": sealed.reseal(token), "id": user_id},
+        )
+        count += 1
+    session.add(AuditLog(actor_type="cli", action="security.totp_keys_rotated", details={"rows": count}))
+    session.commit()
+    return count
 
 
 def set_withdrawal_halt(url: str, currency: str, reason: str | None) -> bool:
@@ -270,6 +290,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("suspense_id")
     p.add_argument("--reason", required=True)
 
+    sub.add_parser("rotate-totp-keys", help="re-encrypt TOTP seeds with the first TOTP_ENCRYPTION_KEYS key")
+
     args = parser.parse_args(argv)
     if args.command == "approval-token":
         code = args.totp or getpass.getpass("TOTP code: ")
@@ -325,6 +347,8 @@ def main(argv: list[str] | None = None) -> None:
             )
             session.commit()
             print(f"{args.email} roles={user.roles}")
+        elif args.command == "rotate-totp-keys":
+            print(f"re-encrypted {rotate_totp_keys(session)} TOTP seeds with the first key")
         elif args.command == "set-kyc-tier":
             user = _find(session, args.email)
             before_tier = user.kyc_tier

@@ -2,15 +2,21 @@
 
 Values come from environment variables (prefix-free, upper case) and an optional `.env`.
 Secrets have development defaults so `make run` works with nothing set; in production mode
-the process refuses to start while any of those defaults is still in use, because a
-dev secret in production is worse than a crash at boot.
+the process refuses to start while any secret is a development value, short or low in entropy,
+because a weak secret in production is worse than a crash at boot.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
+import math
+from collections import Counter
 from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,7 +36,74 @@ DEV_SECRETS: dict[str, str] = {
     "bank_webhook_secret": f"{DEV_MARKER}bank-webhook-secret",
     "sendgrid_api_key": f"SG.{DEV_MARKER}sendgrid-key",
     "email_token_secret": f"{DEV_MARKER}email-token-secret",
+    # Fernet keys (url-safe base64 of 32 bytes) for TOTP secrets at rest; this one decodes to
+    # "dev-only-totp-encryption-key-32b".
+    "totp_encryption_keys": "ZGV2LW9ubHktdG90cC1lbmNyeXB0aW9uLWtleS0zMmI=",
 }
+
+# Secrets we generate ourselves must be long; keys a provider issues (venue, bank, SendGrid API keys)
+# come in the provider's own format, so for those a shorter minimum applies.
+OWN_SECRETS = {"jwt_secret", "email_token_secret", "bank_webhook_secret", "totp_encryption_keys"}
+MIN_OWN_SECRET_CHARS = 32
+MIN_ISSUED_KEY_CHARS = 20
+# Shannon entropy of the characters, in bits per character: random hex scores ~4, random base64 ~5.5,
+# "changemechangeme…" ~2.8, a repeated character 0.
+MIN_BITS_PER_CHAR = 3.0
+LOCAL_HOSTS = {"localhost", "localhost.localdomain", ""}
+
+
+def bits_per_char(value: str) -> float:
+    """Shannon entropy of `value`'s character distribution (a cheap test for typed-in, patterned secrets)."""
+    if not value:
+        return 0.0
+    counts = Counter(value)
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def _decoded(value: str) -> str:
+    """`value` base64-decoded when it is base64 (Kraken and Fernet keys are), else ''."""
+    try:
+        return base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True).decode(
+            "utf-8", "replace"
+        )
+    except (binascii.Error, ValueError):
+        return ""
+
+
+def is_periodic(value: str) -> bool:
+    """True when `value` is a shorter piece repeated ("abcabcabc…", "0123456789" * 4)."""
+    n = len(value)
+    return any(value == (value[:p] * (n // p + 1))[:n] for p in range(1, n // 2 + 1))
+
+
+def secret_weakness(name: str, value: str) -> str | None:
+    """Why `value` is not fit to be the production `name` secret, or None when it is."""
+    if not value.strip():
+        return "empty"
+    minimum = MIN_OWN_SECRET_CHARS if name in OWN_SECRETS else MIN_ISSUED_KEY_CHARS
+    marker = DEV_MARKER.rstrip("-")
+    # Several comma-separated keys (rotation) are each judged alone.
+    for part in (p.strip() for p in (value.split(",") if name == "totp_encryption_keys" else [value])):
+        if marker in part.lower() or marker in _decoded(part).lower():
+            return "a development value"
+        if len(part) < minimum:
+            return f"shorter than {minimum} characters"
+        if bits_per_char(part) < MIN_BITS_PER_CHAR or is_periodic(part):
+            return "low in entropy (patterned or repeated characters)"
+    return None
+
+
+def is_local_url(url: str) -> bool:
+    """True for URLs customers could not open: localhost, loopback, unspecified or no host at all."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in LOCAL_HOSTS or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified or address.is_private or address.is_link_local
 
 
 class Settings(BaseSettings):
@@ -69,6 +142,9 @@ class Settings(BaseSettings):
     bank_webhook_secret: str = DEV_SECRETS["bank_webhook_secret"]
     sendgrid_api_key: str = DEV_SECRETS["sendgrid_api_key"]
     email_token_secret: str = DEV_SECRETS["email_token_secret"]
+    # Comma-separated Fernet keys for TOTP secrets at rest: the first encrypts, all decrypt (rotation:
+    # put the new key first, re-encrypt with `python -m cli rotate-totp-keys`, then drop the old one).
+    totp_encryption_keys: str = DEV_SECRETS["totp_encryption_keys"]
 
     # Outside-world endpoints. Empty means "the local sandbox" (dev and test only).
     binance_url: str = ""
@@ -77,7 +153,11 @@ class Settings(BaseSettings):
     bank_url: str = ""
     sendgrid_host: str = ""
     email_from: str = "no-reply@broker.example"
-    public_base_url: str = "http://localhost:8000"
+    # Where customers reach the API (links in emails). Empty: http://localhost:<API_PORT> (dev and test).
+    public_base_url: str = ""
+    # Addresses of the reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed
+    # (comma-separated IPs or CIDRs, or "*"). Empty: none, the TCP peer is the client.
+    forwarded_allow_ips: str = ""
 
     # Business parameters.
     customer_taker_fee: Decimal = Decimal("0.0015")
@@ -135,16 +215,36 @@ class Settings(BaseSettings):
         """Names of secrets still holding their development default."""
         return [name for name, default in DEV_SECRETS.items() if getattr(self, name) == default]
 
+    def weak_secrets(self) -> dict[str, str]:
+        """Secret name -> why it is not fit for production (empty when all are fit)."""
+        found = {name: secret_weakness(name, getattr(self, name)) for name in DEV_SECRETS}
+        return {name: why for name, why in found.items() if why is not None}
+
     @model_validator(mode="after")
-    def _refuse_dev_defaults_in_production(self) -> Settings:
+    def _derive_public_base_url(self) -> Settings:
+        if not self.public_base_url and not self.is_production:
+            self.public_base_url = f"http://localhost:{self.api_port}"
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_weak_settings_in_production(self) -> Settings:
         if self.is_production:
-            in_use = self.dev_defaults_in_use()
-            if in_use:
+            weak = self.weak_secrets()
+            if weak:
                 raise ValueError(
-                    "production mode refuses development defaults for: " + ", ".join(sorted(in_use))
+                    "production mode refuses weak secrets: "
+                    + "; ".join(f"{name.upper()} is {why}" for name, why in sorted(weak.items()))
                 )
             if not self.database_url or not self.temporal_address:
                 raise ValueError("production mode needs DATABASE_URL and TEMPORAL_ADDRESS")
+            if self.forwarded_allow_ips.strip() == "*":
+                raise ValueError(
+                    "production mode refuses FORWARDED_ALLOW_IPS=*: it lets every client choose its address"
+                )
+            if is_local_url(self.public_base_url) or urlsplit(self.public_base_url).scheme != "https":
+                raise ValueError(
+                    "production mode needs PUBLIC_BASE_URL: the https:// address customers reach the API at"
+                )
         return self
 
 

@@ -15,6 +15,7 @@ from types import FrameType
 
 import httpx
 
+from api.main import uvicorn_args
 from config import Settings, get_settings
 from devstack import migrate as migrations
 from devstack.ports import ensure_free, wait_for_port
@@ -145,16 +146,7 @@ class Stack:
         api = self._start(
             Child(
                 "api",
-                python_module(
-                    "uvicorn",
-                    "--factory",
-                    "api.main:app",
-                    "--host",
-                    s.api_host,
-                    "--port",
-                    str(s.api_port),
-                    "--no-access-log",
-                ),
+                python_module("uvicorn", *uvicorn_args(s)),
                 env=env,
                 log_path=self.logs / "api.log",
             )

@@ -155,6 +155,22 @@ class EmailQueued(SQLModel):
     status: str = "queued"
 
 
+class Accepted(SQLModel):
+    """The same answer whatever the outcome, so it reveals nothing about which accounts exist."""
+
+    status: str = "accepted"
+    detail: str
+
+
+class PasswordResetRequest(SQLModel):
+    email: str = Field(max_length=254, schema_extra={"pattern": EMAIL_PATTERN})
+
+
+class PasswordResetConfirm(SQLModel):
+    token: str = Field(min_length=1, max_length=4096)
+    new_password: str = Field(min_length=1, max_length=PASSWORD_MAX)
+
+
 class SessionPublic(SQLModel):
     id: uuid.UUID
     created_at: datetime | None

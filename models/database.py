@@ -16,13 +16,19 @@ def _psycopg_url(url: str) -> str:
 
 
 def async_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
+    """`hide_parameters`: a failed statement's error (and so any traceback in a log) names the SQL but
+    not the values bound to it, which can be password hashes, emails or TOTP secrets."""
     return create_async_engine(
-        _psycopg_url(url), pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+        _psycopg_url(url),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        hide_parameters=True,
     )
 
 
 def sync_engine(url: str) -> Engine:
-    return create_engine(_psycopg_url(url), pool_pre_ping=True)
+    return create_engine(_psycopg_url(url), pool_pre_ping=True, hide_parameters=True)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

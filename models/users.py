@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
 from models.columns import timestamp
+from models.sealed import Sealed
 
 
 class UserStatus(StrEnum):
@@ -52,7 +53,8 @@ class User(SQLModel, table=True):
     )
     email_verified: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
     twofa_enabled: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
-    twofa_secret: str | None = Field(default=None, max_length=100)
+    # The TOTP seed, encrypted at rest (`models/sealed.py`); plain text in Python.
+    twofa_secret: str | None = Field(default=None, sa_column=Column(Sealed(512), nullable=True))
     created_at: datetime | None = Field(default=None, sa_column=timestamp())
     updated_at: datetime | None = Field(default=None, sa_column=timestamp())
     last_login: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))

@@ -96,6 +96,60 @@ def verification_email(link: str, *, valid_hours: int) -> EmailMessage:
     )
 
 
+def account_exists_email(*, reset_hint: str) -> EmailMessage:
+    """To the owner of an address someone tried to register again (the API answered as for a new one)."""
+    return EmailMessage(
+        subject="Someone tried to sign up with your email address",
+        text=(
+            "Someone (maybe you) tried to open a Broker account with this email address, which already has "
+            f"one. Nothing was changed.\n\nIf it was you, sign in instead; if you forgot your password, "
+            f"{reset_hint}.\nIf it was not you, you can ignore this email.\n"
+        ),
+        html=_page(
+            "Someone tried to sign up with your email address",
+            "Someone (maybe you) tried to open a Broker account with this email address, which already has "
+            "one. Nothing was changed.",
+            f"If it was you, sign in instead; if you forgot your password, {html.escape(reset_hint)}.",
+            "If it was not you, you can ignore this email.",
+        ),
+    )
+
+
+def password_reset_email(*, token: str, link: str, valid_minutes: int) -> EmailMessage:
+    return EmailMessage(
+        subject="Reset your password",
+        text=(
+            "A password reset was requested for your Broker account.\n\nChoose a new password here:\n"
+            f"{link}\n\nor send this reset token with your new password to "
+            f"POST /api/v1/auth/password-reset/confirm:\n{token}\n\n"
+            f"It works once, for {valid_minutes} minutes. Every device will be signed out.\n"
+            "If you did not ask for this, ignore this email: your password stays as it is.\n"
+        ),
+        html=_page(
+            "Reset your password",
+            f'<a href="{html.escape(link)}">Choose a new password</a>',
+            f"It works once, for {valid_minutes} minutes. Every device will be signed out.",
+            "If you did not ask for this, ignore this email: your password stays as it is.",
+        ),
+    )
+
+
+def password_changed_alert(*, when: datetime, ip: str) -> EmailMessage:
+    stamp = when.strftime("%Y-%m-%d %H:%M UTC")
+    return EmailMessage(
+        subject="Your Broker password was reset",
+        text=(
+            f"The password of your account was reset.\n\nWhen: {stamp}\nIP address: {ip}\n\n"
+            "Every session was signed out. If this was not you, contact support at once.\n"
+        ),
+        html=_page(
+            "Your Broker password was reset",
+            f"When: {html.escape(stamp)}<br>IP address: {html.escape(ip)}",
+            "Every session was signed out. If this was not you, contact support at once.",
+        ),
+    )
+
+
 def new_device_alert(*, when: datetime, ip: str, user_agent: str) -> EmailMessage:
     stamp = when.strftime("%Y-%m-%d %H:%M UTC")
     return EmailMessage(

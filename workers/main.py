@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from temporalio.worker import Worker
 
-from config import get_settings
+from config import get_settings, log_redaction
 from models.database import async_engine
 from temporal.client import connect
 from temporal.search_attributes import ensure_registered
@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--queue", action="append", help="task queue to serve (repeatable); default all")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log_redaction.install()
     asyncio.run(run(args.queue))
 
 

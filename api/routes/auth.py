@@ -21,9 +21,12 @@ from api.auth_deps import (
 from api.deps import SessionDep
 from api.errors import ProblemError
 from models.auth import (
+    Accepted,
     ChangePasswordRequest,
     EmailQueued,
     LoginRequest,
+    PasswordResetConfirm,
+    PasswordResetRequest,
     ProfileUpdate,
     RefreshRequest,
     RegisterRequest,
@@ -41,7 +44,10 @@ from providers.email import (
     EmailDeliveryError,
     EmailMessage,
     EmailSender,
+    account_exists_email,
     new_device_alert,
+    password_changed_alert,
+    password_reset_email,
     verification_email,
 )
 from services.auth import TokenPair
@@ -76,33 +82,83 @@ def _tokens(pair: TokenPair) -> TokenResponse:
     )
 
 
+def _base_url(request: Request) -> str:
+    base: str = request.app.state.settings.public_base_url
+    return base.rstrip("/")
+
+
 def _send_verification(request: Request, background: BackgroundTasks, cfg: AuthConfigDep, user: User) -> None:
     token = auth.verification_token(cfg, user)
-    base = request.app.state.settings.public_base_url.rstrip("/")
-    link = f"{base}/api/v1/auth/verify-email?token={token}"
+    link = f"{_base_url(request)}/api/v1/auth/verify-email?token={token}"
     hours = int(cfg.policy.email_token_ttl.total_seconds() // 3600)
     background.add_task(_deliver, _sender(request), user.email, verification_email(link, valid_hours=hours))
 
 
-@router.post("/register", status_code=201, response_model=UserPublic, responses=problem_responses(409))
+REGISTERED = Accepted(detail="check your inbox: we sent you an email to continue")
+RESET_REQUESTED = Accepted(detail="if an account uses this address, we sent it a password reset email")
+RESET_HINT = "request a password reset (POST /api/v1/auth/password-reset)"
+
+
+@router.post("/register", status_code=202, response_model=Accepted)
 async def register(
     body: RegisterRequest,
     request: Request,
     session: SessionDep,
     cfg: AuthConfigDep,
     background: BackgroundTasks,
-) -> User:
-    """Create a customer account and email a verification link."""
-    user = await auth.register(
+) -> Accepted:
+    """Open a customer account; the next step is in the email (the answer is the same for any address)."""
+    result = await auth.register(
         session,
+        cfg,
         email=body.email,
         password=body.password,
         first_name=body.first_name,
         last_name=body.last_name,
         ip=client_ip(request),
     )
-    _send_verification(request, background, cfg, user)
-    return user
+    if result.created:
+        _send_verification(request, background, cfg, result.user)
+    elif result.notify_owner:
+        message = account_exists_email(reset_hint=RESET_HINT)
+        background.add_task(_deliver, _sender(request), result.user.email, message)
+    return REGISTERED
+
+
+@router.post("/password-reset", status_code=202, response_model=Accepted)
+async def request_password_reset(
+    body: PasswordResetRequest,
+    request: Request,
+    session: SessionDep,
+    cfg: AuthConfigDep,
+    background: BackgroundTasks,
+) -> Accepted:
+    """Email a single-use password reset token (the answer is the same whether the address has an account)."""
+    found = await auth.request_password_reset(session, cfg, body.email, ip=client_ip(request))
+    if found is not None:
+        user, token = found
+        minutes = int(cfg.policy.reset_token_ttl.total_seconds() // 60)
+        # In the fragment: browsers never send it to a server, so it stays out of every access log.
+        link = f"{_base_url(request)}/reset-password#token={token}"
+        message = password_reset_email(token=token, link=link, valid_minutes=minutes)
+        background.add_task(_deliver, _sender(request), user.email, message)
+    return RESET_REQUESTED
+
+
+@router.post("/password-reset/confirm", status_code=204, responses=problem_responses(401))
+async def confirm_password_reset(
+    body: PasswordResetConfirm,
+    request: Request,
+    session: SessionDep,
+    cfg: AuthConfigDep,
+    background: BackgroundTasks,
+) -> Response:
+    """Set a new password with the emailed token; every session is signed out."""
+    ip = client_ip(request)
+    user = await auth.reset_password(session, cfg, body.token, body.new_password, ip=ip)
+    alert = password_changed_alert(when=auth.utcnow(), ip=ip)
+    background.add_task(_deliver, _sender(request), user.email, alert)
+    return Response(status_code=204)
 
 
 @router.get("/verify-email", response_model=UserPublic, responses=problem_responses(401))

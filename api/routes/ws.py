@@ -1,9 +1,10 @@
 """`/api/v1/ws`: a customer's live feed (seed §B): price ticks, their order status changes, balance changes
 and trade notifications, as JSON text frames.
 
-Authentication: the access token as `?token=…`, or as the first message `{"type": "auth", "token": "…"}`
-within 5 s. A missing, bad, expired or revoked token closes the socket with code 4401; the session is
-checked again every 30 s, so logout or revocation ends the feed too.
+Authentication: the access token as the first message `{"type": "auth", "token": "…"}` within 5 s. A
+token in the URL (`?token=…`) is refused: URLs end up in proxy, server and browser logs. A missing,
+bad, expired or revoked token closes the socket with code 4401; the session is checked again every
+30 s, so logout or revocation ends the feed too.
 
 Messages (every amount a string):
     {"type": "welcome", "user_id": …}
@@ -201,10 +202,15 @@ def price_message(p: BestPrice) -> dict[str, Any]:
 
 
 @router.websocket("/ws")
-async def feed(websocket: WebSocket, token: str | None = None) -> None:
+async def feed(websocket: WebSocket) -> None:
     """Live prices, order status changes, balance changes and trades for the authenticated customer."""
     await websocket.accept()
-    token = token or await _first_message_token(websocket)
+    if "token" in websocket.query_params:
+        await websocket.close(
+            code=CLOSE_UNAUTHORIZED, reason="send the token as the first message, never in the URL"
+        )
+        return
+    token = await _first_message_token(websocket)
     user_id = await _authenticate(websocket, token) if token else None
     if user_id is None:
         await websocket.close(code=CLOSE_UNAUTHORIZED, reason="invalid or missing access token")

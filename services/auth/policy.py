@@ -38,3 +38,16 @@ class AuthPolicy:
     # Per user's second factor: 5 wrong codes and the 10^6 code space stays out of reach.
     totp_lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
     totp_issuer: str = "Broker"
+    # Password reset: the emailed token's lifetime; how many reset emails one address receives before
+    # a pause (the answer stays the same, so the limit reveals nothing); requests per client address.
+    reset_token_ttl: timedelta = timedelta(minutes=30)
+    reset_emails: LockoutPolicy = field(
+        default_factory=lambda: LockoutPolicy(
+            max_failures=3, window=timedelta(hours=1), base_delay=timedelta(minutes=15)
+        )
+    )
+    reset_requests_per_ip: LockoutPolicy = field(
+        default_factory=lambda: LockoutPolicy(
+            max_failures=10, window=timedelta(hours=1), base_delay=timedelta(minutes=15)
+        )
+    )

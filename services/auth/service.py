@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,6 +61,7 @@ class AuthConfig:
     policy: AuthPolicy
     tokens: TokenCodec
     email_tokens: TokenCodec
+    reset_tokens: TokenCodec
 
     @classmethod
     def from_settings(cls, settings: Settings, policy: AuthPolicy | None = None) -> AuthConfig:
@@ -73,6 +75,12 @@ class AuthConfig:
                 hashlib.sha256(f"email-verify:{settings.email_token_secret}".encode()).digest(),
                 policy.issuer,
                 f"{policy.audience}:email",
+            ),
+            # Likewise for password-reset links: their own key and audience.
+            reset_tokens=TokenCodec(
+                hashlib.sha256(f"password-reset:{settings.email_token_secret}".encode()).digest(),
+                policy.issuer,
+                f"{policy.audience}:password-reset",
             ),
         )
 
@@ -143,31 +151,59 @@ def _pair(cfg: AuthConfig, user_id: uuid.UUID, sess: AuthSession, now: datetime)
 # --- registration and email verification -------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """`created` is False when the email already had an account: nothing was changed, and the caller
+    emails that account's owner instead of answering differently (so the answer reveals nothing).
+    `notify_owner` is False once that address got its share of such emails (no mail-bombing through
+    repeated sign-ups)."""
+
+    user: User
+    created: bool
+    notify_owner: bool = False
+
+
 async def register(
     session: AsyncSession,
+    cfg: AuthConfig,
     *,
     email: str,
     password: str,
     first_name: str | None,
     last_name: str | None,
     ip: str | None,
-) -> User:
-    """Create a customer (unverified email, no 2FA) and start their password history."""
+) -> Registration:
+    """Create a customer (unverified email, no 2FA) and start their password history; or, when the
+    email is taken, change nothing and say so to the caller only."""
     _check_policy(password, "password")
     email = normalize_email(email)
-    hashed = await _hash(password)
-    user = User(email=email, password_hash=hashed, first_name=first_name, last_name=last_name)
-    session.add(user)
-    try:
-        await session.flush()
-    except IntegrityError as e:
-        await session.rollback()
-        raise Conflict("an account with this email already exists", code="email_taken", field="email") from e
+    hashed = await _hash(password)  # either way, so both outcomes take the same time
+    existing = (await session.exec(select(User).where(col(User.email) == email))).first()
+    if existing is None:
+        user = User(email=email, password_hash=hashed, first_name=first_name, last_name=last_name)
+        session.add(user)
+        try:
+            await session.flush()
+        except IntegrityError:  # registered concurrently a moment ago
+            await session.rollback()
+            existing = (await session.exec(select(User).where(col(User.email) == email))).one()
+    if existing is not None:
+        now = utcnow()
+        mail_key = "signup-mail:" + hashlib.sha256(email.encode()).hexdigest()
+        await throttle.serialize(session, mail_key)
+        notify = await throttle.seconds_locked(session, [mail_key], now) is None
+        if notify:
+            await throttle.record_failure(session, mail_key, cfg.policy.reset_emails, now)
+        audit(
+            session, "auth.register.existing_email", user_id=existing.id, ip=ip, details={"emailed": notify}
+        )
+        await session.commit()
+        return Registration(existing, created=False, notify_owner=notify)
     session.add(PasswordHistory(user_id=user.id, password_hash=hashed))
     audit(session, "auth.register", user_id=user.id, ip=ip)
     await session.commit()
     await session.refresh(user)
-    return user
+    return Registration(user, created=True)
 
 
 def verification_token(cfg: AuthConfig, user: User) -> str:
@@ -440,8 +476,15 @@ async def revoke_session(
 async def _check_current_password(
     session: AsyncSession, cfg: AuthConfig, user: User, password: str, ip: str | None
 ) -> None:
-    """Confirm a sensitive change with the password; wrong guesses count toward the account lock-out."""
+    """Confirm a sensitive change with the password; wrong guesses count toward the account lock-out.
+
+    Guesses are serialised on the same lock as `login` (per account), and the lock-out and the stored
+    hash are read again once it is held: otherwise a burst of parallel guesses would all pass the
+    lock-out check before any of them counted, and one carrying the right password would get through.
+    """
     key = _account_key(user.email)
+    await throttle.serialize(session, key)
+    await session.refresh(user, ["password_hash"])
     now = utcnow()
     wait = await throttle.seconds_locked(session, [key], now)
     if wait is not None:
@@ -468,6 +511,18 @@ async def change_password(
     The caller has already checked the TOTP code when 2FA is on (`api.auth_deps.require_totp`)."""
     await _check_current_password(session, cfg, user, current_password, ip)
     _check_policy(new_password, "new_password")
+    await _refuse_recent_password(session, cfg, user, new_password)
+    now = utcnow()
+    revoked = await _set_password(
+        session, user.id, await _hash(new_password), now, reason="password_changed", keep_session=keep_session
+    )
+    audit(session, "auth.password.changed", user_id=user.id, ip=ip, details={"sessions_revoked": revoked})
+    await session.commit()
+
+
+async def _refuse_recent_password(
+    session: AsyncSession, cfg: AuthConfig, user: User, new_password: str
+) -> None:
     recent = (
         await session.exec(
             select(col(PasswordHistory.password_hash))
@@ -483,26 +538,116 @@ async def change_password(
                 code="password_reused",
                 field="new_password",
             )
-    now = utcnow()
-    hashed = await _hash(new_password)
-    locked = await session.get(User, user.id, with_for_update=True)
+
+
+async def _set_password(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    hashed: str,
+    now: datetime,
+    *,
+    reason: str,
+    keep_session: uuid.UUID | None = None,
+) -> int:
+    """Store the new hash and history row and revoke the user's sessions (all but `keep_session`);
+    returns how many were revoked. The caller audits and commits."""
+    locked = await session.get(User, user_id, with_for_update=True)
     assert locked is not None
     locked.password_hash = hashed
     locked.updated_at = now
-    session.add(PasswordHistory(user_id=user.id, password_hash=hashed))
-    others = await session.exec(
-        select(AuthSession).where(
-            col(AuthSession.user_id) == user.id,
-            col(AuthSession.revoked_at).is_(None),
-            col(AuthSession.id) != keep_session,
-        )
+    session.add(PasswordHistory(user_id=user_id, password_hash=hashed))
+    query = select(AuthSession).where(
+        col(AuthSession.user_id) == user_id, col(AuthSession.revoked_at).is_(None)
     )
+    if keep_session is not None:
+        query = query.where(col(AuthSession.id) != keep_session)
     revoked = 0
-    for other in others.all():
-        _revoke(other, "password_changed", now)
+    for other in (await session.exec(query)).all():
+        _revoke(other, reason, now)
         revoked += 1
-    audit(session, "auth.password.changed", user_id=user.id, ip=ip, details={"sessions_revoked": revoked})
+    return revoked
+
+
+# --- password reset ------------------------------------------------------------------------------
+
+
+def _password_fingerprint(password_hash: str) -> str:
+    """Bound into a reset token: once the password changes (by this token or otherwise) every reset
+    token issued before dies, so each is single-use without a table of used tokens."""
+    return hashlib.sha256(f"password-reset:{password_hash}".encode()).hexdigest()[:32]
+
+
+async def request_password_reset(
+    session: AsyncSession, cfg: AuthConfig, email: str, *, ip: str
+) -> tuple[User, str] | None:
+    """A reset token for `email`'s account, or None when nothing is to be sent (no such account, an
+    inactive one, or that address already got its share of reset emails). The caller answers the same
+    in every case. Too many requests from one client address are refused (`LockedOut`) whatever the
+    email, so that refusal reveals nothing either."""
+    now = utcnow()
+    p = cfg.policy
+    ip_key = f"reset-ip:{ip}"[:100]
+    await throttle.serialize(session, ip_key)
+    wait = await throttle.seconds_locked(session, [ip_key], now)
+    if wait is not None:
+        await session.rollback()
+        raise LockedOut("too many password reset requests; try again later", retry_after=wait)
+    await throttle.record_failure(session, ip_key, p.reset_requests_per_ip, now)
+
+    email = normalize_email(email)
+    email_key = "reset:" + hashlib.sha256(email.encode()).hexdigest()
+    await throttle.serialize(session, email_key)
+    user = (await session.exec(select(User).where(col(User.email) == email))).first()
+    result: tuple[User, str] | None = None
+    if await throttle.seconds_locked(session, [email_key], now) is None:
+        await throttle.record_failure(session, email_key, p.reset_emails, now)
+        if user is not None and user.status in LOGIN_STATUSES:
+            token = cfg.reset_tokens.issue(
+                "password_reset",
+                user.id,
+                now=now,
+                ttl=p.reset_token_ttl,
+                pwd=_password_fingerprint(user.password_hash),
+            )
+            result = (user, token)
+    audit(
+        session,
+        "auth.password_reset.requested",
+        user_id=user.id if user else None,
+        ip=ip,
+        details={"emailed": result is not None},
+    )
     await session.commit()
+    return result
+
+
+async def reset_password(
+    session: AsyncSession, cfg: AuthConfig, token: str, new_password: str, *, ip: str | None
+) -> User:
+    """Set a new password with an emailed reset token (once only, before it expires): the policy and
+    history rules apply, every session is revoked, the login lock-out of the account is lifted and the
+    email counts as verified."""
+    claims = cfg.reset_tokens.decode(token, "password_reset")
+    _check_policy(new_password, "new_password")
+    user = await session.get(User, claims["sub"], with_for_update=True)
+    fingerprint = str(claims.get("pwd", ""))
+    if (
+        user is None
+        or user.status not in LOGIN_STATUSES
+        or not hmac.compare_digest(fingerprint, _password_fingerprint(user.password_hash))
+    ):
+        raise TokenInvalid("this reset link was already used or is no longer valid", code="reset_token_used")
+    await _refuse_recent_password(session, cfg, user, new_password)
+    now = utcnow()
+    revoked = await _set_password(session, user.id, await _hash(new_password), now, reason="password_reset")
+    # The token came by email, so whoever holds it controls the address: an account someone opened with
+    # another person's address ("pre-hijacking") passes to that person here, every session of the
+    # opener revoked.
+    user.email_verified = True
+    await throttle.reset(session, _account_key(user.email))
+    audit(session, "auth.password_reset", user_id=user.id, ip=ip, details={"sessions_revoked": revoked})
+    await session.commit()
+    return user
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Signed tokens: JWT (HS256) access, refresh and email-verification tokens.
+"""Signed tokens: JWT (HS256) access, refresh, email-verification and password-reset tokens.
 
 Every token carries `typ`, `iss`, `aud`, `iat`, `exp`, `sub` and a random `jti`; decoding requires all of
 them and the expected `typ`, so a refresh token is never accepted where an access token is expected (or
@@ -19,7 +19,7 @@ import jwt
 
 from services.auth.errors import TokenInvalid
 
-TokenType = Literal["access", "refresh", "email_verify"]
+TokenType = Literal["access", "refresh", "email_verify", "password_reset"]
 ALGORITHM = "HS256"
 _REQUIRED = ["typ", "iss", "aud", "iat", "exp", "sub", "jti"]
 
@@ -73,7 +73,7 @@ class TokenCodec:
                 claims["sid"] = uuid.UUID(str(claims["sid"]))
         except ValueError as e:
             raise TokenInvalid("the token is not valid") from e
-        if typ != "email_verify" and not isinstance(claims.get("sid"), uuid.UUID):
+        if typ in ("access", "refresh") and not isinstance(claims.get("sid"), uuid.UUID):
             raise TokenInvalid("the token is not valid")
         return claims
 

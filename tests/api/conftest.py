@@ -139,7 +139,7 @@ async def client(app_client: AppClient) -> AsyncIterator[httpx.AsyncClient]:
 async def register(client: httpx.AsyncClient, email: str | None = None, password: str = PASSWORD) -> str:
     email = email or unique_email()
     r = await client.post("/api/v1/auth/register", json={"email": email, "password": password})
-    assert r.status_code == 201, r.text
+    assert r.status_code == 202, r.text
     return email
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.api.conftest import (
     PASSWORD,
+    TEST_POLICY,
     MailSink,
     assert_problem,
     audit_actions,
@@ -27,10 +28,11 @@ async def test_register_sends_a_verification_link_that_verifies(
     r = await client.post(
         "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "first_name": "Ada"}
     )
-    assert r.status_code == 201, r.text
-    user = r.json()
+    assert r.status_code == 202, r.text
+    assert "password" not in r.text and email.lower() not in r.text.lower()
+    first = await login(client, email)
+    user = (await client.get("/api/v1/auth/me", headers=bearer(first))).json()
     assert user["email"] == email.lower() and user["email_verified"] is False and user["first_name"] == "Ada"
-    assert "password" not in r.text and "password_hash" not in r.text
 
     mails = await mail_sink.messages(to=email.lower())
     assert len(mails) == 1
@@ -93,11 +95,30 @@ async def test_register_bad_input_names_the_field(client: httpx.AsyncClient) -> 
     assert_problem(r, 422, "validation_error")
 
 
-async def test_email_is_case_insensitive_and_unique(client: httpx.AsyncClient) -> None:
+async def test_registering_a_taken_email_answers_as_for_a_new_one_and_tells_the_owner(
+    client: httpx.AsyncClient, mail_sink: MailSink, engine: AsyncEngine
+) -> None:
     email = await register(client, unique_email("Case"))
-    r = await client.post("/api/v1/auth/register", json={"email": "  " + email.upper(), "password": PASSWORD})
-    problem = assert_problem(r, 422 if r.status_code == 422 else 409)
-    r = await client.post("/api/v1/auth/register", json={"email": email.upper(), "password": PASSWORD})
-    problem = assert_problem(r, 409, "email_taken")
-    assert problem["errors"][0]["field"] == "email"
-    await login(client, email.upper())
+    fresh = await client.post("/api/v1/auth/register", json={"email": unique_email(), "password": PASSWORD})
+    again = await client.post(
+        "/api/v1/auth/register", json={"email": email.upper(), "password": "Other-password-42"}
+    )
+    assert again.status_code == fresh.status_code == 202
+    assert again.json() == fresh.json() and again.headers.keys() - {
+        "x-request-id"
+    } == fresh.headers.keys() - {"x-request-id"}
+    mails = await mail_sink.messages(to=email.lower())
+    assert [m["subject"] for m in mails] == [
+        "Confirm your email address",
+        "Someone tried to sign up with your email address",
+    ]
+    for _ in range(5):  # repeated attempts: the owner is told a few times, not flooded
+        r = await client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 202
+    told = [m for m in await mail_sink.messages(to=email.lower()) if m["subject"].startswith("Someone")]
+    assert len(told) == TEST_POLICY.reset_emails.max_failures
+    tokens = await login(client, email.upper())  # the original password still works: nothing changed
+    r = await client.post("/api/v1/auth/login", json={"email": email, "password": "Other-password-42"})
+    assert_problem(r, 401, "invalid_credentials")
+    user_id = (await client.get("/api/v1/auth/me", headers=bearer(tokens))).json()["id"]
+    assert "auth.register.existing_email" in await audit_actions(engine, user_id)

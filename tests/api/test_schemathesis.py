@@ -2,9 +2,10 @@
 app's own OpenAPI schema (schemathesis, in-process ASGI).
 
 Asserts what the issue asks: no 5xx, and every response (status, content type, headers, body) conforms
-to the documented schema. Requests carry a real customer's access token, so the authenticated paths are
-exercised beyond their 401. Business rules that valid-by-schema input can still break (weak password,
-wrong current password) answer documented 4xx problems, so "positive data accepted" is not asserted.
+to the documented schema. Requests carry a real customer's access token, then a staff user's (every
+role), so the authenticated paths are exercised beyond their 401. Business rules that valid-by-schema
+input can still break (weak password, wrong current password) answer documented 4xx problems, so
+"positive data accepted" is not asserted.
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy import text
 
 from config import Settings
+from models.database import sync_engine
+from models.users import StaffRole
 from sandbox.mail import create_app as create_mail_app
 from tests.api.conftest import PASSWORD, build_app, unique_email
 
@@ -89,15 +93,25 @@ def api_schema(settings: Settings) -> Iterator[schemathesis.BaseSchema]:
 def _schema(api_settings: Settings) -> Iterator[schemathesis.BaseSchema]:
     app = build_app(api_settings)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    # One customer whose token every generated request carries (schemathesis runs the app on its own loop).
+    # A customer and a staff user whose tokens the generated requests carry (schemathesis runs the app on
+    # its own loop).
+    fuzz_tokens = []
     with asgi.get_client(app) as client:  # type: ignore[arg-type]
-        email = unique_email("fuzz")
-        assert (
-            client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD}).status_code
-            == 201
-        )
-        tokens = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).json()
-    app.state.fuzz_token = tokens["access_token"]
+        for staff in (False, True):
+            email = unique_email("fuzz-staff" if staff else "fuzz")
+            registered = client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+            assert registered.status_code == 202
+            if staff:
+                eng = sync_engine(api_settings.database_url)
+                with eng.begin() as conn:
+                    conn.execute(
+                        text("UPDATE users SET roles = :r WHERE email = :e"),
+                        {"r": [r.value for r in StaffRole], "e": email},
+                    )
+                eng.dispose()
+            tokens = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).json()
+            fuzz_tokens.append(tokens["access_token"])
+    app.state.fuzz_tokens = fuzz_tokens
     try:
         yield schema.include(path_regex="^/api/v1/auth/")
     finally:
@@ -107,7 +121,7 @@ def _schema(api_settings: Settings) -> Iterator[schemathesis.BaseSchema]:
 def test_api_conforms_to_its_schema(api_schema: schemathesis.BaseSchema) -> None:
     # Operations are driven one by one with hypothesis directly: schemathesis' lazy pytest integration
     # (`from_fixture` + `parametrize`) does not work with pytest 9.
-    token = api_schema.app.state.fuzz_token
+    tokens = api_schema.app.state.fuzz_tokens
     operations = []
     for result in api_schema.get_all_operations():
         assert isinstance(result, Ok), result.err()  # the schema itself is valid
@@ -115,7 +129,7 @@ def test_api_conforms_to_its_schema(api_schema: schemathesis.BaseSchema) -> None
     assert len(operations) >= 14
     statuses: Counter[int] = Counter()
 
-    for operation in operations:
+    for operation, token in ((o, t) for o in operations for t in tokens):
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
             @given(case=operation.as_strategy(mode))
@@ -127,7 +141,8 @@ def test_api_conforms_to_its_schema(api_schema: schemathesis.BaseSchema) -> None
                 database=None,
             )
             def check(case: schemathesis.Case) -> None:
-                response = case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=CHECKS)
+                auth = {"Authorization": f"Bearer {token}"}  # noqa: B023 - called within this iteration
+                response = case.call_and_validate(headers=auth, checks=CHECKS)
                 statuses[response.status_code] += 1
 
             try:

@@ -30,6 +30,7 @@ from activities.orders import OrderActivities
 from api.main import create_app
 from config import Settings
 from devstack.ports import free_port
+from models.sealed import seal
 from providers.email import EmailSender
 from providers.exchanges.ccxt_adapter import CcxtAdapter
 from sandbox.runner import RunningSandboxes, start_venues
@@ -126,7 +127,7 @@ class Trading:
             async with self.engine.begin() as c:
                 await c.execute(
                     text("UPDATE users SET twofa_enabled = true, twofa_secret = :s WHERE id = :id"),
-                    {"s": secret, "id": uid},
+                    {"s": seal(secret), "id": uid},
                 )
         return Customer(uid, email, r.json()["access_token"], pyotp.TOTP(secret) if twofa else None)
 
@@ -227,7 +228,9 @@ async def served(trading: Trading) -> AsyncIterator[str]:
     """The same app also served by uvicorn on a free port (its lifespan already runs): the base URL."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(trading.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            trading.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", proxy_headers=False
+        )
     )
     serving = asyncio.create_task(server.serve())
     while not server.started:

@@ -36,6 +36,7 @@ from api.ratelimit import RateLimits
 from config import Settings
 from config.settings import DEV_SECRETS
 from devstack.ports import free_port
+from models.sealed import seal
 from providers.bank import BankClient
 from providers.email import EmailSender
 from providers.exchanges.ccxt_adapter import CcxtAdapter, ExchangeConfig
@@ -124,7 +125,9 @@ async def stack(
         ),
         email_sender=EmailSender.from_settings(s),
     )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=api_port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=api_port, log_level="warning", proxy_headers=False)
+    )
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)
@@ -256,7 +259,7 @@ async def make_user(
         async with stack.engine.begin() as conn:
             await conn.execute(
                 text("UPDATE users SET twofa_enabled = true, twofa_secret = :s WHERE id = :id"),
-                {"s": secret, "id": user_id},
+                {"s": seal(secret), "id": user_id},
             )
     return Customer(id=user_id, email=email, token=token, totp=pyotp.TOTP(secret))
 

@@ -25,11 +25,21 @@ from services import payments
 from services.decision_tokens import DecisionTokens
 from services.ledger import Ledger
 from temporal.search_attributes import WITHDRAWAL_STATUS
-from tests.payments.conftest import Customer, Stack, balance, deposit_gbp, make_user, wait_for
+from tests.payments.conftest import (
+    Customer,
+    Stack,
+    balance,
+    deposit_gbp,
+    make_user,
+    wait_for,
+    withdrawal_account,
+)
 from workflows.withdrawals import WithdrawalWorkflow, withdrawal_workflow_id
 
 
 async def _withdraw(stack: Stack, customer: Customer, body: dict[str, Any], **headers: str) -> Any:
+    if body.get("currency") == "GBP" and "bank_account_id" not in body:  # a withdrawal names its account
+        body = {**body, "bank_account_id": str(await withdrawal_account(stack, customer))}
     async with stack.http() as c:
         return await c.post(
             "/api/v1/withdrawals", json=body, headers={**customer.headers(totp=True), **headers}
@@ -324,7 +334,8 @@ async def test_a_request_whose_saga_did_not_start_is_not_recorded(stack: Stack) 
     try:
         await payments.accept_withdrawal(
             stack.engine, withdrawal_id=wid, user_id=customer.id, currency="GBP", amount=Decimal("50.00"),
-            price_gbp=None, address_id=None, bank_account_id=None,
+            price_gbp=None, address_id=None,
+        bank_account_id=await withdrawal_account(stack, customer),
             policy=payments.WithdrawalPolicy(Decimal("10000"), Decimal("50000"), {"GBP": Decimal("0.50")}),
             crypto_provider="binance", on_recorded=temporal_down,
         )  # fmt: skip
@@ -340,7 +351,8 @@ async def test_a_saga_without_its_row_or_for_a_finished_withdrawal_takes_no_hold
     await deposit_gbp(stack, customer, "300.00")
     accepted = await payments.accept_withdrawal(
         stack.engine, withdrawal_id=(finished := uuid.uuid4()), user_id=customer.id, currency="GBP",
-        amount=Decimal("50.00"), price_gbp=None, address_id=None, bank_account_id=None,
+        amount=Decimal("50.00"), price_gbp=None, address_id=None,
+        bank_account_id=await withdrawal_account(stack, customer),
         policy=payments.WithdrawalPolicy(Decimal("10000"), Decimal("50000"), {"GBP": Decimal("0.50")}),
         crypto_provider="binance",
     )  # fmt: skip
@@ -517,7 +529,8 @@ async def test_a_customer_borne_network_fee_replaces_the_fee_and_the_rest_of_the
     wid = uuid.uuid4()
     accepted = await payments.accept_withdrawal(
         stack.engine, withdrawal_id=wid, user_id=customer.id, currency="GBP", amount=Decimal("50.00"),
-        price_gbp=None, address_id=None, bank_account_id=None,
+        price_gbp=None, address_id=None,
+        bank_account_id=await withdrawal_account(stack, customer),
         policy=payments.WithdrawalPolicy(Decimal("10000"), Decimal("50000"), {"GBP": Decimal("0.50")}),
         crypto_provider="binance",
     )  # fmt: skip

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
 
@@ -43,6 +44,7 @@ from models.order_flow import (
     MarkRequest,
     NotifyRequest,
     OrderStatus,
+    PlacementLookup,
     PlaceRequest,
     QuoteRequest,
     Reservation,
@@ -93,6 +95,7 @@ class ErrorType:
     VENUE_REFUSED = "VenueRefused"  # terminal at that venue: fall back
     VENUE_UNAVAILABLE = "VenueUnavailable"  # retryable at that venue, then fall back
     UNRESOLVED = "PlacementUnresolved"  # maybe sent, outcome unknown: keep asking, never fall back
+    NOT_RECEIVED = "PlacementNotReceived"  # ops established the venue never got it: fall back
 
 
 def _unresolved(provider: str, why: str) -> ApplicationError:
@@ -321,17 +324,19 @@ class OrderActivities:
 
     @activity.defn(name="order.place")
     async def place(self, req: PlaceRequest) -> VenueOrder:
-        """Place one leg at its venue, exactly once per (order, attempt).
+        """Place one leg at its venue, at most once per (order, attempt), ever.
 
         An order that may have been sent (a timeout or 5xx while sending, or any retry of this
-        activity, which may follow a crash mid-send) is looked up by its client order id. If the venue
-        does not (yet) show it, the activity stops with `PlacementUnresolved` and the workflow keeps
-        asking over a longer window before anything is sent again or another venue is tried.
+        activity, which may follow a crash mid-send) is never sent again: it is looked up by its client
+        order id, and if the venue does not show it yet the activity stops with `PlacementUnresolved`
+        and the workflow goes on asking (`resolve_placement`) until the venue shows the truth or ops
+        resolve it. Only `VenueRefused` and `VenueUnavailable` (refused, or proven never sent) let
+        the workflow use another venue.
         """
         adapter = self._adapters[req.leg.provider]
         cid = client_order_id(req.order_id, req.attempt)
         try:
-            if activity.info().attempt > 1 and not req.confirmed_absent:
+            if activity.info().attempt > 1:
                 found = await _heartbeating(self._resolve(adapter, req.symbol, cid))
                 if found is not None:
                     return found
@@ -370,16 +375,40 @@ class OrderActivities:
             raise _unresolved(adapter.name, f"lookup failed: {e}") from e
 
     @activity.defn(name="order.resolve_placement")
-    async def resolve_placement(self, req: ResolveRequest) -> VenueOrder | None:
-        """The venue's answer for one client order id: the order, or None if it does not show it.
-        Lookup failures are retried (unknown is not absent)."""
+    async def resolve_placement(self, req: ResolveRequest) -> PlacementLookup:
+        """One round of resolving a placement whose outcome is unknown: the venue's order lookup by
+        client order id, then its trade history since the send. Never sends anything.
+
+        Returns the order if either shows it, with the worker's policy for the next round (back-off,
+        and whether the unknown has outlasted `order_unknown_attention_after_s`). A lookup that
+        fails is retried by Temporal: unknown is not absent.
+        """
         adapter = self._adapters[req.provider]
+        cid = client_order_id(req.order_id, req.attempt)
+        since = req.unknown_since or activity.info().scheduled_time
         try:
-            return await _heartbeating(
-                adapter.resolve_placement(req.symbol, client_order_id(req.order_id, req.attempt))
-            )
+            found = await _heartbeating(adapter.resolve_placement(req.symbol, cid))
+            if found is None:
+                # Venue clocks and ours differ a little: search from a minute before the send.
+                found = await _heartbeating(
+                    adapter.find_in_trades(req.symbol, cid, since - timedelta(seconds=60))
+                )
         except VenueError as e:
             raise ApplicationError(str(e), type=ErrorType.VENUE_UNAVAILABLE) from e
+        s = self._settings
+        next_check = min(
+            s.order_unknown_recheck_first_s * 2 ** min(req.checks, 30), s.order_unknown_recheck_max_s
+        )
+        overdue = (datetime.now(UTC) - since).total_seconds() >= s.order_unknown_attention_after_s
+        if found is None and overdue:
+            log.error(
+                "OPS ALERT order %s: placement %s at %s still unknown after %.0f s (%d lookups); "
+                "the hold is kept and the saga keeps asking",
+                req.order_id, cid, req.provider, (datetime.now(UTC) - since).total_seconds(), req.checks + 1,
+            )  # fmt: skip
+        return PlacementLookup(
+            order=found, next_check_s=next_check, needs_attention=found is None and overdue
+        )
 
     @activity.defn(name="order.venue_status")
     async def venue_status(self, ref: VenueOrderRef) -> VenueOrder:

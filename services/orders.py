@@ -50,7 +50,7 @@ TRADING_LIMITS_GBP: dict[int, Decimal] = {
     3: Decimal("100000"),
 }
 # Orders in these states count towards the rolling limit (what was refused or never placed does not).
-COUNTED_STATUSES = ("ROUTED", "OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "EXPIRED")
+COUNTED_STATUSES = ("ROUTED", "NEEDS_ATTENTION", "OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "EXPIRED")
 PRICE_PLACES = 8
 _PRICE_Q = Decimal(1).scaleb(-PRICE_PLACES)
 ZERO = Decimal(0)

@@ -12,6 +12,7 @@ Three kinds of failure, because each needs a different reaction from the saga:
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
@@ -93,6 +94,11 @@ class ExecutionAdapter(Protocol):
 
     async def resolve_placement(self, symbol: str, client_order_id: str) -> VenueOrder | None:
         """After `AmbiguousPlacement`: the order if the venue has it, None once it is proven absent."""
+        ...
+
+    async def find_in_trades(self, symbol: str, client_order_id: str, since: datetime) -> VenueOrder | None:
+        """Our order found through the venue's own trade history since `since` (a second witness to
+        `resolve_placement`); None when no trade since then belongs to it."""
         ...
 
     async def cancel_order(self, symbol: str, provider_order_id: str) -> VenueOrder: ...

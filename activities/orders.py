@@ -62,6 +62,7 @@ from providers.exchanges.base import (
     VenueError,
 )
 from providers.exchanges.ccxt_adapter import client_order_id
+from services import holds
 from services import orders as svc
 from services.ledger import HoldNotActive, InsufficientFunds, Ledger, LedgerError, Leg
 from services.router import Router, RoutingRefused
@@ -192,6 +193,8 @@ class OrderActivities:
         )
         try:
             async with self._engine.begin() as conn:
+                # A late replay (a stalled worker) must not reserve for an order already finished.
+                await holds.lock_live_order(conn, order.order_id)
                 tier = (
                     await conn.execute(text("SELECT kyc_tier FROM users WHERE id = :u"), {"u": order.user_id})
                 ).scalar_one()
@@ -223,6 +226,8 @@ class OrderActivities:
                 )
         except svc.OrderRejected as e:
             raise _rejected(e) from e
+        except holds.OwnerFinished as e:
+            raise _rejected(svc.OrderRejected("order_finished", str(e))) from e
         except InsufficientFunds as e:
             raise ApplicationError(
                 f"insufficient {currency}: the order needs {hold_amount} {currency} available",
@@ -273,6 +278,8 @@ class OrderActivities:
             status, filled, filled_quote, avg, fee = await svc.refresh_totals(
                 conn, req.order_id, req.status, req.reason
             )
+            if req.final:
+                await holds.release_all(conn, self._ledger, holds.ORDER_HOLD, req.order_id)
         return SettleResult(
             status=status,
             filled_amount=filled,
@@ -305,13 +312,10 @@ class OrderActivities:
 
     @activity.defn(name="order.mark")
     async def mark(self, req: MarkRequest) -> None:
-        """Set a final status without fills (rejected, failed, cancelled early); release the hold."""
+        """Set a status without fills: final (rejected, failed, cancelled early: every hold of the
+        order is released with it), or NEEDS_ATTENTION and back (holds kept)."""
         async with self._engine.begin() as conn:
-            if req.hold_id is not None:
-                try:
-                    await self._ledger.release(req.hold_id, conn=conn)
-                except HoldNotActive:
-                    pass
+            # The status first: its row lock orders this with any late reserve of the same order.
             await svc.set_status(
                 conn,
                 req.order_id,
@@ -319,6 +323,15 @@ class OrderActivities:
                 req.reason,
                 req.record.model_dump(mode="json") if req.record else None,
             )
+            if req.hold_id is not None:
+                try:
+                    await self._ledger.release(req.hold_id, conn=conn)
+                except HoldNotActive:
+                    pass
+            if req.status.final:
+                await holds.release_all(conn, self._ledger, holds.ORDER_HOLD, req.order_id)
+        if req.status is OrderStatus.NEEDS_ATTENTION:
+            log.error("OPS ALERT order %s needs attention: %s", req.order_id, req.reason)
 
     # -- regular activities (venues, email) --
 

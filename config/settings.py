@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     order_unknown_recheck_first_s: float = Field(default=2.0, gt=0)
     order_unknown_recheck_max_s: float = Field(default=300.0, gt=0)
     order_unknown_attention_after_s: float = Field(default=900.0, gt=0)
+    hold_audit_minutes: float = Field(default=10, gt=0)  # how often holds outliving their owner are sought
     # Payments (deposits, withdrawals, float). Fees are what the customer pays per withdrawal.
     withdrawal_fees: dict[str, Decimal] = Field(
         default_factory=lambda: {

@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from models.assets import SCALES, Direction, PrecisionError, UnknownCurrency, check_scale, round_for_house
 from models.market import SYMBOLS, OrderType, Side, VenueOrder, split_symbol
-from models.order_flow import OrderRequest, OrderStatus, Reservation
+from models.order_flow import FINAL_STATUSES, OrderRequest, OrderStatus, Reservation
 from services.ledger import House, HouseAccount, Leg, Posting
 
 # Seed §C.6: rolling 24 h trading limit per KYC tier, in GBP.
@@ -313,10 +313,12 @@ async def set_status(
             "reject_reason), execution_record = coalesce(CAST(:rec AS jsonb), execution_record), "
             "updated_at = now(), cancelled_at = CASE WHEN CAST(:s AS varchar) IN ('CANCELLED', 'EXPIRED') "
             "THEN now() ELSE cancelled_at END "
-            "WHERE id = :id"
+            # A finished order's status stands: a late replay (a stalled worker) cannot rewrite it.
+            "WHERE id = :id AND status <> ALL(:final)"
         ),
         {
             "id": order_id,
+            "final": sorted(s.value for s in FINAL_STATUSES),
             "s": status.value,
             "r": reason,
             "rec": _json(record) if record is not None else None,

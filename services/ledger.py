@@ -614,9 +614,18 @@ class Ledger:
     async def customer_account(
         self, user_id: uuid.UUID, currency: str, conn: AsyncConnection | None = None
     ) -> uuid.UUID:
-        """The customer's account in `currency`, created on first use."""
+        """The customer's account in `currency`, created on first use.
+
+        Looked up first, inserted only when missing: `INSERT … ON CONFLICT DO NOTHING` on an existing
+        row waits for any transaction that is updating that row (its balance), which under load
+        chains one customer's concurrent settlements into deadlocks.
+        """
         _known(currency)
+        lookup = text("SELECT id FROM accounts WHERE kind = 'customer' AND user_id = :u AND currency = :c")
         async with self._tx(conn) as c:
+            row = (await c.execute(lookup, {"u": user_id, "c": currency})).first()
+            if row is not None:
+                return uuid.UUID(str(row[0]))
             row = (
                 await c.execute(
                     text(
@@ -627,15 +636,7 @@ class Ledger:
                 )
             ).first()
             if row is None:
-                row = (
-                    await c.execute(
-                        text(
-                            "SELECT id FROM accounts WHERE kind = 'customer' "
-                            "AND user_id = :u AND currency = :c"
-                        ),
-                        {"u": user_id, "c": currency},
-                    )
-                ).first()
+                row = (await c.execute(lookup, {"u": user_id, "c": currency})).first()
             if row is None:
                 raise UnknownAccount(f"no account for user {user_id} in {currency}")
             return uuid.UUID(str(row[0]))

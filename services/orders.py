@@ -254,9 +254,11 @@ async def check_trading_limit(
     """Refuse the order if it would take the customer over their tier's rolling 24 h limit.
 
     The customer's row is locked for the rest of the transaction, so two concurrent orders of one
-    customer are counted one after the other, never both against the same headroom.
+    customer are counted one after the other, never both against the same headroom. `FOR NO KEY
+    UPDATE`, not `FOR UPDATE`: it must not block the foreign-key checks (`FOR KEY SHARE`) of the
+    customer's settlements inserting trades and entries, which deadlocked under load.
     """
-    await conn.execute(text("SELECT 1 FROM users WHERE id = :u FOR UPDATE"), {"u": user_id})
+    await conn.execute(text("SELECT 1 FROM users WHERE id = :u FOR NO KEY UPDATE"), {"u": user_id})
     limit = TRADING_LIMITS_GBP.get(kyc_tier, ZERO)
     used = (
         await conn.execute(

@@ -5,11 +5,16 @@ audit reports any hold whose owner is final."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from temporalio.api.enums.v1 import EventType
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
@@ -20,6 +25,7 @@ from models.holds import HoldAuditInput
 from models.market import OrderType, Side
 from models.order_flow import CancelRequest, MarkRequest, OrderStatus, QuoteRequest, ReserveRequest
 from services.holds import WITHDRAWAL_HOLD
+from temporal import task_queues
 from tests.orders.conftest import OrderStack
 from workflows.hold_audit import HoldAuditWorkflow
 from workflows.orders import ID_REUSE_POLICY, OrderWorkflow, workflow_id
@@ -137,3 +143,76 @@ async def test_the_hold_audit_reports_holds_whose_owner_is_final_or_missing(stac
     await stack.ledger.release(ghost.hold_id)
     await live_handle.signal(OrderWorkflow.cancel, CancelRequest(reason="done"))
     await live_handle.result()
+
+
+async def _worker_process(
+    stack: OrderStack, database_url: str, temporal_address: str, log: Path
+) -> asyncio.subprocess.Process:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "TEMPORAL_ADDRESS": temporal_address,
+        "BINANCE_URL": stack.venues["binance"].url,
+        "KRAKEN_URL": stack.venues["kraken"].url,
+        "OTC_URL": "http://127.0.0.1:9",  # no OTC desk here
+        "SENDGRID_HOST": "",
+    }
+    with log.open("wb") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "workers", "--queue", task_queues.ORDERS, env=env, stdout=out, stderr=out
+        )
+
+
+async def test_a_frozen_worker_that_wakes_with_a_stale_task_reserves_nothing(
+    stack: OrderStack, database_url: str, temporal_address: str, tmp_path: Path
+) -> None:
+    """The reported reproduction, with real processes: worker A is frozen (SIGSTOP) while its pollers
+    wait; an order is posted (its first workflow task goes to A) and cancelled; worker B takes the saga
+    over once A's task times out and finishes it CANCELLED; A wakes (SIGCONT) and runs the stale task,
+    reserve step included. No hold may come of it."""
+    user = await stack.customer(gbp="5000")
+    first_log, second_log = tmp_path / "worker-a.log", tmp_path / "worker-b.log"
+    first = await _worker_process(stack, database_url, temporal_address, first_log)
+    second: asyncio.subprocess.Process | None = None
+    try:
+        for _ in range(600):
+            if "worker polling" in first_log.read_text(errors="replace"):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1)  # its polls are now waiting at the server
+        first.send_signal(signal.SIGSTOP)
+        req = stack.request(user, side=Side.BUY, type=OrderType.MARKET, quote_amount=D("100"))
+        handle = await stack.start(req, task_queue=task_queues.ORDERS)
+        for _ in range(500):  # A's (frozen) poller has taken the first task: its history ends here
+            events = [e.event_type for e in (await handle.fetch_history()).events]
+            if EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED in events:
+                break
+            await asyncio.sleep(0.01)
+        await handle.signal(OrderWorkflow.cancel, CancelRequest(reason="changed my mind"))
+        second = await _worker_process(stack, database_url, temporal_address, second_log)
+        final = await asyncio.wait_for(handle.result(), timeout=90)
+        assert final.status is OrderStatus.CANCELLED
+        assert await holds_of(stack, req.order_id) == []
+
+        first.send_signal(signal.SIGCONT)
+        # A now runs the stale task from its start, reserve step included, and then learns from the
+        # server that the task is no longer its to complete.
+        for _ in range(300):
+            if "Workflow task not found" in first_log.read_text(errors="replace"):
+                break
+            await asyncio.sleep(0.1)
+        woke = first_log.read_text(errors="replace")
+        assert "Workflow task not found" in woke, "A never finished its stale task"
+        assert await holds_of(stack, req.order_id) == []
+        assert "nothing may be reserved for it" in woke  # its reserve step ran, and was refused
+        assert await stack.balance(user, "GBP") == (D("5000"), D("5000"), D(0))
+        assert (await stack.order_row(req.order_id))["status"] == "CANCELLED"
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.returncode is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), timeout=30)
+                except TimeoutError:
+                    proc.kill()

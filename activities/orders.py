@@ -316,13 +316,16 @@ class OrderActivities:
         order is released with it), or NEEDS_ATTENTION and back (holds kept)."""
         async with self._engine.begin() as conn:
             # The status first: its row lock orders this with any late reserve of the same order.
-            await svc.set_status(
-                conn,
-                req.order_id,
-                req.status,
-                req.reason,
-                req.record.model_dump(mode="json") if req.record else None,
-            )
+            if req.status is OrderStatus.ROUTED:
+                await svc.clear_attention(conn, req.order_id)
+            else:
+                await svc.set_status(
+                    conn,
+                    req.order_id,
+                    req.status,
+                    req.reason,
+                    req.record.model_dump(mode="json") if req.record else None,
+                )
             if req.hold_id is not None:
                 try:
                     await self._ledger.release(req.hold_id, conn=conn)

@@ -521,3 +521,14 @@ def _json(value: Any) -> str:
     import json
 
     return json.dumps(value, default=str)
+
+
+async def clear_attention(conn: AsyncConnection, order_id: uuid.UUID) -> None:
+    """The venue has shown an order that was in NEEDS_ATTENTION: back to ROUTED, reason cleared."""
+    await conn.execute(
+        text(
+            "UPDATE orders SET status = 'ROUTED', reject_reason = NULL, updated_at = now() "
+            "WHERE id = :id AND status = 'NEEDS_ATTENTION'"
+        ),
+        {"id": order_id},
+    )

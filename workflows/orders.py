@@ -319,31 +319,60 @@ class OrderWorkflow:
                     req.order_id, request.attempt, resolution.resolved_by, resolution.model_dump(),
                 )  # fmt: skip
                 if resolution.provider_order_id:
-                    ref = VenueOrderRef(
-                        provider=request.leg.provider,
-                        symbol=request.symbol,
-                        provider_order_id=resolution.provider_order_id,
-                    )
-                    named = await self._venue(OrderActivities.venue_status, ref)
-                    if named.client_order_id != client_order_id(request.order_id, request.attempt):
-                        workflow.logger.error(
-                            "order %s: ops named venue order %s, not this placement's; still waiting",
-                            req.order_id, resolution.provider_order_id,
-                        )  # fmt: skip
+                    found = await self._venue_order_named_by_ops(req, request, resolution.provider_order_id)
+                    if found is None:
                         continue
-                    found = named
                 elif resolution.absent:
-                    raise ApplicationError(
-                        f"{request.leg.provider}: ops established the venue never received the order"
-                        + (f" ({resolution.note})" if resolution.note else ""),
-                        type=ErrorType.NOT_RECEIVED,
-                        non_retryable=True,
+                    # One more look first: an order the venue does show outweighs anyone's word.
+                    last: PlacementLookup = await workflow.execute_activity_method(
+                        OrderActivities.resolve_placement,
+                        lookup.model_copy(update={"checks": checks}),
+                        start_to_close_timeout=timedelta(seconds=60),
+                        heartbeat_timeout=PLACE_HEARTBEAT,
+                        retry_policy=VENUE_RETRY,
                     )
+                    if last.order is None:
+                        raise ApplicationError(
+                            f"{request.leg.provider}: ops established the venue never received the order"
+                            + (f" ({resolution.note})" if resolution.note else ""),
+                            type=ErrorType.NOT_RECEIVED,
+                            non_retryable=True,
+                        )
+                    found = last.order
                 else:
                     continue
             if flagged:
                 await self._mark_attention(req, OrderStatus.ROUTED, None)
             return found
+
+    async def _venue_order_named_by_ops(
+        self, req: OrderRequest, request: PlaceRequest, provider_order_id: str
+    ) -> VenueOrder | None:
+        """The venue order ops named, if the venue shows it and it is this placement's; else None (the
+        saga goes on asking). A few tries only: a mistyped id must not stop the regular lookups."""
+        ref = VenueOrderRef(
+            provider=request.leg.provider, symbol=request.symbol, provider_order_id=provider_order_id
+        )
+        try:
+            named: VenueOrder = await workflow.execute_activity_method(
+                OrderActivities.venue_status,
+                ref,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
+            )
+        except ACTIVITY_FAILURES as e:
+            workflow.logger.error(
+                "order %s: venue order %s named by ops could not be read (%s); still waiting",
+                req.order_id, provider_order_id, _error_message(e),
+            )  # fmt: skip
+            return None
+        if named.client_order_id != client_order_id(request.order_id, request.attempt):
+            workflow.logger.error(
+                "order %s: ops named venue order %s, not this placement's; still waiting",
+                req.order_id, provider_order_id,
+            )  # fmt: skip
+            return None
+        return named
 
     async def _mark_attention(self, req: OrderRequest, status: OrderStatus, reason: str | None) -> None:
         """Show (or clear) NEEDS_ATTENTION on the order row, the search attribute and the query."""
@@ -352,6 +381,9 @@ class OrderWorkflow:
         )
         workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(status.value)])
         self._set(status, reason)
+        if reason is None:
+            assert self._state is not None
+            self._state.reason = None
 
     async def _place_once(self, request: PlaceRequest) -> VenueOrder:
         order: VenueOrder = await workflow.execute_activity_method(

@@ -113,7 +113,8 @@ async def test_still_unknown_after_the_bound_needs_attention_keeps_the_hold_then
     assert await stack.venue_orders("kraken", req.order_id) == []
     assert (await stack.balance(user, "BTC"))[0] == D("0.01")
     assert await active_holds(stack, req.order_id) == []
-    assert (await stack.order_row(req.order_id))["status"] == "FILLED"
+    row = await stack.order_row(req.order_id)
+    assert row["status"] == "FILLED" and row["reject_reason"] is None and state.reason is None
 
 
 async def test_ops_resolution_that_the_venue_never_received_it_lets_another_venue_fill(

@@ -84,6 +84,10 @@ PLACE_RETRY = RetryPolicy(
     # at once; the activity itself is retried only after a timeout or a crash, when it may have sent.
     non_retryable_error_types=[ErrorType.VENUE_REFUSED, ErrorType.VENUE_UNAVAILABLE, ErrorType.UNRESOLVED],
 )
+# An unknown placement still unresolved after this much history is asked about hourly, so the wait
+# can last months within Temporal's history limits (each round adds about ten events).
+LONG_HISTORY_EVENTS = 10_000
+LONG_UNKNOWN_RECHECK = timedelta(hours=1)
 # The only placement failures after which another venue may be tried: the venue refused, or the
 # request provably never reached it. Any other failure leaves the outcome unknown.
 FALLBACK_ERRORS = (ErrorType.VENUE_REFUSED, ErrorType.VENUE_UNAVAILABLE, ErrorType.NOT_RECEIVED)
@@ -306,9 +310,12 @@ class OrderWorkflow:
                 flagged = True
                 await self._mark_attention(req, OrderStatus.NEEDS_ATTENTION, ATTENTION_REASON)
             if found is None:
+                wait = result.next_check_s
+                if workflow.info().get_current_history_length() > LONG_HISTORY_EVENTS:
+                    wait = max(wait, LONG_UNKNOWN_RECHECK.total_seconds())
                 try:
                     await workflow.wait_condition(
-                        lambda: self._resolution is not None, timeout=timedelta(seconds=result.next_check_s)
+                        lambda: self._resolution is not None, timeout=timedelta(seconds=wait)
                     )
                 except TimeoutError:
                     continue

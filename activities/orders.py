@@ -21,6 +21,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
 
@@ -44,6 +45,7 @@ from models.order_flow import (
     MarkRequest,
     NotifyRequest,
     OrderStatus,
+    PlacementLookup,
     PlaceRequest,
     QuoteRequest,
     Reservation,
@@ -61,7 +63,7 @@ from providers.exchanges.base import (
     VenueError,
 )
 from providers.exchanges.ccxt_adapter import client_order_id
-from services import order_reasons
+from services import holds, order_reasons
 from services import orders as svc
 from services.ledger import HoldNotActive, InsufficientFunds, Ledger, LedgerError, Leg
 from services.router import Router, RoutingRefused
@@ -95,6 +97,7 @@ class ErrorType:
     VENUE_REFUSED = "VenueRefused"  # terminal at that venue: fall back
     VENUE_UNAVAILABLE = "VenueUnavailable"  # retryable at that venue, then fall back
     UNRESOLVED = "PlacementUnresolved"  # maybe sent, outcome unknown: keep asking, never fall back
+    NOT_RECEIVED = "PlacementNotReceived"  # ops established the venue never got it: fall back
 
 
 def _unresolved(provider: str, why: str) -> ApplicationError:
@@ -240,6 +243,8 @@ class OrderActivities:
         )
         try:
             async with self._engine.begin() as conn:
+                # A late replay (a stalled worker) must not reserve for an order already finished.
+                await holds.lock_live_order(conn, order.order_id)
                 tier = (
                     await conn.execute(text("SELECT kyc_tier FROM users WHERE id = :u"), {"u": order.user_id})
                 ).scalar_one()
@@ -271,6 +276,8 @@ class OrderActivities:
                 )
         except svc.OrderRejected as e:
             raise _rejected(e) from e
+        except holds.OwnerFinished as e:
+            raise _rejected(svc.OrderRejected("order_finished", str(e))) from e
         except InsufficientFunds as e:
             raise ApplicationError(
                 f"insufficient {currency}: the order needs {hold_amount} {currency} available",
@@ -321,6 +328,8 @@ class OrderActivities:
             status, filled, filled_quote, avg, fee = await svc.refresh_totals(
                 conn, req.order_id, req.status, req.reason
             )
+            if req.final:
+                await holds.release_all(conn, self._ledger, holds.ORDER_HOLD, req.order_id)
         return SettleResult(
             status=status,
             filled_amount=filled,
@@ -358,24 +367,31 @@ class OrderActivities:
 
     @activity.defn(name="order.mark")
     async def mark(self, req: MarkRequest) -> None:
-        """Set a final status without fills (rejected, failed, cancelled early); release the hold.
+        """Set a status without fills: final (rejected, failed, cancelled early: every hold of the
+        order is released with it), or NEEDS_ATTENTION and back (holds kept).
 
         The customer's reason is in our words; venue text goes to the record for staff
         (`services.order_reasons`)."""
         reason, staff_detail = order_reasons.public_reason(req.status, req.reason)
         async with self._engine.begin() as conn:
+            # The status first: its row lock orders this with any late reserve of the same order.
+            if req.status is OrderStatus.ROUTED:
+                await svc.clear_attention(conn, req.order_id)
+            else:
+                await svc.set_status(
+                    conn,
+                    req.order_id,
+                    req.status,
+                    reason,
+                    req.record.model_dump(mode="json") if req.record else None,
+                )
             if req.hold_id is not None:
                 try:
                     await self._ledger.release(req.hold_id, conn=conn)
                 except HoldNotActive:
                     pass
-            await svc.set_status(
-                conn,
-                req.order_id,
-                req.status,
-                reason,
-                req.record.model_dump(mode="json") if req.record else None,
-            )
+            if req.status.final:
+                await holds.release_all(conn, self._ledger, holds.ORDER_HOLD, req.order_id)
             if staff_detail:
                 await svc.add_staff_detail(conn, req.order_id, staff_detail)
         if staff_detail:
@@ -384,22 +400,26 @@ class OrderActivities:
                     {"event": "order.not_executed", "order_id": str(req.order_id), "detail": staff_detail}
                 )
             )
+        if req.status is OrderStatus.NEEDS_ATTENTION:
+            log.error("OPS ALERT order %s needs attention: %s", req.order_id, req.reason)
 
     # -- regular activities (venues, email) --
 
     @activity.defn(name="order.place")
     async def place(self, req: PlaceRequest) -> VenueOrder:
-        """Place one leg at its venue, exactly once per (order, attempt).
+        """Place one leg at its venue, at most once per (order, attempt), ever.
 
         An order that may have been sent (a timeout or 5xx while sending, or any retry of this
-        activity, which may follow a crash mid-send) is looked up by its client order id. If the venue
-        does not (yet) show it, the activity stops with `PlacementUnresolved` and the workflow keeps
-        asking over a longer window before anything is sent again or another venue is tried.
+        activity, which may follow a crash mid-send) is never sent again: it is looked up by its client
+        order id, and if the venue does not show it yet the activity stops with `PlacementUnresolved`
+        and the workflow goes on asking (`resolve_placement`) until the venue shows the truth or ops
+        resolve it. Only `VenueRefused` and `VenueUnavailable` (refused, or proven never sent) let
+        the workflow use another venue.
         """
         adapter = self._adapters[req.leg.provider]
         cid = client_order_id(req.order_id, req.attempt)
         try:
-            if activity.info().attempt > 1 and not req.confirmed_absent:
+            if activity.info().attempt > 1:
                 found = await _heartbeating(self._resolve(adapter, req.symbol, cid))
                 if found is not None:
                     return found
@@ -438,16 +458,40 @@ class OrderActivities:
             raise _unresolved(adapter.name, f"lookup failed: {e}") from e
 
     @activity.defn(name="order.resolve_placement")
-    async def resolve_placement(self, req: ResolveRequest) -> VenueOrder | None:
-        """The venue's answer for one client order id: the order, or None if it does not show it.
-        Lookup failures are retried (unknown is not absent)."""
+    async def resolve_placement(self, req: ResolveRequest) -> PlacementLookup:
+        """One round of resolving a placement whose outcome is unknown: the venue's order lookup by
+        client order id, then its trade history since the send. Never sends anything.
+
+        Returns the order if either shows it, with the worker's policy for the next round (back-off,
+        and whether the unknown has outlasted `order_unknown_attention_after_s`). A lookup that
+        fails is retried by Temporal: unknown is not absent.
+        """
         adapter = self._adapters[req.provider]
+        cid = client_order_id(req.order_id, req.attempt)
+        since = req.unknown_since or activity.info().scheduled_time
         try:
-            return await _heartbeating(
-                adapter.resolve_placement(req.symbol, client_order_id(req.order_id, req.attempt))
-            )
+            found = await _heartbeating(adapter.resolve_placement(req.symbol, cid))
+            if found is None:
+                # Venue clocks and ours differ a little: search from a minute before the send.
+                found = await _heartbeating(
+                    adapter.find_in_trades(req.symbol, cid, since - timedelta(seconds=60))
+                )
         except VenueError as e:
             raise ApplicationError(str(e), type=ErrorType.VENUE_UNAVAILABLE) from e
+        s = self._settings
+        next_check = min(
+            s.order_unknown_recheck_first_s * 2 ** min(req.checks, 30), s.order_unknown_recheck_max_s
+        )
+        overdue = (datetime.now(UTC) - since).total_seconds() >= s.order_unknown_attention_after_s
+        if found is None and overdue:
+            log.error(
+                "OPS ALERT order %s: placement %s at %s still unknown after %.0f s (%d lookups); "
+                "the hold is kept and the saga keeps asking",
+                req.order_id, cid, req.provider, (datetime.now(UTC) - since).total_seconds(), req.checks + 1,
+            )  # fmt: skip
+        return PlacementLookup(
+            order=found, next_check_s=next_check, needs_attention=found is None and overdue
+        )
 
     @activity.defn(name="order.venue_status")
     async def venue_status(self, ref: VenueOrderRef) -> VenueOrder:

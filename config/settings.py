@@ -167,6 +167,13 @@ class Settings(BaseSettings):
     withdrawal_dual_approval_threshold_gbp: Decimal = Decimal("50000")
     trade_totp_threshold_gbp: Decimal = Decimal("10000")  # orders above this need the second factor (§7)
     house_account_shards: int = Field(default=64, ge=1, le=256)
+    # An order placement whose outcome is unknown (sent, no answer) is asked about again and again: first
+    # after `order_unknown_recheck_first_s`, doubling up to `order_unknown_recheck_max_s`; still unknown
+    # after `order_unknown_attention_after_s` it is flagged NEEDS_ATTENTION (ops alert) and keeps asking.
+    order_unknown_recheck_first_s: float = Field(default=2.0, gt=0)
+    order_unknown_recheck_max_s: float = Field(default=300.0, gt=0)
+    order_unknown_attention_after_s: float = Field(default=900.0, gt=0)
+    hold_audit_minutes: float = Field(default=10, gt=0)  # how often holds outliving their owner are sought
     # Payments (deposits, withdrawals, float). Fees are what the customer pays per withdrawal.
     withdrawal_fees: dict[str, Decimal] = Field(
         default_factory=lambda: {

@@ -32,6 +32,9 @@ class OrderStatus(StrEnum):
     EXPIRED = "EXPIRED"
     REJECTED = "REJECTED"  # refused before anything reached a venue (limits, funds, no route)
     FAILED = "FAILED"  # no venue accepted it
+    # A placement's outcome is still unknown after the configured bound: ops are alerted, the hold is
+    # kept, and the saga keeps asking the venue (or waits for an ops resolution). Not final.
+    NEEDS_ATTENTION = "NEEDS_ATTENTION"
 
     @property
     def final(self) -> bool:
@@ -98,7 +101,6 @@ class PlaceRequest(BaseModel):
     leg: ExecutionLeg
     price: Decimal  # protective limit (market) or the customer's limit (limit orders)
     time_in_force: TimeInForce
-    confirmed_absent: bool = False  # the workflow proved an earlier send of this id absent: send it
 
 
 class QuoteRequest(BaseModel):
@@ -146,6 +148,32 @@ class ResolveRequest(BaseModel):
     attempt: int
     provider: str
     symbol: str
+    # When the outcome became unknown (the workflow's clock): the venue's trade history is searched
+    # from a little before it, and the attention bound is measured from it.
+    unknown_since: datetime | None = None
+    checks: int = 0  # lookups already made for this placement (sets the back-off)
+
+
+class PlacementLookup(BaseModel):
+    """One round of resolving an unknown placement, with the worker's policy for the next round."""
+
+    order: VenueOrder | None = None  # the venue shows the order: its outcome is known
+    next_check_s: float = 2.0  # wait this long before asking again
+    needs_attention: bool = False  # still unknown past the configured bound: flag it for ops
+
+
+class PlacementResolution(BaseModel):
+    """Ops' word on a placement the venue has not shown (the `resolve_placement` signal).
+
+    Either the venue's order id ops found (the saga reads that order and goes on), or `absent=True`
+    once ops have established with the venue that it never received the order (the saga then treats
+    the placement as refused and may use another venue).
+    """
+
+    provider_order_id: str | None = None
+    absent: bool = False
+    resolved_by: str = ""
+    note: str = ""
 
 
 class VenueOrderRef(BaseModel):

@@ -443,18 +443,34 @@ class BinanceApp:
         return web.json_response(out[-int(params.get("limit", "500")) :])
 
     async def my_trades(self, request: web.Request) -> web.Response:
+        """GET /api/v3/myTrades: `symbol` (required), `orderId`, `startTime`/`endTime` (ms, inclusive),
+        `fromId` (trades with id >= it), `limit` (default 500, at most 1000). Oldest first; with no
+        time or id bound, the most recent `limit` trades."""
         params = await self.signed_params(request)
         spec = self.spec(params.get("symbol"))
         wanted = params.get("orderId")
-        rows = []
+        limit = int(params.get("limit", "500"))
+        if not 1 <= limit <= 1000:
+            return _err(-1100, "Illegal characters found in parameter 'limit'; legal range is '1 - 1000'.")
+        if "fromId" in params and ("startTime" in params or "endTime" in params):
+            return _err(-1128, "Combination of optional parameters invalid.")
+        start = int(params.get("startTime", "0"))
+        end = int(params.get("endTime", str(2**62)))
+        from_id = int(params.get("fromId", "0"))
+        bounded = any(k in params for k in ("startTime", "endTime", "fromId"))
+        fills = []
         for o in self.venue.listed(lambda o: o.symbol == spec.symbol and (wanted is None or o.id == wanted)):
-            for f in o.fills:
-                rows.append(
-                    {"symbol": _pair_id(spec), "id": f.trade_id, "orderId": int(o.id), "orderListId": -1,
-                     "price": fmt(f.price), "qty": fmt(f.amount), "quoteQty": fmt(f.price * f.amount),
-                     "commission": fmt(f.fee), "commissionAsset": f.fee_asset, "time": f.time_ms,
-                     "isBuyer": o.side == "buy", "isMaker": f.maker, "isBestMatch": True}
-                )  # fmt: skip
+            fills += [(o, f) for f in o.fills if start <= f.time_ms <= end and f.trade_id >= from_id]
+        fills.sort(key=lambda of: of[1].trade_id)
+        fills = fills[:limit] if bounded else fills[-limit:]
+        rows = []
+        for o, f in fills:
+            rows.append(
+                {"symbol": _pair_id(spec), "id": f.trade_id, "orderId": int(o.id), "orderListId": -1,
+                 "price": fmt(f.price), "qty": fmt(f.amount), "quoteQty": fmt(f.price * f.amount),
+                 "commission": fmt(f.fee), "commissionAsset": f.fee_asset, "time": f.time_ms,
+                 "isBuyer": o.side == "buy", "isMaker": f.maker, "isBestMatch": True}
+            )  # fmt: skip
         return web.json_response(rows)
 
     async def account(self, request: web.Request) -> web.Response:

@@ -45,7 +45,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 from pydantic import BaseModel
@@ -119,19 +119,27 @@ _SQLSTATE_ERRORS: dict[str, type[LedgerError]] = {
 }
 
 
-def _translate(e: DBAPIError) -> Exception:
-    translated = _translate_driver(e.orig) if isinstance(e.orig, Exception) else None
-    return e if translated is None or translated is e.orig else translated
-
-
-def _translate_driver(e: BaseException) -> Exception:
-    state = getattr(e, "sqlstate", None)
-    cls = _SQLSTATE_ERRORS.get(state or "")
+def _ledger_error(e: BaseException) -> LedgerError | None:
+    """The ledger error a database error stands for (by SQLSTATE), or None if it stands for none."""
+    driver_error = e.orig if isinstance(e, DBAPIError) else e
+    cls = _SQLSTATE_ERRORS.get(getattr(driver_error, "sqlstate", None) or "")
     if cls is None:
-        return e if isinstance(e, Exception) else RuntimeError(str(e))
-    diag = getattr(e, "diag", None)
-    message = getattr(diag, "message_primary", None) or str(e)
-    return cls(message)
+        return None
+    diag = getattr(driver_error, "diag", None)
+    return cls(getattr(diag, "message_primary", None) or str(driver_error))
+
+
+def _raise_translated(e: BaseException) -> NoReturn:
+    """Raise the ledger error `e` stands for, caused by `e`; any other error is re-raised as it is.
+
+    Never `raise e from e`: an exception that is its own cause makes every walker of the cause
+    chain (Temporal's failure converter, for one) recurse until RecursionError, and the real
+    message never reaches the workflow's history.
+    """
+    translated = _ledger_error(e)
+    if translated is None:
+        raise e
+    raise translated from e
 
 
 _POST_SQL = (
@@ -407,7 +415,7 @@ async def _send_alone(raw: psycopg.AsyncConnection[Any], request: _PostRequest) 
         cursor = await raw.execute(_POST_SQL, request.params())
         row = await cursor.fetchone()
     except psycopg.Error as e:
-        raise _translate_driver(e) from e
+        _raise_translated(e)
     assert row is not None
     return PostingResult(transaction_id=row[0], replayed=row[1])
 
@@ -607,9 +615,18 @@ class Ledger:
     async def customer_account(
         self, user_id: uuid.UUID, currency: str, conn: AsyncConnection | None = None
     ) -> uuid.UUID:
-        """The customer's account in `currency`, created on first use."""
+        """The customer's account in `currency`, created on first use.
+
+        Looked up first, inserted only when missing: `INSERT … ON CONFLICT DO NOTHING` on an existing
+        row waits for any transaction that is updating that row (its balance), which under load
+        chains one customer's concurrent settlements into deadlocks.
+        """
         _known(currency)
+        lookup = text("SELECT id FROM accounts WHERE kind = 'customer' AND user_id = :u AND currency = :c")
         async with self._tx(conn) as c:
+            row = (await c.execute(lookup, {"u": user_id, "c": currency})).first()
+            if row is not None:
+                return uuid.UUID(str(row[0]))
             row = (
                 await c.execute(
                     text(
@@ -620,15 +637,7 @@ class Ledger:
                 )
             ).first()
             if row is None:
-                row = (
-                    await c.execute(
-                        text(
-                            "SELECT id FROM accounts WHERE kind = 'customer' "
-                            "AND user_id = :u AND currency = :c"
-                        ),
-                        {"u": user_id, "c": currency},
-                    )
-                ).first()
+                row = (await c.execute(lookup, {"u": user_id, "c": currency})).first()
             if row is None:
                 raise UnknownAccount(f"no account for user {user_id} in {currency}")
             return uuid.UUID(str(row[0]))
@@ -723,7 +732,7 @@ class Ledger:
             try:
                 row = (await conn.execute(text(_POST_SQL_TEXT), request.params())).one()
             except DBAPIError as e:
-                raise _translate(e) from e
+                _raise_translated(e)
             return PostingResult(transaction_id=row[0], replayed=row[1])
         loop = asyncio.get_running_loop()
         if self._group is None or self._group.loop is not loop:
@@ -740,7 +749,7 @@ class Ledger:
                 assert raw is not None
                 yield raw
         except DBAPIError as e:
-            raise _translate(e) from e
+            _raise_translated(e)
 
     async def reserve(
         self,
@@ -782,7 +791,7 @@ class Ledger:
                     )
                 ).one()
         except DBAPIError as e:
-            raise _translate(e) from e
+            _raise_translated(e)
         return HoldResult(hold_id=row[0], replayed=row[1])
 
     async def release(self, hold_id: uuid.UUID, conn: AsyncConnection | None = None) -> bool:
@@ -794,7 +803,7 @@ class Ledger:
                     await c.execute(text("SELECT status, replayed FROM ledger_release(:id)"), {"id": hold_id})
                 ).one()
         except DBAPIError as e:
-            raise _translate(e) from e
+            _raise_translated(e)
         return not bool(row[1])
 
     async def commit(

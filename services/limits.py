@@ -98,10 +98,13 @@ def limit_for(tier: int, table: Mapping[int, Decimal]) -> Decimal:
 
 
 async def lock_customer(conn: AsyncConnection, user_id: uuid.UUID) -> tuple[int, str] | None:
-    """Lock the customer's row for the rest of the transaction; returns (kyc_tier, status) or None."""
+    """Lock the customer's row for the rest of the transaction; returns (kyc_tier, status) or None.
+
+    `FOR NO KEY UPDATE`: serialises the customer's limit checks without blocking the foreign-key checks
+    (`FOR KEY SHARE`) of rows other transactions insert for the customer (trades, entries, accounts)."""
     row = (
         await conn.execute(
-            text("SELECT kyc_tier, status FROM users WHERE id = :u FOR UPDATE"), {"u": user_id}
+            text("SELECT kyc_tier, status FROM users WHERE id = :u FOR NO KEY UPDATE"), {"u": user_id}
         )
     ).first()
     return (int(row[0]), str(row[1])) if row else None

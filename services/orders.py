@@ -48,7 +48,7 @@ from models.assets import (
     round_for_house,
 )
 from models.market import SYMBOLS, BestExecutionRecord, OrderType, Side, VenueOrder, split_symbol
-from models.order_flow import OrderRequest, OrderStatus, Reservation
+from models.order_flow import FINAL_STATUSES, OrderRequest, OrderStatus, Reservation
 from services.ledger import House, HouseAccount, Leg, Posting
 
 # Seed §C.6: rolling 24 h trading limit per KYC tier, in GBP.
@@ -59,7 +59,7 @@ TRADING_LIMITS_GBP: dict[int, Decimal] = {
     3: Decimal("100000"),
 }
 # Orders in these states count towards the rolling limit (what was refused or never placed does not).
-COUNTED_STATUSES = ("ROUTED", "OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "EXPIRED")
+COUNTED_STATUSES = ("ROUTED", "NEEDS_ATTENTION", "OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "EXPIRED")
 PRICE_PLACES = 8
 _PRICE_Q = Decimal(1).scaleb(-PRICE_PLACES)
 ZERO = Decimal(0)
@@ -483,9 +483,11 @@ async def check_trading_limit(
     """Refuse the order if it would take the customer over their tier's rolling 24 h limit.
 
     The customer's row is locked for the rest of the transaction, so two concurrent orders of one
-    customer are counted one after the other, never both against the same headroom.
+    customer are counted one after the other, never both against the same headroom. `FOR NO KEY
+    UPDATE`, not `FOR UPDATE`: it must not block the foreign-key checks (`FOR KEY SHARE`) of the
+    customer's settlements inserting trades and entries, which deadlocked under load.
     """
-    await conn.execute(text("SELECT 1 FROM users WHERE id = :u FOR UPDATE"), {"u": user_id})
+    await conn.execute(text("SELECT 1 FROM users WHERE id = :u FOR NO KEY UPDATE"), {"u": user_id})
     used = await trading_used(conn, user_id=user_id, order_id=order_id)
     refuse_over_limit(kyc_tier=kyc_tier, used=used, notional_gbp=notional_gbp)
 
@@ -555,10 +557,12 @@ async def set_status(
             "reject_reason), execution_record = coalesce(CAST(:rec AS jsonb), execution_record), "
             "updated_at = now(), cancelled_at = CASE WHEN CAST(:s AS varchar) IN ('CANCELLED', 'EXPIRED') "
             "THEN now() ELSE cancelled_at END "
-            "WHERE id = :id"
+            # A finished order's status stands: a late replay (a stalled worker) cannot rewrite it.
+            "WHERE id = :id AND status <> ALL(:final)"
         ),
         {
             "id": order_id,
+            "final": sorted(s.value for s in FINAL_STATUSES),
             "s": status.value,
             "r": reason,
             "rec": _json(record) if record is not None else None,
@@ -771,3 +775,14 @@ def _json(value: Any) -> str:
     import json
 
     return json.dumps(value, default=str)
+
+
+async def clear_attention(conn: AsyncConnection, order_id: uuid.UUID) -> None:
+    """The venue has shown an order that was in NEEDS_ATTENTION: back to ROUTED, reason cleared."""
+    await conn.execute(
+        text(
+            "UPDATE orders SET status = 'ROUTED', reject_reason = NULL, updated_at = now() "
+            "WHERE id = :id AND status = 'NEEDS_ATTENTION'"
+        ),
+        {"id": order_id},
+    )

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.holds import HoldActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.ping import PingActivities
@@ -22,6 +23,7 @@ from services.router import Router, RouterParams
 from temporal import task_queues
 from workflows.deposits import CryptoDepositPollWorkflow, DepositWorkflow
 from workflows.float_monitor import FloatMonitorWorkflow
+from workflows.hold_audit import HoldAuditWorkflow
 from workflows.orders import OrderWorkflow
 from workflows.ping import PingWorkflow
 from workflows.withdrawals import WithdrawalWorkflow
@@ -134,5 +136,8 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 pay.notify_withdrawal,
             ],
         ),
-        task_queues.OPS: QueueSpec(workflows=[FloatMonitorWorkflow], activities=[pay.check_float]),
+        task_queues.OPS: QueueSpec(
+            workflows=[FloatMonitorWorkflow, HoldAuditWorkflow],
+            activities=[pay.check_float, HoldActivities(engine=deps.engine).audit],
+        ),
     }

@@ -1,8 +1,9 @@
 """Hot-wallet float monitor (seed §5) and the schedules of the payments sagas.
 
 `FloatMonitorWorkflow` runs one check; the Temporal schedule `ops-float-monitor` starts it every few
-minutes, and `payments-crypto-deposit-poll` starts the crypto deposit poller. `ensure_schedules` creates
-both if missing and is safe to call on every start.
+minutes, `payments-crypto-deposit-poll` starts the crypto deposit poller, and `ops-hold-audit` the
+hold audit (workflows/hold_audit.py). `ensure_schedules` creates them if missing and is safe to call
+on every start.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.payments import PaymentActivities
     from config import Settings
+    from models.holds import HoldAuditInput
     from models.payments import CryptoPollInput, FloatCheckInput, FloatCheckResult
     from temporal import task_queues
     from workflows.deposits import CryptoDepositPollWorkflow
+    from workflows.hold_audit import HOLD_AUDIT_SCHEDULE_ID, HoldAuditWorkflow
 
 FLOAT_SCHEDULE_ID = "ops-float-monitor"
 CRYPTO_DEPOSIT_SCHEDULE_ID = "payments-crypto-deposit-poll"
@@ -70,6 +73,12 @@ async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
             ),
             task_queues.PAYMENTS,
             timedelta(seconds=settings.crypto_deposit_poll_seconds),
+        ),
+        HOLD_AUDIT_SCHEDULE_ID: (
+            HoldAuditWorkflow.run,
+            HoldAuditInput(),
+            task_queues.OPS,
+            timedelta(minutes=settings.hold_audit_minutes),
         ),
     }
     created = []

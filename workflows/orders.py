@@ -4,9 +4,14 @@ Guarantees:
 - One workflow per order (`order-<order id>`): a second start with the same id is refused by Temporal.
 - Funds are reserved before anything reaches a venue, and every path that ends without a fill
   releases them; a partial fill settles what filled and releases the rest, in one transaction.
-- A placement is sent at most once per (order, attempt): a retried placement first asks the venue for
-  its client order id (see activities/orders.py). A venue that fails before accepting is replaced by
-  the next best one; the hold caps what any fallback may pay (every placement is an IOC at the cap).
+- A placement is sent at most once per (order, attempt), and never again once its outcome is unknown
+  (a timeout, a 5xx, a crash mid-send): the saga asks the venue (order lookup by client order id and
+  its trade history) with durable timers and back-off for as long as it takes. Past a bound set on the
+  worker (`order_unknown_attention_after_s`) the order shows NEEDS_ATTENTION (search attribute, order
+  row, ops alert) with its hold kept, and goes on asking, or takes ops' word (`resolve_placement`
+  signal). Only a venue that refused, or provably never received the request (no connection), is
+  replaced by the next best one; the hold caps what any fallback may pay (every placement is an IOC at
+  the cap).
 - A market order is placed as an IOC limit at a protective price, so slippage beyond the customer's
   limit is prevented at the venue, not detected afterwards.
 
@@ -24,7 +29,7 @@ and email are regular activities with their own retry policies.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -50,6 +55,8 @@ with workflow.unsafe.imports_passed_through():
         OrderRequest,
         OrderState,
         OrderStatus,
+        PlacementLookup,
+        PlacementResolution,
         PlaceRequest,
         QuoteRequest,
         Reservation,
@@ -60,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         SettleResult,
         VenueOrderRef,
     )
+    from providers.exchanges.ccxt_adapter import client_order_id
     from temporal import search_attributes as sa
 
 LOCAL = timedelta(seconds=30)
@@ -76,15 +84,25 @@ PLACE_RETRY = RetryPolicy(
     # at once; the activity itself is retried only after a timeout or a crash, when it may have sent.
     non_retryable_error_types=[ErrorType.VENUE_REFUSED, ErrorType.VENUE_UNAVAILABLE, ErrorType.UNRESOLVED],
 )
-# An order the venue does not show is only taken as absent after this many lookups this far apart.
-ABSENT_CONFIRMATIONS = 3
-ABSENT_WAIT = timedelta(seconds=2)
+# An unknown placement still unresolved after this much history is asked about hourly, so the wait
+# can last months within Temporal's history limits (each round adds about ten events).
+LONG_HISTORY_EVENTS = 10_000
+LONG_UNKNOWN_RECHECK = timedelta(hours=1)
+# The only placement failures after which another venue may be tried: the venue refused, or the
+# request provably never reached it. Any other failure leaves the outcome unknown.
+FALLBACK_ERRORS = (ErrorType.VENUE_REFUSED, ErrorType.VENUE_UNAVAILABLE, ErrorType.NOT_RECEIVED)
 # A worker that dies while placing is noticed this fast; the retry then asks the venue first.
 PLACE_HEARTBEAT = timedelta(seconds=4)
 VENUE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 MAX_FALLBACKS = 3
 # An order id is used once, ever: a second start, even after the first finished, is refused.
 ID_REUSE_POLICY = WorkflowIDReusePolicy.REJECT_DUPLICATE
+
+
+# What the customer and the order row read while a placement is unresolved (no venue text).
+ATTENTION_REASON = (
+    "the venue has not yet confirmed the order; it is being checked and the funds stay reserved"
+)
 
 
 def workflow_id(order_id: object) -> str:
@@ -113,6 +131,7 @@ class OrderWorkflow:
     def __init__(self) -> None:
         self._state: OrderState | None = None
         self._cancel: CancelRequest | None = None
+        self._resolution: PlacementResolution | None = None
 
     @workflow.query
     def state(self) -> OrderState:
@@ -125,6 +144,11 @@ class OrderWorkflow:
         self._cancel = request
         if self._state is not None:
             self._state.cancel_requested = True
+
+    @workflow.signal
+    def resolve_placement(self, resolution: PlacementResolution) -> None:
+        """Ops' word on a placement whose outcome the venue has not shown (see PlacementResolution)."""
+        self._resolution = resolution
 
     @workflow.run
     async def run(self, req: OrderRequest) -> OrderState:
@@ -227,7 +251,8 @@ class OrderWorkflow:
                 time_in_force=TimeInForce.IOC,
             )
             try:
-                order = await self._place(request)
+                # Raises only when the venue refused or never received the order (see `_place`).
+                order = await self._place(req, request)
             except ACTIVITY_FAILURES as e:
                 failures.append(f"{leg.provider}: {_error_message(e)}")
                 excluded.append(leg.provider)
@@ -247,36 +272,130 @@ class OrderWorkflow:
             return order
         return None
 
-    async def _place(self, request: PlaceRequest) -> VenueOrder:
-        """Place, and when the outcome is unknown, ask the venue until it is known.
+    async def _place(self, req: OrderRequest, request: PlaceRequest) -> VenueOrder:
+        """Place, and when the outcome is unknown, find out: never send again, never go elsewhere.
 
-        Only an order the venue has shown absent for `ABSENT_CONFIRMATIONS` lookups, spread over
-        `ABSENT_WAIT` each, is sent again (same client order id); only a placement the venue refused or
-        never received lets the caller fall back to another venue.
+        Raises only a failure in `FALLBACK_ERRORS` (refused, or provably never received). Every other
+        outcome (accepted; or a timeout, a 5xx, a crash, a lookup that does not show the order yet)
+        ends with the venue's order, however long the venue takes to show it.
         """
+        unknown_since = workflow.now()
         try:
             return await self._place_once(request)
         except ACTIVITY_FAILURES as e:
-            if _error_type(e) != ErrorType.UNRESOLVED:
+            if _error_type(e) in FALLBACK_ERRORS:
                 raise
+        return await self._resolve_unknown(req, request, unknown_since)
+
+    async def _resolve_unknown(self, req: OrderRequest, request: PlaceRequest, since: datetime) -> VenueOrder:
+        """Ask the venue (order lookup and trade history) on durable timers with back-off until it
+        shows the order; past the worker's bound flag NEEDS_ATTENTION and keep asking. An ops
+        resolution (signal) ends the wait early: the venue order ops found, or proof it is absent."""
         lookup = ResolveRequest(
             order_id=request.order_id,
             attempt=request.attempt,
             provider=request.leg.provider,
             symbol=request.symbol,
+            unknown_since=since,
         )
-        for _ in range(ABSENT_CONFIRMATIONS):
-            found: VenueOrder | None = await workflow.execute_activity_method(
+        flagged = False
+        self._resolution = None
+        checks = 0
+        while True:
+            result: PlacementLookup = await workflow.execute_activity_method(
                 OrderActivities.resolve_placement,
-                lookup,
+                lookup.model_copy(update={"checks": checks}),
                 start_to_close_timeout=timedelta(seconds=60),
                 heartbeat_timeout=PLACE_HEARTBEAT,
                 retry_policy=VENUE_RETRY,  # unknown is not absent: keep asking until the venue answers
             )
-            if found is not None:
-                return found
-            await workflow.sleep(ABSENT_WAIT)
-        return await self._place_once(request.model_copy(update={"confirmed_absent": True}))
+            checks += 1
+            found = result.order
+            if found is None and result.needs_attention and not flagged:
+                flagged = True
+                await self._mark_attention(req, OrderStatus.NEEDS_ATTENTION, ATTENTION_REASON)
+            if found is None:
+                wait = result.next_check_s
+                if workflow.info().get_current_history_length() > LONG_HISTORY_EVENTS:
+                    wait = max(wait, LONG_UNKNOWN_RECHECK.total_seconds())
+                try:
+                    await workflow.wait_condition(
+                        lambda: self._resolution is not None, timeout=timedelta(seconds=wait)
+                    )
+                except TimeoutError:
+                    continue
+                resolution, self._resolution = self._resolution, None
+                assert resolution is not None
+                workflow.logger.warning(
+                    "order %s: ops resolution of placement %s by %r: %s",
+                    req.order_id, request.attempt, resolution.resolved_by, resolution.model_dump(),
+                )  # fmt: skip
+                if resolution.provider_order_id:
+                    found = await self._venue_order_named_by_ops(req, request, resolution.provider_order_id)
+                    if found is None:
+                        continue
+                elif resolution.absent:
+                    # One more look first: an order the venue does show outweighs anyone's word.
+                    last: PlacementLookup = await workflow.execute_activity_method(
+                        OrderActivities.resolve_placement,
+                        lookup.model_copy(update={"checks": checks}),
+                        start_to_close_timeout=timedelta(seconds=60),
+                        heartbeat_timeout=PLACE_HEARTBEAT,
+                        retry_policy=VENUE_RETRY,
+                    )
+                    if last.order is None:
+                        raise ApplicationError(
+                            f"{request.leg.provider}: ops established the venue never received the order"
+                            + (f" ({resolution.note})" if resolution.note else ""),
+                            type=ErrorType.NOT_RECEIVED,
+                            non_retryable=True,
+                        )
+                    found = last.order
+                else:
+                    continue
+            if flagged:
+                await self._mark_attention(req, OrderStatus.ROUTED, None)
+            return found
+
+    async def _venue_order_named_by_ops(
+        self, req: OrderRequest, request: PlaceRequest, provider_order_id: str
+    ) -> VenueOrder | None:
+        """The venue order ops named, if the venue shows it and it is this placement's; else None (the
+        saga goes on asking). A few tries only: a mistyped id must not stop the regular lookups."""
+        ref = VenueOrderRef(
+            provider=request.leg.provider, symbol=request.symbol, provider_order_id=provider_order_id
+        )
+        try:
+            named: VenueOrder = await workflow.execute_activity_method(
+                OrderActivities.venue_status,
+                ref,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
+            )
+        except ACTIVITY_FAILURES as e:
+            workflow.logger.error(
+                "order %s: venue order %s named by ops could not be read (%s); still waiting",
+                req.order_id, provider_order_id, _error_message(e),
+            )  # fmt: skip
+            return None
+        if named.client_order_id != client_order_id(request.order_id, request.attempt):
+            workflow.logger.error(
+                "order %s: ops named venue order %s, not this placement's; still waiting",
+                req.order_id, provider_order_id,
+            )  # fmt: skip
+            return None
+        return named
+
+    async def _mark_attention(self, req: OrderRequest, status: OrderStatus, reason: str | None) -> None:
+        """Show (or clear) NEEDS_ATTENTION on the order row, the search attribute and the query."""
+        await self._local(
+            OrderActivities.mark, MarkRequest(order_id=req.order_id, status=status, reason=reason)
+        )
+        workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(status.value)])
+        self._set(status, reason)
+        if reason is None:
+            assert self._state is not None
+            self._state.reason = None
 
     async def _place_once(self, request: PlaceRequest) -> VenueOrder:
         order: VenueOrder = await workflow.execute_activity_method(
@@ -297,6 +416,7 @@ class OrderWorkflow:
         self._state.attempts += 1
         try:
             order = await self._place(
+                req,
                 PlaceRequest(
                     order_id=req.order_id,
                     attempt=self._state.attempts,
@@ -306,7 +426,7 @@ class OrderWorkflow:
                     leg=leg,
                     price=req.price,
                     time_in_force=TimeInForce.GTC,
-                )
+                ),
             )
         except ACTIVITY_FAILURES as e:
             return await self._finish(req, OrderStatus.FAILED, _error_message(e), hold=res)

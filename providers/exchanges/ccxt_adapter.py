@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import ccxt.async_support as ccxt_async
 from ccxt.base import errors as ccxt_errors
 from ccxt.base.decimal_to_precision import TICK_SIZE
@@ -214,6 +216,19 @@ _NOT_FOUND_MARKERS = (
 )
 
 
+def _never_sent(e: BaseException) -> bool:
+    """True only when the error's causes prove the request never left us: the connection itself could
+    not be made (refused, unreachable, DNS). A dropped connection, a timeout or a 5xx proves nothing."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, aiohttp.ClientConnectorError | socket.gaierror):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__
+    return False
+
+
 def _ms_to_dt(ms: Any) -> datetime | None:
     if ms is None:
         return None
@@ -233,6 +248,7 @@ class CcxtAdapter:
         self._rules: dict[str, MarketRules] = {}
         self._fees: dict[str, FeeSchedule] = {}
         self._load_lock = asyncio.Lock()
+        self._client_ids: dict[str, str] = {}  # venue order id -> client order id, for trade history
         self._serial: contextlib.AbstractAsyncContextManager[Any] = (
             asyncio.Lock() if config.exchange_id == "kraken" else contextlib.nullcontext()
         )
@@ -271,6 +287,9 @@ class CcxtAdapter:
             return OrderNotFoundAtVenue(name, msg)
         if isinstance(e, ccxt_errors.BadSymbol | ccxt_errors.InvalidOrder | ccxt_errors.BadRequest):
             return InvalidVenueOrder(name, msg)
+        if _never_sent(e):
+            # No connection was made, so the venue cannot have the order: another venue may take it.
+            return RetryableVenueError(name, f"not sent: {msg}")
         unknown_outcome = code in _BINANCE_UNKNOWN_STATUS or isinstance(
             e, ccxt_errors.NetworkError | ccxt_errors.OperationFailed
         )
@@ -443,7 +462,13 @@ class CcxtAdapter:
         if order is None or self._needs_details(order):
             # The venue answered with an id only (Kraken's AddOrder): fetch the order for its fills.
             provider_id = str(raw.get("id") or "")
-            order = await self._fetch_after_accept(symbol, provider_id, request.client_order_id)
+            try:
+                order = await self._fetch_after_accept(symbol, provider_id, request.client_order_id)
+            except AmbiguousPlacement:
+                raise
+            except VenueError as e:
+                # Accepted: whatever failed afterwards, the order exists and must be resolved.
+                raise AmbiguousPlacement(self.name, request.client_order_id, str(e)) from e
         return order.model_copy(update={"unplaced_amount": remainder})
 
     def _needs_details(self, order: VenueOrder) -> bool:
@@ -488,6 +513,67 @@ class CcxtAdapter:
         if last_error is not None:
             raise last_error
         return None
+
+    async def find_in_trades(self, symbol: str, client_order_id: str, since: datetime) -> VenueOrder | None:
+        """Our order as the venue's own trade history shows it: the trades in `symbol` since `since`
+        name their orders, and the one whose client order id is ours is returned (read fresh).
+
+        A second witness for an order whose lookup by client id lags or fails: a filled order has
+        trades even when the order index does not show it yet. None when no trade since `since`
+        belongs to it (an order that has not traded is only found by `resolve_placement`).
+        """
+        await self._ensure_loaded()
+        since_ms = int(since.timestamp() * 1000)
+        for order_id in await self._traded_order_ids(symbol, since_ms):
+            cid = self._client_ids.get(order_id)
+            if cid is not None and cid != client_order_id:
+                continue
+            try:
+                order = await self.order_status(symbol, order_id)
+            except OrderNotFoundAtVenue:
+                continue  # the order index lags its trades: the next round asks again
+            if order.client_order_id:
+                if len(self._client_ids) > 10_000:
+                    self._client_ids.clear()
+                self._client_ids[order_id] = order.client_order_id
+            if order.client_order_id == client_order_id:
+                return order
+        return None
+
+    async def _traded_order_ids(self, symbol: str, since_ms: int) -> list[str]:
+        """The venue ids of orders with a trade in `symbol` at or after `since_ms`, every page read."""
+        ccxt_symbol = to_ccxt_symbol(symbol)
+        ids: dict[str, None] = {}
+        if self.config.exchange_id == "kraken":
+            # TradesHistory covers every pair, 50 a page, newest first; `ofs` pages on.
+            market_id = self.exchange.market(ccxt_symbol)["id"]
+            ofs = 0
+            while True:
+                async with self._errors():
+                    body = await self.exchange.private_post_tradeshistory(
+                        {"start": str(since_ms // 1000 - 1), "ofs": ofs}
+                    )
+                result = body.get("result") or {}
+                trades = result.get("trades") or {}
+                for trade in trades.values():
+                    if trade.get("pair") == market_id and trade.get("ordertxid"):
+                        ids[str(trade["ordertxid"])] = None
+                ofs += len(trades)
+                if not trades or ofs >= int(result.get("count") or 0):
+                    return list(ids)
+        page_size = 1000
+        params: dict[str, Any] = {}
+        since: int | None = since_ms
+        while True:
+            async with self._errors():
+                page = await self.exchange.fetch_my_trades(ccxt_symbol, since, page_size, params)
+            for trade in page:
+                if trade.get("order"):
+                    ids[str(trade["order"])] = None
+            if len(page) < page_size or self.config.exchange_id != "binance":
+                return list(ids)
+            # Binance pages by trade id (`fromId` excludes a time window).
+            since, params = None, {"fromId": int(page[-1]["id"]) + 1}
 
     async def _find_by_client_id(self, symbol: str, cid: str) -> VenueOrder | None:
         ccxt_symbol = to_ccxt_symbol(symbol)
@@ -589,12 +675,16 @@ class CcxtAdapter:
         return self._parse_unified(raw, symbol)
 
     def _parse_binance(self, info: dict[str, Any], symbol: str) -> VenueOrder:
+        # Only the statuses Binance documents as final close an order; any other (PENDING_NEW,
+        # PENDING_CANCEL, one added later) may still trade, so it counts as open.
         status = {
-            "NEW": VenueOrderStatus.OPEN,
             "PARTIALLY_FILLED": VenueOrderStatus.PARTIALLY_FILLED,
             "FILLED": VenueOrderStatus.FILLED,
             "REJECTED": VenueOrderStatus.REJECTED,
-        }.get(str(info.get("status")), VenueOrderStatus.CANCELLED)  # CANCELED, EXPIRED, EXPIRED_IN_MATCH
+            "CANCELED": VenueOrderStatus.CANCELLED,
+            "EXPIRED": VenueOrderStatus.CANCELLED,
+            "EXPIRED_IN_MATCH": VenueOrderStatus.CANCELLED,
+        }.get(str(info.get("status")), VenueOrderStatus.OPEN)
         filled = _dec(info.get("executedQty"))
         quote = _dec(info.get("cummulativeQuoteQty"))
         order = VenueOrder(

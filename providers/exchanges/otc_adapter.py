@@ -133,6 +133,9 @@ class OtcAdapter:
     ) -> Any:
         try:
             response = await self.client.request(method, path, json=json, params=params)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+            # No connection was made, so the desk cannot have the request (placing or not).
+            raise RetryableVenueError(self.name, f"not sent: {type(e).__name__}: {e}") from e
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as e:
             if placing:
                 raise AmbiguousPlacement(self.name, cid, f"{type(e).__name__}: {e}") from e
@@ -250,6 +253,12 @@ class OtcAdapter:
                 await asyncio.sleep(delay)
                 delay *= 2
         return None
+
+    async def find_in_trades(self, symbol: str, client_order_id: str, since: datetime) -> VenueOrder | None:
+        """The desk's trade blotter is its order record too: one more look at it by our client id."""
+        body = await self._call("GET", "/v1/trades", params={"client_id": client_order_id})
+        trades = body.get("trades", [])
+        return self._order(await self._settle(trades[0])) if trades else None
 
     async def cancel_order(self, symbol: str, provider_order_id: str) -> VenueOrder:
         """An accepted OTC trade is binding: there is nothing to cancel, so this returns its state."""

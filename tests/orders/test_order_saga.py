@@ -10,7 +10,7 @@ import pytest
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from models.market import OrderType, Side
-from models.order_flow import CancelRequest, OrderStatus
+from models.order_flow import CancelRequest, OrderState, OrderStatus
 from tests.orders.conftest import OrderStack
 from workflows.orders import OrderWorkflow
 
@@ -231,7 +231,7 @@ async def test_a_long_resting_order_continues_as_new_and_still_cancels(stack: Or
             break
         await asyncio.sleep(0.05)
     assert (await handle.describe()).run_id != first_run  # the order now lives in a new run
-    latest = stack.client.get_workflow_handle_for(OrderWorkflow.run, handle.id)
+    latest = stack.client.get_workflow_handle(handle.id, result_type=OrderState)
     await latest.signal(OrderWorkflow.cancel, CancelRequest(reason="too long"))
     state = await latest.result()
     assert state.status is OrderStatus.CANCELLED and state.providers

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -156,12 +157,31 @@ def bank_payment_problem(payment: BankPayment) -> Uncreditable | None:
         return Uncreditable(
             "malformed_payment", "the transaction id or the reference has an impossible length"
         )
+    texts = (payment.bank_tx_id, payment.reference, payment.payer_name, payment.currency)
+    if any(unicodedata.category(ch) == "Cc" for t in texts for ch in t):
+        return Uncreditable("malformed_payment", "a field holds a control character")
     payer = (payment.payer_sort_code, payment.payer_account_number)
     if any(payer) and not (_SORT_CODE.match(payer[0]) and _ACCOUNT_NUMBER.match(payer[1])):
         return Uncreditable(
             "malformed_payment", "the payer's sort code or account number is not a UK account"
         )
     return deposit_problem(payment.currency, payment.amount, fiat_only=True)
+
+
+def _storable(value: str) -> str:
+    """`value` with NUL (which PostgreSQL text refuses) written as its escape."""
+    return value.replace("\x00", "\\u0000")
+
+
+def _storable_json(value: Any) -> Any:
+    """`value` (decoded JSON) with NUL escaped in every key and string (jsonb refuses NUL)."""
+    if isinstance(value, str):
+        return _storable(value)
+    if isinstance(value, dict):
+        return {_storable(str(k)): _storable_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable_json(v) for v in value]
+    return value
 
 
 async def hold_in_suspense(
@@ -180,6 +200,8 @@ async def hold_in_suspense(
 
     Returns True the first time; a repeated report (the next poll, a redelivered webhook) changes
     nothing and raises no second alert."""
+    # PostgreSQL text and jsonb cannot hold NUL: kept as its escape, so the record stays verbatim.
+    external_id, output, currency, amount = (_storable(v) for v in (external_id, output, currency, amount))
     inserted = (
         await conn.execute(
             text(
@@ -196,8 +218,8 @@ async def hold_in_suspense(
                 "c": currency[:20],
                 "a": amount[:100],
                 "r": problem.code,
-                "d": problem.detail,
-                "p": json.dumps(payload, default=str),
+                "d": _storable(problem.detail),
+                "p": json.dumps(_storable_json(payload), default=str),
             },
         )
     ).first()

@@ -202,6 +202,11 @@ async def test_signed_impossible_bank_events_are_held_in_suspense_with_an_alert_
         f"fps_noref_{tag}": ({"currency": "GBP", "amount": "10.00", "reference": None}, "malformed_payment"),
         # Longer than the column it would land in: was a retry loop against the database.
         "fps_" + "x" * 120 + f"_{tag}": ({"currency": "GBP", "amount": "10.00"}, "malformed_payment"),
+        # PostgreSQL text refuses NUL: was a 500 at the webhook, or a saga retrying for ever.
+        f"fps_nul_{tag}": (
+            {"currency": "GBP", "amount": "10.00", "payer_name": "A\u0000Customer", "x\u0000": "\u0000"},
+            "malformed_payment",
+        ),
         f"fps_sortcode_{tag}": (
             {"currency": "GBP", "amount": "10.00", "payer_sort_code": "11-22-33"},
             "malformed_payment",

@@ -13,6 +13,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from config import Settings
+from config.settings import DEV_SECRETS
+from providers.email import SENDGRID_HOST, EmailSender
 from temporal import task_queues
 from workers.registry import Dependencies, build
 from workflows.ping import PingWorkflow
@@ -49,3 +51,29 @@ async def test_worker_process_serves_and_stops_gracefully_on_sigterm(
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), timeout=30)
     assert code == 0
+
+
+def test_production_wiring_sends_customer_email_through_sendgrid(engine: AsyncEngine) -> None:
+    """An empty SENDGRID_HOST is SendGrid itself in production: fill, deposit and withdrawal mails go out."""
+    secrets = {name: f"prod-{name}-0123456789abcdef0123456789abcdef" for name in DEV_SECRETS}
+    secrets["kraken_secret"] = "cHJvZC1rcmFrZW4tc2VjcmV0"  # Kraken secrets are base64
+    production = Settings.model_validate(
+        {
+            "environment": "production",
+            "database_url": "postgresql://broker@db.internal:5432/broker",
+            "temporal_address": "temporal.internal:7233",
+            **secrets,
+        }
+    )
+    assert production.sendgrid_host == ""
+    specs = build(Dependencies(settings=production, engine=engine))
+    senders = [
+        getattr(activity, "__self__", None)._email  # type: ignore[union-attr]
+        for spec in specs.values()
+        for activity in spec.activities
+        if getattr(activity, "__name__", "") in {"notify", "notify_deposit", "notify_withdrawal"}
+    ]
+    assert len(senders) == 3
+    for sender in senders:
+        assert isinstance(sender, EmailSender)
+        assert sender._client.host == SENDGRID_HOST

@@ -55,7 +55,8 @@ PAIRS: dict[str, tuple[str, str, str]] = {
     "ETH-GBP": ("XETHZGBP", "ETHGBP", "ETH/GBP"),
     "BNB-GBP": ("BNBGBP", "BNBGBP", "BNB/GBP"),
 }
-DEPOSIT_METHODS = {"BTC": "Bitcoin", "ETH": "Ether", "BNB": "BNB (BEP20)", "GBP": "Bank Frick (FPS)"}
+# Kraken's own funding method names: ccxt asks for ETH by its default "Ether (Hex)" without listing methods.
+DEPOSIT_METHODS = {"BTC": "Bitcoin", "ETH": "Ether (Hex)", "BNB": "BNB (BEP20)", "GBP": "Bank Frick (FPS)"}
 
 # Kraken accepts a long UUID, a short (32 hex) UUID, or up to 18 printable ASCII characters.
 _CL_ORD_ID = re.compile(r"^([0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}|[ -~]{1,18})$")

@@ -41,7 +41,17 @@ from sandbox.control import (
     control_routes,
     fault_middleware,
 )
-from sandbox.market import Order, OrderStatus, SymbolSpec, Venue, VenueConfig, VenueReject, d, fmt
+from sandbox.market import (
+    Order,
+    OrderStatus,
+    SymbolSpec,
+    Venue,
+    VenueConfig,
+    VenueReject,
+    d,
+    fmt,
+    visible_withdrawals,
+)
 
 
 def default_config() -> VenueConfig:
@@ -516,24 +526,30 @@ class BinanceApp:
 
     async def withdraw(self, request: web.Request) -> web.Response:
         params = await self.signed_params(request)
-        broke = request.app[STATE_KEY].faults.take("insufficient_balance", request.path)
+        faults = request.app[STATE_KEY].faults
+        broke = faults.take("insufficient_balance", request.path)
+        fail = faults.take("withdrawal_fail", request.path)
+        lag = faults.take("not_found_lag", request.path)
         async with self.venue.lock:
             w = self.venue.withdraw(
                 asset=params.get("coin", ""), amount=d(params["amount"]), address=params.get("address", ""),
                 tag=params.get("addressTag"), client_id=params.get("withdrawOrderId"),
-                force_insufficient=broke is not None,
+                force_insufficient=broke is not None, fail=fail is not None,
+                hidden_lookups=lag.lookups if lag is not None else 0,
             )  # fmt: skip
         return web.json_response({"id": w.id})
 
     async def withdraw_history(self, request: web.Request) -> web.Response:
         params = await self.signed_params(request)
         coin = params.get("coin")
+        # Binance's withdrawal status codes: 6 Completed, 5 Failure, 4 Processing.
+        codes = {"completed": 6, "failed": 5}
         rows = [
             {"id": w.id, "amount": fmt(w.amount), "transactionFee": fmt(w.fee), "coin": w.asset,
-             "status": 6 if w.status == "completed" else 4, "address": w.address, "txId": w.tx_id or "",
+             "status": codes.get(w.status, 4), "address": w.address, "txId": w.tx_id or "",
              "applyTime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(w.created_ms / 1000)),
              "network": w.asset, "transferType": 0, "withdrawOrderId": w.client_id or ""}
-            for w in self.venue.withdrawals.values()
+            for w in visible_withdrawals(self.venue.withdrawals.values())
             if not coin or w.asset == coin
         ]  # fmt: skip
         return web.json_response(rows)

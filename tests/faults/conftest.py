@@ -239,7 +239,10 @@ async def world(postgres: EmbeddedPostgres) -> AsyncIterator[FaultWorld]:
         ),
         email_sender=EmailSender.from_settings(settings),
     )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=api_port, log_level="warning"))
+    # A long keep-alive: the test's client must not reuse a connection the server is just closing.
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=api_port, log_level="warning", timeout_keep_alive=300)
+    )
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)

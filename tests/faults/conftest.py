@@ -153,7 +153,6 @@ class FaultWorld:
         """A verified tier-3 customer with 2FA, logged in through the API."""
         email = f"fault-{uuid.uuid4().hex[:12]}@example.com"
         user_id = uuid.uuid4()
-        secret = pyotp.random_base32()
         async with self.engine.begin() as conn:
             await conn.execute(
                 text(
@@ -166,12 +165,22 @@ class FaultWorld:
             f"{self.api_url}/api/v1/auth/login", json={"email": email, "password": PASSWORD}
         )
         assert r.status_code == 200, r.text
-        async with self.engine.begin() as conn:  # 2FA on after the login, as enrolment would
-            await conn.execute(
-                text("UPDATE users SET twofa_enabled = true, twofa_secret = :s WHERE id = :id"),
-                {"s": secret, "id": user_id},
-            )
-        return Customer(user_id, email, r.json()["access_token"], pyotp.TOTP(secret))
+        token = r.json()["access_token"]
+        # 2FA through the API's own enrolment, so the seed is stored however the app stores it.
+        enrolled = await self.http.post(
+            f"{self.api_url}/api/v1/auth/2fa/enroll",
+            json={"password": PASSWORD},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert enrolled.status_code == 200, enrolled.text
+        customer = Customer(user_id, email, token, pyotp.TOTP(enrolled.json()["secret"]))
+        confirmed = await self.http.post(
+            f"{self.api_url}/api/v1/auth/2fa/confirm",
+            json={"code": customer.next_code()},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert confirmed.status_code == 200, confirmed.text
+        return customer
 
     async def api(self, method: str, path: str, customer: Customer, **kw: Any) -> httpx.Response:
         totp = bool(kw.pop("totp", False))

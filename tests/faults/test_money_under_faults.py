@@ -45,6 +45,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
+from temporalio.api.enums.v1 import EventType
 
 from activities.payments import venue_client_id
 from models.assets import SCALES
@@ -396,7 +397,8 @@ async def _check_final(world: FaultWorld, run: Run, problems: list[str]) -> set[
                 if held <= 0:
                     problems.append(f"{table} {row_id} NEEDS_ATTENTION without an active hold")
             elif status not in final:
-                problems.append(f"{table} {row_id} not final: {status} (holding {held})")
+                saga = await _saga(world, f"{table[:-1]}-{row_id}")
+                problems.append(f"{table} {row_id} not final: {status} (holding {held}); saga: {saga}")
             elif held > 0:
                 problems.append(f"{table} {row_id} {status} but still holds {held}")
         if len(rows) != len(ids):
@@ -592,4 +594,23 @@ def _withdrawal_context(world: FaultWorld, venue: str, currency: str, ours: dict
     return (
         f"the venue's completed withdrawals: {len(done)}, {sent} sent + {fees} network fees; "
         f"sent by the venue but not COMPLETED in our books: {unbooked or 'none'}"
+    )
+
+
+async def _saga(world: FaultWorld, workflow_id: str) -> str:
+    """What a saga that is not final is doing: its run status and pending activities, for the report."""
+    try:
+        desc = await world.client.get_workflow_handle(workflow_id).describe()
+    except Exception as e:  # no such workflow is itself the finding
+        return f"not found ({type(e).__name__})"
+    pending = [
+        f"{a.activity_type.name} attempt {a.attempt}"
+        + (f" last failure: {a.last_failure.message[:160]}" if a.HasField("last_failure") else "")
+        for a in desc.raw_description.pending_activities
+    ]
+    history = await world.client.get_workflow_handle(workflow_id).fetch_history()
+    last = [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events[-4:]]
+    return (
+        f"{desc.status.name if desc.status else '?'}, pending activities: {pending or 'none'}, "
+        f"{len(history.events)} events, last: {last}"
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import secrets
 import signal
 import sys
 import uuid
@@ -53,16 +55,24 @@ async def test_worker_process_serves_and_stops_gracefully_on_sigterm(
     assert code == 0
 
 
+def _strong_secret(name: str) -> str:
+    """A production-grade value for each secret setting (Kraken's and the Fernet keys are base64)."""
+    if name == "kraken_secret":
+        return base64.b64encode(secrets.token_bytes(32)).decode()
+    if name.endswith("encryption_keys"):
+        return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    return secrets.token_urlsafe(32)
+
+
 def test_production_wiring_sends_customer_email_through_sendgrid(engine: AsyncEngine) -> None:
     """An empty SENDGRID_HOST is SendGrid itself in production: fill, deposit and withdrawal mails go out."""
-    secrets = {name: f"prod-{name}-0123456789abcdef0123456789abcdef" for name in DEV_SECRETS}
-    secrets["kraken_secret"] = "cHJvZC1rcmFrZW4tc2VjcmV0"  # Kraken secrets are base64
     production = Settings.model_validate(
         {
             "environment": "production",
             "database_url": "postgresql://broker@db.internal:5432/broker",
             "temporal_address": "temporal.internal:7233",
-            **secrets,
+            "public_base_url": "https://broker.example",
+            **{name: _strong_secret(name) for name in DEV_SECRETS},
         }
     )
     assert production.sendgrid_host == ""

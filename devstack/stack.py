@@ -1,8 +1,10 @@
 """`make run`: the whole broker on one machine, and `make migrate` / `make clean` helpers.
 
 Order of start: PostgreSQL (unless DATABASE_URL) -> Temporal dev server with Web UI (unless
-TEMPORAL_ADDRESS) -> migrations -> sandboxes -> workers -> API. Ctrl-C (or SIGTERM) stops
-everything this process started, in reverse, and leaves nothing behind.
+TEMPORAL_ADDRESS) -> migrations -> sandboxes -> workers -> API. A worker or API that dies is started
+again with back-off (`devstack.supervisor`) while the rest stays up; Temporal or the sandboxes dying
+stops the stack. Ctrl-C (or SIGTERM) stops everything this process started, in reverse, and leaves
+nothing behind.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from devstack import migrate as migrations
 from devstack.ports import ensure_free, wait_for_port
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import Child, python_module
+from devstack.supervisor import Supervisor
 from devstack.temporal_server import dev_server, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,13 +85,16 @@ class Stack:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.children: list[Child] = []
+        self.supervisor = Supervisor()
         self.postgres: EmbeddedPostgres | None = None
         self.logs = local_dir(settings) / "logs"
         self.logs.mkdir(exist_ok=True)
 
-    def _start(self, child: Child) -> Child:
+    def _start(self, child: Child, *, restart: bool = False) -> Child:
+        """Start a child; `restart` children (stateless: workers, the API) are brought back when they die."""
         child.start()
         self.children.append(child)
+        self.supervisor.watch(child, restart=restart)
         return child
 
     def up(self) -> dict[str, str]:
@@ -141,7 +147,8 @@ class Stack:
                 wait_for_port(int(url.rsplit(":", 1)[1]), 20)
                 shown[f"Sandbox {name}"] = url
             del sandbox
-        self._start(Child("worker", python_module("workers"), env=env, log_path=self.logs / "worker.log"))
+        worker = Child("worker", python_module("workers"), env=env, log_path=self.logs / "worker.log")
+        self._start(worker, restart=True)
         shown["Worker"] = f"all task queues (log: {self.logs / 'worker.log'})"
         api = self._start(
             Child(
@@ -149,7 +156,8 @@ class Stack:
                 python_module("uvicorn", *uvicorn_args(s)),
                 env=env,
                 log_path=self.logs / "api.log",
-            )
+            ),
+            restart=True,
         )
         _wait_http(f"http://127.0.0.1:{s.api_port}/healthz", 30, api)
         shown["API"] = f"http://localhost:{s.api_port}  (docs: /docs, readiness: /readyz)"
@@ -163,7 +171,8 @@ class Stack:
             self.postgres.stop()
 
     def watch(self) -> str | None:
-        """Block until a signal or until a child dies; return the dead child's name, if any."""
+        """Block until a signal or until a child the stack cannot restart dies; return its name, if any.
+        Dead workers and API processes are started again meanwhile (`Supervisor.poll`)."""
         stop = {"flag": False}
 
         def _handler(signum: int, frame: FrameType | None) -> None:
@@ -172,9 +181,9 @@ class Stack:
         signal.signal(signal.SIGINT, _handler)
         signal.signal(signal.SIGTERM, _handler)
         while not stop["flag"]:
-            for child in self.children:
-                if not child.alive():
-                    return child.name
+            dead = self.supervisor.poll()
+            if dead is not None:
+                return dead
             time.sleep(0.2)
         return None
 

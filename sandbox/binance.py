@@ -41,7 +41,17 @@ from sandbox.control import (
     control_routes,
     fault_middleware,
 )
-from sandbox.market import Order, OrderStatus, SymbolSpec, Venue, VenueConfig, VenueReject, d, fmt
+from sandbox.market import (
+    Order,
+    OrderStatus,
+    SymbolSpec,
+    Venue,
+    VenueConfig,
+    VenueReject,
+    d,
+    fmt,
+    visible_withdrawals,
+)
 
 
 def default_config() -> VenueConfig:
@@ -532,13 +542,17 @@ class BinanceApp:
 
     async def withdraw(self, request: web.Request) -> web.StreamResponse:
         params = await self.signed_params(request)
-        broke = request.app[STATE_KEY].faults.take("insufficient_balance", request.path)
-        hang = request.app[STATE_KEY].faults.take("timeout_after_accept", request.path)
+        faults = request.app[STATE_KEY].faults
+        broke = faults.take("insufficient_balance", request.path)
+        hang = faults.take("timeout_after_accept", request.path)
+        fail = faults.take("withdrawal_fail", request.path)
+        lag = faults.take("not_found_lag", request.path)
         async with self.venue.lock:
             w = self.venue.withdraw(
                 asset=params.get("coin", ""), amount=d(params["amount"]), address=params.get("address", ""),
                 tag=params.get("addressTag"), client_id=params.get("withdrawOrderId"),
-                force_insufficient=broke is not None,
+                force_insufficient=broke is not None, fail=fail is not None,
+                hidden_lookups=lag.lookups if lag is not None else 0,
             )  # fmt: skip
         return await after_accept(request, web.json_response({"id": w.id}), hang)
 
@@ -555,16 +569,18 @@ class BinanceApp:
         offset = int(params.get("offset") or 0)
         chosen = [
             (seq, w)
-            for seq, w in enumerate(self.venue.withdrawals.values())
+            for seq, w in enumerate(visible_withdrawals(self.venue.withdrawals.values()))
             if (not coin or w.asset == coin)
             and (not client_id or w.client_id == client_id)
             and (start is None or w.created_ms >= start)
             and (end is None or w.created_ms <= end)
         ]
         chosen.sort(key=lambda sw: (sw[1].created_ms, sw[0]), reverse=True)
+        # Binance's withdrawal status codes: 6 Completed, 5 Failure, 4 Processing.
+        codes = {"completed": 6, "failed": 5}
         rows = [
             {"id": w.id, "amount": fmt(w.amount), "transactionFee": fmt(w.fee), "coin": w.asset,
-             "status": 6 if w.status == "completed" else 4, "address": w.address, "txId": w.tx_id or "",
+             "status": codes.get(w.status, 4), "address": w.address, "txId": w.tx_id or "",
              "applyTime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(w.created_ms / 1000)),
              "network": w.asset, "transferType": 0, "withdrawOrderId": w.client_id or ""}
             for _, w in chosen[offset : offset + limit]

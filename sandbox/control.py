@@ -13,8 +13,12 @@ applies to (`paths`: substrings; None for all). Kinds:
   created, then the response never arrives in time (or the connection is closed).
 - `partial_fill` (`ratio`): orders fill at most this fraction of their amount; the rest expires (IOC)
   or stays open (GTC).
-- `not_found_lag` (`lookups`): the first `lookups` lookups of each new order answer "unknown order".
+- `not_found_lag` (`lookups`): the first `lookups` lookups of each new order answer "unknown order";
+  on a withdrawal request (paths e.g. `["withdraw"]`), the next `lookups` withdrawal-history reads leave
+  that withdrawal out, as a lagging history does.
 - `insufficient_balance`: order placement and withdrawals are refused for lack of funds.
+- `withdrawal_fail`: a crypto withdrawal is accepted (the venue answers with its id), then fails on the
+  venue's side: its history shows Failure (Binance status 5, Kraken "Failure") and the funds come back.
 
 The control API (`/_control/...`, JSON with string amounts) also resets the venue, sets balances,
 books, prices and fees, credits deposits and lists every order, so tests can assert "exactly one
@@ -51,6 +55,7 @@ FAULT_KINDS = frozenset(
         "partial_fill",
         "not_found_lag",
         "insufficient_balance",
+        "withdrawal_fail",
     }
 )
 

@@ -36,7 +36,17 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from sandbox.control import STATE_KEY, VenueState, after_accept, control_routes, fault_middleware
-from sandbox.market import Order, OrderStatus, SymbolSpec, Venue, VenueConfig, VenueReject, d, fmt
+from sandbox.market import (
+    Order,
+    OrderStatus,
+    SymbolSpec,
+    Venue,
+    VenueConfig,
+    VenueReject,
+    d,
+    fmt,
+    visible_withdrawals,
+)
 
 KRAKEN_SPECS: tuple[SymbolSpec, ...] = (
     SymbolSpec("BTC-GBP", "BTC", "GBP", Decimal("0.1"), Decimal("0.00000001"), Decimal("0.00005"),
@@ -55,7 +65,8 @@ PAIRS: dict[str, tuple[str, str, str]] = {
     "ETH-GBP": ("XETHZGBP", "ETHGBP", "ETH/GBP"),
     "BNB-GBP": ("BNBGBP", "BNBGBP", "BNB/GBP"),
 }
-DEPOSIT_METHODS = {"BTC": "Bitcoin", "ETH": "Ether", "BNB": "BNB (BEP20)", "GBP": "Bank Frick (FPS)"}
+# Kraken's own funding method names: ccxt asks for ETH by its default "Ether (Hex)" without listing methods.
+DEPOSIT_METHODS = {"BTC": "Bitcoin", "ETH": "Ether (Hex)", "BNB": "BNB (BEP20)", "GBP": "Bank Frick (FPS)"}
 
 # Kraken accepts a long UUID, a short (32 hex) UUID, or up to 18 printable ASCII characters.
 _CL_ORD_ID = re.compile(r"^([0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}|[ -~]{1,18})$")
@@ -448,7 +459,10 @@ class KrakenApp:
         key = params.get("key")
         if not key:
             raise KrakenError("EFunding:Unknown withdraw key")
-        broke = request.app[STATE_KEY].faults.take("insufficient_balance", request.path)
+        faults = request.app[STATE_KEY].faults
+        broke = faults.take("insufficient_balance", request.path)
+        fail = faults.take("withdrawal_fail", request.path)
+        lag = faults.take("not_found_lag", request.path)
         async with self.venue.lock:
             try:
                 w = self.venue.withdraw(
@@ -457,6 +471,8 @@ class KrakenApp:
                     address=params.get("address") or key,
                     client_id=None,
                     force_insufficient=broke is not None,
+                    fail=fail is not None,
+                    hidden_lookups=lag.lookups if lag is not None else 0,
                 )
             except VenueReject as e:
                 if e.kind == "insufficient_balance":
@@ -467,13 +483,14 @@ class KrakenApp:
     async def withdraw_status(self, request: web.Request) -> web.Response:
         params = await self.private_params(request)
         wanted = self.asset(params["asset"]) if params.get("asset") else None
+        statuses = {"completed": "Success", "failed": "Failure"}  # Kraken's withdrawal status words
         rows = [
             {"method": DEPOSIT_METHODS.get(w.asset, w.asset), "aclass": "currency",
              "asset": ASSETS.get(w.asset, (w.asset, ""))[0],
              "refid": f"A{w.id[:6].upper()}-{w.id[6:12].upper()}-{w.id[12:18].upper()}",
              "txid": w.tx_id, "info": w.address, "amount": fmt(w.amount, 10), "fee": fmt(w.fee, 10),
-             "time": w.created_ms // 1000, "status": "Success" if w.status == "completed" else "Pending"}
-            for w in self.venue.withdrawals.values()
+             "time": w.created_ms // 1000, "status": statuses.get(w.status, "Pending")}
+            for w in visible_withdrawals(self.venue.withdrawals.values())
             if wanted is None or w.asset == wanted
         ]  # fmt: skip
         return _ok(rows)

@@ -168,6 +168,19 @@ class Withdrawal:
     created_ms: int
     status: Literal["pending", "completed", "failed"] = "pending"
     tx_id: str | None = None
+    hidden_lookups: int = 0  # the `not_found_lag` fault: history reads that do not show it yet
+
+
+def visible_withdrawals(withdrawals: Iterable[Withdrawal]) -> list[Withdrawal]:
+    """The withdrawals a history read shows: one still under the `not_found_lag` fault is left out of
+    this read (and the count of reads it stays hidden drops by one), as a lagging history replica does."""
+    shown = []
+    for w in withdrawals:
+        if w.hidden_lookups > 0:
+            w.hidden_lookups -= 1
+            continue
+        shown.append(w)
+    return shown
 
 
 class Book:
@@ -698,8 +711,13 @@ class Venue:
                 self._set_confirmations(dep, int((now - dep.created_ms) / per))
 
     def withdraw(self, *, asset: str, amount: Decimal, address: str, tag: str | None = None,
-                 client_id: str | None = None, force_insufficient: bool = False) -> Withdrawal:  # fmt: skip
-        """Debit amount + the network fee now; the transfer completes at once (the chain is not modelled)."""
+                 client_id: str | None = None, force_insufficient: bool = False, fail: bool = False,
+                 hidden_lookups: int = 0) -> Withdrawal:  # fmt: skip
+        """Debit amount + the network fee now; the transfer completes at once (the chain is not modelled).
+
+        `fail` (the `withdrawal_fail` fault): accepted, then it fails on the venue's side and amount + fee
+        come back, as a withdrawal the venue's risk desk or the chain rejected does.
+        """
         if client_id is not None:
             for w in self.withdrawals.values():
                 if w.client_id == client_id:
@@ -718,7 +736,11 @@ class Venue:
         w = Withdrawal(
             id=wid, client_id=client_id, asset=asset, amount=amount, fee=fee, address=address, tag=tag,
             created_ms=self.now_ms(), status="completed", tx_id=secrets.token_hex(32),
+            hidden_lookups=hidden_lookups,
         )  # fmt: skip
+        if fail:
+            self.free[asset] = self.free.get(asset, ZERO) + amount + fee
+            w.status, w.tx_id = "failed", None
         self.withdrawals[wid] = w
         return w
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import secrets
 import signal
 import sys
 import uuid
@@ -13,6 +15,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from config import Settings
+from config.settings import DEV_SECRETS
+from providers.email import SENDGRID_HOST, EmailSender
 from temporal import task_queues
 from workers.registry import Dependencies, build
 from workflows.ping import PingWorkflow
@@ -49,3 +53,37 @@ async def test_worker_process_serves_and_stops_gracefully_on_sigterm(
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), timeout=30)
     assert code == 0
+
+
+def _strong_secret(name: str) -> str:
+    """A production-grade value for each secret setting (Kraken's and the Fernet keys are base64)."""
+    if name == "kraken_secret":
+        return base64.b64encode(secrets.token_bytes(32)).decode()
+    if name.endswith("encryption_keys"):
+        return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    return secrets.token_urlsafe(32)
+
+
+def test_production_wiring_sends_customer_email_through_sendgrid(engine: AsyncEngine) -> None:
+    """An empty SENDGRID_HOST is SendGrid itself in production: fill, deposit and withdrawal mails go out."""
+    production = Settings.model_validate(
+        {
+            "environment": "production",
+            "database_url": "postgresql://broker@db.internal:5432/broker",
+            "temporal_address": "temporal.internal:7233",
+            "public_base_url": "https://broker.example",
+            **{name: _strong_secret(name) for name in DEV_SECRETS},
+        }
+    )
+    assert production.sendgrid_host == ""
+    specs = build(Dependencies(settings=production, engine=engine))
+    senders = [
+        getattr(activity, "__self__", None)._email  # type: ignore[union-attr]
+        for spec in specs.values()
+        for activity in spec.activities
+        if getattr(activity, "__name__", "") in {"notify", "notify_deposit", "notify_withdrawal"}
+    ]
+    assert len(senders) == 3
+    for sender in senders:
+        assert isinstance(sender, EmailSender)
+        assert sender._client.host == SENDGRID_HOST

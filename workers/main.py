@@ -1,8 +1,9 @@
 """Worker process: `python -m workers [--queue NAME ...]`.
 
-Connects to Temporal and PostgreSQL, runs one Worker per task queue (all queues by default),
-and on SIGTERM/SIGINT stops polling, lets running activities finish, then exits. Run as many of
-these processes as you like: Temporal spreads the work and a killed worker's tasks move on.
+Connects to Temporal and PostgreSQL, warms the venue adapters (`workers/warmup.py`), runs one Worker
+per task queue (all queues by default), and on SIGTERM/SIGINT stops polling, lets running activities
+finish, then exits. Run as many of these processes as you like: Temporal spreads the work and a killed
+worker's tasks move on.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from models.database import async_engine
 from temporal.client import connect
 from temporal.search_attributes import ensure_registered
 from workers.registry import Dependencies, build
+from workers.warmup import warm_venues
 
 log = logging.getLogger("workers")
 
@@ -33,6 +35,8 @@ async def run(queues: list[str] | None = None) -> None:
     selected = {
         q: s for q, s in specs.items() if (not queues or q in queues) and (s.workflows or s.activities)
     }
+    # Before polling: a cold adapter's first quote would miss the router's deadline (workers/warmup.py).
+    await warm_venues(deps.exchange_adapters(), book_venues=deps.best_execution_router().adapters)
     workers = [
         Worker(
             client,

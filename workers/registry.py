@@ -68,7 +68,9 @@ class Dependencies:
         return self.router
 
     def email_sender(self) -> Any:
-        if self.email is None and self.settings.sendgrid_host:
+        """The customer mail sender, always built: an empty `sendgrid_host` means SendGrid itself
+        (production), not "no email"; `make run` and the tests point it at the mail sink."""
+        if self.email is None:
             from providers.email import EmailSender
 
             self.email = EmailSender.from_settings(self.settings)

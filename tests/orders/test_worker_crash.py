@@ -24,7 +24,7 @@ async def _worker(stack: OrderStack, database_url: str, temporal_address: str) -
         "BINANCE_URL": stack.venues["binance"].url,
         "KRAKEN_URL": stack.venues["kraken"].url,
         "OTC_URL": "http://127.0.0.1:9",  # no OTC desk in this test: large orders would see it down
-        "SENDGRID_HOST": "",
+        "SENDGRID_HOST": "http://127.0.0.1:9",  # no mail sink here: fill emails fail fast, best effort
     }
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "workers", "--queue", task_queues.ORDERS, env=env

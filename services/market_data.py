@@ -163,7 +163,11 @@ class MarketData:
         self.candles_cache: TtlCache[list[tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]]] = (
             TtlCache(ttl_s)
         )
-        self.exchanges = {name: CachedBooks(src, self.books_cache) for name, src in exchanges.items()}
+        # A live source (services.live_books) already is the process's one copy of the book: no second cache.
+        self.exchanges: dict[str, BookSource] = {
+            name: src if getattr(src, "shared_live", False) else CachedBooks(src, self.books_cache)
+            for name, src in exchanges.items()
+        }
         self.deadline_s = deadline_s
         self.customer_fee = customer_fee
         params = router_params or RouterParams()
@@ -240,7 +244,7 @@ class MarketData:
         names = [venue] if venue else list(self.exchanges)
         for name in names:
             cached = self.exchanges.get(name)
-            source: Any = cached.source if cached else None
+            source: Any = getattr(cached, "source", None)  # the venue adapter behind a cache or live book
             if source is None or not hasattr(source, "ohlcv"):
                 continue
             fetch_limit = 500 if limit <= 500 else 1000

@@ -37,6 +37,7 @@ class Dependencies:
     router: Router | None = None
     email: Any = None
     bank: Any = None
+    adapters_from_settings: bool = False  # injected adapters (tests) keep reading books directly
 
     def bank_client(self) -> Any:
         """The GBP bank rail client (providers.bank.BankClient), built on first use."""
@@ -52,6 +53,7 @@ class Dependencies:
             from providers.exchanges.ccxt_adapter import build_adapters
 
             self.adapters = build_adapters(self.settings)
+            self.adapters_from_settings = True
             for adapter in self.adapters.values():
                 self.closers.append(adapter.close)
         return self.adapters
@@ -59,11 +61,23 @@ class Dependencies:
     def best_execution_router(self) -> Router:
         if self.router is None:
             adapters = self.exchange_adapters()
-            exchanges = {name: a for name, a in adapters.items() if name != "otc"}
+            exchanges: dict[str, Any] = {name: a for name, a in adapters.items() if name != "otc"}
+            if self.settings.market_data_streams and self.adapters_from_settings:
+                exchanges = self.live_book_sources(exchanges)
             self.router = Router(
                 exchanges, otc=adapters.get("otc"), params=RouterParams.from_settings(self.settings)
             )
         return self.router
+
+    def live_book_sources(self, adapters: dict[str, Any]) -> dict[str, Any]:
+        """The process's live books (one `BookKeeper`, started on first use) as router sources."""
+        from models.market import SYMBOLS
+        from providers.exchanges.book_streams import build_book_keeper
+        from services.live_books import LiveBookSource
+
+        keeper = build_book_keeper(self.settings, SYMBOLS)
+        self.closers.append(keeper.stop)
+        return {name: LiveBookSource(name, keeper, adapter) for name, adapter in adapters.items()}
 
     def email_sender(self) -> Any:
         if self.email is None and self.settings.sendgrid_host:

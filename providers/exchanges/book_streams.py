@@ -17,6 +17,7 @@ snapshot requests go through it).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,6 +26,7 @@ from typing import Any
 import ccxt.pro as ccxt_pro
 
 from models.market import OrderBook, PriceLevel
+from services.live_books import BookKeeper, rest_budgets
 
 CHECKSUM_LEVELS = 10
 
@@ -89,7 +91,7 @@ class StreamConfig:
     exchange_id: str  # ccxt class
     rest_url: str = ""  # empty: the real venue; else the sandbox origin (scheme://host:port)
     ws_url: str = ""  # empty: derived from rest_url for a sandbox (ws://host:port)
-    depth: int = 25  # levels kept per side (Kraken accepts 10, 25, 100, 500, 1000)
+    depth: int = 100  # levels kept per side (Kraken accepts 10, 25, 100, 500, 1000)
     timeout_ms: int = 10_000
 
 
@@ -163,6 +165,30 @@ class BookStream:
             verified = True  # ccxt itself refuses a gap in Binance's update ids
         return StreamedBook(self._exact_book(symbol, ccxt_symbol, raw), verified)
 
+    async def fetch_book(self, symbol: str, depth: int) -> OrderBook:
+        """One REST read of the book, exact (the venue's own text), through this instance's throttle.
+
+        Only the stale-book path calls it, within the venue's budget, so it never queues behind orders:
+        the order adapters have their own ccxt instances and throttles.
+        """
+        market = self.exchange.market(symbol.replace("-", "/"))
+        if self.config.exchange_id == "binance":
+            limit = next(n for n in (5, 10, 20, 50, 100, 500, 1000, 5000) if n >= depth)
+            raw = await self.exchange.publicGetDepth({"symbol": market["id"], "limit": limit})
+            bids, asks = raw["bids"], raw["asks"]
+        else:
+            raw = await self.exchange.publicGetDepth({"pair": market["id"], "count": depth})
+            result = raw["result"]
+            only = next(iter(result.values()))
+            bids, asks = only["bids"], only["asks"]
+        return OrderBook(
+            provider=self.name,
+            symbol=symbol,
+            bids=[PriceLevel(price=Decimal(lv[0]), amount=Decimal(lv[1])) for lv in bids[:depth]],
+            asks=[PriceLevel(price=Decimal(lv[0]), amount=Decimal(lv[1])) for lv in asks[:depth]],
+            timestamp=datetime.now(tz=UTC),
+        )
+
     def _drop_subscription(self, ccxt_symbol: str) -> None:
         message_hash = f"orderbook@{ccxt_symbol}"
         for client in list(self.exchange.clients.values()):
@@ -197,3 +223,21 @@ class BookStream:
 
     async def close(self) -> None:
         await self.exchange.close()
+
+
+def build_book_keeper(settings: Any, symbols: Sequence[str], **overrides: Any) -> BookKeeper:
+    """The process's `BookKeeper` over Binance's and Kraken's streams, with this process's REST budgets.
+
+    `overrides` go to `BookKeeper` (tests: a short `max_age_s`)."""
+    from providers.exchanges.ccxt_adapter import sandbox_or_configured_url
+
+    streams = {
+        name: BookStream(StreamConfig(name, name, rest_url=sandbox_or_configured_url(settings, name)))
+        for name in ("binance", "kraken")
+    }
+    kwargs: dict[str, Any] = {
+        "budgets": rest_budgets(list(streams), settings.market_data_processes),
+        "max_age_s": settings.book_max_age_s,
+        **overrides,
+    }
+    return BookKeeper(streams, symbols, **kwargs)

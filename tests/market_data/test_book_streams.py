@@ -6,55 +6,18 @@ import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
-import ccxt.async_support as ccxt
 import httpx
 import pytest
 import pytest_asyncio
 
 from providers.exchanges.book_streams import BookStream, StreamConfig, StreamedBook
-from sandbox.runner import RunningSandboxes, start_venues
+from sandbox.runner import RunningSandboxes
+from tests.market_data.conftest import control, fresh, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 BIDS = [("60000.00", "1.00000"), ("59990.00", "2.00000"), ("59980.00", "3.00000")]
 ASKS = [("60010.00", "1.00000"), ("60020.00", "2.00000"), ("60030.00", "3.00000")]
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def venues() -> AsyncIterator[RunningSandboxes]:
-    running = await start_venues(["binance", "kraken"], seed=3)
-    try:
-        yield running
-    finally:
-        await running.stop()
-
-
-async def control(url: str, path: str, body: object = None, method: str = "POST") -> object:
-    async with httpx.AsyncClient(timeout=5) as http:
-        r = await http.request(method, f"{url}/_control/{path}", json=body if body is not None else {})
-        r.raise_for_status()
-        return r.json()
-
-
-async def fresh(url: str) -> None:
-    await control(url, "reset")
-    await control(url, "walk", {"enabled": False})
-    await control(url, "stream", method="DELETE")
-
-
-async def until(stream: BookStream, symbol: str, check: object, seconds: float = 5.0) -> StreamedBook:
-    """Next books until `check(book)` holds; errors of a resync are part of the wait."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
-        try:
-            got = await asyncio.wait_for(stream.next_book(symbol), max(0.1, deadline - loop.time()))
-            if got.verified and check(got):  # type: ignore[operator]
-                return got
-        except ccxt.NetworkError:
-            pass
-        if loop.time() > deadline:
-            raise AssertionError(f"{stream.name} {symbol}: condition not met in {seconds} s")
 
 
 def levels(book: StreamedBook) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:

@@ -1,6 +1,7 @@
 """Market data for the customer API: best prices across venues, order books, candles, indicative quotes.
 
-Every venue read goes through a short time-based cache (`ttl_s`, 1 s by default) with in-flight
+A live source (`services.live_books.LiveBookSource`, `shared_live`) is used as is: it already is the
+process's one book per venue and symbol. Any other venue read goes through a short time-based cache (`ttl_s`, 1 s by default) with in-flight
 sharing: however many customers ask in the same second, each venue sees at most one book request per
 symbol per `ttl_s` (and one candle request per symbol/interval). A failure is cached for the same time,
 so a venue that is down is not hammered either. The API's own `Router` reads books through the same

@@ -1,8 +1,9 @@
 """Public market data (seed §B): best prices, order books, candles and an indicative all-in quote.
 
 No login needed; the rate-limit middleware applies the per-IP limit (100/min) like any anonymous call.
-Venue answers are cached for about a second (`services.market_data`), so these endpoints cost the venues
-at most one request per symbol per second whatever the traffic.
+Books come from the process's live books (`services.live_books`, the venues' streams), shared with the
+router and the WebSocket ticks, so these endpoints cost the venues nothing while the books are fresh; with
+`MARKET_DATA_STREAMS` off, venue answers are cached for about a second (`services.market_data`).
 
 The order book is **merged** by default: every exchange's levels combined by price, amounts summed and
 the split per venue kept on each level (what a customer can reach through our router). `?venue=binance`

@@ -229,3 +229,21 @@ async def test_a_disconnected_venue_is_left_out_with_its_reason_and_comes_back(d
         return {q.provider: q.outcome for q in r.quotes}["binance"] is QuoteOutcome.OK
 
     await eventually(priced_again, seconds=5, every=0.3)
+
+
+async def test_a_slow_consumer_is_dropped_by_the_venue_and_resyncs_to_the_venues_book(desk: Desk) -> None:
+    url = desk.urls["binance"]
+    resyncs = desk.keeper.books[("binance", SYMBOL)].resyncs
+    # Each message 200 ms late, at most 3 queued: the 100 ms events pile up and the venue hangs up.
+    await control(url, "stream", {"kind": "slow", "delay_ms": 200, "max_queue": 3})
+    await eventually(lambda: desk.keeper.books[("binance", SYMBOL)].resyncs > resyncs)
+    await control(url, "stream", method="DELETE")
+    final = [["60004.00", "1.00000"], *ASKS]
+    await control(url, "book", {"symbol": SYMBOL, "bids": BIDS, "asks": final})
+    await eventually(
+        lambda: (
+            (b := desk.keeper.fresh_book("binance", SYMBOL)) is not None
+            and levels(b) == (as_dec(BIDS), as_dec(final))
+        ),
+        seconds=10,
+    )

@@ -1,14 +1,15 @@
 """Market data for the customer API: best prices across venues, order books, candles, indicative quotes.
 
 A live source (`services.live_books.LiveBookSource`, `shared_live`) is used as is: it already is the
-process's one book per venue and symbol. Any other venue read goes through a short time-based cache (`ttl_s`, 1 s by default) with in-flight
-sharing: however many customers ask in the same second, each venue sees at most one book request per
-symbol per `ttl_s` (and one candle request per symbol/interval). A failure is cached for the same time,
-so a venue that is down is not hammered either. The API's own `Router` reads books through the same
-cache, so indicative quotes and the order endpoint's notional estimate cost no extra venue calls.
+process's one book per venue and symbol. Any other venue read goes through a short time-based cache
+(`ttl_s`, 1 s by default) with in-flight sharing: however many customers ask in the same second, each
+venue sees at most one book request per symbol per `ttl_s` (and one candle request per symbol/interval).
+A failure is cached for the same time, so a venue that is down is not hammered either. The API's own
+`Router` reads books through the same sources, so indicative quotes and the order endpoint's notional
+estimate cost no extra venue calls.
 
-Books are at most `ttl_s` old: good for display and estimates, never for execution (the order saga's
-router reads fresh books through the workers' own adapters).
+Cached books are at most `ttl_s` old: good for display and estimates, never for execution (the order
+saga's router reads its own process's live books, or fresh books through the workers' own adapters).
 """
 
 from __future__ import annotations

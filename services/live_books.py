@@ -111,9 +111,8 @@ class LiveBook:
     rest_task: asyncio.Task[OrderBook] | None = field(default=None, repr=False)
 
     def void(self, now: float, reason: str) -> None:
-        if self.synced:
-            self.voided_at = now
-        elif self.voided_at is None:
+        """Stop pricing this book; `voided_at` keeps the first moment of an unbroken void."""
+        if self.synced or self.voided_at is None:
             self.voided_at = now
         self.synced = False
         self.void_reason = reason
@@ -306,7 +305,8 @@ class BookKeeper:
         live = self.books[(venue, symbol)]
         now = self.now()
         since = self.stale_since(venue, symbol) or now
-        why = f"{venue} {symbol} book stale since {_iso(since)} ({live.void_reason if not live.synced else 'no update within the freshness bound'})"  # noqa: E501
+        cause = live.void_reason if not live.synced else "no update within the freshness bound"
+        why = f"{venue} {symbol} book stale since {_iso(since)} ({cause})"
         if live.rest_book is not None and live.rest_at is not None and now - live.rest_at <= self.max_age_s:
             return live.rest_book
         if live.rest_task is None or live.rest_task.done():

@@ -6,6 +6,7 @@ per worker process and closed on shutdown.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,11 @@ class Dependencies:
 
         keeper = build_book_keeper(self.settings, SYMBOLS)
         self.closers.append(keeper.stop)
+        try:
+            asyncio.get_running_loop()
+            keeper.start()  # the worker's start: books are live before its first order
+        except RuntimeError:
+            pass  # built outside a loop: the first book read starts it
         return {name: LiveBookSource(name, keeper, adapter) for name, adapter in adapters.items()}
 
     def email_sender(self) -> Any:

@@ -148,6 +148,8 @@ def fault_middleware(
         state.log.add(request.method, path)
         faults = state.faults
         if (f := faults.take("latency", path)) is not None:
+            if request.can_read_body:
+                await request.read()  # the venue has the whole request; only its answer is late
             await asyncio.sleep(f.latency_ms / 1000)
         if faults.banned():
             return banned()

@@ -367,7 +367,8 @@ class LiveBookSource:
         try:
             self._fees.fees(symbol)
         except Exception:
-            load = getattr(self._fees, "load", None)
+            # `_ensure_loaded` loads only if nobody has: a second load would spend the venue's throttle.
+            load = getattr(self._fees, "_ensure_loaded", None) or getattr(self._fees, "load", None)
             if load is None:
                 raise
             await load()

@@ -171,6 +171,7 @@ class BookStream:
         Only the stale-book path calls it, within the venue's budget, so it never queues behind orders:
         the order adapters have their own ccxt instances and throttles.
         """
+        await self.exchange.load_markets()  # a re-read may come before the streams' own load finished
         market = self.exchange.market(symbol.replace("-", "/"))
         if self.config.exchange_id == "binance":
             limit = next(n for n in (5, 10, 20, 50, 100, 500, 1000, 5000) if n >= depth)

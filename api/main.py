@@ -51,6 +51,7 @@ def create_app(
         app.state.temporal = TemporalHandle(settings, temporal_address)
         app.state.payments = payments.PaymentsState(settings)
         app.state.market = market.MarketState(settings, adapters)
+        app.state.market.start()  # the process's live order books (services.live_books)
         schedules = asyncio.create_task(payments.ensure_payment_schedules(app))
         try:
             yield

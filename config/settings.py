@@ -213,6 +213,11 @@ class Settings(BaseSettings):
         default_factory=lambda: {"BTC": Decimal("5"), "ETH": Decimal("100"), "BNB": Decimal("500")}
     )
     float_check_minutes: int = 5
+    # Live order books (services/live_books.py): streamed from the venues, priced only while fresh.
+    market_data_streams: bool = True  # off: the router reads books by REST per order (as before)
+    book_max_age_s: float = Field(default=2.0, gt=0)  # an older book is stale and not priced from the stream
+    # Processes sharing one IP's venue limits (API + workers): each gets 1/N of a venue's REST budget.
+    market_data_processes: int = Field(default=2, ge=1)
 
     @property
     def is_production(self) -> bool:

@@ -60,7 +60,8 @@ class OrderBook(BaseModel):
     symbol: str
     bids: list[PriceLevel]
     asks: list[PriceLevel]
-    timestamp: datetime | None = None
+    timestamp: datetime | None = None  # when the venue's book was last known to be this
+    source: str | None = None  # "stream" (a live book) or "rest" (read on demand); None: a direct read
 
 
 class MarketRules(BaseModel):
@@ -217,6 +218,10 @@ class QuoteSeen(BaseModel):
     quote: ProviderQuote | None = None  # the full requested size priced on this venue's book
     slippage: Decimal | None = None  # of `quote`, against the record's `slippage_reference`
     score: Decimal | None = None  # all-in price adjusted by the reliability term (what ranks venues)
+    book_source: str | None = None  # "stream" (live book) or "rest" (re-read); None: read directly
+    book_age_ms: float | None = None  # how old the priced book was when priced
+    depth_used: int | None = None  # book levels the size walked on this venue
+    verdict: str | None = None  # why this venue won, lost, or was not priced
 
 
 class ExecutionLeg(BaseModel):

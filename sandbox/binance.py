@@ -34,6 +34,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from sandbox.binance_ws import mount_binance_streams
+from sandbox.book_feed import BookFeed
 from sandbox.control import (
     STATE_KEY,
     VenueState,
@@ -117,6 +119,7 @@ class BinanceApp:
         self.api_key = api_key
         self.secret = secret.encode()
         self.by_id = {_pair_id(s): s for s in venue.specs.values()}
+        self.feed: BookFeed | None = None  # the diff-depth stream (sandbox.binance_ws)
 
     # ------------------------------------------------------------ plumbing
 
@@ -251,11 +254,13 @@ class BinanceApp:
     async def depth(self, request: web.Request) -> web.Response:
         spec = self.spec(request.query.get("symbol"))
         limit = int(request.query.get("limit", "100"))
+        # The stream's id for this very book, so a diff-depth client can join snapshot and stream.
+        update_id = self.feed.sync(spec.symbol).update_id if self.feed is not None else 0
         bids, asks = self.venue.book_levels(spec.symbol, limit)
         p, a = _places(spec.price_step), _places(spec.amount_step)
         return web.json_response(
             {
-                "lastUpdateId": int(time.time() * 1000),
+                "lastUpdateId": update_id,
                 "bids": [[fmt(lv[0], p), fmt(lv[1], a)] for lv in bids],
                 "asks": [[fmt(lv[0], p), fmt(lv[1], a)] for lv in asks],
             }
@@ -628,6 +633,7 @@ def create_app(
     r.add_post("/sapi/v1/capital/withdraw/apply", w(b.withdraw))
     r.add_get("/sapi/v1/capital/withdraw/history", w(b.withdraw_history))
     control_routes(app)
+    b.feed = mount_binance_streams(app, venue)
     return app
 
 

@@ -4,7 +4,7 @@ Faults are how tests make a venue misbehave the way real ones do. Each is a smal
 how many more times it fires (`count`, None for "until cleared") and which request paths it
 applies to (`paths`: substrings; None for all). Kinds:
 
-- `latency` (`latency_ms`): sleep before answering.
+- `latency` (`latency_ms`): the request is acted on when it arrives; its answer is sent `latency_ms` late.
 - `http_error` (`status`, default 502): an HTML error page from the "load balancer", as venues' edges send.
 - `rate_limit` (`ban_after`, `ban_seconds`): 429 answers; after `ban_after` of them the key is banned
   and every request is refused (Binance: HTTP 418) for `ban_seconds`.
@@ -155,8 +155,17 @@ def fault_middleware(
             return await handler(request)
         state.log.add(request.method, path)
         faults = state.faults
-        if (f := faults.take("latency", path)) is not None:
-            await asyncio.sleep(f.latency_ms / 1000)
+        latency = faults.take("latency", path)
+        response = await answer(request, handler, state)
+        if latency is not None:
+            # The venue acted on the request when it arrived (nonce, order book, order); only the answer
+            # is late, as over a slow network, so a client that gives up meanwhile changes nothing.
+            await asyncio.sleep(latency.latency_ms / 1000)
+        return response
+
+    async def answer(request: web.Request, handler: Handler, state: VenueState) -> web.StreamResponse:
+        faults = state.faults
+        path = request.path
         if faults.banned():
             return banned()
         if (f := faults.take("rate_limit", path)) is not None:

@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from sandbox.control import STATE_KEY, VenueState, after_accept, control_routes, fault_middleware
+from sandbox.kraken_ws import mount_kraken_streams
 from sandbox.market import (
     Order,
     OrderStatus,
@@ -542,4 +543,5 @@ def create_app(
     for name, handler in private:
         r.add_post(f"/0/private/{name}", w(handler))
     control_routes(app)
+    mount_kraken_streams(app, venue)
     return app

@@ -1,13 +1,15 @@
 """Market data for the customer API: best prices across venues, order books, candles, indicative quotes.
 
-Every venue read goes through a short time-based cache (`ttl_s`, 1 s by default) with in-flight
-sharing: however many customers ask in the same second, each venue sees at most one book request per
-symbol per `ttl_s` (and one candle request per symbol/interval). A failure is cached for the same time,
-so a venue that is down is not hammered either. The API's own `Router` reads books through the same
-cache, so indicative quotes and the order endpoint's notional estimate cost no extra venue calls.
+A live source (`services.live_books.LiveBookSource`, `shared_live`) is used as is: it already is the
+process's one book per venue and symbol. Any other venue read goes through a short time-based cache
+(`ttl_s`, 1 s by default) with in-flight sharing: however many customers ask in the same second, each
+venue sees at most one book request per symbol per `ttl_s` (and one candle request per symbol/interval).
+A failure is cached for the same time, so a venue that is down is not hammered either. The API's own
+`Router` reads books through the same sources, so indicative quotes and the order endpoint's notional
+estimate cost no extra venue calls.
 
-Books are at most `ttl_s` old: good for display and estimates, never for execution (the order saga's
-router reads fresh books through the workers' own adapters).
+Cached books are at most `ttl_s` old: good for display and estimates, never for execution (the order
+saga's router reads its own process's live books, or fresh books through the workers' own adapters).
 """
 
 from __future__ import annotations
@@ -163,7 +165,11 @@ class MarketData:
         self.candles_cache: TtlCache[list[tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]]] = (
             TtlCache(ttl_s)
         )
-        self.exchanges = {name: CachedBooks(src, self.books_cache) for name, src in exchanges.items()}
+        # A live source (services.live_books) already is the process's one copy of the book: no second cache.
+        self.exchanges: dict[str, BookSource] = {
+            name: src if getattr(src, "shared_live", False) else CachedBooks(src, self.books_cache)
+            for name, src in exchanges.items()
+        }
         self.deadline_s = deadline_s
         self.customer_fee = customer_fee
         params = router_params or RouterParams()
@@ -240,7 +246,7 @@ class MarketData:
         names = [venue] if venue else list(self.exchanges)
         for name in names:
             cached = self.exchanges.get(name)
-            source: Any = cached.source if cached else None
+            source: Any = getattr(cached, "source", None)  # the venue adapter behind a cache or live book
             if source is None or not hasattr(source, "ohlcv"):
                 continue
             fetch_limit = 500 if limit <= 500 else 1000

@@ -8,7 +8,7 @@ placement's detail under `staff_detail`) and in the logs. Customers see the orde
 
 from __future__ import annotations
 
-from models.market import BestExecutionRecord, QuoteOutcome, RefusalReason
+from models.market import BestExecutionRecord, QuoteOutcome, QuoteSeen, RefusalReason
 from models.order_flow import OrderStatus
 
 REFUSED: dict[RefusalReason, str] = {
@@ -49,7 +49,10 @@ def public_reason(status: OrderStatus, reason: str | None) -> tuple[str | None, 
 
 def public_record(record: BestExecutionRecord) -> BestExecutionRecord:
     """The best-execution record as a customer sees it: every number, none of the venues' text."""
-    quotes = [q.model_copy(update={"reason": QUOTE_OUTCOMES.get(q.outcome)}) for q in record.quotes]
+    quotes = [
+        q.model_copy(update={"reason": QUOTE_OUTCOMES.get(q.outcome), "verdict": _public_verdict(q, record)})
+        for q in record.quotes
+    ]
     if record.refusal is not None:
         reason = REFUSED.get(record.refusal, NOT_ROUTED)
     elif record.legs:
@@ -59,3 +62,16 @@ def public_record(record: BestExecutionRecord) -> BestExecutionRecord:
     else:
         reason = ""
     return record.model_copy(update={"quotes": quotes, "reason": reason})
+
+
+def _public_verdict(q: QuoteSeen, record: BestExecutionRecord) -> str:
+    """A venue's verdict in our words (the stored one may quote the venue's errors)."""
+    if any(leg.provider == q.provider for leg in record.legs):
+        return "won: the best all-in price"
+    if q.quote is None:
+        return f"not priced: {QUOTE_OUTCOMES.get(q.outcome) or 'no price'}"
+    if record.refusal is not None:
+        return "priced, but the order was refused"
+    if not q.quote.fully_filled:
+        return "lost: not enough liquidity at this venue for the size"
+    return "lost: a better all-in price elsewhere"

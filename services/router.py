@@ -61,6 +61,7 @@ from models.market import (
     split_symbol,
 )
 from services.circuit_breaker import BreakerState, CircuitBreakers, Clock, SystemClock
+from services.live_books import BookUnavailable
 
 # Enough significant digits for 36-digit NUMERIC arithmetic; set per computation, not globally, so the
 # result does not depend on which thread or task happens to run it.
@@ -478,6 +479,11 @@ class Router:
                 source.order_book(req.symbol, self.params.depth), self.params.deadline_s
             )
             fee_rate = source.fees(req.symbol).taker
+        except BookUnavailable as exc:  # stale live book, no REST budget left: our limit, not the venue's
+            seen.outcome = QuoteOutcome.SKIPPED
+            seen.latency_ms = self._ms_since(started)
+            seen.reason = str(exc)
+            return _Asked(seen)
         except TimeoutError:
             self.breakers.record_failure(name)
             seen.outcome = QuoteOutcome.TIMEOUT
@@ -492,6 +498,9 @@ class Router:
             return _Asked(seen)
         self.breakers.record_success(name)
         seen.latency_ms = self._ms_since(started)
+        seen.book_source = book.source
+        if book.source is not None and book.timestamp is not None:
+            seen.book_age_ms = round(max(0.0, (self.clock.now() - book.timestamp).total_seconds()) * 1000, 3)
 
         levels = book.asks if req.side is Side.BUY else book.bids
         seen.best_price = levels[0].price if levels else None
@@ -507,6 +516,7 @@ class Router:
             seen.reason = str(exc)
             return asked
         seen.outcome = QuoteOutcome.OK
+        seen.depth_used = seen.quote.levels_used
         seen.score = self._score(seen.quote.all_in_price, req.side, seen.recent_failures)
         return asked
 
@@ -678,6 +688,7 @@ class Router:
         assert record.slippage_reference is not None
         record.expected_slippage = slippage(all_in, record.slippage_reference, record.side)
         record.reason = "; ".join([*notes, reason])
+        _verdicts(record)
         return record
 
 
@@ -736,4 +747,32 @@ def _totals(side: Side, legs: Sequence[ExecutionLeg]) -> tuple[Decimal, Decimal,
 def _refused(record: BestExecutionRecord, refusal: RefusalReason, reason: str) -> BestExecutionRecord:
     record.refusal = refusal
     record.reason = reason
+    _verdicts(record)
     return record
+
+
+def _verdicts(record: BestExecutionRecord) -> None:
+    """Each venue's line in the record: why it won, why it lost, or why it was not priced."""
+    winners = {leg.provider: leg for leg in record.legs}
+    best = record.all_in_price
+    for seen in record.quotes:
+        q = seen.quote
+        if seen.provider in winners:
+            leg = winners[seen.provider]
+            seen.verdict = f"won: {leg.amount} at all-in {leg.all_in_price}" + (
+                " (one leg of a split)" if len(winners) > 1 else ""
+            )
+        elif q is None:
+            seen.verdict = f"not priced: {seen.reason or seen.outcome.value}"
+        elif record.refusal is not None:
+            seen.verdict = (
+                f"priced at all-in {q.all_in_price}, but the order was refused ({record.refusal.value})"
+            )
+        elif not q.fully_filled:
+            seen.verdict = f"lost: its book fills only {q.amount} of the size"
+        else:
+            seen.verdict = f"lost: all-in {q.all_in_price} against {best}" + (
+                f" (score {seen.score} after {seen.recent_failures} recent failures)"
+                if seen.recent_failures
+                else ""
+            )

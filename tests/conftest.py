@@ -86,7 +86,14 @@ def temporal_address(temporal_env: WorkflowEnvironment) -> str:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str, temporal_address: str) -> Settings:
-    return Settings(environment="test", database_url=database_url, temporal_address=temporal_address)
+    # No live order books here: these suites point their own adapters at in-process sandboxes (the
+    # streams would dial the settings' sandbox ports). tests/market_data covers the live books.
+    return Settings(
+        environment="test",
+        database_url=database_url,
+        temporal_address=temporal_address,
+        market_data_streams=False,
+    )
 
 
 @pytest_asyncio.fixture(scope="session")

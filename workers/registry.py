@@ -6,6 +6,7 @@ per worker process and closed on shutdown.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ class Dependencies:
     router: Router | None = None
     email: Any = None
     bank: Any = None
+    adapters_from_settings: bool = False  # injected adapters (tests) keep reading books directly
 
     def bank_client(self) -> Any:
         """The GBP bank rail client (providers.bank.BankClient), built on first use."""
@@ -54,6 +56,7 @@ class Dependencies:
             from providers.exchanges.ccxt_adapter import build_adapters
 
             self.adapters = build_adapters(self.settings)
+            self.adapters_from_settings = True
             for adapter in self.adapters.values():
                 self.closers.append(adapter.close)
         return self.adapters
@@ -61,11 +64,28 @@ class Dependencies:
     def best_execution_router(self) -> Router:
         if self.router is None:
             adapters = self.exchange_adapters()
-            exchanges = {name: a for name, a in adapters.items() if name != "otc"}
+            exchanges: dict[str, Any] = {name: a for name, a in adapters.items() if name != "otc"}
+            if self.settings.market_data_streams and self.adapters_from_settings:
+                exchanges = self.live_book_sources(exchanges)
             self.router = Router(
                 exchanges, otc=adapters.get("otc"), params=RouterParams.from_settings(self.settings)
             )
         return self.router
+
+    def live_book_sources(self, adapters: dict[str, Any]) -> dict[str, Any]:
+        """The process's live books (one `BookKeeper`, started on first use) as router sources."""
+        from models.market import SYMBOLS
+        from providers.exchanges.book_streams import build_book_keeper
+        from services.live_books import LiveBookSource
+
+        keeper = build_book_keeper(self.settings, SYMBOLS)
+        self.closers.append(keeper.stop)
+        try:
+            asyncio.get_running_loop()
+            keeper.start()  # the worker's start: books are live before its first order
+        except RuntimeError:
+            pass  # built outside a loop: the first book read starts it
+        return {name: LiveBookSource(name, keeper, adapter) for name, adapter in adapters.items()}
 
     def email_sender(self) -> Any:
         """The customer mail sender, always built: an empty `sendgrid_host` means SendGrid itself

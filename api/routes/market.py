@@ -1,8 +1,9 @@
 """Public market data (seed §B): best prices, order books, candles and an indicative all-in quote.
 
 No login needed; the rate-limit middleware applies the per-IP limit (100/min) like any anonymous call.
-Venue answers are cached for about a second (`services.market_data`), so these endpoints cost the venues
-at most one request per symbol per second whatever the traffic.
+Books come from the process's live books (`services.live_books`, the venues' streams), shared with the
+router and the WebSocket ticks, so these endpoints cost the venues nothing while the books are fresh; with
+`MARKET_DATA_STREAMS` off, venue answers are cached for about a second (`services.market_data`).
 
 The order book is **merged** by default: every exchange's levels combined by price, amounts summed and
 the split per venue kept on each level (what a customer can reach through our router). `?venue=binance`
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
@@ -34,6 +35,7 @@ from models.api import (
 )
 from models.market import SYMBOLS, PriceLevel, Side, split_symbol
 from providers.exchanges.base import ExecutionAdapter
+from services.live_books import BookKeeper, LiveBookSource
 from services.market_data import (
     DEFAULT_MAX_SLIPPAGE,
     BestPrice,
@@ -59,6 +61,7 @@ class MarketState:
         self._owned = adapters is None
         self._market: MarketData | None = None
         self._ticker: PriceTicker | None = None
+        self._keeper: BookKeeper | None = None
 
     def market(self) -> MarketData:
         if self._market is None:
@@ -66,7 +69,9 @@ class MarketState:
                 from providers.exchanges.ccxt_adapter import build_adapters
 
                 self._adapters = build_adapters(self.settings)
-            exchanges = {name: a for name, a in self._adapters.items() if name != "otc"}
+            exchanges: dict[str, Any] = {name: a for name, a in self._adapters.items() if name != "otc"}
+            if self.settings.market_data_streams and self._owned:
+                exchanges = self._live_sources(exchanges)
             self._market = MarketData(
                 exchanges,
                 otc=self._adapters.get("otc"),
@@ -74,6 +79,18 @@ class MarketState:
                 customer_fee=self.settings.customer_taker_fee,
             )
         return self._market
+
+    def _live_sources(self, adapters: dict[str, Any]) -> dict[str, Any]:
+        """The API process's live books: one `BookKeeper`, shared by quotes, book endpoints and ticks."""
+        from providers.exchanges.book_streams import build_book_keeper
+
+        self._keeper = build_book_keeper(self.settings, SYMBOLS)
+        self._keeper.start()
+        return {name: LiveBookSource(name, self._keeper, adapter) for name, adapter in adapters.items()}
+
+    def start(self) -> None:
+        """Called once from the API lifespan: builds the market data (and starts the live books)."""
+        self.market()
 
     def ticker(self) -> PriceTicker:
         if self._ticker is None:
@@ -83,6 +100,8 @@ class MarketState:
     async def close(self) -> None:
         if self._ticker is not None:
             await self._ticker.close()
+        if self._keeper is not None:
+            await self._keeper.stop()
         if self._owned:
             for adapter in (self._adapters or {}).values():
                 await adapter.close()

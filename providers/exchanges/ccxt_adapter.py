@@ -925,6 +925,11 @@ def _url(settings: Settings, name: str, configured: str) -> str:
     return f"http://127.0.0.1:{settings.sandbox_port + _SANDBOX_OFFSETS[name]}"
 
 
+def sandbox_or_configured_url(settings: Settings, name: str) -> str:
+    """Where venue `name` lives for this process (the configured URL, a local sandbox, or the real one)."""
+    return _url(settings, name, getattr(settings, f"{name}_url"))
+
+
 def build_adapters(settings: Settings, **overrides: Any) -> dict[str, ExecutionAdapter]:
     """One adapter per configured provider (binance, kraken, otc), not yet loaded.
 

@@ -50,7 +50,18 @@ async def test_worker_killed_mid_placement_and_the_order_still_completes_once(
                 break
             await asyncio.sleep(0.05)
         assert state.status is OrderStatus.ROUTED
-        await asyncio.sleep(0.8)  # the placement request is now at the venue, its answer delayed
+        # Kill once the placement request is at the venue (its answer delayed by the fault). Not a fixed
+        # sleep: the request may first wait in ccxt's throttle (Kraken: about one request a second).
+        placements = ("POST /api/v3/order", "POST /0/private/AddOrder")
+        seen_before = [c for v in stack.venues.values() for c in await v.calls() if c in placements]
+        for _ in range(750):
+            calls = [c for v in stack.venues.values() for c in await v.calls() if c in placements]
+            if len(calls) > len(seen_before):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the worker never sent the placement")
+        await asyncio.sleep(0.2)
         first.send_signal(signal.SIGKILL)
         await first.wait()
         second = await _worker(stack, database_url, temporal_address)

@@ -19,6 +19,15 @@ from models.payments import (
     WithdrawalAddress,
     WithdrawalApproval,
 )
+from models.screening import (
+    ListUpdate,
+    SanctionsCryptoAddress,
+    SanctionsEntity,
+    SanctionsEntityVersion,
+    SanctionsName,
+    ScreeningDismissal,
+    ScreeningSubject,
+)
 from models.users import StaffRole, User, UserStatus
 
 __all__ = [
@@ -40,10 +49,17 @@ __all__ = [
     "Hold",
     "LedgerEntry",
     "LedgerTransaction",
+    "ListUpdate",
     "Order",
     "PasswordHistory",
     "ProviderFill",
     "ReconciliationRun",
+    "SanctionsCryptoAddress",
+    "SanctionsEntity",
+    "SanctionsEntityVersion",
+    "SanctionsName",
+    "ScreeningDismissal",
+    "ScreeningSubject",
     "StaffRole",
     "TotpUsage",
     "Trade",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -114,6 +115,13 @@ class Settings(BaseSettings):
         default_factory=lambda: {"BTC": Decimal("5"), "ETH": Decimal("100"), "BNB": Decimal("500")}
     )
     float_check_minutes: int = 5
+    # Sanctions and PEP screening (services/screening). Scores are 0-100: below the review band a check is
+    # CLEAR; inside it compliance reviews; at or above the freeze band the account is frozen pending review.
+    sanctions_data_dir: str = str(Path(__file__).resolve().parent.parent / ".." / "shared" / "data" / "sanctions")
+    screening_review_threshold: int = Field(default=80, ge=1, le=100)
+    screening_freeze_threshold: int = Field(default=95, ge=1, le=100)
+    screening_block_similarity: float = Field(default=0.3, gt=0, le=1)  # pg_trgm candidate cut-off
+    screening_candidates_per_name: int = Field(default=40, ge=1)
 
     @property
     def is_production(self) -> bool:

@@ -1,0 +1,210 @@
+"""Writing a list load into PostgreSQL: add new listings, version changed ones, delist removed ones.
+
+A load is one transaction per source. For each entity the content hash decides: same hash, nothing
+happens (its version and its reviewers' dismissals stay valid); a new hash bumps `version`, keeps the
+old content in `sanctions_entity_versions` and rewrites its screenable names and wallet addresses; a
+listing the new file no longer carries is marked `listed = false` and its names and addresses go, so it
+is no longer screened. The result names the entities that changed, which is what re-screening needs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from models.screening import ListedEntity, ListSource
+from services.screening.crypto import address_key
+from services.screening.matching import normalise_for_blocking
+
+
+@dataclass
+class LoadResult:
+    source: ListSource
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    touched_entity_ids: list[uuid.UUID] = field(default_factory=list)
+    update_id: uuid.UUID | None = None
+
+    @property
+    def any_change(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+
+async def _write_names_and_addresses(
+    conn: AsyncConnection, rows: Sequence[tuple[uuid.UUID, ListedEntity]]
+) -> None:
+    names = [
+        {
+            "entity_id": entity_id,
+            "name": listed.name,
+            "norm": normalise_for_blocking(listed.name),
+            "kind": listed.kind,
+            "quality": listed.quality,
+        }
+        for entity_id, entity in rows
+        for listed in entity.names
+    ]
+    names = [n for n in names if n["norm"]]
+    if names:
+        await conn.execute(
+            text(
+                "INSERT INTO sanctions_names (entity_id, name, norm, kind, quality) "
+                "VALUES (:entity_id, :name, :norm, :kind, :quality)"
+            ),
+            names,
+        )
+    addresses = {
+        (address_key(a.address), entity_id): {
+            "address_key": address_key(a.address),
+            "entity_id": entity_id,
+            "currency": a.currency,
+            "address": a.address,
+        }
+        for entity_id, entity in rows
+        for a in entity.crypto_addresses
+    }
+    if addresses:
+        await conn.execute(
+            text(
+                "INSERT INTO sanctions_crypto_addresses (address_key, entity_id, currency, address) "
+                "VALUES (:address_key, :entity_id, :currency, :address)"
+            ),
+            list(addresses.values()),
+        )
+
+
+async def load_list(engine: AsyncEngine, source: ListSource, entities: Sequence[ListedEntity]) -> LoadResult:
+    """Bring the stored copy of `source` to exactly `entities`, versioning what changed."""
+    result = LoadResult(source=source)
+    incoming: dict[str, ListedEntity] = {}
+    for entity in entities:
+        if entity.source is not source:
+            raise ValueError(f"entity {entity.source_id} is from {entity.source}, not {source}")
+        incoming[entity.source_id] = entity
+
+    async with engine.begin() as conn:
+        # One load per source at a time; a concurrent second load waits instead of interleaving.
+        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"sanctions:{source}"})
+        existing = {
+            row.source_id: row
+            for row in (
+                await conn.execute(
+                    text(
+                        "SELECT id, source_id, version, content_hash, listed FROM sanctions_entities "
+                        "WHERE source = :source"
+                    ),
+                    {"source": source.value},
+                )
+            ).all()
+        }
+        inserts: list[dict[str, object]] = []
+        versions: list[dict[str, object]] = []
+        rewrite: list[tuple[uuid.UUID, ListedEntity]] = []
+        updates: list[dict[str, object]] = []
+        for source_id, entity in incoming.items():
+            digest = entity.content_hash()
+            data = entity.model_dump_json()
+            row = existing.get(source_id)
+            if row is None:
+                entity_id = uuid.uuid4()
+                inserts.append(
+                    {
+                        "id": entity_id,
+                        "source": source.value,
+                        "source_id": source_id,
+                        "entity_type": entity.entity_type,
+                        "topic": entity.topic.value,
+                        "programmes": entity.programmes,
+                        "hash": digest,
+                        "data": data,
+                    }
+                )
+                versions.append({"id": entity_id, "version": 1, "hash": digest, "data": data})
+                rewrite.append((entity_id, entity))
+                result.added += 1
+                result.touched_entity_ids.append(entity_id)
+            elif row.content_hash != digest or not row.listed:
+                version = row.version + 1
+                updates.append(
+                    {
+                        "id": row.id,
+                        "entity_type": entity.entity_type,
+                        "topic": entity.topic.value,
+                        "programmes": entity.programmes,
+                        "version": version,
+                        "hash": digest,
+                        "data": data,
+                    }
+                )
+                versions.append({"id": row.id, "version": version, "hash": digest, "data": data})
+                rewrite.append((row.id, entity))
+                result.changed += 1
+                result.touched_entity_ids.append(row.id)
+            else:
+                result.unchanged += 1
+        removed = [row.id for sid, row in existing.items() if sid not in incoming and row.listed]
+        result.removed = len(removed)
+        result.touched_entity_ids.extend(removed)
+
+        if inserts:
+            await conn.execute(
+                text(
+                    "INSERT INTO sanctions_entities "
+                    "(id, source, source_id, entity_type, topic, programmes, version, content_hash, data) "
+                    "VALUES (:id, :source, :source_id, :entity_type, :topic, :programmes, 1, :hash, "
+                    "CAST(:data AS jsonb))"
+                ),
+                inserts,
+            )
+        if updates:
+            await conn.execute(
+                text(
+                    "UPDATE sanctions_entities SET entity_type = :entity_type, topic = :topic, "
+                    "programmes = :programmes, version = :version, content_hash = :hash, "
+                    "data = CAST(:data AS jsonb), listed = true, updated_at = now() WHERE id = :id"
+                ),
+                updates,
+            )
+        if versions:
+            await conn.execute(
+                text(
+                    "INSERT INTO sanctions_entity_versions (entity_id, version, content_hash, data) "
+                    "VALUES (:id, :version, :hash, CAST(:data AS jsonb))"
+                ),
+                versions,
+            )
+        stale = [entity_id for entity_id, _ in rewrite if entity_id not in {i["id"] for i in inserts}] + removed
+        if stale:
+            await conn.execute(text("DELETE FROM sanctions_names WHERE entity_id = ANY(:ids)"), {"ids": stale})
+            await conn.execute(
+                text("DELETE FROM sanctions_crypto_addresses WHERE entity_id = ANY(:ids)"), {"ids": stale}
+            )
+        if removed:
+            await conn.execute(
+                text("UPDATE sanctions_entities SET listed = false, updated_at = now() WHERE id = ANY(:ids)"),
+                {"ids": removed},
+            )
+        await _write_names_and_addresses(conn, rewrite)
+        update_id = uuid.uuid4()
+        await conn.execute(
+            text(
+                "INSERT INTO sanctions_list_updates (id, source, added, changed, removed, unchanged) "
+                "VALUES (:id, :source, :added, :changed, :removed, :unchanged)"
+            ),
+            {
+                "id": update_id,
+                "source": source.value,
+                "added": result.added,
+                "changed": result.changed,
+                "removed": result.removed,
+                "unchanged": result.unchanged,
+            },
+        )
+        result.update_id = update_id
+    return result

@@ -9,9 +9,11 @@ is no longer screened. The result names the entities that changed, which is what
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -36,6 +38,12 @@ class LoadResult:
         return bool(self.added or self.changed or self.removed)
 
 
+def _columns(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Row dicts as one list per column: a bulk write is one `unnest(...)` statement, not a round trip
+    per row (a full OFAC load is ~45,000 rows)."""
+    return {key: [row[key] for row in rows] for key in rows[0]}
+
+
 async def _write_names_and_addresses(
     conn: AsyncConnection, rows: Sequence[tuple[uuid.UUID, ListedEntity]]
 ) -> None:
@@ -55,9 +63,10 @@ async def _write_names_and_addresses(
         await conn.execute(
             text(
                 "INSERT INTO sanctions_names (entity_id, name, norm, kind, quality) "
-                "VALUES (:entity_id, :name, :norm, :kind, :quality)"
+                "SELECT * FROM unnest(CAST(:entity_id AS uuid[]), CAST(:name AS text[]), CAST(:norm AS text[]), "
+                "CAST(:kind AS text[]), CAST(:quality AS text[]))"
             ),
-            names,
+            _columns(names),
         )
     addresses = {
         (address_key(a.address), entity_id): {
@@ -73,9 +82,10 @@ async def _write_names_and_addresses(
         await conn.execute(
             text(
                 "INSERT INTO sanctions_crypto_addresses (address_key, entity_id, currency, address) "
-                "VALUES (:address_key, :entity_id, :currency, :address)"
+                "SELECT * FROM unnest(CAST(:address_key AS text[]), CAST(:entity_id AS uuid[]), "
+                "CAST(:currency AS text[]), CAST(:address AS text[]))"
             ),
-            list(addresses.values()),
+            _columns(list(addresses.values())),
         )
 
 
@@ -120,7 +130,7 @@ async def load_list(engine: AsyncEngine, source: ListSource, entities: Sequence[
                         "source_id": source_id,
                         "entity_type": entity.entity_type,
                         "topic": entity.topic.value,
-                        "programmes": entity.programmes,
+                        "programmes": json.dumps(entity.programmes),
                         "hash": digest,
                         "data": data,
                     }
@@ -136,7 +146,7 @@ async def load_list(engine: AsyncEngine, source: ListSource, entities: Sequence[
                         "id": row.id,
                         "entity_type": entity.entity_type,
                         "topic": entity.topic.value,
-                        "programmes": entity.programmes,
+                        "programmes": json.dumps(entity.programmes),
                         "version": version,
                         "hash": digest,
                         "data": data,
@@ -157,27 +167,39 @@ async def load_list(engine: AsyncEngine, source: ListSource, entities: Sequence[
                 text(
                     "INSERT INTO sanctions_entities "
                     "(id, source, source_id, entity_type, topic, programmes, version, content_hash, data) "
-                    "VALUES (:id, :source, :source_id, :entity_type, :topic, :programmes, 1, :hash, "
-                    "CAST(:data AS jsonb))"
+                    "SELECT u.id, u.source, u.source_id, u.entity_type, u.topic, "
+                    "ARRAY(SELECT jsonb_array_elements_text(CAST(u.programmes AS jsonb))), 1, u.hash, "
+                    "CAST(u.data AS jsonb) "
+                    "FROM unnest(CAST(:id AS uuid[]), CAST(:source AS text[]), CAST(:source_id AS text[]), "
+                    "CAST(:entity_type AS text[]), CAST(:topic AS text[]), CAST(:programmes AS text[]), "
+                    "CAST(:hash AS text[]), CAST(:data AS text[])) "
+                    "AS u(id, source, source_id, entity_type, topic, programmes, hash, data)"
                 ),
-                inserts,
+                _columns(inserts),
             )
         if updates:
             await conn.execute(
                 text(
-                    "UPDATE sanctions_entities SET entity_type = :entity_type, topic = :topic, "
-                    "programmes = :programmes, version = :version, content_hash = :hash, "
-                    "data = CAST(:data AS jsonb), listed = true, updated_at = now() WHERE id = :id"
+                    "UPDATE sanctions_entities e SET entity_type = u.entity_type, topic = u.topic, "
+                    "programmes = ARRAY(SELECT jsonb_array_elements_text(CAST(u.programmes AS jsonb))), "
+                    "version = u.version, content_hash = u.hash, data = CAST(u.data AS jsonb), listed = true, "
+                    "updated_at = now() "
+                    "FROM unnest(CAST(:id AS uuid[]), CAST(:entity_type AS text[]), CAST(:topic AS text[]), "
+                    "CAST(:programmes AS text[]), CAST(:version AS int[]), CAST(:hash AS text[]), "
+                    "CAST(:data AS text[])) AS u(id, entity_type, topic, programmes, version, hash, data) "
+                    "WHERE e.id = u.id"
                 ),
-                updates,
+                _columns(updates),
             )
         if versions:
             await conn.execute(
                 text(
                     "INSERT INTO sanctions_entity_versions (entity_id, version, content_hash, data) "
-                    "VALUES (:id, :version, :hash, CAST(:data AS jsonb))"
+                    "SELECT u.id, u.version, u.hash, CAST(u.data AS jsonb) "
+                    "FROM unnest(CAST(:id AS uuid[]), CAST(:version AS int[]), CAST(:hash AS text[]), "
+                    "CAST(:data AS text[])) AS u(id, version, hash, data)"
                 ),
-                versions,
+                _columns(versions),
             )
         stale = [entity_id for entity_id, _ in rewrite if entity_id not in {i["id"] for i in inserts}] + removed
         if stale:

@@ -120,8 +120,7 @@ class Settings(BaseSettings):
     sanctions_data_dir: str = str(Path(__file__).resolve().parent.parent / ".." / "shared" / "data" / "sanctions")
     screening_review_threshold: int = Field(default=80, ge=1, le=100)
     screening_freeze_threshold: int = Field(default=95, ge=1, le=100)
-    screening_block_similarity: float = Field(default=0.3, gt=0, le=1)  # pg_trgm candidate cut-off
-    screening_candidates_per_name: int = Field(default=40, ge=1)
+    screening_candidates_per_name: int = Field(default=40, ge=1)  # blocked listed names scored per customer
 
     @property
     def is_production(self) -> bool:

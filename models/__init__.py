@@ -25,6 +25,7 @@ from models.screening import (
     SanctionsEntity,
     SanctionsEntityVersion,
     SanctionsName,
+    SanctionsNameKey,
     ScreeningDismissal,
     ScreeningSubject,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "SanctionsEntity",
     "SanctionsEntityVersion",
     "SanctionsName",
+    "SanctionsNameKey",
     "ScreeningDismissal",
     "ScreeningSubject",
     "StaffRole",

@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field as PydanticField
-from sqlalchemy import BigInteger, CheckConstraint, Column, Index, PrimaryKeyConstraint, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, PrimaryKeyConstraint, String, Text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
@@ -163,7 +163,7 @@ class SanctionsName(SQLModel, table=True):
 
     __tablename__ = "sanctions_names"
     __table_args__ = (
-        Index("ix_sanctions_names_norm_trgm", "norm", postgresql_using="gin", postgresql_ops={"norm": "gin_trgm_ops"}),
+        Index("ix_sanctions_names_norm_trgm", "norm", postgresql_using="gist", postgresql_ops={"norm": "gist_trgm_ops"}),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
@@ -172,6 +172,19 @@ class SanctionsName(SQLModel, table=True):
     norm: str
     kind: str = Field(max_length=20)
     quality: str = Field(max_length=10)
+
+
+class SanctionsNameKey(SQLModel, table=True):
+    """Blocking keys: the metaphone (fuzzystrmatch) of each token of a listed name. A customer's name
+    finds its candidates through the keys of its own tokens: "Jon"/"John" and "Ann"/"Anne" share keys,
+    and token order never matters."""
+
+    __tablename__ = "sanctions_name_keys"
+    __table_args__ = (PrimaryKeyConstraint("key", "name_id"),)
+
+    key: str = Field(sa_column=Column(String(16), nullable=False))
+    name_id: int = Field(sa_column=Column(BigInteger, ForeignKey("sanctions_names.id"), nullable=False))
+    entity_id: uuid.UUID = Field(foreign_key="sanctions_entities.id")
 
 
 class SanctionsCryptoAddress(SQLModel, table=True):

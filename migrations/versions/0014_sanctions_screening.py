@@ -5,7 +5,7 @@ Revises: 0008
 Create Date: 2026-12-01
 
 Listed entities (versioned per entity by content hash), their screenable names with a trigram index for
-candidate blocking (pg_trgm), listed wallet addresses, list updates, the customer's screening subject and
+candidate blocking (phonetic token keys via fuzzystrmatch, and a pg_trgm index), listed wallet addresses, list updates, the customer's screening subject and
 reviewers' "no hit" dismissals per (customer, entity, entity version).
 """
 
@@ -23,6 +23,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    op.execute("CREATE EXTENSION IF NOT EXISTS fuzzystrmatch")
     op.create_table(
         "sanctions_entities",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -68,8 +69,17 @@ def upgrade() -> None:
         "sanctions_names",
         ["norm"],
         unique=False,
-        postgresql_using="gin",
-        postgresql_ops={"norm": "gin_trgm_ops"},
+        postgresql_using="gist",
+        postgresql_ops={"norm": "gist_trgm_ops"},
+    )
+    op.create_table(
+        "sanctions_name_keys",
+        sa.Column("key", sa.String(length=16), nullable=False),
+        sa.Column("name_id", sa.BigInteger(), nullable=False),
+        sa.Column("entity_id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(["entity_id"], ["sanctions_entities.id"]),
+        sa.ForeignKeyConstraint(["name_id"], ["sanctions_names.id"]),
+        sa.PrimaryKeyConstraint("key", "name_id"),
     )
     op.create_table(
         "sanctions_crypto_addresses",
@@ -127,10 +137,12 @@ def downgrade() -> None:
     op.drop_table("sanctions_list_updates")
     op.drop_index(op.f("ix_sanctions_crypto_addresses_entity_id"), table_name="sanctions_crypto_addresses")
     op.drop_table("sanctions_crypto_addresses")
+    op.drop_table("sanctions_name_keys")
     op.drop_index("ix_sanctions_names_norm_trgm", table_name="sanctions_names")
     op.drop_index(op.f("ix_sanctions_names_entity_id"), table_name="sanctions_names")
     op.drop_table("sanctions_names")
     op.drop_table("sanctions_entity_versions")
     op.drop_index("uq_sanctions_entities_source_id", table_name="sanctions_entities")
     op.drop_table("sanctions_entities")
+    op.execute("DROP EXTENSION IF EXISTS fuzzystrmatch")
     op.execute("DROP EXTENSION IF EXISTS pg_trgm")

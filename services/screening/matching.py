@@ -39,6 +39,7 @@ JARO_WINKLER_FLOOR = 0.88
 _TYPE_TAGS = {"individual": NameTypeTag.PER, "entity": NameTypeTag.ORG, "vessel": NameTypeTag.OBJ}
 
 
+@lru_cache(maxsize=200_000)
 def normalise_for_blocking(name: str) -> str:
     """The form stored in `sanctions_names.norm` and compared by trigram: ASCII, lower case, tokens only."""
     return " ".join(tokenize_name(ascii_text(name).lower()))

@@ -62,14 +62,12 @@ class NotAMatch(Exception):
 @dataclass(frozen=True)
 class ScreeningConfig:
     bands: Bands
-    similarity: float
     per_name: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScreeningConfig:
         return cls(
             bands=Bands(review=settings.screening_review_threshold, freeze=settings.screening_freeze_threshold),
-            similarity=settings.screening_block_similarity,
             per_name=settings.screening_candidates_per_name,
         )
 
@@ -131,7 +129,7 @@ async def screen_subjects(
 ) -> list[list[Match]]:
     """Matches for each subject, without recording anything (what the benchmark and previews call)."""
     return await find_matches(
-        engine, subjects, config.bands, similarity=config.similarity, per_name=config.per_name
+        engine, subjects, config.bands, per_name=config.per_name
     )
 
 

@@ -68,6 +68,16 @@ async def _write_names_and_addresses(
             ),
             _columns(names),
         )
+        # Keys are computed by the same SQL function the query side uses, so both always agree.
+        await conn.execute(
+            text(
+                "INSERT INTO sanctions_name_keys (key, name_id, entity_id) "
+                "SELECT DISTINCT metaphone(tok, 8), n.id, n.entity_id "
+                "FROM sanctions_names n, unnest(string_to_array(n.norm, ' ')) AS tok "
+                "WHERE n.entity_id = ANY(:ids) AND length(tok) > 1 AND metaphone(tok, 8) <> ''"
+            ),
+            {"ids": list({n["entity_id"] for n in names})},
+        )
     addresses = {
         (address_key(a.address), entity_id): {
             "address_key": address_key(a.address),
@@ -203,6 +213,7 @@ async def load_list(engine: AsyncEngine, source: ListSource, entities: Sequence[
             )
         stale = [entity_id for entity_id, _ in rewrite if entity_id not in {i["id"] for i in inserts}] + removed
         if stale:
+            await conn.execute(text("DELETE FROM sanctions_name_keys WHERE entity_id = ANY(:ids)"), {"ids": stale})
             await conn.execute(text("DELETE FROM sanctions_names WHERE entity_id = ANY(:ids)"), {"ids": stale})
             await conn.execute(
                 text("DELETE FROM sanctions_crypto_addresses WHERE entity_id = ANY(:ids)"), {"ids": stale}
@@ -229,4 +240,11 @@ async def load_list(engine: AsyncEngine, source: ListSource, entities: Sequence[
             },
         )
         result.update_id = update_id
+    if result.any_change:
+        # Fresh statistics after a bulk change, so the planner keeps using the trigram index.
+        async with engine.connect() as conn:
+            await conn.execute(text("ANALYZE sanctions_names"))
+            await conn.execute(text("ANALYZE sanctions_entities"))
+            await conn.execute(text("ANALYZE sanctions_name_keys"))
+            await conn.commit()
     return result

@@ -65,7 +65,9 @@ FAMILY = (
 SHORT_VARIANTS = {"john": "jon", "ann": "anne", "anne": "ann", "mohammed": "muhammad", "muhammad": "mohammed"}
 
 
-def _customer_names(rng: random.Random, entities: list[ListedEntity]) -> tuple[list[str], dict[int, ListedEntity]]:
+def _customer_names(
+    rng: random.Random, entities: list[ListedEntity]
+) -> tuple[list[str], dict[int, ListedEntity]]:
     """Names, and for the planted ones (index -> listed entity) the listing they were made from."""
     people = [e for e in entities if e.entity_type == "individual" and e.names]
     names: list[str] = []
@@ -102,8 +104,14 @@ def _customer_names(rng: random.Random, entities: list[ListedEntity]) -> tuple[l
 def _direct_score(subject: Subject, entity: ListedEntity, bands: Bands) -> int:
     """Our scorer against one given listing, without blocking (what blocking may lose)."""
     candidate = Candidate(
-        entity_id=uuid.uuid4(), entity_version=1, source=entity.source.value, source_id=entity.source_id,
-        entity_type=entity.entity_type, topic=entity.topic.value, data=entity.model_dump(mode="json"), names=[],
+        entity_id=uuid.uuid4(),
+        entity_version=1,
+        source=entity.source.value,
+        source_id=entity.source_id,
+        entity_type=entity.entity_type,
+        topic=entity.topic.value,
+        data=entity.model_dump(mode="json"),
+        names=[],
     )
     match = score_candidate(subject, candidate, bands)
     return match.score if match else 0
@@ -184,7 +192,8 @@ async def _run(url: str, settings: Settings) -> dict[str, Any]:
     # Brute-force hits our scorer also accepts when shown the listing directly: the share of those we
     # return measures what candidate blocking loses against an exhaustive search.
     agreed = [
-        i for i in brute_hits
+        i
+        for i in brute_hits
         if _direct_score(subjects[i], by_key[brute[i]], config.bands) >= config.bands.review  # type: ignore[index]
     ]
     agreed_found = [i for i in agreed if found_by_us(i, brute[i])]  # type: ignore[arg-type]
@@ -211,7 +220,9 @@ async def _run(url: str, settings: Settings) -> dict[str, Any]:
         "planted_recall_ours": round(ours_planted / len(planted), 4),
         "planted_recall_brute_force": round(brute_planted / len(planted), 4),
         "planted_recall_our_scorer_without_blocking": round(direct_planted / len(planted), 4),
-        "recall_vs_brute_force_where_our_scorer_agrees": round(len(agreed_found) / len(agreed), 4) if agreed else None,
+        "recall_vs_brute_force_where_our_scorer_agrees": round(len(agreed_found) / len(agreed), 4)
+        if agreed
+        else None,
         "brute_hits_our_scorer_agrees": len(agreed),
         "ours_names_per_s": ours_rate,
         "brute_names_per_s": brute_rate,
@@ -219,7 +230,9 @@ async def _run(url: str, settings: Settings) -> dict[str, Any]:
         "recall_vs_brute_force": round(len(found) / len(brute_hits), 4) if brute_hits else None,
         "brute_hits_in_sample": len(brute_hits),
         "ours_hits_in_sample": ours_hits_in_sample,
-        "missed_examples": [(names[i], by_key[brute[i]].primary_name) for i in brute_hits if i not in found][:8],  # type: ignore[index]
+        "missed_examples": [
+            (names[i], by_key[hit].primary_name) for i in brute_hits if i not in found and (hit := brute[i])
+        ][:8],
         "ours_hits_total": sum(1 for m in ours if m),
     }
 
@@ -232,20 +245,32 @@ def main() -> None:
         "Screening 10,000 customer names against OFAC SDN + UN",
         ["what", "names/s", "p50 ms/name", "p99 ms/name"],
         [
-            ["ours (phonetic-key blocking + rigour)", round(figures["ours_names_per_s"], 1),
-             figures["latency"]["p50_ms"], figures["latency"]["p99_ms"]],
-            [f"brute force extractOne ({BRUTE_SAMPLE} sampled)", round(figures["brute_names_per_s"], 1), "", ""],
+            [
+                "ours (phonetic-key blocking + rigour)",
+                round(figures["ours_names_per_s"], 1),
+                figures["latency"]["p50_ms"],
+                figures["latency"]["p99_ms"],
+            ],
+            [
+                f"brute force extractOne ({BRUTE_SAMPLE} sampled)",
+                round(figures["brute_names_per_s"], 1),
+                "",
+                "",
+            ],
         ],
     )
     print(
         f"planted listed names: ours {figures['planted_recall_ours']}, brute force "
         f"{figures['planted_recall_brute_force']}, our scorer without blocking "
-        f"{figures['planted_recall_our_scorer_without_blocking']}; recall vs brute force where our scorer agrees: "
-        f"{figures['recall_vs_brute_force_where_our_scorer_agrees']} ({figures['brute_hits_our_scorer_agrees']})"
+        f"{figures['planted_recall_our_scorer_without_blocking']}; "
+        "recall vs brute force where our scorer agrees: "
+        f"{figures['recall_vs_brute_force_where_our_scorer_agrees']} "
+        f"({figures['brute_hits_our_scorer_agrees']})"
     )
     print(
-        f"recall vs brute force above {settings.screening_review_threshold}: {figures['recall_vs_brute_force']} "
-        f"({figures['brute_hits_in_sample']} brute-force hits in the sample; ours {figures['ours_hits_in_sample']})"
+        f"recall vs brute force above {settings.screening_review_threshold}: "
+        f"{figures['recall_vs_brute_force']} ({figures['brute_hits_in_sample']} brute-force hits in the "
+        f"sample; ours {figures['ours_hits_in_sample']})"
     )
     write_result(
         "screening",
@@ -259,7 +284,11 @@ def main() -> None:
             "p99_ms_per_name": figures["latency"]["p99_ms"],
             "brute_force_sample": BRUTE_SAMPLE,
             "brute_force_note": "measured on a subsample and extrapolated as names/s",
-            **{k: v for k, v in figures.items() if k not in {"ours_names_per_s", "brute_names_per_s", "latency"}},
+            **{
+                k: v
+                for k, v in figures.items()
+                if k not in {"ours_names_per_s", "brute_names_per_s", "latency"}
+            },
             "run_id": str(uuid.uuid4()),
         },
     )

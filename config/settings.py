@@ -117,7 +117,9 @@ class Settings(BaseSettings):
     float_check_minutes: int = 5
     # Sanctions and PEP screening (services/screening). Scores are 0-100: below the review band a check is
     # CLEAR; inside it compliance reviews; at or above the freeze band the account is frozen pending review.
-    sanctions_data_dir: str = str(Path(__file__).resolve().parent.parent / ".." / "shared" / "data" / "sanctions")
+    sanctions_data_dir: str = str(
+        Path(__file__).resolve().parent.parent / ".." / "shared" / "data" / "sanctions"
+    )
     screening_review_threshold: int = Field(default=80, ge=1, le=100)
     screening_freeze_threshold: int = Field(default=95, ge=1, le=100)
     screening_candidates_per_name: int = Field(default=40, ge=1)  # blocked listed names scored per customer

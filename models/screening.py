@@ -19,8 +19,18 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field as PydanticField
-from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, PrimaryKeyConstraint, String, Text
+from pydantic import BaseModel
+from pydantic import Field as PydanticField
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
@@ -103,7 +113,9 @@ class ListedEntity(BaseModel):
 
     @property
     def primary_name(self) -> str:
-        return next((n.name for n in self.names if n.kind == "primary"), self.names[0].name if self.names else "")
+        return next(
+            (n.name for n in self.names if n.kind == "primary"), self.names[0].name if self.names else ""
+        )
 
     def content_hash(self) -> str:
         """A digest of everything the listing says; equal content gives an equal hash whatever the order."""
@@ -163,7 +175,12 @@ class SanctionsName(SQLModel, table=True):
 
     __tablename__ = "sanctions_names"
     __table_args__ = (
-        Index("ix_sanctions_names_norm_trgm", "norm", postgresql_using="gist", postgresql_ops={"norm": "gist_trgm_ops"}),
+        Index(
+            "ix_sanctions_names_norm_trgm",
+            "norm",
+            postgresql_using="gist",
+            postgresql_ops={"norm": "gist_trgm_ops"},
+        ),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))

@@ -41,7 +41,9 @@ def upgrade() -> None:
         sa.CheckConstraint("topic IN ('SANCTION', 'PEP')", name="ck_sanctions_entities_topic"),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index("uq_sanctions_entities_source_id", "sanctions_entities", ["source", "source_id"], unique=True)
+    op.create_index(
+        "uq_sanctions_entities_source_id", "sanctions_entities", ["source", "source_id"], unique=True
+    )
     op.create_table(
         "sanctions_entity_versions",
         sa.Column("entity_id", sa.Uuid(), nullable=False),
@@ -91,7 +93,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("address_key", "entity_id"),
     )
     op.create_index(
-        op.f("ix_sanctions_crypto_addresses_entity_id"), "sanctions_crypto_addresses", ["entity_id"], unique=False
+        op.f("ix_sanctions_crypto_addresses_entity_id"),
+        "sanctions_crypto_addresses",
+        ["entity_id"],
+        unique=False,
     )
     op.create_table(
         "sanctions_list_updates",

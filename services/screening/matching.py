@@ -26,9 +26,17 @@ from functools import lru_cache
 from typing import Any
 
 from rapidfuzz.distance import JaroWinkler
-from rigour.names import Name, NamePart, NameTypeTag, SymbolCategory, analyze_names, compare_parts, pair_symbols
+from rigour.names import (
+    Name,
+    NamePart,
+    NameTypeTag,
+    SymbolCategory,
+    analyze_names,
+    compare_parts,
+    pair_symbols,
+    tokenize_name,
+)
 from rigour.text import ascii_text
-from rigour.names import tokenize_name
 
 LISTED_EXTRA_WEIGHT = 0.5
 QUERY_EXTRA_WEIGHT = 1.0
@@ -139,10 +147,8 @@ def compare_names(query: Name, listed: Name) -> NameComparison:
         extra, query_rest, listed_rest = _phonetic_pass(still_q, still_l)
         pairs.extend(extra)
 
-    matched = sum(
-        p.score * (len(p.query.split()) + len(p.listed.split())) for p in pairs
-    )
-    weight = sum(len(p.query.split()) + len(p.listed.split()) for p in pairs)
+    matched = sum(p.score * (len(p.query.split()) + len(p.listed.split())) for p in pairs)
+    weight = float(sum(len(p.query.split()) + len(p.listed.split()) for p in pairs))
     weight += QUERY_EXTRA_WEIGHT * len(query_rest) + LISTED_EXTRA_WEIGHT * len(listed_rest)
     score = matched / weight if weight else 0.0
     return NameComparison(

@@ -42,7 +42,12 @@ from services.screening.matching import analyse, compare_names, normalise_for_bl
 WEAK_ALIAS_PENALTY = 5
 COMMON_KEY_DF = 1500  # a blocking key on more listed names than this is used only when nothing rarer is
 PRECHECK_FLOOR = 50  # rapidfuzz token_set_ratio below which a listed name is not compared in full
-DOB_ADJUSTMENT = {DobAgreement.EXACT: 5, DobAgreement.YEAR: 2, DobAgreement.MISMATCH: -15, DobAgreement.UNKNOWN: 0}
+DOB_ADJUSTMENT = {
+    DobAgreement.EXACT: 5,
+    DobAgreement.YEAR: 2,
+    DobAgreement.MISMATCH: -15,
+    DobAgreement.UNKNOWN: 0,
+}
 NATIONALITY_MATCH = 2
 NATIONALITY_MISMATCH = -5
 
@@ -100,7 +105,9 @@ _BLOCK_SQL = text(
         GROUP BY u.i, k.name_id
     ), ranked AS (
         SELECT h.i, h.name_id,
-               row_number() OVER (PARTITION BY h.i ORDER BY h.shared DESC, similarity(n.norm, x.norm) DESC) AS rn
+               row_number() OVER (
+                   PARTITION BY h.i ORDER BY h.shared DESC, similarity(n.norm, x.norm) DESC
+               ) AS rn
         FROM hits h JOIN sanctions_names n ON n.id = h.name_id JOIN x ON x.i = h.i
     )
     SELECT r.i, e.id, e.version, e.source, e.source_id, e.entity_type, e.topic,
@@ -134,7 +141,8 @@ async def block_candidates(
             if len(_ENTITY_DATA) > 100_000:
                 _ENTITY_DATA.clear()
             for entity in await conn.execute(
-                text("SELECT id, version, data FROM sanctions_entities WHERE id = ANY(:ids)"), {"ids": missing}
+                text("SELECT id, version, data FROM sanctions_entities WHERE id = ANY(:ids)"),
+                {"ids": missing},
             ):
                 _ENTITY_DATA[(entity.id, entity.version)] = entity.data
                 latest[entity.id] = (entity.version, entity.data)
@@ -175,7 +183,9 @@ def score_candidate(subject: Subject, candidate: Candidate, bands: Bands) -> Mat
         return None
     best: tuple[float, str, str, str, Any] | None = None
     # Every name of the listing is compared, not only the blocked one: an alias may score higher.
-    all_names = [(n["name"], n["kind"], n["quality"]) for n in candidate.data.get("names", [])] or candidate.names
+    all_names = [
+        (n["name"], n["kind"], n["quality"]) for n in candidate.data.get("names", [])
+    ] or candidate.names
     query_norm = normalise_for_blocking(subject.name)
     for name, kind, quality in all_names:
         # A cheap C++ pre-check skips aliases that share nothing with the query (most of a listing's names).
@@ -223,7 +233,9 @@ def score_candidate(subject: Subject, candidate: Candidate, bands: Bands) -> Mat
         )
     score = max(0, min(100, round(points)))
     if score < bands.review:
-        return None  # only hits carry an explanation; building one for every candidate costs more than scoring
+        return (
+            None  # only hits carry an explanation; building one for every candidate costs more than scoring
+        )
     names = candidate.data.get("names", [])
     return Match(
         entity_id=candidate.entity_id,
@@ -277,9 +289,7 @@ async def find_matches(
         return results
 
     def start(batch: Sequence[Subject]) -> asyncio.Task[list[dict[uuid.UUID, Candidate]]]:
-        return asyncio.ensure_future(
-            block_candidates(engine, [s.name for s in batch], per_name=per_name)
-        )
+        return asyncio.ensure_future(block_candidates(engine, [s.name for s in batch], per_name=per_name))
 
     pending = start(batches[0])
     for index, batch in enumerate(batches):

@@ -67,26 +67,36 @@ class ScreeningConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> ScreeningConfig:
         return cls(
-            bands=Bands(review=settings.screening_review_threshold, freeze=settings.screening_freeze_threshold),
+            bands=Bands(
+                review=settings.screening_review_threshold, freeze=settings.screening_freeze_threshold
+            ),
             per_name=settings.screening_candidates_per_name,
         )
 
 
 async def set_subject(
-    engine: AsyncEngine, user_id: uuid.UUID, *, full_name: str, date_of_birth: date | None, nationality: str | None
+    engine: AsyncEngine,
+    user_id: uuid.UUID,
+    *,
+    full_name: str,
+    date_of_birth: date | None,
+    nationality: str | None,
 ) -> None:
     async with engine.begin() as conn:
         await conn.execute(
             text(
                 "INSERT INTO screening_subjects (user_id, full_name, date_of_birth, nationality) "
                 "VALUES (:u, :n, :d, :c) ON CONFLICT (user_id) DO UPDATE SET full_name = EXCLUDED.full_name, "
-                "date_of_birth = EXCLUDED.date_of_birth, nationality = EXCLUDED.nationality, updated_at = now()"
+                "date_of_birth = EXCLUDED.date_of_birth, nationality = EXCLUDED.nationality, "
+                "updated_at = now()"
             ),
             {"u": user_id, "n": full_name, "d": date_of_birth, "c": nationality},
         )
 
 
-async def _dismissed(conn: AsyncConnection, user_ids: Sequence[uuid.UUID]) -> set[tuple[uuid.UUID, uuid.UUID, int]]:
+async def _dismissed(
+    conn: AsyncConnection, user_ids: Sequence[uuid.UUID]
+) -> set[tuple[uuid.UUID, uuid.UUID, int]]:
     rows = await conn.execute(
         text("SELECT user_id, entity_id, entity_version FROM screening_dismissals WHERE user_id = ANY(:ids)"),
         {"ids": list(user_ids)},
@@ -114,8 +124,13 @@ def _outcomes(
         score = max((m.score for m in live), default=0)
         outcomes.append(
             ScreeningOutcome(
-                subject=subject, check_type=check_type, result=result, action=action, score=score,
-                matches=live, dismissed=gone,
+                subject=subject,
+                check_type=check_type,
+                result=result,
+                action=action,
+                score=score,
+                matches=live,
+                dismissed=gone,
             )
         )
     return outcomes
@@ -128,9 +143,7 @@ async def screen_subjects(
     engine: AsyncEngine, subjects: Sequence[Subject], config: ScreeningConfig
 ) -> list[list[Match]]:
     """Matches for each subject, without recording anything (what the benchmark and previews call)."""
-    return await find_matches(
-        engine, subjects, config.bands, per_name=config.per_name
-    )
+    return await find_matches(engine, subjects, config.bands, per_name=config.per_name)
 
 
 def _signature(outcome: ScreeningOutcome) -> list[Any]:
@@ -190,21 +203,26 @@ async def _record(
     )
     if outcome.action is Action.FREEZE_PENDING_REVIEW:
         frozen = await conn.execute(
-            text("UPDATE users SET status = 'FROZEN', updated_at = now() WHERE id = :u AND status = 'ACTIVE'"),
+            text(
+                "UPDATE users SET status = 'FROZEN', updated_at = now() WHERE id = :u AND status = 'ACTIVE'"
+            ),
             {"u": user_id},
         )
         if frozen.rowcount:
             await conn.execute(
                 text(
                     "INSERT INTO audit_log (id, actor_type, action, target_type, target_id, details) "
-                    "VALUES (gen_random_uuid(), 'system', 'screening.freeze_pending_review', 'user', :t, CAST(:d AS jsonb))"
+                    "VALUES (gen_random_uuid(), 'system', 'screening.freeze_pending_review', 'user', :t, "
+                    "CAST(:d AS jsonb))"
                 ),
                 {"t": str(user_id), "d": json.dumps({"aml_check_id": str(check_id), "score": outcome.score})},
             )
     return check_id
 
 
-async def _subjects(conn: AsyncConnection, user_ids: Sequence[uuid.UUID] | None) -> list[tuple[uuid.UUID, Subject]]:
+async def _subjects(
+    conn: AsyncConnection, user_ids: Sequence[uuid.UUID] | None
+) -> list[tuple[uuid.UUID, Subject]]:
     sql = "SELECT user_id, full_name, date_of_birth, nationality FROM screening_subjects"
     params: dict[str, Any] = {}
     if user_ids is not None:
@@ -244,7 +262,11 @@ async def screen_customers(
 
 
 async def screen_customer(
-    engine: AsyncEngine, config: ScreeningConfig, user_id: uuid.UUID, *, policy: RecordPolicy = RecordPolicy.ALWAYS
+    engine: AsyncEngine,
+    config: ScreeningConfig,
+    user_id: uuid.UUID,
+    *,
+    policy: RecordPolicy = RecordPolicy.ALWAYS,
 ) -> list[ScreeningOutcome]:
     outcomes = await screen_customers(engine, config, user_ids=[user_id], policy=policy)
     if user_id not in outcomes:
@@ -265,10 +287,16 @@ async def load_and_rescreen(
     """Apply a list update, then re-screen every customer, recording only outcomes that changed."""
     load = await load_list(engine, source, entities)
     async with engine.connect() as conn:
-        before = (await conn.execute(text("SELECT count(*) FROM aml_checks WHERE provider = :p"), {"p": PROVIDER})).scalar_one()
-    outcomes = await screen_customers(engine, config, policy=RecordPolicy.ON_CHANGE, reason=f"list update {load.update_id}")
+        before = (
+            await conn.execute(text("SELECT count(*) FROM aml_checks WHERE provider = :p"), {"p": PROVIDER})
+        ).scalar_one()
+    outcomes = await screen_customers(
+        engine, config, policy=RecordPolicy.ON_CHANGE, reason=f"list update {load.update_id}"
+    )
     async with engine.connect() as conn:
-        after = (await conn.execute(text("SELECT count(*) FROM aml_checks WHERE provider = :p"), {"p": PROVIDER})).scalar_one()
+        after = (
+            await conn.execute(text("SELECT count(*) FROM aml_checks WHERE provider = :p"), {"p": PROVIDER})
+        ).scalar_one()
     return RescreenResult(load=load, screened=len(outcomes), changed=int(after - before))
 
 
@@ -287,9 +315,7 @@ async def dismiss_match(
         raise PermissionError("a customer cannot review their own screening match")
     async with engine.begin() as conn:
         current = (
-            await conn.execute(
-                text("SELECT version FROM sanctions_entities WHERE id = :e"), {"e": entity_id}
-            )
+            await conn.execute(text("SELECT version FROM sanctions_entities WHERE id = :e"), {"e": entity_id})
         ).scalar_one_or_none()
         if current != entity_version:
             raise NotAMatch(f"entity {entity_id} is at version {current}, not {entity_version}")
@@ -308,7 +334,9 @@ async def dismiss_match(
             {
                 "r": reviewer_id,
                 "t": str(user_id),
-                "d": json.dumps({"entity_id": str(entity_id), "entity_version": entity_version, "reason": reason}),
+                "d": json.dumps(
+                    {"entity_id": str(entity_id), "entity_version": entity_version, "reason": reason}
+                ),
             },
         )
     return await screen_customer(engine, config, user_id, policy=RecordPolicy.ALWAYS)

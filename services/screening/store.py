@@ -63,7 +63,8 @@ async def _write_names_and_addresses(
         await conn.execute(
             text(
                 "INSERT INTO sanctions_names (entity_id, name, norm, kind, quality) "
-                "SELECT * FROM unnest(CAST(:entity_id AS uuid[]), CAST(:name AS text[]), CAST(:norm AS text[]), "
+                "SELECT * FROM unnest(CAST(:entity_id AS uuid[]), CAST(:name AS text[]), "
+                "CAST(:norm AS text[]), "
                 "CAST(:kind AS text[]), CAST(:quality AS text[]))"
             ),
             _columns(names),
@@ -110,7 +111,9 @@ async def load_list(engine: AsyncEngine, source: ListSource, entities: Sequence[
 
     async with engine.begin() as conn:
         # One load per source at a time; a concurrent second load waits instead of interleaving.
-        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"sanctions:{source}"})
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"sanctions:{source}"}
+        )
         existing = {
             row.source_id: row
             for row in (
@@ -192,7 +195,8 @@ async def load_list(engine: AsyncEngine, source: ListSource, entities: Sequence[
                 text(
                     "UPDATE sanctions_entities e SET entity_type = u.entity_type, topic = u.topic, "
                     "programmes = ARRAY(SELECT jsonb_array_elements_text(CAST(u.programmes AS jsonb))), "
-                    "version = u.version, content_hash = u.hash, data = CAST(u.data AS jsonb), listed = true, "
+                    "version = u.version, content_hash = u.hash, data = CAST(u.data AS jsonb), "
+                    "listed = true, "
                     "updated_at = now() "
                     "FROM unnest(CAST(:id AS uuid[]), CAST(:entity_type AS text[]), CAST(:topic AS text[]), "
                     "CAST(:programmes AS text[]), CAST(:version AS int[]), CAST(:hash AS text[]), "
@@ -211,10 +215,16 @@ async def load_list(engine: AsyncEngine, source: ListSource, entities: Sequence[
                 ),
                 _columns(versions),
             )
-        stale = [entity_id for entity_id, _ in rewrite if entity_id not in {i["id"] for i in inserts}] + removed
+        stale = [
+            entity_id for entity_id, _ in rewrite if entity_id not in {i["id"] for i in inserts}
+        ] + removed
         if stale:
-            await conn.execute(text("DELETE FROM sanctions_name_keys WHERE entity_id = ANY(:ids)"), {"ids": stale})
-            await conn.execute(text("DELETE FROM sanctions_names WHERE entity_id = ANY(:ids)"), {"ids": stale})
+            await conn.execute(
+                text("DELETE FROM sanctions_name_keys WHERE entity_id = ANY(:ids)"), {"ids": stale}
+            )
+            await conn.execute(
+                text("DELETE FROM sanctions_names WHERE entity_id = ANY(:ids)"), {"ids": stale}
+            )
             await conn.execute(
                 text("DELETE FROM sanctions_crypto_addresses WHERE entity_id = ANY(:ids)"), {"ids": stale}
             )

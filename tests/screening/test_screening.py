@@ -16,6 +16,7 @@ from models.screening import (
     ListedEntity,
     ListedName,
     ListSource,
+    Match,
     PartialDate,
     Subject,
     Topic,
@@ -34,7 +35,7 @@ from services.screening.service import (
 from tests.screening.conftest import make_customer
 
 
-async def _best(engine: AsyncEngine, config: ScreeningConfig, subject: Subject, source_id: str):  # type: ignore[no-untyped-def]
+async def _best(engine: AsyncEngine, config: ScreeningConfig, subject: Subject, source_id: str) -> Match:
     [matches] = await screen_subjects(engine, [subject], config)
     found = [m for m in matches if m.source_id == source_id]
     assert found, f"{subject.name} did not match {source_id}: {[(m.source_id, m.score) for m in matches]}"
@@ -44,7 +45,9 @@ async def _best(engine: AsyncEngine, config: ScreeningConfig, subject: Subject, 
 async def test_an_exact_listed_name_with_its_date_of_birth_scores_in_the_freeze_band(
     screening_engine: AsyncEngine, screening_config: ScreeningConfig
 ) -> None:
-    subject = Subject(name="Anton Nikolaeyvich Andreyev", date_of_birth=date(1985, 3, 3), nationality="Russia")
+    subject = Subject(
+        name="Anton Nikolaeyvich Andreyev", date_of_birth=date(1985, 3, 3), nationality="Russia"
+    )
     match = await _best(screening_engine, screening_config, subject, "29703")
     assert match.score == 100
     assert match.action is Action.FREEZE_PENDING_REVIEW
@@ -75,9 +78,7 @@ async def test_short_given_name_variants_and_transliterations_are_found(
     ).items()
     assert jon.score >= screening_config.bands.review
     # Token order, case and Cyrillic script do not matter.
-    cyrillic = await _best(
-        screening_engine, screening_config, Subject(name="Антон Андреев"), "29703"
-    )
+    cyrillic = await _best(screening_engine, screening_config, Subject(name="Антон Андреев"), "29703")
     assert cyrillic.score >= screening_config.bands.review - 15  # a dropped patronymic and a spelling drift
     # Ann / Anne: the residue pass aligns them phonetically where edit-distance budgets refuse.
     comparison = compare_names(analyse("Ann Meadows"), analyse("Anne Meadows"))  # type: ignore[arg-type]
@@ -89,10 +90,16 @@ async def test_a_wrong_date_of_birth_lowers_the_score(
     screening_engine: AsyncEngine, screening_config: ScreeningConfig
 ) -> None:
     right = await _best(
-        screening_engine, screening_config, Subject(name="John Edward Meadows", date_of_birth=date(1958, 12, 17)), "19710"
+        screening_engine,
+        screening_config,
+        Subject(name="John Edward Meadows", date_of_birth=date(1958, 12, 17)),
+        "19710",
     )
     wrong = await _best(
-        screening_engine, screening_config, Subject(name="John Edward Meadows", date_of_birth=date(1990, 6, 1)), "19710"
+        screening_engine,
+        screening_config,
+        Subject(name="John Edward Meadows", date_of_birth=date(1990, 6, 1)),
+        "19710",
     )
     assert wrong.score < right.score
     assert right.action is Action.FREEZE_PENDING_REVIEW and wrong.action is Action.REVIEW
@@ -103,23 +110,39 @@ async def test_an_unrelated_customer_is_clear_and_recorded_as_such(
     screening_engine: AsyncEngine, screening_config: ScreeningConfig
 ) -> None:
     user_id = await make_customer(screening_engine)
-    await set_subject(screening_engine, user_id, full_name="Harriet Wellbeloved", date_of_birth=date(1990, 1, 2), nationality="United Kingdom")
+    await set_subject(
+        screening_engine,
+        user_id,
+        full_name="Harriet Wellbeloved",
+        date_of_birth=date(1990, 1, 2),
+        nationality="United Kingdom",
+    )
     outcomes = await screen_customer(screening_engine, screening_config, user_id)
     assert {(o.check_type, o.result) for o in outcomes} == {
         (CheckType.SANCTIONS, CheckResult.CLEAR),
         (CheckType.PEP, CheckResult.CLEAR),
     }
     async with screening_engine.connect() as conn:
-        rows = (await conn.execute(text("SELECT check_type, result FROM aml_checks WHERE user_id = :u"), {"u": user_id})).all()
+        rows = (
+            await conn.execute(
+                text("SELECT check_type, result FROM aml_checks WHERE user_id = :u"), {"u": user_id}
+            )
+        ).all()
     assert sorted(tuple(r) for r in rows) == [("PEP", "CLEAR"), ("SANCTIONS", "CLEAR")]
 
 
-async def test_a_listed_wallet_address_is_found_and_an_unlisted_one_is_not(screening_engine: AsyncEngine) -> None:
+async def test_a_listed_wallet_address_is_found_and_an_unlisted_one_is_not(
+    screening_engine: AsyncEngine,
+) -> None:
     hits = await listed_wallets(screening_engine, "1Fz29BQp82pE3vXXcsZoMNQ3KSHfMzfMe3")
     assert [(h.source_id, h.currency) for h in hits] == [("29703", "XBT")]
-    eth = await listed_wallets(screening_engine, "0x8576ACC5C05D6CE88F4E49BF65BDF0C62F91353C")  # hex: any case
+    eth = await listed_wallets(
+        screening_engine, "0x8576ACC5C05D6CE88F4E49BF65BDF0C62F91353C"
+    )  # hex: any case
     assert [h.source_id for h in eth] == ["29703"]
-    assert await listed_wallets(screening_engine, "1fz29bqp82pe3vxxcszomnq3kshfmzfme3") == []  # base58: exact case
+    assert (
+        await listed_wallets(screening_engine, "1fz29bqp82pe3vxxcszomnq3kshfmzfme3") == []
+    )  # base58: exact case
     assert await listed_wallets(screening_engine, "bc1qnotlistedanywhere0000000000000000000") == []
 
 
@@ -137,7 +160,10 @@ def _pep(source_id: str, name: str, *, dob: int | None = None) -> ListedEntity:
 async def _checks(engine: AsyncEngine, user_id: uuid.UUID, check_type: str) -> list[tuple[str, int]]:
     async with engine.connect() as conn:
         rows = await conn.execute(
-            text("SELECT result, risk_score FROM aml_checks WHERE user_id = :u AND check_type = :t ORDER BY created_at, id"),
+            text(
+                "SELECT result, risk_score FROM aml_checks WHERE user_id = :u AND check_type = :t "
+                "ORDER BY created_at, id"
+            ),
             {"u": user_id, "t": check_type},
         )
         return [(r.result, r.risk_score) for r in rows]
@@ -147,9 +173,19 @@ async def test_a_list_update_rescreens_everyone_and_records_only_changed_outcome
     screening_engine: AsyncEngine, screening_config: ScreeningConfig
 ) -> None:
     hit, clear_then_hit, stays_clear = [await make_customer(screening_engine) for _ in range(3)]
-    await set_subject(screening_engine, hit, full_name="Zebulon Quartermaine", date_of_birth=None, nationality=None)
-    await set_subject(screening_engine, clear_then_hit, full_name="Ignatius Fairweather", date_of_birth=None, nationality=None)
-    await set_subject(screening_engine, stays_clear, full_name="Mildred Oyelaran", date_of_birth=None, nationality=None)
+    await set_subject(
+        screening_engine, hit, full_name="Zebulon Quartermaine", date_of_birth=None, nationality=None
+    )
+    await set_subject(
+        screening_engine,
+        clear_then_hit,
+        full_name="Ignatius Fairweather",
+        date_of_birth=None,
+        nationality=None,
+    )
+    await set_subject(
+        screening_engine, stays_clear, full_name="Mildred Oyelaran", date_of_birth=None, nationality=None
+    )
 
     first = await load_and_rescreen(
         screening_engine, screening_config, ListSource.PEP, [_pep("P1", "Zebulon Quartermaine", dob=1970)]
@@ -179,7 +215,9 @@ async def test_a_list_update_rescreens_everyone_and_records_only_changed_outcome
     assert await _checks(screening_engine, stays_clear, "PEP") == []
 
     # A delisting clears the customer it had raised.
-    await load_and_rescreen(screening_engine, screening_config, ListSource.PEP, [_pep("P2", "Ignatius Fairweather")])
+    await load_and_rescreen(
+        screening_engine, screening_config, ListSource.PEP, [_pep("P2", "Ignatius Fairweather")]
+    )
     assert await _checks(screening_engine, hit, "PEP") == [("HIT", 100), ("CLEAR", 0)]
 
 
@@ -188,10 +226,18 @@ async def test_a_dismissed_match_is_not_raised_again_until_the_listing_changes(
 ) -> None:
     customer = await make_customer(screening_engine)
     reviewer = await make_customer(screening_engine)
-    await set_subject(screening_engine, customer, full_name="Ottoline Brackenbury", date_of_birth=None, nationality=None)
+    await set_subject(
+        screening_engine, customer, full_name="Ottoline Brackenbury", date_of_birth=None, nationality=None
+    )
     listing = [_pep("P2", "Ignatius Fairweather"), _pep("P3", "Ottoline Brackenbury", dob=1950)]
     await load_and_rescreen(screening_engine, screening_config, ListSource.PEP, listing)
-    [pep] = [o for o in await screen_customer(screening_engine, screening_config, customer, policy=RecordPolicy.ON_CHANGE) if o.check_type is CheckType.PEP]
+    [pep] = [
+        o
+        for o in await screen_customer(
+            screening_engine, screening_config, customer, policy=RecordPolicy.ON_CHANGE
+        )
+        if o.check_type is CheckType.PEP
+    ]
     assert pep.result is CheckResult.HIT
     match = pep.matches[0]
 
@@ -224,15 +270,24 @@ async def test_a_freeze_band_hit_freezes_the_account_pending_review(
     screening_engine: AsyncEngine, screening_config: ScreeningConfig
 ) -> None:
     user_id = await make_customer(screening_engine)
-    await set_subject(screening_engine, user_id, full_name="Anton Nikolaeyvich Andreyev", date_of_birth=date(1985, 3, 3), nationality="Russia")
+    await set_subject(
+        screening_engine,
+        user_id,
+        full_name="Anton Nikolaeyvich Andreyev",
+        date_of_birth=date(1985, 3, 3),
+        nationality="Russia",
+    )
     outcomes = await screen_customer(screening_engine, screening_config, user_id)
     sanctions = next(o for o in outcomes if o.check_type is CheckType.SANCTIONS)
     assert (sanctions.result, sanctions.action) == (CheckResult.HIT, Action.FREEZE_PENDING_REVIEW)
     async with screening_engine.connect() as conn:
-        status = (await conn.execute(text("SELECT status FROM users WHERE id = :u"), {"u": user_id})).scalar_one()
+        status = (
+            await conn.execute(text("SELECT status FROM users WHERE id = :u"), {"u": user_id})
+        ).scalar_one()
         details = (
             await conn.execute(
-                text("SELECT details FROM aml_checks WHERE user_id = :u AND check_type = 'SANCTIONS'"), {"u": user_id}
+                text("SELECT details FROM aml_checks WHERE user_id = :u AND check_type = 'SANCTIONS'"),
+                {"u": user_id},
             )
         ).scalar_one()
     assert status == "FROZEN"

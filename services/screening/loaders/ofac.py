@@ -62,7 +62,7 @@ def _remark_clauses(remarks: str) -> list[str]:
 def _parse_remarks(entity: ListedEntity, remarks: str) -> None:
     for kind, name in _WEAK_ALIAS.findall(remarks):
         alias_kind = {"a.k.a.": "aka", "f.k.a.": "fka", "n.k.a.": "nka"}[kind]
-        entity.names.append(ListedName(name=name.strip(), kind=alias_kind, quality="weak"))  # type: ignore[arg-type]
+        entity.names.append(ListedName(name=name.strip(), kind=alias_kind, quality="weak"))
     for currency, address in _CRYPTO.findall(remarks):
         entity.crypto_addresses.append(CryptoAddress(currency=currency.upper(), address=address))
     for clause in _remark_clauses(remarks):
@@ -113,19 +113,19 @@ def load_ofac_sdn(directory: Path) -> list[ListedEntity]:
         entities[ent_num] = entity
 
     for row in _rows(directory / "alt.csv", 4):
-        entity = entities.get(row[0].strip())
+        aliased = entities.get(row[0].strip())
         alias = _cell(row[3])
-        if entity is None or alias is None:
+        if aliased is None or alias is None:
             continue
         kind = _ALT_KINDS.get((_cell(row[2]) or "aka").lower(), "aka")
-        entity.names.append(ListedName(name=alias, kind=kind, quality="strong"))  # type: ignore[arg-type]
+        aliased.names.append(ListedName(name=alias, kind=kind, quality="strong"))
 
     for row in _rows(directory / "add.csv", 5):
-        entity = entities.get(row[0].strip())
+        addressed = entities.get(row[0].strip())
         country = _cell(row[4])
-        if entity is not None and country is not None:
+        if addressed is not None and country is not None:
             # Addresses are not screened; the country is kept as an identifier-like fact for reviewers.
-            entity.identifiers.append(Identifier(kind="address_country", value=country))
+            addressed.identifiers.append(Identifier(kind="address_country", value=country))
 
     for entity in entities.values():
         entity.names = _dedupe_names(entity.names)

@@ -75,7 +75,7 @@ def load_uk_sanctions_csv(path: Path) -> list[ListedEntity]:
             else:
                 kind_of_name = "aka"
             quality = "weak" if strength.startswith(("low", "weak")) else "strong"
-            entity.names.append(ListedName(name=full, kind=kind_of_name, quality=quality))  # type: ignore[arg-type]
+            entity.names.append(ListedName(name=full, kind=kind_of_name, quality=quality))
         original = cell(row, "Name non-latin script")
         if original:
             entity.names.append(ListedName(name=original, kind="original_script", quality="strong"))

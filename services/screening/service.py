@@ -56,7 +56,7 @@ class RecordPolicy(StrEnum):
 
 
 class NotAMatch(Exception):
-    """The dismissal names a listing version this customer's last check did not raise; re-screen first."""
+    """The dismissal names a listing version that is no longer current: re-screen, then review the new one."""
 
 
 @dataclass(frozen=True)

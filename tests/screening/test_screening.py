@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,6 +25,7 @@ from models.screening import (
 from services.screening.crypto import listed_wallets
 from services.screening.matching import analyse, compare_names
 from services.screening.service import (
+    NotAMatch,
     RecordPolicy,
     ScreeningConfig,
     dismiss_match,
@@ -264,6 +266,28 @@ async def test_a_dismissed_match_is_not_raised_again_until_the_listing_changes(
     assert result.load.changed == 1
     after = await _checks(screening_engine, customer, "PEP")
     assert after[:-1] == before and after[-1][0] == "HIT"
+
+    # The old version's dismissal cannot be replayed onto the new one, and nobody reviews themselves.
+    with pytest.raises(NotAMatch):
+        await dismiss_match(
+            screening_engine,
+            screening_config,
+            user_id=customer,
+            entity_id=match.entity_id,
+            entity_version=match.entity_version,
+            reviewer_id=reviewer,
+            reason="replayed",
+        )
+    with pytest.raises(PermissionError):
+        await dismiss_match(
+            screening_engine,
+            screening_config,
+            user_id=customer,
+            entity_id=match.entity_id,
+            entity_version=match.entity_version + 1,
+            reviewer_id=customer,
+            reason="it is not me",
+        )
 
 
 async def test_a_freeze_band_hit_freezes_the_account_pending_review(

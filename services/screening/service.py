@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -44,6 +45,7 @@ from models.screening import (
     Topic,
 )
 from services.screening.screener import Bands, find_matches
+from services.screening.sources import load_source
 from services.screening.store import LoadResult, load_list
 
 PROVIDER = "internal-screening"
@@ -161,6 +163,9 @@ async def _record(
     conn: AsyncConnection, user_id: uuid.UUID, outcome: ScreeningOutcome, policy: RecordPolicy, reason: str
 ) -> uuid.UUID | None:
     signature = _signature(outcome)
+    # Two screenings of one customer at once (a list update and a name change) must not both read the same
+    # "last outcome" and both record: they queue on the customer.
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"screening:{user_id}"})
     if policy is RecordPolicy.ON_CHANGE:
         last = (
             await conn.execute(
@@ -340,3 +345,16 @@ async def dismiss_match(
             },
         )
     return await screen_customer(engine, config, user_id, policy=RecordPolicy.ALWAYS)
+
+
+async def refresh_lists(engine: AsyncEngine, config: ScreeningConfig, data_dir: Path) -> list[RescreenResult]:
+    """Load every list whose files are in `data_dir` and re-screen after each (the daily job's body; the
+    local stack points it at the shipped files, production at the day's downloads)."""
+    results = []
+    for source in (ListSource.OFAC_SDN, ListSource.UN_SC, ListSource.UK_FCDO):
+        try:
+            entities = load_source(data_dir, source)
+        except FileNotFoundError:
+            continue
+        results.append(await load_and_rescreen(engine, config, source, entities))
+    return results

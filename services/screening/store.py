@@ -23,6 +23,12 @@ from services.screening.crypto import address_key
 from services.screening.matching import normalise_for_blocking
 
 
+class SuspiciousListUpdate(Exception):
+    """A load would delist more than `max_removed_share` of a source's listings: most likely a truncated
+    or failed download, not the authority lifting half its sanctions. Nothing was written; check the file,
+    then load again with a higher share if the change is real."""
+
+
 @dataclass
 class LoadResult:
     source: ListSource
@@ -100,7 +106,13 @@ async def _write_names_and_addresses(
         )
 
 
-async def load_list(engine: AsyncEngine, source: ListSource, entities: Sequence[ListedEntity]) -> LoadResult:
+async def load_list(
+    engine: AsyncEngine,
+    source: ListSource,
+    entities: Sequence[ListedEntity],
+    *,
+    max_removed_share: float = 0.5,
+) -> LoadResult:
     """Bring the stored copy of `source` to exactly `entities`, versioning what changed."""
     result = LoadResult(source=source)
     incoming: dict[str, ListedEntity] = {}
@@ -172,6 +184,11 @@ async def load_list(engine: AsyncEngine, source: ListSource, entities: Sequence[
             else:
                 result.unchanged += 1
         removed = [row.id for sid, row in existing.items() if sid not in incoming and row.listed]
+        listed_before = sum(1 for row in existing.values() if row.listed)
+        if listed_before and len(removed) > max_removed_share * listed_before:
+            raise SuspiciousListUpdate(
+                f"{source}: the update delists {len(removed)} of {listed_before} listings"
+            )
         result.removed = len(removed)
         result.touched_entity_ids.extend(removed)
 

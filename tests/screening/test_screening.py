@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -30,10 +31,13 @@ from services.screening.service import (
     ScreeningConfig,
     dismiss_match,
     load_and_rescreen,
+    refresh_lists,
     screen_customer,
     screen_subjects,
     set_subject,
 )
+from services.screening.sources import load_source
+from services.screening.store import SuspiciousListUpdate, load_list
 from tests.screening.conftest import make_customer
 
 
@@ -317,3 +321,21 @@ async def test_a_freeze_band_hit_freezes_the_account_pending_review(
     assert status == "FROZEN"
     assert details["matches"][0]["source_id"] == "29703"
     assert details["matches"][0]["name"]["listed_name"] == "ANDREYEV, Anton Nikolaeyvich"
+
+
+async def test_reloading_the_shipped_lists_changes_nothing_and_a_truncated_list_is_refused(
+    screening_engine: AsyncEngine, screening_config: ScreeningConfig, sanctions_dir: Path
+) -> None:
+    async with screening_engine.connect() as conn:
+        before = (await conn.execute(text("SELECT count(*) FROM aml_checks"))).scalar_one()
+    results = await refresh_lists(screening_engine, screening_config, sanctions_dir)
+    ofac = next(r for r in results if r.load.source is ListSource.OFAC_SDN)
+    assert (ofac.load.added, ofac.load.changed, ofac.load.removed, ofac.load.unchanged) == (0, 0, 0, 8976)
+    async with screening_engine.connect() as conn:
+        after = (await conn.execute(text("SELECT count(*) FROM aml_checks"))).scalar_one()
+    assert after == before  # every customer re-screened, no outcome changed, nothing recorded
+
+    truncated = load_source(sanctions_dir, ListSource.OFAC_SDN)[:1000]
+    with pytest.raises(SuspiciousListUpdate):
+        await load_list(screening_engine, ListSource.OFAC_SDN, truncated)
+    assert await listed_wallets(screening_engine, "1Fz29BQp82pE3vXXcsZoMNQ3KSHfMzfMe3")  # still listed

@@ -87,6 +87,8 @@ def _parse_remarks(entity: ListedEntity, remarks: str) -> None:
 
 def load_ofac_sdn(directory: Path) -> list[ListedEntity]:
     """Read an OFAC SDN legacy CSV set from `directory` into normalised entities (in file order)."""
+    if not (directory / "sdn.csv").is_file():
+        raise FileNotFoundError(directory / "sdn.csv")
     comments: dict[str, str] = defaultdict(str)
     for row in _rows(directory / "sdn_comments.csv", 2):
         comments[row[0].strip()] += row[1]

@@ -10,6 +10,9 @@ BENCH  ?=
 .DEFAULT_GOAL := help
 
 $(STAMP): pyproject.toml
+	@# pyicu (under rigour, sanctions screening) builds from source: ICU headers and a C++ compiler.
+	@dpkg -s libicu-dev g++ pkg-config >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libicu-dev g++ pkg-config)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,local]'

@@ -15,6 +15,7 @@ import math
 from collections import Counter
 from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -218,6 +219,14 @@ class Settings(BaseSettings):
     book_max_age_s: float = Field(default=2.0, gt=0)  # an older book is stale and not priced from the stream
     # Processes sharing one IP's venue limits (API + workers): each gets 1/N of a venue's REST budget.
     market_data_processes: int = Field(default=2, ge=1)
+    # Sanctions and PEP screening (services/screening). Scores are 0-100: below the review band a check is
+    # CLEAR; inside it compliance reviews; at or above the freeze band the account is frozen pending review.
+    sanctions_data_dir: str = str(
+        Path(__file__).resolve().parent.parent / ".." / "shared" / "data" / "sanctions"
+    )
+    screening_review_threshold: int = Field(default=80, ge=1, le=100)
+    screening_freeze_threshold: int = Field(default=95, ge=1, le=100)
+    screening_candidates_per_name: int = Field(default=40, ge=1)  # blocked listed names scored per customer
 
     @property
     def is_production(self) -> bool:

@@ -20,6 +20,16 @@ from models.payments import (
     WithdrawalAddress,
     WithdrawalApproval,
 )
+from models.screening import (
+    ListUpdate,
+    SanctionsCryptoAddress,
+    SanctionsEntity,
+    SanctionsEntityVersion,
+    SanctionsName,
+    SanctionsNameKey,
+    ScreeningDismissal,
+    ScreeningSubject,
+)
 from models.users import StaffRole, User, UserStatus
 
 __all__ = [
@@ -42,10 +52,18 @@ __all__ = [
     "Hold",
     "LedgerEntry",
     "LedgerTransaction",
+    "ListUpdate",
     "Order",
     "PasswordHistory",
     "ProviderFill",
     "ReconciliationRun",
+    "SanctionsCryptoAddress",
+    "SanctionsEntity",
+    "SanctionsEntityVersion",
+    "SanctionsName",
+    "SanctionsNameKey",
+    "ScreeningDismissal",
+    "ScreeningSubject",
     "StaffRole",
     "TotpUsage",
     "Trade",

@@ -112,6 +112,12 @@ class FaultWorld:
             "WITHDRAWAL_HALT_POLL_SECONDS": str(s.withdrawal_halt_poll_seconds),
             "CRYPTO_PROVIDER": "binance",
             "CRYPTO_DEPOSIT_PROVIDER": "kraken",
+            # Unknown outcomes are asked about on the same rules as in production, on a test's clock:
+            # a placement or payout the venue never shows reaches NEEDS_ATTENTION within the run.
+            "ORDER_UNKNOWN_RECHECK_FIRST_S": str(s.order_unknown_recheck_first_s),
+            "ORDER_UNKNOWN_RECHECK_MAX_S": str(s.order_unknown_recheck_max_s),
+            "ORDER_UNKNOWN_ATTENTION_AFTER_S": str(s.order_unknown_attention_after_s),
+            "WITHDRAWAL_ABSENCE_INTERVAL_SECONDS": str(s.withdrawal_absence_interval_seconds),
         }
 
     async def start_worker(self) -> asyncio.subprocess.Process:
@@ -239,6 +245,10 @@ async def world(postgres: EmbeddedPostgres) -> AsyncIterator[FaultWorld]:
         sendgrid_host=f"http://127.0.0.1:{mail_port}",
         withdrawal_halt_poll_seconds=0.3,
         withdrawal_settle_poll_seconds=1.0,
+        order_unknown_recheck_first_s=1.0,
+        order_unknown_recheck_max_s=4.0,
+        order_unknown_attention_after_s=25.0,
+        withdrawal_absence_interval_seconds=3.0,
     )
     app = create_app(
         settings,

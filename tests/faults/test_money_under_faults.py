@@ -43,7 +43,6 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import text
 from temporalio.api.enums.v1 import EventType
 
@@ -265,14 +264,6 @@ async def _chaos(world: FaultWorld) -> None:
         await world.start_worker()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="ops branch only, until the money-path fixes of issue 11 merge: venue fills of placements whose "
-    "outcome was unknown are left unbooked and the order FAILED (item 1); a crypto withdrawal the venue paid "
-    "ends FAILED as 'no record' and its funds are released (item 8); the venue's network fee on crypto "
-    "withdrawals is not booked (item 12); unresolved placements and payouts stay ROUTED / PROCESSING "
-    "instead of NEEDS_ATTENTION (items 1, 9)",
-)
 async def test_money_is_never_lost_created_or_moved_twice_under_faults_and_worker_kills(
     world: FaultWorld,
 ) -> None:

@@ -122,6 +122,19 @@ class Settings(BaseSettings):
         default_factory=lambda: {"BTC": Decimal("5"), "ETH": Decimal("100"), "BNB": Decimal("500")}
     )
     float_check_minutes: int = 5
+    # Reconciliation (issue 20): every N minutes; drift beyond the asset's tolerance halts its withdrawals.
+    reconciliation_interval_minutes: float = 15
+    reconciliation_catchup_minutes: float = 60
+    reconciliation_tolerances: dict[str, Decimal] = Field(
+        default_factory=lambda: {
+            "GBP": Decimal("0.10"),
+            "BTC": Decimal("0.00001"),
+            "ETH": Decimal("0.0001"),
+            "BNB": Decimal("0.001"),
+        }
+    )
+    reconciliation_clean_runs_to_resume: int = Field(default=2, ge=1)
+    reconciliation_error_runs_to_alert: int = Field(default=3, ge=1)
 
     @property
     def is_production(self) -> bool:

@@ -19,6 +19,7 @@ from models.payments import (
     WithdrawalAddress,
     WithdrawalApproval,
 )
+from models.reconciliation import ReconciliationAck, ReconciliationHalt
 from models.users import StaffRole, User, UserStatus
 
 __all__ = [
@@ -43,6 +44,8 @@ __all__ = [
     "Order",
     "PasswordHistory",
     "ProviderFill",
+    "ReconciliationAck",
+    "ReconciliationHalt",
     "ReconciliationRun",
     "StaffRole",
     "TotpUsage",

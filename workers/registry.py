@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.ping import PingActivities
+from activities.reconciliation import ReconciliationActivities
 from config import Settings
 from providers.exchanges.base import ExecutionAdapter
 from services.ledger import Ledger
@@ -24,6 +25,7 @@ from workflows.deposits import CryptoDepositPollWorkflow, DepositWorkflow
 from workflows.float_monitor import FloatMonitorWorkflow
 from workflows.orders import OrderWorkflow
 from workflows.ping import PingWorkflow
+from workflows.reconciliation import ReconciliationWorkflow
 from workflows.withdrawals import WithdrawalWorkflow
 
 
@@ -97,6 +99,9 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
         adapters=deps.exchange_adapters,
         email=deps.email_sender(),
     )
+    recon = ReconciliationActivities(
+        engine=deps.engine, settings=deps.settings, bank=deps.bank_client, adapters=deps.exchange_adapters
+    )
     return {
         task_queues.ORDERS: QueueSpec(
             workflows=[PingWorkflow, OrderWorkflow],
@@ -134,5 +139,16 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 pay.notify_withdrawal,
             ],
         ),
-        task_queues.OPS: QueueSpec(workflows=[FloatMonitorWorkflow], activities=[pay.check_float]),
+        task_queues.OPS: QueueSpec(
+            workflows=[FloatMonitorWorkflow, ReconciliationWorkflow],
+            activities=[
+                pay.check_float,
+                recon.cut_off,
+                recon.read_venue,
+                recon.read_bank,
+                recon.read_ledger,
+                recon.read_fills,
+                recon.record,
+            ],
+        ),
     }

@@ -1,0 +1,93 @@
+"""Reconciliation against real venues, bank and books: a clean world matches; each fault is diagnosed,
+and a drift, a posting with no venue movement or a venue trade we never booked halts that currency."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from sqlalchemy import text
+
+from models.market import OrderType, PlaceOrderRequest, Side
+from models.reconciliation import RunStatus
+from services.ledger import House, HouseAccount, Leg, Posting
+from services.reconciliation import CAPITAL, customer_message
+from tests.reconciliation.conftest import World
+
+
+async def _halts(world: World) -> dict[str, str]:
+    async with world.engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT currency, reason FROM currency_halts"))).all()
+    return {r[0]: r[1] for r in rows}
+
+
+async def test_clean_world_reconciles_matched_for_every_currency(world: World) -> None:
+    result = await world.reconcile()
+    assert {c.currency: c.status for c in result.currencies} == {
+        "GBP": RunStatus.MATCHED, "BTC": RunStatus.MATCHED, "ETH": RunStatus.MATCHED, "BNB": RunStatus.MATCHED
+    }  # fmt: skip
+    btc = next(c for c in result.currencies if c.currency == "BTC")
+    assert btc.provider_balance is not None and btc.provider_balance > 0
+    assert btc.provider_balance == btc.ledger_balance
+    async with world.engine.connect() as conn:
+        n = (await conn.execute(text("SELECT count(*) FROM reconciliation_runs WHERE run_id = :r"),
+                                {"r": result.run_id})).scalar_one()  # fmt: skip
+    assert n == 4
+    assert await _halts(world) == {}
+
+
+async def test_venue_balance_changed_behind_our_back_halts_that_currency_only(world: World) -> None:
+    balances = await world.control("binance", "GET", "/_control/balances")
+    btc = Decimal(str(balances["BTC"]["free"] if isinstance(balances["BTC"], dict) else balances["BTC"]))
+    await world.control("binance", "POST", "/_control/balances", json={"BTC": str(btc - Decimal("0.5"))})
+    result = await world.reconcile()
+    statuses = {c.currency: c.status for c in result.currencies}
+    assert statuses["BTC"] is RunStatus.DISCREPANCY
+    assert statuses["ETH"] is RunStatus.MATCHED and statuses["GBP"] is RunStatus.MATCHED
+    drift = next(c for c in result.currencies if c.currency == "BTC").discrepancy
+    assert drift == Decimal("-0.5")
+    assert await _halts(world) == {"BTC": customer_message("BTC")}
+    assert "0.5" not in customer_message("BTC")
+
+
+async def test_a_posting_with_no_venue_movement_is_a_discrepancy(world: World) -> None:
+    await world.ledger.post(
+        Posting(
+            reference_type="test", reference_id=uuid.uuid4(), step="phantom", kind="test",
+            legs=[Leg(House(HouseAccount.provider("kraken")), "ETH", Decimal("-2")),
+                  Leg(House(CAPITAL), "ETH", Decimal("2"))],
+        )
+    )  # fmt: skip
+    result = await world.reconcile()
+    eth = next(c for c in result.currencies if c.currency == "ETH")
+    assert eth.status is RunStatus.DISCREPANCY and eth.discrepancy == Decimal("-2")
+    assert "ETH" in await _halts(world)
+
+
+async def test_a_venue_trade_the_ledger_never_booked_is_unmatched_and_halts(world: World) -> None:
+    adapter = world.adapters["binance"]
+    order = await adapter.place_order(
+        PlaceOrderRequest(
+            symbol="BTC-GBP", side=Side.BUY, type=OrderType.MARKET, amount=Decimal("0.01"),
+            client_order_id=f"stranger{uuid.uuid4().hex[:8]}",
+        )
+    )  # fmt: skip
+    result = await world.reconcile()
+    btc = next(c for c in result.currencies if c.currency == "BTC")
+    assert btc.status is RunStatus.DISCREPANCY
+    assert any("unmatched fill" in r for r in btc.reasons)
+    async with world.engine.connect() as conn:
+        details = (await conn.execute(
+            text("SELECT details FROM reconciliation_runs WHERE run_id = :r AND currency = 'BTC'"),
+            {"r": result.run_id},
+        )).scalar_one()  # fmt: skip
+    assert [u["venue_order_id"] for u in details["unmatched_fills"]] == [order.provider_order_id]
+    assert {"BTC", "GBP"} <= set(await _halts(world))
+
+
+async def test_an_unreachable_venue_is_error_not_matched_and_does_not_halt(world: World) -> None:
+    await world.control("kraken", "POST", "/_control/faults", json={"kind": "maintenance"})
+    result = await world.reconcile()
+    assert {c.status for c in result.currencies} == {RunStatus.ERROR}
+    assert await _halts(world) == {}
+    assert all(c.provider_balance is None for c in result.currencies)

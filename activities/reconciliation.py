@@ -121,13 +121,12 @@ class ReconciliationActivities:
 
                 trades += await venue_trades(adapter, int(since.timestamp() * 1000))
                 if name == self._settings.crypto_deposit_provider:
-                    for currency in sorted(CRYPTO):
-                        for dep in await adapter.deposits(currency):
-                            if dep.status == "ok":
-                                deposits.append(
-                                    {"venue": name, "tx_id": dep.tx_id, "currency": dep.currency,
-                                     "amount": str(dep.amount)}
-                                )  # fmt: skip
+                    for dep in await adapter.deposits(None):
+                        if dep.status == "ok" and dep.currency in CRYPTO:
+                            deposits.append(
+                                {"venue": name, "tx_id": dep.tx_id, "currency": dep.currency,
+                                 "amount": str(dep.amount)}
+                            )  # fmt: skip
                 venues.append(name)
             except Exception as e:
                 log.warning("reconciliation: %s trades unreadable: %s", name, type(e).__name__)

@@ -22,10 +22,16 @@ async def venue_trades(adapter: CcxtAdapter, since_ms: int | None) -> list[Venue
     """Every trade of ours at the venue since `since_ms` (all when None), amounts from the venue's text."""
     await adapter._ensure_loaded()
     out: list[VenueTrade] = []
-    for symbol in SYMBOLS:
+    ours = {to_ccxt_symbol(s): s for s in SYMBOLS}
+    # Kraken's TradesHistory covers every pair in one (rate-limited) call; Binance's myTrades is per symbol.
+    wanted: list[str | None] = [None] if adapter.exchange.id == "kraken" else list(ours)
+    for ccxt_symbol in wanted:
         async with adapter._errors():
-            rows = await adapter.exchange.fetch_my_trades(to_ccxt_symbol(symbol), since=since_ms)
+            rows = await adapter.exchange.fetch_my_trades(ccxt_symbol, since=since_ms)
         for t in rows:
+            symbol = ours.get(str(t.get("symbol")))
+            if symbol is None:
+                continue
             fee = t.get("fee") or {}
             out.append(
                 VenueTrade(

@@ -93,7 +93,7 @@ async def world(
     adapters: dict[str, ExecutionAdapter] = {
         name: CcxtAdapter(
             ExchangeConfig(
-                name=name, exchange_id=name, api_key=getattr(s, f"{name}_api_key"),
+                name=name, exchange_id=name, api_key=getattr(s, f"{name}_api_key"), enable_rate_limit=False,
                 secret=getattr(s, f"{name}_secret"), base_url=urls[name],
             )
         )

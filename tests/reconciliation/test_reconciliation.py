@@ -91,3 +91,49 @@ async def test_an_unreachable_venue_is_error_not_matched_and_does_not_halt(world
     assert {c.status for c in result.currencies} == {RunStatus.ERROR}
     assert await _halts(world) == {}
     assert all(c.provider_balance is None for c in result.currencies)
+
+
+async def _staff(world: World) -> uuid.UUID:
+    staff_id = uuid.uuid4()
+    async with world.engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO users (id, email, password_hash, roles) VALUES (:id, :e, 'x', ARRAY['ops'])"),
+            {"id": staff_id, "e": f"ops-{staff_id.hex[:10]}@example.com"},
+        )
+    return staff_id
+
+
+async def test_resume_needs_clean_runs_and_two_different_staff(world: World) -> None:
+    from activities.reconciliation import policy_from
+    from services.reconciliation import ResumeRefused, acknowledge
+
+    balances = await world.control("binance", "GET", "/_control/balances")
+    raw = balances["BTC"]["free"] if isinstance(balances["BTC"], dict) else balances["BTC"]
+    await world.control("binance", "POST", "/_control/balances", json={"BTC": str(Decimal(str(raw)) - 1)})
+    await world.reconcile()
+    assert "BTC" in await _halts(world)
+    policy = policy_from(world.settings)
+    alice, bob = await _staff(world), await _staff(world)
+    try:
+        await acknowledge(world.engine, currency="BTC", staff_id=alice, reason="checked", override=False,
+                          policy=policy)  # fmt: skip
+        raise AssertionError("resumed without clean runs")
+    except ResumeRefused:
+        pass
+    await world.control("binance", "POST", "/_control/balances", json={"BTC": str(raw)})  # found and fixed
+    for _ in range(policy.clean_runs_to_resume):
+        assert (await world.reconcile()).status("BTC") is RunStatus.MATCHED
+    assert not await acknowledge(
+        world.engine, currency="BTC", staff_id=alice, reason="venue restored", override=False, policy=policy
+    )
+    try:
+        await acknowledge(world.engine, currency="BTC", staff_id=alice, reason="again", override=False,
+                          policy=policy)  # fmt: skip
+        raise AssertionError("one person acknowledged twice")
+    except ResumeRefused:
+        pass
+    assert "BTC" in await _halts(world)
+    assert await acknowledge(
+        world.engine, currency="BTC", staff_id=bob, reason="second check", override=False, policy=policy
+    )
+    assert await _halts(world) == {}

@@ -168,6 +168,35 @@ def approval_token(url: str, email: str, withdrawal_id: str, action: str, code: 
     return asyncio.run(run())
 
 
+def reconcile_now() -> str:
+    """Start a ReconciliationWorkflow on the ops queue (a worker must be running) and wait for it."""
+    import asyncio
+    import uuid
+
+    from models.reconciliation import ReconcileInput
+    from temporal import task_queues
+    from temporal.client import connect
+    from workflows.reconciliation import ReconciliationWorkflow, reconciliation_workflow_id
+
+    async def run() -> str:
+        client = await connect(get_settings())
+        run_id = uuid.uuid4()
+        result = await client.execute_workflow(
+            ReconciliationWorkflow.run,
+            ReconcileInput(run_id=run_id, trigger="cli"),
+            id=reconciliation_workflow_id(run_id),
+            task_queue=task_queues.OPS,
+        )
+        lines = [f"run {result.run_id} cut-off {result.cut_off.isoformat()}"]
+        for c in result.currencies:
+            lines.append(
+                f"{c.currency}: {c.status.value} drift={c.discrepancy} {'; '.join(c.reasons)}".rstrip()
+            )
+        return "\n".join(lines)
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -204,7 +233,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--totp", help="the current code from your authenticator; default: prompt")
     p.add_argument("--reason", default="", help="resolve_*: the reason you will send with the resolution")
 
+    sub.add_parser("reconcile", help="run a reconciliation now and print each currency's result")
+
     args = parser.parse_args(argv)
+    if args.command == "reconcile":
+        print(reconcile_now())
+        return
     if args.command == "approval-token":
         code = args.totp or getpass.getpass("TOTP code: ")
         print(approval_token(_database_url(), args.email, args.withdrawal_id, args.action, code, args.reason))

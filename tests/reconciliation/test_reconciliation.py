@@ -137,3 +137,36 @@ async def test_resume_needs_clean_runs_and_two_different_staff(world: World) -> 
         world.engine, currency="BTC", staff_id=bob, reason="second check", override=False, policy=policy
     )
     assert await _halts(world) == {}
+
+
+async def test_history_replays_and_schedule_is_created_then_updated(world: World) -> None:
+    from temporalio.client import ScheduleOverlapPolicy
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Replayer
+
+    from workflows.reconciliation import (
+        ReconciliationWorkflow,
+        ensure_reconciliation_schedule,
+        reconciliation_workflow_id,
+    )
+
+    result = await world.reconcile()
+    history = await world.client.get_workflow_handle(
+        reconciliation_workflow_id(result.run_id)
+    ).fetch_history()
+    await Replayer(
+        workflows=[ReconciliationWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(history)
+    s = world.settings.model_copy(update={"reconciliation_interval_minutes": 15})
+    created = await ensure_reconciliation_schedule(world.client, s)
+    handle = world.client.get_schedule_handle("ops-reconciliation")
+    try:
+        again = await ensure_reconciliation_schedule(
+            world.client, s.model_copy(update={"reconciliation_interval_minutes": 5})
+        )
+        assert created is True and again is False
+        desc = await handle.describe()
+        assert desc.schedule.policy.overlap is ScheduleOverlapPolicy.SKIP
+        assert desc.schedule.spec.intervals[0].every.total_seconds() == 300
+    finally:
+        await handle.delete()

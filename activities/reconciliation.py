@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
@@ -18,6 +19,7 @@ from temporalio import activity
 from config import Settings
 from models.assets import CRYPTO, SCALES
 from models.reconciliation import (
+    ChainRead,
     CutOff,
     FillsAndFlight,
     FillsRead,
@@ -29,6 +31,7 @@ from models.reconciliation import (
     SourceRead,
 )
 from providers.bank import BankClient, account_balance
+from providers.chain.readers import ChainReader, build_readers, chain_urls
 from providers.exchanges.base import ExecutionAdapter
 from providers.exchanges.ccxt_adapter import CcxtAdapter
 from services import reconciliation as recon
@@ -56,11 +59,19 @@ class ReconciliationActivities:
         settings: Settings,
         bank: Callable[[], BankClient],
         adapters: Callable[[], Mapping[str, ExecutionAdapter]],
+        chains: Callable[[], Mapping[str, ChainReader]] | None = None,
     ) -> None:
         self._engine = engine
         self._settings = settings
         self._bank = bank
         self._adapters = adapters
+        self._chains = chains or self._default_chains
+        self._built_chains: Mapping[str, ChainReader] | None = None
+
+    def _default_chains(self) -> Mapping[str, ChainReader]:
+        if self._built_chains is None:
+            self._built_chains = build_readers(chain_urls(self._settings))
+        return self._built_chains
 
     @activity.defn(name="recon.cut_off")
     async def cut_off(self, data: ReconcileInput) -> CutOff:
@@ -71,7 +82,7 @@ class ReconciliationActivities:
             run_id=data.run_id,
             cut_off=datetime.now(UTC),
             venues=sorted(self._adapters()),
-            bank=bool(self._settings.bank_url),
+            bank=True,
             since=since,
         )
 
@@ -139,6 +150,34 @@ class ReconciliationActivities:
             self._engine, trades=trades, venues=venues, cut_off=c.cut_off, in_flight_orders=flying
         )
         return FillsAndFlight(fills=fills, in_flight=flight)
+
+    @activity.defn(name="recon.check_chain")
+    async def check_chain(self, c: CutOff) -> ChainRead:
+        """Every completed crypto withdrawal on-chain with its amount and destination; every credited crypto
+        deposit with its transaction and enough confirmations. A node that can't be asked is ERROR."""
+        readers = self._chains()
+        since = (c.since or c.cut_off - timedelta(days=1)) - timedelta(days=1)
+        items = await recon.chain_items(self._engine, since=since, currencies=sorted(readers))
+        out = ChainRead()
+        try:
+            for item in items:
+                if not item.txid:
+                    problem: dict[str, Any] | None = {
+                        "kind": item.kind, "id": item.id, "currency": item.currency, "problem": "no txid"
+                    }  # fmt: skip
+                else:
+                    tx = await readers[item.currency].transaction(item.txid)
+                    found = None if tx is None else (tx.to, tx.amount, tx.confirmations)
+                    problem = recon.judge_chain_item(item, found, self._settings.crypto_deposit_confirmations)
+                out.checked += 1
+                if problem is not None:
+                    (out.missing_withdrawals if item.kind == "withdrawal" else out.missing_deposits).append(
+                        problem
+                    )
+        except Exception as e:
+            log.warning("reconciliation: chain unreadable: %s", type(e).__name__)
+            return ChainRead(error=_why(e), checked=out.checked)
+        return out
 
     @activity.defn(name="recon.record")
     async def record(self, data: RecordInput) -> RunResult:

@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     )
     reconciliation_clean_runs_to_resume: int = Field(default=2, ge=1)
     reconciliation_error_runs_to_alert: int = Field(default=3, ge=1)
+    # Chain nodes reconciliation reads (empty: the sandbox chain outside production): Esplora for BTC,
+    # Ethereum JSON-RPC for ETH and BNB.
+    chain_btc_url: str = ""
+    chain_eth_url: str = ""
+    chain_bnb_url: str = ""
 
     @property
     def is_production(self) -> bool:

@@ -37,7 +37,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from models.assets import SCALES
+from models.assets import CRYPTO, SCALES
 from models.market import split_symbol
 from models.reconciliation import (
     CurrencyOutcome,
@@ -346,6 +346,68 @@ async def match_fills(
     return out
 
 
+# --- the chain -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChainItem:
+    """A transaction our books say happened on a chain: a completed withdrawal or a credited deposit."""
+
+    kind: str  # "withdrawal" | "deposit"
+    id: str
+    currency: str
+    txid: str
+    address: str
+    amount: Decimal
+
+
+async def chain_items(engine: AsyncEngine, *, since: datetime, currencies: Iterable[str]) -> list[ChainItem]:
+    """Completed crypto withdrawals and credited crypto deposits since `since`, to look up on-chain."""
+    wanted = list(currencies)
+    async with engine.connect() as conn:
+        ws = (
+            await conn.execute(
+                text(
+                    "SELECT id, currency, tx_hash, destination_address, amount FROM withdrawals "
+                    "WHERE status = 'COMPLETED' AND currency = ANY(CAST(:c AS text[])) AND completed_at >= :s"
+                ),
+                {"c": wanted, "s": since},
+            )
+        ).all()
+        ds = (
+            await conn.execute(
+                text(
+                    "SELECT id, currency, provider_tx_id, details->>'address', amount FROM deposits "
+                    "WHERE payment_method = 'CRYPTO' AND status IN ('CONFIRMED', 'SUSPENSE') "
+                    "AND currency = ANY(CAST(:c AS text[])) AND created_at >= :s"
+                ),
+                {"c": wanted, "s": since},
+            )
+        ).all()
+    return [ChainItem("withdrawal", str(r[0]), r[1], r[2] or "", r[3] or "", r[4]) for r in ws] + [
+        ChainItem("deposit", str(r[0]), r[1], r[2] or "", r[3] or "", r[4]) for r in ds
+    ]
+
+
+def judge_chain_item(
+    item: ChainItem, found: tuple[str, Decimal, int] | None, min_confirmations: int
+) -> dict[str, Any] | None:
+    """None when the chain agrees with our books; else what is wrong, for the run's details.
+
+    `found` is (destination, amount, confirmations) as the chain reports the transaction, None if absent."""
+    base = {"kind": item.kind, "id": item.id, "currency": item.currency, "txid": item.txid}
+    if found is None:
+        return {**base, "problem": "absent on-chain"}
+    to, amount, confirmations = found
+    if to.lower() != item.address.lower() and item.address:
+        return {**base, "problem": "different destination", "on_chain_to": to}
+    if amount != item.amount:
+        return {**base, "problem": "different amount", "on_chain_amount": str(amount)}
+    if item.kind == "deposit" and confirmations < min_confirmations:
+        return {**base, "problem": f"{confirmations} confirmation(s), {min_confirmations} needed"}
+    return None
+
+
 # --- assessing and recording a run ------------------------------------------------------------------
 
 
@@ -374,15 +436,16 @@ def assess(data: RecordInput, policy: Policy) -> list[CurrencyOutcome]:
         if ledger is not None:
             drift = provider - ledger - flight
         halt = False
-        if failed_sources or data.ledger is None or fills_failed or data.chain.error:
+        chain_failed = bool(data.chain.error) and cur in CRYPTO
+        if failed_sources or data.ledger is None or fills_failed or chain_failed:
             status = RunStatus.ERROR
             reasons += [f"source {s} unreadable" for s in failed_sources]
             if data.ledger is None:
                 reasons.append("ledger unreadable")
             if fills_failed:
                 reasons.append("venue trades unreadable")
-            if data.chain.error:
-                reasons.append("chain unreadable")
+            if chain_failed:
+                reasons.append(f"chain unreadable: {data.chain.error}")
         elif drift is not None and abs(drift) > policy.tolerances.get(cur, ZERO):
             status = RunStatus.DISCREPANCY
             halt = True

@@ -148,6 +148,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 recon.read_bank,
                 recon.read_ledger,
                 recon.read_fills,
+                recon.check_chain,
                 recon.record,
             ],
         ),

@@ -102,6 +102,14 @@ class ReconciliationWorkflow:
                 retry_policy=READ_RETRY,
             )
         )
+        chain = asyncio.ensure_future(
+            workflow.execute_activity_method(
+                ReconciliationActivities.check_chain,
+                cut,
+                start_to_close_timeout=READ_TIMEOUT,
+                retry_policy=READ_RETRY,
+            )
+        )
         sources = list(await asyncio.gather(*reads))
         ledger_error: str | None = None
         try:
@@ -120,6 +128,7 @@ class ReconciliationWorkflow:
                 ledger_error=ledger_error,
                 in_flight=fills_read.in_flight,
                 fills=fills_read.fills,
+                chain=await chain,
             ),
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Offsets from SANDBOX_PORT for each local stand-in of the outside world (one port each, because
 # ccxt's Kraken signs the URL path and needs a venue at the root).
-SANDBOX_OFFSETS = {"binance": 0, "kraken": 1, "otc": 2, "bank": 3, "mail": 4}
+SANDBOX_OFFSETS = {"binance": 0, "kraken": 1, "otc": 2, "bank": 3, "mail": 4, "chain": 5}
 
 
 def local_dir(settings: Settings) -> Path:

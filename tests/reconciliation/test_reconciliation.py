@@ -170,3 +170,54 @@ async def test_history_replays_and_schedule_is_created_then_updated(world: World
         assert desc.schedule.spec.intervals[0].every.total_seconds() == 300
     finally:
         await handle.delete()
+
+
+async def test_an_order_in_flight_is_explained_not_flagged(world: World) -> None:
+    """Filled at the venue, not yet settled by its saga: listed by id, subtracted, no halt."""
+    user = await world.customer()
+    order_id = uuid.uuid4()
+    cid = f"o{order_id.hex[:16]}"
+    placed = await world.adapters["kraken"].place_order(
+        PlaceOrderRequest(
+            symbol="ETH-GBP", side=Side.BUY, type=OrderType.MARKET, amount=Decimal("0.5"), client_order_id=cid
+        )
+    )
+    async with world.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO orders (id, user_id, symbol, side, type, amount, status, routed_to_provider, "
+                "provider_order_id) VALUES (:id, :u, 'ETH-GBP', 'BUY', 'MARKET', 0.5, 'ROUTED', 'kraken', :po)"
+            ),
+            {"id": order_id, "u": user, "po": placed.provider_order_id},
+        )
+    result = await world.reconcile()
+    eth = next(c for c in result.currencies if c.currency == "ETH")
+    gbp = next(c for c in result.currencies if c.currency == "GBP")
+    assert eth.status is RunStatus.MATCHED and gbp.status is RunStatus.MATCHED, result.currencies
+    assert eth.in_flight == Decimal("0.5") and gbp.in_flight < 0
+    async with world.engine.connect() as conn:
+        details = (
+            await conn.execute(
+                text("SELECT details FROM reconciliation_runs WHERE run_id = :r AND currency = 'ETH'"),
+                {"r": result.run_id},
+            )
+        ).scalar_one()
+    assert [i["id"] for i in details["in_flight_items"] if i["kind"] == "order"] == [str(order_id)]
+    assert details["unmatched_fills"] == []
+    assert await _halts(world) == {}
+
+
+async def test_a_source_in_error_for_several_runs_alerts_without_halting(world: World) -> None:
+    await world.control("binance", "POST", "/_control/faults", json={"kind": "maintenance"})
+    for _ in range(world.settings.reconciliation_error_runs_to_alert):
+        assert (await world.reconcile()).status("BTC") is RunStatus.ERROR
+    async with world.engine.connect() as conn:
+        alerts = (
+            await conn.execute(
+                text(
+                    "SELECT target_id FROM audit_log WHERE action = 'reconciliation.source_error' ORDER BY 1"
+                )
+            )
+        ).all()
+    assert {r[0] for r in alerts} == {"GBP", "BTC", "ETH", "BNB"}
+    assert await _halts(world) == {}

@@ -186,7 +186,8 @@ async def test_an_order_in_flight_is_explained_not_flagged(world: World) -> None
         await conn.execute(
             text(
                 "INSERT INTO orders (id, user_id, symbol, side, type, amount, status, routed_to_provider, "
-                "provider_order_id) VALUES (:id, :u, 'ETH-GBP', 'BUY', 'MARKET', 0.5, 'ROUTED', 'kraken', :po)"
+                "provider_order_id) VALUES (:id, :u, 'ETH-GBP', 'BUY', 'MARKET', 0.5, 'ROUTED', 'kraken', "
+                ":po)"
             ),
             {"id": order_id, "u": user, "po": placed.provider_order_id},
         )

@@ -61,6 +61,7 @@ class World:
     urls: dict[str, str]
     adapters: dict[str, ExecutionAdapter]
     apps: dict[str, Any]
+    bank: BankClient
 
     async def reconcile(self) -> RunResult:
         run_id = uuid.uuid4()
@@ -243,7 +244,7 @@ async def world(
     try:
         yield World(
             settings=s, engine=engine, ledger=ledger, client=temporal_client, task_queue=task_queue,
-            urls=urls, adapters=adapters, apps=venues.apps,
+            urls=urls, adapters=adapters, apps=venues.apps, bank=bank,
         )  # fmt: skip
     finally:
         await worker.shutdown()

@@ -13,7 +13,7 @@ from api import auth_deps, errors
 from api.deps import TemporalHandle
 from api.middleware import RequestLogMiddleware
 from api.ratelimit import RateLimitMiddleware, RateLimits, SlidingWindowLimiter
-from api.routes import accounts, admin, auth, health, market, orders, payments, reconciliation, ws
+from api.routes import accounts, admin, auth, health, market, orders, payments, proof, reconciliation, ws
 from config import Settings, get_settings
 from models.database import async_engine, session_factory
 from providers.email import EmailSender
@@ -68,6 +68,7 @@ def create_app(
     app.include_router(payments.router, prefix="/api/v1")
     app.include_router(admin.router, prefix="/api/v1")
     app.include_router(reconciliation.router, prefix="/api/v1")
+    app.include_router(proof.router, prefix="/api/v1")
     app.include_router(orders.router, prefix="/api/v1")
     app.include_router(accounts.router, prefix="/api/v1")
     app.include_router(market.router, prefix="/api/v1")

@@ -585,7 +585,11 @@ async def _breaker(conn: AsyncConnection, run_id: uuid.UUID, o: CurrencyOutcome,
             {"c": o.currency},
         )
         return
-    # ERROR: neither clean nor a reason to halt; alert when it has lasted several runs.
+    # ERROR: neither clean nor a reason to halt (it breaks a halted currency's run of clean runs); alert
+    # when it has lasted several runs.
+    await conn.execute(
+        text("UPDATE reconciliation_halts SET clean_runs = 0 WHERE currency = :c"), {"c": o.currency}
+    )
     recent = (
         await conn.execute(
             text(

@@ -117,3 +117,15 @@ async def test_staff_api_lists_runs_and_needs_two_staff_with_totp_to_resume(worl
             ).all()
         }
     assert {"reconciliation.halt", "reconciliation.resume_ack", "reconciliation.resume"} <= actions
+
+
+async def test_proof_of_liabilities_routes(world: World, api: str) -> None:
+    token, _ = await _user(world, api, [])
+    async with httpx.AsyncClient(base_url=api, timeout=30) as c:
+        published = await c.get("/api/v1/proof-of-liabilities/BTC")
+        assert published.status_code == 200
+        assert set(published.json()) == {"currency", "cut_off", "root", "total", "leaves"}
+        assert (await c.get("/api/v1/proof-of-liabilities/XYZ")).status_code == 404
+        assert (await c.get("/api/v1/accounts/proof/BTC")).status_code == 401
+        # A customer who joined after today's cut-off is not in today's tree.
+        assert (await c.get("/api/v1/accounts/proof/BTC", headers=_h(token))).status_code == 404

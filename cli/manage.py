@@ -87,6 +87,16 @@ def set_withdrawal_halt(url: str, currency: str, reason: str | None) -> bool:
             if reason is not None:
                 await payments.set_halt(engine, currency, reason, None, "cli")
                 return True
+            from sqlalchemy import text
+
+            async with engine.connect() as conn:
+                by_recon = (
+                    await conn.execute(
+                        text("SELECT 1 FROM reconciliation_halts WHERE currency = :c"), {"c": currency}
+                    )
+                ).first()
+            if by_recon is not None:
+                sys.exit(f"{currency} was halted by reconciliation: two staff must acknowledge (admin API)")
             return await payments.lift_halt(engine, currency, None, "cli")
         finally:
             await engine.dispose()

@@ -114,6 +114,10 @@ async def test_resume_needs_clean_runs_and_two_different_staff(world: World) -> 
     assert "BTC" in await _halts(world)
     policy = policy_from(world.settings)
     alice, bob = await _staff(world), await _staff(world)
+    from services import payments
+
+    assert not await payments.lift_halt(world.engine, "BTC", alice, "staff")  # one person cannot lift it
+    assert "BTC" in await _halts(world)
     try:
         await acknowledge(world.engine, currency="BTC", staff_id=alice, reason="checked", override=False,
                           policy=policy)  # fmt: skip

@@ -103,11 +103,13 @@ async def ledger_at(engine: AsyncEngine, cut_off: datetime) -> LedgerRead:
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
+                # One pass over the entries summed per account, then the (few) accounts joined: the cost
+                # of reading the books once, not of a join per entry.
                 text(
-                    "SELECT a.kind, CASE WHEN a.kind = 'house' THEN a.code END, e.currency, sum(e.amount) "
-                    "FROM ledger_entries e JOIN accounts a ON a.id = e.account_id "
-                    "WHERE e.created_at <= :cut AND (a.kind = 'customer' OR a.code = :bank "
-                    "OR a.code LIKE 'provider:%') "
+                    "SELECT a.kind, CASE WHEN a.kind = 'house' THEN a.code END, a.currency, sum(t.total) "
+                    "FROM (SELECT account_id, sum(amount) AS total FROM ledger_entries "
+                    "WHERE created_at <= :cut GROUP BY account_id) t JOIN accounts a ON a.id = t.account_id "
+                    "WHERE a.kind = 'customer' OR a.code = :bank OR a.code LIKE 'provider:%' "
                     "GROUP BY 1, 2, 3"
                 ),
                 {"cut": cut_off, "bank": HouseAccount.BANK_CASH},
@@ -233,9 +235,9 @@ async def _fills_by_order(
     rows = (
         await conn.execute(
             text(
-                "SELECT provider, provider_order_id, amount, id FROM provider_fills "
-                "WHERE (provider, provider_order_id) IN (SELECT * FROM unnest(CAST(:p AS text[]), "
-                "CAST(:o AS text[])))"
+                "SELECT f.provider, f.provider_order_id, f.amount, f.id FROM provider_fills f "
+                "JOIN unnest(CAST(:p AS text[]), CAST(:o AS text[])) AS k(p, o) "
+                "ON f.provider = k.p AND f.provider_order_id = k.o"
             ),
             {"p": [k[0] for k in keys], "o": [k[1] for k in keys]},
         )
@@ -252,13 +254,12 @@ async def _live_orders(conn: AsyncConnection, keys: set[tuple[str, str]]) -> dic
             text(
                 "SELECT routed_to_provider, provider_order_id, id FROM orders "
                 "WHERE status NOT IN ('FILLED', 'PARTIALLY_FILLED', 'CANCELLED', 'EXPIRED', 'REJECTED', "
-                "'FAILED') AND (routed_to_provider, provider_order_id) IN "
-                "(SELECT * FROM unnest(CAST(:p AS text[]), CAST(:o AS text[])))"
+                "'FAILED') AND provider_order_id IS NOT NULL"
             ),
             {"p": [k[0] for k in keys], "o": [k[1] for k in keys]},
         )
     ).all()
-    return {(r[0], r[1]): r[2] for r in rows}
+    return {(r[0], r[1]): r[2] for r in rows if (r[0], r[1]) in keys}
 
 
 # --- fills ------------------------------------------------------------------------------------------
@@ -285,12 +286,17 @@ async def match_fills(
     async with engine.begin() as conn:
         rows = (
             await conn.execute(
+                # The rows the venue trades name (by the unique key) and every unreconciled row before
+                # the cut-off (by the reconciled index): two index paths, not one scan with an OR.
                 text(
+                    "SELECT f.id, f.provider, f.provider_order_id, f.amount, f.quote_amount, f.reconciled "
+                    "FROM provider_fills f JOIN unnest(CAST(:p AS text[]), CAST(:o AS text[])) AS k(p, o) "
+                    "ON f.provider = k.p AND f.provider_order_id = k.o "
+                    "WHERE f.provider = ANY(CAST(:v AS text[])) AND f.executed_at <= :cut "
+                    "UNION "
                     "SELECT id, provider, provider_order_id, amount, quote_amount, reconciled "
-                    "FROM provider_fills "
-                    "WHERE provider = ANY(CAST(:v AS text[])) AND (NOT reconciled OR "
-                    "(provider, provider_order_id) IN (SELECT * FROM unnest(CAST(:p AS text[]), "
-                    "CAST(:o AS text[])))) AND executed_at <= :cut"
+                    "FROM provider_fills WHERE NOT reconciled AND executed_at <= :cut "
+                    "AND provider = ANY(CAST(:v AS text[]))"
                 ),
                 {
                     "v": venues,

@@ -92,6 +92,13 @@ async def _setup(url: str) -> list[recon.VenueTrade]:
             ),
             {"n": FILLS},
         )
+        # Balances as the ledger keeps them: the sum of each account's entries.
+        await conn.execute(
+            text(
+                "UPDATE accounts a SET balance = t.s, available_balance = t.s FROM (SELECT account_id, "
+                "sum(amount) AS s FROM ledger_entries GROUP BY 1) t WHERE a.id = t.account_id"
+            )
+        )
         await conn.execute(text("ANALYZE"))
     await engine.dispose()
     return [

@@ -54,6 +54,7 @@ from services.payments import audit
 log = logging.getLogger("reconciliation")
 ZERO = Decimal(0)
 BANK_SOURCE = "bank"
+QUOTE_TOLERANCE = Decimal("0.01")  # a venue's quote amount vs ours: rounding of the average price
 CAPITAL = "treasury:capital"  # the house's own money: the other side of a float funding
 
 
@@ -280,78 +281,79 @@ async def match_fills(
 
     A venue order matches when its trades add up to the row's amount and quote amount. Venue trades no
     row explains (and not of an order in flight) and unreconciled rows executed before the cut-off that no
-    venue trade explains are listed by id.
+    venue trade explains are listed by id. The matching runs in the database (one statement finds the
+    problems, one marks the matches), so its cost grows with the fills, not with Python round trips.
     """
     out = FillsRead(venues_read=list(venues))
     by_order: dict[tuple[str, str], list[VenueTrade]] = defaultdict(list)
     for t in trades:
         by_order[(t.venue, t.order_id)].append(t)
+    keys = list(by_order)
+    params = {
+        "p": [k[0] for k in keys],
+        "o": [k[1] for k in keys],
+        "a": [str(sum((t.amount for t in by_order[k]), ZERO)) for k in keys],
+        "c": [str(sum((t.cost for t in by_order[k]), ZERO)) for k in keys],
+        "v": venues,
+        "cut": cut_off,
+        "tol": QUOTE_TOLERANCE,
+    }
+    venue_keys = (
+        "WITH k AS (SELECT * FROM unnest(CAST(:p AS text[]), CAST(:o AS text[]), CAST(:a AS numeric[]), "
+        "CAST(:c AS numeric[])) AS k(p, o, a, c)) "
+    )
+    same = "f.amount = k.a AND (f.quote_amount = 0 OR abs(f.quote_amount - k.c) <= :tol)"
     async with engine.begin() as conn:
-        rows = (
+        problems = (
             await conn.execute(
-                # The rows the venue trades name (by the unique key) and every unreconciled row before
-                # the cut-off (by the reconciled index): two index paths, not one scan with an OR.
                 text(
-                    "SELECT f.id, f.provider, f.provider_order_id, f.amount, f.quote_amount, f.reconciled "
-                    "FROM provider_fills f JOIN unnest(CAST(:p AS text[]), CAST(:o AS text[])) AS k(p, o) "
-                    "ON f.provider = k.p AND f.provider_order_id = k.o "
-                    "WHERE f.provider = ANY(CAST(:v AS text[])) AND f.executed_at <= :cut "
-                    "UNION "
-                    "SELECT id, provider, provider_order_id, amount, quote_amount, reconciled "
-                    "FROM provider_fills WHERE NOT reconciled AND executed_at <= :cut "
-                    "AND provider = ANY(CAST(:v AS text[]))"
+                    venue_keys
+                    + "SELECT 'venue', k.p, k.o, k.a, f.amount, f.id FROM k LEFT JOIN provider_fills f "
+                    f"ON f.provider = k.p AND f.provider_order_id = k.o WHERE f.id IS NULL OR NOT ({same}) "
+                    "UNION ALL SELECT 'ours', f.provider, f.provider_order_id, NULL, f.amount, f.id "
+                    "FROM provider_fills f WHERE NOT f.reconciled AND f.executed_at <= :cut "
+                    "AND f.provider = ANY(CAST(:v AS text[])) AND NOT EXISTS "
+                    "(SELECT 1 FROM k WHERE k.p = f.provider AND k.o = f.provider_order_id)"
                 ),
-                {
-                    "v": venues,
-                    "p": [k[0] for k in by_order],
-                    "o": [k[1] for k in by_order],
-                    "cut": cut_off,
-                },
+                params,
             )
         ).all()
-        ours = {(r[1], r[2]): r for r in rows}
-        matched_ids: list[uuid.UUID] = []
-        for key, ts in by_order.items():
-            row = ours.pop(key, None)
-            amount = sum((t.amount for t in ts), ZERO)
-            cost = sum((t.cost for t in ts), ZERO)
-            if row is None:
-                if key[1] in in_flight_orders:
-                    continue
-                out.unmatched_venue.append(
-                    {"venue": key[0], "venue_order_id": key[1], "trade_ids": [t.trade_id for t in ts],
-                     "symbol": ts[0].symbol, "side": ts[0].side, "amount": str(amount)}
-                )  # fmt: skip
-                continue
-            quote_ok = abs(row[4] - cost) <= Decimal("0.01") or row[4] == 0
-            if row[3] == amount and quote_ok:
-                if not row[5]:
-                    matched_ids.append(row[0])
-                out.matched += 1
-            elif row[3] < amount and key[1] in in_flight_orders:
-                continue  # the rest is in flight, booked when its order settles
-            else:
-                out.unmatched_venue.append(
-                    {"venue": key[0], "venue_order_id": key[1], "trade_ids": [t.trade_id for t in ts],
-                     "amount": str(amount), "booked": str(row[3]), "provider_fill_id": str(row[0])}
-                )  # fmt: skip
-        for row in ours.values():
-            out.unmatched_ours.append(
-                {
-                    "provider_fill_id": str(row[0]),
-                    "venue": row[1],
-                    "venue_order_id": row[2],
-                    "amount": str(row[3]),
-                }
-            )
-        if matched_ids:
+        matched = (
             await conn.execute(
                 text(
-                    "UPDATE provider_fills SET reconciled = true, reconciled_at = now() "
-                    "WHERE id = ANY(CAST(:ids AS uuid[])) AND NOT reconciled"
+                    venue_keys + "SELECT count(*) FROM k JOIN provider_fills f ON f.provider = k.p "
+                    f"AND f.provider_order_id = k.o WHERE {same}"
                 ),
-                {"ids": matched_ids},
+                params,
             )
+        ).scalar_one()
+        await conn.execute(
+            text(
+                venue_keys + "UPDATE provider_fills f SET reconciled = true, reconciled_at = now() FROM k "
+                f"WHERE f.provider = k.p AND f.provider_order_id = k.o AND NOT f.reconciled AND {same}"
+            ),
+            params,
+        )
+    out.matched = int(matched)
+    for side, venue, order_id, venue_amount, booked, fill_id in problems:
+        if side == "ours":
+            out.unmatched_ours.append(
+                {
+                    "provider_fill_id": str(fill_id),
+                    "venue": venue,
+                    "venue_order_id": order_id,
+                    "amount": str(booked),
+                }
+            )
+            continue
+        if order_id in in_flight_orders and (booked is None or booked < venue_amount):
+            continue  # the rest is in flight, booked when its order settles
+        ts = by_order[(venue, order_id)]
+        item = {"venue": venue, "venue_order_id": order_id, "trade_ids": [t.trade_id for t in ts],
+                "symbol": ts[0].symbol, "side": ts[0].side, "amount": str(venue_amount)}  # fmt: skip
+        if fill_id is not None:
+            item.update({"booked": str(booked), "provider_fill_id": str(fill_id)})
+        out.unmatched_venue.append(item)
     return out
 
 

@@ -318,15 +318,6 @@ async def match_fills(
                 params,
             )
         ).all()
-        matched = (
-            await conn.execute(
-                text(
-                    venue_keys + "SELECT count(*) FROM k JOIN provider_fills f ON f.provider = k.p "
-                    f"AND f.provider_order_id = k.o WHERE {same}"
-                ),
-                params,
-            )
-        ).scalar_one()
         await conn.execute(
             text(
                 venue_keys + "UPDATE provider_fills f SET reconciled = true, reconciled_at = now() FROM k "
@@ -334,7 +325,7 @@ async def match_fills(
             ),
             params,
         )
-    out.matched = int(matched)
+    out.matched = len(keys) - sum(1 for p in problems if p[0] == "venue")  # every other venue order matched
     for side, venue, order_id, venue_amount, booked, fill_id in problems:
         if side == "ours":
             out.unmatched_ours.append(

@@ -83,6 +83,7 @@ class ReconciliationActivities:
             cut_off=datetime.now(UTC),
             venues=sorted(self._adapters()),
             bank=True,
+            wallets=bool(self._settings.hot_wallets),
             since=since,
         )
 
@@ -110,6 +111,19 @@ class ReconciliationActivities:
             log.warning("reconciliation: bank balance unreadable: %s", type(e).__name__)
             return SourceRead(source=recon.BANK_SOURCE, error=_why(e))
         return SourceRead(source=recon.BANK_SOURCE, balances={"GBP": balance})
+
+    @activity.defn(name="recon.read_wallets")
+    async def read_wallets(self, q: SourceQuery) -> SourceRead:
+        """Our self-custody hot wallets' balances on-chain (Esplora address stats, `eth_getBalance`)."""
+        readers = self._chains()
+        out: dict[str, Decimal] = {}
+        try:
+            for currency, address in sorted(self._settings.hot_wallets.items()):
+                out[currency] = await readers[currency].balance(address)
+        except Exception as e:
+            log.warning("reconciliation: hot wallet balance unreadable: %s", type(e).__name__)
+            return SourceRead(source=recon.WALLET_SOURCE, error=_why(e))
+        return SourceRead(source=recon.WALLET_SOURCE, balances=out)
 
     @activity.defn(name="recon.read_ledger")
     async def read_ledger(self, c: CutOff) -> LedgerRead:

@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     chain_btc_url: str = ""
     chain_eth_url: str = ""
     chain_bnb_url: str = ""
+    # Self-custody hot wallets (seed Option B; none by default): currency -> address, balanced on-chain
+    # against the house account `wallet:hot`.
+    hot_wallets: dict[str, str] = Field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:

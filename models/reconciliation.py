@@ -75,6 +75,7 @@ class CutOff(BaseModel):
     cut_off: datetime
     venues: list[str] = PField(default_factory=list)
     bank: bool = True
+    wallets: bool = False  # self-custody hot wallets configured: read their on-chain balances
     since: datetime | None = None  # the previous run's cut-off: venue trades are read from there
 
 

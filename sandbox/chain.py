@@ -80,9 +80,10 @@ class Chain:
         return self.height - tx.block + 1
 
     def balance(self, address: str) -> tuple[Decimal, Decimal, int]:
-        funded = sum((t.amount for t in self.txs.values() if t.to == address), Decimal(0))
-        spent = sum((t.amount for t in self.txs.values() if t.sender == address), Decimal(0))
-        count = sum(1 for t in self.txs.values() if address in (t.to, t.sender))
+        a = address.lower()  # EVM addresses arrive checksummed (mixed case) or not
+        funded = sum((t.amount for t in self.txs.values() if t.to.lower() == a), Decimal(0))
+        spent = sum((t.amount for t in self.txs.values() if t.sender.lower() == a), Decimal(0))
+        count = sum(1 for t in self.txs.values() if a in (t.to.lower(), t.sender.lower()))
         return funded, spent, count
 
 

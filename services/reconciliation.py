@@ -54,6 +54,8 @@ from services.payments import audit
 log = logging.getLogger("reconciliation")
 ZERO = Decimal(0)
 BANK_SOURCE = "bank"
+WALLET_SOURCE = "wallet"  # our own hot wallets on-chain (self-custody), house account `wallet:hot`
+HOT_WALLET = "wallet:hot"
 QUOTE_TOLERANCE = Decimal("0.01")  # a venue's quote amount vs ours: rounding of the average price
 CAPITAL = "treasury:capital"  # the house's own money: the other side of a float funding
 
@@ -76,7 +78,9 @@ async def book_float_funding(
 ) -> None:
     """Book house money placed at a source (venue float, bank opening balance) against capital, so the
     books show what the source holds. Keyed by `funding_id`: booking twice posts once."""
-    code = HouseAccount.BANK_CASH if source == BANK_SOURCE else HouseAccount.provider(source)
+    code = {BANK_SOURCE: HouseAccount.BANK_CASH, WALLET_SOURCE: HOT_WALLET}.get(
+        source
+    ) or HouseAccount.provider(source)
     await ledger.post(
         Posting(
             reference_type="float_funding",
@@ -94,6 +98,8 @@ async def book_float_funding(
 def _source_of(code: str) -> str | None:
     if code == HouseAccount.BANK_CASH:
         return BANK_SOURCE
+    if code == HOT_WALLET:
+        return WALLET_SOURCE
     if code.startswith("provider:"):
         return code.removeprefix("provider:")
     return None
@@ -113,10 +119,11 @@ async def ledger_at(engine: AsyncEngine, cut_off: datetime) -> LedgerRead:
                     "SELECT a.kind, CASE WHEN a.kind = 'house' THEN a.code END, a.currency, "
                     "sum(a.balance - coalesce((SELECT sum(e.amount) FROM ledger_entries e "
                     "WHERE e.account_id = a.id AND e.created_at > :cut), 0)) "
-                    "FROM accounts a WHERE a.kind = 'customer' OR a.code = :bank OR a.code LIKE 'provider:%' "
+                    "FROM accounts a WHERE a.kind = 'customer' OR a.code IN (:bank, :wallet) "
+                    "OR a.code LIKE 'provider:%' "
                     "GROUP BY 1, 2, 3"
                 ),
-                {"cut": cut_off, "bank": HouseAccount.BANK_CASH},
+                {"cut": cut_off, "bank": HouseAccount.BANK_CASH, "wallet": HOT_WALLET},
             )
         ).all()
     out = LedgerRead()

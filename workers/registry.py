@@ -146,6 +146,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 recon.cut_off,
                 recon.read_venue,
                 recon.read_bank,
+                recon.read_wallets,
                 recon.read_ledger,
                 recon.read_fills,
                 recon.check_chain,

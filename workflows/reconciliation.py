@@ -86,6 +86,17 @@ class ReconciliationWorkflow:
                     )
                 )
             )
+        if cut.wallets:
+            reads.append(
+                asyncio.ensure_future(
+                    workflow.execute_activity_method(
+                        ReconciliationActivities.read_wallets,
+                        SourceQuery(source="wallet", cut_off=cut.cut_off),
+                        start_to_close_timeout=READ_TIMEOUT,
+                        retry_policy=READ_RETRY,
+                    )
+                )
+            )
         ledger = asyncio.ensure_future(
             workflow.execute_activity_method(
                 ReconciliationActivities.read_ledger,

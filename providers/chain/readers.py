@@ -33,6 +33,8 @@ class ChainUnreadable(Exception):
 class ChainReader(Protocol):
     async def transaction(self, txid: str) -> ChainTx | None: ...
 
+    async def balance(self, address: str) -> Decimal: ...
+
     async def close(self) -> None: ...
 
 
@@ -69,6 +71,14 @@ class EsploraReader:
             confirmations=confirmations,
         )
 
+    async def balance(self, address: str) -> Decimal:
+        """Confirmed funded minus spent outputs of the address (`/address/{addr}` chain_stats)."""
+        r = await self._get(f"/address/{address}")
+        if r.status_code >= 400:
+            raise ChainUnreadable(f"esplora answered {r.status_code} for the address")
+        stats = r.json()["chain_stats"]
+        return Decimal(int(stats["funded_txo_sum"]) - int(stats["spent_txo_sum"])) / SATS
+
     async def close(self) -> None:
         await self._http.aclose()
 
@@ -104,6 +114,14 @@ class EvmReader:
             amount=Decimal(int(tx.get("value", 0))) / WEI,
             confirmations=confirmations,
         )
+
+    async def balance(self, address: str) -> Decimal:
+        """`eth_getBalance` at the latest block, in ether (or BNB)."""
+        try:
+            wei = await self._w3.eth.get_balance(self._w3.to_checksum_address(address))
+        except Exception as e:
+            raise ChainUnreadable(f"rpc failed: {type(e).__name__}") from e
+        return Decimal(int(wei)) / WEI
 
     async def close(self) -> None:
         await self._w3.provider.disconnect()

@@ -232,7 +232,8 @@ async def world(
         task_queue=task_queue,
         workflows=[ReconciliationWorkflow, WithdrawalWorkflow],
         activities=[
-            acts.cut_off, acts.read_venue, acts.read_bank, acts.read_ledger, acts.read_fills,
+            acts.cut_off, acts.read_venue, acts.read_bank,
+            acts.read_wallets, acts.read_ledger, acts.read_fills,
             acts.check_chain, acts.record,
             pay.reserve_withdrawal, pay.discard_withdrawal, pay.mark_withdrawal,
             pay.withdrawal_needs_attention,

@@ -142,3 +142,27 @@ async def test_a_halted_currency_withdrawal_waits_held_and_completes_after_two_p
         world.engine, currency="ETH", staff_id=staff[1], reason="checked too", override=False, policy=policy
     )
     assert await _wait_status(world, wid, "COMPLETED") == "COMPLETED"
+
+
+async def test_a_self_custody_hot_wallet_is_balanced_on_chain(world: World) -> None:
+    from services.reconciliation import book_float_funding
+
+    wallet = "0x" + uuid.uuid4().hex + "1234abcd"
+    async with httpx.AsyncClient(base_url=world.urls["chain"], timeout=5) as c:
+        r = await c.post("/_control/tx", json={"asset": "ETH", "to": wallet, "amount": "5"})
+        assert r.status_code == 200
+    await book_float_funding(
+        world.ledger, source="wallet", currency="ETH", amount=Decimal(5), funding_id=uuid.uuid4()
+    )
+    world.settings.hot_wallets = {"ETH": wallet}  # the activities read this world's settings object
+    result = await world.reconcile()
+    assert result.status("ETH") is RunStatus.MATCHED, result.currencies
+    # Money leaves the hot wallet with nothing in our books: the drift is found and ETH halted.
+    async with httpx.AsyncClient(base_url=world.urls["chain"], timeout=5) as c:
+        r = await c.post(
+            "/_control/tx", json={"asset": "ETH", "from": wallet, "to": "0x" + "cd" * 20, "amount": "1"}
+        )
+        assert r.status_code == 200
+    result = await world.reconcile()
+    eth = next(c for c in result.currencies if c.currency == "ETH")
+    assert eth.status is RunStatus.DISCREPANCY and eth.discrepancy == Decimal(-1)

@@ -15,7 +15,19 @@ from api.deps import TemporalHandle
 from api.input_guard import ControlCharacterGuard
 from api.middleware import RequestLogMiddleware
 from api.ratelimit import RateLimitMiddleware, RateLimits, SlidingWindowLimiter
-from api.routes import accounts, admin, admin_orders, auth, health, market, orders, payments, ws
+from api.routes import (
+    accounts,
+    admin,
+    admin_orders,
+    auth,
+    health,
+    market,
+    orders,
+    payments,
+    proof,
+    reconciliation,
+    ws,
+)
 from config import Settings, get_settings, log_redaction
 from models import sealed
 from models.database import async_engine, session_factory
@@ -74,6 +86,8 @@ def create_app(
     app.include_router(payments.router, prefix="/api/v1")
     app.include_router(admin.router, prefix="/api/v1")
     app.include_router(admin_orders.router, prefix="/api/v1")
+    app.include_router(reconciliation.router, prefix="/api/v1")
+    app.include_router(proof.router, prefix="/api/v1")
     app.include_router(orders.router, prefix="/api/v1")
     app.include_router(accounts.router, prefix="/api/v1")
     app.include_router(market.router, prefix="/api/v1")

@@ -107,6 +107,16 @@ def set_withdrawal_halt(url: str, currency: str, reason: str | None) -> bool:
             if reason is not None:
                 await payments.set_halt(engine, currency, reason, None, "cli")
                 return True
+            from sqlalchemy import text
+
+            async with engine.connect() as conn:
+                by_recon = (
+                    await conn.execute(
+                        text("SELECT 1 FROM reconciliation_halts WHERE currency = :c"), {"c": currency}
+                    )
+                ).first()
+            if by_recon is not None:
+                sys.exit(f"{currency} was halted by reconciliation: two staff must acknowledge (admin API)")
             return await payments.lift_halt(engine, currency, None, "cli")
         finally:
             await engine.dispose()
@@ -243,6 +253,35 @@ def open_deposit_suspense(session: Session) -> list[tuple[str, ...]]:
     return [tuple(str(v) for v in r) for r in rows]
 
 
+def reconcile_now() -> str:
+    """Start a ReconciliationWorkflow on the ops queue (a worker must be running) and wait for it."""
+    import asyncio
+    import uuid
+
+    from models.reconciliation import ReconcileInput
+    from temporal import task_queues
+    from temporal.client import connect
+    from workflows.reconciliation import ReconciliationWorkflow, reconciliation_workflow_id
+
+    async def run() -> str:
+        client = await connect(get_settings())
+        run_id = uuid.uuid4()
+        result = await client.execute_workflow(
+            ReconciliationWorkflow.run,
+            ReconcileInput(run_id=run_id, trigger="cli"),
+            id=reconciliation_workflow_id(run_id),
+            task_queue=task_queues.OPS,
+        )
+        lines = [f"run {result.run_id} cut-off {result.cut_off.isoformat()}"]
+        for c in result.currencies:
+            lines.append(
+                f"{c.currency}: {c.status.value} drift={c.discrepancy} {'; '.join(c.reasons)}".rstrip()
+            )
+        return "\n".join(lines)
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -292,7 +331,12 @@ def main(argv: list[str] | None = None) -> None:
 
     sub.add_parser("rotate-totp-keys", help="re-encrypt TOTP seeds with the first TOTP_ENCRYPTION_KEYS key")
 
+    sub.add_parser("reconcile", help="run a reconciliation now and print each currency's result")
+
     args = parser.parse_args(argv)
+    if args.command == "reconcile":
+        print(reconcile_now())
+        return
     if args.command == "approval-token":
         code = args.totp or getpass.getpass("TOTP code: ")
         print(approval_token(_database_url(), args.email, args.withdrawal_id, args.action, code, args.reason))

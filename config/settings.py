@@ -227,6 +227,27 @@ class Settings(BaseSettings):
     screening_review_threshold: int = Field(default=80, ge=1, le=100)
     screening_freeze_threshold: int = Field(default=95, ge=1, le=100)
     screening_candidates_per_name: int = Field(default=40, ge=1)  # blocked listed names scored per customer
+    # Reconciliation (issue 20): every N minutes; drift beyond the asset's tolerance halts its withdrawals.
+    reconciliation_interval_minutes: float = 15
+    reconciliation_catchup_minutes: float = 60
+    reconciliation_tolerances: dict[str, Decimal] = Field(
+        default_factory=lambda: {
+            "GBP": Decimal("0.10"),
+            "BTC": Decimal("0.00001"),
+            "ETH": Decimal("0.0001"),
+            "BNB": Decimal("0.001"),
+        }
+    )
+    reconciliation_clean_runs_to_resume: int = Field(default=2, ge=1)
+    reconciliation_error_runs_to_alert: int = Field(default=3, ge=1)
+    # Chain nodes reconciliation reads (empty: the sandbox chain outside production): Esplora for BTC,
+    # Ethereum JSON-RPC for ETH and BNB.
+    chain_btc_url: str = ""
+    chain_eth_url: str = ""
+    chain_bnb_url: str = ""
+    # Self-custody hot wallets (seed Option B; none by default): currency -> address, balanced on-chain
+    # against the house account `wallet:hot`.
+    hot_wallets: dict[str, str] = Field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:

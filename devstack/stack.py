@@ -20,6 +20,7 @@ import httpx
 from api.main import uvicorn_args
 from config import Settings, get_settings
 from devstack import migrate as migrations
+from devstack.floats import align_sandbox_floats
 from devstack.ports import ensure_free, wait_for_port
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import Child, python_module
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Offsets from SANDBOX_PORT for each local stand-in of the outside world (one port each, because
 # ccxt's Kraken signs the URL path and needs a venue at the root).
-SANDBOX_OFFSETS = {"binance": 0, "kraken": 1, "otc": 2, "bank": 3, "mail": 4}
+SANDBOX_OFFSETS = {"binance": 0, "kraken": 1, "otc": 2, "bank": 3, "mail": 4, "chain": 5}
 
 
 def local_dir(settings: Settings) -> Path:
@@ -147,6 +148,9 @@ class Stack:
                 wait_for_port(int(url.rsplit(":", 1)[1]), 20)
                 shown[f"Sandbox {name}"] = url
             del sandbox
+            if not any((s.binance_url, s.kraken_url, s.otc_url, s.bank_url)):
+                booked = align_sandbox_floats(s, database_url)
+                shown["Opening floats"] = ", ".join(booked) or "the books agree with the sandboxes"
         worker = Child("worker", python_module("workers"), env=env, log_path=self.logs / "worker.log")
         self._start(worker, restart=True)
         shown["Worker"] = f"all task queues (log: {self.logs / 'worker.log'})"

@@ -20,6 +20,7 @@ from models.payments import (
     WithdrawalAddress,
     WithdrawalApproval,
 )
+from models.reconciliation import ReconciliationAck, ReconciliationHalt
 from models.screening import (
     ListUpdate,
     SanctionsCryptoAddress,
@@ -56,6 +57,8 @@ __all__ = [
     "Order",
     "PasswordHistory",
     "ProviderFill",
+    "ReconciliationAck",
+    "ReconciliationHalt",
     "ReconciliationRun",
     "SanctionsCryptoAddress",
     "SanctionsEntity",

@@ -50,7 +50,11 @@ class AmlCheck(SQLModel, table=True):
 
 class ReconciliationRun(SQLModel, table=True):
     __tablename__ = "reconciliation_runs"
-    __table_args__ = (Index("ix_reconciliation_runs_currency_created", "currency", "created_at"),)
+    __table_args__ = (
+        Index("ix_reconciliation_runs_currency_created", "currency", "created_at"),
+        Index("ix_reconciliation_runs_run_id", "run_id"),
+        Index("uq_reconciliation_runs_run_currency", "run_id", "currency", unique=True),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     currency: str = Field(max_length=10)
@@ -61,6 +65,11 @@ class ReconciliationRun(SQLModel, table=True):
     status: str | None = Field(default=None, max_length=20)
     details: dict[str, Any] | None = Field(default=None, sa_column=jsonb())
     created_at: datetime | None = Field(default=None, sa_column=timestamp())
+    # Migration 0015: the run (one row per currency per run), its cut-off and what explained the drift.
+    run_id: uuid.UUID | None = None
+    cut_off: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
+    in_flight: Decimal | None = Field(default=None, sa_column=money(nullable=True))
+    customer_liabilities: Decimal | None = Field(default=None, sa_column=money(nullable=True))
 
 
 class AuditLog(SQLModel, table=True):

@@ -185,3 +185,14 @@ def _payout(body: dict[str, Any]) -> BankPayout:
         status=str(body.get("status") or "pending"),
         reason=str(body.get("reason") or ""),
     )
+
+
+async def account_balance(client: BankClient) -> Decimal:
+    """The safeguarding account's available balance (`GET /v1/accounts/{id}/balances`, the shape UK
+    banking-as-a-service APIs and Open Banking use: a list of typed balances with credit/debit indicator)."""
+    body = (await client._call("GET", "/v1/accounts/safeguarding/balances")).json()
+    for b in body.get("balances", []):
+        if b.get("type") == "InterimAvailable":
+            amount = Decimal(str(b["amount"]["amount"]))
+            return amount if b.get("creditDebitIndicator") == "Credit" else -amount
+    raise ValueError("bank balance answer has no InterimAvailable balance")

@@ -416,6 +416,50 @@ async def reset(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+# --- the safeguarding account's balance (reconciliation reads it) ---------------------------------
+
+_ADJUST_KEY = "balance_adjustment"
+
+
+def safeguarding_balance(state: BankState) -> Decimal:
+    """Payments received minus payouts not failed (a payout is debited when accepted), plus any
+    adjustment a test made behind the broker's back (`POST /_control/balance`)."""
+    received = sum((Decimal(p["amount"]) for p in state.payments), Decimal(0))
+    paid = sum((Decimal(p.amount) for p in state.payouts.values() if p.status != "failed"), Decimal(0))
+    adjustment = Decimal(str(getattr(state, _ADJUST_KEY, "0")))
+    return received - paid + adjustment
+
+
+async def account_balances(request: web.Request) -> web.Response:
+    """`GET /v1/accounts/{id}/balances` in the Open Banking shape UK banking-as-a-service APIs use."""
+    _authorised(request)
+    if request.match_info["id"] != "safeguarding":
+        return web.json_response({"error": "unknown account"}, status=404)
+    balance = safeguarding_balance(_state(request))
+    entry = {
+        "accountId": "safeguarding",
+        "amount": {"amount": f"{abs(balance):.2f}", "currency": "GBP"},
+        "creditDebitIndicator": "Credit" if balance >= 0 else "Debit",
+        "dateTime": _now(),
+    }
+    return web.json_response(
+        {"balances": [{**entry, "type": "InterimAvailable"}, {**entry, "type": "InterimBooked"}]}
+    )
+
+
+async def adjust_balance(request: web.Request) -> web.Response:
+    """Test control: move the safeguarding balance by `delta` without any payment (a fault)."""
+    state = _state(request)
+    body = await request.json()
+    current = Decimal(str(getattr(state, _ADJUST_KEY, "0")))
+    try:
+        delta = Decimal(str(body.get("delta")))
+    except InvalidOperation:
+        return web.json_response({"error": "delta must be a decimal string"}, status=422)
+    setattr(state, _ADJUST_KEY, str(current + delta))
+    return web.json_response({"balance": str(safeguarding_balance(state))})
+
+
 def default_webhook_url() -> str:
     return os.environ.get("BANK_WEBHOOK_URL") or (
         f"http://127.0.0.1:{os.environ.get('API_PORT', '8000')}/api/v1/webhooks/bank"
@@ -449,6 +493,8 @@ def create_app(
     r.add_post("/v1/payouts", create_payout)
     r.add_get("/v1/payouts", list_payouts)
     r.add_get("/v1/payouts/{id}", get_payout)
+    r.add_get("/v1/accounts/{id}/balances", account_balances)
+    r.add_post("/_control/balance", adjust_balance)
     r.add_post("/_control/payments", send_payment)
     r.add_get("/_control/payments", list_payments)
     r.add_get("/_control/accounts", list_accounts)

@@ -497,6 +497,30 @@ class KrakenApp:
         return _ok(rows)
 
 
+# --- TradesHistory (reconciliation reads our trades; kept apart from the order endpoints) -----------
+
+
+async def trades_history(k: KrakenApp, request: web.Request) -> web.Response:
+    """`POST /0/private/TradesHistory`: every fill of ours, keyed by trade id, as Kraken returns them."""
+    params = await k.private_params(request)
+    start = float(params.get("start") or 0)
+    trades: dict[str, Any] = {}
+    for o in k.venue.listed(lambda o: True):
+        spec = k.venue.specs[o.symbol]
+        for f in o.fills:
+            if f.time_ms / 1000 < start:
+                continue
+            tid = f"T{o.id[1:6]}-{f.trade_id:05d}"
+            trades[tid] = {
+                "ordertxid": o.id, "postxid": "TKH2SE-M7IF5-CFI7LT", "pair": PAIRS[o.symbol][0],
+                "time": _ts(f.time_ms), "type": o.side, "ordertype": o.type,
+                "price": fmt(f.price, k._places(spec.price_step)), "cost": fmt(f.price * f.amount, 10),
+                "fee": fmt(f.fee, 10), "vol": fmt(f.amount), "margin": "0.00000", "misc": "",
+                "maker": f.maker,
+            }  # fmt: skip
+    return _ok({"trades": trades, "count": len(trades)})
+
+
 def create_app(
     venue: Venue | None = None, *, api_key: str | None = None, secret: str | None = None, seed: int = 0
 ) -> web.Application:
@@ -542,6 +566,7 @@ def create_app(
     )
     for name, handler in private:
         r.add_post(f"/0/private/{name}", w(handler))
+    r.add_post("/0/private/TradesHistory", w(lambda request: trades_history(k, request)))
     control_routes(app)
     mount_kraken_streams(app, venue)
     return app

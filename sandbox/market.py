@@ -41,6 +41,16 @@ ONE = Decimal(1)
 BPS = Decimal("0.0001")
 FEE_QUANTUM = Decimal("0.00000001")  # venues account fees to 8 decimal places
 
+# The sandbox chain (sandbox/chain.py) listens here when it runs in this process: a withdrawal is
+# broadcast to it, a deposit comes from it. Called as listener(kind, event) with kind "withdrawal"|"deposit".
+CHAIN_LISTENERS: list[Callable[[str, dict[str, Any]], None]] = []
+
+
+def _to_chain(kind: str, venue: str, asset: str, amount: Decimal, address: str, tx_id: str) -> None:
+    event = {"venue": venue, "asset": asset, "amount": amount, "address": address, "tx_id": tx_id}
+    for listener in CHAIN_LISTENERS:
+        listener(kind, event)
+
 
 @dataclass(frozen=True)
 class SymbolSpec:
@@ -667,8 +677,9 @@ class Venue:
         if not listed and asset not in self.config.custody_only_assets:
             raise VenueReject("unknown_asset", f"unknown asset {asset}")
         if new or asset not in self.addresses:
-            prefix = {"BTC": "bc1q", "ETH": "0x", "BNB": "bnb1"}.get(asset, "addr")
-            address = prefix + secrets.token_hex(19 if asset == "ETH" else 16)
+            # BNB is deposited on BNB Smart Chain (BEP20): an EVM address like ETH's.
+            prefix = {"BTC": "bc1q", "ETH": "0x", "BNB": "0x"}.get(asset, "addr")
+            address = prefix + secrets.token_hex(20 if asset in ("ETH", "BNB") else 16)
             self.minted[address] = asset
             if asset not in self.addresses:
                 self.addresses[asset] = address
@@ -688,6 +699,7 @@ class Venue:
             required=self.config.deposit_confirmations,
         )  # fmt: skip
         self.deposits[dep.id] = dep
+        _to_chain("deposit", self.config.name, asset, amount, address, dep.tx_id)
         if dep.credited:
             self._credit(asset, amount)
         return dep
@@ -742,6 +754,7 @@ class Venue:
             self.free[asset] = self.free.get(asset, ZERO) + amount + fee
             w.status, w.tx_id = "failed", None
         self.withdrawals[wid] = w
+        _to_chain("withdrawal", self.config.name, asset, amount, address, w.tx_id or "")
         return w
 
     # ---------------------------------------------------------------- control

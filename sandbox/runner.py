@@ -26,6 +26,7 @@ REGISTRY: dict[str, tuple[int, str, str]] = {
     "otc": (2, "sandbox.otc", "otc_api_key"),
     "bank": (3, "sandbox.bank", "bank_api_key"),
     "mail": (4, "sandbox.mail", "sendgrid_api_key"),
+    "chain": (5, "sandbox.chain", ""),  # Esplora (BTC) + Ethereum JSON-RPC (ETH, BNB); no API key
 }
 
 
@@ -49,7 +50,7 @@ def build_app(name: str, seed: int = 0) -> web.Application:
     kwargs: dict[str, object] = {}
     if "seed" in params:
         kwargs["seed"] = seed
-    if "api_key" in params:
+    if "api_key" in params and REGISTRY[name][2]:
         kwargs["api_key"] = api_key_for(name)
     return factory(**kwargs)
 

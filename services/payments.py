@@ -1321,7 +1321,12 @@ async def lift_halt(engine: AsyncEngine, currency: str, actor_id: uuid.UUID | No
     async with engine.begin() as conn:
         lifted = (
             await conn.execute(
-                text("DELETE FROM currency_halts WHERE currency = :c RETURNING 1"), {"c": currency}
+                # A halt set by reconciliation is lifted only by two staff (services/reconciliation.py).
+                text(
+                    "DELETE FROM currency_halts WHERE currency = :c AND NOT EXISTS "
+                    "(SELECT 1 FROM reconciliation_halts r WHERE r.currency = :c) RETURNING 1"
+                ),
+                {"c": currency},
             )
         ).first() is not None
         await audit(

@@ -17,6 +17,7 @@ from activities.holds import HoldActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.ping import PingActivities
+from activities.reconciliation import ReconciliationActivities
 from config import Settings
 from providers.exchanges.base import ExecutionAdapter
 from services.ledger import Ledger
@@ -27,6 +28,7 @@ from workflows.float_monitor import FloatMonitorWorkflow
 from workflows.hold_audit import HoldAuditWorkflow
 from workflows.orders import OrderWorkflow
 from workflows.ping import PingWorkflow
+from workflows.reconciliation import ReconciliationWorkflow
 from workflows.withdrawals import WithdrawalWorkflow
 
 
@@ -121,6 +123,9 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
         adapters=deps.exchange_adapters,
         email=deps.email_sender(),
     )
+    recon = ReconciliationActivities(
+        engine=deps.engine, settings=deps.settings, bank=deps.bank_client, adapters=deps.exchange_adapters
+    )
     return {
         task_queues.ORDERS: QueueSpec(
             workflows=[PingWorkflow, OrderWorkflow],
@@ -159,7 +164,18 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
             ],
         ),
         task_queues.OPS: QueueSpec(
-            workflows=[FloatMonitorWorkflow, HoldAuditWorkflow],
-            activities=[pay.check_float, HoldActivities(engine=deps.engine).audit],
+            workflows=[FloatMonitorWorkflow, HoldAuditWorkflow, ReconciliationWorkflow],
+            activities=[
+                pay.check_float,
+                HoldActivities(engine=deps.engine).audit,
+                recon.cut_off,
+                recon.read_venue,
+                recon.read_bank,
+                recon.read_wallets,
+                recon.read_ledger,
+                recon.read_fills,
+                recon.check_chain,
+                recon.record,
+            ],
         ),
     }

@@ -100,4 +100,8 @@ async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
             created.append(schedule_id)
         except ScheduleAlreadyRunningError:
             pass
+    from workflows.reconciliation import SCHEDULE_ID, ensure_reconciliation_schedule
+
+    if await ensure_reconciliation_schedule(client, settings):
+        created.append(SCHEDULE_ID)
     return created

@@ -241,7 +241,16 @@ async def halt(currency: str, body: HaltBody, staff: Ops, engine: EngineDep) -> 
 
 @router.delete("/halts/{currency}", status_code=204, responses=problem_responses(401, 403, 404))
 async def unhalt(currency: str, staff: Ops, engine: EngineDep) -> None:
-    """Lift a halt; waiting withdrawals carry on at their next check."""
+    """Lift a halt; waiting withdrawals carry on at their next check. A halt set by reconciliation is
+    lifted only by two staff (`POST /admin/reconciliation/halts/{currency}/acknowledge`)."""
+    async with engine.connect() as conn:
+        by_recon = (
+            await conn.execute(
+                text("SELECT 1 FROM reconciliation_halts WHERE currency = :c"), {"c": currency}
+            )
+        ).first()
+    if by_recon is not None:
+        raise ProblemError(409, "reconciliation_halt", "this halt needs two staff acknowledgements")
     await payments.lift_halt(engine, _currency(currency), staff.id, "staff")
 
 

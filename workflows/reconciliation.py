@@ -1,0 +1,181 @@
+"""The reconciliation saga (issue 20) and its schedule.
+
+`ReconciliationWorkflow` runs one reconciliation: it takes one cut-off, reads every source in parallel
+(each venue's and the OTC desk's balance, the bank's, the books as of the cut-off, and the venue trades
+with the in-flight items), then records one row per currency and applies the circuit breaker. It
+guarantees a result for every currency: a source it could not read makes that run ERROR, never MATCHED.
+The Temporal schedule `ops-reconciliation` starts it every `reconciliation_interval_minutes` (overlap:
+skip; missed runs caught up within `reconciliation_catchup_minutes`); ops start it on demand too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from temporalio.client import (
+        Client,
+        Schedule,
+        ScheduleActionStartWorkflow,
+        ScheduleAlreadyRunningError,
+        ScheduleIntervalSpec,
+        ScheduleOverlapPolicy,
+        SchedulePolicy,
+        ScheduleSpec,
+        ScheduleUpdate,
+        ScheduleUpdateInput,
+    )
+
+    from activities.reconciliation import ReconciliationActivities
+    from config import Settings
+    from models.reconciliation import (
+        FillsAndFlight,
+        ReconcileInput,
+        RecordInput,
+        RunResult,
+        SourceQuery,
+        SourceRead,
+    )
+    from temporal import task_queues
+
+SCHEDULE_ID = "ops-reconciliation"
+READ_TIMEOUT = timedelta(seconds=60)
+READ_RETRY = RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=5))
+
+
+def reconciliation_workflow_id(run_id: object) -> str:
+    return f"reconciliation-{run_id}"
+
+
+@workflow.defn
+class ReconciliationWorkflow:
+    """One reconciliation run over every currency for one cut-off."""
+
+    @workflow.run
+    async def run(self, data: ReconcileInput) -> RunResult:
+        data = data.model_copy(update={"run_id": data.run_id or workflow.uuid4()})
+        cut = await workflow.execute_activity_method(
+            ReconciliationActivities.cut_off,
+            data,
+            start_to_close_timeout=READ_TIMEOUT,
+            retry_policy=READ_RETRY,
+        )
+        reads: list[asyncio.Task[SourceRead]] = [
+            asyncio.ensure_future(
+                workflow.execute_activity_method(
+                    ReconciliationActivities.read_venue,
+                    SourceQuery(source=v, cut_off=cut.cut_off),
+                    start_to_close_timeout=READ_TIMEOUT,
+                    retry_policy=READ_RETRY,
+                )
+            )
+            for v in cut.venues
+        ]
+        if cut.bank:
+            reads.append(
+                asyncio.ensure_future(
+                    workflow.execute_activity_method(
+                        ReconciliationActivities.read_bank,
+                        SourceQuery(source="bank", cut_off=cut.cut_off),
+                        start_to_close_timeout=READ_TIMEOUT,
+                        retry_policy=READ_RETRY,
+                    )
+                )
+            )
+        if cut.wallets:
+            reads.append(
+                asyncio.ensure_future(
+                    workflow.execute_activity_method(
+                        ReconciliationActivities.read_wallets,
+                        SourceQuery(source="wallet", cut_off=cut.cut_off),
+                        start_to_close_timeout=READ_TIMEOUT,
+                        retry_policy=READ_RETRY,
+                    )
+                )
+            )
+        ledger = asyncio.ensure_future(
+            workflow.execute_activity_method(
+                ReconciliationActivities.read_ledger,
+                cut,
+                start_to_close_timeout=READ_TIMEOUT,
+                retry_policy=READ_RETRY,
+            )
+        )
+        fills = asyncio.ensure_future(
+            workflow.execute_activity_method(
+                ReconciliationActivities.read_fills,
+                cut,
+                start_to_close_timeout=READ_TIMEOUT,
+                retry_policy=READ_RETRY,
+            )
+        )
+        chain = asyncio.ensure_future(
+            workflow.execute_activity_method(
+                ReconciliationActivities.check_chain,
+                cut,
+                start_to_close_timeout=READ_TIMEOUT,
+                retry_policy=READ_RETRY,
+            )
+        )
+        sources = list(await asyncio.gather(*reads))
+        ledger_error: str | None = None
+        try:
+            ledger_read = await ledger
+        except Exception:
+            ledger_read, ledger_error = None, "ledger unreadable"
+        fills_read: FillsAndFlight = await fills
+        return await workflow.execute_activity_method(
+            ReconciliationActivities.record,
+            RecordInput(
+                run_id=cut.run_id,
+                cut_off=cut.cut_off,
+                trigger=data.trigger,
+                sources=sources,
+                ledger=ledger_read,
+                ledger_error=ledger_error,
+                in_flight=fills_read.in_flight,
+                fills=fills_read.fills,
+                chain=await chain,
+            ),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+        )
+
+
+def reconciliation_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            ReconciliationWorkflow.run,
+            ReconcileInput(trigger="schedule"),
+            id=f"{SCHEDULE_ID}-run",
+            task_queue=task_queues.OPS,
+        ),
+        spec=ScheduleSpec(
+            intervals=[
+                ScheduleIntervalSpec(every=timedelta(minutes=settings.reconciliation_interval_minutes))
+            ]
+        ),
+        policy=SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.SKIP,
+            catchup_window=timedelta(minutes=settings.reconciliation_catchup_minutes),
+        ),
+    )
+
+
+async def ensure_reconciliation_schedule(client: Client, settings: Settings) -> bool:
+    """Create the schedule, or update it to the current settings (interval, catch-up). True if created."""
+    schedule = reconciliation_schedule(settings)
+    try:
+        await client.create_schedule(SCHEDULE_ID, schedule)
+        return True
+    except ScheduleAlreadyRunningError:
+
+        def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await client.get_schedule_handle(SCHEDULE_ID).update(update)
+        return False

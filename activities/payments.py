@@ -60,7 +60,7 @@ from providers.exchanges.base import (
     UnsupportedByVenue,
     VenueError,
 )
-from services import payments
+from services import holds, payments
 from services.decision_tokens import DecisionTokens, ProofInvalid
 from services.ledger import InsufficientFunds, Ledger, LedgerError
 
@@ -210,7 +210,7 @@ class PaymentActivities:
                     account,
                     w.currency,
                     w.amount + w.fee,
-                    reference_type="withdrawal",
+                    reference_type=holds.WITHDRAWAL_HOLD,
                     reference_id=w.withdrawal_id,
                     step="reserve",
                     conn=conn,
@@ -219,7 +219,7 @@ class PaymentActivities:
                     text("UPDATE withdrawals SET hold_id = :h, updated_at = now() WHERE id = :id"),
                     {"h": hold.hold_id, "id": w.withdrawal_id},
                 )
-        except payments.WithdrawalNotLive as e:
+        except holds.OwnerFinished as e:
             raise ApplicationError(str(e), type=ERRORS.NOT_LIVE, non_retryable=True) from e
         except InsufficientFunds as e:
             raise ApplicationError(

@@ -1098,6 +1098,30 @@ async def set_withdrawal_status(
     )
 
 
+async def record_provider_ref(engine: AsyncEngine, withdrawal_id: uuid.UUID, provider_ref: str) -> None:
+    """Keep the venue's reference for our withdrawal as soon as its answer names it: a venue that keeps
+    no id of ours (Kraken's `refid`) can be asked about the withdrawal only by this. The first one stays."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE withdrawals SET provider_ref = :r, updated_at = now() "
+                "WHERE id = :id AND provider_ref IS NULL"
+            ),
+            {"r": provider_ref, "id": withdrawal_id},
+        )
+
+
+async def withdrawal_provider_ref(engine: AsyncEngine, withdrawal_id: uuid.UUID) -> str | None:
+    """The venue's reference recorded for our withdrawal (None: its send never answered with one)."""
+    async with engine.connect() as conn:
+        ref = (
+            await conn.execute(
+                text("SELECT provider_ref FROM withdrawals WHERE id = :id"), {"id": withdrawal_id}
+            )
+        ).scalar()
+    return str(ref) if ref else None
+
+
 async def complete_withdrawal(
     engine: AsyncEngine,
     ledger: Ledger,

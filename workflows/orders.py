@@ -176,7 +176,11 @@ class OrderWorkflow:
         outcome: ResolutionOutcome = await self._local(
             OrderActivities.verify_resolution,
             ResolutionCheck(
-                order_id=uuid.UUID(workflow.info().workflow_id.removeprefix("order-")),
+                order_id=(
+                    self._state.order_id
+                    if self._state is not None
+                    else uuid.UUID(workflow.info().workflow_id.removeprefix("order-"))
+                ),
                 attempt=attempt,
                 resolution=resolution,
                 reused=bool(resolution.token) and resolution.token in self._proofs_used,

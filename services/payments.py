@@ -257,11 +257,27 @@ async def _owner_of_reference(conn: AsyncConnection, reference: str) -> tuple[uu
     return (row[0], row[1], customer_name(row[2], row[3])) if row else None
 
 
+def _storable(value: Any) -> Any:
+    """`value` with every NUL character (in keys and strings, at any depth) written as `\\u0000`."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\u0000")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
 async def hold_bank_event(
     engine: AsyncEngine, *, external_id: str, data: dict[str, Any], problem: Uncreditable
 ) -> None:
     """A validly signed `payment.received` that cannot be a real Faster Payment (wrong currency, a
-    negative or sub-penny amount, missing fields): suspense and an ops alert, no credit, no saga."""
+    negative or sub-penny amount, missing fields): suspense and an ops alert, no credit, no saga.
+
+    Kept verbatim but for NUL characters, which PostgreSQL text and jsonb cannot hold: each is stored
+    as the six characters `\\u0000` (so a hostile event is held, not a 500 that the bank redelivers)."""
+    data = _storable(data)
+    external_id = _storable(external_id)
     reference = data.get("reference")
     async with engine.begin() as conn:
         owner = await _owner_of_reference(conn, reference) if isinstance(reference, str) else None

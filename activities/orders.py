@@ -50,6 +50,8 @@ from models.order_flow import (
     QuoteRequest,
     Reservation,
     ReserveRequest,
+    ResolutionCheck,
+    ResolutionOutcome,
     ResolveRequest,
     SettleRequest,
     SettleResult,
@@ -63,8 +65,9 @@ from providers.exchanges.base import (
     VenueError,
 )
 from providers.exchanges.ccxt_adapter import client_order_id
-from services import holds, order_reasons
+from services import holds, order_reasons, payments
 from services import orders as svc
+from services.decision_tokens import DecisionTokens, ProofInvalid
 from services.ledger import HoldNotActive, InsufficientFunds, Ledger, LedgerError, Leg
 from services.router import Router, RoutingRefused
 
@@ -126,6 +129,7 @@ class OrderActivities:
         self._adapters = adapters
         self._settings = settings
         self._email = email
+        self._tokens = DecisionTokens.from_secret(settings.jwt_secret)
 
     # -- local activities (database and quoting) --
 
@@ -402,6 +406,58 @@ class OrderActivities:
             )
         if req.status is OrderStatus.NEEDS_ATTENTION:
             log.error("OPS ALERT order %s needs attention: %s", req.order_id, req.reason)
+
+    @activity.defn(name="order.verify_resolution")
+    async def verify_resolution(self, check: ResolutionCheck) -> ResolutionOutcome:
+        """Whether ops' word on an unknown placement counts: a decision token for this staff user,
+        order and action, a user who is active with the ops role now, a token not used before, and a
+        placement waiting for it. Audited either way; a bare or forged claim is audited as refused."""
+        r = check.resolution
+        code, why = "accepted", ""
+        if not r.action:
+            code, why = "unproven", "the resolution names neither a venue order nor its absence"
+        elif check.reused:
+            code, why = "unproven", "the token was already used"
+        else:
+            try:
+                self._tokens.verify(
+                    r.token,
+                    actor_id=r.staff_id,
+                    order_id=check.order_id,
+                    action=r.action,
+                    now=datetime.now(UTC),
+                    detail=r.proof_detail,
+                )
+            except ProofInvalid as e:
+                code, why = "unproven", str(e)
+        async with self._engine.begin() as conn:
+            if code == "accepted":
+                problem = await payments.staff_problem(conn, r.staff_id, role="ops")
+                if problem is not None:
+                    code, why = "not_ops", problem
+            if code == "accepted" and check.attempt is None:
+                code, why = "not_waiting", "no placement of this order is waiting for ops"
+            proven = code in ("accepted", "not_waiting")
+            await payments.audit(
+                conn,
+                f"order.{r.action or 'resolution'}" + ("" if code == "accepted" else ".refused"),
+                actor_id=r.staff_id if proven else None,
+                actor_type="staff",
+                target_type="order",
+                target_id=str(check.order_id),
+                claimed_actor=str(r.staff_id) if r.staff_id else (r.resolved_by or None),
+                attempt=check.attempt,
+                venue_order_id=r.provider_order_id,
+                note=r.note,
+                refusal=None if code == "accepted" else code,
+                why=why or None,
+            )
+        if code != "accepted":
+            log.warning(
+                json.dumps({"event": "order.resolution_refused", "order_id": str(check.order_id),
+                            "code": code, "why": why})
+            )  # fmt: skip
+        return ResolutionOutcome(accepted=code == "accepted", code=code, detail=why)
 
     # -- regular activities (venues, email) --
 

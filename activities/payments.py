@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -60,7 +61,7 @@ from providers.exchanges.base import (
     UnsupportedByVenue,
     VenueError,
 )
-from services import payments
+from services import holds, payments
 from services.decision_tokens import DecisionTokens, ProofInvalid
 from services.ledger import InsufficientFunds, Ledger, LedgerError
 
@@ -210,7 +211,7 @@ class PaymentActivities:
                     account,
                     w.currency,
                     w.amount + w.fee,
-                    reference_type="withdrawal",
+                    reference_type=holds.WITHDRAWAL_HOLD,
                     reference_id=w.withdrawal_id,
                     step="reserve",
                     conn=conn,
@@ -219,7 +220,7 @@ class PaymentActivities:
                     text("UPDATE withdrawals SET hold_id = :h, updated_at = now() WHERE id = :id"),
                     {"h": hold.hold_id, "id": w.withdrawal_id},
                 )
-        except payments.WithdrawalNotLive as e:
+        except holds.OwnerFinished as e:
             raise ApplicationError(str(e), type=ERRORS.NOT_LIVE, non_retryable=True) from e
         except InsufficientFunds as e:
             raise ApplicationError(
@@ -367,9 +368,14 @@ class PaymentActivities:
             return ExecutionOutcome(status="failed", reason=str(e))
         except RetryableVenueError as e:  # rate limit, maintenance: refused before processing
             return ExecutionOutcome(status="not_sent", reason=str(e))
+        if sent.withdrawal_id:
+            try:
+                await payments.record_provider_ref(self._engine, w.withdrawal_id, sent.withdrawal_id)
+            except SQLAlchemyError:  # the saga still has it; lookups that need it say "unknown"
+                log.exception("withdrawal %s: the venue's reference could not be recorded", w.withdrawal_id)
         return ExecutionOutcome(
             status=_venue_status(sent.status),
-            provider_ref=sent.withdrawal_id,
+            provider_ref=sent.withdrawal_id or None,
             tx_hash=sent.tx_hash,
             network_fee=sent.fee,
         )
@@ -389,13 +395,17 @@ class PaymentActivities:
         adapter = self._adapters().get(w.provider)
         if adapter is None:
             return ExecutionOutcome(status="unknown", reason=f"no provider {w.provider!r} to ask")
+        # A venue that keeps no id of ours is asked by the reference its send answered with, if any.
+        venue_ref = await payments.withdrawal_provider_ref(self._engine, w.withdrawal_id)
         try:
             found = await adapter.withdrawal_status(
-                w.currency, venue_client_id(w.withdrawal_id), since=w.requested_at
+                w.currency, venue_client_id(w.withdrawal_id), since=w.requested_at, venue_ref=venue_ref
             )
         except UnsupportedByVenue:
             return ExecutionOutcome(
-                status="unknown", reason=f"{adapter.name} cannot look withdrawals up by our id"
+                status="unknown",
+                reason=f"{adapter.name} cannot look this withdrawal up: it keeps no id of ours and its "
+                "answer to the send (its reference) never came",
             )
         except VenueError as e:
             return ExecutionOutcome(status="unknown", reason=f"withdrawal lookup failed: {type(e).__name__}")

@@ -168,6 +168,7 @@ async def _run(url: str, client: Client) -> None:
                 acts.venue_status,
                 acts.cancel_at_venue,
                 acts.resolve_placement,
+                acts.verify_resolution,
                 acts.notify,
                 noop_local,
                 noop_remote,

@@ -6,6 +6,8 @@
     python -m cli halt-withdrawals CURRENCY --reason R
     python -m cli resume-withdrawals CURRENCY
     python -m cli approval-token EMAIL WITHDRAWAL_ID --action approve [--totp CODE] [--reason R]
+    python -m cli approval-token EMAIL ORDER_ID --action placement_absent --reason NOTE [--totp CODE]
+    python -m cli approval-token EMAIL ORDER_ID --action placement_found --venue-order-id ID
     python -m cli rotate-totp-keys     # re-encrypt TOTP seeds with the first of TOTP_ENCRYPTION_KEYS
 
 Uses DATABASE_URL, or the dev stack's embedded database when it is unset.
@@ -124,20 +126,28 @@ def set_withdrawal_halt(url: str, currency: str, reason: str | None) -> bool:
     return asyncio.run(run())
 
 
+# Each action a token can be signed for here: the role it needs, and what it decides on.
 DECISION_ROLES = {
     "approve": "approver",
     "reject": "approver",
     "resolve_paid": "ops",
     "resolve_not_paid": "ops",
+    "placement_found": "ops",
+    "placement_absent": "ops",
 }
+ORDER_DECISIONS = frozenset({"placement_found", "placement_absent"})
 
 
-def approval_token(url: str, email: str, withdrawal_id: str, action: str, code: str, reason: str) -> str:
+def approval_token(
+    url: str, email: str, target_id: str, action: str, code: str, reason: str, venue_order_id: str = ""
+) -> str:
     """A decision token for the Temporal Web UI/CLI signal path, after the staff user's TOTP check.
 
     The same check and token as the admin API: the code is consumed once (wrong codes count towards the
-    lock-out), the user must hold the action's role, and the token names the user, withdrawal and action.
-    For `resolve_*` the token also binds the reason sent in the resolution."""
+    lock-out), the user must hold the action's role, and the token names the user, the subject (a
+    withdrawal, or an order for `placement_*`) and the action. The token also binds what the decision
+    will say: for `resolve_*` the reason and for `placement_absent` the note sent with it (`--reason`),
+    for `placement_found` the venue order id."""
     import asyncio
     import uuid
     from datetime import UTC, datetime, timedelta
@@ -150,10 +160,21 @@ def approval_token(url: str, email: str, withdrawal_id: str, action: str, code: 
     from services.decision_tokens import DecisionTokens
 
     settings = get_settings()
+    kind = "order" if action in ORDER_DECISIONS else "withdrawal"
     try:
-        wid = uuid.UUID(withdrawal_id)
+        subject = uuid.UUID(target_id)
     except ValueError:
-        sys.exit(f"not a withdrawal id: {withdrawal_id}")
+        sys.exit(f"not a valid {kind} id: {target_id}")
+    if action == "placement_found":
+        if not venue_order_id:
+            sys.exit("placement_found needs --venue-order-id")
+        detail = venue_order_id
+    elif action == "placement_absent":
+        if not reason.strip():
+            sys.exit("placement_absent needs --reason: what you established (send the same text as note)")
+        detail = reason
+    else:
+        detail = reason if action.startswith("resolve") else ""
 
     async def run() -> str:
         engine = async_engine(url, pool_size=1, max_overflow=0)
@@ -177,9 +198,9 @@ def approval_token(url: str, email: str, withdrawal_id: str, action: str, code: 
                     AuditLog(
                         actor_id=user.id,
                         actor_type="cli",
-                        action="withdrawal.decision_token",
-                        target_type="withdrawal",
-                        target_id=str(wid),
+                        action=f"{kind}.decision_token",
+                        target_type=kind,
+                        target_id=str(subject),
                         details={"action": action},
                     )
                 )
@@ -187,10 +208,11 @@ def approval_token(url: str, email: str, withdrawal_id: str, action: str, code: 
                 ttl = timedelta(seconds=settings.decision_token_ttl_seconds)
                 return DecisionTokens.from_secret(settings.jwt_secret, ttl).issue(
                     actor_id=user.id,
-                    withdrawal_id=wid,
                     action=action,
                     now=datetime.now(UTC),
-                    detail=reason if action.startswith("resolve") else "",
+                    detail=detail,
+                    withdrawal_id=subject if kind == "withdrawal" else None,
+                    order_id=subject if kind == "order" else None,
                 )
         finally:
             await engine.dispose()
@@ -313,10 +335,15 @@ def main(argv: list[str] | None = None) -> None:
         "approval-token", help="a short-lived token proving a staff decision (for a Temporal signal)"
     )
     p.add_argument("email")
-    p.add_argument("withdrawal_id")
+    p.add_argument("target_id", help="the withdrawal's id; for placement_* the order's id")
     p.add_argument("--action", choices=sorted(DECISION_ROLES), required=True)
     p.add_argument("--totp", help="the current code from your authenticator; default: prompt")
-    p.add_argument("--reason", default="", help="resolve_*: the reason you will send with the resolution")
+    p.add_argument(
+        "--reason",
+        default="",
+        help="resolve_*: the reason, placement_absent: the note you will send with the resolution",
+    )
+    p.add_argument("--venue-order-id", default="", help="placement_found: the venue's order id")
 
     p = sub.add_parser("review-bank-account", help="approve or reject a payer account held on its name")
     p.add_argument("account_id")
@@ -339,7 +366,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "approval-token":
         code = args.totp or getpass.getpass("TOTP code: ")
-        print(approval_token(_database_url(), args.email, args.withdrawal_id, args.action, code, args.reason))
+        print(
+            approval_token(
+                _database_url(), args.email, args.target_id, args.action, code, args.reason,
+                args.venue_order_id,
+            )
+        )  # fmt: skip
         return
     if args.command == "review-bank-account":
         if not args.reason.strip():

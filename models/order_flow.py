@@ -163,17 +163,52 @@ class PlacementLookup(BaseModel):
 
 
 class PlacementResolution(BaseModel):
-    """Ops' word on a placement the venue has not shown (the `resolve_placement` signal).
+    """Ops' word on a placement the venue has not shown (the `resolve_placement` signal or update).
 
     Either the venue's order id ops found (the saga reads that order and goes on), or `absent=True`
     once ops have established with the venue that it never received the order (the saga then treats
     the placement as refused and may use another venue).
+
+    It counts only with `token`: a decision token (services/decision_tokens.py) signed for `staff_id`
+    after a TOTP check, for this order and action (`placement_found` bound to `provider_order_id`,
+    `placement_absent` bound to `note`), by the admin API or `python -m cli approval-token`.
     """
 
     provider_order_id: str | None = None
     absent: bool = False
-    resolved_by: str = ""
+    resolved_by: str = ""  # free text, kept for old histories; who decided is `staff_id`, proven
     note: str = ""
+    staff_id: uuid.UUID | None = None
+    token: str = ""
+
+    @property
+    def action(self) -> str:
+        """The decision-token action this resolution needs ("" if it resolves nothing)."""
+        if self.provider_order_id:
+            return "placement_found"
+        return "placement_absent" if self.absent else ""
+
+    @property
+    def proof_detail(self) -> str:
+        """What the token binds besides the order and action."""
+        return self.provider_order_id or self.note
+
+
+class ResolutionCheck(BaseModel):
+    """Verify ops' resolution of an unknown placement (proof, ops role) and audit it either way."""
+
+    order_id: uuid.UUID
+    attempt: int | None = None  # the placement waiting for it (None: none is waiting)
+    resolution: PlacementResolution
+    reused: bool = False  # the saga has already taken this token
+
+
+class ResolutionOutcome(BaseModel):
+    """Whether ops' resolution counted (the `resolve_placement_checked` update's answer)."""
+
+    accepted: bool
+    code: str  # accepted | unproven | not_ops | not_waiting
+    detail: str = ""
 
 
 class VenueOrderRef(BaseModel):

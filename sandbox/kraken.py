@@ -5,6 +5,14 @@
   `cl_ord_id`, `timeinforce`), QueryOrders, OpenOrders and ClosedOrders (both filter by `cl_ord_id`),
   CancelOrder, DepositMethods, DepositAddresses, DepositStatus, Withdraw, WithdrawStatus.
 
+Withdrawals as Kraken: `Withdraw` takes a pre-registered `key` (no client id of ours) and answers only
+its `refid`; `WithdrawStatus` lists recent withdrawals newest first, each with `refid`, `txid`, `info`
+(the address), `amount`, `fee`, `time`, `status` ("Initial", "Pending", "Settled", "Success", "Failure")
+and `status-prop` ("onhold", "cancel-pending", "canceled", "return") when it applies, plus `key` and
+`network`. Filters `asset`, `start`/`end` (seconds); with `cursor` ("true" to begin) the answer is
+`{"withdrawals": [...], "next_cursor": ...}` in pages of `limit` (the venue's page size at most). The
+`timeout_after_accept` fault applies to `Withdraw` too: the withdrawal is made, its answer is lost.
+
 Signing as Kraken: `API-Key`, and `API-Sign` = base64(HMAC-SHA512(base64decode(secret),
 path + SHA256(nonce + body))). The nonce must strictly increase per key ("EAPI:Invalid nonce").
 Kraken answers HTTP 200 with `{"error": [...], "result": ...}` and uses its own error strings, which
@@ -44,6 +52,7 @@ from sandbox.market import (
     Venue,
     VenueConfig,
     VenueReject,
+    Withdrawal,
     d,
     fmt,
     visible_withdrawals,
@@ -119,6 +128,7 @@ class KrakenApp:
         self.api_key = api_key
         self.secret = base64.b64decode(secret_b64)
         self.last_nonce = 0
+        self.keys: dict[str, str] = {}  # withdrawal id -> the withdraw key it was sent to
         self.pair_by_name: dict[str, SymbolSpec] = {}
         for spec in venue.specs.values():
             pid, alt, ws = PAIRS[spec.symbol]
@@ -454,7 +464,7 @@ class KrakenApp:
             )  # fmt: skip
         return _ok(rows)
 
-    async def withdraw(self, request: web.Request) -> web.Response:
+    async def withdraw(self, request: web.Request) -> web.StreamResponse:
         params = await self.private_params(request)
         asset = self.asset(params.get("asset"))
         key = params.get("key")
@@ -462,6 +472,7 @@ class KrakenApp:
             raise KrakenError("EFunding:Unknown withdraw key")
         faults = request.app[STATE_KEY].faults
         broke = faults.take("insufficient_balance", request.path)
+        hang = faults.take("timeout_after_accept", request.path)
         fail = faults.take("withdrawal_fail", request.path)
         lag = faults.take("not_found_lag", request.path)
         async with self.venue.lock:
@@ -479,46 +490,52 @@ class KrakenApp:
                 if e.kind == "insufficient_balance":
                     raise KrakenError("EFunding:Insufficient funds") from None
                 raise
-        return _ok({"refid": f"A{w.id[:6].upper()}-{w.id[6:12].upper()}-{w.id[12:18].upper()}"})
+        self.keys[w.id] = key
+        return await after_accept(request, _ok({"refid": _refid(w.id)}), hang)
 
     async def withdraw_status(self, request: web.Request) -> web.Response:
         params = await self.private_params(request)
         wanted = self.asset(params["asset"]) if params.get("asset") else None
-        statuses = {"completed": "Success", "failed": "Failure"}  # Kraken's withdrawal status words
-        rows = [
-            {"method": DEPOSIT_METHODS.get(w.asset, w.asset), "aclass": "currency",
-             "asset": ASSETS.get(w.asset, (w.asset, ""))[0],
-             "refid": f"A{w.id[:6].upper()}-{w.id[6:12].upper()}-{w.id[12:18].upper()}",
-             "txid": w.tx_id, "info": w.address, "amount": fmt(w.amount, 10), "fee": fmt(w.fee, 10),
-             "time": w.created_ms // 1000, "status": statuses.get(w.status, "Pending")}
-            for w in visible_withdrawals(self.venue.withdrawals.values())
-            if wanted is None or w.asset == wanted
-        ]  # fmt: skip
-        return _ok(rows)
+        # Timestamps in seconds, possibly with a fraction (ccxt sends milliseconds / 1000).
+        start = d(params["start"]) if params.get("start") else None
+        end = d(params["end"]) if params.get("end") else None
+        chosen = [
+            (seq, w)
+            for seq, w in enumerate(visible_withdrawals(self.venue.withdrawals.values()))
+            if (wanted is None or w.asset == wanted)
+            and (start is None or Decimal(w.created_ms) / 1000 >= start)
+            and (end is None or Decimal(w.created_ms) / 1000 <= end)
+        ]
+        chosen.sort(key=lambda sw: (sw[1].created_ms, sw[0]), reverse=True)  # newest first
+        rows = [self._withdrawal_row(w) for _, w in chosen]
+        cursor = params.get("cursor")
+        if cursor is None or cursor.lower() == "false":
+            return _ok(rows)
+        offset = 0 if cursor.lower() == "true" else int(cursor)
+        page = self.venue.config.history_page_size
+        limit = min(int(params.get("limit") or page), page)
+        shown = rows[offset : offset + limit]
+        more = offset + limit < len(rows)
+        return _ok({"withdrawals": shown, "next_cursor": str(offset + limit) if more else None})
+
+    def _withdrawal_row(self, w: Withdrawal) -> dict[str, Any]:
+        status = {"completed": "Success", "failed": "Failure"}.get(w.status, "Pending")
+        row: dict[str, Any] = {
+            "method": DEPOSIT_METHODS.get(w.asset, w.asset), "aclass": "currency",
+            "asset": ASSETS.get(w.asset, (w.asset, ""))[0], "refid": _refid(w.id),
+            "txid": w.tx_id if w.status == "completed" else None, "info": w.address,
+            "amount": fmt(w.amount, 10), "fee": fmt(w.fee, 10), "time": w.created_ms // 1000,
+            "status": status, "key": self.keys.get(w.id, w.address), "network": DEPOSIT_METHODS.get(w.asset),
+        }  # fmt: skip
+        if w.status == "failed":
+            row["status-prop"] = "canceled"
+        return row
 
 
-# --- TradesHistory (reconciliation reads our trades; kept apart from the order endpoints) -----------
-
-
-async def trades_history(k: KrakenApp, request: web.Request) -> web.Response:
-    """`POST /0/private/TradesHistory`: every fill of ours, keyed by trade id, as Kraken returns them."""
-    params = await k.private_params(request)
-    start = float(params.get("start") or 0)
-    trades: dict[str, Any] = {}
-    for o in k.venue.listed(lambda o: True):
-        spec = k.venue.specs[o.symbol]
-        for f in o.fills:
-            if f.time_ms / 1000 < start:
-                continue
-            tid = f"T{o.id[1:6]}-{f.trade_id:05d}"
-            trades[tid] = {
-                "ordertxid": o.id, "postxid": "TKH2SE-M7IF5-CFI7LT", "pair": PAIRS[o.symbol][0],
-                "time": _ts(f.time_ms), "type": o.side, "ordertype": o.type,
-                "price": fmt(f.price, k._places(spec.price_step)), "cost": fmt(f.price * f.amount, 10),
-                "fee": fmt(f.fee, 10), "vol": fmt(f.amount), "margin": "0.00000", "misc": "",
-                "maker": f.maker,
-            }  # fmt: skip
-    return _ok({"trades": trades, "count": len(trades)})
+def _refid(withdrawal_id: str) -> str:
+    """Kraken's reference for a withdrawal (as "AGBSO6T-UFMTTQ-I7KGS6")."""
+    w = withdrawal_id.upper()
+    return f"A{w[:6]}-{w[6:12]}-{w[12:18]}"
 
 
 def create_app(
@@ -566,7 +583,6 @@ def create_app(
     )
     for name, handler in private:
         r.add_post(f"/0/private/{name}", w(handler))
-    r.add_post("/0/private/TradesHistory", w(lambda request: trades_history(k, request)))
     control_routes(app)
     mount_kraken_streams(app, venue)
     return app

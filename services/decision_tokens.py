@@ -1,10 +1,15 @@
-"""Proof that a human (or our verified webhook path) made a withdrawal decision.
+"""Proof that a human (or our verified webhook path) made a decision in a saga.
 
 Anyone who can reach Temporal can send a signal with any `approver_id` in it, so an id proves nothing.
 The API (after a TOTP check of the staff user) or `python -m cli approval-token` (after the same check)
-signs a short-lived token naming the staff user, the withdrawal and the action; the withdrawal saga
-verifies it in an activity before the decision counts. The bank webhook route signs the payout outcome it
-verified the bank's signature on, so a `payout_settled` signal counts only when it came through that path.
+signs a short-lived token naming the staff user, the subject (a withdrawal or an order) and the action;
+the saga verifies it in an activity before the decision counts. The bank webhook route signs the payout
+outcome it verified the bank's signature on, so a `payout_settled` signal counts only when it came
+through that path.
+
+Subjects: a withdrawal (claim `wid`: approve, reject, resolve_*, payout_*) or an order (claim `oid`: ops'
+word on an unknown placement, `placement_found` bound to the venue order id or `placement_absent` bound
+to ops' note). A token names exactly one subject, so it can never pass for the other kind.
 
 The key is derived from `JWT_SECRET` with its own label (HMAC-SHA256), so these tokens can never pass as
 login tokens (different key and audience) and no new secret has to be managed.
@@ -27,9 +32,12 @@ AUDIENCE = "withdrawal-decision"
 ISSUER = "broker"
 DEFAULT_TTL = timedelta(minutes=5)
 # What a token can authorise. `payout_completed` / `payout_failed` come only from the bank webhook route.
-ACTIONS = frozenset(
+WITHDRAWAL_ACTIONS = frozenset(
     {"approve", "reject", "resolve_paid", "resolve_not_paid", "payout_completed", "payout_failed"}
 )
+# Ops' word on an order placement whose outcome the venue has not shown (the order saga).
+ORDER_ACTIONS = frozenset({"placement_found", "placement_absent"})
+ACTIONS = WITHDRAWAL_ACTIONS | ORDER_ACTIONS
 _LABEL = b"broker/withdrawal-decision-token/v1"
 
 
@@ -51,21 +59,22 @@ class DecisionTokens:
         self,
         *,
         actor_id: uuid.UUID | None,
-        withdrawal_id: uuid.UUID,
         action: str,
         now: datetime,
         detail: str = "",
+        withdrawal_id: uuid.UUID | None = None,
+        order_id: uuid.UUID | None = None,
     ) -> str:
-        """A token for `actor_id` (a staff user; None: the webhook path) to take `action` on one withdrawal.
+        """A token for `actor_id` (a staff user; None: the webhook path) to take `action` on one
+        withdrawal or one order (exactly one of the two).
 
         `detail` binds extra facts (e.g. the bank's payout id) so a token can't be reused for another one."""
-        if action not in ACTIONS:
-            raise ValueError(f"unknown action {action!r}")
+        claim, subject = _subject(action, withdrawal_id, order_id)
         payload: dict[str, Any] = {
             "iss": ISSUER,
             "aud": AUDIENCE,
             "sub": str(actor_id) if actor_id else "webhook",
-            "wid": str(withdrawal_id),
+            claim: str(subject),
             "act": action,
             "det": detail,
             "iat": int(now.timestamp()),
@@ -79,12 +88,14 @@ class DecisionTokens:
         token: str,
         *,
         actor_id: uuid.UUID | None,
-        withdrawal_id: uuid.UUID,
         action: str,
         now: datetime,
         detail: str = "",
+        withdrawal_id: uuid.UUID | None = None,
+        order_id: uuid.UUID | None = None,
     ) -> None:
-        """Raise `ProofInvalid` unless `token` authorises exactly this actor, withdrawal and action now."""
+        """Raise `ProofInvalid` unless `token` authorises exactly this actor, subject and action now."""
+        claim, subject = _subject(action, withdrawal_id, order_id)
         if not token:
             raise ProofInvalid("no proof: a bare id is not a decision")
         try:
@@ -104,9 +115,25 @@ class DecisionTokens:
         expected_sub = str(actor_id) if actor_id else "webhook"
         if claims.get("sub") != expected_sub:
             raise ProofInvalid("the token was issued to someone else")
-        if claims.get("wid") != str(withdrawal_id):
-            raise ProofInvalid("the token is for another withdrawal")
+        if claims.get(claim) != str(subject) or ("oid" if claim == "wid" else "wid") in claims:
+            raise ProofInvalid(f"the token is for another {'withdrawal' if claim == 'wid' else 'order'}")
         if claims.get("act") != action:
             raise ProofInvalid("the token is for another action")
         if claims.get("det", "") != detail:
             raise ProofInvalid("the token is for another outcome")
+
+
+def _subject(
+    action: str, withdrawal_id: uuid.UUID | None, order_id: uuid.UUID | None
+) -> tuple[str, uuid.UUID]:
+    """The claim naming the token's subject, checked against the action's kind."""
+    if (withdrawal_id is None) == (order_id is None):
+        raise ValueError("a decision token names exactly one withdrawal or one order")
+    if withdrawal_id is not None:
+        if action not in WITHDRAWAL_ACTIONS:
+            raise ValueError(f"unknown withdrawal action {action!r}")
+        return "wid", withdrawal_id
+    assert order_id is not None
+    if action not in ORDER_ACTIONS:
+        raise ValueError(f"unknown order action {action!r}")
+    return "oid", order_id

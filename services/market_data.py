@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from models.assets import Direction, round_for_house
+from models.assets import Direction, quantum, round_for_house
 from models.market import SYMBOLS, BestExecutionRecord, FeeSchedule, OrderBook, Side, split_symbol
+from services.orders import protective_price, size_quote_budget
 from services.router import BookSource, Router, RouterParams
 
 T = TypeVar("T")
@@ -111,7 +112,7 @@ class IndicativeQuote:
     symbol: str
     side: Side
     amount: Decimal  # base
-    quote_amount: Decimal  # quote currency at the venue price, before our fee
+    quote_amount: Decimal  # quote currency at the venue price, before our fee (a budget: what it buys)
     price: Decimal  # average venue price
     fee: Decimal  # our customer fee, quote currency
     total: Decimal  # buy: quote paid including the fee; sell: quote received after the fee
@@ -282,10 +283,26 @@ class MarketData:
         quote_amount: Decimal | None = None,
         max_slippage: Decimal = DEFAULT_MAX_SLIPPAGE,
     ) -> IndicativeQuote:
-        """An all-in indicative quote from the router. Raises the router's `RoutingRefused` family."""
+        """An all-in indicative quote from the router. Raises the router's `RoutingRefused` family, and
+        `OrderRejected` (invalid_size) for a budget that buys not one lot.
+
+        `quote_amount` means what it means on an order: spend at most this much, our fee included. The
+        quote is sized exactly as the order saga sizes it (`services.orders.size_quote_budget`: the
+        largest amount that, at the protective price and with the fee, stays within the budget), so the
+        amount quoted is what an order placed now would buy, and the total is at most the budget."""
         record = await self.router.quote(
             symbol, side, amount=amount, quote_amount=quote_amount, max_slippage=max_slippage
         )
+        if quote_amount is not None:
+            reference = record.slippage_reference or record.all_in_price
+            assert reference is not None  # the router prices every record it returns
+            record = size_quote_budget(
+                record,
+                quote_amount=quote_amount,
+                price_cap=protective_price(side, reference, max_slippage),
+                fee_rate=self.customer_fee,
+                lot_step=lambda provider: self._lot_step(provider, symbol),
+            )
         _, quote_ccy = split_symbol(symbol)
         # As settlement will book it (services.orders): our fee rounded up, the venue amount our way.
         fee = round_for_house(quote_ccy, record.quote_amount * self.customer_fee, Direction.CUSTOMER_PAYS)
@@ -312,6 +329,17 @@ class MarketData:
             route=record.route.value if record.route else "",
             record=record,
         )
+
+    def _lot_step(self, provider: str, symbol: str) -> Decimal:
+        """The venue's lot step for `symbol` (as the order saga reads it), or the base scale."""
+        base, _ = split_symbol(symbol)
+        cached = self.exchanges.get(provider) or (self.router.otc if provider == "otc" else None)
+        source = getattr(cached, "source", cached)
+        rules = getattr(source, "rules", None)
+        try:
+            return Decimal(rules(symbol).amount_step) if rules is not None else quantum(base)
+        except Exception:  # markets not loaded, or no rules for it: the base scale
+            return quantum(base)
 
 
 class PriceTicker:

@@ -15,7 +15,8 @@ the house account the money leaves from, the fee to `fee_revenue`; a venue's net
 omnibus on top of the amount) goes to `provider:<venue>` too, borne by the house or the customer by setting.
 
 A withdrawal is recorded in the same transaction that starts its saga (`accept_withdrawal(on_recorded=)`),
-and its hold is created only while its row is live (`lock_withdrawal_for_hold`).
+and its hold is created only while its row is live (`lock_withdrawal_for_hold`, over services/holds.py);
+every ending releases every active hold of the withdrawal (`holds.release_all`).
 """
 
 from __future__ import annotations
@@ -36,12 +37,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from models.assets import CRYPTO, FIAT, SCALES, Direction, PrecisionError, check_scale, round_for_house
 from models.payments import (
-    FINAL_WITHDRAWAL_STATUSES,
     BankPayment,
     DepositResult,
     Destination,
     WithdrawalStatus,
 )
+from services import holds
 from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 from services.limits import (
     COUNTED_WITHDRAWAL_STATUSES,
@@ -168,19 +169,14 @@ def bank_payment_problem(payment: BankPayment) -> Uncreditable | None:
     return deposit_problem(payment.currency, payment.amount, fiat_only=True)
 
 
-def _storable(value: str) -> str:
-    """`value` with NUL (which PostgreSQL text refuses) written as its escape."""
-    return value.replace("\x00", "\\u0000")
-
-
-def _storable_json(value: Any) -> Any:
-    """`value` (decoded JSON) with NUL escaped in every key and string (jsonb refuses NUL)."""
+def _storable(value: Any) -> Any:
+    """`value` with every NUL character (in keys and strings, at any depth) written as `\\u0000`."""
     if isinstance(value, str):
-        return _storable(value)
+        return value.replace("\x00", "\\u0000")
     if isinstance(value, dict):
-        return {_storable(str(k)): _storable_json(v) for k, v in value.items()}
+        return {_storable(k): _storable(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_storable_json(v) for v in value]
+        return [_storable(v) for v in value]
     return value
 
 
@@ -219,7 +215,7 @@ async def hold_in_suspense(
                 "a": amount[:100],
                 "r": problem.code,
                 "d": _storable(problem.detail),
-                "p": json.dumps(_storable_json(payload), default=str),
+                "p": json.dumps(_storable(payload), default=str),
             },
         )
     ).first()
@@ -282,7 +278,12 @@ async def hold_bank_event(
     engine: AsyncEngine, *, external_id: str, data: dict[str, Any], problem: Uncreditable
 ) -> None:
     """A validly signed `payment.received` that cannot be a real Faster Payment (wrong currency, a
-    negative or sub-penny amount, missing fields): suspense and an ops alert, no credit, no saga."""
+    negative or sub-penny amount, missing fields): suspense and an ops alert, no credit, no saga.
+
+    Kept verbatim but for NUL characters, which PostgreSQL text and jsonb cannot hold: each is stored
+    as the six characters `\\u0000` (so a hostile event is held, not a 500 that the bank redelivers)."""
+    data = _storable(data)
+    external_id = _storable(external_id)
     reference = data.get("reference")
     async with engine.begin() as conn:
         owner = await _owner_of_reference(conn, reference) if isinstance(reference, str) else None
@@ -982,26 +983,15 @@ def withdrawal_lock_key(withdrawal_id: uuid.UUID) -> int:
     return int.from_bytes(withdrawal_id.bytes[:8], "big", signed=True)
 
 
-class WithdrawalNotLive(Exception):
-    """The withdrawal was never recorded or is already finished: it must not get a hold. Nothing to undo."""
-
-
 async def lock_withdrawal_for_hold(conn: AsyncConnection, withdrawal_id: uuid.UUID) -> None:
-    """Wait for the request's own transaction (advisory lock), then lock the row and check it is live.
+    """Wait for the request's own transaction (advisory lock), then lock the row and check it is live
+    (`holds.lock_live_withdrawal`, the one rule for every hold's owner; `holds.OwnerFinished` if not).
 
     Run in the transaction that creates the hold, so a stalled worker replaying an old task can't hold
     funds for a withdrawal that has meanwhile finished, and a saga whose request never committed (the API
     crashed) holds nothing."""
     await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": withdrawal_lock_key(withdrawal_id)})
-    row = (
-        await conn.execute(
-            text("SELECT status FROM withdrawals WHERE id = :id FOR NO KEY UPDATE"), {"id": withdrawal_id}
-        )
-    ).first()
-    if row is None:
-        raise WithdrawalNotLive("the withdrawal request was not recorded")
-    if row[0] in {s.value for s in FINAL_WITHDRAWAL_STATUSES}:
-        raise WithdrawalNotLive(f"the withdrawal is already {str(row[0]).lower()}")
+    await holds.lock_live_withdrawal(conn, withdrawal_id)
 
 
 async def discard_withdrawal(conn: AsyncConnection, withdrawal_id: uuid.UUID, *, reason: str) -> None:
@@ -1130,6 +1120,30 @@ async def set_withdrawal_status(
     )
 
 
+async def record_provider_ref(engine: AsyncEngine, withdrawal_id: uuid.UUID, provider_ref: str) -> None:
+    """Keep the venue's reference for our withdrawal as soon as its answer names it: a venue that keeps
+    no id of ours (Kraken's `refid`) can be asked about the withdrawal only by this. The first one stays."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE withdrawals SET provider_ref = :r, updated_at = now() "
+                "WHERE id = :id AND provider_ref IS NULL"
+            ),
+            {"r": provider_ref, "id": withdrawal_id},
+        )
+
+
+async def withdrawal_provider_ref(engine: AsyncEngine, withdrawal_id: uuid.UUID) -> str | None:
+    """The venue's reference recorded for our withdrawal (None: its send never answered with one)."""
+    async with engine.connect() as conn:
+        ref = (
+            await conn.execute(
+                text("SELECT provider_ref FROM withdrawals WHERE id = :id"), {"id": withdrawal_id}
+            )
+        ).scalar()
+    return str(ref) if ref else None
+
+
 async def complete_withdrawal(
     engine: AsyncEngine,
     ledger: Ledger,
@@ -1159,6 +1173,15 @@ async def complete_withdrawal(
     revenue = charged - network_fee
     async with engine.begin() as conn:
         account = await ledger.customer_account(user_id, currency, conn)
+        # The row first (as the reserve step locks it first): a late reserve waits, then sees it final.
+        if charged != fee:
+            await conn.execute(
+                text("UPDATE withdrawals SET fee = :f WHERE id = :id AND status <> 'COMPLETED'"),
+                {"f": charged, "id": withdrawal_id},
+            )
+        await set_withdrawal_status(
+            conn, withdrawal_id, WithdrawalStatus.COMPLETED, provider_ref=provider_ref, tx_hash=tx_hash
+        )
         legs = [
             Leg(account, currency, -(amount + charged), hold_id=hold_id),
             Leg(House(withdrawal_house_account(provider, currency)), currency, amount + network_fee),
@@ -1183,14 +1206,8 @@ async def complete_withdrawal(
             ),
             conn,
         )
-        if charged != fee:
-            await conn.execute(
-                text("UPDATE withdrawals SET fee = :f WHERE id = :id AND status <> 'COMPLETED'"),
-                {"f": charged, "id": withdrawal_id},
-            )
-        await set_withdrawal_status(
-            conn, withdrawal_id, WithdrawalStatus.COMPLETED, provider_ref=provider_ref, tx_hash=tx_hash
-        )
+        # Any other hold of this withdrawal (a replay that raced the first reserve) ends with it.
+        await holds.release_all(conn, ledger, holds.WITHDRAWAL_HOLD, withdrawal_id)
     return result.transaction_id
 
 
@@ -1203,11 +1220,16 @@ async def release_withdrawal(
     status: WithdrawalStatus,
     reason: str,
 ) -> None:
-    """Give the held funds back and record the final status (FAILED, REJECTED or CANCELLED)."""
+    """Give the held funds back and record the final status (FAILED, REJECTED or CANCELLED).
+
+    The status first (its row lock orders this after any late reserve of the same withdrawal), then the
+    saga's own hold (a committed one raises: the money left, ops decide), then every other active hold
+    of the withdrawal (`holds.release_all`), all in one transaction."""
     async with engine.begin() as conn:
+        await set_withdrawal_status(conn, withdrawal_id, status, reason=reason)
         if hold_id is not None:
             await ledger.release(hold_id, conn)
-        await set_withdrawal_status(conn, withdrawal_id, status, reason=reason)
+        await holds.release_all(conn, ledger, holds.WITHDRAWAL_HOLD, withdrawal_id)
 
 
 @dataclass(frozen=True, slots=True)

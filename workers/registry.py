@@ -140,6 +140,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 orders.venue_status,
                 orders.cancel_at_venue,
                 orders.resolve_placement,
+                orders.verify_resolution,
                 orders.notify,
             ],
         ),

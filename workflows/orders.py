@@ -9,9 +9,11 @@ Guarantees:
   its trade history) with durable timers and back-off for as long as it takes. Past a bound set on the
   worker (`order_unknown_attention_after_s`) the order shows NEEDS_ATTENTION (search attribute, order
   row, ops alert) with its hold kept, and goes on asking, or takes ops' word (`resolve_placement`
-  signal). Only a venue that refused, or provably never received the request (no connection), is
-  replaced by the next best one; the hold caps what any fallback may pay (every placement is an IOC at
-  the cap).
+  signal, or the `resolve_placement_checked` update the admin API uses). Ops' word counts only with a
+  decision token signed for that ops user after a TOTP check, verified in an activity; a bare or
+  forged one is refused and audited. Only a venue that refused, or provably never received the
+  request (no connection), is replaced by the next best one; the hold caps what any fallback may pay
+  (every placement is an IOC at the cap).
 - A market order is placed as an IOC limit at a protective price, so slippage beyond the customer's
   limit is prevented at the venue, not detected afterwards.
 
@@ -29,6 +31,7 @@ and email are regular activities with their own retry policies.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -61,6 +64,8 @@ with workflow.unsafe.imports_passed_through():
         QuoteRequest,
         Reservation,
         ReserveRequest,
+        ResolutionCheck,
+        ResolutionOutcome,
         ResolveRequest,
         RestingOrder,
         SettleRequest,
@@ -99,6 +104,9 @@ MAX_FALLBACKS = 3
 ID_REUSE_POLICY = WorkflowIDReusePolicy.REJECT_DUPLICATE
 
 
+# Histories from before resolutions needed proof took a signal as it came; the patch keeps them replayable.
+RESOLUTION_PROOF_PATCH = "placement-resolution-proof"
+
 # What the customer and the order row read while a placement is unresolved (no venue text).
 ATTENTION_REASON = (
     "the venue has not yet confirmed the order; it is being checked and the funds stay reserved"
@@ -132,6 +140,9 @@ class OrderWorkflow:
         self._state: OrderState | None = None
         self._cancel: CancelRequest | None = None
         self._resolution: PlacementResolution | None = None
+        # The attempt whose unknown placement waits for ops' word (None: none is waiting).
+        self._awaiting_attempt: int | None = None
+        self._proofs_used: set[str] = set()
 
     @workflow.query
     def state(self) -> OrderState:
@@ -146,9 +157,43 @@ class OrderWorkflow:
             self._state.cancel_requested = True
 
     @workflow.signal
-    def resolve_placement(self, resolution: PlacementResolution) -> None:
-        """Ops' word on a placement whose outcome the venue has not shown (see PlacementResolution)."""
+    async def resolve_placement(self, resolution: PlacementResolution) -> None:
+        """Ops' word on a placement whose outcome the venue has not shown (see PlacementResolution):
+        what `temporal workflow signal --name resolve_placement` sends, with a token from
+        `python -m cli approval-token`. It counts only once its proof is verified."""
+        await self._consider_resolution(resolution)
+
+    @workflow.update(name="resolve_placement_checked")
+    async def resolve_placement_checked(self, resolution: PlacementResolution) -> ResolutionOutcome:
+        """The same as the signal, answering whether it counted (the admin API's path)."""
+        return await self._consider_resolution(resolution)
+
+    async def _consider_resolution(self, resolution: PlacementResolution) -> ResolutionOutcome:
+        if not workflow.patched(RESOLUTION_PROOF_PATCH):
+            self._resolution = resolution  # replaying a history from before proofs: as it ran then
+            return ResolutionOutcome(accepted=True, code="accepted")
+        attempt = self._awaiting_attempt
+        outcome: ResolutionOutcome = await self._local(
+            OrderActivities.verify_resolution,
+            ResolutionCheck(
+                order_id=(
+                    self._state.order_id
+                    if self._state is not None
+                    else uuid.UUID(workflow.info().workflow_id.removeprefix("order-"))
+                ),
+                attempt=attempt,
+                resolution=resolution,
+                reused=bool(resolution.token) and resolution.token in self._proofs_used,
+            ),
+        )
+        if not outcome.accepted:
+            return outcome
+        if self._awaiting_attempt is None or self._awaiting_attempt != attempt:
+            # The venue showed the order while the proof was being checked: nothing left to resolve.
+            return ResolutionOutcome(accepted=False, code="not_waiting", detail="resolved meanwhile")
+        self._proofs_used.add(resolution.token)
         self._resolution = resolution
+        return outcome
 
     @workflow.run
     async def run(self, req: OrderRequest) -> OrderState:
@@ -298,8 +343,18 @@ class OrderWorkflow:
             symbol=request.symbol,
             unknown_since=since,
         )
-        flagged = False
         self._resolution = None
+        self._awaiting_attempt = request.attempt
+        try:
+            return await self._ask_until_known(req, request, lookup)
+        finally:
+            self._awaiting_attempt = None
+            self._resolution = None
+
+    async def _ask_until_known(
+        self, req: OrderRequest, request: PlaceRequest, lookup: ResolveRequest
+    ) -> VenueOrder:
+        flagged = False
         checks = 0
         while True:
             result: PlacementLookup = await workflow.execute_activity_method(
@@ -327,8 +382,9 @@ class OrderWorkflow:
                 resolution, self._resolution = self._resolution, None
                 assert resolution is not None
                 workflow.logger.warning(
-                    "order %s: ops resolution of placement %s by %r: %s",
-                    req.order_id, request.attempt, resolution.resolved_by, resolution.model_dump(),
+                    "order %s: ops resolution of placement %s by %s: %s",
+                    req.order_id, request.attempt, resolution.staff_id or resolution.resolved_by,
+                    resolution.model_dump(exclude={"token"}),
                 )  # fmt: skip
                 if resolution.provider_order_id:
                     found = await self._venue_order_named_by_ops(req, request, resolution.provider_order_id)

@@ -1,21 +1,34 @@
 """Staff endpoints (ops role) for money the order sagas hold: orders waiting on an unknown placement
-(NEEDS_ATTENTION) and holds that outlived their order or withdrawal (services/holds.py)."""
+(NEEDS_ATTENTION) and ops' word on them, and holds that outlived their order or withdrawal
+(services/holds.py).
+
+Resolving a placement needs `X-TOTP-Code`: after the check, the API signs a short-lived decision token
+for this ops user, order and action (`services.decision_tokens`) and sends it with the resolution as an
+update; the saga verifies the token and the ops role itself, exactly as for a `resolve_placement`
+signal from the Temporal CLI or Web UI (whose token comes from `python -m cli approval-token`).
+"""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Annotated
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Self
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import text
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
-from api.auth_deps import problem_responses, require_role
-from api.deps import EngineDep
+from api.auth_deps import RequireTotp, problem_responses, require_role
+from api.deps import EngineDep, SettingsDep, TemporalDep
+from api.errors import ProblemError
 from models.assets import quantum
+from models.order_flow import PlacementResolution, ResolutionOutcome
 from models.users import User
 from services import holds
+from services.decision_tokens import DecisionTokens
+from workflows.orders import workflow_id
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -90,3 +103,58 @@ async def orphaned_holds(staff: Ops, engine: EngineDep) -> list[OrphanedHoldOut]
         )
         for h in found
     ]
+
+
+class ResolvePlacementBody(BaseModel):
+    """Exactly one of: the venue's order id ops found for this placement, or `absent: true` once the
+    venue confirmed it never received it (the saga checks the venue once more before believing it)."""
+
+    venue_order_id: str | None = Field(default=None, min_length=1, max_length=100)
+    absent: bool = False
+    note: str = Field(min_length=1, max_length=500, description="what ops established, and with whom")
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> Self:
+        if (self.venue_order_id is None) == (not self.absent):
+            raise ValueError("give either venue_order_id or absent: true")
+        return self
+
+
+@router.post(
+    "/orders/{order_id}/resolve-placement",
+    response_model=ResolutionOutcome,
+    dependencies=[RequireTotp],
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def resolve_placement(
+    order_id: uuid.UUID, body: ResolvePlacementBody, staff: Ops, client: TemporalDep, settings: SettingsDep
+) -> ResolutionOutcome:
+    """Resolve an order whose placement outcome is unknown (needs `X-TOTP-Code`)."""
+    resolution = PlacementResolution(
+        provider_order_id=body.venue_order_id, absent=body.absent, note=body.note, staff_id=staff.id
+    )
+    tokens = DecisionTokens.from_secret(
+        settings.jwt_secret, timedelta(seconds=settings.decision_token_ttl_seconds)
+    )
+    resolution.token = tokens.issue(
+        actor_id=staff.id,
+        order_id=order_id,
+        action=resolution.action,
+        now=datetime.now(UTC),
+        detail=resolution.proof_detail,
+    )
+    handle = client.get_workflow_handle(workflow_id(order_id))
+    try:
+        outcome = await handle.execute_update(
+            "resolve_placement_checked", resolution, result_type=ResolutionOutcome
+        )
+    except RPCError as e:
+        if e.status is not RPCStatusCode.NOT_FOUND:
+            raise  # Temporal down: the one handler answers 503 with Retry-After
+        raise ProblemError(404, "not_found", "no such order waiting for ops") from e
+    except WorkflowUpdateFailedError as e:
+        raise ProblemError(409, "not_waiting", "the order is not waiting for ops") from e
+    if not outcome.accepted:
+        status = 409 if outcome.code == "not_waiting" else 403
+        raise ProblemError(status, outcome.code, outcome.detail or outcome.code)
+    return outcome

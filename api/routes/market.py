@@ -44,6 +44,7 @@ from services.market_data import (
     PriceTicker,
     UnknownVenue,
 )
+from services.orders import OrderRejected
 from services.router import InvalidRouteRequest, NoHealthyProvider, NoLiquidity, RouterParams, RoutingRefused
 
 router = APIRouter(prefix="/market", tags=["market"])
@@ -265,10 +266,16 @@ async def quote(
     symbol: Symbol,
     side: Side,
     amount: Annotated[DecimalStr | None, Query(description="Base amount.")] = None,
-    quote_amount: Annotated[DecimalStr | None, Query(description="Buys: notional, before fees.")] = None,
+    quote_amount: Annotated[
+        DecimalStr | None,
+        Query(description="Buys: spend at most this much, our fee included (as on an order)."),
+    ] = None,
     max_slippage: Annotated[DecimalStr | None, Query(description="Fraction; default 0.01.")] = None,
 ) -> QuoteOut:
-    """An indicative all-in price for a market order of this size: venue, price, our fee, total."""
+    """An indicative all-in price for a market order of this size: venue, price, our fee, total.
+
+    With `quote_amount` the answer is what an order with that `quote_amount` would buy now: `amount` is
+    sized as the order saga sizes it, and `total` (fee included) is at most `quote_amount`."""
     check_symbol(symbol, "query.symbol")
     _, quote_ccy = split_symbol(symbol)
     if (amount is None) == (quote_amount is None):
@@ -303,7 +310,7 @@ async def quote(
             quote_amount=Decimal(quote_amount) if quote_amount is not None else None,
             max_slippage=slippage,
         )
-    except InvalidRouteRequest as e:
+    except (InvalidRouteRequest, OrderRejected) as e:
         field = "query.amount" if amount is not None else "query.quote_amount"
         raise ProblemError(
             422, "invalid_size", str(e), errors=[{"field": field, "message": str(e), "type": "invalid_size"}]

@@ -19,7 +19,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -27,12 +32,12 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api import idempotency
 from api.auth_deps import RequireTotp, problem_responses
 from api.deps import EngineDep, SettingsDep, TemporalDep
-from api.errors import ProblemError
+from api.errors import ProblemError, ServiceUnavailable
 from api.ratelimit import WithdrawalRateLimit
 from api.routes.accounts import Customer
 from config import Settings
@@ -214,7 +219,10 @@ async def bank_webhook(
         )
         try:
             await client.get_workflow_handle(wf_id).signal(WithdrawalWorkflow.payout_settled, update)
-        except RPCError:
+        except RPCError as e:
+            if e.status is not RPCStatusCode.NOT_FOUND:
+                # Temporal could not take it (down, overloaded, …): 503, and the bank redelivers.
+                raise ServiceUnavailable("temporal") from e
             # Finished or unknown: the saga already learned the outcome by asking the bank.
             return WebhookAck(status="ignored", workflow_id=wf_id)
         return WebhookAck(status="accepted", workflow_id=wf_id)
@@ -679,7 +687,7 @@ async def get_withdrawal(withdrawal_id: uuid.UUID, user: Customer, engine: Engin
 @router.post(
     "/withdrawals/{withdrawal_id}/cancel",
     response_model=WithdrawalOut,
-    responses=problem_responses(401, 403, 404, 409),
+    responses=problem_responses(401, 403, 404, 409, 503),
 )
 async def cancel_withdrawal(
     withdrawal_id: uuid.UUID, user: Customer, engine: EngineDep, client: TemporalDep
@@ -689,8 +697,15 @@ async def cancel_withdrawal(
     handle = client.get_workflow_handle(withdrawal_workflow_id(withdrawal_id))
     try:
         await handle.execute_update(WithdrawalWorkflow.cancel)
-    except Exception as e:  # the validator's refusal, or the saga already finished
+    except WorkflowUpdateFailedError as e:  # the saga's refusal: it is being sent, or final
         raise ProblemError(409, "not_cancellable", "the withdrawal can no longer be cancelled") from e
+    except RPCError as e:
+        if e.status is not RPCStatusCode.NOT_FOUND:
+            raise ServiceUnavailable("temporal") from e  # nothing was cancelled: 503, try again
+        # The saga has finished: the withdrawal is final.
+        raise ProblemError(409, "not_cancellable", "the withdrawal can no longer be cancelled") from e
+    except WorkflowUpdateRPCTimeoutOrCancelledError as e:  # no answer in time: unknown, ask again
+        raise ServiceUnavailable("temporal") from e
     result = await handle.result()
     del result
     return await _own_withdrawal(engine, user.id, withdrawal_id)

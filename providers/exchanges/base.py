@@ -115,11 +115,16 @@ class ExecutionAdapter(Protocol):
     async def deposits(self, currency: str | None = None) -> list[VenueDeposit]: ...
 
     async def withdrawal_status(
-        self, currency: str, client_id: str, since: datetime | None = None
+        self,
+        currency: str,
+        client_id: str,
+        since: datetime | None = None,
+        venue_ref: str | None = None,
     ) -> VenueWithdrawal | None:
-        """Our withdrawal by our client id, searched through the venue's whole history from `since` (every
-        page); None if the venue shows no record of it (which is not proof: venues lag).
-        `UnsupportedByVenue` where the venue keeps no client id."""
+        """Our withdrawal by our client id, or, where the venue keeps none (Kraken), by `venue_ref` (the
+        venue's reference from the send's answer), searched through the venue's whole history from
+        `since` (every page); None if the venue shows no record of it (which is not proof: venues lag).
+        `UnsupportedByVenue` where neither can name it (no client id kept and no reference known)."""
         ...
 
     async def withdraw(

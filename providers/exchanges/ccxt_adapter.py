@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -201,6 +201,30 @@ _BINANCE_CODE = re.compile(r'"code"\s*:\s*(-?\d+)')
 WITHDRAWAL_HISTORY_PAGE = 1000
 WITHDRAWAL_HISTORY_MAX_PAGES = 100
 WITHDRAWAL_LOOKBACK = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalCapabilities:
+    """How a venue names our withdrawals, so it can be asked about one again.
+
+    `client_id_param`: the send parameter that carries our id (Binance's `withdrawOrderId`), None where
+    the venue keeps none. `lookup_by`: "client_id" (the venue's history filters by our id, so even a send
+    whose answer was lost can be found) or "venue_ref" (only the venue's own reference, Kraken's
+    `refid`, finds it: known only when the send answered; a lost answer stays unknown)."""
+
+    client_id_param: str | None
+    lookup_by: Literal["client_id", "venue_ref"]
+
+
+WITHDRAWAL_CAPABILITIES: dict[str, WithdrawalCapabilities] = {
+    "binance": WithdrawalCapabilities(client_id_param="withdrawOrderId", lookup_by="client_id"),
+    "kraken": WithdrawalCapabilities(client_id_param=None, lookup_by="venue_ref"),
+}
+_NO_WITHDRAWALS = WithdrawalCapabilities(client_id_param=None, lookup_by="venue_ref")
+# Kraken's WithdrawStatus `status` (and `status-prop`) onto ccxt's transaction statuses, read from the
+# raw answer: "Settled" and "Partial" are not final there, a cancelled or returned one is.
+_KRAKEN_WITHDRAWAL_STATUS = {"Success": "ok", "Failure": "failed"}
+_KRAKEN_WITHDRAWAL_PROP = {"canceled": "canceled", "return": "failed"}
 _BINANCE_UNKNOWN_STATUS = {"-1000", "-1001", "-1006", "-1007"}
 _BINANCE_AUTH = {"-1022", "-2014", "-2015", "-2008"}
 _AUTH_MARKERS = ("EAPI:Invalid key", "EAPI:Invalid signature", "EGeneral:Permission denied")
@@ -837,27 +861,33 @@ class CcxtAdapter:
             output_index=int(index) if index is not None else None,
         )
 
+    @property
+    def withdrawals(self) -> WithdrawalCapabilities:
+        """How this venue names our withdrawals (see `WithdrawalCapabilities`)."""
+        return WITHDRAWAL_CAPABILITIES.get(self.config.exchange_id, _NO_WITHDRAWALS)
+
     async def withdraw(
         self, currency: str, amount: Decimal, address: str, client_id: str, tag: str | None = None
     ) -> VenueWithdrawal:
         """Send `amount` to `address`. A timeout is ambiguous (the transfer may exist): check, don't resend.
 
         Binance takes our id as `withdrawOrderId`. Kraken withdraws to a pre-registered *key*: ops
-        register each destination with the address itself as the key name.
+        register each destination with the address itself as the key name; its answer is the
+        withdrawal's `refid` (`withdrawal_id` here), the only name it can be looked up by later.
         """
         await self._ensure_loaded()
         params: dict[str, Any] = {}
         if tag:
             params["tag"] = tag
-        if self.config.exchange_id == "binance":
-            params["withdrawOrderId"] = client_id
-        elif self.config.exchange_id == "kraken":
+        if self.withdrawals.client_id_param:
+            params[self.withdrawals.client_id_param] = client_id
+        if self.config.exchange_id == "kraken":
             params["key"] = address
         async with self._errors(placing=True, cid=client_id):
             raw = await self.exchange.withdraw(currency, str(amount), address, params)
         return VenueWithdrawal(
             provider=self.name,
-            withdrawal_id=str(raw.get("id")),
+            withdrawal_id=str(raw.get("id") or ""),  # Binance's id; Kraken's `refid`
             currency=currency,
             amount=amount,
             address=address,
@@ -866,19 +896,65 @@ class CcxtAdapter:
         )
 
     async def withdrawal_status(
-        self, currency: str, client_id: str, since: datetime | None = None
+        self,
+        currency: str,
+        client_id: str,
+        since: datetime | None = None,
+        venue_ref: str | None = None,
     ) -> VenueWithdrawal | None:
-        """Our withdrawal as the venue records it, found by our client id; None if it has no such record.
+        """Our withdrawal as the venue records it; None if it has no such record.
 
-        Binance filters its withdrawal history by our `withdrawOrderId` and a time window (from a day
-        before `since`), and serves it in pages: every page is read, and each row is matched on our id
-        again, so a venue that ignored the filter still cannot make an older withdrawal look missing.
-        None is not proof of absence (venues lag); the caller asks again over time. Kraken keeps no client
-        id for withdrawals, so it cannot be asked this way (`UnsupportedByVenue`). Network errors are
-        retryable.
+        By our client id where the venue keeps it (Binance), else by the venue's own reference from the
+        send's answer (Kraken's `refid`); without that reference (the answer was lost) it cannot be
+        asked: `UnsupportedByVenue`, and the outcome stays unknown. The history is read page by page
+        from a day before `since`, and each row is matched on the id again, so a venue that ignored a
+        filter still cannot make an older withdrawal look missing. None is not proof of absence (venues
+        lag); the caller asks again over time. Network errors are retryable.
         """
-        if self.config.exchange_id != "binance":
-            raise UnsupportedByVenue(self.name, "cannot look withdrawals up by client id")
+        if self.withdrawals.lookup_by == "venue_ref":
+            if not venue_ref:
+                raise UnsupportedByVenue(
+                    self.name, "cannot look a withdrawal up without its reference (the send's answer)"
+                )
+            return await self._withdrawal_by_ref(currency, venue_ref, since)
+        return await self._withdrawal_by_client_id(currency, client_id, since)
+
+    async def _withdrawal_by_ref(
+        self, currency: str, venue_ref: str, since: datetime | None
+    ) -> VenueWithdrawal | None:
+        """Kraken's WithdrawStatus, newest first, in cursor pages; the row whose `refid` is ours."""
+        await self._ensure_loaded()
+        start_ms = int((since - WITHDRAWAL_LOOKBACK).timestamp() * 1000) if since else None
+        cursor: Any = True
+        for _ in range(WITHDRAWAL_HISTORY_MAX_PAGES):
+            async with self._errors():
+                rows = await self.exchange.fetch_withdrawals(currency, start_ms, None, {"cursor": cursor})
+            for row in rows:
+                info = row.get("info") or {}
+                if info.get("refid") == venue_ref:
+                    status = _KRAKEN_WITHDRAWAL_PROP.get(
+                        str(info.get("status-prop") or ""),
+                        _KRAKEN_WITHDRAWAL_STATUS.get(str(info.get("status")), "pending"),
+                    )
+                    return VenueWithdrawal(
+                        provider=self.name,
+                        withdrawal_id=venue_ref,
+                        currency=str(row.get("currency") or currency),
+                        amount=_dec(info.get("amount")),
+                        address=str(info.get("info") or ""),
+                        status=status,
+                        tx_hash=info.get("txid") or None,
+                        fee=_opt_dec(info.get("fee")),
+                    )
+            cursor = (rows[-1].get("info") or {}).get("next_cursor") if rows else None
+            if not cursor:
+                return None
+        raise RetryableVenueError(self.name, "withdrawal history longer than we page through")
+
+    async def _withdrawal_by_client_id(
+        self, currency: str, client_id: str, since: datetime | None
+    ) -> VenueWithdrawal | None:
+        """Binance's withdrawal history filtered by our `withdrawOrderId`, every page."""
         await self._ensure_loaded()
         start_ms = int((since - WITHDRAWAL_LOOKBACK).timestamp() * 1000) if since else None
         offset = 0

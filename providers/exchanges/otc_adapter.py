@@ -279,7 +279,7 @@ class OtcAdapter:
         return []
 
     async def withdrawal_status(
-        self, currency: str, client_id: str, since: datetime | None = None
+        self, currency: str, client_id: str, since: datetime | None = None, venue_ref: str | None = None
     ) -> VenueWithdrawal | None:
         raise UnsupportedByVenue(self.name, "the OTC desk does not withdraw to addresses")
 

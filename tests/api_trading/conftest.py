@@ -200,6 +200,7 @@ async def trading(
             activities.venue_status,
             activities.cancel_at_venue,
             activities.resolve_placement,
+            activities.verify_resolution,
             activities.notify,
         ],
     )

@@ -6,13 +6,15 @@ import asyncio
 import uuid
 from decimal import Decimal
 
+import pyotp
 import pytest
 from sqlalchemy import text
 
 from config import Settings
+from models.sealed import seal
 from services.passwords import hash_password
 from tests.api.conftest import PASSWORD
-from tests.api_trading.conftest import Trading
+from tests.api_trading.conftest import Customer, Trading
 
 
 @pytest.fixture
@@ -109,3 +111,78 @@ async def test_a_hold_that_outlived_its_order_is_listed_for_ops(trading: Trading
         ).status_code == 403
     finally:
         await trading.ledger.release(stray.hold_id)
+
+
+async def ops_with_totp(trading: Trading) -> Customer:
+    """An ops user with 2FA, logged in through the API (2FA turned on after the login)."""
+    uid = uuid.uuid4()
+    email = f"ops-{uid.hex[:12]}@example.com"
+    secret = pyotp.random_base32()
+    async with trading.engine.begin() as c:
+        await c.execute(
+            text(
+                "INSERT INTO users (id, email, password_hash, kyc_tier, roles, email_verified) "
+                "VALUES (:i, :e, :p, 0, :r, true)"
+            ),
+            {"i": uid, "e": email, "p": hash_password(PASSWORD), "r": ["ops"]},
+        )
+    r = await trading.http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    async with trading.engine.begin() as c:
+        await c.execute(
+            text("UPDATE users SET twofa_enabled = true, twofa_secret = :s WHERE id = :i"),
+            {"s": seal(secret), "i": uid},
+        )
+    return Customer(uid, email, r.json()["access_token"], pyotp.TOTP(secret))
+
+
+async def test_ops_resolve_an_unknown_placement_through_the_admin_api_with_totp(trading: Trading) -> None:
+    """Binance's edge answers 502 to the placement (maybe received): the order waits for ops. Ops say
+    the venue never got it (TOTP, ops role): the saga checks once more, then Kraken fills it."""
+    alice = await trading.customer(gbp="5000")
+    ops = await ops_with_totp(trading)
+    await trading.venues["binance"].fault("http_error", status=502, count=1, paths=["/api/v3/order"])
+    body = {"symbol": "BTC-GBP", "side": "BUY", "type": "MARKET", "amount": "0.01"}
+    r = await trading.http.post("/api/v1/orders", json=body, headers=alice.headers())
+    assert r.status_code == 202, r.text
+    order_id = r.json()["id"]
+    for _ in range(300):
+        r = await trading.http.get(f"/api/v1/orders/{order_id}", headers=alice.headers())
+        if r.json()["status"] == "NEEDS_ATTENTION":
+            break
+        await asyncio.sleep(0.1)
+    assert r.json()["status"] == "NEEDS_ATTENTION"
+    url = f"/api/v1/admin/orders/{order_id}/resolve-placement"
+    answer = {"absent": True, "note": "venue support: never received"}
+
+    r = await trading.http.post(url, json=answer, headers=ops.headers())
+    assert r.status_code == 403 and r.json()["code"] == "totp_required"
+    r = await trading.http.post(url, json=answer, headers=alice.headers())
+    assert r.status_code == 403
+    both = {**answer, "venue_order_id": "123"}
+    r = await trading.http.post(url, json=both, headers=ops.headers(totp=True))
+    assert r.status_code == 422, r.text
+    r = await trading.http.post(
+        f"/api/v1/admin/orders/{uuid.uuid4()}/resolve-placement", json=answer, headers=ops.headers(totp=True)
+    )
+    assert r.status_code == 404, r.text
+    assert (await trading.http.get(f"/api/v1/orders/{order_id}", headers=alice.headers())).json()[
+        "status"
+    ] == "NEEDS_ATTENTION"  # nothing above changed anything
+
+    r = await trading.http.post(url, json=answer, headers=ops.headers(totp=True))
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] is True
+    order = await trading.wait_order(alice, order_id)
+    assert order["status"] == "FILLED"
+    async with trading.engine.connect() as c:
+        actors = (
+            await c.execute(
+                text(
+                    "SELECT actor_id FROM audit_log WHERE target_id = :o "
+                    "AND action = 'order.placement_absent'"
+                ),
+                {"o": order_id},
+            )
+        ).all()
+    assert [a[0] for a in actors] == [ops.id]

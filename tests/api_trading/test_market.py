@@ -151,3 +151,29 @@ async def test_market_data_is_rate_limited_per_ip(trading: Trading) -> None:
             r = await client.get("/api/v1/market/prices")
             assert_problem(r, 429, "rate_limited")
             assert int(r.headers["retry-after"]) >= 1
+
+
+async def test_a_budget_quote_and_the_order_placed_right_after_it_agree(trading: Trading) -> None:
+    """`quote_amount` means "spend at most this much, our fee included" on the quote as on the order:
+    the quote's total stays within the budget, and the order placed right after it buys what the quote
+    said, within the slippage bound (the default 1%)."""
+    alice = await trading.customer(gbp="5000")
+    budget = D("1000")
+    r = await trading.http.get(
+        "/api/v1/market/quote", params={"symbol": "BTC-GBP", "side": "BUY", "quote_amount": str(budget)}
+    )
+    assert r.status_code == 200, r.text
+    q = r.json()
+    assert D(q["total"]) <= budget
+    assert D(q["total"]) == D(q["quote_amount"]) + D(q["fee"])
+
+    body = {"symbol": "BTC-GBP", "side": "BUY", "type": "MARKET", "quote_amount": str(budget)}
+    r = await trading.http.post("/api/v1/orders", json=body, headers=alice.headers())
+    assert r.status_code == 202, r.text
+    order = await trading.wait_order(alice, r.json()["id"])
+
+    assert order["status"] == "FILLED", order
+    bought, spent = D(order["filled_amount"]), D(order["filled_quote_amount"]) + D(order["fee"])
+    assert order["fee_currency"] == "GBP" and spent <= budget
+    assert abs(bought - D(q["amount"])) <= D(q["amount"]) * D("0.01"), (bought, q["amount"])
+    assert abs(spent - D(q["total"])) <= D(q["total"]) * D("0.01"), (spent, q["total"])

@@ -172,6 +172,7 @@ async def stack(
             activities.venue_status,
             activities.cancel_at_venue,
             activities.resolve_placement,
+            activities.verify_resolution,
             activities.notify,
         ],
     )

@@ -66,6 +66,7 @@ class Stack:
     binance_app: web.Application
     engine: AsyncEngine
     client: Client
+    kraken_app: web.Application | None = None
 
     def http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.api_url, timeout=30)
@@ -177,6 +178,7 @@ async def stack(
             mail_url=f"http://127.0.0.1:{mail_port}",
             bank_state=bank_app[BANK_STATE],
             binance_app=venues.apps["binance"],
+            kraken_app=venues.apps["kraken"],
             engine=engine,
             client=temporal_client,
         )

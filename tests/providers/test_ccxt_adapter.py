@@ -301,7 +301,7 @@ async def test_new_deposit_address_is_minted_per_call_at_kraken_and_refused_at_b
 async def test_withdrawal_status_by_client_id(venue: Venue) -> None:
     adapter, control = venue
     await control.set_balances(BTC="1")
-    if control.name == "kraken":  # Kraken keeps no client id for withdrawals
+    if control.name == "kraken":  # Kraken keeps no client id for withdrawals: by its refid below
         with pytest.raises(UnsupportedByVenue):
             await adapter.withdrawal_status("BTC", "wd-x")
         return
@@ -313,6 +313,40 @@ async def test_withdrawal_status_by_client_id(venue: Venue) -> None:
     assert found.amount == D("0.1") and found.status == "ok" and found.tx_hash
     assert found.address == "bc1qdestination000000000000000000"
     assert await adapter.withdrawal_status("ETH", "wd-7") is None
+
+
+async def test_a_kraken_withdrawal_is_found_by_the_refid_its_send_answered_with(
+    venue: Venue, sandboxes: RunningSandboxes
+) -> None:
+    """Kraken keeps no id of ours: the `refid` from Withdraw's answer finds it in WithdrawStatus (Kraken's
+    real shape: refid, txid, fee, status), through every cursor page; without a refid it stays unknown."""
+    adapter, control = venue
+    if control.name != "kraken":
+        return
+    assert adapter.withdrawals.lookup_by == "venue_ref"
+    await control.set_balances(BTC="5")
+    state = sandboxes.apps["kraken"][STATE_KEY]
+    ours = await adapter.withdraw("BTC", D("0.1"), "bc1qdestination000000000000000000", client_id="wd-k")
+    assert re.fullmatch(r"A[0-9A-Z]{6}-[0-9A-Z]{6}-[0-9A-Z]{6}", ours.withdrawal_id), ours
+    for _ in range(5):  # newer withdrawals push ours to the third page
+        await adapter.withdraw("BTC", D("0.01"), "bc1qdestination000000000000000000", client_id="other")
+    state.venue.config.history_page_size = 2
+    try:
+        found = await adapter.withdrawal_status("BTC", "wd-k", venue_ref=ours.withdrawal_id)
+        assert found is not None and found.withdrawal_id == ours.withdrawal_id
+        assert found.status == "ok" and found.tx_hash and found.amount == D("0.1")
+        assert found.fee == state.venue.config.withdrawal_fees["BTC"]
+        assert found.address == "bc1qdestination000000000000000000"
+        since = datetime.now(UTC) - timedelta(minutes=5)
+        assert await adapter.withdrawal_status("BTC", "wd-k", since=since, venue_ref=ours.withdrawal_id)
+        assert await adapter.withdrawal_status("BTC", "wd-k", venue_ref="AAAAAAA-BBBBBB-CCCCCC") is None
+        assert await adapter.withdrawal_status("ETH", "wd-k", venue_ref=ours.withdrawal_id) is None
+        with pytest.raises(UnsupportedByVenue):  # the send's answer was lost: nothing to ask by
+            await adapter.withdrawal_status("BTC", "wd-k")
+        calls = await control.calls()
+        assert calls.count("POST /0/private/WithdrawStatus") >= 3  # paged, not one long answer
+    finally:
+        state.venue.config.history_page_size = 1000
 
 
 async def test_withdrawal_status_reads_every_page_of_the_history(

@@ -32,6 +32,35 @@ CODE = "control_character"
 # No operation takes a JSON body anywhere near this; a bigger one is refused (413) rather than passed on
 # unchecked, which would let padding carry a NUL past the guard.
 MAX_JSON_BODY = 1 << 20
+# Deeper JSON than any of our bodies is refused before it is parsed: the C parser recurses once per
+# level, and a process whose recursion limit a library raised (py_ecc, under web3, sets 100,000)
+# overflows the C stack and dies on "[[[[…" instead of raising RecursionError.
+MAX_JSON_DEPTH = 64
+
+
+def _nested_deeper_than(body: bytes, limit: int) -> bool:
+    """True if `body`'s brackets (outside strings) nest deeper than `limit`; no parsing, no recursion."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
 
 
 def _first_bad(value: Any, where: str) -> str | None:
@@ -92,10 +121,12 @@ class ControlCharacterGuard:
                 await too_big(scope, receive, send)
                 return
             try:
+                if _nested_deeper_than(body, MAX_JSON_DEPTH):
+                    raise RecursionError
                 field = _first_bad(json.loads(body), "body") if body else None
             except ValueError:
                 field = None  # not JSON after all: the route's own validation answers
-            except RecursionError:  # "[[[[…" a hundred thousand deep: the parser gives up, so do we
+            except RecursionError:  # "[[[[…" deeper than any body of ours: refused unparsed
                 deep = problem_response(
                     Request(scope),
                     422,

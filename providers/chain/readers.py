@@ -4,6 +4,7 @@ which address, for how much, with how many confirmations (None: not found)."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -13,6 +14,12 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import TransactionNotFound
 
 from config import Settings
+
+# Importing web3 imports py_ecc, which raises the whole process's recursion limit to 100,000; C code that
+# recurses (the json parser on "[[[[…") then overflows the C stack and kills the process instead of raising
+# RecursionError. We use no elliptic-curve maths, so the interpreter's own limit is put back.
+PYTHON_RECURSION_LIMIT = 1000
+sys.setrecursionlimit(min(sys.getrecursionlimit(), PYTHON_RECURSION_LIMIT))
 
 SATS = Decimal(10) ** 8
 WEI = Decimal(10) ** 18

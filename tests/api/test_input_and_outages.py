@@ -3,6 +3,8 @@ neither is ever a 500."""
 
 from __future__ import annotations
 
+import sys
+
 import httpx
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -74,6 +76,18 @@ async def test_control_characters_are_refused_with_the_field_named(client: httpx
     deep = b"[" * 100_000 + b"]" * 100_000
     r = await client.post(register_url, content=deep, headers={"content-type": "application/json"})
     assert_problem(r, 422, "body_too_deep")
+    # Also in a process whose recursion limit a library raised (py_ecc, under web3, sets 100,000): the
+    # parser would overflow the C stack there and kill the process (a segfault in the full suite).
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    try:
+        r = await client.post(register_url, content=deep, headers={"content-type": "application/json"})
+    finally:
+        sys.setrecursionlimit(limit)
+    assert_problem(r, 422, "body_too_deep")
+    strings = b'{"email": "' + b"[" * 10_000 + b'", "password": "x"}'  # brackets in a string are text
+    r = await client.post(register_url, content=strings, headers={"content-type": "application/json"})
+    assert r.json().get("code") != "body_too_deep", r.text
 
     # Unchanged by the refused requests; ordinary text (accents, tabs, newlines) still passes.
     me = (await client.get("/api/v1/auth/me", headers=bearer(tokens))).json()

@@ -370,9 +370,7 @@ class CcxtAdapter:
         """
         if self._rules:
             return
-        if self._first_load is None or (
-            self._first_load.done() and (self._first_load.cancelled() or self._first_load.exception())
-        ):
+        if self._first_load is None or self._first_load.done():  # none in flight: start one
             self._first_load = asyncio.ensure_future(self.load(only_if_unloaded=True))
             self._first_load.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen if unawaited
         await asyncio.shield(self._first_load)

@@ -48,7 +48,10 @@ BOOKS = {
     "binance": {"bids": [["59800.00", "10.00000"]], "asks": [["59900.00", "10.00000"], ["59950.00", "10.0"]]},
     "kraken": {"bids": [["59900.0", "10.0"]], "asks": [["60100.0", "10.0"], ["60150.0", "10.0"]]},
 }
-SMALL_BUYS, SELLS, OTC_BUYS = 21, 6, 3  # 30 orders
+# 30 orders. Kraken-routed ones complete about 3 s apart: each placement confirms its fill with
+# QueryOrders, which ccxt's Kraken throttle costs 3 s with no burst, and the adapter sends Kraken's
+# private calls one at a time; so the Kraken share is kept small to keep the test quick.
+SMALL_BUYS, SELLS, OTC_BUYS = 21, 6, 3
 
 
 @dataclass

@@ -272,6 +272,7 @@ class CcxtAdapter:
         self._rules: dict[str, MarketRules] = {}
         self._fees: dict[str, FeeSchedule] = {}
         self._load_lock = asyncio.Lock()
+        self._first_load: asyncio.Future[None] | None = None  # shared by concurrent first users
         self._client_ids: dict[str, str] = {}  # venue order id -> client order id, for trade history
         self._serial: contextlib.AbstractAsyncContextManager[Any] = (
             asyncio.Lock() if config.exchange_id == "kraken" else contextlib.nullcontext()
@@ -341,9 +342,11 @@ class CcxtAdapter:
 
     # ------------------------------------------------------------------ markets
 
-    async def load(self) -> None:
+    async def load(self, *, only_if_unloaded: bool = False) -> None:
         """Load (or refresh) markets and fees. Safe to call concurrently."""
         async with self._load_lock:
+            if only_if_unloaded and self._rules:
+                return  # loaded while this caller waited for the lock
             async with self._errors():
                 markets = await self.exchange.load_markets(reload=bool(self._rules))
                 fees: dict[str, Any] = {}
@@ -382,8 +385,19 @@ class CcxtAdapter:
         return Decimal(1).scaleb(-int(_dec(value)))
 
     async def _ensure_loaded(self) -> None:
-        if not self._rules:
-            await self.load()
+        """Load once, on first use, for every caller at once.
+
+        Concurrent first users (a burst of orders on an adapter whose warm-up missed it) share one load:
+        each used to reload in turn behind the venue's throttle, seconds apiece at Kraken, past the
+        router's deadline, which then opened the venue's breaker on our own queue. A caller that gives up
+        (a deadline) leaves the load running for the others; a failed load is tried again by the next.
+        """
+        if self._rules:
+            return
+        if self._first_load is None or self._first_load.done():  # none in flight: start one
+            self._first_load = asyncio.ensure_future(self.load(only_if_unloaded=True))
+            self._first_load.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen if unawaited
+        await asyncio.shield(self._first_load)
 
     def rules(self, symbol: str) -> MarketRules:
         try:

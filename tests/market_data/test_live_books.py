@@ -94,6 +94,12 @@ async def desk(venues: RunningSandboxes) -> AsyncIterator[Desk]:
             await control(url, "faults", method="DELETE")
 
 
+async def market_loads(url: str) -> int:
+    """Market loads the venue has served (Binance's exchangeInfo, Kraken's AssetPairs)."""
+    calls = (await control(url, "calls", method="GET"))["calls"]
+    return sum(1 for c in calls if "exchangeinfo" in c.lower() or "assetpairs" in c.lower())
+
+
 async def buy(desk: Desk, gbp: str = "1000") -> BestExecutionRecord:
     return await desk.router.quote(SYMBOL, Side.BUY, quote_amount=Decimal(gbp), max_slippage=Decimal("0.01"))
 
@@ -247,3 +253,36 @@ async def test_a_slow_consumer_is_dropped_by_the_venue_and_resyncs_to_the_venues
         ),
         seconds=10,
     )
+
+
+async def test_concurrent_first_quotes_on_cold_adapters_load_each_venue_once_and_price_every_venue(
+    desk: Desk,
+) -> None:
+    """A worker whose warm-up missed a venue (down at start) or an API process that never warms: the first
+    orders all find the adapter's fee table empty at once. Each used to load the markets again in turn
+    behind the venue's throttle (a second or more apiece), past the router's deadline: every venue timed
+    out and its breaker opened on our own queue. One load serves them all."""
+    cold = {v: production_adapter(v, desk.urls[v]) for v in VENUES}
+    loads_before = {v: await market_loads(desk.urls[v]) for v in VENUES}
+    router = Router(
+        {v: LiveBookSource(v, desk.keeper, cold[v]) for v in VENUES},
+        params=RouterParams(deadline_s=1.5, cool_down_s=0.5),
+    )
+    try:
+        records = await asyncio.gather(
+            *(
+                router.quote(SYMBOL, Side.BUY, quote_amount=Decimal("1000"), max_slippage=Decimal("0.01"))
+                for _ in range(10)
+            )
+        )
+        assert {v: await market_loads(desk.urls[v]) - loads_before[v] for v in VENUES} == dict.fromkeys(
+            VENUES, 1
+        )
+        for record in records:
+            seen = {q.provider: q for q in record.quotes}
+            assert {v: seen[v].outcome for v in VENUES} == dict.fromkeys(VENUES, QuoteOutcome.OK), [
+                seen[v].reason for v in VENUES
+            ]
+    finally:
+        for adapter in cold.values():
+            await adapter.close()

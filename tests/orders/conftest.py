@@ -1,5 +1,15 @@
 """Order-saga fixtures: real PostgreSQL, the session Temporal dev server, and sandbox venues over HTTP
-(started here, separate from the provider tests' venues), with a worker per test on its own queue."""
+(started here, separate from the provider tests' venues), with a worker per test on its own queue.
+
+The adapters here run without ccxt's throttle (production runs with it). Each test builds and loads a
+fresh adapter pair, so the throttle's spacing is paid per test: with Binance's on the directory took
+147 s instead of 114 s, mostly in the unknown-outcome tests, whose lookups go through it; Kraken's (1 s
+per public call, 3 s per private one) would add about 4 s of market and fee loading to every test. These
+tests assert what the saga does with money and venue outcomes, never how fast, and the throttle does
+not change what a venue answers. The saga under the production throttle (adapters from settings, live
+books, 30 concurrent orders) is `tests/market_data/test_order_saga_best_execution.py`; the adapter
+contract under Binance's throttle is tests/providers.
+"""
 
 from __future__ import annotations
 
@@ -148,9 +158,13 @@ async def stack(
         await control.post("fees", {"taker": "0.001", "maker": "0.0008"})
         await control.book("BTC-GBP", BTC_BOOKS[name]["bids"], BTC_BOOKS[name]["asks"])
     adapters = {
-        name: quick_close(CcxtAdapter(exchange_config(name, order_sandboxes.urls[name], lookup_attempts=5)))
+        name: quick_close(
+            CcxtAdapter(
+                exchange_config(name, order_sandboxes.urls[name], lookup_attempts=5, enable_rate_limit=False)
+            )
+        )
         for name in venues
-    }
+    }  # throttle off: module docstring
     for a in adapters.values():
         await a.load()
     router = Router(adapters, params=RouterParams(deadline_s=3.0))

@@ -154,12 +154,13 @@ async def test_build_adapters_from_settings(sandboxes: RunningSandboxes) -> None
         kraken_url=sandboxes.urls["kraken"],
         otc_url=sandboxes.urls["otc"],
     )
-    adapters = build_adapters(settings, enable_rate_limit=False)
+    adapters = build_adapters(settings)  # as production builds them: ccxt's throttle on
     try:
         assert set(adapters) == {"binance", "kraken", "otc"}
         for adapter in adapters.values():
             assert isinstance(adapter, ExecutionAdapter)
             if isinstance(adapter, CcxtAdapter):
+                assert adapter.exchange.enableRateLimit
                 adapter.exchange.timeout_on_exit = 0
             await adapter.load()
             book = await adapter.order_book("BTC-GBP", 5)

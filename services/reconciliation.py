@@ -28,7 +28,7 @@ import json
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -50,6 +50,7 @@ from models.reconciliation import (
 )
 from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 from services.payments import audit
+from services.treasury import TransferInFlight
 
 log = logging.getLogger("reconciliation")
 ZERO = Decimal(0)
@@ -171,12 +172,18 @@ async def in_flight(
     *,
     trades: Iterable[VenueTrade],
     venue_deposits: Iterable[dict[str, Any]],
+    transfers: Iterable[TransferInFlight] = (),
+    credited_transfers: Collection[uuid.UUID] = frozenset(),
 ) -> InFlightRead:
     """What the sources show and the books do not yet, each item by id.
 
     - venue trades of our orders that no `provider_fills` row covers yet (the order saga settles them);
     - withdrawals sent (PROCESSING) and not completed: the money left, the books still hold it;
-    - venue deposits credited at the venue and not yet credited to a customer (or suspense) by us.
+    - venue deposits credited at the venue and not yet credited to a customer (or suspense) by us;
+    - float transfers between venues not yet settled (services/treasury.py): one sent and not yet booked
+      left the sending venue (minus amount and fee), and one the receiving venue credited before we booked
+      it settled is there already (plus amount); one booked in flight and on the chain is listed with
+      nothing to subtract (no venue shows it and the books hold it in `transfers:in_flight`).
     """
     out = InFlightRead()
     totals: dict[str, Decimal] = defaultdict(Decimal)
@@ -234,6 +241,19 @@ async def in_flight(
                         "venue": dep["venue"],
                     }
                 )
+    for ft in transfers:
+        sent_booked = ft.status in ("IN_FLIGHT", "NEEDS_ATTENTION") and ft.tx_hash is not None
+        if not sent_booked:
+            totals[ft.currency] -= ft.amount + (ft.fee or ZERO)
+        if ft.id in credited_transfers:
+            totals[ft.currency] += ft.amount
+        out.items.append(
+            {
+                "kind": "float_transfer", "id": str(ft.id), "currency": ft.currency, "venue": ft.from_venue,
+                "to_venue": ft.to_venue, "amount": str(ft.amount), "status": ft.status, "booked": sent_booked,
+                "credited": ft.id in credited_transfers,
+            }
+        )  # fmt: skip
     out.totals = {c: v for c, v in totals.items() if v != 0}
     return out
 

@@ -5,11 +5,13 @@ reconciliation while it is on its way. Above the limit it waits for two differen
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -174,11 +176,12 @@ async def test_a_transfer_over_the_limit_waits_for_two_different_staff_with_proo
     limit = world.settings.float_transfer_approval_limits["BTC"]
     amount = limit + 1
     assert treasury.approvals_required("BTC", amount, world.settings.float_transfer_approval_limits) == 2
+    maker, alice, bob = await _staff(world), await _staff(world), await _staff(world)
     data, handle = await _start(
-        world, currency="BTC", from_venue="binance", to_venue="kraken", amount=amount, approvals_required=2
-    )
+        world, currency="BTC", from_venue="binance", to_venue="kraken", amount=amount, approvals_required=2,
+        requested_by=maker,
+    )  # fmt: skip
     await _wait_status(world, data.transfer_id, TransferStatus.AWAITING_APPROVAL.value)
-    alice, bob = await _staff(world), await _staff(world)
     tokens = DecisionTokens.from_secret(world.settings.jwt_secret)
 
     def token(staff: uuid.UUID, detail: str = APPROVE_DETAIL) -> str:
@@ -193,6 +196,8 @@ async def test_a_transfer_over_the_limit_waits_for_two_different_staff_with_proo
     await handle.signal(
         FloatTransferWorkflow.approve, TransferApproval(staff_id=alice, token="")
     )  # a bare id
+    # The maker cannot also be a checker, even with a valid token.
+    await handle.signal(FloatTransferWorkflow.approve, TransferApproval(staff_id=maker, token=token(maker)))
     await handle.signal(FloatTransferWorkflow.approve, TransferApproval(staff_id=bob, token=token(alice)))
     await handle.signal(  # a withdrawal's approval token is not a float transfer's
         FloatTransferWorkflow.approve, TransferApproval(staff_id=bob, token=token(bob, detail=""))
@@ -242,3 +247,43 @@ async def _staff(world: World) -> uuid.UUID:
             {"id": staff_id, "e": f"ops-{staff_id.hex[:10]}@example.com"},
         )
     return staff_id
+
+
+async def test_a_withdrawal_whose_answer_is_lost_is_looked_up_and_never_sent_again(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="treasury")
+    _confirm_quickly(world, "binance", "kraken")
+    # Binance takes the withdrawal, then the answer never arrives; its history lags two reads behind.
+    await world.control(
+        "binance", "POST", "/_control/faults",
+        json={"kind": "timeout_after_accept", "mode": "drop", "count": 1, "paths": ["withdraw/apply"]},
+    )  # fmt: skip
+    await world.control(
+        "binance", "POST", "/_control/faults",
+        json={"kind": "not_found_lag", "lookups": 2, "count": 1, "paths": ["withdraw/apply"]},
+    )  # fmt: skip
+    data, handle = await _start(
+        world, currency="BNB", from_venue="binance", to_venue="kraken", amount=Decimal("12")
+    )
+    result = FloatTransferResult.model_validate(await handle.result())
+    assert result.status is TransferStatus.SETTLED
+    sent = list(_venue(world, "binance").withdrawals.values())
+    assert len(sent) == 1 and sent[0].client_id == treasury.venue_client_id(data.transfer_id)
+    assert "withdrawal outcome unknown" in caplog.text  # the answer was lost, and it was looked up
+    run = await world.reconcile()
+    assert next(c for c in run.currencies if c.currency == "BNB").status is RunStatus.MATCHED
+
+
+async def test_a_venue_refusal_moves_nothing_and_books_nothing(world: World) -> None:
+    await world.control(
+        "binance", "POST", "/_control/faults",
+        json={"kind": "insufficient_balance", "count": 1, "paths": ["withdraw/apply"]},
+    )  # fmt: skip
+    data, handle = await _start(
+        world, currency="ETH", from_venue="binance", to_venue="kraken", amount=Decimal("3")
+    )
+    result = FloatTransferResult.model_validate(await handle.result())
+    assert result.status is TransferStatus.REJECTED
+    assert await _house_balance(world, IN_FLIGHT_ACCOUNT, "ETH") == 0
+    assert not _venue(world, "binance").withdrawals

@@ -15,10 +15,12 @@ import pytest
 from sqlalchemy import text
 from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Replayer
 
+from activities.payments import PaymentActivities
 from activities.treasury import APPROVE_DETAIL
-from models.payments import FloatCheckInput
+from models.payments import CryptoPollInput, FloatCheckInput
 from models.reconciliation import RunStatus
 from models.treasury import (
     IN_FLIGHT_ACCOUNT,
@@ -224,6 +226,22 @@ async def test_a_transfer_over_the_limit_waits_for_two_different_staff_with_proo
             )
         ).all()
     assert {r[0] for r in approvers} == {alice, bob}
+    # Kraken is where customer deposits are polled: the transfer's arrival there is house money, never
+    # credited to anyone nor put in suspense.
+    pay = PaymentActivities(
+        engine=world.engine, settings=world.settings, bank=lambda: world.bank,
+        adapters=lambda: world.adapters, email=None,
+    )  # fmt: skip
+    await ActivityEnvironment().run(
+        pay.poll_crypto_deposits, CryptoPollInput(providers=["kraken"], min_confirmations=0)
+    )
+    async with world.engine.connect() as conn:
+        taken = (
+            await conn.execute(
+                text("SELECT (SELECT count(*) FROM deposits) + (SELECT count(*) FROM deposit_suspense)")
+            )
+        ).scalar_one()
+    assert taken == 0
     run = await world.reconcile()
     assert next(c for c in run.currencies if c.currency == "BTC").status is RunStatus.MATCHED
     await _replay(world, float_transfer_workflow_id(data.transfer_id), FloatTransferWorkflow)

@@ -7,6 +7,12 @@ Create Date: 2026-12-01
 `float_transfers` is one movement of float from one venue to another's deposit address (the saga's business
 record, read by reconciliation to explain money between venues); `float_transfer_approvals` the staff
 approvals a transfer over the limit needs (two different staff).
+
+Also makes reconciliation's marking of matched fills a heap-only-tuple (HOT) update: the index on
+`provider_fills (reconciled, executed_at)` is dropped (an index on the updated column forbids HOT, so every
+marked row wrote four index entries) and the table keeps half of each page free (fillfactor 50; each row is
+updated once, from unreconciled to reconciled). Measured in bench/recon.py: marking 50,000 fills went from
+about 400 ms to about 70 ms. Unreconciled rows are found by a sequential scan, as the planner chose anyway.
 """
 
 from collections.abc import Sequence
@@ -64,8 +70,15 @@ def upgrade() -> None:
         sa.UniqueConstraint("transfer_id", "staff_id", name="uq_float_transfer_approvals_staff"),
     )
 
+    op.drop_index("ix_provider_fills_reconciled", table_name="provider_fills")
+    op.execute("ALTER TABLE provider_fills SET (fillfactor = 50)")
+
 
 def downgrade() -> None:
+    op.execute("ALTER TABLE provider_fills RESET (fillfactor)")
+    op.create_index(
+        "ix_provider_fills_reconciled", "provider_fills", ["reconciled", "executed_at"], unique=False
+    )
     op.drop_table("float_transfer_approvals")
     op.drop_index("ix_float_transfers_tx_hash", table_name="float_transfers")
     op.drop_index("ix_float_transfers_status", table_name="float_transfers")

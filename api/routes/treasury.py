@@ -74,7 +74,7 @@ async def list_transfers(staff: Ops, engine: EngineDep) -> list[TransferRow]:
     status_code=202,
     response_model=TransferRow,
     dependencies=[RequireTotp],
-    responses=problem_responses(401, 403, 409, 422),
+    responses=problem_responses(401, 403, 409, 422, 503),
 )
 async def request_transfer(
     body: TransferCreate, staff: Ops, engine: EngineDep, settings: SettingsDep, client: TemporalDep
@@ -109,12 +109,19 @@ async def request_transfer(
         status = await treasury.record(engine, data)
     except treasury.TransferRefused as e:
         raise ProblemError(409, "transfer_refused", str(e)) from e
-    await client.start_workflow(
-        FloatTransferWorkflow.run,
-        data,
-        id=float_transfer_workflow_id(transfer_id),
-        task_queue=task_queues.OPS,
-    )
+    try:
+        await client.start_workflow(
+            FloatTransferWorkflow.run,
+            data,
+            id=float_transfer_workflow_id(transfer_id),
+            task_queue=task_queues.OPS,
+        )
+    except RPCError as e:
+        # Nothing was sent: close the row so it does not hold the currency's one open transfer.
+        await treasury.set_status(
+            engine, transfer_id, TransferStatus.REJECTED, attention="the saga could not be started"
+        )
+        raise ProblemError(503, "unavailable", "the transfer could not be started; try again") from e
     row = await treasury.get(engine, transfer_id)
     assert row is not None and row["status"] == status
     return _row(row)

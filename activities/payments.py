@@ -148,8 +148,16 @@ class PaymentActivities:
         for name in data.providers or [self._settings.crypto_deposit_provider]:
             adapter = self._adapter(name)
             deposits = await adapter.deposits()
+            # Float transfers between our venues arrive as deposits too: house money, never a customer's
+            # (services/treasury.py books them); one whose transaction is not known yet waits a poll.
+            from services import treasury
+
+            own = await treasury.transfer_tx_hashes(self._engine)
+            awaited = await treasury.pending_transfer_addresses(self._engine)
             for dep in deposits:
                 activity.heartbeat(dep.tx_id)
+                if treasury.normal_tx(dep.tx_id) in own or (name, dep.address or "") in awaited:
+                    continue
                 if dep.status != "ok" or dep.confirmations < data.min_confirmations:
                     out.waiting += 1
                     continue

@@ -8,6 +8,7 @@ finish and say what it could not see.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -35,6 +36,7 @@ from providers.chain.readers import ChainReader, build_readers, chain_urls
 from providers.exchanges.base import ExecutionAdapter
 from providers.exchanges.ccxt_adapter import CcxtAdapter
 from services import reconciliation as recon
+from services import treasury
 
 log = logging.getLogger("reconciliation")
 
@@ -156,7 +158,16 @@ class ReconciliationActivities:
             except Exception as e:
                 log.warning("reconciliation: %s trades unreadable: %s", name, type(e).__name__)
                 error = f"{name}: {_why(e)}"
-        flight = await recon.in_flight(self._engine, trades=trades, venue_deposits=deposits)
+        transfers, credited = await self._transfers()
+        if transfers is None:
+            error = error or "float transfers: receiving venue unreadable"
+            transfers = []
+        own = await treasury.transfer_tx_hashes(self._engine)  # house money between venues, not customers'
+        deposits = [d for d in deposits if treasury.normal_tx(d["tx_id"]) not in own]
+        flight = await recon.in_flight(
+            self._engine, trades=trades, venue_deposits=deposits, transfers=transfers,
+            credited_transfers=credited,
+        )  # fmt: skip
         if error is not None:
             return FillsAndFlight(fills=FillsRead(error=error, venues_read=venues), in_flight=flight)
         flying = {i["venue_order_id"] for i in flight.items if i["kind"] == "order"}
@@ -164,6 +175,28 @@ class ReconciliationActivities:
             self._engine, trades=trades, venues=venues, cut_off=c.cut_off, in_flight_orders=flying
         )
         return FillsAndFlight(fills=fills, in_flight=flight)
+
+    async def _transfers(self) -> tuple[list[treasury.TransferInFlight] | None, set[uuid.UUID]]:
+        """Float transfers not settled, and which of them the receiving venue has credited already.
+        (None, ...) when a receiving venue could not be asked: the run cannot explain them, so ERROR."""
+        transfers = await treasury.transfers_in_flight(self._engine)
+        credited: set[uuid.UUID] = set()
+        adapters = self._adapters()
+        try:
+            for t in transfers:
+                adapter = adapters.get(t.to_venue)
+                if t.tx_hash is None or adapter is None:
+                    continue
+                tx = treasury.normal_tx(t.tx_hash)
+                if any(
+                    treasury.normal_tx(d.tx_id) == tx and d.status == "ok"
+                    for d in await adapter.deposits(t.currency)
+                ):
+                    credited.add(t.id)
+        except Exception as e:
+            log.warning("reconciliation: transfer credits unreadable: %s", type(e).__name__)
+            return None, credited
+        return transfers, credited
 
     @activity.defn(name="recon.check_chain")
     async def check_chain(self, c: CutOff) -> ChainRead:

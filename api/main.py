@@ -26,6 +26,7 @@ from api.routes import (
     payments,
     proof,
     reconciliation,
+    treasury,
     ws,
 )
 from config import Settings, get_settings, log_redaction
@@ -87,6 +88,7 @@ def create_app(
     app.include_router(admin.router, prefix="/api/v1")
     app.include_router(admin_orders.router, prefix="/api/v1")
     app.include_router(reconciliation.router, prefix="/api/v1")
+    app.include_router(treasury.router, prefix="/api/v1")
     app.include_router(proof.router, prefix="/api/v1")
     app.include_router(orders.router, prefix="/api/v1")
     app.include_router(accounts.router, prefix="/api/v1")

@@ -296,9 +296,8 @@ def reconcile_now() -> str:
         )
         lines = [f"run {result.run_id} cut-off {result.cut_off.isoformat()}"]
         for c in result.currencies:
-            lines.append(
-                f"{c.currency}: {c.status.value} drift={c.discrepancy} {'; '.join(c.reasons)}".rstrip()
-            )
+            drift = "unknown" if c.discrepancy is None else f"{c.discrepancy:.{SCALES.get(c.currency, 8)}f}"
+            lines.append(f"{c.currency}: {c.status.value} drift={drift} {'; '.join(c.reasons)}".rstrip())
         return "\n".join(lines)
 
     return asyncio.run(run())

@@ -214,6 +214,13 @@ class Settings(BaseSettings):
         default_factory=lambda: {"BTC": Decimal("5"), "ETH": Decimal("100"), "BNB": Decimal("500")}
     )
     float_check_minutes: int = 5
+    # Float transfers between venues (services/treasury.py): above the currency's limit two different staff
+    # approve (maker-checker); the saga asks the venues again every `float_transfer_poll_seconds`.
+    float_transfer_approval_limits: dict[str, Decimal] = Field(
+        default_factory=lambda: {"BTC": Decimal("10"), "ETH": Decimal("200"), "BNB": Decimal("1000")}
+    )
+    float_transfer_approval_timeout_seconds: float = Field(default=24 * 3600, gt=0)
+    float_transfer_poll_seconds: float = Field(default=10, gt=0)
     # Live order books (services/live_books.py): streamed from the venues, priced only while fresh.
     market_data_streams: bool = True  # off: the router reads books by REST per order (as before)
     book_max_age_s: float = Field(default=2.0, gt=0)  # an older book is stale and not priced from the stream

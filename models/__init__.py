@@ -31,6 +31,7 @@ from models.screening import (
     ScreeningDismissal,
     ScreeningSubject,
 )
+from models.treasury import FloatTransfer, FloatTransferApproval
 from models.users import StaffRole, User, UserStatus
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
     "DepositReference",
     "DepositSuspense",
     "FloatTopUp",
+    "FloatTransfer",
+    "FloatTransferApproval",
     "KnownDevice",
     "KycSubmission",
     "Hold",

@@ -90,7 +90,8 @@ class ProviderFill(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("provider", "provider_order_id", name="uq_provider_fills_provider_order"),
         CheckConstraint("side IN ('BUY', 'SELL')", name="ck_provider_fills_side"),
-        Index("ix_provider_fills_reconciled", "reconciled", "executed_at"),
+        # No index on `reconciled`: marking a fill reconciled stays a HOT update (migration 0016).
+        {"postgresql_with": {"fillfactor": 50}},
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)

@@ -27,6 +27,7 @@ import itertools
 import random
 import secrets
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -44,6 +45,10 @@ FEE_QUANTUM = Decimal("0.00000001")  # venues account fees to 8 decimal places
 # The sandbox chain (sandbox/chain.py) listens here when it runs in this process: a withdrawal is
 # broadcast to it, a deposit comes from it. Called as listener(kind, event) with kind "withdrawal"|"deposit".
 CHAIN_LISTENERS: list[Callable[[str, dict[str, Any]], None]] = []
+# Every deposit address a venue in this process handed out -> that venue: a withdrawal from one sandbox
+# venue to another's address arrives there as a deposit (with the withdrawal's chain tx), as between real
+# venues. Weak, so a venue a test dropped is forgotten.
+ADDRESS_BOOK: weakref.WeakValueDictionary[str, Venue] = weakref.WeakValueDictionary()
 
 
 def _to_chain(kind: str, venue: str, asset: str, amount: Decimal, address: str, tx_id: str) -> None:
@@ -681,6 +686,7 @@ class Venue:
             prefix = {"BTC": "bc1q", "ETH": "0x", "BNB": "0x"}.get(asset, "addr")
             address = prefix + secrets.token_hex(20 if asset in ("ETH", "BNB") else 16)
             self.minted[address] = asset
+            ADDRESS_BOOK[address] = self
             if asset not in self.addresses:
                 self.addresses[asset] = address
             return address
@@ -755,6 +761,11 @@ class Venue:
             w.status, w.tx_id = "failed", None
         self.withdrawals[wid] = w
         _to_chain("withdrawal", self.config.name, asset, amount, address, w.tx_id or "")
+        receiver = ADDRESS_BOOK.get(address)
+        arrives = receiver is not None and receiver is not self and receiver.minted.get(address) == asset
+        if w.tx_id and receiver is not None and arrives:
+            # Another venue of this process owns the address: the transfer arrives there.
+            receiver.credit_deposit(asset, amount, tx_id=w.tx_id, address=address)
         return w
 
     # ---------------------------------------------------------------- control

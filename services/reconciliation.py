@@ -28,7 +28,7 @@ import json
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -50,12 +50,14 @@ from models.reconciliation import (
 )
 from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 from services.payments import audit
+from services.treasury import TransferInFlight
 
 log = logging.getLogger("reconciliation")
 ZERO = Decimal(0)
 BANK_SOURCE = "bank"
 WALLET_SOURCE = "wallet"  # our own hot wallets on-chain (self-custody), house account `wallet:hot`
 HOT_WALLET = "wallet:hot"
+SEP = "\x1f"  # ASCII unit separator: joins the venue trades' ids into one parameter (never in an id)
 QUOTE_TOLERANCE = Decimal("0.01")  # a venue's quote amount vs ours: rounding of the average price
 CAPITAL = "treasury:capital"  # the house's own money: the other side of a float funding
 
@@ -171,26 +173,35 @@ async def in_flight(
     *,
     trades: Iterable[VenueTrade],
     venue_deposits: Iterable[dict[str, Any]],
+    transfers: Iterable[TransferInFlight] = (),
+    credited_transfers: Collection[uuid.UUID] = frozenset(),
 ) -> InFlightRead:
     """What the sources show and the books do not yet, each item by id.
 
     - venue trades of our orders that no `provider_fills` row covers yet (the order saga settles them);
     - withdrawals sent (PROCESSING) and not completed: the money left, the books still hold it;
-    - venue deposits credited at the venue and not yet credited to a customer (or suspense) by us.
+    - venue deposits credited at the venue and not yet credited to a customer (or suspense) by us;
+    - float transfers between venues not yet settled (services/treasury.py): one sent and not yet booked
+      left the sending venue (minus amount and fee), and one the receiving venue credited before we booked
+      it settled is there already (plus amount); one booked in flight and on the chain is listed with
+      nothing to subtract (no venue shows it and the books hold it in `transfers:in_flight`).
     """
     out = InFlightRead()
     totals: dict[str, Decimal] = defaultdict(Decimal)
-    trades = list(trades)
     async with engine.connect() as conn:
-        live_orders = await _live_orders(conn, {(t.venue, t.order_id) for t in trades})
-        covered = await _fills_by_order(conn, set(live_orders))  # only orders still in their saga matter
+        # Our orders still in their saga are few; the venue trades are many (every trade since the last
+        # run): pick the trades of live orders out in one pass. Settled orders are matched by the fills
+        # check; strangers are unmatched there.
+        live_orders = await _live_orders(conn)
         by_order: dict[tuple[str, str], list[VenueTrade]] = defaultdict(list)
-        for t in trades:
-            by_order[(t.venue, t.order_id)].append(t)
+        if live_orders:
+            for t in trades:
+                key = (t.venue, t.order_id)
+                if key in live_orders:
+                    by_order[key].append(t)
+        covered = await _fills_by_order(conn, set(by_order))
         for key, ts in by_order.items():
             booked = covered.get(key)
-            if key not in live_orders:
-                continue  # settled orders are matched by the fills check; strangers are unmatched there
             venue_amount = sum((t.amount for t in ts), ZERO)
             booked_amount = booked[0] if booked else ZERO
             if venue_amount <= booked_amount:
@@ -234,6 +245,19 @@ async def in_flight(
                         "venue": dep["venue"],
                     }
                 )
+    for ft in transfers:
+        sent_booked = ft.status in ("IN_FLIGHT", "NEEDS_ATTENTION") and ft.tx_hash is not None
+        if not sent_booked:
+            totals[ft.currency] -= ft.amount + (ft.fee or ZERO)
+        if ft.id in credited_transfers:
+            totals[ft.currency] += ft.amount
+        out.items.append(
+            {
+                "kind": "float_transfer", "id": str(ft.id), "currency": ft.currency, "venue": ft.from_venue,
+                "to_venue": ft.to_venue, "amount": str(ft.amount), "status": ft.status, "booked": sent_booked,
+                "credited": ft.id in credited_transfers,
+            }
+        )  # fmt: skip
     out.totals = {c: v for c, v in totals.items() if v != 0}
     return out
 
@@ -256,21 +280,18 @@ async def _fills_by_order(
     return {(r[0], r[1]): (r[2], r[3]) for r in rows}
 
 
-async def _live_orders(conn: AsyncConnection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], uuid.UUID]:
-    """Our orders still being worked by their saga (not final), by venue order id."""
-    if not keys:
-        return {}
+async def _live_orders(conn: AsyncConnection) -> dict[tuple[str, str], uuid.UUID]:
+    """Our orders still being worked by their saga (not final), by venue and venue order id."""
     rows = (
         await conn.execute(
             text(
                 "SELECT routed_to_provider, provider_order_id, id FROM orders "
                 "WHERE status NOT IN ('FILLED', 'PARTIALLY_FILLED', 'CANCELLED', 'EXPIRED', 'REJECTED', "
                 "'FAILED') AND provider_order_id IS NOT NULL"
-            ),
-            {"p": [k[0] for k in keys], "o": [k[1] for k in keys]},
+            )
         )
     ).all()
-    return {(r[0], r[1]): r[2] for r in rows if (r[0], r[1]) in keys}
+    return {(r[0], r[1]): r[2] for r in rows}
 
 
 # --- fills ------------------------------------------------------------------------------------------
@@ -288,51 +309,72 @@ async def match_fills(
 
     A venue order matches when its trades add up to the row's amount and quote amount. Venue trades no
     row explains (and not of an order in flight) and unreconciled rows executed before the cut-off that no
-    venue trade explains are listed by id. The matching runs in the database (one statement finds the
-    problems, one marks the matches), so its cost grows with the fills, not with Python round trips.
+    venue trade explains are listed by id. The matching runs in the database, in one statement that marks
+    the matches and returns the problems, so its cost grows with the fills, not with Python round trips.
+    Marking a fill is a HOT update (no index on `reconciled`, pages half free: migration 0016).
     """
     out = FillsRead(venues_read=list(venues))
-    by_order: dict[tuple[str, str], list[VenueTrade]] = defaultdict(list)
+    trades = list(trades)
+    sums: dict[tuple[str, str], list[Decimal]] = {}  # venue order -> [amount, quote amount] of its trades
     for t in trades:
-        by_order[(t.venue, t.order_id)].append(t)
-    keys = list(by_order)
+        acc = sums.get((t.venue, t.order_id))
+        if acc is None:
+            sums[(t.venue, t.order_id)] = [t.amount, t.cost]
+        else:
+            acc[0] += t.amount
+            acc[1] += t.cost
+    keys = list(sums)
+    amounts = [str(sums[k][0]) for k in keys]
+    costs = [str(sums[k][1]) for k in keys]
+    venue_ids = [k[0] for k in keys]
+    order_ids = [k[1] for k in keys]
+    if SEP in "".join(venue_ids) or SEP in "".join(order_ids):
+        raise ValueError("a venue order id holds the list separator")  # venues' ids are printable
+    # Each list goes as one text joined by a separator the database splits (`string_to_array`): adapting
+    # 50,000 list items one by one in the driver cost more than the statement itself (bench/recon.py).
     params = {
-        "p": [k[0] for k in keys],
-        "o": [k[1] for k in keys],
-        "a": [str(sum((t.amount for t in by_order[k]), ZERO)) for k in keys],
-        "c": [str(sum((t.cost for t in by_order[k]), ZERO)) for k in keys],
+        "p": SEP.join(venue_ids),
+        "o": SEP.join(order_ids),
+        "a": SEP.join(amounts),
+        "c": SEP.join(costs),
+        "sep": SEP,
         "v": venues,
         "cut": cut_off,
         "tol": QUOTE_TOLERANCE,
     }
-    venue_keys = (
-        "WITH k AS (SELECT * FROM unnest(CAST(:p AS text[]), CAST(:o AS text[]), CAST(:a AS numeric[]), "
-        "CAST(:c AS numeric[])) AS k(p, o, a, c)) "
+    # One statement: the venue orders joined once with their rows (`j`), the matches marked reconciled by a
+    # data-modifying CTE, and the problems on both sides returned. The outer query reads the snapshot from
+    # before the update, which is what both sides need (a row marked now is explained by a venue order).
+    # One statement, one pass over the venues' fills: the venue orders (`k`) fully joined with our rows
+    # (`j`: a pair is a candidate match, a venue order alone is unexplained, a row of ours alone and
+    # unreconciled before the cut-off is unmatched); the matches are marked by a data-modifying CTE (by
+    # row address, no second join). The outer query reads the snapshot from before the update, which is
+    # what both sides need.
+    statement = (
+        "WITH k AS MATERIALIZED (SELECT * FROM unnest(string_to_array(:p, :sep), string_to_array(:o, :sep), "
+        "CAST(string_to_array(:a, :sep) AS numeric[]), CAST(string_to_array(:c, :sep) AS numeric[])) "
+        "AS k(p, o, a, c)), "
+        "j AS MATERIALIZED (SELECT k.p, k.o, k.a, f.ctid AS tid, f.id, f.provider, f.provider_order_id, "
+        "f.amount AS booked, f.reconciled, f.executed_at, "
+        "(k.p IS NOT NULL AND f.id IS NOT NULL AND f.amount = k.a "
+        "AND (f.quote_amount = 0 OR abs(f.quote_amount - k.c) <= :tol)) AS same "
+        "FROM k FULL JOIN (SELECT ctid, * FROM provider_fills WHERE provider = ANY(CAST(:v AS text[]))) f "
+        "ON f.provider = k.p AND f.provider_order_id = k.o), "
+        "marked AS (UPDATE provider_fills f SET reconciled = true, reconciled_at = now() FROM j "
+        "WHERE j.same AND NOT j.reconciled AND f.ctid = j.tid RETURNING 1) "
+        "SELECT 'venue', j.p, j.o, j.a, j.booked, j.id FROM j WHERE j.p IS NOT NULL AND NOT j.same "
+        "UNION ALL SELECT 'ours', j.provider, j.provider_order_id, NULL, j.booked, j.id FROM j "
+        "WHERE j.p IS NULL AND NOT j.reconciled AND j.executed_at <= :cut"
     )
-    same = "f.amount = k.a AND (f.quote_amount = 0 OR abs(f.quote_amount - k.c) <= :tol)"
     async with engine.begin() as conn:
-        problems = (
-            await conn.execute(
-                text(
-                    venue_keys
-                    + "SELECT 'venue', k.p, k.o, k.a, f.amount, f.id FROM k LEFT JOIN provider_fills f "
-                    f"ON f.provider = k.p AND f.provider_order_id = k.o WHERE f.id IS NULL OR NOT ({same}) "
-                    "UNION ALL SELECT 'ours', f.provider, f.provider_order_id, NULL, f.amount, f.id "
-                    "FROM provider_fills f WHERE NOT f.reconciled AND f.executed_at <= :cut "
-                    "AND f.provider = ANY(CAST(:v AS text[])) AND NOT EXISTS "
-                    "(SELECT 1 FROM k WHERE k.p = f.provider AND k.o = f.provider_order_id)"
-                ),
-                params,
-            )
-        ).all()
-        await conn.execute(
-            text(
-                venue_keys + "UPDATE provider_fills f SET reconciled = true, reconciled_at = now() FROM k "
-                f"WHERE f.provider = k.p AND f.provider_order_id = k.o AND NOT f.reconciled AND {same}"
-            ),
-            params,
-        )
+        problems = (await conn.execute(text(statement), params)).all()
     out.matched = len(keys) - sum(1 for p in problems if p[0] == "venue")  # every other venue order matched
+    unexplained = {(p[1], p[2]) for p in problems if p[0] == "venue"}
+    by_order: dict[tuple[str, str], list[VenueTrade]] = defaultdict(list)
+    if unexplained:
+        for t in trades:
+            if (t.venue, t.order_id) in unexplained:
+                by_order[(t.venue, t.order_id)].append(t)
     for side, venue, order_id, venue_amount, booked, fill_id in problems:
         if side == "ours":
             out.unmatched_ours.append(

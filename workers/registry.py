@@ -18,6 +18,7 @@ from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.ping import PingActivities
 from activities.reconciliation import ReconciliationActivities
+from activities.treasury import TreasuryActivities
 from config import Settings
 from providers.exchanges.base import ExecutionAdapter
 from services.ledger import Ledger
@@ -29,6 +30,7 @@ from workflows.hold_audit import HoldAuditWorkflow
 from workflows.orders import OrderWorkflow
 from workflows.ping import PingWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
+from workflows.treasury import FloatTransferWorkflow
 from workflows.withdrawals import WithdrawalWorkflow
 
 
@@ -126,6 +128,10 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
     recon = ReconciliationActivities(
         engine=deps.engine, settings=deps.settings, bank=deps.bank_client, adapters=deps.exchange_adapters
     )
+    treasury = TreasuryActivities(
+        engine=deps.engine, settings=deps.settings, adapters=deps.exchange_adapters,
+        ledger=Ledger(deps.engine, house_shards=deps.settings.house_account_shards),
+    )  # fmt: skip
     return {
         task_queues.ORDERS: QueueSpec(
             workflows=[PingWorkflow, OrderWorkflow],
@@ -165,7 +171,12 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
             ],
         ),
         task_queues.OPS: QueueSpec(
-            workflows=[FloatMonitorWorkflow, HoldAuditWorkflow, ReconciliationWorkflow],
+            workflows=[
+                FloatMonitorWorkflow,
+                HoldAuditWorkflow,
+                ReconciliationWorkflow,
+                FloatTransferWorkflow,
+            ],
             activities=[
                 pay.check_float,
                 HoldActivities(engine=deps.engine).audit,
@@ -177,6 +188,15 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 recon.read_fills,
                 recon.check_chain,
                 recon.record,
+                *treasury_activities(treasury),
             ],
         ),
     }
+
+
+def treasury_activities(t: TreasuryActivities) -> list[Callable[..., Any]]:
+    """The float transfer saga's activities (workflows/treasury.py), with the monitor's plan."""
+    return [
+        t.record, t.verify_approval, t.send, t.lookup, t.book_sent, t.check_credit, t.book_settled,
+        t.needs_attention, t.reject, t.plan_top_ups,
+    ]  # fmt: skip

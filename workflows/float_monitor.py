@@ -12,6 +12,8 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from temporalio.client import (
@@ -26,12 +28,15 @@ with workflow.unsafe.imports_passed_through():
     )
 
     from activities.payments import PaymentActivities
+    from activities.treasury import TreasuryActivities
     from config import Settings
     from models.holds import HoldAuditInput
     from models.payments import CryptoPollInput, FloatCheckInput, FloatCheckResult
+    from models.treasury import TopUpPlanInput
     from temporal import task_queues
     from workflows.deposits import CryptoDepositPollWorkflow
     from workflows.hold_audit import HOLD_AUDIT_SCHEDULE_ID, HoldAuditWorkflow
+    from workflows.treasury import FloatTransferWorkflow, float_transfer_workflow_id
 
 FLOAT_SCHEDULE_ID = "ops-float-monitor"
 CRYPTO_DEPOSIT_SCHEDULE_ID = "payments-crypto-deposit-poll"
@@ -39,17 +44,45 @@ CRYPTO_DEPOSIT_SCHEDULE_ID = "payments-crypto-deposit-poll"
 
 @workflow.defn
 class FloatMonitorWorkflow:
-    """Checks each omnibus balance against its threshold; below it, alerts ops and records one top-up
-    request to the target (the request stays open, and is not repeated, until the balance recovers)."""
+    """Checks each omnibus balance against its threshold; below it, alerts ops, records one top-up
+    request to the target (the request stays open, and is not repeated, until the balance recovers) and
+    starts a float transfer from a venue with surplus (one open transfer per currency at a time)."""
 
     @workflow.run
     async def run(self, data: FloatCheckInput) -> FloatCheckResult:
-        return await workflow.execute_activity_method(
+        result = await workflow.execute_activity_method(
             PaymentActivities.check_float,
             data,
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=5),
         )
+        if result.below and workflow.patched("float-top-up-transfers"):
+            await self._top_up(data)
+        return result
+
+    async def _top_up(self, data: FloatCheckInput) -> None:
+        """Start a float transfer for each short float a venue with surplus can cover (workflows/
+        treasury.py); the transfer outlives this check and, above the limit, waits for two staff."""
+        plan = await workflow.execute_activity_method(
+            TreasuryActivities.plan_top_ups,
+            TopUpPlanInput(thresholds=data.thresholds, targets=data.targets, providers=data.providers),
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=5),
+        )
+        for transfer in plan.transfers:
+            try:
+                await workflow.start_child_workflow(
+                    FloatTransferWorkflow.run,
+                    transfer,
+                    id=float_transfer_workflow_id(transfer.transfer_id),
+                    parent_close_policy=ParentClosePolicy.ABANDON,
+                )
+            except WorkflowAlreadyStartedError:
+                pass  # this check's retry: the transfer is already under way
+            workflow.logger.warning(
+                "float top-up: %s %s from %s to %s (transfer %s)", transfer.amount, transfer.currency,
+                transfer.from_venue, transfer.to_venue, transfer.transfer_id,
+            )  # fmt: skip
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> list[str]:

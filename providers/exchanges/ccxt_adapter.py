@@ -996,6 +996,29 @@ class CcxtAdapter:
             offset += len(rows)
         raise RetryableVenueError(self.name, "withdrawal history longer than we page through")
 
+    async def withdrawal_by_id(self, currency: str, withdrawal_id: str) -> VenueWithdrawal | None:
+        """Our withdrawal by the venue's own id (from `withdraw`'s answer): its status, chain tx and the
+        network fee taken. None if the history does not show it (yet: venues lag; ask again)."""
+        await self._ensure_loaded()
+        async with self._errors():
+            rows = await self.exchange.fetch_withdrawals(currency)
+        for row in rows:
+            if str(row.get("id")) != withdrawal_id:
+                continue
+            info = row.get("info") or {}
+            fee = info.get("transactionFee", info.get("fee"))
+            return VenueWithdrawal(
+                provider=self.name,
+                withdrawal_id=withdrawal_id,
+                currency=str(row.get("currency") or currency),
+                amount=_dec(info.get("amount", row.get("amount"))),
+                address=str(row.get("address") or info.get("address") or info.get("info") or ""),
+                status=str(row.get("status") or "pending"),
+                tx_hash=row.get("txid") or info.get("txid") or None,
+                fee=_dec(fee) if fee not in (None, "") else None,
+            )
+        return None
+
     async def close(self) -> None:
         await self.exchange.close()
 

@@ -25,6 +25,7 @@ from temporalio.worker import Worker
 
 from activities.payments import PaymentActivities
 from activities.reconciliation import ReconciliationActivities
+from activities.treasury import TreasuryActivities
 from config import Settings
 from config.settings import DEV_SECRETS
 from devstack import migrate
@@ -45,7 +46,10 @@ from sandbox.runner import serve, start_venues
 from services import payments
 from services.ledger import Ledger
 from services.reconciliation import BANK_SOURCE, book_float_funding
+from workers.registry import treasury_activities
+from workflows.float_monitor import FloatMonitorWorkflow
 from workflows.reconciliation import ReconciliationWorkflow, reconciliation_workflow_id
+from workflows.treasury import FloatTransferWorkflow
 from workflows.withdrawals import WithdrawalWorkflow, withdrawal_workflow_id
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
@@ -227,10 +231,11 @@ async def world(
     pay = PaymentActivities(
         engine=engine, settings=s, bank=lambda: bank, adapters=lambda: adapters, email=None
     )
+    treasury = TreasuryActivities(engine=engine, settings=s, adapters=lambda: adapters, ledger=ledger)
     worker = Worker(
         temporal_client,
         task_queue=task_queue,
-        workflows=[ReconciliationWorkflow, WithdrawalWorkflow],
+        workflows=[ReconciliationWorkflow, WithdrawalWorkflow, FloatTransferWorkflow, FloatMonitorWorkflow],
         activities=[
             acts.cut_off, acts.read_venue, acts.read_bank,
             acts.read_wallets, acts.read_ledger, acts.read_fills,
@@ -239,6 +244,7 @@ async def world(
             pay.withdrawal_needs_attention,
             pay.judge_decision, pay.verify_proof, pay.currency_halted, pay.send_withdrawal,
             pay.settlement_status, pay.complete_withdrawal, pay.release_withdrawal, pay.notify_withdrawal,
+            pay.check_float, *treasury_activities(treasury),
         ],
     )  # fmt: skip
     running = asyncio.create_task(worker.run())

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from api.main import create_app
 from api.ratelimit import RateLimits
 from devstack.ports import free_port
+from models import sealed
 from models.reconciliation import RunStatus
 from services.passwords import hash_password
 from tests.reconciliation.conftest import World
@@ -62,7 +63,7 @@ async def _user(world: World, api: str, roles: list[str]) -> tuple[str, pyotp.TO
     async with world.engine.begin() as conn:
         await conn.execute(
             text("UPDATE users SET twofa_enabled = true, twofa_secret = :s WHERE id = :id"),
-            {"s": secret, "id": user_id},
+            {"s": sealed.seal(secret), "id": user_id},  # stored sealed, as enrolment stores it
         )
     return r.json()["access_token"], pyotp.TOTP(secret)
 

@@ -16,11 +16,10 @@ Failures cross to the workflow as `ApplicationError`s with stable `type`s (liste
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
@@ -30,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from config import Settings
 from models.assets import Direction, quantum, round_for_house
 from models.market import (
@@ -75,22 +75,6 @@ log = logging.getLogger("activities.orders")
 
 DEFAULT_MAX_SLIPPAGE = Decimal("0.01")
 T = TypeVar("T")
-
-
-async def _heartbeating(call: Awaitable[T], every_s: float = 1.0) -> T:
-    """Heartbeat while a venue call is in flight, so a worker that dies mid-call is noticed within
-    the heartbeat timeout (and the retry asks the venue before sending again)."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(every_s)
-
-    beating = asyncio.create_task(beat())
-    try:
-        return await call
-    finally:
-        beating.cancel()
 
 
 class ErrorType:
@@ -476,11 +460,11 @@ class OrderActivities:
         cid = client_order_id(req.order_id, req.attempt)
         try:
             if activity.info().attempt > 1:
-                found = await _heartbeating(self._resolve(adapter, req.symbol, cid))
+                found = await heartbeating(self._resolve(adapter, req.symbol, cid))
                 if found is not None:
                     return found
                 raise _unresolved(req.leg.provider, "not found yet after a retried placement")
-            order = await _heartbeating(
+            order = await heartbeating(
                 adapter.place_order(
                     PlaceOrderRequest(
                         symbol=req.symbol,
@@ -494,7 +478,7 @@ class OrderActivities:
                 )
             )
         except AmbiguousPlacement as e:
-            found = await _heartbeating(self._resolve(adapter, req.symbol, cid))
+            found = await heartbeating(self._resolve(adapter, req.symbol, cid))
             if found is None:
                 raise _unresolved(req.leg.provider, "sent, and not found yet") from e
             order = found
@@ -526,10 +510,10 @@ class OrderActivities:
         cid = client_order_id(req.order_id, req.attempt)
         since = req.unknown_since or activity.info().scheduled_time
         try:
-            found = await _heartbeating(adapter.resolve_placement(req.symbol, cid))
+            found = await heartbeating(adapter.resolve_placement(req.symbol, cid))
             if found is None:
                 # Venue clocks and ours differ a little: search from a minute before the send.
-                found = await _heartbeating(
+                found = await heartbeating(
                     adapter.find_in_trades(req.symbol, cid, since - timedelta(seconds=60))
                 )
         except VenueError as e:

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from config import Settings
 from models.assets import FIAT
 from models.market import VenueDeposit
@@ -147,7 +148,7 @@ class PaymentActivities:
         out = CryptoPollResult()
         for name in data.providers or [self._settings.crypto_deposit_provider]:
             adapter = self._adapter(name)
-            deposits = await adapter.deposits()
+            deposits = await heartbeating(adapter.deposits())
             # Float transfers between our venues arrive as deposits too: house money, never a customer's
             # (services/treasury.py books them); one whose transaction is not known yet waits a poll.
             from services import treasury

@@ -90,7 +90,10 @@ class Stack:
             return r.json()
 
 
-@pytest_asyncio.fixture(scope="session")
+# Package scope: its workers poll the real payments and ops task queues of the session's Temporal, and
+# the core SDK allows one worker per queue in a process; other packages (reconciliation's float
+# transfers) start their own on those queues once this stack is gone.
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def stack(
     settings: Settings, engine: AsyncEngine, temporal_client: Client, temporal_address: str
 ) -> AsyncIterator[Stack]:

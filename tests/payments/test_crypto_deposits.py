@@ -6,17 +6,32 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from models.payments import CryptoPollInput, CryptoPollResult
+from sandbox.control import STATE_KEY
 from services import payments
 from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 from temporal import task_queues
 from tests.payments.conftest import Customer, Stack, balance, make_user
 from workflows.deposits import CryptoDepositPollWorkflow
+
+
+@pytest.fixture(autouse=True)
+def _confirmations_only_when_told(stack: Stack) -> Iterator[None]:
+    """The sandbox Kraken adds a confirmation every few seconds by itself; on a loaded machine a deposit
+    these tests hold unconfirmed would confirm before the first poll. Here confirmations come only from
+    the control endpoint."""
+    assert stack.kraken_app is not None
+    config = stack.kraken_app[STATE_KEY].venue.config
+    before, config.confirmation_seconds = config.confirmation_seconds, 0
+    yield
+    config.confirmation_seconds = before
 
 
 async def _address(stack: Stack, customer: Customer) -> str:

@@ -19,7 +19,7 @@
 
 Access tokens are checked against the sessions table on every request, so logout and revocation take
 effect at once. The authenticated user id is put on `request.state.user_id` for the access log.
-Auth-domain errors (`services.auth.AuthError`) become problem documents through `install`.
+Auth-domain errors (`services.auth.AuthError`) are `DomainError`s: `api/errors.py` answers them.
 """
 
 from __future__ import annotations
@@ -29,45 +29,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.deps import SessionDep
-from api.errors import Problem, ProblemError, problem_response
+from api.errors import Problem, ProblemError
 from models.users import User
 from services.auth import (
-    AccountDisabled,
     AuthConfig,
-    AuthError,
     ClientInfo,
-    Conflict,
-    InvalidCredentials,
-    LockedOut,
-    NotFound,
-    PolicyViolation,
     SecondFactorInvalid,
     SecondFactorRequired,
     TokenInvalid,
-    WrongPassword,
 )
 from services.auth import service as auth_service
 from services.auth import totp as totp_service
 from services.auth.service import utcnow
-
-_STATUS: dict[type[AuthError], int] = {
-    InvalidCredentials: 401,
-    TokenInvalid: 401,
-    SecondFactorRequired: 403,
-    SecondFactorInvalid: 403,
-    WrongPassword: 403,
-    AccountDisabled: 403,
-    NotFound: 404,
-    Conflict: 409,
-    PolicyViolation: 422,
-    LockedOut: 429,
-}
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from `POST /api/v1/auth/login`.")
 
@@ -200,25 +178,3 @@ def require_role(role: str) -> Callable[..., Awaitable[User]]:
         return user
 
     return check
-
-
-def _headers(exc: AuthError) -> dict[str, str] | None:
-    if isinstance(exc, LockedOut):
-        return {"Retry-After": str(exc.retry_after)}
-    if isinstance(exc, TokenInvalid | InvalidCredentials):
-        return {
-            "WWW-Authenticate": 'Bearer error="invalid_token"' if isinstance(exc, TokenInvalid) else "Bearer"
-        }
-    return None
-
-
-def install(app: FastAPI) -> None:
-    """Answer auth-domain errors with the one problem shape (status per error class, `field` named)."""
-
-    @app.exception_handler(AuthError)
-    async def _auth_error(request: Request, exc: AuthError) -> JSONResponse:
-        status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
-        errors = [{"field": exc.field, "message": exc.detail, "type": exc.code}] if exc.field else None
-        return problem_response(
-            request, status, code=exc.code, detail=exc.detail, errors=errors, headers=_headers(exc)
-        )

@@ -1,9 +1,10 @@
 """One error shape for every 4xx and 5xx: RFC 9457 problem details (`application/problem+json`).
 
-Routes raise `ProblemError` (or let HTTPException / validation errors through); the handlers here
-turn everything into the same JSON. A 5xx never carries a stack trace or an exception message.
-Infrastructure that is down (PostgreSQL, Temporal) is a 503 with `Retry-After` from one handler,
-wherever in the request it was noticed.
+Services raise `services.errors.DomainError` subclasses (each with its code and status) and routes let
+them through; routes may raise `ProblemError` for HTTP-only refusals. The handlers here turn everything
+(including HTTPException and validation errors) into the same JSON. A 5xx never carries a stack trace
+or an exception message. Infrastructure that is down (PostgreSQL, Temporal) is a 503 with `Retry-After`
+from one handler, wherever in the request it was noticed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
+
+from services.errors import DomainError
 
 log = logging.getLogger("api.errors")
 
@@ -170,6 +173,13 @@ def install(app: FastAPI) -> None:
             headers = {**(headers or {}), "Retry-After": str(RETRY_AFTER_S)}
         return problem_response(
             request, exc.status, code=exc.code, detail=exc.detail, errors=exc.errors, headers=headers
+        )
+
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        errors = [{"field": exc.field, "message": exc.detail, "type": exc.code}] if exc.field else None
+        return problem_response(
+            request, exc.status, code=exc.code, detail=exc.detail, errors=errors, headers=exc.headers()
         )
 
     @app.exception_handler(RequestValidationError)

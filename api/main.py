@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api import auth_deps, errors
+from api import errors
 from api.deps import TemporalHandle
 from api.input_guard import ControlCharacterGuard
 from api.middleware import RequestLogMiddleware
@@ -81,7 +81,6 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    auth_deps.install(app)
     app.include_router(health.router)
     app.include_router(auth.router, prefix="/api/v1")
     app.include_router(payments.router, prefix="/api/v1")

@@ -45,7 +45,7 @@ async def _align(settings: Settings, database_url: str) -> list[str]:
                     await book_float_funding(
                         ledger, source=source, currency=currency, amount=difference, funding_id=uuid.uuid4()
                     )
-                    booked.append(f"{source} {currency} {difference:+f}")
+                    booked.append(f"{source} {currency} {difference.normalize():+f}")
     finally:
         for adapter in adapters.values():
             await adapter.close()

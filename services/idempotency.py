@@ -34,7 +34,6 @@ HEADER = "Idempotency-Key"
 _NAMESPACE = uuid.UUID("6f1d3c5e-8a57-4d0e-9d7e-2f4b1c0a9e31")
 
 
-
 class IdempotencyInFlight(DomainError):
     """A request with this key is still being processed. Retry the same request shortly."""
 

@@ -9,16 +9,10 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.limits import TRADING_LIMITS_GBP
 from services.orders.errors import OrderRejected
 from services.orders.prices import ZERO
 
-# Seed §C.6: rolling 24 h trading limit per KYC tier, in GBP.
-TRADING_LIMITS_GBP: dict[int, Decimal] = {
-    0: Decimal(0),
-    1: Decimal("1000"),
-    2: Decimal("10000"),
-    3: Decimal("100000"),
-}
 # Orders in these states count towards the rolling limit (what was refused or never placed does not).
 COUNTED_STATUSES = ("ROUTED", "NEEDS_ATTENTION", "OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "EXPIRED")
 # No KYC tier may trade more than this in 24 h, so no single order may be worth more.

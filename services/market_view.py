@@ -7,6 +7,8 @@ money at its asset's scale (`models.money`: amounts in the base, prices in the q
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -83,6 +85,17 @@ class InvalidQuoteSlippage(DomainError):
     status = 422
 
 
+@contextmanager
+def _venue_errors(*, unknown: str, unavailable: str) -> Iterator[None]:
+    """`MarketData`'s venue errors as the API's refusals, with these details."""
+    try:
+        yield
+    except UnknownVenue as e:
+        raise UnknownVenueAsked(unknown) from e
+    except MarketUnavailable as e:
+        raise MarketDataUnavailable(unavailable) from e
+
+
 def check_symbol(symbol: str, *, field: str) -> str:
     if symbol not in SYMBOLS:
         raise UnknownSymbol(symbol, field=field)
@@ -128,7 +141,8 @@ async def order_book(market: MarketData, *, symbol: str, depth: int, venue: str 
     """All venues' levels merged by price, or one venue's book."""
     check_symbol(symbol, field="path.symbol")
     now = datetime.now(UTC)
-    try:
+    unknown = f"no venue {venue}; venues: {', '.join(market.venues())}"
+    with _venue_errors(unknown=unknown, unavailable="no venue answered; try again shortly"):
         if venue is not None:
             book = await market.book(symbol, venue, depth)
             return OrderBookOut(
@@ -141,10 +155,6 @@ async def order_book(market: MarketData, *, symbol: str, depth: int, venue: str 
                 as_of=now,
             )
         merged = await market.merged_book(symbol, depth)
-    except UnknownVenue as e:
-        raise UnknownVenueAsked(f"no venue {venue}; venues: {', '.join(market.venues())}") from e
-    except MarketUnavailable as e:
-        raise MarketDataUnavailable("no venue answered; try again shortly") from e
     return OrderBookOut(
         symbol=symbol,
         venue="merged",
@@ -162,12 +172,9 @@ async def candles(
     """OHLCV candles from one venue, oldest first."""
     check_symbol(symbol, field="path.symbol")
     base, quote = split_symbol(symbol)
-    try:
+    unknown = f"no venue {venue} serving candles"
+    with _venue_errors(unknown=unknown, unavailable="no venue served candles; try again shortly"):
         used, rows = await market.candles(symbol, interval, limit, venue)
-    except UnknownVenue as e:
-        raise UnknownVenueAsked(f"no venue {venue} serving candles") from e
-    except MarketUnavailable as e:
-        raise MarketDataUnavailable("no venue served candles; try again shortly") from e
     return CandlesOut(
         symbol=symbol,
         interval=interval,

@@ -19,6 +19,17 @@ D = Decimal
 BUY_1000 = {"symbol": "BTC-GBP", "side": "BUY", "type": "MARKET", "quote_amount": "1000.00"}
 
 
+async def idempotency_keys(trading: Trading, user_id: uuid.UUID) -> int:
+    """How many Idempotency-Key claims the customer holds (a refused or undone request leaves none)."""
+    async with trading.engine.connect() as c:
+        count = (
+            await c.execute(
+                text("SELECT count(*) FROM api_idempotency_keys WHERE user_id = :u"), {"u": user_id}
+            )
+        ).scalar_one()
+    return int(count)
+
+
 async def test_market_buy_fills_and_shows_everywhere(trading: Trading) -> None:
     alice = await trading.customer(gbp="5000")
     r = await trading.http.post("/api/v1/orders", json=BUY_1000, headers=alice.headers())
@@ -105,13 +116,7 @@ async def test_bad_orders_are_422_naming_the_field_and_write_nothing(
     problem = assert_problem(r, 422, code)
     assert field in [e["field"] for e in problem["errors"]], problem
     assert await trading.order_count(carol.id) == 0
-    async with trading.engine.connect() as c:
-        keys = (
-            await c.execute(
-                text("SELECT count(*) FROM api_idempotency_keys WHERE user_id = :u"), {"u": carol.id}
-            )
-        ).scalar()
-    assert keys == 0
+    assert await idempotency_keys(trading, carol.id) == 0
 
 
 async def test_limit_order_field_rules(trading: Trading) -> None:
@@ -401,13 +406,7 @@ async def test_an_order_whose_saga_cannot_start_is_undone_and_its_key_freed(trad
     assert_problem(r, 503, "temporal_unavailable")
     assert int(r.headers["retry-after"]) > 0
     assert await trading.order_count(judy.id) == 0
-    async with trading.engine.connect() as c:
-        keys = (
-            await c.execute(
-                text("SELECT count(*) FROM api_idempotency_keys WHERE user_id = :u"), {"u": judy.id}
-            )
-        ).scalar()
-    assert keys == 0
+    assert await idempotency_keys(trading, judy.id) == 0
 
     r = await trading.http.post("/api/v1/orders", json=BUY_1000, headers=judy.headers(key=key))
     assert r.status_code == 202, r.text

@@ -7,7 +7,8 @@ router and the WebSocket ticks, so these endpoints cost the venues nothing while
 
 The order book is **merged** by default: every exchange's levels combined by price, amounts summed and
 the split per venue kept on each level (what a customer can reach through our router). `?venue=binance`
-returns that one venue's book instead.
+returns that one venue's book instead. Each route is one call into `services.market_view`, which checks the
+request, reads `MarketData` and shapes the answer (money at its asset's scale).
 """
 
 from __future__ import annotations

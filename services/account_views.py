@@ -27,7 +27,7 @@ class UnknownCurrency(DomainError):
     status = 422
 
 
-async def balances(ledger: Ledger, *, user_id: uuid.UUID) -> BalancesOut:
+async def balances(*, ledger: Ledger, user_id: uuid.UUID) -> BalancesOut:
     """Balance, available and reserved amount per currency, GBP first."""
     rows = {b.currency: b for b in await ledger.balances(user_id)}
     out = []
@@ -45,7 +45,7 @@ async def balances(ledger: Ledger, *, user_id: uuid.UUID) -> BalancesOut:
 
 
 async def ledger_history(
-    ledger: Ledger, *, user_id: uuid.UUID, currency: str | None, limit: int, cursor: str | None
+    *, ledger: Ledger, user_id: uuid.UUID, currency: str | None, limit: int, cursor: str | None
 ) -> LedgerOut:
     """The customer's ledger entries, newest first, optionally of one currency."""
     if currency is not None and currency not in SCALES:

@@ -115,7 +115,7 @@ def price_out(p: BestPrice) -> PriceOut:
     )
 
 
-async def prices(market: MarketData) -> PricesOut:
+async def prices(*, market: MarketData) -> PricesOut:
     """Best bid and ask per symbol across all venues."""
     return PricesOut(prices=[price_out(p) for p in await market.prices()], as_of=datetime.now(UTC))
 
@@ -137,7 +137,7 @@ def _merged_levels(symbol: str, levels: list[MergedLevel]) -> list[BookLevelOut]
     return [_level(symbol, lv.price, lv.amount, dict(lv.venues)) for lv in levels]
 
 
-async def order_book(market: MarketData, *, symbol: str, depth: int, venue: str | None) -> OrderBookOut:
+async def order_book(*, market: MarketData, symbol: str, depth: int, venue: str | None) -> OrderBookOut:
     """All venues' levels merged by price, or one venue's book."""
     check_symbol(symbol, field="path.symbol")
     now = datetime.now(UTC)
@@ -167,7 +167,7 @@ async def order_book(market: MarketData, *, symbol: str, depth: int, venue: str 
 
 
 async def candles(
-    market: MarketData, *, symbol: str, interval: str, limit: int, venue: str | None
+    *, market: MarketData, symbol: str, interval: str, limit: int, venue: str | None
 ) -> CandlesOut:
     """OHLCV candles from one venue, oldest first."""
     check_symbol(symbol, field="path.symbol")
@@ -194,8 +194,8 @@ async def candles(
 
 
 async def quote(
-    market: MarketData,
     *,
+    market: MarketData,
     symbol: str,
     side: Side,
     amount: Decimal | None,

@@ -43,7 +43,7 @@ LedgerDep = Annotated[Ledger, Depends(ledger)]
 @router.get("/balances", response_model=BalancesOut, responses=problem_responses(401, 403))
 async def balances(user: Customer, ledger: LedgerDep) -> BalancesOut:
     """Your balance, available and reserved amount per currency."""
-    return await account_views.balances(ledger, user_id=user.id)
+    return await account_views.balances(ledger=ledger, user_id=user.id)
 
 
 @router.get("/ledger", response_model=LedgerOut, responses=problem_responses(401, 403, 422))
@@ -56,5 +56,5 @@ async def ledger_history(
 ) -> LedgerOut:
     """Your ledger entries, newest first: every credit and debit with the balance after it."""
     return await account_views.ledger_history(
-        ledger, user_id=user.id, currency=currency, limit=limit, cursor=cursor
+        ledger=ledger, user_id=user.id, currency=currency, limit=limit, cursor=cursor
     )

@@ -109,7 +109,7 @@ def _dec(value: str | None) -> Decimal | None:
 @router.get("/prices", response_model=PricesOut)
 async def prices(market: MarketDep) -> PricesOut:
     """Best bid and ask per symbol across all venues."""
-    return await market_view.prices(market)
+    return await market_view.prices(market=market)
 
 
 @router.get("/orderbook/{symbol}", response_model=OrderBookOut, responses=problem_responses(404, 422, 503))
@@ -122,7 +122,7 @@ async def orderbook(
     ] = None,
 ) -> OrderBookOut:
     """The order book for a symbol: all venues merged by price, or one venue's (`?venue=`)."""
-    return await market_view.order_book(market, symbol=symbol, depth=depth, venue=venue)
+    return await market_view.order_book(market=market, symbol=symbol, depth=depth, venue=venue)
 
 
 @router.get("/candles/{symbol}", response_model=CandlesOut, responses=problem_responses(404, 422, 503))
@@ -134,7 +134,9 @@ async def candles(
     venue: Annotated[str | None, Query(max_length=32, description="Default: the first venue.")] = None,
 ) -> CandlesOut:
     """OHLCV candles for a symbol from one venue, oldest first."""
-    return await market_view.candles(market, symbol=symbol, interval=interval, limit=limit, venue=venue)
+    return await market_view.candles(
+        market=market, symbol=symbol, interval=interval, limit=limit, venue=venue
+    )
 
 
 @router.get("/quote", response_model=QuoteOut, responses=problem_responses(422, 503))
@@ -154,7 +156,7 @@ async def quote(
     With `quote_amount` the answer is what an order with that `quote_amount` would buy now: `amount` is
     sized as the order saga sizes it, and `total` (fee included) is at most `quote_amount`."""
     return await market_view.quote(
-        market,
+        market=market,
         symbol=symbol,
         side=side,
         amount=_dec(amount),

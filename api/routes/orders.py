@@ -60,7 +60,7 @@ async def create_order(
 ) -> JSONResponse:
     """Place a market or limit order (202: the order saga executes it; follow `links.self`)."""
     placed = await intake.place_order(
-        engine,
+        engine=engine,
         sagas=sagas,
         prices=market,
         order=body,
@@ -84,14 +84,14 @@ async def list_orders(
 ) -> OrderPage:
     """Your orders, newest first, optionally filtered by status, symbol and side."""
     return await views.list_orders(
-        engine, user_id=user.id, status=status, symbol=symbol, side=side, limit=limit, cursor=cursor
+        engine=engine, user_id=user.id, status=status, symbol=symbol, side=side, limit=limit, cursor=cursor
     )
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, responses=problem_responses(401, 403, 404, 422))
 async def get_order(order_id: uuid.UUID, user: Customer, engine: EngineDep) -> OrderOut:
     """One of your orders: status, fills, fee and venues."""
-    return await views.get_order(engine, user_id=user.id, order_id=order_id)
+    return await views.get_order(engine=engine, user_id=user.id, order_id=order_id)
 
 
 @router.get(
@@ -101,7 +101,7 @@ async def get_order(order_id: uuid.UUID, user: Customer, engine: EngineDep) -> O
 )
 async def get_execution(order_id: uuid.UUID, user: Customer, engine: EngineDep) -> BestExecutionRecord:
     """The best-execution record: every venue quote the router saw, the route chosen and why."""
-    return await views.execution_record(engine, user_id=user.id, order_id=order_id)
+    return await views.execution_record(engine=engine, user_id=user.id, order_id=order_id)
 
 
 @router.post(
@@ -119,4 +119,6 @@ async def cancel_order(
 ) -> OrderOut:
     """Ask to cancel an open order (202: the saga cancels it at the venue and releases the funds)."""
     reason = (body or CancelBody()).reason
-    return await intake.cancel_order(engine, sagas=sagas, user_id=user.id, order_id=order_id, reason=reason)
+    return await intake.cancel_order(
+        engine=engine, sagas=sagas, user_id=user.id, order_id=order_id, reason=reason
+    )

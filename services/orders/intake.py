@@ -151,8 +151,8 @@ async def estimate_notional(req: OrderRequest, prices: ReferencePrices) -> Decim
 
 
 async def place_order(
-    engine: AsyncEngine,
     *,
+    engine: AsyncEngine,
     sagas: OrderSagas,
     prices: ReferencePrices,
     order: OrderCreate,
@@ -187,7 +187,7 @@ async def place_order(
         if notional > second_factor_above_gbp:
             await confirm_second_factor()
         await _start(engine, sagas, req, notional)
-        out = (await get_order(engine, user_id=user_id, order_id=order_id)).model_dump(mode="json")
+        out = (await get_order(engine=engine, user_id=user_id, order_id=order_id)).model_dump(mode="json")
     except Exception:
         if idempotency_key:
             await idempotency.release(engine, user_id=user_id, key=idempotency_key)
@@ -225,10 +225,10 @@ async def _forget_unless_started(engine: AsyncEngine, sagas: OrderSagas, order_i
 
 
 async def cancel_order(
-    engine: AsyncEngine, *, sagas: OrderSagas, user_id: uuid.UUID, order_id: uuid.UUID, reason: str
+    *, engine: AsyncEngine, sagas: OrderSagas, user_id: uuid.UUID, order_id: uuid.UUID, reason: str
 ) -> OrderOut:
     """Ask the saga to cancel an open order (it cancels at the venue and releases the funds)."""
-    row = await order_row(engine, user_id=user_id, order_id=order_id)
+    row = await order_row(engine=engine, user_id=user_id, order_id=order_id)
     if OrderStatus(row["status"]).final:
         raise OrderFinal(f"the order is already {row['status']}")
     if not await sagas.cancel(order_id, CancelRequest(reason=reason, requested_by=user_id)):

@@ -77,7 +77,7 @@ def order_out(row: Mapping[str, Any]) -> OrderOut:
     )
 
 
-async def order_row(engine: AsyncEngine, *, user_id: uuid.UUID, order_id: uuid.UUID) -> dict[str, Any]:
+async def order_row(*, engine: AsyncEngine, user_id: uuid.UUID, order_id: uuid.UUID) -> dict[str, Any]:
     """The customer's own order row; `OrderNotFound` otherwise (also when it is someone else's)."""
     async with engine.connect() as conn:
         row = (
@@ -95,14 +95,14 @@ async def order_row(engine: AsyncEngine, *, user_id: uuid.UUID, order_id: uuid.U
     return dict(row)
 
 
-async def get_order(engine: AsyncEngine, *, user_id: uuid.UUID, order_id: uuid.UUID) -> OrderOut:
+async def get_order(*, engine: AsyncEngine, user_id: uuid.UUID, order_id: uuid.UUID) -> OrderOut:
     """One of the customer's orders: status, fills, fee and venues."""
-    return order_out(await order_row(engine, user_id=user_id, order_id=order_id))
+    return order_out(await order_row(engine=engine, user_id=user_id, order_id=order_id))
 
 
 async def list_orders(
-    engine: AsyncEngine,
     *,
+    engine: AsyncEngine,
     user_id: uuid.UUID,
     status: OrderStatus | None = None,
     symbol: str | None = None,
@@ -145,7 +145,7 @@ async def list_orders(
 
 
 async def execution_record(
-    engine: AsyncEngine, *, user_id: uuid.UUID, order_id: uuid.UUID
+    *, engine: AsyncEngine, user_id: uuid.UUID, order_id: uuid.UUID
 ) -> BestExecutionRecord:
     """The order's best-execution record as the customer sees it: the numbers and our words; the
     venues' own text stays in the stored record for staff (`order_reasons.public_record`)."""

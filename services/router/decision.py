@@ -68,12 +68,13 @@ def decide(
     otc_threshold: Decimal,
     decided_at: datetime,
 ) -> BestExecutionRecord:
-    """The route for `req` from the venues' answers, or a `RoutingRefused` carrying the record (pure)."""
-    side = req.side
-    base, quote_ccy = split_symbol(req.symbol)
+    """The route for `req` from the venues' answers, or a `RoutingRefused` carrying the record (pure).
+
+    In order: the OTC desk when it was asked and fills within the limit, else the best single exchange,
+    else a split over the merged books; each step that passes says why in the record's notes."""
     record = BestExecutionRecord(
         symbol=req.symbol,
-        side=side,
+        side=req.side,
         requested_amount=req.amount,
         requested_quote_amount=req.quote_amount,
         max_slippage=req.max_slippage,
@@ -84,69 +85,101 @@ def decide(
         fanout_ms=round(fanout_ms, 3),
         decided_at=decided_at,
     )
-    answered = [a for a in asked if a.book is not None]
-    if not answered:
-        why = "; ".join(f"{a.seen.provider}: {a.seen.reason}" for a in asked) or "no venues configured"
-        raise NoHealthyProvider(
-            _refused(record, RefusalReason.NO_HEALTHY_PROVIDER, f"no venue answered ({why})")
-        )
-
-    exchanges = [a for a in answered if a.seen.kind is VenueKind.EXCHANGE]
-    refs = [a.touch_ref for a in (exchanges or answered) if a.touch_ref is not None]
-    if not refs:
-        text = f"no {'asks' if side is Side.BUY else 'bids'} on any venue that answered"
-        raise NoLiquidity(_refused(record, RefusalReason.NO_LIQUIDITY, text), ZERO)
-    reference = min(refs) if side is Side.BUY else max(refs)
-    record.slippage_reference = reference
-    for a in asked:
-        if a.seen.quote is not None:
-            a.seen.slippage = slippage(a.seen.quote.all_in_price, reference, side)
-
+    exchanges = _price_against_reference(record, req, asked)
     notes: list[str] = []
     otc = next((a.seen for a in asked if a.seen.kind is VenueKind.OTC), None)
     if otc is not None:
-        pitch = f"notional {notional} {quote_ccy} is above the OTC threshold {otc_threshold}"
+        pitch = (
+            f"notional {notional} {split_symbol(req.symbol)[1]} is above the OTC threshold {otc_threshold}"
+        )
         if otc.quote is not None and otc.quote.fully_filled and _within(otc, req):
-            text = (
-                f"{pitch}: OTC desk {otc.provider} fills {otc.quote.amount} {base} at all-in "
-                f"{otc.quote.all_in_price} {quote_ccy} (slippage {_pct(otc.slippage)} within "
-                f"{_pct(req.max_slippage)})"
-            )
-            return finish(record, RouteKind.OTC, [_leg(otc.quote, VenueKind.OTC)], text)
+            return _otc_route(record, req, otc, pitch)
         notes.append(f"{pitch}, but the OTC desk {_why_not(otc, req)}, so exchanges were used")
-
     singles = [
         a.seen
         for a in exchanges
         if a.seen.quote is not None and a.seen.quote.fully_filled and _within(a.seen, req)
     ]
     if singles:
-        ranked = sorted(singles, key=lambda s: _rank(s, side))
-        best, others = ranked[0], ranked[1:]
-        assert best.quote is not None
-        versus = ", ".join(f"{s.provider} {s.quote.all_in_price}" for s in others if s.quote is not None)
-        reliability = (
-            f" (reliability-adjusted {best.score} after {best.recent_failures} recent failures)"
-            if best.recent_failures
-            else ""
-        )
-        text = (
-            f"{best.provider} has the best all-in price {best.quote.all_in_price} {quote_ccy} for "
-            f"{best.quote.amount} {base}{reliability}"
-            + (f", ahead of {versus}" if versus else "")
-            + f"; slippage {_pct(best.slippage)} within {_pct(req.max_slippage)}"
-        )
-        return finish(record, RouteKind.SINGLE, [_leg(best.quote, VenueKind.EXCHANGE)], text, notes)
-
+        return _single_route(record, req, singles, notes)
     # No single exchange fills the size within the limit: greedy over the merged books.
     notes.extend(f"{a.seen.provider} alone {_why_not(a.seen, req)}" for a in exchanges)
+    return _split_route(record, req, exchanges, notes)
+
+
+def _price_against_reference(
+    record: BestExecutionRecord, req: RouteRequest, asked: list[Asked]
+) -> list[Asked]:
+    """Set the slippage reference (the best fee-inclusive touch) and every quote's slippage against it;
+    the exchanges that answered. Refuses when no venue answered or none has the side at all."""
+    answered = [a for a in asked if a.book is not None]
+    if not answered:
+        why = "; ".join(f"{a.seen.provider}: {a.seen.reason}" for a in asked) or "no venues configured"
+        raise NoHealthyProvider(
+            _refused(record, RefusalReason.NO_HEALTHY_PROVIDER, f"no venue answered ({why})")
+        )
+    exchanges = [a for a in answered if a.seen.kind is VenueKind.EXCHANGE]
+    refs = [a.touch_ref for a in (exchanges or answered) if a.touch_ref is not None]
+    if not refs:
+        text = f"no {'asks' if req.side is Side.BUY else 'bids'} on any venue that answered"
+        raise NoLiquidity(_refused(record, RefusalReason.NO_LIQUIDITY, text), ZERO)
+    reference = min(refs) if req.side is Side.BUY else max(refs)
+    record.slippage_reference = reference
+    for a in asked:
+        if a.seen.quote is not None:
+            a.seen.slippage = slippage(a.seen.quote.all_in_price, reference, req.side)
+    return exchanges
+
+
+def _otc_route(
+    record: BestExecutionRecord, req: RouteRequest, otc: QuoteSeen, pitch: str
+) -> BestExecutionRecord:
+    base, quote_ccy = split_symbol(req.symbol)
+    assert otc.quote is not None
+    text = (
+        f"{pitch}: OTC desk {otc.provider} fills {otc.quote.amount} {base} at all-in "
+        f"{otc.quote.all_in_price} {quote_ccy} (slippage {_pct(otc.slippage)} within "
+        f"{_pct(req.max_slippage)})"
+    )
+    return finish(record, RouteKind.OTC, [_leg(otc.quote, VenueKind.OTC)], text)
+
+
+def _single_route(
+    record: BestExecutionRecord, req: RouteRequest, singles: list[QuoteSeen], notes: list[str]
+) -> BestExecutionRecord:
+    """The best of the exchanges that fill the whole size within the limit, by reliability-adjusted score."""
+    base, quote_ccy = split_symbol(req.symbol)
+    ranked = sorted(singles, key=lambda s: _rank(s, req.side))
+    best, others = ranked[0], ranked[1:]
+    assert best.quote is not None
+    versus = ", ".join(f"{s.provider} {s.quote.all_in_price}" for s in others if s.quote is not None)
+    reliability = (
+        f" (reliability-adjusted {best.score} after {best.recent_failures} recent failures)"
+        if best.recent_failures
+        else ""
+    )
+    text = (
+        f"{best.provider} has the best all-in price {best.quote.all_in_price} {quote_ccy} for "
+        f"{best.quote.amount} {base}{reliability}"
+        + (f", ahead of {versus}" if versus else "")
+        + f"; slippage {_pct(best.slippage)} within {_pct(req.max_slippage)}"
+    )
+    return finish(record, RouteKind.SINGLE, [_leg(best.quote, VenueKind.EXCHANGE)], text, notes)
+
+
+def _split_route(
+    record: BestExecutionRecord, req: RouteRequest, exchanges: list[Asked], notes: list[str]
+) -> BestExecutionRecord:
+    """A split over every exchange's book, or the refusal saying why none fits."""
+    base, quote_ccy = split_symbol(req.symbol)
     books = [(a.seen.provider, a.book, a.fee_rate) for a in exchanges if a.book is not None]
     legs, filled_all = split(req, books)
-    amount, _, _, all_in = _totals(side, legs)
+    amount, _, _, all_in = _totals(req.side, legs)
     if not filled_all:
         text = "; ".join([*notes, f"all books together fill only {amount} {base}"])
         raise NoLiquidity(_refused(record, RefusalReason.NO_LIQUIDITY, text), amount)
-    expected = slippage(all_in, reference, side)
+    assert record.slippage_reference is not None
+    expected = slippage(all_in, record.slippage_reference, req.side)
     if expected > req.max_slippage:
         text = "; ".join(
             [*notes, f"the best split has slippage {_pct(expected)}, beyond {_pct(req.max_slippage)}"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -141,3 +142,49 @@ async def release(engine: AsyncEngine, *, user_id: uuid.UUID, key: str) -> None:
             text("DELETE FROM api_idempotency_keys WHERE user_id = :u AND key = :k AND state = 'in_flight'"),
             {"u": user_id, "k": key},
         )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What an idempotent request answers: its own result, or the first one replayed (`replayed`)."""
+
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+def business_id(user_id: uuid.UUID, key: str | None, request_hash: str) -> uuid.UUID:
+    """The id of what the request creates: derived from the key (so a retry re-finds it), or fresh."""
+    return derived_id(user_id, key, request_hash) if key else uuid.uuid4()
+
+
+async def answer_once(
+    engine: AsyncEngine,
+    *,
+    user_id: uuid.UUID,
+    key: str | None,
+    method: str,
+    path: str,
+    request_hash: str,
+    status: int,
+    act: Callable[[], Awaitable[dict[str, Any]]],
+) -> Answer:
+    """Run `act` once per (customer, key, request) and store its answer; a repeat gets that answer replayed.
+
+    Without a key `act` simply runs. A failing `act` releases the claim, so a retry with the same key is
+    processed anew, and its error propagates. Check the request before calling this: a refusal of bad
+    input then writes nothing at all."""
+    if key is None:
+        return Answer(status, await act())
+    stored = await claim(
+        engine, user_id=user_id, key=key, method=method, path=path, request_hash=request_hash
+    )
+    if stored is not None:
+        return Answer(stored.status, stored.body, replayed=True)
+    try:
+        body = await act()
+    except Exception:
+        await release(engine, user_id=user_id, key=key)
+        raise
+    await complete(engine, user_id=user_id, key=key, status=status, body=body)
+    return Answer(status, body)

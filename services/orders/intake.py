@@ -165,38 +165,30 @@ async def place_order(
     request_hash = idempotency.fingerprint(
         "POST", ORDERS_PATH, order.model_dump(mode="json", exclude_none=True)
     )
-    order_id = (
-        idempotency.derived_id(user_id, idempotency_key, request_hash) if idempotency_key else uuid.uuid4()
-    )
+    order_id = idempotency.business_id(user_id, idempotency_key, request_hash)
     req = order_request(order, order_id=order_id, user_id=user_id, now=datetime.now(UTC))
-    if idempotency_key:
-        stored = await idempotency.claim(
-            engine,
-            user_id=user_id,
-            key=idempotency_key,
-            method="POST",
-            path=ORDERS_PATH,
-            request_hash=request_hash,
-        )
-        if stored is not None:
-            return PlacedOrder(
-                stored.body, stored.status, replayed=True, headers={"Idempotent-Replayed": "true"}
-            )
-    try:
+
+    async def place() -> dict[str, Any]:
         notional = await estimate_notional(req, prices)
         if notional > second_factor_above_gbp:
             await confirm_second_factor()
         await _start(engine, sagas, req, notional)
-        out = (await get_order(engine=engine, user_id=user_id, order_id=order_id)).model_dump(mode="json")
-    except Exception:
-        if idempotency_key:
-            await idempotency.release(engine, user_id=user_id, key=idempotency_key)
-        raise
-    if idempotency_key:
-        await idempotency.complete(
-            engine, user_id=user_id, key=idempotency_key, status=PLACED_STATUS, body=out
-        )
-    return PlacedOrder(out, headers={"Location": out["links"]["self"]})
+        placed = await get_order(engine=engine, user_id=user_id, order_id=order_id)
+        return placed.model_dump(mode="json")
+
+    answer = await idempotency.answer_once(
+        engine,
+        user_id=user_id,
+        key=idempotency_key,
+        method="POST",
+        path=ORDERS_PATH,
+        request_hash=request_hash,
+        status=PLACED_STATUS,
+        act=place,
+    )
+    if answer.replayed:
+        return PlacedOrder(answer.body, answer.status, replayed=True, headers={"Idempotent-Replayed": "true"})
+    return PlacedOrder(answer.body, headers={"Location": answer.body["links"]["self"]})
 
 
 async def _start(engine: AsyncEngine, sagas: OrderSagas, req: OrderRequest, notional: Decimal) -> None:

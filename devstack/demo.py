@@ -87,8 +87,10 @@ class Demo:
             print(f"   best execution: {reason}")
 
     def balances(self) -> None:
-        r = self.call("GET", "/api/v1/balances", headers=self.h())
-        shown = ", ".join(f"{b['currency']} {b['balance']} (available {b['available']})" for b in r.json())
+        r = self.call("GET", "/api/v1/accounts/balances", headers=self.h())
+        shown = ", ".join(
+            f"{b['currency']} {b['balance']} (available {b['available']})" for b in r.json()["balances"]
+        )
         print(f"   balances: {shown or 'none yet'}")
 
     def wait(self, what: str, check: Any, timeout: float = 60) -> Any:
@@ -101,8 +103,10 @@ class Demo:
         sys.exit(f"timed out waiting for {what}")
 
     def gbp(self) -> Decimal:
-        r = self.call("GET", "/api/v1/balances", headers=self.h())
-        return next((Decimal(b["balance"]) for b in r.json() if b["currency"] == "GBP"), Decimal(0))
+        r = self.call("GET", "/api/v1/accounts/balances", headers=self.h())
+        return next(
+            (Decimal(b["balance"]) for b in r.json()["balances"] if b["currency"] == "GBP"), Decimal(0)
+        )
 
     def deposit(self, reference: str, amount: str) -> None:
         before = self.gbp()
@@ -171,8 +175,8 @@ class Demo:
         )  # fmt: skip
         self.show_order(r)
         self.balances()
-        btc = next((Decimal(b["available"]) for b in self.call("GET", "/api/v1/balances", headers=self.h()).json()
-                    if b["currency"] == "BTC"), Decimal(0))  # fmt: skip
+        held = self.call("GET", "/api/v1/accounts/balances", headers=self.h()).json()["balances"]
+        btc = next((Decimal(b["available"]) for b in held if b["currency"] == "BTC"), Decimal(0))
 
         self.step("Sell half of it")
         half = (btc / 2).quantize(Decimal("0.00001"), rounding="ROUND_DOWN")  # the venues' BTC lot step
@@ -255,7 +259,8 @@ class Demo:
         self.balances()
 
         self.step("My ledger trail (newest first)")
-        for e in self.call("GET", "/api/v1/ledger", params={"limit": 30}, headers=self.h()).json()["entries"]:
+        trail = self.call("GET", "/api/v1/accounts/ledger", params={"limit": 30}, headers=self.h()).json()
+        for e in trail["entries"]:
             print(
                 f"   {e['created_at'][:19]}  {e['reference_type']:<12} {e['currency']} {e['amount']:>16}  balance {e['balance_after']}"
             )

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from models.market import BestExecutionRecord, OrderType, Side, TimeInForce
 from models.order_flow import OrderStatus
@@ -51,11 +51,6 @@ class OrderCreate(BaseModel):
     expires_at: AwareDatetime | None = Field(
         default=None, description="Limit orders: cancel at this time if not filled (good-till-date)."
     )
-
-    @field_validator("side", "type", "time_in_force", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
 
 
 class OrderLinks(BaseModel):

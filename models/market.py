@@ -13,18 +13,20 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.enums import CaseInsensitiveEnum
 
-class Side(StrEnum):
+
+class Side(CaseInsensitiveEnum):
     BUY = "BUY"
     SELL = "SELL"
 
 
-class OrderType(StrEnum):
+class OrderType(CaseInsensitiveEnum):
     MARKET = "MARKET"
     LIMIT = "LIMIT"
 
 
-class TimeInForce(StrEnum):
+class TimeInForce(CaseInsensitiveEnum):
     GTC = "GTC"
     IOC = "IOC"
 

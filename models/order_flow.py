@@ -8,10 +8,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from models.enums import CaseInsensitiveEnum
 from models.market import (
     BestExecutionRecord,
     ExecutionLeg,
@@ -22,7 +22,7 @@ from models.market import (
 )
 
 
-class OrderStatus(StrEnum):
+class OrderStatus(CaseInsensitiveEnum):
     PENDING = "PENDING"  # accepted, not yet routed
     ROUTED = "ROUTED"  # quoted and funds reserved
     OPEN = "OPEN"  # a limit order resting at the venue

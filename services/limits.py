@@ -36,8 +36,7 @@ WITHDRAWAL_LIMITS_GBP: Mapping[int, Decimal] = {
     3: Decimal("50000"),
 }
 
-# Rolling 24 h trading allowance per KYC tier, in GBP (seed §6). services/orders.py holds its own copy
-# today; it can import this one instead.
+# Rolling 24 h trading allowance per KYC tier, in GBP (seed §6); the order saga checks it too.
 TRADING_LIMITS_GBP: Mapping[int, Decimal] = {
     0: ZERO,
     1: Decimal("1000"),

@@ -26,6 +26,7 @@ from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.errors import ProblemError
 from api.routes.payments import W_COLUMNS, WithdrawalOut, withdrawal_out
 from models.assets import SCALES
+from models.money import money
 from models.payments import Decision, DecisionOutcome, Resolution
 from models.users import User
 from services import payments
@@ -283,10 +284,10 @@ async def float_topups(staff: Ops, engine: EngineDep) -> list[TopUpOut]:
             id=r[0],
             provider=r[1],
             currency=r[2],
-            balance=format(r[3], "f"),
-            threshold=format(r[4], "f"),
-            target=format(r[5], "f"),
-            amount=format(r[6], "f"),
+            balance=money(r[3], r[2]),
+            threshold=money(r[4], r[2]),
+            target=money(r[5], r[2]),
+            amount=money(r[6], r[2]),
             status=r[7],
             created_at=r[8],
         )

@@ -23,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth_deps import RequireTotp, problem_responses, require_role
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.errors import ProblemError
-from models.assets import quantum
+from models.money import money, money_or_none
 from models.order_flow import PlacementResolution, ResolutionOutcome
 from models.users import User
 from services import holds
@@ -77,7 +77,7 @@ async def attention_orders(staff: Ops, engine: EngineDep) -> list[AttentionOrder
             symbol=r[2],
             side=r[3],
             type=r[4],
-            notional_gbp=None if r[5] is None else format(r[5].quantize(quantum("GBP")), "f"),
+            notional_gbp=money_or_none(r[5], "GBP"),
             hold_id=r[6],
             reason=r[7],
             created_at=r[8],
@@ -98,7 +98,7 @@ async def orphaned_holds(staff: Ops, engine: EngineDep) -> list[OrphanedHoldOut]
             reference_type=h.reference_type,
             reference_id=h.reference_id,
             currency=h.currency,
-            remaining=format(h.remaining.quantize(quantum(h.currency)), "f"),
+            remaining=money(h.remaining, h.currency),
             owner_status=h.owner_status,
         )
         for h in found

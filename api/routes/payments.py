@@ -42,7 +42,8 @@ from api.ratelimit import WithdrawalRateLimit
 from api.routes.accounts import Customer
 from config import Settings
 from models.api import DecimalStr
-from models.assets import CRYPTO, FIAT, SCALES, quantum
+from models.assets import CRYPTO, FIAT, SCALES
+from models.money import money_or_none as _money
 from models.payments import BankPayment, Destination, WithdrawalInput, WithdrawalState
 from providers import email as templates
 from providers.bank import (
@@ -57,7 +58,6 @@ from providers.email import EmailDeliveryError, EmailSender
 from providers.exchanges.base import ExecutionAdapter, UnsupportedByVenue, VenueError
 from services import payments
 from services.decision_tokens import DecisionTokens
-from services.ledger import Ledger
 from temporal import search_attributes as sa
 from temporal import task_queues
 from workflows.deposits import DepositWorkflow, deposit_workflow_id
@@ -108,11 +108,6 @@ def payments_state(request: Request) -> PaymentsState:
 
 
 PaymentsDep = Annotated[PaymentsState, Depends(payments_state)]
-
-
-def _money(value: Decimal | None, currency: str) -> str | None:
-    """A string at the currency's scale (stored values are NUMERIC(36,18) and already on that scale)."""
-    return None if value is None else format(value.quantize(quantum(currency)), "f")
 
 
 # --- the bank's webhook -------------------------------------------------------------------
@@ -846,80 +841,6 @@ async def confirm_bank_account(
             )
         ).one()
     return BankAccountOut.model_validate(dict(row._mapping))
-
-
-# --- balances and ledger trail ------------------------------------------------------------
-
-
-class BalanceOut(BaseModel):
-    currency: str
-    balance: str
-    available: str
-    reserved: str
-
-
-@router.get("/balances", response_model=list[BalanceOut], responses=problem_responses(401, 403))
-async def balances(user: Customer, engine: EngineDep, settings: SettingsDep) -> list[BalanceOut]:
-    """Your balances per currency (reserved = held for pending orders and withdrawals)."""
-    rows = await Ledger(engine, house_shards=settings.house_account_shards).balances(user.id)
-    return [
-        BalanceOut(
-            currency=b.currency,
-            balance=_money(b.balance, b.currency) or "0",
-            available=_money(b.available, b.currency) or "0",
-            reserved=_money(b.reserved, b.currency) or "0",
-        )
-        for b in rows
-    ]
-
-
-class EntryOut(BaseModel):
-    created_at: datetime
-    currency: str
-    amount: str
-    balance_after: str
-    reference_type: str
-    reference_id: uuid.UUID
-    transaction_id: uuid.UUID
-
-
-class LedgerPage(BaseModel):
-    entries: list[EntryOut]
-    next_cursor: str | None
-
-
-@router.get("/ledger", response_model=LedgerPage, responses=problem_responses(401, 403, 422))
-async def ledger_trail(
-    user: Customer,
-    engine: EngineDep,
-    settings: SettingsDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
-) -> LedgerPage:
-    """Your ledger entries, newest first (every credit and debit, with the balance after it)."""
-    ledger = Ledger(engine, house_shards=settings.house_account_shards)
-    accounts = [b.account_id for b in await ledger.balances(user.id) if b.account_id is not None]
-    from services.ledger import InvalidCursor
-
-    try:
-        page = await ledger.entries(accounts, limit=limit, cursor=cursor)
-    except (InvalidCursor, ValueError) as e:  # the ledger's decoder lets a short cursor through
-        raise ProblemError(422, "invalid_cursor", "not a cursor we issued; start without one") from e
-    return LedgerPage(
-        entries=[
-            EntryOut(
-                created_at=e.created_at,
-                currency=e.currency,
-                amount=_money(e.amount, e.currency) or "0",
-                balance_after=_money(e.balance_after, e.currency) or "0",
-                reference_type=e.reference_type,
-                reference_id=e.reference_id,
-                transaction_id=e.transaction_id,
-            )
-            for e in page.entries
-        ],
-        next_cursor=page.next_cursor,
-    )
 
 
 async def ensure_payment_schedules(request_app: Any) -> None:

@@ -41,12 +41,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.websockets import WebSocketState
 
-from api.routes.accounts import money
 from api.routes.market import MarketState
-from api.routes.orders import ORDER_COLUMNS, order_out
+from models.market import split_symbol
+from models.money import money, money_or_none
 from services.auth import AuthConfig, AuthError
 from services.auth import service as auth_service
 from services.market_data import BestPrice
+from services.orders.views import ORDER_COLUMNS, order_out
 
 log = logging.getLogger("api.ws")
 
@@ -57,10 +58,6 @@ RECHECK_AUTH_S = 30.0
 AUTH_TIMEOUT_S = 5.0
 OVERLAP = timedelta(seconds=5)
 CLOSE_UNAUTHORIZED = 4401
-
-
-def _s(value: Decimal | None) -> str | None:
-    return None if value is None else format(value.normalize(), "f")
 
 
 async def _authenticate(websocket: WebSocket, token: str) -> uuid.UUID | None:
@@ -161,9 +158,9 @@ class CustomerFeed:
                             "order_id": str(t["order_id"]),
                             "symbol": t["symbol"],
                             "side": t["side"],
-                            "amount": _s(t["amount"]),
-                            "price": _s(t["price"]),
-                            "fee": _s(t["fee"]),
+                            "amount": money(t["amount"], split_symbol(t["symbol"])[0]),
+                            "price": money(t["price"], split_symbol(t["symbol"])[1]),
+                            "fee": money(t["fee"], t["fee_currency"]),
                             "fee_currency": t["fee_currency"],
                             "executed_at": t["executed_at"].isoformat(),
                         },
@@ -194,9 +191,9 @@ def price_message(p: BestPrice) -> dict[str, Any]:
     return {
         "type": "price",
         "symbol": p.symbol,
-        "bid": _s(p.bid),
+        "bid": money_or_none(p.bid, split_symbol(p.symbol)[1]),
         "bid_venue": p.bid_venue,
-        "ask": _s(p.ask),
+        "ask": money_or_none(p.ask, split_symbol(p.symbol)[1]),
         "ask_venue": p.ask_venue,
     }
 

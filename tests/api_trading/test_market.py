@@ -21,9 +21,9 @@ async def test_prices_are_the_best_bid_and_ask_across_venues(trading: Trading) -
     assert set(prices) == {"BTC-GBP", "ETH-GBP", "BNB-GBP"}
     btc = prices["BTC-GBP"]
     assert (btc["bid"], btc["bid_venue"], btc["ask"], btc["ask_venue"]) == (
-        "67950",
+        "67950.00",
         "kraken",
-        "68000",
+        "68000.00",
         "binance",
     )
     assert sorted(btc["venues"]) == ["binance", "kraken"] and btc["unavailable"] == {}
@@ -36,15 +36,15 @@ async def test_order_book_merged_and_per_venue(trading: Trading) -> None:
     book = r.json()
     assert book["venue"] == "merged" and sorted(book["venues"]) == ["binance", "kraken"]
     assert [(lv["price"], lv["venues"]) for lv in book["bids"]] == [
-        ("67950", {"kraken": "1"}),
-        ("67900", {"binance": "1"}),
-        ("67800", {"binance": "2"}),
+        ("67950.00", {"kraken": "1.00000000"}),
+        ("67900.00", {"binance": "1.00000000"}),
+        ("67800.00", {"binance": "2.00000000"}),
     ]
-    assert [lv["price"] for lv in book["asks"]] == ["68000", "68050", "68100"]
+    assert [lv["price"] for lv in book["asks"]] == ["68000.00", "68050.00", "68100.00"]
 
     r = await trading.http.get("/api/v1/market/orderbook/BTC-GBP", params={"venue": "kraken"})
     book = r.json()
-    assert book["venue"] == "kraken" and [lv["price"] for lv in book["asks"]] == ["68050", "68300"]
+    assert book["venue"] == "kraken" and [lv["price"] for lv in book["asks"]] == ["68050.00", "68300.00"]
 
     assert_problem(await trading.http.get("/api/v1/market/orderbook/DOGE-GBP"), 404, "unknown_symbol")
     problem = assert_problem(
@@ -98,7 +98,7 @@ async def test_indicative_quote_is_all_in(trading: Trading) -> None:
     # kraken's 67950 bid: 0.5 x 67950 = 33975.00, less our fee 50.97 (rounded up).
     assert (q["venues"], q["quote_amount"], q["fee"], q["total"]) == (
         ["kraken"],
-        "33975",
+        "33975.00",
         "50.97",
         "33924.03",
     )
@@ -121,7 +121,8 @@ async def test_indicative_quote_is_all_in(trading: Trading) -> None:
     r = await trading.http.get(
         "/api/v1/market/quote", params={"symbol": "BTC-GBP", "side": "BUY", "amount": "500"}
     )
-    assert_problem(r, 422, "no_liquidity")
+    problem = assert_problem(r, 422, "no_liquidity")
+    assert problem["detail"] == "the venues do not have enough liquidity for this size"  # our words only
 
 
 async def test_venue_reads_are_cached(trading: Trading) -> None:

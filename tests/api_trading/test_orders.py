@@ -19,12 +19,23 @@ D = Decimal
 BUY_1000 = {"symbol": "BTC-GBP", "side": "BUY", "type": "MARKET", "quote_amount": "1000.00"}
 
 
+async def idempotency_keys(trading: Trading, user_id: uuid.UUID) -> int:
+    """How many Idempotency-Key claims the customer holds (a refused or undone request leaves none)."""
+    async with trading.engine.connect() as c:
+        count = (
+            await c.execute(
+                text("SELECT count(*) FROM api_idempotency_keys WHERE user_id = :u"), {"u": user_id}
+            )
+        ).scalar_one()
+    return int(count)
+
+
 async def test_market_buy_fills_and_shows_everywhere(trading: Trading) -> None:
     alice = await trading.customer(gbp="5000")
     r = await trading.http.post("/api/v1/orders", json=BUY_1000, headers=alice.headers())
     assert r.status_code == 202, r.text
     created = r.json()
-    assert created["status"] == "PENDING" and created["quote_amount"] == "1000"
+    assert created["status"] == "PENDING" and created["quote_amount"] == "1000.00"
     assert r.headers["location"] == created["links"]["self"] == f"/api/v1/orders/{created['id']}"
 
     order = await trading.wait_order(alice, created["id"])
@@ -73,7 +84,7 @@ async def test_sell_by_base_amount_goes_to_the_best_bid(trading: Trading) -> Non
     assert r.status_code == 202, r.text
     order = await trading.wait_order(bob, r.json()["id"])
     assert order["status"] == "FILLED" and order["venues"] == ["kraken"]
-    assert order["filled_quote_amount"] == "3397.5" and order["fee"] == "5.1"
+    assert order["filled_quote_amount"] == "3397.50" and order["fee"] == "5.10"
 
 
 @pytest.mark.parametrize(
@@ -105,13 +116,7 @@ async def test_bad_orders_are_422_naming_the_field_and_write_nothing(
     problem = assert_problem(r, 422, code)
     assert field in [e["field"] for e in problem["errors"]], problem
     assert await trading.order_count(carol.id) == 0
-    async with trading.engine.connect() as c:
-        keys = (
-            await c.execute(
-                text("SELECT count(*) FROM api_idempotency_keys WHERE user_id = :u"), {"u": carol.id}
-            )
-        ).scalar()
-    assert keys == 0
+    assert await idempotency_keys(trading, carol.id) == 0
 
 
 async def test_limit_order_field_rules(trading: Trading) -> None:
@@ -374,3 +379,74 @@ async def test_authentication_is_required_and_email_verified(trading: Trading) -
     unverified = await trading.customer(gbp="5000", verified=False)
     r = await trading.http.post("/api/v1/orders", json=BUY_1000, headers=unverified.headers())
     assert_problem(r, 403, "email_not_verified")
+
+
+async def test_an_order_whose_saga_cannot_start_is_undone_and_its_key_freed(trading: Trading) -> None:
+    """The compensating step of `POST /orders`: Temporal refuses the start (here: a namespace it does not
+    have), and says there is no such saga, so the PENDING row is deleted again and the key released; the
+    customer's retry with the same key then places the order once."""
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from api.routes.orders import order_sagas
+    from temporal.order_sagas import TemporalOrderSagas
+
+    judy = await trading.customer(gbp="5000")
+    key = str(uuid.uuid4())
+    nowhere = await Client.connect(
+        trading.temporal.service_client.config.target_host,
+        namespace=f"no-such-namespace-{uuid.uuid4().hex[:8]}",
+        data_converter=pydantic_data_converter,
+    )
+    trading.app.dependency_overrides[order_sagas] = lambda: TemporalOrderSagas(nowhere, trading.task_queue)
+    try:
+        r = await trading.http.post("/api/v1/orders", json=BUY_1000, headers=judy.headers(key=key))
+    finally:
+        trading.app.dependency_overrides.pop(order_sagas)
+    assert_problem(r, 503, "temporal_unavailable")
+    assert int(r.headers["retry-after"]) > 0
+    assert await trading.order_count(judy.id) == 0
+    assert await idempotency_keys(trading, judy.id) == 0
+
+    r = await trading.http.post("/api/v1/orders", json=BUY_1000, headers=judy.headers(key=key))
+    assert r.status_code == 202, r.text
+    assert (await trading.wait_order(judy, r.json()["id"]))["status"] == "FILLED"
+    assert await trading.order_count(judy.id) == 1
+
+
+async def test_enums_are_accepted_in_any_case_everywhere(trading: Trading) -> None:
+    """One rule for enum inputs: `buy`, `Buy` and `BUY` are the same, in bodies and in query strings."""
+    kate = await trading.customer(gbp="5000")
+    body = {**BUY_1000, "side": "Buy", "type": "market"}
+    r = await trading.http.post("/api/v1/orders", json=body, headers=kate.headers())
+    assert r.status_code == 202, r.text
+    order = await trading.wait_order(kate, r.json()["id"])
+    assert order["side"] == "BUY" and order["type"] == "MARKET"  # answered in the one stored case
+    for params in ({"side": "buy", "status": "filled"}, {"side": "BUY", "status": "FILLED"}):
+        r = await trading.http.get("/api/v1/orders", params=params, headers=kate.headers())
+        assert [o["id"] for o in r.json()["orders"]] == [order["id"]], params
+    quotes = [
+        await trading.http.get(
+            "/api/v1/market/quote", params={"symbol": "BTC-GBP", "side": side, "amount": "0.01"}
+        )
+        for side in ("buy", "BUY")
+    ]
+    assert [q.status_code for q in quotes] == [200, 200], quotes[0].text
+    assert quotes[0].json()["side"] == quotes[1].json()["side"] == "BUY"
+
+
+async def test_one_place_for_balances_and_ledger_with_money_at_the_asset_scale(trading: Trading) -> None:
+    """`/accounts/balances` and `/accounts/ledger` are the only balance and history endpoints; money is a
+    string at its asset's scale everywhere (`"5000.00"`, `"0.00000000"`)."""
+    leo = await trading.customer(gbp="5000")
+    for gone in ("/api/v1/balances", "/api/v1/ledger"):
+        assert_problem(await trading.http.get(gone, headers=leo.headers()), 404)
+    balances = (await trading.http.get("/api/v1/accounts/balances", headers=leo.headers())).json()["balances"]
+    assert {b["currency"]: b["balance"] for b in balances} == {
+        "GBP": "5000.00",
+        "BTC": "0.00000000",
+        "ETH": "0.00000000",
+        "BNB": "0.00000000",
+    }
+    entries = (await trading.http.get("/api/v1/accounts/ledger", headers=leo.headers())).json()["entries"]
+    assert [(e["amount"], e["balance_after"]) for e in entries] == [("5000.00", "5000.00")]

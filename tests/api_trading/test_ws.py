@@ -86,7 +86,7 @@ async def test_feed_pushes_prices_order_statuses_trades_and_balances(trading: Tr
     btc = [m for m in seen if m["type"] == "balance" and m["currency"] == "BTC"][-1]
     assert btc["balance"] == btc["available"] and float(btc["balance"]) > 0
     prices = [m for m in first + seen if m["type"] == "price" and m["symbol"] == "BTC-GBP"]
-    assert prices and prices[-1]["bid"] == "67950" and prices[-1]["ask"] == "68000"
+    assert prices and prices[-1]["bid"] == "67950.00" and prices[-1]["ask"] == "68000.00"
 
 
 async def test_feed_only_shows_the_customers_own_orders(trading: Trading, served: str) -> None:

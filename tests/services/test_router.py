@@ -265,6 +265,9 @@ async def test_refusal_when_no_venue_answers() -> None:
         await router(a).quote(SYMBOL, Side.BUY, amount=D("1"), max_slippage=WIDE)
     assert refused.value.record.quotes[0].outcome is QuoteOutcome.ERROR
     assert "a is down" in refused.value.record.reason
+    # One error path: a DomainError the API answers as it is; the venue's text stays in the record.
+    assert (refused.value.code, refused.value.status) == ("market_unavailable", 503)
+    assert "a is down" not in refused.value.detail and refused.value.headers() == {"Retry-After": "5"}
 
 
 async def test_invalid_requests_are_rejected_before_asking_anyone() -> None:

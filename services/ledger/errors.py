@@ -3,6 +3,11 @@
 The ledger's SQL functions (migrations 0002, 0008) raise their refusals with their own SQLSTATEs
 (`LG001`…`LG008`); `raise_translated` turns those into the typed errors below, so a caller catches
 `InsufficientFunds` whether Python or PostgreSQL noticed it first.
+
+Every ledger error is a `services.errors.DomainError`: a stable `code` and the HTTP status the API
+answers with (`api/errors.py`, one handler). A refusal the customer can act on is a 4xx; a posting
+that does not balance or a reused key is our own bug, a 500 whose detail never reaches the client.
+Activities map them to Temporal `ApplicationError`s in `activities/errors.py`.
 """
 
 from __future__ import annotations
@@ -11,59 +16,70 @@ from typing import NoReturn
 
 from sqlalchemy.exc import DBAPIError
 
+from services.errors import DomainError
 
-class LedgerError(Exception):
+
+class LedgerError(DomainError):
     """Base of ledger errors. Each subclass says what the caller should do."""
 
-    code = "ledger_error"
+    default_code = "ledger_error"
+    status = 422
 
 
 class InsufficientFunds(LedgerError):
     """The account's available balance cannot cover the debit or hold. Reject the request."""
 
-    code = "insufficient_funds"
+    default_code = "insufficient_funds"
+    status = 422
 
 
 class HoldNotActive(LedgerError):
     """The hold was already committed or released. Do not retry; the earlier outcome stands."""
 
-    code = "hold_not_active"
+    default_code = "hold_not_active"
+    status = 409
 
 
 class IdempotencyConflict(LedgerError):
     """The key was used before for a different request: a bug in the caller's keying. Investigate."""
 
-    code = "idempotency_conflict"
+    default_code = "idempotency_conflict"
+    status = 500
 
 
 class UnbalancedPosting(LedgerError):
     """The legs do not sum to zero per currency, or there are fewer than two. A caller bug."""
 
-    code = "unbalanced_posting"
+    default_code = "unbalanced_posting"
+    status = 500
 
 
 class UnknownAccount(LedgerError):
     """No such account or hold. Reject the request."""
 
-    code = "unknown_account"
+    default_code = "unknown_account"
+    status = 404
 
 
 class CurrencyMismatch(LedgerError):
     """A leg's currency differs from its account's, or the currency is unknown. Reject the request."""
 
-    code = "currency_mismatch"
+    default_code = "currency_mismatch"
+    status = 422
 
 
 class InvalidAmount(LedgerError):
     """Zero, negative where a positive is needed, or finer than the currency's scale. Reject it."""
 
-    code = "invalid_amount"
+    default_code = "invalid_amount"
+    status = 422
 
 
 class InvalidCursor(LedgerError):
     """The pagination cursor is not one we issued. Start again without a cursor."""
 
-    code = "invalid_cursor"
+    default_code = "invalid_cursor"
+    status = 422
 
 
 _SQLSTATE_ERRORS: dict[str, type[LedgerError]] = {

@@ -41,7 +41,8 @@ from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.orders import ErrorType, OrderActivities
+    from activities.errors import ErrorType
+    from activities.orders import OrderActivities
     from models.market import (
         BestExecutionRecord,
         ExecutionLeg,

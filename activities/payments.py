@@ -76,20 +76,21 @@ def venue_client_id(withdrawal_id: uuid.UUID) -> str:
 
 
 class PaymentActivities:
-    """Constructed once per worker with its clients; `adapters` and `bank` are factories so the worker
-    builds (and the tests inject) them without a network call at start."""
+    """Constructed once per worker with its clients (the process's one `Ledger`); `adapters` and `bank`
+    are factories so the worker builds (and the tests inject) them without a network call at start."""
 
     def __init__(
         self,
         *,
         engine: AsyncEngine,
+        ledger: Ledger,
         settings: Settings,
         bank: Callable[[], BankClient],
         adapters: Callable[[], Mapping[str, ExecutionAdapter]],
         email: EmailSender | None,
     ) -> None:
         self._engine = engine
-        self._ledger = Ledger(engine, house_shards=settings.house_account_shards)
+        self._ledger = ledger
         self._settings = settings
         self._bank = bank
         self._adapters = adapters

@@ -12,12 +12,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from api.auth_deps import VerifiedUser, problem_responses
-from api.deps import EngineDep, SessionDep, SettingsDep
+from api.deps import LedgerDep, SessionDep
 from api.errors import ProblemError
 from models.api import AccountBalance, BalancesOut, LedgerEntryOut, LedgerOut
 from models.assets import SCALES, quantum
 from models.users import User
-from services.ledger import InvalidCursor, Ledger
+from services.ledger import InvalidCursor
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 ZERO = Decimal(0)
@@ -40,12 +40,9 @@ def money(value: Decimal, currency: str) -> str:
 
 
 @router.get("/balances", response_model=BalancesOut, responses=problem_responses(401, 403))
-async def balances(user: Customer, engine: EngineDep, settings: SettingsDep) -> BalancesOut:
+async def balances(user: Customer, ledger: LedgerDep) -> BalancesOut:
     """Your balance, available and reserved amount per currency."""
-    rows = {
-        b.currency: b
-        for b in await Ledger(engine, house_shards=settings.house_account_shards).balances(user.id)
-    }
+    rows = {b.currency: b for b in await ledger.balances(user.id)}
     out = []
     for currency in sorted(set(SCALES) | set(rows), key=lambda c: (c != "GBP", c)):
         b = rows.get(currency)
@@ -63,8 +60,7 @@ async def balances(user: Customer, engine: EngineDep, settings: SettingsDep) -> 
 @router.get("/ledger", response_model=LedgerOut, responses=problem_responses(401, 403, 422))
 async def ledger_history(
     user: Customer,
-    engine: EngineDep,
-    settings: SettingsDep,
+    ledger: LedgerDep,
     currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3,5}$", description="Only this currency.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=300)] = None,
@@ -77,7 +73,6 @@ async def ledger_history(
             f"unknown currency {currency}",
             errors=[{"field": "query.currency", "message": "unknown currency", "type": "unknown_currency"}],
         )
-    ledger = Ledger(engine, house_shards=settings.house_account_shards)
     accounts = [
         b.account_id
         for b in await ledger.balances(user.id)

@@ -36,7 +36,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import idempotency
 from api.auth_deps import RequireTotp, problem_responses
-from api.deps import EngineDep, SettingsDep, TemporalDep
+from api.deps import EngineDep, LedgerDep, SettingsDep, TemporalDep, VenueAdapters
 from api.errors import ProblemError, ServiceUnavailable
 from api.ratelimit import WithdrawalRateLimit
 from api.routes.accounts import Customer
@@ -57,7 +57,6 @@ from providers.email import EmailDeliveryError, EmailSender
 from providers.exchanges.base import ExecutionAdapter, UnsupportedByVenue, VenueError
 from services import payments
 from services.decision_tokens import DecisionTokens
-from services.ledger import Ledger
 from temporal import search_attributes as sa
 from temporal import task_queues
 from workflows.deposits import DepositWorkflow, deposit_workflow_id
@@ -70,12 +69,16 @@ START_TIMEOUT = timedelta(seconds=10)
 
 
 class PaymentsState:
-    """The API's clients of the outside world for payments, built on first use and closed at shutdown."""
+    """The API's clients of the outside world for payments, built on first use and closed at shutdown.
 
-    def __init__(self, settings: Settings) -> None:
+    `venues` is the process's one adapter set (shared with market data); without it the state builds and
+    closes a set of its own."""
+
+    def __init__(self, settings: Settings, venues: VenueAdapters | None = None) -> None:
         self.settings = settings
         self._bank: BankClient | None = None
-        self._adapters: dict[str, ExecutionAdapter] | None = None
+        self._venues = venues or VenueAdapters(settings)
+        self._owns_venues = venues is None
 
     def bank(self) -> BankClient:
         if self._bank is None:
@@ -83,11 +86,7 @@ class PaymentsState:
         return self._bank
 
     def adapters(self) -> dict[str, ExecutionAdapter]:
-        if self._adapters is None:
-            from providers.exchanges.ccxt_adapter import build_adapters
-
-            self._adapters = build_adapters(self.settings)
-        return self._adapters
+        return self._venues.get()
 
     def crypto_adapter(self, provider: str | None = None) -> ExecutionAdapter:
         adapter = self.adapters().get(provider or self.settings.crypto_provider)
@@ -98,8 +97,8 @@ class PaymentsState:
     async def close(self) -> None:
         if self._bank is not None:
             await self._bank.close()
-        for adapter in (self._adapters or {}).values():
-            await adapter.close()
+        if self._owns_venues:
+            await self._venues.close()
 
 
 def payments_state(request: Request) -> PaymentsState:
@@ -859,9 +858,9 @@ class BalanceOut(BaseModel):
 
 
 @router.get("/balances", response_model=list[BalanceOut], responses=problem_responses(401, 403))
-async def balances(user: Customer, engine: EngineDep, settings: SettingsDep) -> list[BalanceOut]:
+async def balances(user: Customer, ledger: LedgerDep) -> list[BalanceOut]:
     """Your balances per currency (reserved = held for pending orders and withdrawals)."""
-    rows = await Ledger(engine, house_shards=settings.house_account_shards).balances(user.id)
+    rows = await ledger.balances(user.id)
     return [
         BalanceOut(
             currency=b.currency,
@@ -891,13 +890,11 @@ class LedgerPage(BaseModel):
 @router.get("/ledger", response_model=LedgerPage, responses=problem_responses(401, 403, 422))
 async def ledger_trail(
     user: Customer,
-    engine: EngineDep,
-    settings: SettingsDep,
+    ledger: LedgerDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> LedgerPage:
     """Your ledger entries, newest first (every credit and debit, with the balance after it)."""
-    ledger = Ledger(engine, house_shards=settings.house_account_shards)
     accounts = [b.account_id for b in await ledger.balances(user.id) if b.account_id is not None]
     from services.ledger import InvalidCursor
 

@@ -5,6 +5,7 @@ mapping turns each domain error into the type the workflows expect."""
 from __future__ import annotations
 
 import ast
+import importlib
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -44,27 +45,18 @@ RELIED_ON_BY_WORKFLOWS = {
 
 
 def _types_named_in(folder: str, *, skip: str | None = None) -> set[str]:
-    """Every error type a package's modules name: `ErrorType.X` (under any alias it is imported as) and
-    string literals given as `type=` to an `ApplicationError`."""
+    """Every error type a package's modules name: `ErrorType.X` under any name the module binds the registry
+    to (whatever it imported it from), and string literals given as `type=` to an `ApplicationError`."""
     found: set[str] = set()
     for path in sorted((ROOT / folder).glob("*.py")):
-        if path.name == skip:
+        if path.name == skip or path.name == "__init__.py":
             continue
-        tree = ast.parse(path.read_text())
-        aliases = {"ErrorType"} | {
-            alias.asname or alias.name
-            for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and node.module == "activities.errors"
-            for alias in node.names
-            if alias.name == "ErrorType"
-        }
-        for node in ast.walk(tree):
-            if (
-                isinstance(node, ast.Attribute)
-                and isinstance(node.value, ast.Name)
-                and node.value.id in aliases
-            ):
-                found.add(getattr(ErrorType, node.attr))
+        module = importlib.import_module(f"{folder}.{path.stem}")
+        aliases = {name for name, value in vars(module).items() if value is ErrorType}
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                if node.value.id in aliases:
+                    found.add(getattr(ErrorType, node.attr))
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ApplicationError":
                 for kw in node.keywords:
                     if kw.arg == "type" and isinstance(kw.value, ast.Constant):

@@ -41,8 +41,7 @@ from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.errors import ErrorType
-    from activities.orders import OrderActivities
+    from activities.orders import ErrorType, OrderActivities
     from models.market import (
         BestExecutionRecord,
         ExecutionLeg,

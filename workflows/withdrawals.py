@@ -28,8 +28,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.errors import ErrorType as ERRORS
-    from activities.payments import PaymentActivities
+    from activities.payments import ERRORS, PaymentActivities
     from models.payments import (
         AttentionNotice,
         CompleteInput,

@@ -11,7 +11,8 @@ Idempotency, step by step:
   from the cumulative fills booked, so a replay books nothing twice.
 - `mark` / `notify`: plain status writes and a message; repeating them is harmless.
 
-Failures cross to the workflow as `ApplicationError`s with stable `type`s (listed in `ErrorType`).
+Failures cross to the workflow as `ApplicationError`s with stable `type`s, through the one registry and
+mapping in `activities/errors.py`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.errors import ErrorType, application_errors
 from activities.heartbeat import heartbeating
 from config import Settings
 from models.assets import Direction, quantum, round_for_house
@@ -69,7 +71,7 @@ from services import holds, order_reasons, payments
 from services import orders as svc
 from services.decision_tokens import DecisionTokens, ProofInvalid
 from services.ledger import HoldNotActive, InsufficientFunds, Ledger, LedgerError, Leg
-from services.router import Router, RoutingRefused
+from services.router import Router
 
 log = logging.getLogger("activities.orders")
 
@@ -77,23 +79,9 @@ DEFAULT_MAX_SLIPPAGE = Decimal("0.01")
 T = TypeVar("T")
 
 
-class ErrorType:
-    REJECTED = "OrderRejected"  # validation, KYC, frozen account (details: code, reason)
-    NO_ROUTE = "NoRoute"  # the router refused (details: refusal, reason)
-    INSUFFICIENT_FUNDS = "InsufficientFunds"
-    VENUE_REFUSED = "VenueRefused"  # terminal at that venue: fall back
-    VENUE_UNAVAILABLE = "VenueUnavailable"  # retryable at that venue, then fall back
-    UNRESOLVED = "PlacementUnresolved"  # maybe sent, outcome unknown: keep asking, never fall back
-    NOT_RECEIVED = "PlacementNotReceived"  # ops established the venue never got it: fall back
-
-
 def _unresolved(provider: str, why: str) -> ApplicationError:
     return ApplicationError(f"{provider}: placement outcome unknown ({why})", type=ErrorType.UNRESOLVED,
                             non_retryable=True)  # fmt: skip
-
-
-def _rejected(e: svc.OrderRejected) -> ApplicationError:
-    return ApplicationError(e.reason, e.code, type=ErrorType.REJECTED, non_retryable=True)
 
 
 class OrderActivities:
@@ -120,33 +108,26 @@ class OrderActivities:
     @activity.defn(name="order.accept")
     async def accept(self, req: svc.OrderRequest) -> AcceptResult:
         """Validate the order's shape and the customer; record the order once."""
-        try:
+        with application_errors():
             svc.validate(req)
             async with self._engine.begin() as conn:
                 status, tier, user_status = await svc.insert_order(conn, req)
-        except svc.OrderRejected as e:
-            raise _rejected(e) from e
-        if user_status != "ACTIVE":
-            raise _rejected(svc.OrderRejected("account_frozen", f"the account is {user_status.lower()}"))
-        if tier < 1:
-            raise _rejected(
-                svc.OrderRejected("kyc_required", "KYC tier 0 cannot trade; complete identity checks")
-            )
-        if status is OrderStatus.PENDING:  # later steps may already hold funds for this very order
-            await self._cheap_checks(req, tier)
+            if user_status != "ACTIVE":
+                raise svc.OrderRejected("account_frozen", f"the account is {user_status.lower()}")
+            if tier < 1:
+                raise svc.OrderRejected("kyc_required", "KYC tier 0 cannot trade; complete identity checks")
+            if status is OrderStatus.PENDING:  # later steps may already hold funds for this very order
+                await self._cheap_checks(req, tier)
         return AcceptResult(status=status, kyc_tier=tier)
 
     async def _cheap_checks(self, req: svc.OrderRequest, tier: int) -> None:
         """The trading limit and the funds, where they are known without a price, before any venue is
         asked (issue 11 item 4); the reservation checks both again, atomically, after the quote."""
         value = svc.value_floor(req)
-        try:
-            if value is not None:
-                async with self._engine.connect() as conn:
-                    used = await svc.trading_used(conn, user_id=req.user_id, order_id=req.order_id)
-                svc.refuse_over_limit(kyc_tier=tier, used=used, notional_gbp=value)
-        except svc.OrderRejected as e:
-            raise _rejected(e) from e
+        if value is not None:
+            async with self._engine.connect() as conn:
+                used = await svc.trading_used(conn, user_id=req.user_id, order_id=req.order_id)
+            svc.refuse_over_limit(kyc_tier=tier, used=used, notional_gbp=value)
         need = svc.funds_needed(req, self._settings.customer_taker_fee)
         if need is None:
             return
@@ -155,10 +136,8 @@ class OrderActivities:
             await self._ledger.balance(await self._ledger.customer_account(req.user_id, currency))
         ).available
         if available < amount:
-            raise ApplicationError(
-                f"insufficient {currency}: the order needs {amount} {currency}, {available} is available",
-                type=ErrorType.INSUFFICIENT_FUNDS,
-                non_retryable=True,
+            raise InsufficientFunds(
+                f"insufficient {currency}: the order needs {amount} {currency}, {available} is available"
             )
 
     @activity.defn(name="order.quote")
@@ -170,7 +149,7 @@ class OrderActivities:
             slippage = Decimal("0.5")  # a limit order's price is its guard; the router only picks the venue
         amount = req.amount if req.amount is not None else order.amount
         quote_amount = None if req.amount is not None else order.quote_amount
-        try:
+        with application_errors():
             record = await self._router.quote(
                 order.symbol,
                 order.side,
@@ -190,18 +169,6 @@ class OrderActivities:
                 fee_rate=self._settings.customer_taker_fee,
                 lot_step=lambda provider: self._lot_step(provider, order.symbol),
             )
-        except svc.OrderRejected as e:
-            raise _rejected(e) from e
-        except RoutingRefused as e:
-            refusal = e.record.refusal.value if e.record.refusal else "refused"
-            # The customer is told the refusal in our words; the record (details) keeps the venues' text.
-            raise ApplicationError(
-                order_reasons.refusal(refusal),
-                refusal,
-                e.record.model_dump(mode="json"),
-                type=ErrorType.NO_ROUTE,
-                non_retryable=True,
-            ) from e
 
     def _lot_step(self, provider: str, symbol: str) -> Decimal:
         base, _ = split_symbol(symbol)
@@ -229,49 +196,52 @@ class OrderActivities:
             fee_rate=fee_rate,
             max_slippage=slippage,
         )
-        try:
-            async with self._engine.begin() as conn:
-                # A late replay (a stalled worker) must not reserve for an order already finished.
-                await holds.lock_live_order(conn, order.order_id)
-                tier = (
-                    await conn.execute(text("SELECT kyc_tier FROM users WHERE id = :u"), {"u": order.user_id})
-                ).scalar_one()
-                await svc.check_trading_limit(
-                    conn, user_id=order.user_id, order_id=order.order_id, kyc_tier=tier, notional_gbp=notional
-                )
-                account = await self._ledger.customer_account(order.user_id, currency, conn=conn)
-                hold = await self._ledger.reserve(
-                    account,
-                    currency,
-                    hold_amount,
-                    reference_type="ORDER",
-                    reference_id=order.order_id,
-                    conn=conn,
-                )
-                reservation = Reservation(
-                    hold_id=hold.hold_id,
-                    hold_currency=currency,
-                    hold_amount=hold_amount,
-                    notional_gbp=notional,
-                    price_cap=cap,
-                    fee_rate=fee_rate,
-                )
-                await svc.mark_routed(
-                    conn,
-                    order_id=order.order_id,
-                    reservation=reservation,
-                    record=record.model_dump(mode="json"),
-                )
-        except svc.OrderRejected as e:
-            raise _rejected(e) from e
-        except holds.OwnerFinished as e:
-            raise _rejected(svc.OrderRejected("order_finished", str(e))) from e
-        except InsufficientFunds as e:
-            raise ApplicationError(
-                f"insufficient {currency}: the order needs {hold_amount} {currency} available",
-                type=ErrorType.INSUFFICIENT_FUNDS,
-                non_retryable=True,
-            ) from e
+        with application_errors():
+            try:
+                async with self._engine.begin() as conn:
+                    # A late replay (a stalled worker) must not reserve for an order already finished.
+                    await holds.lock_live_order(conn, order.order_id)
+                    tier = (
+                        await conn.execute(
+                            text("SELECT kyc_tier FROM users WHERE id = :u"), {"u": order.user_id}
+                        )
+                    ).scalar_one()
+                    await svc.check_trading_limit(
+                        conn,
+                        user_id=order.user_id,
+                        order_id=order.order_id,
+                        kyc_tier=tier,
+                        notional_gbp=notional,
+                    )
+                    account = await self._ledger.customer_account(order.user_id, currency, conn=conn)
+                    hold = await self._ledger.reserve(
+                        account,
+                        currency,
+                        hold_amount,
+                        reference_type="ORDER",
+                        reference_id=order.order_id,
+                        conn=conn,
+                    )
+                    reservation = Reservation(
+                        hold_id=hold.hold_id,
+                        hold_currency=currency,
+                        hold_amount=hold_amount,
+                        notional_gbp=notional,
+                        price_cap=cap,
+                        fee_rate=fee_rate,
+                    )
+                    await svc.mark_routed(
+                        conn,
+                        order_id=order.order_id,
+                        reservation=reservation,
+                        record=record.model_dump(mode="json"),
+                    )
+            except holds.OwnerFinished as e:
+                raise svc.OrderRejected("order_finished", str(e)) from e
+            except InsufficientFunds as e:  # the ledger's text names internal ids: the customer reads ours
+                raise InsufficientFunds(
+                    f"insufficient {currency}: the order needs {hold_amount} {currency} available"
+                ) from e
         return reservation
 
     @activity.defn(name="order.settle")
@@ -458,36 +428,34 @@ class OrderActivities:
         """
         adapter = self._adapters[req.leg.provider]
         cid = client_order_id(req.order_id, req.attempt)
-        try:
-            if activity.info().attempt > 1:
-                found = await heartbeating(self._resolve(adapter, req.symbol, cid))
-                if found is not None:
-                    return found
-                raise _unresolved(req.leg.provider, "not found yet after a retried placement")
-            order = await heartbeating(
-                adapter.place_order(
-                    PlaceOrderRequest(
-                        symbol=req.symbol,
-                        side=req.side,
-                        type=req.type,
-                        amount=req.leg.amount,
-                        price=req.price,
-                        time_in_force=req.time_in_force,
-                        client_order_id=cid,
+        if activity.info().attempt > 1:
+            found = await heartbeating(self._resolve(adapter, req.symbol, cid))
+            if found is not None:
+                return found
+            raise _unresolved(req.leg.provider, "not found yet after a retried placement")
+        with application_errors(placing=True):
+            try:
+                order = await heartbeating(
+                    adapter.place_order(
+                        PlaceOrderRequest(
+                            symbol=req.symbol,
+                            side=req.side,
+                            type=req.type,
+                            amount=req.leg.amount,
+                            price=req.price,
+                            time_in_force=req.time_in_force,
+                            client_order_id=cid,
+                        )
                     )
                 )
-            )
-        except AmbiguousPlacement as e:
-            found = await heartbeating(self._resolve(adapter, req.symbol, cid))
-            if found is None:
-                raise _unresolved(req.leg.provider, "sent, and not found yet") from e
-            order = found
-        except TerminalVenueError as e:
-            self._router.record_failure(req.leg.provider)
-            raise ApplicationError(str(e), type=ErrorType.VENUE_REFUSED, non_retryable=True) from e
-        except RetryableVenueError as e:
-            self._router.record_failure(req.leg.provider)
-            raise ApplicationError(str(e), type=ErrorType.VENUE_UNAVAILABLE) from e
+            except AmbiguousPlacement as e:
+                found = await heartbeating(self._resolve(adapter, req.symbol, cid))
+                if found is None:
+                    raise _unresolved(req.leg.provider, "sent, and not found yet") from e
+                order = found
+            except (TerminalVenueError, RetryableVenueError):  # refused, or provably not sent
+                self._router.record_failure(req.leg.provider)
+                raise
         self._router.record_success(req.leg.provider)
         return order
 
@@ -509,15 +477,13 @@ class OrderActivities:
         adapter = self._adapters[req.provider]
         cid = client_order_id(req.order_id, req.attempt)
         since = req.unknown_since or activity.info().scheduled_time
-        try:
+        with application_errors():  # a lookup that fails is retried: unknown is not absent
             found = await heartbeating(adapter.resolve_placement(req.symbol, cid))
             if found is None:
                 # Venue clocks and ours differ a little: search from a minute before the send.
                 found = await heartbeating(
                     adapter.find_in_trades(req.symbol, cid, since - timedelta(seconds=60))
                 )
-        except VenueError as e:
-            raise ApplicationError(str(e), type=ErrorType.VENUE_UNAVAILABLE) from e
         s = self._settings
         next_check = min(
             s.order_unknown_recheck_first_s * 2 ** min(req.checks, 30), s.order_unknown_recheck_max_s
@@ -535,25 +501,21 @@ class OrderActivities:
 
     @activity.defn(name="order.venue_status")
     async def venue_status(self, ref: VenueOrderRef) -> VenueOrder:
-        try:
-            return await self._adapters[ref.provider].order_status(ref.symbol, ref.provider_order_id)
-        except VenueError as e:
-            raise ApplicationError(str(e), type=ErrorType.VENUE_UNAVAILABLE) from e
+        with application_errors():
+            status = await self._adapters[ref.provider].order_status(ref.symbol, ref.provider_order_id)
+        return status
 
     @activity.defn(name="order.cancel_at_venue")
     async def cancel_at_venue(self, ref: VenueOrderRef) -> VenueOrder:
         """Cancel a resting order; returns its final state (fills up to the cancel included)."""
         adapter = self._adapters[ref.provider]
-        try:
-            await adapter.cancel_order(ref.symbol, ref.provider_order_id)
-        except TerminalVenueError:
-            pass  # already closed (filled or cancelled): its status below says which
-        except VenueError as e:
-            raise ApplicationError(str(e), type=ErrorType.VENUE_UNAVAILABLE) from e
-        try:
-            return await adapter.order_status(ref.symbol, ref.provider_order_id)
-        except VenueError as e:
-            raise ApplicationError(str(e), type=ErrorType.VENUE_UNAVAILABLE) from e
+        with application_errors():
+            try:
+                await adapter.cancel_order(ref.symbol, ref.provider_order_id)
+            except TerminalVenueError:
+                pass  # already closed (filled or cancelled): its status below says which
+            status = await adapter.order_status(ref.symbol, ref.provider_order_id)
+        return status
 
     @activity.defn(name="order.notify")
     async def notify(self, req: NotifyRequest) -> None:

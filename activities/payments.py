@@ -9,7 +9,7 @@ truth. "Not found" is not failure: only repeated lookups over time count as abse
 hold is kept and ops decide (NEEDS_ATTENTION).
 
 Business outcomes cross the boundary as `ApplicationError(type=..., non_retryable=True)` with stable
-type strings (see `ERRORS`).
+type strings, through the one registry and mapping in `activities/errors.py`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.errors import ErrorType, application_errors
 from activities.heartbeat import heartbeating
 from config import Settings
 from models.assets import FIAT
@@ -53,7 +54,7 @@ from models.payments import (
 )
 from providers import email as templates
 from providers.bank import BankAmbiguous, BankClient, BankError, BankPayout, BankRefused, BankRetryable
-from providers.email import EmailDeliveryError, EmailSender
+from providers.email import EmailSender
 from providers.exchanges.base import (
     AmbiguousPlacement,
     ExecutionAdapter,
@@ -64,19 +65,13 @@ from providers.exchanges.base import (
 )
 from services import holds, payments
 from services.decision_tokens import DecisionTokens, ProofInvalid
-from services.ledger import InsufficientFunds, Ledger, LedgerError
+from services.ledger import InsufficientFunds, Ledger
 
 log = logging.getLogger("broker.payments")
 
-
-class ERRORS:
-    """Stable `ApplicationError.type` strings the workflows and tests rely on."""
-
-    INSUFFICIENT_FUNDS = "InsufficientFunds"
-    LEDGER_REFUSED = "LedgerRefused"
-    AMBIGUOUS = "WithdrawalAmbiguous"
-    UNKNOWN_PROVIDER = "UnknownProvider"
-    NOT_LIVE = "WithdrawalNotLive"
+# The registry's old name here, kept so modules written against it keep importing; it is the same class
+# (one registry), and new code imports `ErrorType` from `activities.errors`.
+ERRORS = ErrorType
 
 
 def venue_client_id(withdrawal_id: uuid.UUID) -> str:
@@ -85,20 +80,21 @@ def venue_client_id(withdrawal_id: uuid.UUID) -> str:
 
 
 class PaymentActivities:
-    """Constructed once per worker with its clients; `adapters` and `bank` are factories so the worker
-    builds (and the tests inject) them without a network call at start."""
+    """Constructed once per worker with its clients (the process's one `Ledger`); `adapters` and `bank`
+    are factories so the worker builds (and the tests inject) them without a network call at start."""
 
     def __init__(
         self,
         *,
         engine: AsyncEngine,
+        ledger: Ledger,
         settings: Settings,
         bank: Callable[[], BankClient],
         adapters: Callable[[], Mapping[str, ExecutionAdapter]],
         email: EmailSender | None,
     ) -> None:
         self._engine = engine
-        self._ledger = Ledger(engine, house_shards=settings.house_account_shards)
+        self._ledger = ledger
         self._settings = settings
         self._bank = bank
         self._adapters = adapters
@@ -108,7 +104,9 @@ class PaymentActivities:
     def _adapter(self, name: str) -> ExecutionAdapter:
         adapter = self._adapters().get(name)
         if adapter is None:
-            raise ApplicationError(f"no provider {name!r}", type=ERRORS.UNKNOWN_PROVIDER, non_retryable=True)
+            raise ApplicationError(
+                f"no provider {name!r}", type=ErrorType.UNKNOWN_PROVIDER, non_retryable=True
+            )
         return adapter
 
     # --- deposits --------------------------------------------------------------------------
@@ -116,10 +114,9 @@ class PaymentActivities:
     @activity.defn(name="payments.credit_bank_deposit")
     async def credit_bank_deposit(self, payment: BankPayment) -> DepositResult:
         """Credit the customer (or suspense) once, keyed by the bank's transaction id."""
-        try:
-            return await payments.credit_bank_deposit(self._engine, self._ledger, payment)
-        except LedgerError as e:
-            raise ApplicationError(str(e), type=ERRORS.LEDGER_REFUSED, non_retryable=True) from e
+        with application_errors():
+            result = await payments.credit_bank_deposit(self._engine, self._ledger, payment)
+        return result
 
     @activity.defn(name="payments.notify_deposit")
     async def notify_deposit(self, result: DepositResult) -> None:
@@ -128,10 +125,8 @@ class PaymentActivities:
         message = templates.deposit_credited(
             currency=result.currency, amount=result.amount, balance=result.balance_after
         )
-        try:
+        with application_errors():
             await self._email.send(result.email, message)
-        except EmailDeliveryError as e:
-            raise ApplicationError(str(e), type="EmailDelivery") from e
 
     @activity.defn(name="payments.poll_crypto_deposits")
     async def poll_crypto_deposits(self, data: CryptoPollInput) -> CryptoPollResult:
@@ -212,33 +207,28 @@ class PaymentActivities:
         In one transaction with the hold, the withdrawal's row is locked and its state checked: a withdrawal
         that is finished (a stalled worker replaying an old task) or was never recorded (the API's
         transaction did not commit) gets no hold."""
-        try:
-            async with self._engine.begin() as conn:
-                await payments.lock_withdrawal_for_hold(conn, w.withdrawal_id)
-                account = await self._ledger.customer_account(w.user_id, w.currency, conn)
-                hold = await self._ledger.reserve(
-                    account,
-                    w.currency,
-                    w.amount + w.fee,
-                    reference_type=holds.WITHDRAWAL_HOLD,
-                    reference_id=w.withdrawal_id,
-                    step="reserve",
-                    conn=conn,
-                )
-                await conn.execute(
-                    text("UPDATE withdrawals SET hold_id = :h, updated_at = now() WHERE id = :id"),
-                    {"h": hold.hold_id, "id": w.withdrawal_id},
-                )
-        except holds.OwnerFinished as e:
-            raise ApplicationError(str(e), type=ERRORS.NOT_LIVE, non_retryable=True) from e
-        except InsufficientFunds as e:
-            raise ApplicationError(
-                f"available {w.currency} balance does not cover {w.amount + w.fee}",
-                type=ERRORS.INSUFFICIENT_FUNDS,
-                non_retryable=True,
-            ) from e
-        except LedgerError as e:
-            raise ApplicationError(str(e), type=ERRORS.LEDGER_REFUSED, non_retryable=True) from e
+        with application_errors():
+            try:
+                async with self._engine.begin() as conn:
+                    await payments.lock_withdrawal_for_hold(conn, w.withdrawal_id)
+                    account = await self._ledger.customer_account(w.user_id, w.currency, conn)
+                    hold = await self._ledger.reserve(
+                        account,
+                        w.currency,
+                        w.amount + w.fee,
+                        reference_type=holds.WITHDRAWAL_HOLD,
+                        reference_id=w.withdrawal_id,
+                        step="reserve",
+                        conn=conn,
+                    )
+                    await conn.execute(
+                        text("UPDATE withdrawals SET hold_id = :h, updated_at = now() WHERE id = :id"),
+                        {"h": hold.hold_id, "id": w.withdrawal_id},
+                    )
+            except InsufficientFunds as e:  # the ledger's text names internal ids: the customer reads ours
+                raise InsufficientFunds(
+                    f"available {w.currency} balance does not cover {w.amount + w.fee}"
+                ) from e
         return hold.hold_id
 
     @activity.defn(name="payments.discard_withdrawal")
@@ -430,7 +420,7 @@ class PaymentActivities:
     @activity.defn(name="payments.complete_withdrawal")
     async def complete_withdrawal(self, data: CompleteInput) -> None:
         w = data.withdrawal
-        try:
+        with application_errors():
             await payments.complete_withdrawal(
                 self._engine,
                 self._ledger,
@@ -446,12 +436,10 @@ class PaymentActivities:
                 network_fee=data.network_fee or Decimal(0),
                 network_fee_payer=self._settings.crypto_network_fee_payer,
             )
-        except LedgerError as e:
-            raise ApplicationError(str(e), type=ERRORS.LEDGER_REFUSED, non_retryable=True) from e
 
     @activity.defn(name="payments.release_withdrawal")
     async def release_withdrawal(self, data: ReleaseInput) -> None:
-        try:
+        with application_errors():
             await payments.release_withdrawal(
                 self._engine,
                 self._ledger,
@@ -460,8 +448,6 @@ class PaymentActivities:
                 status=data.status,
                 reason=data.reason,
             )
-        except LedgerError as e:
-            raise ApplicationError(str(e), type=ERRORS.LEDGER_REFUSED, non_retryable=True) from e
 
     @activity.defn(name="payments.notify_withdrawal")
     async def notify_withdrawal(self, notice: WithdrawalNotice) -> None:
@@ -480,10 +466,8 @@ class PaymentActivities:
             status=notice.status,
             reason=notice.reason,
         )
-        try:
+        with application_errors():
             await self._email.send(email, message)
-        except EmailDeliveryError as e:
-            raise ApplicationError(str(e), type="EmailDelivery") from e
 
     # --- float -----------------------------------------------------------------------------
 

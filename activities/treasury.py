@@ -62,12 +62,12 @@ class TreasuryActivities:
         engine: AsyncEngine,
         settings: Settings,
         adapters: Callable[[], Mapping[str, ExecutionAdapter]],
-        ledger: Ledger | None = None,
+        ledger: Ledger,
     ) -> None:
         self._engine = engine
         self._settings = settings
         self._adapters = adapters
-        self._ledger = ledger or Ledger(engine)
+        self._ledger = ledger
         self._tokens = DecisionTokens.from_secret(settings.jwt_secret)
 
     def _adapter(self, name: str) -> ExecutionAdapter:

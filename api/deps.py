@@ -1,9 +1,13 @@
-"""Shared request dependencies: settings, the database session, the Temporal client."""
+"""Shared request dependencies: settings, the database session, the Temporal client, the ledger.
+
+Every client here is built once per API process (in `api/main.py`'s lifespan) and handed to routes as a
+dependency alias, never constructed per request.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,6 +17,8 @@ from temporalio.client import Client
 
 from api.errors import ServiceUnavailable
 from config import Settings
+from providers.exchanges.base import ExecutionAdapter
+from services.ledger import Ledger
 from temporal.client import connect
 
 
@@ -34,6 +40,33 @@ class TemporalHandle:
         return self._client
 
 
+class VenueAdapters:
+    """The API process's one venue adapter set, shared by market data and quotes (`MarketState`) and by
+    payments (deposit addresses, GBP prices): one connection pool per venue, and one nonce sequence per
+    Kraken key (ccxt keeps it per instance; two instances on one key can collide).
+
+    Built from settings on first use and closed at shutdown; adapters passed in (tests point them at
+    in-process sandboxes) belong to the caller and are not closed.
+    """
+
+    def __init__(self, settings: Settings, injected: Mapping[str, ExecutionAdapter] | None = None) -> None:
+        self._settings = settings
+        self._adapters = dict(injected) if injected is not None else None
+        self.owned = injected is None
+
+    def get(self) -> dict[str, ExecutionAdapter]:
+        if self._adapters is None:
+            from providers.exchanges.ccxt_adapter import build_adapters
+
+            self._adapters = build_adapters(self._settings)
+        return self._adapters
+
+    async def close(self) -> None:
+        if self.owned:
+            for adapter in (self._adapters or {}).values():
+                await adapter.close()
+
+
 def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -50,6 +83,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+def get_ledger(request: Request) -> Ledger:
+    ledger: Ledger = request.app.state.ledger
+    return ledger
+
+
 async def get_temporal(request: Request) -> Client:
     handle: TemporalHandle = request.app.state.temporal
     try:
@@ -61,4 +99,5 @@ async def get_temporal(request: Request) -> Client:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]

@@ -177,6 +177,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        if exc.status >= 500:  # our own bug (e.g. a posting that does not balance): logged, never shown
+            log.error("%s on %s %s", exc.code, request.method, request.url.path, exc_info=exc)
+            return problem_response(request, exc.status, code=exc.code, detail="an internal error occurred")
         errors = [{"field": exc.field, "message": exc.detail, "type": exc.code}] if exc.field else None
         return problem_response(
             request, exc.status, code=exc.code, detail=exc.detail, errors=errors, headers=exc.headers()

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import errors
-from api.deps import TemporalHandle
+from api.deps import TemporalHandle, VenueAdapters
 from api.input_guard import ControlCharacterGuard
 from api.middleware import RequestLogMiddleware
 from api.ratelimit import RateLimitMiddleware, RateLimits, SlidingWindowLimiter
@@ -35,6 +35,7 @@ from models.database import async_engine, session_factory
 from providers.email import EmailSender
 from providers.exchanges.base import ExecutionAdapter
 from services.auth import AuthConfig, AuthPolicy
+from services.ledger import Ledger
 
 
 def create_app(
@@ -62,8 +63,10 @@ def create_app(
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         app.state.temporal = TemporalHandle(settings, temporal_address)
-        app.state.payments = payments.PaymentsState(settings)
-        app.state.market = market.MarketState(settings, adapters)
+        app.state.ledger = Ledger(engine, house_shards=settings.house_account_shards)
+        venues = VenueAdapters(settings, adapters)  # one set for market data, quotes and payments
+        app.state.payments = payments.PaymentsState(settings, venues)
+        app.state.market = market.MarketState(settings, venues)
         app.state.market.start()  # the process's live order books (services.live_books)
         schedules = asyncio.create_task(payments.ensure_payment_schedules(app))
         try:
@@ -72,6 +75,7 @@ def create_app(
             schedules.cancel()
             await app.state.payments.close()
             await app.state.market.close()
+            await venues.close()
             await engine.dispose()
 
     app = FastAPI(

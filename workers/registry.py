@@ -1,7 +1,12 @@
 """What each task queue runs. Adding a saga means adding it here, and nowhere else in workers/.
 
 `Dependencies` holds the clients that activity classes are constructed with; it is built once
-per worker process and closed on shutdown.
+per worker process and closed on shutdown. Each client is built once and shared by every activity
+class: one `Ledger` (so postings from orders, payments and treasury share one group commit and one
+cache of house shards), one adapter set, one router, one bank client, one mail sender.
+
+Tests build their workers here too (`build(deps)[queue]`), with their own clients injected, and run the
+spec on a task queue of their own.
 """
 
 from __future__ import annotations
@@ -45,6 +50,14 @@ class Dependencies:
     email: Any = None
     bank: Any = None
     adapters_from_settings: bool = False  # injected adapters (tests) keep reading books directly
+    ledger: Ledger | None = None
+    send_email: bool = True  # False: activities send no email (tests that read no mail)
+
+    def shared_ledger(self) -> Ledger:
+        """The process's one `Ledger`, built on first use (no I/O until its first call)."""
+        if self.ledger is None:
+            self.ledger = Ledger(self.engine, house_shards=self.settings.house_account_shards)
+        return self.ledger
 
     def bank_client(self) -> Any:
         """The GBP bank rail client (providers.bank.BankClient), built on first use."""
@@ -93,7 +106,10 @@ class Dependencies:
 
     def email_sender(self) -> Any:
         """The customer mail sender, always built: an empty `sendgrid_host` means SendGrid itself
-        (production), not "no email"; `make run` and the tests point it at the mail sink."""
+        (production), not "no email"; `make run` and the tests point it at the mail sink. None only when
+        `send_email` is off."""
+        if not self.send_email:
+            return None
         if self.email is None:
             from providers.email import EmailSender
 
@@ -110,9 +126,10 @@ class QueueSpec:
 def build(deps: Dependencies) -> dict[str, QueueSpec]:
     """Task queue -> the workflows and bound activity methods its workers run."""
     ping = PingActivities(deps.engine)
+    ledger = deps.shared_ledger()
     orders = OrderActivities(
         engine=deps.engine,
-        ledger=Ledger(deps.engine, house_shards=deps.settings.house_account_shards),
+        ledger=ledger,
         router=deps.best_execution_router(),
         adapters=deps.exchange_adapters(),
         settings=deps.settings,
@@ -120,6 +137,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
     )
     pay = PaymentActivities(
         engine=deps.engine,
+        ledger=ledger,
         settings=deps.settings,
         bank=deps.bank_client,
         adapters=deps.exchange_adapters,
@@ -129,9 +147,8 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
         engine=deps.engine, settings=deps.settings, bank=deps.bank_client, adapters=deps.exchange_adapters
     )
     treasury = TreasuryActivities(
-        engine=deps.engine, settings=deps.settings, adapters=deps.exchange_adapters,
-        ledger=Ledger(deps.engine, house_shards=deps.settings.house_account_shards),
-    )  # fmt: skip
+        engine=deps.engine, settings=deps.settings, adapters=deps.exchange_adapters, ledger=ledger
+    )
     return {
         task_queues.ORDERS: QueueSpec(
             workflows=[PingWorkflow, OrderWorkflow],

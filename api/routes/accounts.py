@@ -11,11 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from api.auth_deps import VerifiedUser, problem_responses
-from api.deps import EngineDep, SessionDep, SettingsDep
+from api.deps import LedgerDep, SessionDep
 from models.api import BalancesOut, LedgerOut
 from models.users import User
 from services import account_views
-from services.ledger import Ledger
 from services.pagination import CURSOR_MAX_LENGTH
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
@@ -31,13 +30,6 @@ async def customer(user: VerifiedUser, session: SessionDep) -> User:
 
 
 Customer = Annotated[User, Depends(customer)]
-
-
-def ledger(engine: EngineDep, settings: SettingsDep) -> Ledger:
-    return Ledger(engine, house_shards=settings.house_account_shards)
-
-
-LedgerDep = Annotated[Ledger, Depends(ledger)]
 
 
 @router.get("/balances", response_model=BalancesOut, responses=problem_responses(401, 403))

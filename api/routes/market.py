@@ -13,17 +13,16 @@ request, reads `MarketData` and shapes the answer (money at its asset's scale).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from api.auth_deps import problem_responses
+from api.deps import VenueAdapters
 from config import Settings
 from models.api import SYMBOL_PATTERN, CandlesOut, DecimalStr, OrderBookOut, PricesOut, QuoteOut
 from models.market import SYMBOLS, Side
-from providers.exchanges.base import ExecutionAdapter
 from services import market_view
 from services.live_books import BookKeeper, LiveBookSource
 from services.market_data import MarketData, PriceTicker
@@ -33,31 +32,29 @@ router = APIRouter(prefix="/market", tags=["market"])
 
 
 class MarketState:
-    """The API process's venue adapters, cached market data and price ticker, built on first use.
+    """The API process's cached market data and price ticker over its venue adapters, built on first use.
 
-    Adapters passed in (tests point them at in-process sandboxes) belong to the caller and are not closed.
+    `venues` is the process's one adapter set (shared with payments); without it the state builds and
+    closes a set of its own.
     """
 
-    def __init__(self, settings: Settings, adapters: Mapping[str, ExecutionAdapter] | None = None) -> None:
+    def __init__(self, settings: Settings, venues: VenueAdapters | None = None) -> None:
         self.settings = settings
-        self._adapters = dict(adapters) if adapters is not None else None
-        self._owned = adapters is None
+        self._venues = venues or VenueAdapters(settings)
+        self._owns_venues = venues is None
         self._market: MarketData | None = None
         self._ticker: PriceTicker | None = None
         self._keeper: BookKeeper | None = None
 
     def market(self) -> MarketData:
         if self._market is None:
-            if self._adapters is None:
-                from providers.exchanges.ccxt_adapter import build_adapters
-
-                self._adapters = build_adapters(self.settings)
-            exchanges: dict[str, Any] = {name: a for name, a in self._adapters.items() if name != "otc"}
-            if self.settings.market_data_streams and self._owned:
+            adapters = self._venues.get()
+            exchanges: dict[str, Any] = {name: a for name, a in adapters.items() if name != "otc"}
+            if self.settings.market_data_streams and self._venues.owned:  # injected ones: read directly
                 exchanges = self._live_sources(exchanges)
             self._market = MarketData(
                 exchanges,
-                otc=self._adapters.get("otc"),
+                otc=adapters.get("otc"),
                 router_params=RouterParams.from_settings(self.settings),
                 customer_fee=self.settings.customer_taker_fee,
             )
@@ -85,9 +82,8 @@ class MarketState:
             await self._ticker.close()
         if self._keeper is not None:
             await self._keeper.stop()
-        if self._owned:
-            for adapter in (self._adapters or {}).values():
-                await adapter.close()
+        if self._owns_venues:
+            await self._venues.close()
 
 
 def market_data(request: Request) -> MarketData:

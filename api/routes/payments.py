@@ -36,7 +36,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import idempotency
 from api.auth_deps import RequireTotp, problem_responses
-from api.deps import EngineDep, SettingsDep, TemporalDep
+from api.deps import EngineDep, SettingsDep, TemporalDep, VenueAdapters
 from api.errors import ProblemError, ServiceUnavailable
 from api.ratelimit import WithdrawalRateLimit
 from api.routes.accounts import Customer
@@ -70,12 +70,16 @@ START_TIMEOUT = timedelta(seconds=10)
 
 
 class PaymentsState:
-    """The API's clients of the outside world for payments, built on first use and closed at shutdown."""
+    """The API's clients of the outside world for payments, built on first use and closed at shutdown.
 
-    def __init__(self, settings: Settings) -> None:
+    `venues` is the process's one adapter set (shared with market data); without it the state builds and
+    closes a set of its own."""
+
+    def __init__(self, settings: Settings, venues: VenueAdapters | None = None) -> None:
         self.settings = settings
         self._bank: BankClient | None = None
-        self._adapters: dict[str, ExecutionAdapter] | None = None
+        self._venues = venues or VenueAdapters(settings)
+        self._owns_venues = venues is None
 
     def bank(self) -> BankClient:
         if self._bank is None:
@@ -83,11 +87,7 @@ class PaymentsState:
         return self._bank
 
     def adapters(self) -> dict[str, ExecutionAdapter]:
-        if self._adapters is None:
-            from providers.exchanges.ccxt_adapter import build_adapters
-
-            self._adapters = build_adapters(self.settings)
-        return self._adapters
+        return self._venues.get()
 
     def crypto_adapter(self, provider: str | None = None) -> ExecutionAdapter:
         adapter = self.adapters().get(provider or self.settings.crypto_provider)
@@ -98,8 +98,8 @@ class PaymentsState:
     async def close(self) -> None:
         if self._bank is not None:
             await self._bank.close()
-        for adapter in (self._adapters or {}).values():
-            await adapter.close()
+        if self._owns_venues:
+            await self._venues.close()
 
 
 def payments_state(request: Request) -> PaymentsState:

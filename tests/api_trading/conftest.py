@@ -1,6 +1,7 @@
 """The trading API end to end: the real app (in-process over ASGI, or under uvicorn for the WebSocket)
 on the session's PostgreSQL and Temporal, sandbox Binance and Kraken over HTTP (started here), and a
-Temporal worker running the real order saga on a fresh task queue per test.
+Temporal worker running the real order saga on a fresh task queue per test (the production worker's set,
+from `workers/registry.build`, with this test's clients injected).
 
 Each test makes its own customers (verified, funded through real ledger postings, logged in through
 the API), so tests don't depend on each other. After every test the ledger must still verify and sum to
@@ -33,7 +34,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.orders import OrderActivities
 from api.main import create_app
 from config import Settings
 from devstack.ports import free_port
@@ -44,10 +44,11 @@ from sandbox.runner import RunningSandboxes, start_venues
 from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 from services.passwords import hash_password
 from services.router import Router, RouterParams
+from temporal import task_queues
 from tests.api.conftest import PASSWORD, TEST_LIMITS, TEST_POLICY, random_ip
 from tests.orders.conftest import BTC_BOOKS
 from tests.providers.conftest import VenueControl, exchange_config, quick_close
-from workflows.orders import OrderWorkflow
+from workers.registry import Dependencies, build
 
 BOOKS = BTC_BOOKS  # the same set-up books as the order-saga tests
 
@@ -193,31 +194,17 @@ async def trading(
     for a in [*worker_adapters.values(), *api_adapters.values()]:
         await a.load()
     ledger = Ledger(engine, house_shards=4)
-    activities = OrderActivities(
-        engine=engine,
-        ledger=ledger,
-        router=Router(worker_adapters, params=RouterParams(deadline_s=3.0)),
-        adapters=worker_adapters,
+    deps = Dependencies(
         settings=settings,
-        email=None,
+        engine=engine,
+        adapters=dict(worker_adapters),
+        router=Router(worker_adapters, params=RouterParams(deadline_s=3.0)),
+        ledger=ledger,
+        send_email=False,
     )
+    spec = build(deps)[task_queues.ORDERS]
     worker = Worker(
-        temporal_client,
-        task_queue=task_queue,
-        workflows=[OrderWorkflow],
-        activities=[
-            activities.accept,
-            activities.quote,
-            activities.reserve,
-            activities.place,
-            activities.settle,
-            activities.mark,
-            activities.venue_status,
-            activities.cancel_at_venue,
-            activities.resolve_placement,
-            activities.verify_resolution,
-            activities.notify,
-        ],
+        temporal_client, task_queue=task_queue, workflows=spec.workflows, activities=spec.activities
     )
     app = create_app(
         settings,

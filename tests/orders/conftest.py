@@ -1,5 +1,6 @@
 """Order-saga fixtures: real PostgreSQL, the session Temporal dev server, and sandbox venues over HTTP
-(started here, separate from the provider tests' venues), with a worker per test on its own queue.
+(started here, separate from the provider tests' venues), with a worker per test on its own queue, built
+by `workers/registry.build` (the production worker's set) with this test's clients injected.
 
 The adapters here run without ccxt's throttle (production runs with it). Each test builds and loads a
 fresh adapter pair, so the throttle's spacing is paid per test: with Binance's on the directory took
@@ -27,14 +28,15 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
-from activities.orders import OrderActivities
 from config import Settings
 from models.order_flow import OrderRequest, OrderState
 from providers.exchanges.ccxt_adapter import CcxtAdapter
 from sandbox.runner import RunningSandboxes, start_venues
 from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 from services.router import Router, RouterParams
+from temporal import task_queues
 from tests.providers.conftest import VenueControl, exchange_config, quick_close
+from workers.registry import Dependencies, build
 from workflows.orders import ID_REUSE_POLICY, OrderWorkflow, workflow_id
 
 BTC_BOOKS = {
@@ -169,26 +171,17 @@ async def stack(
         await a.load()
     router = Router(adapters, params=RouterParams(deadline_s=3.0))
     ledger = Ledger(engine, house_shards=4)
-    activities = OrderActivities(
-        engine=engine, ledger=ledger, router=router, adapters=adapters, settings=settings, email=None
+    deps = Dependencies(
+        settings=settings,
+        engine=engine,
+        adapters=dict(adapters),
+        router=router,
+        ledger=ledger,
+        send_email=False,
     )
+    spec = build(deps)[task_queues.ORDERS]
     worker = Worker(
-        temporal_client,
-        task_queue=task_queue,
-        workflows=[OrderWorkflow],
-        activities=[
-            activities.accept,
-            activities.quote,
-            activities.reserve,
-            activities.place,
-            activities.settle,
-            activities.mark,
-            activities.venue_status,
-            activities.cancel_at_venue,
-            activities.resolve_placement,
-            activities.verify_resolution,
-            activities.notify,
-        ],
+        temporal_client, task_queue=task_queue, workflows=spec.workflows, activities=spec.activities
     )
     async with worker:
         stack = OrderStack(temporal_client, task_queue, engine, ledger, venues, adapters, router, settings)

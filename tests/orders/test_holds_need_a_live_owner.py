@@ -19,8 +19,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
+from activities.errors import ErrorType
 from activities.holds import HoldActivities
-from activities.orders import ErrorType, OrderActivities
+from activities.orders import OrderActivities
 from models.holds import HoldAuditInput
 from models.market import OrderType, Side
 from models.order_flow import CancelRequest, MarkRequest, OrderStatus, QuoteRequest, ReserveRequest

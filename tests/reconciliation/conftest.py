@@ -229,7 +229,7 @@ async def world(
         engine=engine, settings=s, bank=lambda: bank, adapters=lambda: adapters, chains=lambda: readers
     )
     pay = PaymentActivities(
-        engine=engine, settings=s, bank=lambda: bank, adapters=lambda: adapters, email=None
+        engine=engine, ledger=ledger, settings=s, bank=lambda: bank, adapters=lambda: adapters, email=None
     )
     treasury = TreasuryActivities(engine=engine, settings=s, adapters=lambda: adapters, ledger=ledger)
     worker = Worker(

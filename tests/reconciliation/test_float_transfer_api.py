@@ -29,7 +29,9 @@ async def test_ops_ask_for_a_transfer_over_the_limit_and_two_other_staff_release
     for name in ("binance", "kraken"):
         world.apps[name][STATE_KEY].venue.config.confirmation_seconds = 0.05
     s = world.settings.model_copy(update={"float_transfer_poll_seconds": 0.2})
-    acts = TreasuryActivities(engine=world.engine, settings=s, adapters=lambda: world.adapters)
+    acts = TreasuryActivities(
+        engine=world.engine, settings=s, adapters=lambda: world.adapters, ledger=world.ledger
+    )
     customer, _ = await _user(world, api, [])
     (maker, maker_totp), (bob, bob_totp), (carol, carol_totp) = [
         await _user(world, api, ["ops"]) for _ in range(3)

@@ -229,7 +229,7 @@ async def test_a_transfer_over_the_limit_waits_for_two_different_staff_with_proo
     # Kraken is where customer deposits are polled: the transfer's arrival there is house money, never
     # credited to anyone nor put in suspense.
     pay = PaymentActivities(
-        engine=world.engine, settings=world.settings, bank=lambda: world.bank,
+        engine=world.engine, ledger=world.ledger, settings=world.settings, bank=lambda: world.bank,
         adapters=lambda: world.adapters, email=None,
     )  # fmt: skip
     await ActivityEnvironment().run(

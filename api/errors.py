@@ -177,12 +177,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
-        if exc.status >= 500:  # our own bug (e.g. a posting that does not balance): logged, never shown
+        headers = exc.headers()
+        if exc.status == 503:  # something we need is away: say when to come back, as for every 503
+            if not any(k.lower() == "retry-after" for k in headers or {}):
+                headers = {**(headers or {}), "Retry-After": str(RETRY_AFTER_S)}
+        elif exc.status >= 500:  # our own bug (e.g. a posting that does not balance): logged, never shown
             log.error("%s on %s %s", exc.code, request.method, request.url.path, exc_info=exc)
             return problem_response(request, exc.status, code=exc.code, detail="an internal error occurred")
         errors = [{"field": exc.field, "message": exc.detail, "type": exc.code}] if exc.field else None
         return problem_response(
-            request, exc.status, code=exc.code, detail=exc.detail, errors=errors, headers=exc.headers()
+            request, exc.status, code=exc.code, detail=exc.detail, errors=errors, headers=headers
         )
 
     @app.exception_handler(RequestValidationError)

@@ -9,9 +9,10 @@
   (`providers/exchanges/rate_counter.py`): +1 a call, +2 for ledger and trade history, falling at the
   tier's rate, refused above the tier's ceiling. Orders and cancels count instead on the matching
   engine's counter (+1 an order, up to +8 for cancelling a young one). A call waits for its counter
-  *before* taking the nonce lock, so a wait never holds up a call that fits, and a quiet key gets its
-  real burst: ccxt's throttle (one bucket for every call, room for one, 3 s per private call) queued
-  each placement about 3 s behind the last. Public calls keep ccxt's throttle (about 1 a second).
+  *before* taking the nonce lock (and is counted when it is sent, as Kraken counts it on arrival), so a
+  wait never holds up a call that fits, and a quiet key gets its real burst. ccxt's throttle (one
+  bucket for every call, room for one, 3 s per private call, waited out inside the lock) queued each
+  placement about 3 s behind the last. Public calls keep ccxt's throttle (about 1 a second).
   Processes sharing the key each keep to 1/`key_share` of both counters.
 - An order placement answers with a txid only; orders are found by our id (`cl_ord_id`) in the
   open and closed order lists, and trades in TradesHistory (every pair, 50 a page, `ofs`).
@@ -92,15 +93,23 @@ class KrakenExchange(ccxt_async.kraken):
         family = api[0] if isinstance(api, list | tuple) else api
         if family != "private":
             return await super().fetch2(path, api, method, params, config)
-        if self.enableRateLimit:
-            trading = _TRADING_COSTS.get(path)
-            if trading is not None:
-                await self.trading_counter.take(trading)
-            else:
-                await self.rest_counter.take(2.0 if path in _HISTORY_CALLS else 1.0)
-        async with self.nonce_lock:
-            # Counted above: ccxt's bucket is skipped for this call (cost 0, see `throttle`).
-            return await super().fetch2(path, api, method, params, {**config, "cost": 0})
+        if not self.enableRateLimit:
+            async with self.nonce_lock:
+                return await super().fetch2(path, api, method, params, config)
+        trading = _TRADING_COSTS.get(path)
+        counter = self.rest_counter if trading is None else self.trading_counter
+        cost = trading if trading is not None else 2.0 if path in _HISTORY_CALLS else 1.0
+        await counter.admit(cost)  # the wait, if any, holds no lock
+        sent = False
+        try:
+            async with self.nonce_lock:
+                counter.charge(cost)  # counted from when it goes out, as the venue counts it
+                sent = True
+                # Already counted: ccxt's bucket is skipped for this call (cost 0, see `throttle`).
+                return await super().fetch2(path, api, method, params, {**config, "cost": 0})
+        finally:
+            if not sent:
+                counter.release(cost)
 
     async def throttle(self, cost: Any = None) -> Any:
         """ccxt's bucket for public calls only; a private call was counted before its nonce was made."""

@@ -212,10 +212,7 @@ class WithdrawalWorkflow:
         """Hold amount and fee. Refused: nothing is held and the request leaves no withdrawal behind
         (the API answers 422)."""
         try:
-            self._hold_id = await self._db(
-                PaymentActivities.reserve_withdrawal,
-                w,
-            )
+            self._hold_id = await self._db(PaymentActivities.reserve_withdrawal, w)
         except ActivityError as e:
             reason = policy.failure_reason(e, "the funds could not be held")
             self._status = WithdrawalStatus.FAILED
@@ -260,10 +257,7 @@ class WithdrawalWorkflow:
         """While the currency is halted, wait (HALTED, asking again every `halt_poll_seconds`); the
         customer may still cancel, which releases the hold and ends it."""
         while True:
-            halted = await self._db(
-                PaymentActivities.currency_halted,
-                HaltQuery(currency=w.currency),
-            )
+            halted = await self._db(PaymentActivities.currency_halted, HaltQuery(currency=w.currency))
             if halted is None or self._cancelled:
                 break
             if self._status != WithdrawalStatus.HALTED:

@@ -224,8 +224,12 @@ class Settings(BaseSettings):
     # Live order books (services/live_books.py): streamed from the venues, priced only while fresh.
     market_data_streams: bool = True  # off: the router reads books by REST per order (as before)
     book_max_age_s: float = Field(default=2.0, gt=0)  # an older book is stale and not priced from the stream
-    # Processes sharing one IP's venue limits (API + workers): each gets 1/N of a venue's REST budget.
+    # Processes sharing one IP's venue limits and one key per venue (API + workers): each gets 1/N of a
+    # venue's REST budget and of its key's request counters.
     market_data_processes: int = Field(default=2, ge=1)
+    # Kraken's request limits depend on the account's verification tier (providers/exchanges/kraken.py);
+    # "starter" is the strictest, so a wrong guess never exceeds the venue's real limit.
+    kraken_account_tier: Literal["starter", "intermediate", "pro"] = "starter"
     # Sanctions and PEP screening (services/screening). Scores are 0-100: below the review band a check is
     # CLEAR; inside it compliance reviews; at or above the freeze band the account is frozen pending review.
     sanctions_data_dir: str = str(

@@ -15,6 +15,10 @@ and `status-prop` ("onhold", "cancel-pending", "canceled", "return") when it app
 
 Signing as Kraken: `API-Key`, and `API-Sign` = base64(HMAC-SHA512(base64decode(secret),
 path + SHA256(nonce + body))). The nonce must strictly increase per key ("EAPI:Invalid nonce").
+Rate limits as Kraken's, when switched on (`POST /_control/rate_counter {"ceiling", "decay_per_s"}`,
+off by default so tests that do not ask for it are not limited): a per-key counter that each private
+call raises (orders and cancels excepted) and that decays; a call above the ceiling is refused with
+"EAPI:Rate limit exceeded". `GET /_control/rate_counter` says how many were refused.
 Kraken answers HTTP 200 with `{"error": [...], "result": ...}` and uses its own error strings, which
 ccxt maps: "EOrder:Insufficient funds", "EGeneral:Invalid arguments", "EAPI:Invalid key",
 "EAPI:Invalid signature", "EService:Unavailable", "EAPI:Rate limit exceeded",
@@ -112,6 +116,10 @@ _REJECTS = {
 }
 
 
+_TRADING_CALLS = frozenset({"AddOrder", "CancelOrder"})
+_HISTORY_CALLS = frozenset({"Ledgers", "QueryLedgers", "TradesHistory", "QueryTrades"})
+
+
 class KrakenError(Exception):
     def __init__(self, error: str) -> None:
         super().__init__(error)
@@ -128,6 +136,11 @@ class KrakenApp:
         self.api_key = api_key
         self.secret = base64.b64decode(secret_b64)
         self.last_nonce = 0
+        # Kraken's per-key call counter (ceiling, decay per second); None: not enforced (the default).
+        self.counter: tuple[float, float] | None = None
+        self.counter_level = 0.0
+        self.counter_at = time.monotonic()
+        self.rate_refusals = 0
         self.keys: dict[str, str] = {}  # withdrawal id -> the withdraw key it was sent to
         self.pair_by_name: dict[str, SymbolSpec] = {}
         for spec in venue.specs.values():
@@ -171,7 +184,39 @@ class KrakenApp:
         if not nonce.isdigit() or int(nonce) <= self.last_nonce:
             raise KrakenError("EAPI:Invalid nonce")
         self.last_nonce = int(nonce)
+        self.count_call(request.path.rsplit("/", 1)[-1])
         return params
+
+    def count_call(self, method: str) -> None:
+        """Kraken's per-key call counter, when switched on (`POST /_control/rate_counter`): every call adds
+        1 (ledger and trade history 2; orders and cancels count on the matching engine instead), the
+        counter falls by `decay_per_s`, and a call that would lift it past `ceiling` is refused."""
+        if self.counter is None:
+            return
+        ceiling, decay = self.counter
+        now = time.monotonic()
+        self.counter_level = max(0.0, self.counter_level - (now - self.counter_at) * decay)
+        self.counter_at = now
+        cost = 0.0 if method in _TRADING_CALLS else 2.0 if method in _HISTORY_CALLS else 1.0
+        if self.counter_level + cost > ceiling + 1e-9:
+            self.rate_refusals += 1
+            raise KrakenError("EAPI:Rate limit exceeded")
+        self.counter_level += cost
+
+    async def set_rate_counter(self, request: web.Request) -> web.Response:
+        """`{"ceiling": 15, "decay_per_s": 0.33}` turns the counter on (empty); DELETE turns it off."""
+        if request.method == "DELETE":
+            self.counter = None
+        else:
+            body = await request.json()
+            self.counter = (float(body["ceiling"]), float(body["decay_per_s"]))
+        self.counter_level, self.counter_at, self.rate_refusals = 0.0, time.monotonic(), 0
+        return web.json_response({"counter": self.counter})
+
+    async def rate_counter(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"counter": self.counter, "level": self.counter_level, "refused": self.rate_refusals}
+        )
 
     def wrap(self, handler: Any) -> Any:
         async def run(request: web.Request) -> web.StreamResponse:
@@ -584,5 +629,8 @@ def create_app(
     for name, handler in private:
         r.add_post(f"/0/private/{name}", w(handler))
     control_routes(app)
+    r.add_post("/_control/rate_counter", k.set_rate_counter)
+    r.add_delete("/_control/rate_counter", k.set_rate_counter)
+    r.add_get("/_control/rate_counter", k.rate_counter)
     mount_kraken_streams(app, venue)
     return app

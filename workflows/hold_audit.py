@@ -1,4 +1,5 @@
-"""The periodic hold audit: the Temporal schedule `ops-hold-audit` runs it every few minutes.
+"""The periodic hold audit: the Temporal schedule `ops-hold-audit` runs it every few minutes
+(temporal/schedules.py).
 
 A hold must never outlive its order or withdrawal (services/holds.py says how that is kept); this
 audit is the check that it held, and reports any hold that did outlive its owner (ops alert).
@@ -14,8 +15,6 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.holds import HoldActivities
     from models.holds import HoldAuditInput, HoldAuditResult
-
-HOLD_AUDIT_SCHEDULE_ID = "ops-hold-audit"
 
 
 @workflow.defn

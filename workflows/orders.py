@@ -4,16 +4,11 @@ Guarantees:
 - One workflow per order (`order-<order id>`): a second start with the same id is refused by Temporal.
 - Funds are reserved before anything reaches a venue, and every path that ends without a fill
   releases them; a partial fill settles what filled and releases the rest, in one transaction.
-- A placement is sent at most once per (order, attempt), and never again once its outcome is unknown
-  (a timeout, a 5xx, a crash mid-send): the saga asks the venue (order lookup by client order id and
-  its trade history) with durable timers and back-off for as long as it takes. Past a bound set on the
-  worker (`order_unknown_attention_after_s`) the order shows NEEDS_ATTENTION (search attribute, order
-  row, ops alert) with its hold kept, and goes on asking, or takes ops' word (`resolve_placement`
-  signal, or the `resolve_placement_checked` update the admin API uses). Ops' word counts only with a
-  decision token signed for that ops user after a TOTP check, verified in an activity; a bare or
-  forged one is refused and audited. Only a venue that refused, or provably never received the
-  request (no connection), is replaced by the next best one; the hold caps what any fallback may pay
-  (every placement is an IOC at the cap).
+- A placement is sent at most once per (order, attempt), and never again once its outcome is unknown:
+  the saga asks the venue until it shows the order, or takes ops' proven word, with the hold kept
+  (workflows/order_placement.py). Only a venue that refused, or provably never received the request,
+  is replaced by the next best one; the hold caps what any fallback may pay (every placement is an
+  IOC at the cap).
 - A market order is placed as an IOC limit at a protective price, so slippage beyond the customer's
   limit is prevented at the venue, not detected afterwards.
 
@@ -26,22 +21,19 @@ Every `polls_per_run` checks a resting order continues as a new run carrying its
 order, so an order resting for weeks never outgrows Temporal's history limits.
 
 Short database steps run as local activities (no task round trip through the server); venue calls
-and email are regular activities with their own retry policies.
+and email are regular activities with their own retry policies (workflows/order_policies.py).
 """
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.orders import ErrorType, OrderActivities
+    from activities.orders import OrderActivities
     from models.market import (
         BestExecutionRecord,
         ExecutionLeg,
@@ -58,86 +50,32 @@ with workflow.unsafe.imports_passed_through():
         OrderRequest,
         OrderState,
         OrderStatus,
-        PlacementLookup,
         PlacementResolution,
         PlaceRequest,
         QuoteRequest,
         Reservation,
         ReserveRequest,
-        ResolutionCheck,
         ResolutionOutcome,
-        ResolveRequest,
         RestingOrder,
         SettleRequest,
         SettleResult,
         VenueOrderRef,
     )
-    from providers.exchanges.ccxt_adapter import client_order_id
     from temporal import search_attributes as sa
 
-LOCAL = timedelta(seconds=30)
-LOCAL_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    maximum_interval=timedelta(seconds=5),
-    non_retryable_error_types=[ErrorType.REJECTED, ErrorType.NO_ROUTE, ErrorType.INSUFFICIENT_FUNDS],
-)
-PLACE_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=300),
-    maximum_interval=timedelta(seconds=5),
-    maximum_attempts=4,
-    # A venue that refused, or was unavailable before taking the request, is replaced by the next best
-    # at once; the activity itself is retried only after a timeout or a crash, when it may have sent.
-    non_retryable_error_types=[ErrorType.VENUE_REFUSED, ErrorType.VENUE_UNAVAILABLE, ErrorType.UNRESOLVED],
-)
-# An unknown placement still unresolved after this much history is asked about hourly, so the wait
-# can last months within Temporal's history limits (each round adds about ten events).
-LONG_HISTORY_EVENTS = 10_000
-LONG_UNKNOWN_RECHECK = timedelta(hours=1)
-# The only placement failures after which another venue may be tried: the venue refused, or the
-# request provably never reached it. Any other failure leaves the outcome unknown.
-FALLBACK_ERRORS = (ErrorType.VENUE_REFUSED, ErrorType.VENUE_UNAVAILABLE, ErrorType.NOT_RECEIVED)
-# A worker that dies while placing is noticed this fast; the retry then asks the venue first.
-PLACE_HEARTBEAT = timedelta(seconds=4)
-VENUE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
-MAX_FALLBACKS = 3
-# An order id is used once, ever: a second start, even after the first finished, is refused.
-ID_REUSE_POLICY = WorkflowIDReusePolicy.REJECT_DUPLICATE
-
-
-# Histories from before resolutions needed proof took a signal as it came; the patch keeps them replayable.
-RESOLUTION_PROOF_PATCH = "placement-resolution-proof"
-
-# What the customer and the order row read while a placement is unresolved (no venue text).
-ATTENTION_REASON = (
-    "the venue has not yet confirmed the order; it is being checked and the funds stay reserved"
-)
-
-
-def workflow_id(order_id: object) -> str:
-    return f"order-{order_id}"
-
-
-# A failed regular activity arrives as ActivityError(cause=ApplicationError); a failed local activity
-# arrives as the ApplicationError itself.
-ACTIVITY_FAILURES = (ActivityError, ApplicationError)
-
-
-def _error_type(e: BaseException) -> str | None:
-    cause = e.cause if isinstance(e, ActivityError) else e
-    return cause.type if isinstance(cause, ApplicationError) else None
-
-
-def _error_message(e: BaseException) -> str:
-    cause = e.cause if isinstance(e, ActivityError) else e
-    return cause.message if isinstance(cause, ApplicationError) else str(cause)
+from workflows import order_policies as policy
+from workflows.order_placement import OrderPlacement
+from workflows.order_policies import ACTIVITY_FAILURES, ID_REUSE_POLICY, workflow_id
 
 
 @workflow.defn
-class OrderWorkflow:
+class OrderWorkflow(OrderPlacement):
     """One customer order, from validation to settlement."""
 
-    def __init__(self) -> None:
-        self._state: OrderState | None = None
+    @workflow.init
+    def __init__(self, req: OrderRequest) -> None:
+        # Exists before any signal, update or query is handled (a cancel may arrive before `run`).
+        self._state = OrderState(order_id=req.order_id)
         self._cancel: CancelRequest | None = None
         self._resolution: PlacementResolution | None = None
         # The attempt whose unknown placement waits for ops' word (None: none is waiting).
@@ -146,15 +84,13 @@ class OrderWorkflow:
 
     @workflow.query
     def state(self) -> OrderState:
-        assert self._state is not None
         return self._state
 
     @workflow.signal
     def cancel(self, request: CancelRequest) -> None:
         """Cancel: before placement the hold is released; a resting limit order is cancelled at the venue."""
         self._cancel = request
-        if self._state is not None:
-            self._state.cancel_requested = True
+        self._state.cancel_requested = True
 
     @workflow.signal
     async def resolve_placement(self, resolution: PlacementResolution) -> None:
@@ -168,36 +104,8 @@ class OrderWorkflow:
         """The same as the signal, answering whether it counted (the admin API's path)."""
         return await self._consider_resolution(resolution)
 
-    async def _consider_resolution(self, resolution: PlacementResolution) -> ResolutionOutcome:
-        if not workflow.patched(RESOLUTION_PROOF_PATCH):
-            self._resolution = resolution  # replaying a history from before proofs: as it ran then
-            return ResolutionOutcome(accepted=True, code="accepted")
-        attempt = self._awaiting_attempt
-        outcome: ResolutionOutcome = await self._local(
-            OrderActivities.verify_resolution,
-            ResolutionCheck(
-                order_id=(
-                    self._state.order_id
-                    if self._state is not None
-                    else uuid.UUID(workflow.info().workflow_id.removeprefix("order-"))
-                ),
-                attempt=attempt,
-                resolution=resolution,
-                reused=bool(resolution.token) and resolution.token in self._proofs_used,
-            ),
-        )
-        if not outcome.accepted:
-            return outcome
-        if self._awaiting_attempt is None or self._awaiting_attempt != attempt:
-            # The venue showed the order while the proof was being checked: nothing left to resolve.
-            return ResolutionOutcome(accepted=False, code="not_waiting", detail="resolved meanwhile")
-        self._proofs_used.add(resolution.token)
-        self._resolution = resolution
-        return outcome
-
     @workflow.run
     async def run(self, req: OrderRequest) -> OrderState:
-        self._state = OrderState(order_id=req.order_id, cancel_requested=self._cancel is not None)
         workflow.upsert_search_attributes(
             [
                 sa.CUSTOMER_ID.value_set(str(req.user_id)),
@@ -216,19 +124,21 @@ class OrderWorkflow:
         try:
             await self._local(OrderActivities.accept, req)
         except ACTIVITY_FAILURES as e:
-            return await self._finish(req, OrderStatus.REJECTED, _error_message(e))
+            return await self._finish(req, OrderStatus.REJECTED, policy.error_message(e))
 
         try:
             record = await self._local(OrderActivities.quote, QuoteRequest(order=req))
         except ACTIVITY_FAILURES as e:
-            return await self._finish(req, OrderStatus.REJECTED, _error_message(e), record=_record_of(e))
+            return await self._finish(
+                req, OrderStatus.REJECTED, policy.error_message(e), record=policy.record_of(e)
+            )
         if self._cancel is not None:
             return await self._finish(req, OrderStatus.CANCELLED, self._cancel.reason, record=record)
 
         try:
             reservation = await self._local(OrderActivities.reserve, ReserveRequest(order=req, record=record))
         except ACTIVITY_FAILURES as e:
-            return await self._finish(req, OrderStatus.REJECTED, _error_message(e), record=record)
+            return await self._finish(req, OrderStatus.REJECTED, policy.error_message(e), record=record)
         workflow.upsert_search_attributes(
             [
                 sa.NOTIONAL_GBP.value_set(float(reservation.notional_gbp)),
@@ -278,8 +188,7 @@ class OrderWorkflow:
         self, req: OrderRequest, leg: ExecutionLeg, res: Reservation, failures: list[str]
     ) -> VenueOrder | None:
         excluded: list[str] = []
-        for _ in range(MAX_FALLBACKS + 1):
-            assert self._state is not None
+        for _ in range(policy.MAX_FALLBACKS + 1):
             self._state.attempts += 1
             attempt = self._state.attempts
             # The protective price is the customer's tolerance (reference +/- max slippage), not the
@@ -299,14 +208,14 @@ class OrderWorkflow:
                 # Raises only when the venue refused or never received the order (see `_place`).
                 order = await self._place(req, request)
             except ACTIVITY_FAILURES as e:
-                failures.append(f"{leg.provider}: {_error_message(e)}")
+                failures.append(f"{leg.provider}: {policy.error_message(e)}")
                 excluded.append(leg.provider)
                 try:
                     fallback = await self._local(
                         OrderActivities.quote, QuoteRequest(order=req, amount=leg.amount, exclude=excluded)
                     )
                 except ACTIVITY_FAILURES as e2:
-                    failures.append(f"fallback: {_error_message(e2)}")
+                    failures.append(f"fallback: {policy.error_message(e2)}")
                     return None
                 if not fallback.legs:
                     return None
@@ -317,158 +226,11 @@ class OrderWorkflow:
             return order
         return None
 
-    async def _place(self, req: OrderRequest, request: PlaceRequest) -> VenueOrder:
-        """Place, and when the outcome is unknown, find out: never send again, never go elsewhere.
-
-        Raises only a failure in `FALLBACK_ERRORS` (refused, or provably never received). Every other
-        outcome (accepted; or a timeout, a 5xx, a crash, a lookup that does not show the order yet)
-        ends with the venue's order, however long the venue takes to show it.
-        """
-        unknown_since = workflow.now()
-        try:
-            return await self._place_once(request)
-        except ACTIVITY_FAILURES as e:
-            if _error_type(e) in FALLBACK_ERRORS:
-                raise
-        return await self._resolve_unknown(req, request, unknown_since)
-
-    async def _resolve_unknown(self, req: OrderRequest, request: PlaceRequest, since: datetime) -> VenueOrder:
-        """Ask the venue (order lookup and trade history) on durable timers with back-off until it
-        shows the order; past the worker's bound flag NEEDS_ATTENTION and keep asking. An ops
-        resolution (signal) ends the wait early: the venue order ops found, or proof it is absent."""
-        lookup = ResolveRequest(
-            order_id=request.order_id,
-            attempt=request.attempt,
-            provider=request.leg.provider,
-            symbol=request.symbol,
-            unknown_since=since,
-        )
-        self._resolution = None
-        self._awaiting_attempt = request.attempt
-        try:
-            return await self._ask_until_known(req, request, lookup)
-        finally:
-            self._awaiting_attempt = None
-            self._resolution = None
-
-    async def _ask_until_known(
-        self, req: OrderRequest, request: PlaceRequest, lookup: ResolveRequest
-    ) -> VenueOrder:
-        flagged = False
-        checks = 0
-        while True:
-            result: PlacementLookup = await workflow.execute_activity_method(
-                OrderActivities.resolve_placement,
-                lookup.model_copy(update={"checks": checks}),
-                start_to_close_timeout=timedelta(seconds=60),
-                heartbeat_timeout=PLACE_HEARTBEAT,
-                retry_policy=VENUE_RETRY,  # unknown is not absent: keep asking until the venue answers
-            )
-            checks += 1
-            found = result.order
-            if found is None and result.needs_attention and not flagged:
-                flagged = True
-                await self._mark_attention(req, OrderStatus.NEEDS_ATTENTION, ATTENTION_REASON)
-            if found is None:
-                wait = result.next_check_s
-                if workflow.info().get_current_history_length() > LONG_HISTORY_EVENTS:
-                    wait = max(wait, LONG_UNKNOWN_RECHECK.total_seconds())
-                try:
-                    await workflow.wait_condition(
-                        lambda: self._resolution is not None, timeout=timedelta(seconds=wait)
-                    )
-                except TimeoutError:
-                    continue
-                resolution, self._resolution = self._resolution, None
-                assert resolution is not None
-                workflow.logger.warning(
-                    "order %s: ops resolution of placement %s by %s: %s",
-                    req.order_id, request.attempt, resolution.staff_id or resolution.resolved_by,
-                    resolution.model_dump(exclude={"token"}),
-                )  # fmt: skip
-                if resolution.provider_order_id:
-                    found = await self._venue_order_named_by_ops(req, request, resolution.provider_order_id)
-                    if found is None:
-                        continue
-                elif resolution.absent:
-                    # One more look first: an order the venue does show outweighs anyone's word.
-                    last: PlacementLookup = await workflow.execute_activity_method(
-                        OrderActivities.resolve_placement,
-                        lookup.model_copy(update={"checks": checks}),
-                        start_to_close_timeout=timedelta(seconds=60),
-                        heartbeat_timeout=PLACE_HEARTBEAT,
-                        retry_policy=VENUE_RETRY,
-                    )
-                    if last.order is None:
-                        raise ApplicationError(
-                            f"{request.leg.provider}: ops established the venue never received the order"
-                            + (f" ({resolution.note})" if resolution.note else ""),
-                            type=ErrorType.NOT_RECEIVED,
-                            non_retryable=True,
-                        )
-                    found = last.order
-                else:
-                    continue
-            if flagged:
-                await self._mark_attention(req, OrderStatus.ROUTED, None)
-            return found
-
-    async def _venue_order_named_by_ops(
-        self, req: OrderRequest, request: PlaceRequest, provider_order_id: str
-    ) -> VenueOrder | None:
-        """The venue order ops named, if the venue shows it and it is this placement's; else None (the
-        saga goes on asking). A few tries only: a mistyped id must not stop the regular lookups."""
-        ref = VenueOrderRef(
-            provider=request.leg.provider, symbol=request.symbol, provider_order_id=provider_order_id
-        )
-        try:
-            named: VenueOrder = await workflow.execute_activity_method(
-                OrderActivities.venue_status,
-                ref,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
-            )
-        except ACTIVITY_FAILURES as e:
-            workflow.logger.error(
-                "order %s: venue order %s named by ops could not be read (%s); still waiting",
-                req.order_id, provider_order_id, _error_message(e),
-            )  # fmt: skip
-            return None
-        if named.client_order_id != client_order_id(request.order_id, request.attempt):
-            workflow.logger.error(
-                "order %s: ops named venue order %s, not this placement's; still waiting",
-                req.order_id, provider_order_id,
-            )  # fmt: skip
-            return None
-        return named
-
-    async def _mark_attention(self, req: OrderRequest, status: OrderStatus, reason: str | None) -> None:
-        """Show (or clear) NEEDS_ATTENTION on the order row, the search attribute and the query."""
-        await self._local(
-            OrderActivities.mark, MarkRequest(order_id=req.order_id, status=status, reason=reason)
-        )
-        workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(status.value)])
-        self._set(status, reason)
-        if reason is None:
-            assert self._state is not None
-            self._state.reason = None
-
-    async def _place_once(self, request: PlaceRequest) -> VenueOrder:
-        order: VenueOrder = await workflow.execute_activity_method(
-            OrderActivities.place,
-            request,
-            start_to_close_timeout=timedelta(seconds=60),
-            heartbeat_timeout=PLACE_HEARTBEAT,
-            retry_policy=PLACE_RETRY,
-        )
-        return order
-
     # -- limit orders --
 
     async def _limit(self, req: OrderRequest, record: BestExecutionRecord, res: Reservation) -> OrderState:
         assert req.price is not None and req.amount is not None
         leg = record.legs[0].model_copy(update={"amount": req.amount})
-        assert self._state is not None
         self._state.attempts += 1
         try:
             order = await self._place(
@@ -485,7 +247,7 @@ class OrderWorkflow:
                 ),
             )
         except ACTIVITY_FAILURES as e:
-            return await self._finish(req, OrderStatus.FAILED, _error_message(e), hold=res)
+            return await self._finish(req, OrderStatus.FAILED, policy.error_message(e), hold=res)
         self._state.providers.append(order.provider)
         self._state.provider_order_ids.append(order.provider_order_id)
         # What filled at placement took liquidity (taker); what fills while resting made it (maker).
@@ -494,7 +256,6 @@ class OrderWorkflow:
 
     async def _rest(self, req: OrderRequest, res: Reservation, order: VenueOrder) -> OrderState:
         """Watch a resting order until it fills, is cancelled, expires, or the venue closes it."""
-        assert self._state is not None
         ref = VenueOrderRef(
             provider=order.provider, symbol=req.symbol, provider_order_id=order.provider_order_id
         )
@@ -553,14 +314,9 @@ class OrderWorkflow:
 
     # -- helpers --
 
-    async def _local(self, method: Any, arg: Any) -> Any:
-        return await workflow.execute_local_activity_method(
-            method, arg, start_to_close_timeout=LOCAL, retry_policy=LOCAL_RETRY
-        )
-
     async def _venue(self, method: Any, ref: VenueOrderRef) -> VenueOrder:
         result: VenueOrder = await workflow.execute_activity_method(
-            method, ref, start_to_close_timeout=timedelta(seconds=30), retry_policy=VENUE_RETRY
+            method, ref, start_to_close_timeout=policy.VENUE_TIMEOUT, retry_policy=policy.VENUE_RETRY
         )
         return result
 
@@ -590,7 +346,6 @@ class OrderWorkflow:
                 reason=reason,
             ),
         )
-        assert self._state is not None
         self._state.filled_amount = result.filled_amount
         self._state.filled_quote = result.filled_quote
         self._state.average_price = result.average_price
@@ -605,12 +360,11 @@ class OrderWorkflow:
                 await workflow.execute_activity_method(
                     OrderActivities.notify,
                     NotifyRequest(order_id=req.order_id),
-                    start_to_close_timeout=timedelta(seconds=20),
-                    retry_policy=RetryPolicy(maximum_attempts=3),
+                    start_to_close_timeout=policy.NOTIFY_TIMEOUT,
+                    retry_policy=policy.NOTIFY_RETRY,
                 )
             except ACTIVITY_FAILURES:
                 workflow.logger.warning("order %s: the fill email could not be sent", req.order_id)
-        assert self._state is not None
         return self._state
 
     async def _finish(
@@ -634,24 +388,7 @@ class OrderWorkflow:
         )
         self._set(status, reason)
         workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(status.value)])
-        assert self._state is not None
         return self._state
 
-    def _set(self, status: OrderStatus, reason: str | None = None) -> None:
-        assert self._state is not None
-        self._state.status = status
-        if reason is not None:
-            self._state.reason = reason
 
-
-def _record_of(e: BaseException) -> BestExecutionRecord | None:
-    cause = e.cause if isinstance(e, ActivityError) else e
-    if isinstance(cause, ApplicationError) and cause.type == ErrorType.NO_ROUTE and len(cause.details) >= 2:
-        try:
-            return BestExecutionRecord.model_validate(cause.details[1])
-        except Exception:  # a record we cannot read back is only diagnostics
-            return None
-    return None
-
-
-__all__ = ["OrderWorkflow", "Side"]
+__all__ = ["ID_REUSE_POLICY", "OrderWorkflow", "Side", "workflow_id"]

@@ -1,11 +1,12 @@
-"""The reconciliation saga (issue 20) and its schedule.
+"""The reconciliation saga (issue 20).
 
 `ReconciliationWorkflow` runs one reconciliation: it takes one cut-off, reads every source in parallel
 (each venue's and the OTC desk's balance, the bank's, the books as of the cut-off, and the venue trades
 with the in-flight items), then records one row per currency and applies the circuit breaker. It
 guarantees a result for every currency: a source it could not read makes that run ERROR, never MATCHED.
 The Temporal schedule `ops-reconciliation` starts it every `reconciliation_interval_minutes` (overlap:
-skip; missed runs caught up within `reconciliation_catchup_minutes`); ops start it on demand too.
+skip; missed runs caught up within `reconciliation_catchup_minutes`; temporal/schedules.py); ops start
+it on demand too.
 """
 
 from __future__ import annotations
@@ -17,21 +18,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from temporalio.client import (
-        Client,
-        Schedule,
-        ScheduleActionStartWorkflow,
-        ScheduleAlreadyRunningError,
-        ScheduleIntervalSpec,
-        ScheduleOverlapPolicy,
-        SchedulePolicy,
-        ScheduleSpec,
-        ScheduleUpdate,
-        ScheduleUpdateInput,
-    )
-
     from activities.reconciliation import ReconciliationActivities
-    from config import Settings
     from models.reconciliation import (
         FillsAndFlight,
         ReconcileInput,
@@ -40,9 +27,7 @@ with workflow.unsafe.imports_passed_through():
         SourceQuery,
         SourceRead,
     )
-    from temporal import task_queues
 
-SCHEDULE_ID = "ops-reconciliation"
 READ_TIMEOUT = timedelta(seconds=60)
 READ_RETRY = RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=5))
 
@@ -144,38 +129,3 @@ class ReconciliationWorkflow:
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
         )
-
-
-def reconciliation_schedule(settings: Settings) -> Schedule:
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            ReconciliationWorkflow.run,
-            ReconcileInput(trigger="schedule"),
-            id=f"{SCHEDULE_ID}-run",
-            task_queue=task_queues.OPS,
-        ),
-        spec=ScheduleSpec(
-            intervals=[
-                ScheduleIntervalSpec(every=timedelta(minutes=settings.reconciliation_interval_minutes))
-            ]
-        ),
-        policy=SchedulePolicy(
-            overlap=ScheduleOverlapPolicy.SKIP,
-            catchup_window=timedelta(minutes=settings.reconciliation_catchup_minutes),
-        ),
-    )
-
-
-async def ensure_reconciliation_schedule(client: Client, settings: Settings) -> bool:
-    """Create the schedule, or update it to the current settings (interval, catch-up). True if created."""
-    schedule = reconciliation_schedule(settings)
-    try:
-        await client.create_schedule(SCHEDULE_ID, schedule)
-        return True
-    except ScheduleAlreadyRunningError:
-
-        def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=schedule)
-
-        await client.get_schedule_handle(SCHEDULE_ID).update(update)
-        return False

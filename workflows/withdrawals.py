@@ -1,9 +1,11 @@
 """The withdrawal saga: one `WithdrawalWorkflow` per withdrawal, id `withdrawal-<uuid>`.
 
-Steps: reserve amount + fee → (approval, if required) → wait out a currency halt → send once through the
-bank (GBP) or the provider (crypto) → learn the outcome by our id → commit the hold and book the fees, or
-release it. The customer is emailed the outcome either way. An outcome that stays unknown, or books that
-cannot be completed, end in NEEDS_ATTENTION with the hold kept until ops resolve it.
+Phases (`WithdrawalWorkflow.run`): reserve amount + fee → await approval, if required → wait out a
+currency halt → execute and settle: send once through the bank (GBP) or the provider (crypto), learn
+the outcome by our id, commit the hold and book the fees, or release it. The customer is emailed the
+outcome either way. An outcome that stays unknown, or books that cannot be completed, end in
+NEEDS_ATTENTION with the hold kept until ops resolve it. Timeouts and retry policies, and the pure
+rules the phases apply, are in workflows/withdrawal_policies.py.
 
 People talk to it through (every human decision carries a decision token, verified in an activity; a
 bare id is refused and audited):
@@ -21,14 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.payments import ERRORS, PaymentActivities
+    from activities.payments import PaymentActivities
     from models.payments import (
         AttentionNotice,
         CompleteInput,
@@ -49,31 +52,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from temporal.search_attributes import WITHDRAWAL_STATUS
 
-DB_TIMEOUT = timedelta(seconds=30)
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=[ERRORS.INSUFFICIENT_FUNDS, ERRORS.LEDGER_REFUSED],
-)
-# Sending money: one attempt per send decision, never retried by Temporal. A send that fails or times out
-# is an unknown outcome, settled by looking our id up, never by sending again.
-SEND_TIMEOUT = timedelta(seconds=60)
-SEND_ONCE = RetryPolicy(maximum_attempts=1)
-# Lookups are questions: a few quick retries, then the answer is "unknown" and the workflow asks later.
-LOOKUP_TIMEOUT = timedelta(seconds=60)
-LOOKUP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
-NOTIFY_TIMEOUT = timedelta(seconds=30)
-NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+from workflows import withdrawal_policies as policy
 
-
-CANCELLABLE = frozenset(
-    {
-        WithdrawalStatus.PENDING,
-        WithdrawalStatus.AWAITING_APPROVAL,
-        WithdrawalStatus.APPROVED,
-        WithdrawalStatus.HALTED,
-    }
-)
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 def withdrawal_workflow_id(withdrawal_id: uuid.UUID | str) -> str:
@@ -132,7 +114,7 @@ class WithdrawalWorkflow:
     def _cancel_allowed(self) -> None:
         """Only before sending: once the money may have left (PROCESSING, NEEDS_ATTENTION) or the
         withdrawal is final, there is nothing the customer can take back."""
-        if self._status not in CANCELLABLE:
+        if self._status not in policy.CANCELLABLE:
             raise ApplicationError(f"the withdrawal is {self._status.value}", type="NotCancellable")
 
     @workflow.update(name="accepted")
@@ -150,13 +132,8 @@ class WithdrawalWorkflow:
         """Ops' answer for NEEDS_ATTENTION (paid / not paid), counted only with a valid token."""
         async with self._decisions:
             if self._status != WithdrawalStatus.NEEDS_ATTENTION or self._resolution is not None:
-                return DecisionOutcome(
-                    accepted=False,
-                    code="not_needing_attention",
-                    detail=f"the withdrawal is {self._status.value}",
-                    status=self._status.value,
-                )
-            proven = await workflow.execute_activity_method(
+                return self._answer(False, "not_needing_attention", f"the withdrawal is {self._status.value}")
+            proven = await self._db(
                 PaymentActivities.verify_proof,
                 ProofCheck(
                     withdrawal_id=self._w.withdrawal_id,
@@ -165,22 +142,13 @@ class WithdrawalWorkflow:
                     token=resolution.token,
                     detail=resolution.reason,
                 ),
-                start_to_close_timeout=DB_TIMEOUT,
-                retry_policy=DB_RETRY,
             )
             if not proven:
-                return DecisionOutcome(
-                    accepted=False,
-                    code="unproven",
-                    detail="the resolution carries no valid proof from an ops user",
-                    status=self._status.value,
+                return self._answer(
+                    False, "unproven", "the resolution carries no valid proof from an ops user"
                 )
             self._resolution = resolution
-            return DecisionOutcome(
-                accepted=True,
-                code="resolved_paid" if resolution.paid else "resolved_not_paid",
-                status=self._status.value,
-            )
+            return self._answer(True, "resolved_paid" if resolution.paid else "resolved_not_paid")
 
     @workflow.query(name="state")
     def state(self) -> WithdrawalState:
@@ -196,13 +164,8 @@ class WithdrawalWorkflow:
         """One decision at a time; the activity checks the approver's role in the database."""
         async with self._decisions:
             if self._status != WithdrawalStatus.AWAITING_APPROVAL or self._rejected or self._cancelled:
-                return DecisionOutcome(
-                    accepted=False,
-                    code="not_awaiting_approval",
-                    detail=f"the withdrawal is {self._status.value}",
-                    status=self._status.value,
-                )
-            verdict = await workflow.execute_activity_method(
+                return self._answer(False, "not_awaiting_approval", f"the withdrawal is {self._status.value}")
+            verdict = await self._db(
                 PaymentActivities.judge_decision,
                 DecisionCheck(
                     withdrawal_id=self._w.withdrawal_id,
@@ -212,90 +175,89 @@ class WithdrawalWorkflow:
                     reason=d.reason,
                     token=d.token,
                 ),
-                start_to_close_timeout=DB_TIMEOUT,
-                retry_policy=DB_RETRY,
             )
             if not verdict.accepted:
                 verdict.status = self._status.value
                 return verdict
             if self._status != WithdrawalStatus.AWAITING_APPROVAL:  # timed out meanwhile
-                return DecisionOutcome(
-                    accepted=False, code="not_awaiting_approval", status=self._status.value
-                )
+                return self._answer(False, "not_awaiting_approval")
             if kind == "reject":
                 self._rejected = True
                 self._reason = (
                     f"rejected by an approver: {d.reason}" if d.reason else "rejected by an approver"
                 )
-                return DecisionOutcome(accepted=True, code="rejected", status=self._status.value)
+                return self._answer(True, "rejected")
             if d.approver_id not in self._approvals:
                 self._approvals.append(d.approver_id)
             done = len(self._approvals) >= self._w.approvals_required
-            return DecisionOutcome(
-                accepted=True,
-                code="approved" if done else "approval_recorded",
-                detail=f"{len(self._approvals)} of {self._w.approvals_required} approvals",
-                status=self._status.value,
-            )
+            count = f"{len(self._approvals)} of {self._w.approvals_required} approvals"
+            return self._answer(True, "approved" if done else "approval_recorded", count)
+
+    def _answer(self, accepted: bool, code: str, detail: str = "") -> DecisionOutcome:
+        """A decision's answer, with the status the withdrawal is in now."""
+        return DecisionOutcome(accepted=accepted, code=code, detail=detail, status=self._status.value)
 
     # --- the saga --------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, w: WithdrawalInput) -> WithdrawalState:
+        """The saga in its phases, each ending the withdrawal (False) or handing on to the next; then,
+        as Temporal asks, every decision or resolution still being handled finishes before the end."""
+        if await self._reserve(w) and await self._await_approval(w) and await self._wait_out_halt(w):
+            await self._execute_and_settle(w)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.state()
+
+    async def _reserve(self, w: WithdrawalInput) -> bool:
+        """Hold amount and fee. Refused: nothing is held and the request leaves no withdrawal behind
+        (the API answers 422)."""
         try:
-            self._hold_id = await workflow.execute_activity_method(
-                PaymentActivities.reserve_withdrawal,
-                w,
-                start_to_close_timeout=DB_TIMEOUT,
-                retry_policy=DB_RETRY,
-            )
+            self._hold_id = await self._db(PaymentActivities.reserve_withdrawal, w)
         except ActivityError as e:
-            cause = e.cause
-            reason = (
-                str(cause.message) if isinstance(cause, ApplicationError) else "the funds could not be held"
-            )
-            # Nothing is held: the request leaves no withdrawal behind (the API answers 422).
+            reason = policy.failure_reason(e, "the funds could not be held")
             self._status = WithdrawalStatus.FAILED
             self._reason = reason
-            await workflow.execute_activity_method(
+            await self._db(
                 PaymentActivities.discard_withdrawal,
                 StatusChange(withdrawal_id=w.withdrawal_id, status=WithdrawalStatus.FAILED, reason=reason),
-                start_to_close_timeout=DB_TIMEOUT,
-                retry_policy=DB_RETRY,
             )
             self._upsert()
             self._accepted = False
-            return await self._done()
+            return False
         self._accepted = True
+        return True
 
-        if w.approvals_required > 0:
-            await self._set(WithdrawalStatus.AWAITING_APPROVAL)
-            try:
-                await workflow.wait_condition(
-                    lambda: self._cancelled or self._rejected or len(self._approvals) >= w.approvals_required,
-                    timeout=timedelta(seconds=w.approval_timeout_seconds),
-                )
-            except TimeoutError:
-                hours = w.approval_timeout_seconds / 3600
-                await self._finish(WithdrawalStatus.REJECTED, f"no approval decision within {hours:g} h")
-                return await self._done()
-            async with self._decisions:  # let a decision in flight finish first
-                pass
-            if self._cancelled:
-                await self._finish(WithdrawalStatus.CANCELLED, "cancelled by the customer")
-                return await self._done()
-            if self._rejected:
-                await self._finish(WithdrawalStatus.REJECTED, self._reason or "rejected")
-                return await self._done()
-            await self._set(WithdrawalStatus.APPROVED)
-
-        while True:
-            halted = await workflow.execute_activity_method(
-                PaymentActivities.currency_halted,
-                HaltQuery(currency=w.currency),
-                start_to_close_timeout=DB_TIMEOUT,
-                retry_policy=DB_RETRY,
+    async def _await_approval(self, w: WithdrawalInput) -> bool:
+        """Wait for the approvals the rolling 24 h total requires (none: go on). A rejection, the
+        customer's cancel or no decision within the timeout releases the hold and ends it."""
+        if w.approvals_required <= 0:
+            return True
+        await self._set(WithdrawalStatus.AWAITING_APPROVAL)
+        try:
+            await workflow.wait_condition(
+                lambda: self._cancelled or self._rejected or len(self._approvals) >= w.approvals_required,
+                timeout=timedelta(seconds=w.approval_timeout_seconds),
             )
+        except TimeoutError:
+            hours = w.approval_timeout_seconds / 3600
+            await self._finish(WithdrawalStatus.REJECTED, f"no approval decision within {hours:g} h")
+            return False
+        async with self._decisions:  # let a decision in flight finish first
+            pass
+        if self._cancelled:
+            await self._finish(WithdrawalStatus.CANCELLED, "cancelled by the customer")
+            return False
+        if self._rejected:
+            await self._finish(WithdrawalStatus.REJECTED, self._reason or "rejected")
+            return False
+        await self._set(WithdrawalStatus.APPROVED)
+        return True
+
+    async def _wait_out_halt(self, w: WithdrawalInput) -> bool:
+        """While the currency is halted, wait (HALTED, asking again every `halt_poll_seconds`); the
+        customer may still cancel, which releases the hold and ends it."""
+        while True:
+            halted = await self._db(PaymentActivities.currency_halted, HaltQuery(currency=w.currency))
             if halted is None or self._cancelled:
                 break
             if self._status != WithdrawalStatus.HALTED:
@@ -308,14 +270,16 @@ class WithdrawalWorkflow:
                 continue
         if self._cancelled:
             await self._finish(WithdrawalStatus.CANCELLED, "cancelled by the customer")
-            return await self._done()
+            return False
+        return True
 
+    async def _execute_and_settle(self, w: WithdrawalInput) -> None:
+        """Send once, learn the outcome by our id, and book it (commit or release the hold)."""
         await self._set(WithdrawalStatus.PROCESSING)
         outcome = await self._send(w)
-        if outcome.status in ("unknown", "pending", "absent"):
+        if outcome.status in policy.UNSETTLED:
             outcome = await self._learn_outcome(w, outcome)
         await self._conclude(outcome)
-        return await self._done()
 
     # --- sending and learning the outcome ---------------------------------------------------
 
@@ -329,8 +293,8 @@ class WithdrawalWorkflow:
                 outcome = await workflow.execute_activity_method(
                     PaymentActivities.send_withdrawal,
                     w,
-                    start_to_close_timeout=SEND_TIMEOUT,
-                    retry_policy=SEND_ONCE,
+                    start_to_close_timeout=policy.SEND_TIMEOUT,
+                    retry_policy=policy.SEND_ONCE,
                 )
             except ActivityError as e:  # timed out, worker lost, anything: it may have gone out
                 return ExecutionOutcome(status="unknown", reason=f"no answer to the send: {e.message}")
@@ -347,8 +311,8 @@ class WithdrawalWorkflow:
             return await workflow.execute_activity_method(
                 PaymentActivities.settlement_status,
                 w,
-                start_to_close_timeout=LOOKUP_TIMEOUT,
-                retry_policy=LOOKUP_RETRY,
+                start_to_close_timeout=policy.LOOKUP_TIMEOUT,
+                retry_policy=policy.LOOKUP_RETRY,
             )
         except ActivityError as e:
             return ExecutionOutcome(status="unknown", reason=f"the lookup failed: {e.message}")
@@ -397,7 +361,7 @@ class WithdrawalWorkflow:
         return outcome
 
     async def _payout_proven(self, update: PayoutUpdate) -> bool:
-        return await workflow.execute_activity_method(
+        return await self._db(
             PaymentActivities.verify_proof,
             ProofCheck(
                 withdrawal_id=self._w.withdrawal_id,
@@ -405,34 +369,20 @@ class WithdrawalWorkflow:
                 token=update.proof,
                 detail=update.payout_id,
             ),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
         )
 
     def _resolved(self, known: ExecutionOutcome) -> ExecutionOutcome:
-        r = self._resolution
+        r, self._resolution = self._resolution, None
         assert r is not None
-        self._resolution = None
-        who = f"ops ({r.staff_id})"
-        if r.paid:
-            return ExecutionOutcome(
-                status="completed",
-                provider_ref=r.provider_ref or known.provider_ref,
-                tx_hash=known.tx_hash,
-                network_fee=known.network_fee,
-                reason=f"marked paid by {who}: {r.reason}",
-            )
-        return ExecutionOutcome(status="failed", reason=f"marked not paid by {who}: {r.reason}")
+        return policy.resolved_outcome(r, known)
 
     async def _needs_attention(self, reason: str) -> None:
         self._status = WithdrawalStatus.NEEDS_ATTENTION
         self._reason = reason
         self._upsert()
-        await workflow.execute_activity_method(
+        await self._db(
             PaymentActivities.withdrawal_needs_attention,
             AttentionNotice(withdrawal_id=self._w.withdrawal_id, reason=reason),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
         )
 
     async def _await_resolution(self, reason: str) -> ExecutionOutcome:
@@ -452,7 +402,7 @@ class WithdrawalWorkflow:
                 continue
             assert self._hold_id is not None
             try:
-                await workflow.execute_activity_method(
+                await self._db(
                     PaymentActivities.complete_withdrawal,
                     CompleteInput(
                         withdrawal=self._w,
@@ -461,12 +411,10 @@ class WithdrawalWorkflow:
                         tx_hash=outcome.tx_hash,
                         network_fee=outcome.network_fee,
                     ),
-                    start_to_close_timeout=DB_TIMEOUT,
-                    retry_policy=DB_RETRY,
                 )
             except ActivityError as e:
                 outcome = await self._await_resolution(
-                    f"paid out, but the books could not be completed: {_cause(e)}"
+                    f"paid out, but the books could not be completed: {policy.failure_reason(e)}"
                 )
                 continue
             self._status = WithdrawalStatus.COMPLETED
@@ -475,9 +423,11 @@ class WithdrawalWorkflow:
             await self._notify()
             return
 
-    async def _done(self) -> WithdrawalState:
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self.state()
+    async def _db(self, step: Callable[[PaymentActivities, A], Awaitable[R]], arg: A) -> R:
+        """A short database step: retried by Temporal until it answers, except a business refusal."""
+        return await workflow.execute_activity_method(
+            step, arg, start_to_close_timeout=policy.DB_TIMEOUT, retry_policy=policy.DB_RETRY
+        )
 
     def _upsert(self) -> None:
         workflow.upsert_search_attributes([WITHDRAWAL_STATUS.value_set(self._status.value)])
@@ -486,11 +436,9 @@ class WithdrawalWorkflow:
         self._status = status
         self._reason = reason
         self._upsert()
-        await workflow.execute_activity_method(
+        await self._db(
             PaymentActivities.mark_withdrawal,
             StatusChange(withdrawal_id=self._w.withdrawal_id, status=status, reason=reason),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
         )
 
     async def _finish(self, status: WithdrawalStatus, reason: str) -> None:
@@ -504,7 +452,7 @@ class WithdrawalWorkflow:
     async def _release(self, status: WithdrawalStatus, reason: str) -> bool:
         """Release the hold and record `status`; False if the ledger refused (the caller asks ops)."""
         try:
-            await workflow.execute_activity_method(
+            await self._db(
                 PaymentActivities.release_withdrawal,
                 ReleaseInput(
                     withdrawal_id=self._w.withdrawal_id,
@@ -512,8 +460,6 @@ class WithdrawalWorkflow:
                     status=status,
                     reason=reason,
                 ),
-                start_to_close_timeout=DB_TIMEOUT,
-                retry_policy=DB_RETRY,
             )
         except ActivityError:
             return False
@@ -535,13 +481,8 @@ class WithdrawalWorkflow:
                     status=self._status.value,
                     reason=self._reason,
                 ),
-                start_to_close_timeout=NOTIFY_TIMEOUT,
-                retry_policy=NOTIFY_RETRY,
+                start_to_close_timeout=policy.NOTIFY_TIMEOUT,
+                retry_policy=policy.NOTIFY_RETRY,
             )
         except ActivityError:
             workflow.logger.warning("withdrawal %s: the email failed", self._w.withdrawal_id)
-
-
-def _cause(e: ActivityError) -> str:
-    cause = e.cause
-    return str(cause.message) if isinstance(cause, ApplicationError) else str(e.message)

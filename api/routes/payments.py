@@ -845,7 +845,7 @@ async def confirm_bank_account(
 
 async def ensure_payment_schedules(request_app: Any) -> None:
     """Create the float-monitor and crypto-deposit schedules once Temporal is reachable (background)."""
-    from workflows.float_monitor import ensure_schedules
+    from temporal.schedules import ensure_schedules
 
     if request_app.state.settings.environment == "test":
         return  # tests run their own workers on their own queues; nothing should poll on a timer

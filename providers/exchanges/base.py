@@ -12,6 +12,7 @@ Three kinds of failure, because each needs a different reaction from the saga:
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
@@ -27,6 +28,20 @@ from models.market import (
     VenueOrder,
     VenueWithdrawal,
 )
+
+
+def client_order_id(order_id: uuid.UUID | str, attempt: int) -> str:
+    """The id we send with attempt `attempt` of our order `order_id`: 32 lowercase hex characters.
+
+    The first 24 are the order's UUID (so ops can find it at the venue), the last 8 the attempt.
+    32 hex characters are valid everywhere we trade: Binance's `newClientOrderId` (<= 36 of
+    `[A-Za-z0-9_-]`) and Kraken's `cl_ord_id` ("short UUID" form). Pure, so a worker that restarts
+    recomputes the very id it sent before.
+    """
+    u = order_id if isinstance(order_id, uuid.UUID) else uuid.UUID(str(order_id))
+    if not 0 <= attempt <= 0xFFFFFFFF:
+        raise ValueError(f"attempt out of range: {attempt}")
+    return f"{u.hex[:24]}{attempt:08x}"
 
 
 class VenueError(Exception):

@@ -48,9 +48,9 @@ BOOKS = {
     "binance": {"bids": [["59800.00", "10.00000"]], "asks": [["59900.00", "10.00000"], ["59950.00", "10.0"]]},
     "kraken": {"bids": [["59900.0", "10.0"]], "asks": [["60100.0", "10.0"], ["60150.0", "10.0"]]},
 }
-# 30 orders. Kraken-routed ones complete about 3 s apart: each placement confirms its fill with
-# QueryOrders, which ccxt's Kraken throttle costs 3 s with no burst, and the adapter sends Kraken's
-# private calls one at a time; so the Kraken share is kept small to keep the test quick.
+# 30 orders. Each Kraken-routed placement confirms its fill with QueryOrders, which spends the Kraken
+# key's counter (providers/exchanges/kraken.py): a Starter key shared by the default two processes has a
+# burst of 7 calls, then one every 6 s; so the Kraken share stays within the burst to keep the test quick.
 SMALL_BUYS, SELLS, OTC_BUYS = 21, 6, 3
 
 

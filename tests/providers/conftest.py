@@ -3,18 +3,13 @@
 Each test resets its venue through the control API and turns the random walk off, so books and
 balances are exactly what the test sets up. ccxt's real classes talk to the sandboxes over HTTP.
 
-ccxt's client-side throttle (`enable_rate_limit`, on in production) is on here for Binance and off for
-Kraken (`THROTTLED`). Measured on this suite (2 cores): all off 16 s, Binance on 37 s, both on 317 s.
-Binance's throttle spaces calls by 50 ms per unit of request weight (a fresh adapter's market load
-weighs 20, so its next call waits 1 s): a few tenths of a second per test, for running the adapter's
-contract (faults, unknown outcomes, concurrent private calls) as production runs it. Kraken's spaces
-public calls by 1 s and private ones by 3 s (ccxt's model of Kraken's Starter-tier counter, without its
-burst); a Kraken test makes 5-30 calls, so it would take minutes. These tests assert behaviour (what a
-call returns or raises, what the venue holds), never speed, so Kraken without the throttle proves the
-same things; with it, `test_rate_limit_then_ban_then_recovery[kraken]` would also stop testing the ban
-(its third call arrives after the venue's 0.6 s ban has ended). What Kraken's throttle does under load is
-tested with it on: tests/market_data (live books; 30 concurrent orders through the saga) and
-`test_build_adapters_from_settings` (the production build, throttle on).
+The venues' request limits are kept client-side here as in production (`enable_rate_limit`, `THROTTLED`):
+Binance by ccxt's throttle (50 ms per unit of request weight: a fresh adapter's market load weighs 20, so
+its next call waits 1 s), Kraken as Kraken counts them (providers/exchanges/kraken.py: private calls
+from the key's decaying counter, with its burst; public calls about 1 s apart). With ccxt's own model of
+Kraken (3 s per private call, no burst) this directory took 317 s, so Kraken ran unthrottled; now the
+whole directory takes about a minute with both on, and runs the adapter's contract (faults, unknown
+outcomes, concurrent private calls) as production runs it.
 
 `exchange_config` is also how tests/orders and tests/api_trading build their adapters; their conftests
 say why they turn the throttle off.
@@ -36,8 +31,8 @@ from providers.exchanges.ccxt_adapter import CcxtAdapter, ExchangeConfig
 from providers.exchanges.otc_adapter import OtcAdapter
 from sandbox.runner import RunningSandboxes, start_venues
 
-# Venues whose adapters run with ccxt's throttle on, as in production (module docstring: why not Kraken).
-THROTTLED = frozenset({"binance"})
+# Venues whose adapters keep the venue's request limits, as in production (module docstring).
+THROTTLED = frozenset({"binance", "kraken"})
 # Short enough to keep the directory fast, long enough for a loaded machine.
 TIMEOUT_MS = 1000
 BACKOFF_S = 0.05

@@ -148,11 +148,8 @@ async def test_history_replays_and_schedule_is_created_then_updated(world: World
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Replayer
 
-    from workflows.reconciliation import (
-        ReconciliationWorkflow,
-        ensure_reconciliation_schedule,
-        reconciliation_workflow_id,
-    )
+    from temporal.schedules import ensure_reconciliation_schedule
+    from workflows.reconciliation import ReconciliationWorkflow, reconciliation_workflow_id
 
     result = await world.reconcile()
     history = await world.client.get_workflow_handle(

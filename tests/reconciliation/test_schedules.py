@@ -6,18 +6,22 @@ from __future__ import annotations
 from temporalio.client import Client, ScheduleOverlapPolicy
 
 from config import Settings
-from workflows.float_monitor import ensure_schedules
-from workflows.reconciliation import SCHEDULE_ID
+from temporal.schedules import RECONCILIATION_SCHEDULE_ID, ensure_schedules
 
 
 async def test_start_up_creates_the_reconciliation_schedule_with_the_others(
     temporal_client: Client, settings: Settings
 ) -> None:
-    wanted = {SCHEDULE_ID, "ops-float-monitor", "payments-crypto-deposit-poll", "ops-hold-audit"}
+    wanted = {
+        RECONCILIATION_SCHEDULE_ID,
+        "ops-float-monitor",
+        "payments-crypto-deposit-poll",
+        "ops-hold-audit",
+    }
     created = await ensure_schedules(temporal_client, settings)
     try:
         assert set(created) == wanted
-        desc = await temporal_client.get_schedule_handle(SCHEDULE_ID).describe()
+        desc = await temporal_client.get_schedule_handle(RECONCILIATION_SCHEDULE_ID).describe()
         assert desc.schedule.policy.overlap is ScheduleOverlapPolicy.SKIP
         assert (
             desc.schedule.spec.intervals[0].every.total_seconds()

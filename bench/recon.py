@@ -124,7 +124,8 @@ async def _run(url: str, trades: list[recon.VenueTrade]) -> tuple[float, dict[st
     start = time.perf_counter()
     t = time.perf_counter()
     ledger, flight = await asyncio.gather(
-        recon.ledger_at(engine, cut_off), recon.in_flight(engine, trades=trades, venue_deposits=[])
+        recon.ledger_at(engine, cut_off),
+        recon.in_flight(engine, cut_off=cut_off, trades=trades, venue_deposits=[]),
     )
     steps["ledger_at + in_flight (parallel)"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -77,8 +77,8 @@ async def _settled_order(world: World) -> tuple[uuid.UUID, datetime, datetime]:
 async def _run_at(world: World, cut_off: datetime) -> tuple[RunResult, RecordInput]:
     """One run's reads for `cut_off`, made now (after it), recorded as the workflow records them."""
     acts = ReconciliationActivities(
-        engine=world.engine, settings=world.settings, bank=lambda: world.bank, adapters=lambda: world.adapters,
-        chains=lambda: {},
+        engine=world.engine, settings=world.settings, bank=lambda: world.bank,
+        adapters=lambda: world.adapters, chains=lambda: {},
     )  # fmt: skip
     env = ActivityEnvironment()
     cut = CutOff(run_id=uuid.uuid4(), cut_off=cut_off, venues=sorted(world.adapters), since=None)

@@ -23,7 +23,6 @@ from models.reconciliation import (
     ChainRead,
     CutOff,
     FillsAndFlight,
-    FillsRead,
     LedgerRead,
     ReconcileInput,
     RecordInput,
@@ -191,19 +190,10 @@ class ReconciliationActivities:
         if transfers is None:
             error = error or "float transfers: receiving venue unreadable"
             transfers = []
-        own = await treasury.transfer_tx_hashes(self._engine)  # house money between venues, not customers'
-        deposits = [d for d in deposits if treasury.normal_tx(d["tx_id"]) not in own]
-        flight = await recon.in_flight(
-            self._engine, cut_off=c.cut_off, trades=trades, venue_deposits=deposits, transfers=transfers,
-            credited_transfers=credited,
+        return await recon.explain_and_match(
+            self._engine, cut_off=c.cut_off, trades=trades, venues=venues, venue_deposits=deposits,
+            transfers=transfers, credited_transfers=credited, error=error,
         )  # fmt: skip
-        if error is not None:
-            return FillsAndFlight(fills=FillsRead(error=error, venues_read=venues), in_flight=flight)
-        flying = {i["venue_order_id"] for i in flight.items if i["kind"] == "order"}
-        fills = await recon.match_fills(
-            self._engine, trades=trades, venues=venues, cut_off=c.cut_off, in_flight_orders=flying
-        )
-        return FillsAndFlight(fills=fills, in_flight=flight)
 
     async def _transfers(self) -> tuple[list[treasury.TransferInFlight] | None, set[uuid.UUID]]:
         """Float transfers not settled, and which of them the receiving venue has credited already.

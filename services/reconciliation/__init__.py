@@ -27,7 +27,7 @@ staff can also override. Everything is audited.
 
 from __future__ import annotations
 
-from services.reconciliation.fills import QUOTE_TOLERANCE, SEP, match_fills
+from services.reconciliation.fills import QUOTE_TOLERANCE, SEP, explain_and_match, match_fills
 from services.reconciliation.halts import ResumeRefused, acknowledge, customer_message
 from services.reconciliation.in_flight import VenueTrade, balances_at_cut_off, in_flight
 from services.reconciliation.runs import Policy, assess, last_cut_off, load_result, record_run
@@ -62,6 +62,7 @@ __all__ = [
     "book_float_funding",
     "chain_items",
     "customer_message",
+    "explain_and_match",
     "in_flight",
     "judge_chain_item",
     "last_cut_off",

@@ -49,6 +49,12 @@ log = logging.getLogger("treasury")
 APPROVE_DETAIL = "float_transfer"  # binds a decision token to float transfers (not withdrawals)
 
 
+def _amount(row: dict[str, Any]) -> Decimal:
+    amount = row["amount"]
+    assert isinstance(amount, Decimal)
+    return amount
+
+
 def _venue_status(status: str) -> str:
     if status == "ok":
         return "completed"
@@ -128,11 +134,9 @@ class TreasuryActivities:
     async def book_returned(self, step: TransferStep) -> None:
         """Book the transfer back at the sending venue (transfers:in_flight -> provider:<from>)."""
         row = await self._row(step.transfer_id)
-        amount = row["amount"]
-        assert isinstance(amount, Decimal)
         await treasury.book_returned(
             self._ledger, transfer_id=step.transfer_id, from_venue=str(row["from_venue"]),
-            currency=str(row["currency"]), amount=amount,
+            currency=str(row["currency"]), amount=_amount(row),
         )  # fmt: skip
         await treasury.set_status(
             self._engine, step.transfer_id, TransferStatus.RETURNED, attention=step.detail or None
@@ -225,11 +229,9 @@ class TreasuryActivities:
     async def book_settled(self, step: TransferStep) -> None:
         """Book the transfer settled (transfers:in_flight -> provider:<to>)."""
         row = await self._row(step.transfer_id)
-        amount = row["amount"]
-        assert isinstance(amount, Decimal)
         await treasury.book_settled(
             self._ledger, transfer_id=step.transfer_id, to_venue=str(row["to_venue"]),
-            currency=str(row["currency"]), amount=amount,
+            currency=str(row["currency"]), amount=_amount(row),
         )  # fmt: skip
         await treasury.set_status(self._engine, step.transfer_id, TransferStatus.SETTLED)
 

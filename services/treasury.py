@@ -229,16 +229,9 @@ async def book_settled(
     ledger: Ledger, *, transfer_id: uuid.UUID, to_venue: str, currency: str, amount: Decimal
 ) -> None:
     """The receiving venue credited it: the in-flight amount is now at provider:<to>."""
-    await ledger.post(
-        Posting(
-            reference_type=REFERENCE, reference_id=transfer_id, step="settled",
-            kind="float_transfer_settled",
-            legs=[
-                Leg(House(IN_FLIGHT_ACCOUNT), currency, amount),
-                Leg(House(HouseAccount.provider(to_venue)), currency, -amount),
-            ],
-        )
-    )  # fmt: skip
+    await _land(
+        ledger, transfer_id=transfer_id, step="settled", venue=to_venue, currency=currency, amount=amount
+    )
 
 
 async def book_returned(
@@ -246,13 +239,21 @@ async def book_returned(
 ) -> None:
     """Ops established the chain returned the transfer to the sending venue: the in-flight amount is back
     at provider:<from> (the network fee stays spent)."""
+    await _land(
+        ledger, transfer_id=transfer_id, step="returned", venue=from_venue, currency=currency, amount=amount
+    )
+
+
+async def _land(
+    ledger: Ledger, *, transfer_id: uuid.UUID, step: str, venue: str, currency: str, amount: Decimal
+) -> None:
+    """The in-flight amount arrives at a venue (transfers:in_flight -> provider:<venue>), once per step."""
     await ledger.post(
         Posting(
-            reference_type=REFERENCE, reference_id=transfer_id, step="returned",
-            kind="float_transfer_returned",
+            reference_type=REFERENCE, reference_id=transfer_id, step=step, kind=f"float_transfer_{step}",
             legs=[
                 Leg(House(IN_FLIGHT_ACCOUNT), currency, amount),
-                Leg(House(HouseAccount.provider(from_venue)), currency, -amount),
+                Leg(House(HouseAccount.provider(venue)), currency, -amount),
             ],
         )
     )  # fmt: skip

@@ -35,6 +35,7 @@ from tests.reconciliation.test_float_transfers import (
     _start,
     _venue,
     _wait_status,
+    lose_the_answer,
 )
 from workflows.treasury import FloatTransferWorkflow, float_transfer_workflow_id
 
@@ -165,15 +166,8 @@ async def test_an_unknown_send_resolved_as_not_sent_follows_the_venue_when_it_sh
     world: World,
 ) -> None:
     _confirm_quickly(world, "binance", "kraken")
-    # Binance takes the withdrawal and the answer is lost; its history does not show it for a long while.
-    await world.control(
-        "binance", "POST", "/_control/faults",
-        json={"kind": "timeout_after_accept", "mode": "drop", "count": 1, "paths": ["withdraw/apply"]},
-    )  # fmt: skip
-    await world.control(
-        "binance", "POST", "/_control/faults",
-        json={"kind": "not_found_lag", "lookups": 2, "count": 1, "paths": ["withdraw/apply"]},
-    )  # fmt: skip
+    # Binance takes the withdrawal and the answer is lost; its history shows it only from the third read.
+    await lose_the_answer(world, lookups=2)
     data, handle = await _start(
         world, currency="BNB", from_venue="binance", to_venue="kraken", amount=Decimal("4"), lookup_checks=2,
         attention_recheck_seconds=600,

@@ -83,6 +83,19 @@ async def _start(world: World, **kw: Any) -> tuple[FloatTransferInput, WorkflowH
     return data, handle
 
 
+async def lose_the_answer(world: World, *, lookups: int) -> None:
+    """Binance takes the next withdrawal and its answer never arrives; its history shows the withdrawal
+    only from the lookup after `lookups` reads."""
+    await world.control(
+        "binance", "POST", "/_control/faults",
+        json={"kind": "timeout_after_accept", "mode": "drop", "count": 1, "paths": ["withdraw/apply"]},
+    )  # fmt: skip
+    await world.control(
+        "binance", "POST", "/_control/faults",
+        json={"kind": "not_found_lag", "lookups": lookups, "count": 1, "paths": ["withdraw/apply"]},
+    )  # fmt: skip
+
+
 async def _replay(world: World, workflow_id: str, *workflows: type) -> None:
     history = await world.client.get_workflow_handle(workflow_id).fetch_history()
     await Replayer(workflows=list(workflows), data_converter=pydantic_data_converter).replay_workflow(history)
@@ -274,14 +287,7 @@ async def test_a_withdrawal_whose_answer_is_lost_is_looked_up_and_never_sent_aga
     caplog.set_level(logging.WARNING, logger="treasury")
     _confirm_quickly(world, "binance", "kraken")
     # Binance takes the withdrawal, then the answer never arrives; its history lags two reads behind.
-    await world.control(
-        "binance", "POST", "/_control/faults",
-        json={"kind": "timeout_after_accept", "mode": "drop", "count": 1, "paths": ["withdraw/apply"]},
-    )  # fmt: skip
-    await world.control(
-        "binance", "POST", "/_control/faults",
-        json={"kind": "not_found_lag", "lookups": 2, "count": 1, "paths": ["withdraw/apply"]},
-    )  # fmt: skip
+    await lose_the_answer(world, lookups=2)
     data, handle = await _start(
         world, currency="BNB", from_venue="binance", to_venue="kraken", amount=Decimal("12")
     )

@@ -193,6 +193,7 @@ class ReconciliationActivities:
         return await recon.explain_and_match(
             self._engine, cut_off=c.cut_off, trades=trades, venues=venues, venue_deposits=deposits,
             transfers=transfers, credited_transfers=credited, error=error,
+            without_trades=[n for n, a in self._adapters().items() if not isinstance(a, CcxtAdapter)],
         )  # fmt: skip
 
     async def _transfers(self) -> tuple[list[treasury.TransferInFlight] | None, set[uuid.UUID]]:

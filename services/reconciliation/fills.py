@@ -73,6 +73,7 @@ async def explain_and_match(
     venue_deposits: Iterable[dict[str, Any]] = (),
     transfers: Iterable[TransferInFlight] = (),
     credited_transfers: Collection[uuid.UUID] = frozenset(),
+    without_trades: Collection[str] = (),
     error: str | None = None,
 ) -> FillsAndFlight:
     """The in-flight items as of the cut-off and the venue trades (up to it) matched with our fills.
@@ -84,14 +85,14 @@ async def explain_and_match(
     deposits = [d for d in venue_deposits if normal_tx(d["tx_id"]) not in own]
     explain = in_flight(
         engine, cut_off=cut_off, trades=trades, venue_deposits=deposits, transfers=transfers,
-        credited_transfers=credited_transfers,
+        credited_transfers=credited_transfers, without_trades=without_trades,
     )  # fmt: skip
     if error is not None:
         return FillsAndFlight(fills=FillsRead(error=error, venues_read=venues), in_flight=await explain)
     flight, fills = await asyncio.gather(
         explain, match_fills(engine, trades=trades, venues=venues, cut_off=cut_off)
     )
-    flying = {(i["venue"], i["venue_order_id"]) for i in flight.items if i["kind"] == "order"}
+    flying = {(i["venue"], i["venue_order_id"]) for i in flight.items if "venue_order_id" in i}
     fills.unmatched_venue = [
         u
         for u in fills.unmatched_venue

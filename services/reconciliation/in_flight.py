@@ -72,12 +72,16 @@ async def in_flight(
     venue_deposits: Iterable[dict[str, Any]],
     transfers: Iterable[TransferInFlight] = (),
     credited_transfers: Collection[uuid.UUID] = frozenset(),
+    without_trades: Collection[str] = (),
 ) -> InFlightRead:
     """What the sources show at the cut-off and the books as of the cut-off do not, each item by id.
 
     - venue trades (up to the cut-off) of our orders that the books had not settled by the cut-off: an
       order still in its saga, and one its saga settled after the cut-off (the books as of the cut-off
       do not hold that settlement, the venue's balance at the cut-off does);
+    - at a venue that lists no trades (`without_trades`: the OTC desk, whose binding quotes move its
+      balance when accepted), the settlements booked after the cut-off, as booked: the desk's balance,
+      read after them, holds them and the books as of the cut-off do not;
     - withdrawals sent (PROCESSING) and not completed: the money left, the books still hold it;
     - venue deposits credited at the venue and not yet credited to a customer (or suspense) by us;
     - float transfers between venues not yet settled (services/treasury.py): one sent and not yet booked
@@ -112,6 +116,10 @@ async def in_flight(
             out.items.append(
                 {"kind": "order", "id": str(order_id), "venue": key[0], "venue_order_id": key[1]}
             )
+        if without_trades:
+            for order_id, venue, cur, amount in await _booked_after(conn, cut_off, without_trades):
+                totals[cur] += amount
+                out.items.append({"kind": "order", "id": str(order_id), "venue": venue, "currency": cur})
         rows = (
             await conn.execute(
                 text(
@@ -158,6 +166,25 @@ async def in_flight(
         )  # fmt: skip
     out.totals = {c: v for c, v in totals.items() if v != 0}
     return out
+
+
+async def _booked_after(
+    conn: AsyncConnection, cut_off: datetime, venues: Collection[str]
+) -> list[tuple[uuid.UUID, str, str, Decimal]]:
+    """Order settlements booked after the cut-off on these venues' house accounts: (order, venue,
+    currency, what the venue holds more for it). An index range per account on (account_id, created_at);
+    house accounts are kept from the liability side, so the asset moved is minus the entries' sum."""
+    rows = (
+        await conn.execute(
+            text(
+                "SELECT e.reference_id, substr(a.code, 10), e.currency, -sum(e.amount) FROM ledger_entries e "
+                "JOIN accounts a ON a.id = e.account_id WHERE a.code = ANY(CAST(:codes AS text[])) "
+                "AND e.created_at > :cut AND e.reference_type = 'ORDER' GROUP BY 1, 2, 3 ORDER BY 1, 3"
+            ),
+            {"codes": [f"provider:{v}" for v in venues], "cut": cut_off},
+        )
+    ).all()
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
 async def _unsettled_at(

@@ -30,21 +30,14 @@ from tests.reconciliation.test_mixed_session import _gbp_deposit
 from workflows.orders import OrderWorkflow
 
 
-async def _settled_order(world: World) -> tuple[uuid.UUID, datetime, datetime]:
-    """A market buy of 0.5 ETH filled at Kraken and settled by the real order saga: its id, when the venue
-    executed it and when our books settled it."""
-    kraken = world.adapters["kraken"]
+async def _filled(world: World, router: Router, request: OrderRequest) -> None:
+    """The order through the real order saga, to FILLED."""
     orders = OrderActivities(
         engine=world.engine, ledger=world.ledger, adapters=world.adapters, settings=world.settings,
-        router=Router({"kraken": kraken}, params=RouterParams(deadline_s=3.0)), email=None,
+        router=router, email=None,
     )  # fmt: skip
     queue = f"{world.task_queue}-orders"
-    user = await world.customer()
-    await _gbp_deposit(world, user, "5000.00")
-    request = OrderRequest(
-        order_id=uuid.uuid4(), user_id=user, symbol="ETH-GBP", side=Side.BUY, type=OrderType.MARKET,
-        amount=Decimal("0.5"),
-    )  # fmt: skip
+    await _gbp_deposit(world, request.user_id, "5000.00")
     async with Worker(
         world.client,
         task_queue=queue,
@@ -58,13 +51,29 @@ async def _settled_order(world: World) -> tuple[uuid.UUID, datetime, datetime]:
             OrderWorkflow.run, request, id=f"order-{request.order_id}", task_queue=queue
         )
     assert state.status is OrderStatus.FILLED, state
+
+
+async def _settled_at(world: World, order_id: uuid.UUID) -> tuple[str, datetime]:
+    """The venue order id and when our books settled it (the settlement's transaction time)."""
     async with world.engine.connect() as conn:
         venue_order_id, settled_at = (
             await conn.execute(
-                text("SELECT provider_trade_id, executed_at FROM trades WHERE order_id = :o"),
-                {"o": request.order_id},
+                text("SELECT provider_trade_id, executed_at FROM trades WHERE order_id = :o"), {"o": order_id}
             )
         ).one()
+    return str(venue_order_id), settled_at
+
+
+async def _settled_order(world: World) -> tuple[uuid.UUID, datetime, datetime]:
+    """A market buy of 0.5 ETH filled at Kraken and settled by the real order saga: its id, when the venue
+    executed it and when our books settled it."""
+    kraken = world.adapters["kraken"]
+    request = OrderRequest(
+        order_id=uuid.uuid4(), user_id=await world.customer(), symbol="ETH-GBP", side=Side.BUY,
+        type=OrderType.MARKET, amount=Decimal("0.5"),
+    )  # fmt: skip
+    await _filled(world, Router({"kraken": kraken}, params=RouterParams(deadline_s=3.0)), request)
+    venue_order_id, settled_at = await _settled_at(world, request.order_id)
     assert isinstance(kraken, CcxtAdapter)
     executed_ms = max(
         t.timestamp_ms or 0 for t in await venue_trades(kraken, None) if t.order_id == venue_order_id
@@ -130,3 +139,37 @@ async def test_an_order_filled_after_the_cut_off_is_taken_off_the_venue_balance_
     assert next(c for c in result.currencies if c.currency == "ETH").in_flight == 0
     assert data.fills.unmatched_venue == [] and data.fills.unmatched_ours == []
     assert not [i for i in data.in_flight.items if i["kind"] == "order"], order_id
+
+
+async def test_an_otc_trade_settled_after_the_cut_off_is_in_flight_as_booked_not_drift(world: World) -> None:
+    """The OTC desk lists no trades: its binding quote moved its balance when accepted, before the cut-off;
+    the settlement our books made after it explains the difference exactly."""
+    a = world.adapters
+    router = Router(
+        {"binance": a["binance"]},
+        otc=a["otc"],
+        params=RouterParams(deadline_s=3.0, otc_threshold=Decimal(100)),
+    )
+    request = OrderRequest(
+        order_id=uuid.uuid4(), user_id=await world.customer(), symbol="ETH-GBP", side=Side.BUY,
+        type=OrderType.MARKET, amount=Decimal("1"),
+    )  # fmt: skip
+    await _filled(world, router, request)
+    _, settled_at = await _settled_at(world, request.order_id)
+    async with world.engine.connect() as conn:
+        venue = (
+            await conn.execute(
+                text("SELECT routed_to_provider FROM orders WHERE id = :o"), {"o": request.order_id}
+            )
+        ).scalar_one()
+    assert venue == "otc"
+    result, data = await _run_at(world, settled_at - timedelta(microseconds=1))
+    assert {c.currency: c.status for c in result.currencies} == dict.fromkeys(
+        ("GBP", "BTC", "ETH", "BNB"), RunStatus.MATCHED
+    ), result.currencies
+    items = [i for i in data.in_flight.items if i["kind"] == "order"]
+    assert {(i["id"], i["venue"], i["currency"]) for i in items} == {
+        (str(request.order_id), "otc", "ETH"),
+        (str(request.order_id), "otc", "GBP"),
+    }
+    assert next(c for c in result.currencies if c.currency == "ETH").in_flight == Decimal("1")

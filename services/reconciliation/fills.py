@@ -37,14 +37,18 @@ QUOTE_TOLERANCE = Decimal("0.01")  # a venue's quote amount vs ours: rounding of
 # 150 bytes a venue order) is kept in memory rather than spilled to a temporary file (`work_mem` for this
 # transaction only).
 MATCH_WORK_MEM = "SET LOCAL work_mem = '64MB'"
+MATCH_PARTS = 2  # statements run side by side, each on its own connection (and core)
 _TRADES = (
     "unnest(string_to_array(:p, :sep), string_to_array(:o, :sep), CAST(string_to_array(:a, :sep) AS "
     "numeric[]), CAST(string_to_array(:c, :sep) AS numeric[])) AS t(p, o, a, c)"
 )
 # Most venue orders fill in one trade: then the trades are the venue orders and summing them (a hash
 # aggregate over every trade, a quarter of the statement's time) is skipped.
-VENUE_ORDERS = f"SELECT p, o, sum(a) AS a, sum(c) AS c FROM {_TRADES} GROUP BY p, o"
-ONE_TRADE_EACH = f"SELECT * FROM {_TRADES}"
+# Each statement takes one part of the venue orders and of our rows, by the last character of the venue
+# order id (the same test on both sides, so a venue order and its row are always in the same part).
+PART = "ascii(right({}, 1)) % CAST(:parts AS int) = CAST(:part AS int)"
+VENUE_ORDERS = f"SELECT p, o, sum(a) AS a, sum(c) AS c FROM {_TRADES} WHERE {PART.format('o')} GROUP BY p, o"
+ONE_TRADE_EACH = f"SELECT * FROM {_TRADES} WHERE {PART.format('o')}"
 MATCH = (
     "WITH k AS ({venue_orders}), "
     "j AS MATERIALIZED (SELECT k.p, k.o, k.a, f.ctid AS tid, f.id, f.provider, f.provider_order_id, "
@@ -52,7 +56,8 @@ MATCH = (
     "(k.p IS NOT NULL AND f.id IS NOT NULL AND f.amount = k.a "
     "AND (f.quote_amount = 0 OR abs(f.quote_amount - k.c) <= :tol)) AS same "
     "FROM k FULL JOIN (SELECT ctid, id, provider, provider_order_id, amount, quote_amount, reconciled, "
-    "executed_at FROM provider_fills WHERE provider = ANY(CAST(:v AS text[]))) f "
+    "executed_at FROM provider_fills WHERE provider = ANY(CAST(:v AS text[])) "
+    f"AND {PART.format('provider_order_id')}) f "
     "ON f.provider = k.p AND f.provider_order_id = k.o), "
     "marked AS (UPDATE provider_fills f SET reconciled = true, reconciled_at = now() "
     "WHERE f.ctid = ANY(ARRAY(SELECT tid FROM j WHERE j.same AND NOT j.reconciled)) RETURNING 1) "
@@ -132,10 +137,16 @@ async def match_fills(
     # No order id twice (across venues too: a false "twice" only takes the summing path, always right).
     one_each = len(set(order_list)) == n
     statement = MATCH.format(venue_orders=ONE_TRADE_EACH if one_each else VENUE_ORDERS)
-    async with engine.begin() as conn:
-        await conn.execute(text(MATCH_WORK_MEM))
-        problems = (await conn.execute(text(statement), params)).all()
-    orders = next(int(p[4]) for p in problems if p[0] == "orders")  # the venue orders read
+
+    async def match_part(part: int) -> list[Any]:
+        async with engine.begin() as conn:
+            await conn.execute(text(MATCH_WORK_MEM))
+            rows = await conn.execute(text(statement), {**params, "parts": MATCH_PARTS, "part": part})
+            return list(rows.all())
+
+    parts = await asyncio.gather(*(match_part(i) for i in range(MATCH_PARTS)))
+    problems = [p for part in parts for p in part]
+    orders = sum(int(p[4]) for p in problems if p[0] == "orders")  # the venue orders read
     problems = [p for p in problems if p[0] != "orders"]
     out.matched = orders - sum(1 for p in problems if p[0] != "ours")  # every other venue order matched
     unexplained = {(p[1], p[2]) for p in problems if p[0] == "venue"}

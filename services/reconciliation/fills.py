@@ -26,27 +26,27 @@ from services.treasury import TransferInFlight, normal_tx, transfer_tx_hashes
 SEP = "\x1f"  # ASCII unit separator: joins the venue trades' ids into one parameter (never in an id)
 QUOTE_TOLERANCE = Decimal("0.01")  # a venue's quote amount vs ours: rounding of the average price
 
-# One statement, one pass over the venues' fills. The venue trades arrive as four texts the database
-# splits (`string_to_array`; adapting 50,000 list items one by one in the driver cost more than the
-# statement) and sums per venue order (`k`). `j` joins the venue orders fully with our rows: a pair is a
-# candidate match, a venue order alone is unexplained, a row of ours alone and unreconciled before the
-# cut-off is unmatched. The matches are marked by a data-modifying CTE by row address (`ctid = ANY`: a
-# TID scan straight to each row, not a second scan and hash of the table); the outer query reads the
-# snapshot from before the update, which is what both sides need; its last row counts the venue orders.
-# Marking a fill is a HOT update (no index on `reconciled`, pages half free: migration 0016). `j` (about
-# 150 bytes a venue order) is kept in memory rather than spilled to a temporary file (`work_mem` for this
-# transaction only).
+# One statement per part of the venue orders, one pass over that part of our fills. The venue trades arrive
+# as four texts the database splits (`string_to_array`; adapting 50,000 list items one by one in the driver
+# cost more than the statement) and sums per venue order (`k`). `j` joins the venue orders fully with our
+# rows: a pair is a candidate match, a venue order alone is unexplained, a row of ours alone and
+# unreconciled before the cut-off is unmatched. The matches are marked by a data-modifying CTE by row
+# address (`ctid = ANY`: a TID scan straight to each row, not a second scan and hash of the table); the
+# outer query reads the snapshot from before the update, which is what both sides need; its last row counts
+# the venue orders. Marking a fill is a HOT update (no index on `reconciled`, pages half free: migration
+# 0016). `j` (about 150 bytes a venue order) is kept in memory rather than spilled to a temporary file
+# (`work_mem` for this transaction only).
 MATCH_WORK_MEM = "SET LOCAL work_mem = '64MB'"
 MATCH_PARTS = 2  # statements run side by side, each on its own connection (and core)
 _TRADES = (
     "unnest(string_to_array(:p, :sep), string_to_array(:o, :sep), CAST(string_to_array(:a, :sep) AS "
     "numeric[]), CAST(string_to_array(:c, :sep) AS numeric[])) AS t(p, o, a, c)"
 )
-# Most venue orders fill in one trade: then the trades are the venue orders and summing them (a hash
-# aggregate over every trade, a quarter of the statement's time) is skipped.
 # Each statement takes one part of the venue orders and of our rows, by the last character of the venue
 # order id (the same test on both sides, so a venue order and its row are always in the same part).
 PART = "ascii(right({}, 1)) % CAST(:parts AS int) = CAST(:part AS int)"
+# Most venue orders fill in one trade: then the trades are the venue orders and summing them (a hash
+# aggregate over every trade, a quarter of the statement's time) is skipped.
 VENUE_ORDERS = f"SELECT p, o, sum(a) AS a, sum(c) AS c FROM {_TRADES} WHERE {PART.format('o')} GROUP BY p, o"
 ONE_TRADE_EACH = f"SELECT * FROM {_TRADES} WHERE {PART.format('o')}"
 MATCH = (

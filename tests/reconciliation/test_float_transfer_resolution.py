@@ -8,10 +8,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from models.reconciliation import RunStatus
 from models.treasury import (
@@ -188,3 +191,17 @@ async def test_an_unknown_send_resolved_as_not_sent_follows_the_venue_when_it_sh
 async def _status_of(world: World, transfer_id: uuid.UUID) -> str | None:
     row = await treasury.get(world.engine, transfer_id)
     return None if row is None else str(row["status"])
+
+
+async def test_a_history_that_ended_in_needs_attention_before_the_resolve_action_still_replays() -> None:
+    """Recorded with the saga as it was before it waited for ops (it returned NEEDS_ATTENTION): the
+    current saga replays it unchanged (the waiting is behind a patch)."""
+    history = WorkflowHistory.from_json(
+        "float-transfer-before-resolve",
+        (
+            Path(__file__).parent / "histories" / "float_transfer_needs_attention_before_resolve.json"
+        ).read_text(),
+    )
+    await Replayer(workflows=[FloatTransferWorkflow], data_converter=pydantic_data_converter).replay_workflow(
+        history
+    )

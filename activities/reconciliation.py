@@ -58,6 +58,14 @@ async def _trades_after(adapter: ExecutionAdapter, cut_ms: int) -> list[recon.Ve
     return [t for t in await venue_trades(adapter, cut_ms) if not t.at_or_before(cut_ms)]
 
 
+async def _balances(adapter: ExecutionAdapter) -> dict[str, Decimal]:
+    """Every currency's total at the venue; from one read where the venue gives them together (one
+    snapshot of the account, one request behind its throttle)."""
+    if isinstance(adapter, CcxtAdapter):
+        return {c: b.total for c, b in (await adapter.balances(SCALES)).items()}
+    return {currency: (await adapter.balance(currency)).total for currency in SCALES}
+
+
 def _why(e: Exception) -> str:
     return f"{type(e).__name__}: {str(e)[:200]}"
 
@@ -113,7 +121,7 @@ class ReconciliationActivities:
         try:
             for _ in range(STABLE_READS):
                 before = await _trades_after(adapter, cut_ms)
-                out = {currency: (await adapter.balance(currency)).total for currency in SCALES}
+                out = await _balances(adapter)
                 after = await _trades_after(adapter, cut_ms)
                 if {t.trade_id for t in before} == {t.trade_id for t in after}:
                     break

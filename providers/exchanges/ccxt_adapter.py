@@ -26,7 +26,7 @@ import logging
 import re
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -809,14 +809,21 @@ class CcxtAdapter:
     # ------------------------------------------------------------------ balances and custody
 
     async def balance(self, currency: str) -> VenueBalance:
+        return (await self.balances([currency]))[currency]
+
+    async def balances(self, currencies: Iterable[str]) -> dict[str, VenueBalance]:
+        """Several currencies from one balance read: one snapshot of the account, one request."""
         await self._ensure_loaded()
         async with self._errors():
             raw = await self.exchange.fetch_balance()
-        entry = raw.get(currency) or {}
-        free, used, total = _dec(entry.get("free")), _dec(entry.get("used")), _dec(entry.get("total"))
-        if not entry.get("total") and (free or used):
-            total = free + used
-        return VenueBalance(currency=currency, free=free, used=used, total=total)
+        out = {}
+        for currency in currencies:
+            entry = raw.get(currency) or {}
+            free, used, total = _dec(entry.get("free")), _dec(entry.get("used")), _dec(entry.get("total"))
+            if not entry.get("total") and (free or used):
+                total = free + used
+            out[currency] = VenueBalance(currency=currency, free=free, used=used, total=total)
+        return out
 
     async def deposit_address(self, currency: str, new: bool = False) -> DepositAddress:
         """Our deposit address for `currency`. With `new`, a freshly minted one (Kraken's `DepositAddresses`

@@ -23,7 +23,6 @@ from models.reconciliation import (
     ChainRead,
     CutOff,
     FillsAndFlight,
-    FillsRead,
     LedgerRead,
     ReconcileInput,
     RecordInput,
@@ -35,10 +34,12 @@ from providers.bank import BankClient, account_balance
 from providers.chain.readers import ChainReader, build_readers, chain_urls
 from providers.exchanges.base import ExecutionAdapter
 from providers.exchanges.ccxt_adapter import CcxtAdapter
+from providers.exchanges.trades import venue_trades
 from services import reconciliation as recon
 from services import treasury
 
 log = logging.getLogger("reconciliation")
+STABLE_READS = 3  # balance readings bracketed by the same trades after the cut-off, tried before ERROR
 
 
 def policy_from(settings: Settings) -> recon.Policy:
@@ -47,6 +48,22 @@ def policy_from(settings: Settings) -> recon.Policy:
         clean_runs_to_resume=settings.reconciliation_clean_runs_to_resume,
         error_runs_to_alert=settings.reconciliation_error_runs_to_alert,
     )
+
+
+async def _trades_after(adapter: ExecutionAdapter, cut_ms: int) -> list[recon.VenueTrade]:
+    """The venue's trades of ours executed after the cut-off (none for the OTC desk: its trades are binding
+    quotes booked when accepted)."""
+    if not isinstance(adapter, CcxtAdapter):
+        return []
+    return [t for t in await venue_trades(adapter, cut_ms) if not t.at_or_before(cut_ms)]
+
+
+async def _balances(adapter: ExecutionAdapter) -> dict[str, Decimal]:
+    """Every currency's total at the venue; from one read where the venue gives them together (one
+    snapshot of the account, one request behind its throttle)."""
+    if isinstance(adapter, CcxtAdapter):
+        return {c: b.total for c, b in (await adapter.balances(SCALES)).items()}
+    return {currency: (await adapter.balance(currency)).total for currency in SCALES}
 
 
 def _why(e: Exception) -> str:
@@ -91,18 +108,36 @@ class ReconciliationActivities:
 
     @activity.defn(name="recon.read_venue")
     async def read_venue(self, q: SourceQuery) -> SourceRead:
-        """Our omnibus balance at one venue (ccxt `fetch_balance`; the OTC desk's own balance call)."""
+        """Our omnibus balance at one venue as it stood at the cut-off (ccxt `fetch_balance`; the OTC desk's
+        own balance call).
+
+        A venue tells its balance now, not at the cut-off: the trades it executed after the cut-off are
+        taken back off. They are read before and after the balance, and the reading counts only when both
+        agree (a trade between them might or might not be in the balance); else it is read again."""
         adapter = self._adapters().get(q.source)
         if adapter is None:
             return SourceRead(source=q.source, error="not configured")
-        out: dict[str, Decimal] = {}
+        cut_ms = int(q.cut_off.timestamp() * 1000)
         try:
-            for currency in SCALES:
-                out[currency] = (await adapter.balance(currency)).total
+            for _ in range(STABLE_READS):
+                before = await _trades_after(adapter, cut_ms)
+                out = await _balances(adapter)
+                after = await _trades_after(adapter, cut_ms)
+                if {t.trade_id for t in before} == {t.trade_id for t in after}:
+                    break
+            else:
+                return SourceRead(source=q.source, error="the venue traded while its balance was read")
         except Exception as e:  # any failure to read is ERROR for the run, never a guess
             log.warning("reconciliation: %s balance unreadable: %s", q.source, type(e).__name__)
             return SourceRead(source=q.source, error=_why(e))
-        return SourceRead(source=q.source, balances=out)
+        return SourceRead(
+            source=q.source,
+            balances=recon.balances_at_cut_off(out, after),
+            items=[
+                {"kind": "trade_after_cut_off", "venue_order_id": t.order_id, "trade_id": t.trade_id}
+                for t in after
+            ],
+        )
 
     @activity.defn(name="recon.read_bank")
     async def read_bank(self, q: SourceQuery) -> SourceRead:
@@ -134,7 +169,9 @@ class ReconciliationActivities:
 
     @activity.defn(name="recon.read_fills")
     async def read_fills(self, c: CutOff) -> FillsAndFlight:
-        """Venue trades since the previous run matched with `provider_fills`, and the in-flight items."""
+        """Venue trades from the previous run to this cut-off matched with `provider_fills`, and the
+        in-flight items as of the cut-off (the trades after it are taken off the venues' balances)."""
+        cut_ms = int(c.cut_off.timestamp() * 1000)
         since = (c.since or c.cut_off - timedelta(days=1)) - timedelta(hours=1)
         trades: list[recon.VenueTrade] = []
         deposits: list[dict[str, str]] = []
@@ -144,9 +181,8 @@ class ReconciliationActivities:
             if not isinstance(adapter, CcxtAdapter):
                 continue  # the OTC desk's trades are binding quotes, booked at acceptance
             try:
-                from providers.exchanges.trades import venue_trades
-
-                trades += await venue_trades(adapter, int(since.timestamp() * 1000))
+                read = await venue_trades(adapter, int(since.timestamp() * 1000))
+                trades += [t for t in read if t.at_or_before(cut_ms)]
                 if name == self._settings.crypto_deposit_provider:
                     for dep in await adapter.deposits(None):
                         if dep.status == "ok" and dep.currency in CRYPTO:
@@ -162,19 +198,11 @@ class ReconciliationActivities:
         if transfers is None:
             error = error or "float transfers: receiving venue unreadable"
             transfers = []
-        own = await treasury.transfer_tx_hashes(self._engine)  # house money between venues, not customers'
-        deposits = [d for d in deposits if treasury.normal_tx(d["tx_id"]) not in own]
-        flight = await recon.in_flight(
-            self._engine, trades=trades, venue_deposits=deposits, transfers=transfers,
-            credited_transfers=credited,
+        return await recon.explain_and_match(
+            self._engine, cut_off=c.cut_off, trades=trades, venues=venues, venue_deposits=deposits,
+            transfers=transfers, credited_transfers=credited, error=error,
+            without_trades=[n for n, a in self._adapters().items() if not isinstance(a, CcxtAdapter)],
         )  # fmt: skip
-        if error is not None:
-            return FillsAndFlight(fills=FillsRead(error=error, venues_read=venues), in_flight=flight)
-        flying = {i["venue_order_id"] for i in flight.items if i["kind"] == "order"}
-        fills = await recon.match_fills(
-            self._engine, trades=trades, venues=venues, cut_off=c.cut_off, in_flight_orders=flying
-        )
-        return FillsAndFlight(fills=fills, in_flight=flight)
 
     async def _transfers(self) -> tuple[list[treasury.TransferInFlight] | None, set[uuid.UUID]]:
         """Float transfers not settled, and which of them the receiving venue has credited already.

@@ -23,11 +23,13 @@ from models.treasury import (
     ApprovalCount,
     CreditCheck,
     FloatTransferInput,
+    ResolutionCheck,
     SendOutcome,
     SentBooking,
     SentWithdrawal,
     TopUpPlan,
     TopUpPlanInput,
+    TransferResolutionOutcome,
     TransferStatus,
     TransferStep,
 )
@@ -45,6 +47,12 @@ from services.ledger import Ledger
 
 log = logging.getLogger("treasury")
 APPROVE_DETAIL = "float_transfer"  # binds a decision token to float transfers (not withdrawals)
+
+
+def _amount(row: dict[str, Any]) -> Decimal:
+    amount = row["amount"]
+    assert isinstance(amount, Decimal)
+    return amount
 
 
 def _venue_status(status: str) -> str:
@@ -99,6 +107,40 @@ class TreasuryActivities:
             log.warning("float transfer %s: approval refused: %s", data.transfer_id, e)
             return ApprovalCount(valid=False, problem=str(e))
         return ApprovalCount(valid=True, approvers=n)
+
+    @activity.defn(name="treasury.verify_resolution")
+    async def verify_resolution(self, check: ResolutionCheck) -> TransferResolutionOutcome:
+        """Count ops' word on a transfer in NEEDS_ATTENTION only with a valid decision token for this staff
+        member, transfer, outcome and facts, from an active ops user, answering the wait the saga is in.
+        Audited either way."""
+        r = check.resolution
+        proof_problem = "this proof was used already" if check.reused else ""
+        if not proof_problem:
+            try:
+                self._tokens.verify(
+                    r.token, actor_id=r.staff_id, withdrawal_id=check.transfer_id, action=r.action,
+                    now=datetime.now(UTC), detail=r.proof_detail,
+                )  # fmt: skip
+            except ProofInvalid as e:
+                proof_problem = str(e)
+        code, why = await treasury.audit_resolution(
+            self._engine, check.transfer_id, check.stage, r, proof_problem
+        )
+        if code != "accepted":
+            log.warning("float transfer %s: resolution refused: %s: %s", check.transfer_id, code, why)
+        return TransferResolutionOutcome(accepted=code == "accepted", code=code, detail=why)
+
+    @activity.defn(name="treasury.book_returned")
+    async def book_returned(self, step: TransferStep) -> None:
+        """Book the transfer back at the sending venue (transfers:in_flight -> provider:<from>)."""
+        row = await self._row(step.transfer_id)
+        await treasury.book_returned(
+            self._ledger, transfer_id=step.transfer_id, from_venue=str(row["from_venue"]),
+            currency=str(row["currency"]), amount=_amount(row),
+        )  # fmt: skip
+        await treasury.set_status(
+            self._engine, step.transfer_id, TransferStatus.RETURNED, attention=step.detail or None
+        )
 
     @activity.defn(name="treasury.send")
     async def send(self, step: TransferStep) -> SendOutcome:
@@ -162,7 +204,8 @@ class TreasuryActivities:
         row = await self._row(data.transfer_id)
         await treasury.set_status(
             self._engine, data.transfer_id, TransferStatus.SENDING,
-            venue_withdrawal_id=data.venue_withdrawal_id, tx_hash=data.tx_hash, fee=data.fee,
+            venue_withdrawal_id=data.venue_withdrawal_id or row["venue_withdrawal_id"], tx_hash=data.tx_hash,
+            fee=data.fee,
         )  # fmt: skip
         amount = row["amount"]
         assert isinstance(amount, Decimal)
@@ -186,11 +229,9 @@ class TreasuryActivities:
     async def book_settled(self, step: TransferStep) -> None:
         """Book the transfer settled (transfers:in_flight -> provider:<to>)."""
         row = await self._row(step.transfer_id)
-        amount = row["amount"]
-        assert isinstance(amount, Decimal)
         await treasury.book_settled(
             self._ledger, transfer_id=step.transfer_id, to_venue=str(row["to_venue"]),
-            currency=str(row["currency"]), amount=amount,
+            currency=str(row["currency"]), amount=_amount(row),
         )  # fmt: skip
         await treasury.set_status(self._engine, step.transfer_id, TransferStatus.SETTLED)
 

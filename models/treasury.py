@@ -31,6 +31,7 @@ class TransferStatus(StrEnum):
     SETTLED = "SETTLED"  # the receiving venue credited it; booked transfers:in_flight -> provider:<to>
     REJECTED = "REJECTED"  # refused by staff, by the venue, or never approved in time: nothing moved
     NEEDS_ATTENTION = "NEEDS_ATTENTION"  # cannot finish on its own; money (and any booking) stays visible
+    RETURNED = "RETURNED"  # sent, never credited, and back at the sending venue (ops' word): fee spent
 
 
 OPEN_STATUSES = ("AWAITING_APPROVAL", "APPROVED", "SENDING", "IN_FLIGHT", "NEEDS_ATTENTION")
@@ -96,6 +97,7 @@ class FloatTransferInput(BaseModel):
     credit_checks: int = 360  # how long to wait for the receiving venue's credit before NEEDS_ATTENTION
     lookup_poll_seconds: float = 10
     lookup_checks: int = 30  # lookups of an unknown withdrawal before NEEDS_ATTENTION (never a resend)
+    attention_recheck_seconds: float = 600  # in NEEDS_ATTENTION: how often the venues are asked again
 
 
 class TransferApproval(BaseModel):
@@ -103,6 +105,71 @@ class TransferApproval(BaseModel):
 
     staff_id: uuid.UUID
     token: str
+
+
+class ResolutionOutcomeKind(StrEnum):
+    """Ops' word on a transfer in NEEDS_ATTENTION. While the sending venue's answer is unknown: it `sent`
+    the withdrawal (with the chain transaction and network fee ops found) or it `not_sent` it (nothing
+    moved). While the receiving venue's credit is missing: it was `credited`, or the chain `returned` it
+    to the sending venue (the network fee is spent)."""
+
+    SENT = "sent"
+    NOT_SENT = "not_sent"
+    CREDITED = "credited"
+    RETURNED = "returned"
+
+
+# Which outcomes answer which wait: "send" (the withdrawal unknown), "credit" (the credit missing).
+RESOLUTIONS_BY_STAGE = {
+    "send": (ResolutionOutcomeKind.SENT, ResolutionOutcomeKind.NOT_SENT),
+    "credit": (ResolutionOutcomeKind.CREDITED, ResolutionOutcomeKind.RETURNED),
+}
+
+
+class TransferResolution(BaseModel):
+    """Update `resolve`: one staff member's word on a transfer in NEEDS_ATTENTION, with the decision token
+    the API signed after their TOTP (bound to the outcome and its facts)."""
+
+    outcome: ResolutionOutcomeKind
+    note: str
+    staff_id: uuid.UUID
+    token: str = ""
+    tx_hash: str | None = None  # `sent`: the chain transaction ops found
+    fee: Decimal | None = None  # `sent`: the network fee the sending venue charged
+    venue_withdrawal_id: str | None = None  # `sent`: the sending venue's id, if ops have it
+
+    @property
+    def proof_detail(self) -> str:
+        """What the token binds besides the transfer and the action: the outcome and every fact with it."""
+        fee = "" if self.fee is None else format(self.fee.normalize(), "f")
+        return (
+            f"float_transfer:{self.outcome.value}:{self.tx_hash or ''}:{fee}:{self.venue_withdrawal_id or ''}"
+        )
+
+    @property
+    def action(self) -> str:
+        """The decision-token action: money moved (`resolve_paid`) or not (`resolve_not_paid`)."""
+        moved = self.outcome in (ResolutionOutcomeKind.SENT, ResolutionOutcomeKind.CREDITED)
+        return "resolve_paid" if moved else "resolve_not_paid"
+
+
+class ResolutionCheck(BaseModel):
+    """Verify one resolution (proof, ops role, fits the wait) and audit it either way."""
+
+    transfer_id: uuid.UUID
+    stage: str | None  # the wait the saga is in ("send" / "credit"), None: not waiting for ops
+    resolution: TransferResolution
+    reused: bool = False  # the saga has seen this token before
+
+
+class TransferResolutionOutcome(BaseModel):
+    """The answer to `resolve`: counted or why not; how many staff have given this outcome, of how many."""
+
+    accepted: bool
+    code: str  # accepted | unproven | not_ops | not_waiting | wrong_stage | incomplete | same_person
+    detail: str = ""
+    approvers: int = 0
+    required: int = 1
 
 
 class ApprovalCheck(BaseModel):

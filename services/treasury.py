@@ -32,11 +32,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from models.treasury import (
     IN_FLIGHT_ACCOUNT,
     OPEN_STATUSES,
+    RESOLUTIONS_BY_STAGE,
     FloatTransferInput,
+    ResolutionOutcomeKind,
+    TransferResolution,
     TransferStatus,
 )
 from services.ledger import House, HouseAccount, Ledger, Leg, Posting
-from services.payments import audit
+from services.payments import audit, staff_problem
 
 ZERO = Decimal(0)
 REFERENCE = "float_transfer"
@@ -118,7 +121,12 @@ async def set_status(
             ),
             {"s": status.value, "id": transfer_id, **{k: v for k, v in fields.items() if k in allowed}},
         )
-        if status in (TransferStatus.NEEDS_ATTENTION, TransferStatus.REJECTED, TransferStatus.SETTLED):
+        if status in (
+            TransferStatus.NEEDS_ATTENTION,
+            TransferStatus.REJECTED,
+            TransferStatus.SETTLED,
+            TransferStatus.RETURNED,
+        ):
             await audit(
                 conn, f"float_transfer.{status.value.lower()}", actor_id=None, actor_type="system",
                 target_type="float_transfer", target_id=str(transfer_id), attention=fields.get("attention"),
@@ -221,16 +229,75 @@ async def book_settled(
     ledger: Ledger, *, transfer_id: uuid.UUID, to_venue: str, currency: str, amount: Decimal
 ) -> None:
     """The receiving venue credited it: the in-flight amount is now at provider:<to>."""
+    await _land(
+        ledger, transfer_id=transfer_id, step="settled", venue=to_venue, currency=currency, amount=amount
+    )
+
+
+async def book_returned(
+    ledger: Ledger, *, transfer_id: uuid.UUID, from_venue: str, currency: str, amount: Decimal
+) -> None:
+    """Ops established the chain returned the transfer to the sending venue: the in-flight amount is back
+    at provider:<from> (the network fee stays spent)."""
+    await _land(
+        ledger, transfer_id=transfer_id, step="returned", venue=from_venue, currency=currency, amount=amount
+    )
+
+
+async def _land(
+    ledger: Ledger, *, transfer_id: uuid.UUID, step: str, venue: str, currency: str, amount: Decimal
+) -> None:
+    """The in-flight amount arrives at a venue (transfers:in_flight -> provider:<venue>), once per step."""
     await ledger.post(
         Posting(
-            reference_type=REFERENCE, reference_id=transfer_id, step="settled",
-            kind="float_transfer_settled",
+            reference_type=REFERENCE, reference_id=transfer_id, step=step, kind=f"float_transfer_{step}",
             legs=[
                 Leg(House(IN_FLIGHT_ACCOUNT), currency, amount),
-                Leg(House(HouseAccount.provider(to_venue)), currency, -amount),
+                Leg(House(HouseAccount.provider(venue)), currency, -amount),
             ],
         )
     )  # fmt: skip
+
+
+# --- ops' word on a transfer in NEEDS_ATTENTION -------------------------------------------------------
+
+
+def resolution_problem(stage: str | None, r: TransferResolution) -> tuple[str, str] | None:
+    """Why this resolution cannot answer the saga's wait (code, why), or None if it can (pure)."""
+    if stage is None:
+        return "not_waiting", "the transfer is not waiting for ops"
+    if r.outcome not in RESOLUTIONS_BY_STAGE.get(stage, ()):
+        wanted = ", ".join(o.value for o in RESOLUTIONS_BY_STAGE.get(stage, ()))
+        return "wrong_stage", f"the transfer waits for one of: {wanted}"
+    if not r.note.strip():
+        return "incomplete", "say what was established, and with whom"
+    if r.outcome is ResolutionOutcomeKind.SENT and (not r.tx_hash or r.fee is None or r.fee < 0):
+        return "incomplete", "a sent withdrawal needs its chain transaction and network fee"
+    return None
+
+
+async def audit_resolution(
+    engine: AsyncEngine, transfer_id: uuid.UUID, stage: str | None, r: TransferResolution, proof_problem: str
+) -> tuple[str, str]:
+    """Judge one staff member's resolution (the proof was checked by the caller: `proof_problem` is why it
+    failed, "" if it held) and audit it either way. Returns (code, why); code `accepted` counts it."""
+    code, why = ("unproven", proof_problem) if proof_problem else ("accepted", "")
+    async with engine.begin() as conn:
+        if code == "accepted":
+            problem = await staff_problem(conn, r.staff_id, role="ops")
+            if problem is not None:
+                code, why = "not_ops", problem
+        if code == "accepted":
+            code, why = resolution_problem(stage, r) or (code, why)
+        await audit(
+            conn, "float_transfer.resolution" + ("" if code == "accepted" else ".refused"),
+            actor_id=None if code in ("unproven", "not_ops") else r.staff_id, actor_type="staff",
+            target_type="float_transfer", target_id=str(transfer_id), claimed_actor=str(r.staff_id),
+            outcome=r.outcome.value, stage=stage, note=r.note, tx_hash=r.tx_hash,
+            fee=None if r.fee is None else str(r.fee), refusal=None if code == "accepted" else code,
+            why=why or None,
+        )  # fmt: skip
+    return code, why
 
 
 # --- the float monitor's plan ---------------------------------------------------------------------

@@ -215,5 +215,5 @@ def treasury_activities(t: TreasuryActivities) -> list[Callable[..., Any]]:
     """The float transfer saga's activities (workflows/treasury.py), with the monitor's plan."""
     return [
         t.record, t.verify_approval, t.send, t.lookup, t.book_sent, t.check_credit, t.book_settled,
-        t.needs_attention, t.reject, t.plan_top_ups,
+        t.needs_attention, t.reject, t.plan_top_ups, t.verify_resolution, t.book_returned,
     ]  # fmt: skip

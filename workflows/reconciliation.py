@@ -12,7 +12,9 @@ it on demand too.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -28,6 +30,8 @@ with workflow.unsafe.imports_passed_through():
         SourceRead,
     )
 
+Arg = TypeVar("Arg")
+Out = TypeVar("Out")
 READ_TIMEOUT = timedelta(seconds=60)
 READ_RETRY = RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=5))
 
@@ -40,72 +44,38 @@ def reconciliation_workflow_id(run_id: object) -> str:
 class ReconciliationWorkflow:
     """One reconciliation run over every currency for one cut-off."""
 
+    @staticmethod
+    def _read(method: Callable[[Any, Arg], Awaitable[Out]], arg: Arg) -> asyncio.Task[Out]:
+        """Start one read (a source, the books, the trades, the chain) with the reads' timeout and retries."""
+        return asyncio.ensure_future(
+            workflow.execute_activity_method(
+                method, arg, start_to_close_timeout=READ_TIMEOUT, retry_policy=READ_RETRY
+            )
+        )
+
     @workflow.run
     async def run(self, data: ReconcileInput) -> RunResult:
         data = data.model_copy(update={"run_id": data.run_id or workflow.uuid4()})
-        cut = await workflow.execute_activity_method(
-            ReconciliationActivities.cut_off,
-            data,
-            start_to_close_timeout=READ_TIMEOUT,
-            retry_policy=READ_RETRY,
-        )
+        cut = await self._read(ReconciliationActivities.cut_off, data)
         reads: list[asyncio.Task[SourceRead]] = [
-            asyncio.ensure_future(
-                workflow.execute_activity_method(
-                    ReconciliationActivities.read_venue,
-                    SourceQuery(source=v, cut_off=cut.cut_off),
-                    start_to_close_timeout=READ_TIMEOUT,
-                    retry_policy=READ_RETRY,
-                )
-            )
+            self._read(ReconciliationActivities.read_venue, SourceQuery(source=v, cut_off=cut.cut_off))
             for v in cut.venues
         ]
         if cut.bank:
             reads.append(
-                asyncio.ensure_future(
-                    workflow.execute_activity_method(
-                        ReconciliationActivities.read_bank,
-                        SourceQuery(source="bank", cut_off=cut.cut_off),
-                        start_to_close_timeout=READ_TIMEOUT,
-                        retry_policy=READ_RETRY,
-                    )
+                self._read(
+                    ReconciliationActivities.read_bank, SourceQuery(source="bank", cut_off=cut.cut_off)
                 )
             )
         if cut.wallets:
             reads.append(
-                asyncio.ensure_future(
-                    workflow.execute_activity_method(
-                        ReconciliationActivities.read_wallets,
-                        SourceQuery(source="wallet", cut_off=cut.cut_off),
-                        start_to_close_timeout=READ_TIMEOUT,
-                        retry_policy=READ_RETRY,
-                    )
+                self._read(
+                    ReconciliationActivities.read_wallets, SourceQuery(source="wallet", cut_off=cut.cut_off)
                 )
             )
-        ledger = asyncio.ensure_future(
-            workflow.execute_activity_method(
-                ReconciliationActivities.read_ledger,
-                cut,
-                start_to_close_timeout=READ_TIMEOUT,
-                retry_policy=READ_RETRY,
-            )
-        )
-        fills = asyncio.ensure_future(
-            workflow.execute_activity_method(
-                ReconciliationActivities.read_fills,
-                cut,
-                start_to_close_timeout=READ_TIMEOUT,
-                retry_policy=READ_RETRY,
-            )
-        )
-        chain = asyncio.ensure_future(
-            workflow.execute_activity_method(
-                ReconciliationActivities.check_chain,
-                cut,
-                start_to_close_timeout=READ_TIMEOUT,
-                retry_policy=READ_RETRY,
-            )
-        )
+        ledger = self._read(ReconciliationActivities.read_ledger, cut)
+        fills = self._read(ReconciliationActivities.read_fills, cut)
+        chain = self._read(ReconciliationActivities.check_chain, cut)
         sources = list(await asyncio.gather(*reads))
         ledger_error: str | None = None
         try:

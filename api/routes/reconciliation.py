@@ -131,11 +131,8 @@ async def acknowledge(
         raise ProblemError(404, "unknown_currency", f"no currency {currency}")
     from activities.reconciliation import policy_from
 
-    try:
-        resumed = await recon.acknowledge(
-            engine, currency=currency, staff_id=staff.id, reason=body.reason, override=body.override,
-            policy=policy_from(settings),
-        )  # fmt: skip
-    except recon.ResumeRefused as e:
-        raise ProblemError(409, "resume_refused", str(e)) from e
+    resumed = await recon.acknowledge(
+        engine, currency=currency, staff_id=staff.id, reason=body.reason, override=body.override,
+        policy=policy_from(settings),
+    )  # fmt: skip
     return AckOut(currency=currency, resumed=resumed)

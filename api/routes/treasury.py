@@ -1,24 +1,33 @@
 """Staff endpoints of treasury (issue 20 item 8): float transfers between venues, asked for by ops and
 approved by two different staff above the limit (each with `X-TOTP-Code`; the saga checks a signed
-decision token, not a bare id)."""
+decision token, not a bare id), and ops' word on a transfer waiting in NEEDS_ATTENTION (the same proof;
+two staff giving the same word above the limit)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
-from temporalio.service import RPCError
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth_deps import RequireTotp, problem_responses, require_role
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.errors import ProblemError
 from models.api import DecimalStr
 from models.assets import CRYPTO, SCALES
-from models.treasury import FloatTransferInput, TransferApproval, TransferStatus
+from models.treasury import (
+    FloatTransferInput,
+    ResolutionOutcomeKind,
+    TransferApproval,
+    TransferResolution,
+    TransferResolutionOutcome,
+    TransferStatus,
+)
 from models.users import User
 from services import treasury
 from services.decision_tokens import DecisionTokens
@@ -165,3 +174,60 @@ async def approve(
     except RPCError as e:
         raise ProblemError(409, "not_awaiting_approval", "this transfer is no longer waiting") from e
     return Approved(transfer_id=transfer_id, accepted=True)
+
+
+class ResolveBody(BaseModel):
+    """What ops established about a transfer in NEEDS_ATTENTION: `sent` (with `tx_hash` and `fee`) or
+    `not_sent` while the sending venue's answer is unknown; `credited` or `returned` while the receiving
+    venue's credit is missing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: ResolutionOutcomeKind
+    note: str = Field(min_length=1, max_length=500, description="what ops established, and with whom")
+    tx_hash: str | None = Field(default=None, min_length=1, max_length=200)
+    fee: DecimalStr | None = None
+    venue_withdrawal_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+# A refusal by the saga, as HTTP: not its turn (409), the word lacks facts (422), the proof failed (403).
+_REFUSAL_STATUS = {"not_waiting": 409, "wrong_stage": 409, "incomplete": 422}
+
+
+@router.post(
+    "/{transfer_id}/resolve",
+    response_model=TransferResolutionOutcome,
+    dependencies=[RequireTotp],
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def resolve(
+    transfer_id: uuid.UUID, body: ResolveBody, staff: Ops, settings: SettingsDep, client: TemporalDep
+) -> TransferResolutionOutcome:
+    """Resolve a transfer in NEEDS_ATTENTION (needs `X-TOTP-Code`); above the limit two staff must agree."""
+    from workflows.treasury import float_transfer_workflow_id
+
+    resolution = TransferResolution(
+        outcome=body.outcome, note=body.note, staff_id=staff.id, tx_hash=body.tx_hash,
+        fee=None if body.fee is None else Decimal(body.fee), venue_withdrawal_id=body.venue_withdrawal_id,
+    )  # fmt: skip
+    tokens = DecisionTokens.from_secret(
+        settings.jwt_secret, timedelta(seconds=settings.decision_token_ttl_seconds)
+    )
+    resolution.token = tokens.issue(
+        actor_id=staff.id, withdrawal_id=transfer_id, action=resolution.action, now=datetime.now(UTC),
+        detail=resolution.proof_detail,
+    )  # fmt: skip
+    handle = client.get_workflow_handle(float_transfer_workflow_id(transfer_id))
+    try:
+        outcome = await handle.execute_update("resolve", resolution, result_type=TransferResolutionOutcome)
+    except RPCError as e:
+        if e.status is not RPCStatusCode.NOT_FOUND:
+            raise  # Temporal down: the one handler answers 503 with Retry-After
+        raise ProblemError(404, "not_found", "no such float transfer waiting for ops") from e
+    except WorkflowUpdateFailedError as e:
+        raise ProblemError(409, "not_waiting", "the transfer is not waiting for ops") from e
+    if not outcome.accepted:
+        raise ProblemError(
+            _REFUSAL_STATUS.get(outcome.code, 403), outcome.code, outcome.detail or outcome.code
+        )
+    return outcome

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -45,14 +46,21 @@ class CcxtCustody:
         ) -> contextlib.AbstractAsyncContextManager[None]: ...
 
     async def balance(self, currency: str) -> VenueBalance:
+        return (await self.balances([currency]))[currency]
+
+    async def balances(self, currencies: Iterable[str]) -> dict[str, VenueBalance]:
+        """Several currencies from one balance read: one snapshot of the account, one request."""
         await self._ensure_loaded()
         async with self._errors():
             raw = await self.exchange.fetch_balance()
-        entry = raw.get(currency) or {}
-        free, used, total = dec(entry.get("free")), dec(entry.get("used")), dec(entry.get("total"))
-        if not entry.get("total") and (free or used):
-            total = free + used
-        return VenueBalance(currency=currency, free=free, used=used, total=total)
+        out = {}
+        for currency in currencies:
+            entry = raw.get(currency) or {}
+            free, used, total = dec(entry.get("free")), dec(entry.get("used")), dec(entry.get("total"))
+            if not entry.get("total") and (free or used):
+                total = free + used
+            out[currency] = VenueBalance(currency=currency, free=free, used=used, total=total)
+        return out
 
     async def deposit_address(self, currency: str, new: bool = False) -> DepositAddress:
         """Our deposit address for `currency`. With `new`, a freshly minted one (Kraken's `DepositAddresses`

@@ -76,6 +76,7 @@ async def venue_trades(adapter: CcxtAdapter, since_ms: int | None) -> list[Venue
                     cost=_dec(t.get("cost")),
                     fee=_dec(fee.get("cost")),
                     fee_currency=str(fee.get("currency") or ""),
+                    timestamp_ms=t.get("timestamp"),
                 )
             )
     return out

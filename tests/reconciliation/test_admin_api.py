@@ -105,6 +105,11 @@ async def test_staff_api_lists_runs_and_needs_two_staff_with_totp_to_resume(worl
         first = await c.post(ack, json={"reason": "venue restored"}, headers=_h(alice, alice_totp))
         assert first.status_code == 200, first.text
         assert first.json() == {"currency": "BNB", "resumed": False}
+        # The same person again is a domain refusal, answered in the one problem shape.
+        again_code = {**_h(alice), "X-TOTP-Code": alice_totp.at(time.time() + 30)}
+        again = await c.post(ack, json={"reason": "again"}, headers=again_code)
+        assert again.status_code == 409 and again.json()["code"] == "resume_refused", again.text
+        assert again.headers["content-type"].startswith("application/problem+json")
         await asyncio.sleep(0)
         second = await c.post(ack, json={"reason": "checked"}, headers=_h(bob, bob_totp))
         assert second.status_code == 200, second.text

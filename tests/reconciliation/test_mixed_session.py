@@ -1,10 +1,12 @@
 """A clean mixed session through the real sagas and sandboxes reconciles MATCHED for every currency: GBP
-paid in at the bank, crypto deposited on-chain at Kraken, market orders settled by the order saga at the
-venues the router picked, withdrawals (GBP payout at the bank, crypto through Binance onto the chain)."""
+paid in at the bank, crypto deposited on-chain at Kraken, market orders settled by the order saga at
+every venue (Binance, Kraken and the OTC desk), and a crypto withdrawal through Binance onto the chain
+with its network fee."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from decimal import Decimal
 
@@ -45,43 +47,62 @@ async def _gbp_deposit(world: World, user_id: uuid.UUID, amount: str) -> None:
 
 
 async def test_clean_mixed_session_reconciles_matched_for_every_currency(world: World) -> None:
-    adapters = {n: world.adapters[n] for n in ("binance", "kraken")}
-    router = Router(adapters, otc=world.adapters["otc"], params=RouterParams(deadline_s=3.0))
-    orders = OrderActivities(
-        engine=world.engine, ledger=world.ledger, router=router, adapters=world.adapters,
-        settings=world.settings, email=None,
-    )  # fmt: skip
-    queue = f"{world.task_queue}-orders"
-    async with Worker(
-        world.client,
-        task_queue=queue,
-        workflows=[OrderWorkflow],
-        activities=[
-            orders.accept, orders.quote, orders.reserve, orders.place, orders.settle, orders.mark,
-            orders.venue_status, orders.cancel_at_venue, orders.resolve_placement, orders.notify,
-        ],
-    ):  # fmt: skip
+    # One order saga worker per venue, each routing to that venue only, so every venue trades.
+    a = world.adapters
+    params = RouterParams(deadline_s=3.0, otc_threshold=Decimal("1000"))
+    routers = {
+        "binance": Router({"binance": a["binance"]}, params=params),
+        "kraken": Router({"kraken": a["kraken"]}, params=params),
+        "otc": Router({"binance": a["binance"]}, otc=a["otc"], params=params),  # above the threshold: OTC
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        for venue, router in routers.items():
+            orders = OrderActivities(
+                engine=world.engine, ledger=world.ledger, router=router, adapters=world.adapters,
+                settings=world.settings, email=None,
+            )  # fmt: skip
+            await stack.enter_async_context(
+                Worker(
+                    world.client,
+                    task_queue=f"{world.task_queue}-{venue}",
+                    workflows=[OrderWorkflow],
+                    activities=[
+                        orders.accept,
+                        orders.quote,
+                        orders.reserve,
+                        orders.place,
+                        orders.settle,
+                        orders.mark,
+                        orders.venue_status,
+                        orders.cancel_at_venue,
+                        orders.resolve_placement,
+                        orders.notify,
+                    ],
+                )  # fmt: skip
+            )
         user = await world.customer()
-        await _gbp_deposit(world, user, "20000.00")
+        await _gbp_deposit(world, user, "60000.00")
         await world.crypto_deposit(user, "BTC", Decimal("0.3"))
         await world.crypto_deposit(user, "ETH", Decimal("2"))
         requests = [
-            OrderRequest(order_id=uuid.uuid4(), user_id=user, symbol="BTC-GBP", side=Side.BUY,
-                         type=OrderType.MARKET, amount=Decimal("0.05")),
-            OrderRequest(order_id=uuid.uuid4(), user_id=user, symbol="ETH-GBP", side=Side.SELL,
-                         type=OrderType.MARKET, amount=Decimal("0.5")),
-            OrderRequest(order_id=uuid.uuid4(), user_id=user, symbol="BNB-GBP", side=Side.BUY,
-                         type=OrderType.MARKET, amount=Decimal("2")),
+            ("binance", OrderRequest(order_id=uuid.uuid4(), user_id=user, symbol="BTC-GBP", side=Side.BUY,
+                                     type=OrderType.MARKET, amount=Decimal("0.005"))),
+            ("kraken", OrderRequest(order_id=uuid.uuid4(), user_id=user, symbol="ETH-GBP", side=Side.SELL,
+                                    type=OrderType.MARKET, amount=Decimal("0.5"))),
+            ("binance", OrderRequest(order_id=uuid.uuid4(), user_id=user, symbol="BNB-GBP", side=Side.BUY,
+                                     type=OrderType.MARKET, amount=Decimal("2"))),
+            ("otc", OrderRequest(order_id=uuid.uuid4(), user_id=user, symbol="BTC-GBP", side=Side.BUY,
+                                 type=OrderType.MARKET, amount=Decimal("0.05"))),
         ]  # fmt: skip
         results = await asyncio.gather(
             *(
                 world.client.execute_workflow(
-                    OrderWorkflow.run, r, id=f"order-{r.order_id}", task_queue=queue
+                    OrderWorkflow.run, r, id=f"order-{r.order_id}", task_queue=f"{world.task_queue}-{venue}"
                 )
-                for r in requests
+                for venue, r in requests
             )
         )
-        assert [r.status for r in results] == [OrderStatus.FILLED] * 3, results
+        assert [r.status for r in results] == [OrderStatus.FILLED] * len(requests), results
     crypto_w = await world.withdraw(user, "BTC", Decimal("0.1"))
     for _ in range(150):
         if await world.withdrawal_status(crypto_w) == "COMPLETED":
@@ -90,7 +111,7 @@ async def test_clean_mixed_session_reconciles_matched_for_every_currency(world: 
     assert await world.withdrawal_status(crypto_w) == "COMPLETED"
     async with world.engine.connect() as conn:
         used = {r[0] for r in (await conn.execute(text("SELECT routed_to_provider FROM orders"))).all()}
-    assert used and used <= {"binance", "kraken", "otc"}
+    assert used == {"binance", "kraken", "otc"}  # every venue traded
     result = await world.reconcile()
     assert {c.currency: c.status for c in result.currencies} == dict.fromkeys(
         ("GBP", "BTC", "ETH", "BNB"), RunStatus.MATCHED

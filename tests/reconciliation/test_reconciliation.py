@@ -223,3 +223,23 @@ async def test_a_source_in_error_for_several_runs_alerts_without_halting(world: 
         ).all()
     assert {r[0] for r in alerts} == {"GBP", "BTC", "ETH", "BNB"}
     assert await _halts(world) == {}
+
+
+async def test_a_history_recorded_before_the_reads_shared_one_helper_still_replays() -> None:
+    """A run recorded with the workflow as it was before its reads were started through one helper: the
+    same commands in the same order, so the current workflow replays it."""
+    from pathlib import Path
+
+    from temporalio.client import WorkflowHistory
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Replayer
+
+    from workflows.reconciliation import ReconciliationWorkflow
+
+    history = WorkflowHistory.from_json(
+        "reconciliation-before-split",
+        (Path(__file__).parent / "histories" / "reconciliation_before_split.json").read_text(),
+    )
+    await Replayer(
+        workflows=[ReconciliationWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(history)

@@ -157,7 +157,7 @@ def test_python_m_sandbox_serves_every_registered_port() -> None:
     )
     try:
         for off in range(5):
-            wait_for_port(base + off, 15)
+            wait_for_port(base + off, 60)  # a loaded machine imports slowly
         info = httpx.get(f"http://127.0.0.1:{base}/api/v3/exchangeInfo").json()
         assert {s["symbol"] for s in info["symbols"]} == {"BTCGBP", "ETHGBP", "BNBGBP"}
         pairs = httpx.get(f"http://127.0.0.1:{base + 1}/0/public/AssetPairs").json()["result"]

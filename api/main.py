@@ -21,6 +21,7 @@ from api.routes import (
     admin_orders,
     auth,
     health,
+    kyc,
     market,
     orders,
     payments,
@@ -72,6 +73,8 @@ def create_app(
             schedules.cancel()
             await app.state.payments.close()
             await app.state.market.close()
+            if getattr(app.state, "kyc_vendor", None) is not None:
+                await app.state.kyc_vendor.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -93,6 +96,7 @@ def create_app(
     app.include_router(accounts.router, prefix="/api/v1")
     app.include_router(market.router, prefix="/api/v1")
     app.include_router(ws.router, prefix="/api/v1")
+    app.include_router(kyc.router, prefix="/api/v1")
     if orders_task_queue is not None:
         app.state.orders_task_queue = orders_task_queue
 

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.holds import HoldActivities
+from activities.kyc import KycActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.ping import PingActivities
@@ -27,6 +28,7 @@ from temporal import task_queues
 from workflows.deposits import CryptoDepositPollWorkflow, DepositWorkflow
 from workflows.float_monitor import FloatMonitorWorkflow
 from workflows.hold_audit import HoldAuditWorkflow
+from workflows.kyc import KYCWorkflow
 from workflows.orders import OrderWorkflow
 from workflows.ping import PingWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
@@ -44,6 +46,7 @@ class Dependencies:
     router: Router | None = None
     email: Any = None
     bank: Any = None
+    kyc_vendor: Any = None
     adapters_from_settings: bool = False  # injected adapters (tests) keep reading books directly
 
     def bank_client(self) -> Any:
@@ -54,6 +57,15 @@ class Dependencies:
             self.bank = BankClient.from_settings(self.settings)
             self.closers.append(self.bank.close)
         return self.bank
+
+    def kyc_vendor_client(self) -> Any:
+        """The KYC vendor client (providers.kyc.KycVendorClient), built once."""
+        if self.kyc_vendor is None:
+            from providers.kyc import KycVendorClient
+
+            self.kyc_vendor = KycVendorClient.from_settings(self.settings)
+            self.closers.append(self.kyc_vendor.close)
+        return self.kyc_vendor
 
     def exchange_adapters(self) -> dict[str, ExecutionAdapter]:
         if self.adapters is None:
@@ -132,6 +144,9 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
         engine=deps.engine, settings=deps.settings, adapters=deps.exchange_adapters,
         ledger=Ledger(deps.engine, house_shards=deps.settings.house_account_shards),
     )  # fmt: skip
+    kyc = KycActivities(
+        engine=deps.engine, settings=deps.settings, vendor=deps.kyc_vendor_client(), email=deps.email_sender()
+    )
     return {
         task_queues.ORDERS: QueueSpec(
             workflows=[PingWorkflow, OrderWorkflow],
@@ -191,6 +206,17 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 *treasury_activities(treasury),
             ],
         ),
+        task_queues.KYC: QueueSpec(
+            workflows=[KYCWorkflow],
+            activities=[
+                kyc.screen,
+                kyc.request_check,
+                kyc.vendor_review,
+                kyc.record,
+                kyc.notify,
+                kyc.verify_review,
+            ],
+        ),  # fmt: skip
     }
 
 

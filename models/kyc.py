@@ -101,6 +101,8 @@ class Tier1In(_Strict):
         E.164."""
         address = info.data.get("address")
         region = address.country if isinstance(address, Address) else None
+        if region is None and not v.startswith("+"):
+            return v  # the address is invalid (reported on its own): no region to read a national number
         try:
             number = phonenumbers.parse(v, region)
         except phonenumbers.NumberParseException as e:

@@ -55,6 +55,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from email import policy as email_policy
+from email.parser import BytesParser
 from typing import Any
 
 import aiohttp
@@ -199,6 +201,22 @@ async def _signed(
     return response
 
 
+def _multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """name -> (filename, bytes) of a multipart/form-data body."""
+    message = BytesParser(policy=email_policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    parts: dict[str, tuple[str | None, bytes]] = {}
+    if not message.is_multipart():
+        return parts
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            parts[name] = (part.get_filename(), payload)
+    return parts
+
+
 def _applicant(request: web.Request) -> Applicant | None:
     return request.app[STATE].applicants.get(request.match_info["id"])
 
@@ -242,26 +260,24 @@ async def add_id_doc(request: web.Request) -> web.Response:
         return _error(404, "Applicant not found")
     if not request.content_type.startswith("multipart/"):
         return _error(400, "multipart/form-data expected")
-    form = await request.post()
+    # The signature check read the body already; parse the multipart bytes themselves.
+    parts = _multipart(request.headers.get("Content-Type", ""), await request.read())
     try:
-        metadata = json.loads(str(form.get("metadata", "")))
+        metadata = json.loads(parts.get("metadata", (None, b""))[1] or b"")
     except ValueError:
         return _error(400, "metadata is not JSON")
-    content = form.get("content")
     if not isinstance(metadata, dict) or not metadata.get("idDocType") or not metadata.get("country"):
         return _error(400, "metadata needs idDocType and country")
-    if not isinstance(content, web.FileField):
-        return _error(400, "content (the document image) is required")
-    data = content.file.read()
+    filename, data = parts.get("content", (None, b""))
     if not data:
-        return _error(400, "content is empty")
+        return _error(400, "content (the document image) is required")
     image_id = secrets.randbelow(10**9)
     doc = {
         "idDocType": metadata["idDocType"],
         "country": metadata["country"],
         "imageId": image_id,
         "sha256": hashlib.sha256(data).hexdigest(),
-        "fileName": content.filename,
+        "fileName": filename,
     }
     applicant.id_docs.append(doc)
     return web.json_response(

@@ -333,14 +333,14 @@ async def apply_status(engine: AsyncEngine, change: StatusChange) -> bool:
             text(
                 "UPDATE kyc_submissions SET status = :s, updated_at = now(), "
                 "vendor_result = coalesce(CAST(:v AS jsonb), vendor_result), "
-                "rejection_reason = CASE WHEN :s = 'REJECTED' THEN :why ELSE rejection_reason END, "
-                "reviewed_by = CASE WHEN :rev THEN CAST(:r AS uuid) ELSE reviewed_by END, "
-                "reviewed_at = CASE WHEN :rev THEN now() ELSE reviewed_at END WHERE id = :id"
+                "rejection_reason = coalesce(CAST(:why AS text), rejection_reason), "
+                "reviewed_by = CASE WHEN CAST(:rev AS boolean) THEN CAST(:r AS uuid) ELSE reviewed_by END, "
+                "reviewed_at = CASE WHEN CAST(:rev AS boolean) THEN now() ELSE reviewed_at END WHERE id = :id"
             ),
             {
                 "s": change.status.value,
                 "v": json.dumps(vendor) if vendor else None,
-                "why": change.internal_reason,
+                "why": change.internal_reason if change.status is KycStatus.REJECTED else None,
                 "rev": reviewed,
                 "r": change.reviewer_id,
                 "id": change.submission_id,

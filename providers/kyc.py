@@ -224,8 +224,14 @@ class KycVendorClient:
         return r.headers.get("X-Image-Id", "")
 
     async def request_check(self, applicant_id: str) -> None:
-        """Ask the vendor to review the applicant (idempotent while a check is under way)."""
-        await self._call("POST", f"/resources/applicants/{quote(applicant_id)}/status/pending")
+        """Ask the vendor to review the applicant. Idempotent: while a check is under way the vendor accepts
+        the repeat, and once it has completed it answers 409, which here means "already done" (a repeat
+        after an answer we lost: the review is read with `review`, never requested twice)."""
+        try:
+            await self._call("POST", f"/resources/applicants/{quote(applicant_id)}/status/pending")
+        except KycVendorRefused as e:
+            if e.status != 409:
+                raise
 
     async def review(self, applicant_id: str) -> VendorReview:
         return VendorReview.from_status(

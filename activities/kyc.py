@@ -9,6 +9,7 @@ the vendor's status is a question. Vendor errors cross as `ApplicationError` typ
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import text
@@ -57,7 +58,7 @@ class KycActivities:
         *,
         engine: AsyncEngine,
         settings: Settings,
-        vendor: KycVendorClient | None,
+        vendor: Callable[[], KycVendorClient] | None,
         email: EmailSender | None,
     ) -> None:
         self._engine = engine
@@ -67,11 +68,12 @@ class KycActivities:
         self._tokens = DecisionTokens.from_secret(settings.jwt_secret)
 
     def _client(self) -> KycVendorClient:
+        """Built on first use: a worker serving other queues needs no vendor configured."""
         if self._vendor is None:
             raise ApplicationError(
                 "no KYC vendor configured", type=KycErrors.VENDOR_REFUSED, non_retryable=True
             )
-        return self._vendor
+        return self._vendor()
 
     @activity.defn(name="kyc.screen")
     async def screen(self, k: KycInput) -> ScreenResult:

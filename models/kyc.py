@@ -229,7 +229,7 @@ class StatusChange(BaseModel):
 
 
 class ReviewDecision(BaseModel):
-    """Compliance's decision, with the token the API (after TOTP) or `cli kyc-review-token` signed."""
+    """Compliance's decision, with the token the API signed after the reviewer's TOTP check."""
 
     reviewer_id: uuid.UUID
     approve: bool

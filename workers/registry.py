@@ -145,7 +145,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
         ledger=Ledger(deps.engine, house_shards=deps.settings.house_account_shards),
     )  # fmt: skip
     kyc = KycActivities(
-        engine=deps.engine, settings=deps.settings, vendor=deps.kyc_vendor_client(), email=deps.email_sender()
+        engine=deps.engine, settings=deps.settings, vendor=deps.kyc_vendor_client, email=deps.email_sender()
     )
     return {
         task_queues.ORDERS: QueueSpec(

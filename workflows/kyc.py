@@ -13,8 +13,9 @@ People and the vendor talk to it through:
 - update `resubmitted` (the customer, through the API, after new documents): validated to be allowed only
   while a resubmission is requested.
 - update `review` (compliance, through the admin API after TOTP, or the Temporal CLI with a token from
-  `POST /api/v1/admin/kyc/{id}/decision-token`): the validator refuses it outside IN_REVIEW, without a token, or from
-  the customer; the handler then verifies the token and the reviewer's compliance role in an activity.
+  `POST /api/v1/admin/kyc/{id}/decision-token`): the validator refuses it outside IN_REVIEW, without a
+  token, or from the customer; the handler then verifies the token and the reviewer's compliance role in
+  an activity.
 - query `state`.
 """
 

@@ -185,7 +185,13 @@ class KYCWorkflow:
                 # a person has to look; nothing is granted.
                 await self._set(KycStatus.IN_REVIEW, internal=f"the vendor refused the check: {_cause(e)}")
                 return await self._await_review_outcome()
-            outcome = await self._vendor_outcome(k, after_attempt=last_attempt)
+            try:
+                outcome = await self._vendor_outcome(k, after_attempt=last_attempt)
+            except ActivityError as e:
+                # The vendor refuses to show the applicant (deleted, wrong level): never a verdict, and not
+                # a failure of the customer's either; compliance looks.
+                await self._set(KycStatus.IN_REVIEW, internal=f"the vendor refused the status: {_cause(e)}")
+                return await self._await_review_outcome()
             if outcome is None:
                 await self._set(KycStatus.EXPIRED, internal="no vendor review before the timeout")
                 return True

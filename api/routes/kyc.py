@@ -7,6 +7,7 @@ cannot take the saga the row is withdrawn and the answer is 503, so nothing is l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import uuid
@@ -74,7 +75,15 @@ async def _gates(session: Any, user_id: uuid.UUID) -> list[dict[str, Any]]:
     except ImportError:
         return []
     found = await first_trade_gates.status(session, user_id)
-    return [g.model_dump(mode="json") if isinstance(g, BaseModel) else dict(g) for g in found]
+    return [_as_dict(g) for g in found]
+
+
+def _as_dict(gate: Any) -> dict[str, Any]:
+    if isinstance(gate, BaseModel):
+        return gate.model_dump(mode="json")
+    if dataclasses.is_dataclass(gate) and not isinstance(gate, type):
+        return dataclasses.asdict(gate)
+    return dict(gate)
 
 
 def _input(

@@ -11,6 +11,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
+from temporal import search_attributes as sa
 from tests.kyc.conftest import (
     TIER1,
     Stack,
@@ -47,6 +48,10 @@ async def test_tier1_with_no_screening_match_is_granted_recorded_audited_and_mai
     assert row.details["phone"] == "+442079460018"
     assert row.details["address"]["country"] == "GB"
     assert await tier(stack, ada.id) == 1
+    described = await stack.client.get_workflow_handle(f"kyc-{sid}").describe()
+    attributes = described.typed_search_attributes
+    assert attributes.get(sa.KYC_STATUS) == "APPROVED" and attributes.get(sa.KYC_TIER) == 1
+    assert attributes.get(sa.CUSTOMER_ID) == str(ada.id)
     assert await _audit_actions(stack, sid) == ["kyc.submitted", "kyc.approved"]
     async with stack.engine.connect() as conn:
         checks = (
@@ -176,6 +181,7 @@ async def test_duplicated_and_reordered_webhooks_decide_once(stack: Stack) -> No
     gus = await make_user(stack, tier=1)
     await stack.control("POST", "/_control/faults", json={"kind": "webhook_reorder"})
     await stack.control("POST", "/_control/faults", json={"kind": "webhook_duplicate", "count": 5})
+    await stack.control("POST", "/_control/faults", json={"kind": "webhook_delay", "delay_ms": 300})
     await upload_passport(stack, gus)
     sid = (await submit_tier2(stack, gus))["id"]
     await wait_status(stack, sid, "APPROVED")

@@ -194,7 +194,7 @@ async def make_user(stack: Stack, *, tier: int = 0, roles: list[str] | None = No
     return Person(id=user_id, email=email, token=r.json()["access_token"], totp=pyotp.TOTP(secret))
 
 
-async def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
+async def wait_for(predicate: Any, timeout: float = 90.0, interval: float = 0.1) -> Any:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         value = await predicate()
@@ -213,7 +213,7 @@ async def submission(stack: Stack, submission_id: uuid.UUID | str) -> Any:
 
 
 async def wait_status(
-    stack: Stack, submission_id: uuid.UUID | str, status: str, timeout: float = 30.0
+    stack: Stack, submission_id: uuid.UUID | str, status: str, timeout: float = 90.0
 ) -> Any:
     async def reached() -> Any:
         row = await submission(stack, submission_id)

@@ -14,11 +14,21 @@ import pytest
 from sqlalchemy import text
 from temporalio.client import WorkflowUpdateFailedError
 
-from models.kyc import ReviewDecision, ReviewOutcome
+from models.kyc import KycState, ReviewDecision, ReviewOutcome
 from models.screening import ListedEntity, ListedName, ListSource, PartialDate, Topic
 from services.decision_tokens import DecisionTokens
 from services.screening.store import load_list
-from tests.kyc.conftest import TIER1, Person, Stack, make_user, submission, tier, wait_status
+from tests.kyc.conftest import (
+    TIER1,
+    Person,
+    Stack,
+    make_user,
+    submission,
+    submit_tier2,
+    tier,
+    upload_passport,
+    wait_status,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -124,9 +134,9 @@ async def test_tier3_waits_for_compliance_and_only_a_proven_compliance_decision_
     assert [a for a, _ in actions].count("kyc.review.kyc_approve.refused") == 2
 
 
-async def test_a_possible_screening_match_goes_to_compliance_and_the_customer_is_not_told_why(
-    stack: Stack,
-) -> None:
+async def _list_a_pep(stack: Stack) -> None:
+    """One PEP listed as "Octavia Brightwater", born 1950 (our test customers are born 1990: a contradicting
+    date of birth keeps an exact name in the review band, below the freeze band)."""
     listed = ListedEntity(
         source=ListSource.PEP,
         source_id="KYC-TEST-1",
@@ -136,6 +146,12 @@ async def test_a_possible_screening_match_goes_to_compliance_and_the_customer_is
         dates_of_birth=[PartialDate(year=1950)],
     )
     await load_list(stack.engine, ListSource.PEP, [listed])
+
+
+async def test_a_possible_screening_match_goes_to_compliance_and_the_customer_is_not_told_why(
+    stack: Stack,
+) -> None:
+    await _list_a_pep(stack)
     jay = await make_user(stack)
     officer = await make_user(stack, roles=["compliance"])
     async with stack.http() as c:
@@ -166,3 +182,33 @@ async def test_a_possible_screening_match_goes_to_compliance_and_the_customer_is
     await wait_status(stack, sid, "REJECTED")
     assert await tier(stack, jay.id) == 0
     assert "PEP" not in json.dumps(await stack.mail_to(jay.email))
+
+
+async def test_green_from_the_vendor_with_a_possible_match_still_goes_to_compliance(stack: Stack) -> None:
+    await _list_a_pep(stack)
+    kit = await make_user(stack, tier=1)
+    officer = await make_user(stack, roles=["compliance"])
+    async with stack.engine.begin() as conn:  # the tier-1 details this customer was approved with
+        await conn.execute(
+            text(
+                "INSERT INTO kyc_submissions (id, user_id, tier, status, details) "
+                "VALUES (gen_random_uuid(), :u, 1, 'APPROVED', CAST(:d AS jsonb))"
+            ),
+            {"u": kit.id, "d": json.dumps({**TIER1, "first_name": "Octavia", "last_name": "Brightwater"})},
+        )
+    await upload_passport(stack, kit)
+    sid = (await submit_tier2(stack, kit))["id"]
+    row = await wait_status(stack, sid, "IN_REVIEW")
+    assert row.vendor_result is None  # GREEN is not stored as a reason; the vendor said yes
+    state = await stack.client.get_workflow_handle(f"kyc-{sid}").query("state", result_type=KycState)
+    assert state.possible_match and state.vendor is not None and state.vendor.answer == "GREEN"
+    assert await tier(stack, kit.id) == 1
+    async with stack.http() as c:
+        r = await c.post(
+            f"/api/v1/admin/kyc/{sid}/approve",
+            json={"reason": "not the listed person: born 1990"},
+            headers=officer.headers(totp=True),
+        )
+    assert r.status_code == 200, r.text
+    await wait_status(stack, sid, "APPROVED")
+    assert await tier(stack, kit.id) == 2

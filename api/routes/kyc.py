@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth_deps import CurrentUser, RequireTotp, problem_responses, require_role
@@ -35,6 +36,7 @@ from models.kyc import (
     SubmissionOut,
     Tier1In,
     Tier3In,
+    VendorHint,
 )
 from models.users import User
 from providers.kyc import (
@@ -119,6 +121,8 @@ async def _start(client: Client, engine: AsyncEngine, k: KycInput) -> Submission
                 ]
             ),
         )
+    except WorkflowAlreadyStartedError:
+        pass  # a repeated submit of the same tier-2 draft: its saga is already running
     except RPCError as e:
         if k.tier != 2:  # a tier-2 draft keeps its documents; the customer submits again
             await kyc.withdraw_submission(engine, k.submission_id)
@@ -283,8 +287,6 @@ async def kyc_webhook(
         return KycWebhookAck(status="duplicate")
     if submission_id is None:
         return KycWebhookAck(status="ignored")
-    from models.kyc import VendorHint
-
     try:
         await client.get_workflow_handle(kyc_workflow_id(submission_id)).signal(
             "vendor_event", VendorHint(type=event.type, review_status=event.review_status)

@@ -19,6 +19,7 @@ import pycountry
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 MIN_AGE_YEARS = 18
+GBP_PATTERN = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
 
 
 class KycStatus(StrEnum):
@@ -131,8 +132,9 @@ class Tier3In(_Strict):
     ]
     occupation: str = Field(min_length=1, max_length=200)
     employer: str | None = Field(default=None, max_length=200)
-    annual_income_gbp: Decimal = Field(ge=0, le=Decimal("1000000000"), decimal_places=2)
-    expected_annual_deposits_gbp: Decimal = Field(ge=0, le=Decimal("1000000000"), decimal_places=2)
+    # GBP as strings with at most two decimals (pence), never JSON numbers.
+    annual_income_gbp: str = Field(pattern=GBP_PATTERN, max_length=13, examples=["85000.00"])
+    expected_annual_deposits_gbp: str = Field(pattern=GBP_PATTERN, max_length=13, examples=["30000.00"])
     explanation: str = Field(min_length=20, max_length=4000)
 
 

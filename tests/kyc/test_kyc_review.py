@@ -212,3 +212,30 @@ async def test_green_from_the_vendor_with_a_possible_match_still_goes_to_complia
     assert r.status_code == 200, r.text
     await wait_status(stack, sid, "APPROVED")
     assert await tier(stack, kit.id) == 2
+
+
+async def test_a_tier3_questionnaire_with_money_as_a_json_number_is_a_422_and_writes_nothing(
+    stack: Stack,
+) -> None:
+    ned = await make_user(stack, tier=2)
+    async with stack.http() as c:
+        r = await c.post(
+            "/api/v1/kyc/tier3",
+            data={"questionnaire": json.dumps({**QUESTIONNAIRE, "annual_income_gbp": 85000.1})},
+            files=[("evidence", ("payslip.pdf", b"%PDF-1.7 payslip", "application/pdf"))],
+            headers=ned.headers(),
+        )
+        wrong_type = await c.post(
+            "/api/v1/kyc/tier3",
+            data={"questionnaire": json.dumps(QUESTIONNAIRE)},
+            files=[("evidence", ("payslip.exe", b"MZ", "application/x-msdownload"))],
+            headers=ned.headers(),
+        )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "questionnaire.annual_income_gbp"
+    assert wrong_type.status_code == 422 and wrong_type.json()["errors"][0]["field"] == "evidence"
+    async with stack.engine.connect() as conn:
+        count = (
+            await conn.execute(text("SELECT count(*) FROM kyc_submissions WHERE user_id = :u"), {"u": ned.id})
+        ).scalar_one()
+    assert count == 0

@@ -246,7 +246,8 @@ class Settings(BaseSettings):
     # KYC (services/kyc, workflows/kyc.py): the vendor's level per tier; how long the saga waits for the
     # vendor's webhook before asking itself, how long for a review at all, and for a customer's resubmission.
     kyc_level_names: dict[int, str] = Field(default_factory=lambda: {2: "broker-tier2-id-and-liveness"})
-    kyc_vendor_poll_seconds: float = Field(default=300, gt=0)
+    kyc_vendor_poll_seconds: float = Field(default=300, gt=0)  # first poll; doubles up to the max
+    kyc_vendor_poll_max_seconds: float = Field(default=6 * 3600, gt=0)
     kyc_vendor_timeout_seconds: float = Field(default=14 * 24 * 3600, gt=0)
     kyc_resubmit_timeout_seconds: float = Field(default=30 * 24 * 3600, gt=0)
     kyc_document_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)

@@ -192,6 +192,7 @@ class KycInput(BaseModel):
     vendor_poll_seconds: float = 300
     vendor_timeout_seconds: float = 14 * 24 * 3600
     resubmit_timeout_seconds: float = 30 * 24 * 3600
+    vendor_poll_max_seconds: float = 6 * 3600
 
 
 class ScreenResult(BaseModel):

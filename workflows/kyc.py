@@ -227,9 +227,13 @@ class KYCWorkflow:
 
     async def _vendor_outcome(self, k: KycInput, *, after_attempt: int) -> VendorOutcome | None:
         """The vendor's completed review of an attempt after `after_attempt`, read from the vendor each
-        time a webhook hints at news or the poll interval passes; None after the vendor timeout."""
+        time a webhook hints at news or the poll interval passes; None after the vendor timeout.
+
+        Without webhooks the interval doubles up to `vendor_poll_max_seconds`, so a vendor silent for the
+        whole timeout (14 days) costs tens of polls in the history, not thousands."""
         deadline = workflow.now() + timedelta(seconds=k.vendor_timeout_seconds)
         poll = timedelta(seconds=k.vendor_poll_seconds)
+        longest = max(poll, timedelta(seconds=k.vendor_poll_max_seconds))
         seen = self._hints
         while True:
             remaining = deadline - workflow.now()
@@ -240,7 +244,7 @@ class KYCWorkflow:
                         timeout=min(poll, remaining),
                     )
                 except TimeoutError:
-                    pass
+                    poll = min(poll * 2, longest)
             seen = self._hints
             outcome = await workflow.execute_activity_method(
                 KycActivities.vendor_review,

@@ -101,6 +101,7 @@ def _input(
         tier=tier,
         applicant_id=applicant_id,
         vendor_poll_seconds=settings.kyc_vendor_poll_seconds,
+        vendor_poll_max_seconds=settings.kyc_vendor_poll_max_seconds,
         vendor_timeout_seconds=settings.kyc_vendor_timeout_seconds,
         resubmit_timeout_seconds=settings.kyc_resubmit_timeout_seconds,
     )

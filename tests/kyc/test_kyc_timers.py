@@ -21,7 +21,16 @@ from models.kyc import KycInput
 from providers.kyc import KycVendorClient
 from services import kyc, kyc_documents
 from temporal import search_attributes, task_queues
-from tests.kyc.conftest import TIER1, Stack, make_user, submission, submit_tier2, upload_passport, wait_status
+from tests.kyc.conftest import (
+    TIER1,
+    Stack,
+    make_user,
+    submission,
+    submit_tier2,
+    tier,
+    upload_passport,
+    wait_status,
+)
 from workers.registry import Dependencies, build
 from workflows.kyc import KYCWorkflow, kyc_workflow_id
 
@@ -88,6 +97,66 @@ async def test_an_unanswered_resubmission_request_expires_after_its_timeout(stac
     assert row.status == "EXPIRED"
     subjects = [m["subject"] for m in await stack.mail_to(kim.email)]
     assert any("resubmit" in s for s in subjects) and any("expired" in s for s in subjects)
+
+
+async def test_a_vendor_that_never_answers_expires_the_check_with_a_bounded_history(stack: Stack) -> None:
+    """No webhook and no review for 14 days (skipped): it keeps asking, ever less often, then EXPIRED."""
+    pat = await make_user(stack, tier=1)
+    stack.vendor.review_after = 10**9  # the vendor never completes the review
+    vendor = KycVendorClient.from_settings(stack.settings, timeout=5.0)
+    await kyc_documents.upload(
+        stack.engine,
+        vendor,
+        pat.id,
+        level_name="basic",
+        id_doc_type="PASSPORT",
+        country="GB",
+        filename="p.jpg",
+        content_type="image/jpeg",
+        content=b"\xff\xd8 scan",
+        max_bytes=1000,
+    )
+    sid, _, applicant = await kyc.tier2_submission(stack.engine, pat.id)
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=shutil.which("temporal-test-server", path=str(Path(sys.executable).parent)),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        await search_attributes.ensure_registered(env.client, "default")
+        deps = Dependencies(settings=stack.settings, engine=stack.engine, adapters={}, kyc_vendor=vendor)
+        spec = build(deps)[task_queues.KYC]
+        queue = f"kyc-ts-{uuid.uuid4()}"
+        async with Worker(
+            env.client, task_queue=queue, workflows=list(spec.workflows), activities=list(spec.activities)
+        ):
+            handle = await env.client.start_workflow(
+                KYCWorkflow.run,
+                KycInput(
+                    submission_id=sid,
+                    user_id=pat.id,
+                    tier=2,
+                    applicant_id=applicant,
+                    vendor_poll_seconds=60,
+                    vendor_timeout_seconds=14 * 24 * 3600,
+                ),
+                id=kyc_workflow_id(sid),
+                task_queue=queue,
+            )
+            result = await handle.result()
+            history = await handle.fetch_history()
+    finally:
+        await env.shutdown()
+        await vendor.close()
+    assert result.status == "EXPIRED"
+    assert (await submission(stack, sid)).status == "EXPIRED"
+    polls = sum(
+        1
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "kyc.vendor_review"
+    )
+    assert 10 < polls < 120, polls  # it kept asking, ever less often (60 s doubling to 6 h over 14 days)
+    assert await tier(stack, pat.id) == 1
 
 
 async def _history(client: Client, workflow_id: str) -> WorkflowHistory:

@@ -38,6 +38,12 @@ Control (not Sumsub's; unsigned, for tests and testers):
     POST   /_control/config {"webhook_url"?, "review_after"?, "retries"?, "retry_base"?}
     POST   /_control/reset
 
+CLI (a tester's console, against `make run`'s sandbox):
+
+    python -m sandbox.kyc outcome <our user id> --answer RED --reject-type RETRY --comment "blurred photo"
+    python -m sandbox.kyc fault webhook_drop [--count 2]
+    python -m sandbox.kyc webhooks
+
 Imports nothing of ours but the shared development secrets: the sandbox is the outside world.
 """
 
@@ -50,6 +56,7 @@ import hmac
 import json
 import os
 import secrets
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -585,3 +592,54 @@ def create_app(
     r.add_post("/_control/config", config)
     r.add_post("/_control/reset", reset)
     return app
+
+
+def _cli(argv: list[str] | None = None) -> int:
+    """A tester's console for the vendor of `make run`: script outcomes, play faults, list webhooks."""
+    import argparse
+    import urllib.request
+
+    parser = argparse.ArgumentParser(prog="python -m sandbox.kyc")
+    parser.add_argument(
+        "--url", default=f"http://127.0.0.1:{int(os.environ.get('SANDBOX_PORT', '8100')) + 6}"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    outcome = sub.add_parser("outcome", help="the next review of a customer (our user id)")
+    outcome.add_argument("external_user_id")
+    outcome.add_argument("--answer", choices=["GREEN", "RED"], default="GREEN")
+    outcome.add_argument("--reject-type", choices=["RETRY", "FINAL"], default="RETRY")
+    outcome.add_argument("--label", action="append", default=[])
+    outcome.add_argument("--comment", default="")
+    fault = sub.add_parser(
+        "fault", help="webhook_drop, webhook_duplicate, webhook_delay, webhook_reorder, ..."
+    )
+    fault.add_argument("kind")
+    fault.add_argument("--count", type=int, default=1)
+    sub.add_parser("webhooks", help="list webhook deliveries")
+    args = parser.parse_args(argv)
+    if args.command == "outcome":
+        review: dict[str, Any] = {"reviewAnswer": args.answer}
+        if args.answer == "RED":
+            review.update(
+                reviewRejectType=args.reject_type,
+                rejectLabels=args.label or ["BAD_PROOF_OF_IDENTITY"],
+                moderationComment=args.comment,
+            )
+        path, body = "/_control/outcomes", {"externalUserId": args.external_user_id, "outcomes": [review]}
+    elif args.command == "fault":
+        path, body = "/_control/faults", {"kind": args.kind, "count": args.count}
+    else:
+        path, body = "/_control/webhooks", None
+    request = urllib.request.Request(
+        args.url + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+        method="POST" if body is not None else "GET",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (a local sandbox URL)
+        sys.stdout.write(response.read().decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli())

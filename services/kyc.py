@@ -318,6 +318,9 @@ async def apply_status(engine: AsyncEngine, change: StatusChange) -> bool:
     transaction; a tier-1 approval also keeps the verified name and phone on the user."""
     vendor = change.vendor.model_dump(mode="json") if change.vendor else None
     async with engine.begin() as conn:
+        # The customer first, then the submission: the order the API's submissions lock in, so a new
+        # submission racing this change waits instead of deadlocking.
+        await limits.lock_customer(conn, change.user_id)
         row = (
             await conn.execute(
                 text("SELECT status, details FROM kyc_submissions WHERE id = :id FOR UPDATE"),

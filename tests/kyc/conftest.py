@@ -205,6 +205,18 @@ async def wait_for(predicate: Any, timeout: float = 90.0, interval: float = 0.1)
         await asyncio.sleep(interval)
 
 
+async def mails_once(stack: Stack, email: str, subject_word: str) -> list[dict[str, Any]]:
+    """Every mail to `email`, once one whose subject names `subject_word` arrived (mail follows the
+    recorded state, so a test that just saw the state waits for it)."""
+
+    async def arrived() -> list[dict[str, Any]] | None:
+        mails = await stack.mail_to(email)
+        return mails if any(subject_word in m["subject"] for m in mails) else None
+
+    result: list[dict[str, Any]] = await wait_for(arrived)
+    return result
+
+
 async def submission(stack: Stack, submission_id: uuid.UUID | str) -> Any:
     async with stack.engine.connect() as conn:
         return (

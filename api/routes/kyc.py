@@ -8,6 +8,7 @@ cannot take the saga the row is withdrawn and the answer is 503, so nothing is l
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import uuid
@@ -76,7 +77,9 @@ async def _gates(session: Any, user_id: uuid.UUID) -> list[dict[str, Any]]:
         from services import first_trade_gates  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return []
-    found = await first_trade_gates.status(session, user_id)
+    found = first_trade_gates.status(session, user_id)
+    if inspect.isawaitable(found):
+        found = await found
     return [_as_dict(g) for g in found]
 
 

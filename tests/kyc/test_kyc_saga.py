@@ -275,3 +275,32 @@ async def test_the_digest_is_checked_on_the_raw_body_not_a_re_serialised_one(sta
     assert first.status_code == 200, first.text
     assert first.json()["status"] == "ignored"  # no open submission for that applicant
     assert again.status_code == 200
+
+
+async def test_get_kyc_shows_the_first_trade_gates_from_the_gates_module_when_it_exists(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`services.first_trade_gates` belongs to another area; until it is merged, a stand-in module with its
+    agreed signature (`status(session, user_id)`, sync or async) shows where its answer goes."""
+    import sys
+    import types
+    from dataclasses import dataclass
+
+    @dataclass
+    class Gate:
+        gate: str
+        passed: bool
+
+    async def status(session: object, user_id: uuid.UUID) -> list[Gate]:
+        return [Gate(gate="risk_warning", passed=False), Gate(gate="cooling_off", passed=True)]
+
+    module = types.ModuleType("services.first_trade_gates")
+    module.status = status  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "services.first_trade_gates", module)
+    ivo = await make_user(stack)
+    async with stack.http() as c:
+        body = (await c.get("/api/v1/kyc", headers=ivo.headers())).json()
+    assert body["gates"] == [
+        {"gate": "risk_warning", "passed": False},
+        {"gate": "cooling_off", "passed": True},
+    ]

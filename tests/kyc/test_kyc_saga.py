@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from temporal import search_attributes as sa
 from tests.kyc.conftest import (
+    PASSPORT,
     TIER1,
     Stack,
     mails_once,
@@ -304,3 +305,26 @@ async def test_get_kyc_shows_the_first_trade_gates_from_the_gates_module_when_it
         {"gate": "risk_warning", "passed": False},
         {"gate": "cooling_off", "passed": True},
     ]
+
+
+async def test_a_bad_document_upload_is_a_422_naming_the_field_and_writes_nothing(stack: Stack) -> None:
+    una = await make_user(stack, tier=1)
+    cases = [
+        ({"id_doc_type": "LIBRARY_CARD", "country": "GB"}, ("p.jpg", PASSPORT, "image/jpeg"), "id_doc_type"),
+        ({"id_doc_type": "PASSPORT", "country": "XX"}, ("p.jpg", PASSPORT, "image/jpeg"), "country"),
+        ({"id_doc_type": "PASSPORT", "country": "GB"}, ("p.exe", b"MZ", "application/x-msdownload"), "file"),
+        ({"id_doc_type": "PASSPORT", "country": "GB"}, ("p.jpg", b"", "image/jpeg"), "file"),
+    ]
+    async with stack.http() as c:
+        for data, file, field in cases:
+            r = await c.post(
+                "/api/v1/kyc/tier2/documents", data=data, files={"file": file}, headers=una.headers()
+            )
+            assert r.status_code == 422, r.text
+            assert r.json()["errors"][0]["field"] == field
+    async with stack.engine.connect() as conn:
+        count = (
+            await conn.execute(text("SELECT count(*) FROM kyc_submissions WHERE user_id = :u"), {"u": una.id})
+        ).scalar_one()
+    assert count == 0
+    assert not any(a.external_user_id == str(una.id) for a in stack.vendor.applicants.values())

@@ -21,6 +21,7 @@ from api.routes import (
     admin_orders,
     auth,
     health,
+    kyc,
     market,
     orders,
     payments,
@@ -76,6 +77,8 @@ def create_app(
             await app.state.payments.close()
             await app.state.market.close()
             await venues.close()
+            if getattr(app.state, "kyc_vendor", None) is not None:
+                await app.state.kyc_vendor.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -97,6 +100,7 @@ def create_app(
     app.include_router(accounts.router, prefix="/api/v1")
     app.include_router(market.router, prefix="/api/v1")
     app.include_router(ws.router, prefix="/api/v1")
+    app.include_router(kyc.router, prefix="/api/v1")
     if orders_task_queue is not None:
         app.state.orders_task_queue = orders_task_queue
 

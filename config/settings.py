@@ -40,6 +40,11 @@ DEV_SECRETS: dict[str, str] = {
     # Fernet keys (url-safe base64 of 32 bytes) for TOTP secrets at rest; this one decodes to
     # "dev-only-totp-encryption-key-32b".
     "totp_encryption_keys": "ZGV2LW9ubHktdG90cC1lbmNyeXB0aW9uLWtleS0zMmI=",
+    # The KYC vendor (Sumsub's protocol): app token and secret key sign our requests; the webhook secret
+    # signs its webhooks (X-Payload-Digest).
+    "kyc_app_token": f"{DEV_MARKER}kyc-app-token",
+    "kyc_secret_key": f"{DEV_MARKER}kyc-secret-key",
+    "kyc_webhook_secret": f"{DEV_MARKER}kyc-webhook-secret",
 }
 
 # Secrets we generate ourselves must be long; keys a provider issues (venue, bank, SendGrid API keys)
@@ -146,6 +151,9 @@ class Settings(BaseSettings):
     # Comma-separated Fernet keys for TOTP secrets at rest: the first encrypts, all decrypt (rotation:
     # put the new key first, re-encrypt with `python -m cli rotate-totp-keys`, then drop the old one).
     totp_encryption_keys: str = DEV_SECRETS["totp_encryption_keys"]
+    kyc_app_token: str = DEV_SECRETS["kyc_app_token"]
+    kyc_secret_key: str = DEV_SECRETS["kyc_secret_key"]
+    kyc_webhook_secret: str = DEV_SECRETS["kyc_webhook_secret"]
 
     # Outside-world endpoints. Empty means "the local sandbox" (dev and test only).
     binance_url: str = ""
@@ -153,6 +161,7 @@ class Settings(BaseSettings):
     otc_url: str = ""
     bank_url: str = ""
     sendgrid_host: str = ""
+    kyc_url: str = ""  # the KYC vendor's API (Sumsub: https://api.sumsub.com)
     email_from: str = "no-reply@broker.example"
     # Where customers reach the API (links in emails). Empty: http://localhost:<API_PORT> (dev and test).
     public_base_url: str = ""
@@ -238,6 +247,14 @@ class Settings(BaseSettings):
     screening_review_threshold: int = Field(default=80, ge=1, le=100)
     screening_freeze_threshold: int = Field(default=95, ge=1, le=100)
     screening_candidates_per_name: int = Field(default=40, ge=1)  # blocked listed names scored per customer
+    # KYC (services/kyc, workflows/kyc.py): the vendor's level per tier; how long the saga waits for the
+    # vendor's webhook before asking itself, how long for a review at all, and for a customer's resubmission.
+    kyc_level_names: dict[int, str] = Field(default_factory=lambda: {2: "broker-tier2-id-and-liveness"})
+    kyc_vendor_poll_seconds: float = Field(default=300, gt=0)  # first poll; doubles up to the max
+    kyc_vendor_poll_max_seconds: float = Field(default=6 * 3600, gt=0)
+    kyc_vendor_timeout_seconds: float = Field(default=14 * 24 * 3600, gt=0)
+    kyc_resubmit_timeout_seconds: float = Field(default=30 * 24 * 3600, gt=0)
+    kyc_document_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     # Reconciliation (issue 20): every N minutes; drift beyond the asset's tolerance halts its withdrawals.
     reconciliation_interval_minutes: float = 15
     reconciliation_catchup_minutes: float = 60

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Offsets from SANDBOX_PORT for each local stand-in of the outside world (one port each, because
 # ccxt's Kraken signs the URL path and needs a venue at the root).
-SANDBOX_OFFSETS = {"binance": 0, "kraken": 1, "otc": 2, "bank": 3, "mail": 4, "chain": 5}
+SANDBOX_OFFSETS = {"binance": 0, "kraken": 1, "otc": 2, "bank": 3, "mail": 4, "chain": 5, "kyc": 6}
 
 
 def local_dir(settings: Settings) -> Path:
@@ -62,6 +62,7 @@ def sandbox_env(settings: Settings) -> dict[str, str]:
         ("otc", "otc_url"),
         ("bank", "bank_url"),
         ("mail", "sendgrid_host"),
+        ("kyc", "kyc_url"),
     ):
         if not getattr(settings, setting):
             env[setting.upper()] = urls[name]

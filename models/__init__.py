@@ -4,7 +4,14 @@ Importing this package registers every table on `SQLModel.metadata` (Alembic rel
 """
 
 from models.auth import AuthSession, AuthThrottle, KnownDevice, PasswordHistory, TotpUsage
-from models.compliance import AmlCheck, AuditLog, KycSubmission, ReconciliationRun
+from models.compliance import (
+    AmlCheck,
+    AuditLog,
+    KycEvidence,
+    KycSubmission,
+    KycVendorEvent,
+    ReconciliationRun,
+)
 from models.idempotency import ApiIdempotencyKey
 from models.ledger import Account, Currency, Hold, LedgerEntry, LedgerTransaction
 from models.orders import Order, ProviderFill, Trade
@@ -52,7 +59,9 @@ __all__ = [
     "FloatTransfer",
     "FloatTransferApproval",
     "KnownDevice",
+    "KycEvidence",
     "KycSubmission",
+    "KycVendorEvent",
     "Hold",
     "LedgerEntry",
     "LedgerTransaction",

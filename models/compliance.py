@@ -7,17 +7,34 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Index
+from sqlalchemy import CheckConstraint, Column, Index, LargeBinary, String, text
 from sqlmodel import Field, SQLModel
 
 from models.columns import jsonb, money, timestamp
 
+KYC_STATUSES = (
+    "DRAFT", "PENDING", "VENDOR_CHECK", "RESUBMIT_REQUESTED", "IN_REVIEW", "APPROVED", "REJECTED", "EXPIRED",
+)  # fmt: skip
+KYC_OPEN_STATUSES = ("DRAFT", "PENDING", "VENDOR_CHECK", "RESUBMIT_REQUESTED", "IN_REVIEW")
+
 
 class KycSubmission(SQLModel, table=True):
+    """One request for a KYC tier and its saga's state (0017: states, details, one open per tier)."""
+
     __tablename__ = "kyc_submissions"
     __table_args__ = (
         CheckConstraint("tier BETWEEN 1 AND 3", name="ck_kyc_submissions_tier"),
-        CheckConstraint("status IN ('PENDING', 'APPROVED', 'REJECTED')", name="ck_kyc_submissions_status"),
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in KYC_STATUSES) + ")", name="ck_kyc_submissions_status"
+        ),
+        Index(
+            "uq_kyc_submissions_open",
+            "user_id",
+            "tier",
+            unique=True,
+            postgresql_where=text("status IN (" + ", ".join(f"'{s}'" for s in KYC_OPEN_STATUSES) + ")"),
+        ),
+        Index("ix_kyc_submissions_applicant", "provider_applicant_id"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -32,6 +49,37 @@ class KycSubmission(SQLModel, table=True):
     rejection_reason: str | None = None
     reviewed_by: uuid.UUID | None = None
     reviewed_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
+    created_at: datetime | None = Field(default=None, sa_column=timestamp())
+    details: dict[str, Any] | None = Field(default=None, sa_column=jsonb())
+    vendor_result: dict[str, Any] | None = Field(default=None, sa_column=jsonb())
+    updated_at: datetime | None = Field(default=None, sa_column=timestamp())
+
+
+class KycVendorEvent(SQLModel, table=True):
+    """A verified vendor webhook, once per raw body (its SHA-256): redeliveries are acknowledged only."""
+
+    __tablename__ = "kyc_vendor_events"
+
+    digest: str = Field(sa_column=Column(String(64), primary_key=True))
+    applicant_id: str = Field(max_length=100)
+    type: str = Field(max_length=50)
+    submission_id: uuid.UUID | None = Field(default=None, foreign_key="kyc_submissions.id")
+    body: dict[str, Any] = Field(sa_column=jsonb(nullable=False))
+    signalled_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
+    created_at: datetime | None = Field(default=None, sa_column=timestamp())
+
+
+class KycEvidence(SQLModel, table=True):
+    """A tier-3 source-of-funds evidence file, kept for compliance's review."""
+
+    __tablename__ = "kyc_evidence"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    submission_id: uuid.UUID = Field(foreign_key="kyc_submissions.id", index=True)
+    filename: str = Field(max_length=200)
+    content_type: str = Field(max_length=100)
+    sha256: str = Field(max_length=64)
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime | None = Field(default=None, sa_column=timestamp())
 
 

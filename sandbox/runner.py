@@ -27,6 +27,7 @@ REGISTRY: dict[str, tuple[int, str, str]] = {
     "bank": (3, "sandbox.bank", "bank_api_key"),
     "mail": (4, "sandbox.mail", "sendgrid_api_key"),
     "chain": (5, "sandbox.chain", ""),  # Esplora (BTC) + Ethereum JSON-RPC (ETH, BNB); no API key
+    "kyc": (6, "sandbox.kyc", "kyc_app_token"),  # the KYC vendor (Sumsub's protocol)
 }
 
 

@@ -7,9 +7,10 @@ the saga verifies it in an activity before the decision counts. The bank webhook
 outcome it verified the bank's signature on, so a `payout_settled` signal counts only when it came
 through that path.
 
-Subjects: a withdrawal (claim `wid`: approve, reject, resolve_*, payout_*) or an order (claim `oid`: ops'
+Subjects: a withdrawal (claim `wid`: approve, reject, resolve_*, payout_*), an order (claim `oid`: ops'
 word on an unknown placement, `placement_found` bound to the venue order id or `placement_absent` bound
-to ops' note). A token names exactly one subject, so it can never pass for the other kind.
+to ops' note) or a KYC submission (claim `kid`: compliance's `kyc_approve` / `kyc_reject`). A token names
+exactly one subject, so it can never pass for another kind.
 
 The key is derived from `JWT_SECRET` with its own label (HMAC-SHA256), so these tokens can never pass as
 login tokens (different key and audience) and no new secret has to be managed.
@@ -37,7 +38,10 @@ WITHDRAWAL_ACTIONS = frozenset(
 )
 # Ops' word on an order placement whose outcome the venue has not shown (the order saga).
 ORDER_ACTIONS = frozenset({"placement_found", "placement_absent"})
-ACTIONS = WITHDRAWAL_ACTIONS | ORDER_ACTIONS
+# Compliance's decision on a KYC submission in review (the KYC saga; claim `kid`).
+KYC_ACTIONS = frozenset({"kyc_approve", "kyc_reject"})
+ACTIONS = WITHDRAWAL_ACTIONS | ORDER_ACTIONS | KYC_ACTIONS
+_CLAIMS = ("wid", "oid", "kid")
 _LABEL = b"broker/withdrawal-decision-token/v1"
 
 
@@ -64,12 +68,13 @@ class DecisionTokens:
         detail: str = "",
         withdrawal_id: uuid.UUID | None = None,
         order_id: uuid.UUID | None = None,
+        kyc_submission_id: uuid.UUID | None = None,
     ) -> str:
         """A token for `actor_id` (a staff user; None: the webhook path) to take `action` on one
         withdrawal or one order (exactly one of the two).
 
         `detail` binds extra facts (e.g. the bank's payout id) so a token can't be reused for another one."""
-        claim, subject = _subject(action, withdrawal_id, order_id)
+        claim, subject = _subject(action, withdrawal_id, order_id, kyc_submission_id)
         payload: dict[str, Any] = {
             "iss": ISSUER,
             "aud": AUDIENCE,
@@ -93,9 +98,10 @@ class DecisionTokens:
         detail: str = "",
         withdrawal_id: uuid.UUID | None = None,
         order_id: uuid.UUID | None = None,
+        kyc_submission_id: uuid.UUID | None = None,
     ) -> None:
         """Raise `ProofInvalid` unless `token` authorises exactly this actor, subject and action now."""
-        claim, subject = _subject(action, withdrawal_id, order_id)
+        claim, subject = _subject(action, withdrawal_id, order_id, kyc_submission_id)
         if not token:
             raise ProofInvalid("no proof: a bare id is not a decision")
         try:
@@ -115,8 +121,9 @@ class DecisionTokens:
         expected_sub = str(actor_id) if actor_id else "webhook"
         if claims.get("sub") != expected_sub:
             raise ProofInvalid("the token was issued to someone else")
-        if claims.get(claim) != str(subject) or ("oid" if claim == "wid" else "wid") in claims:
-            raise ProofInvalid(f"the token is for another {'withdrawal' if claim == 'wid' else 'order'}")
+        if claims.get(claim) != str(subject) or any(other in claims for other in _CLAIMS if other != claim):
+            kind = {"wid": "withdrawal", "oid": "order", "kid": "KYC submission"}[claim]
+            raise ProofInvalid(f"the token is for another {kind}")
         if claims.get("act") != action:
             raise ProofInvalid("the token is for another action")
         if claims.get("det", "") != detail:
@@ -124,11 +131,18 @@ class DecisionTokens:
 
 
 def _subject(
-    action: str, withdrawal_id: uuid.UUID | None, order_id: uuid.UUID | None
+    action: str,
+    withdrawal_id: uuid.UUID | None,
+    order_id: uuid.UUID | None,
+    kyc_submission_id: uuid.UUID | None = None,
 ) -> tuple[str, uuid.UUID]:
     """The claim naming the token's subject, checked against the action's kind."""
-    if (withdrawal_id is None) == (order_id is None):
-        raise ValueError("a decision token names exactly one withdrawal or one order")
+    if sum(x is not None for x in (withdrawal_id, order_id, kyc_submission_id)) != 1:
+        raise ValueError("a decision token names exactly one withdrawal, order or KYC submission")
+    if kyc_submission_id is not None:
+        if action not in KYC_ACTIONS:
+            raise ValueError(f"unknown KYC action {action!r}")
+        return "kid", kyc_submission_id
     if withdrawal_id is not None:
         if action not in WITHDRAWAL_ACTIONS:
             raise ValueError(f"unknown withdrawal action {action!r}")

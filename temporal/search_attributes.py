@@ -21,9 +21,12 @@ ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
 NOTIONAL_GBP = SearchAttributeKey.for_float("NotionalGbp")
 CURRENCY = SearchAttributeKey.for_keyword("Currency")
 WITHDRAWAL_STATUS = SearchAttributeKey.for_keyword("WithdrawalStatus")
+KYC_STATUS = SearchAttributeKey.for_keyword("KycStatus")
+KYC_TIER = SearchAttributeKey.for_int("KycTier")
 
 KEYWORD = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
 DOUBLE = IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE
+INT = IndexedValueType.INDEXED_VALUE_TYPE_INT
 
 # name -> (key, indexed type, CLI type name)
 _DECLARED: tuple[tuple[SearchAttributeKey, IndexedValueType.ValueType, str], ...] = (
@@ -34,6 +37,8 @@ _DECLARED: tuple[tuple[SearchAttributeKey, IndexedValueType.ValueType, str], ...
     (NOTIONAL_GBP, DOUBLE, "Double"),
     (CURRENCY, KEYWORD, "Keyword"),
     (WITHDRAWAL_STATUS, KEYWORD, "Keyword"),
+    (KYC_STATUS, KEYWORD, "Keyword"),
+    (KYC_TIER, INT, "Int"),
 )
 
 ALL = tuple(key for key, _, _ in _DECLARED)

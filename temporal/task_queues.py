@@ -3,5 +3,6 @@
 ORDERS = "broker-orders"
 PAYMENTS = "broker-payments"
 OPS = "broker-ops"
+KYC = "broker-kyc"
 
-ALL = (ORDERS, PAYMENTS, OPS)
+ALL = (ORDERS, PAYMENTS, OPS, KYC)

@@ -83,7 +83,7 @@ def test_production_wiring_sends_customer_email_through_sendgrid(engine: AsyncEn
         for activity in spec.activities
         if getattr(activity, "__name__", "") in {"notify", "notify_deposit", "notify_withdrawal"}
     ]
-    assert len(senders) == 3
+    assert len(senders) == 4  # orders, deposits, withdrawals, KYC
     for sender in senders:
         assert isinstance(sender, EmailSender)
         assert sender._client.host == SENDGRID_HOST

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.holds import HoldActivities
+from activities.kyc import KycActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.ping import PingActivities
@@ -32,6 +33,7 @@ from temporal import task_queues
 from workflows.deposits import CryptoDepositPollWorkflow, DepositWorkflow
 from workflows.float_monitor import FloatMonitorWorkflow
 from workflows.hold_audit import HoldAuditWorkflow
+from workflows.kyc import KYCWorkflow
 from workflows.orders import OrderWorkflow
 from workflows.ping import PingWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
@@ -49,6 +51,7 @@ class Dependencies:
     router: Router | None = None
     email: Any = None
     bank: Any = None
+    kyc_vendor: Any = None
     adapters_from_settings: bool = False  # injected adapters (tests) keep reading books directly
     ledger: Ledger | None = None
     send_email: bool = True  # False: activities send no email (tests that read no mail)
@@ -67,6 +70,15 @@ class Dependencies:
             self.bank = BankClient.from_settings(self.settings)
             self.closers.append(self.bank.close)
         return self.bank
+
+    def kyc_vendor_client(self) -> Any:
+        """The KYC vendor client (providers.kyc.KycVendorClient), built once."""
+        if self.kyc_vendor is None:
+            from providers.kyc import KycVendorClient
+
+            self.kyc_vendor = KycVendorClient.from_settings(self.settings)
+            self.closers.append(self.kyc_vendor.close)
+        return self.kyc_vendor
 
     def exchange_adapters(self) -> dict[str, ExecutionAdapter]:
         if self.adapters is None:
@@ -149,6 +161,9 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
     treasury = TreasuryActivities(
         engine=deps.engine, settings=deps.settings, adapters=deps.exchange_adapters, ledger=ledger
     )
+    kyc = KycActivities(
+        engine=deps.engine, settings=deps.settings, vendor=deps.kyc_vendor_client, email=deps.email_sender()
+    )
     return {
         task_queues.ORDERS: QueueSpec(
             workflows=[PingWorkflow, OrderWorkflow],
@@ -208,6 +223,17 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 *treasury_activities(treasury),
             ],
         ),
+        task_queues.KYC: QueueSpec(
+            workflows=[KYCWorkflow],
+            activities=[
+                kyc.screen,
+                kyc.request_check,
+                kyc.vendor_review,
+                kyc.record,
+                kyc.notify,
+                kyc.verify_review,
+            ],
+        ),  # fmt: skip
     }
 
 

@@ -20,11 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -143,3 +146,36 @@ async def release(engine: AsyncEngine, *, user_id: uuid.UUID, key: str) -> None:
             text("DELETE FROM api_idempotency_keys WHERE user_id = :u AND key = :k AND state = 'in_flight'"),
             {"u": user_id, "k": key},
         )
+
+
+async def respond_once(
+    engine: AsyncEngine,
+    *,
+    user_id: uuid.UUID,
+    key: str | None,
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    status: int,
+    act: Callable[[uuid.UUID], Awaitable[BaseModel]],
+) -> JSONResponse:
+    """Run `act(business_id)` once per (customer, key, request) and answer with its result; a repeat gets
+    the first answer replayed. Without a key, `act` runs with a fresh id. A failed `act` releases the
+    claim (so a retry with the key is processed anew) and its error propagates to the one handler."""
+    request_hash = fingerprint(method, path, body)
+    if key is None:
+        out = await act(uuid.uuid4())
+        return JSONResponse(out.model_dump(mode="json"), status_code=status)
+    stored = await claim(
+        engine, user_id=user_id, key=key, method=method, path=path, request_hash=request_hash
+    )
+    if stored is not None:
+        return JSONResponse(stored.body, status_code=stored.status, headers={"Idempotent-Replayed": "true"})
+    try:
+        out = await act(derived_id(user_id, key, request_hash))
+    except Exception:
+        await release(engine, user_id=user_id, key=key)
+        raise
+    answer = out.model_dump(mode="json")
+    await complete(engine, user_id=user_id, key=key, status=status, body=answer)
+    return JSONResponse(answer, status_code=status)

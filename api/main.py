@@ -14,6 +14,7 @@ from api import errors
 from api.deps import TemporalHandle
 from api.input_guard import ControlCharacterGuard
 from api.middleware import RequestLogMiddleware
+from api.payment_clients import PaymentsClients
 from api.ratelimit import RateLimitMiddleware, RateLimits, SlidingWindowLimiter
 from api.routes import (
     accounts,
@@ -35,6 +36,7 @@ from models.database import async_engine, session_factory
 from providers.email import EmailSender
 from providers.exchanges.base import ExecutionAdapter
 from services.auth import AuthConfig, AuthPolicy
+from temporal.schedules import ensure_payment_schedules
 
 
 def create_app(
@@ -62,10 +64,10 @@ def create_app(
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         app.state.temporal = TemporalHandle(settings, temporal_address)
-        app.state.payments = payments.PaymentsState(settings)
+        app.state.payments = PaymentsClients(settings, email=app.state.email_sender, adapters=adapters)
         app.state.market = market.MarketState(settings, adapters)
         app.state.market.start()  # the process's live order books (services.live_books)
-        schedules = asyncio.create_task(payments.ensure_payment_schedules(app))
+        schedules = asyncio.create_task(ensure_payment_schedules(app.state.temporal.get, settings))
         try:
             yield
         finally:

@@ -48,6 +48,7 @@ from models.reconciliation import (
     RunResult,
     RunStatus,
 )
+from services.errors import DomainError
 from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 from services.payments import audit
 from services.treasury import TransferInFlight
@@ -67,9 +68,12 @@ def customer_message(currency: str) -> str:
     return f"withdrawals of {currency} are paused for checks"
 
 
-class ResumeRefused(Exception):
+class ResumeRefused(DomainError):
     """The acknowledgement cannot be taken (same staff twice, not halted, not enough clean runs yet).
     Tell the staff member why; nothing was written."""
+
+    default_code = "resume_refused"
+    status = 409
 
 
 # --- funding: the floats the house puts at a venue or the bank --------------------------------------

@@ -47,6 +47,9 @@ with workflow.unsafe.imports_passed_through():
         WithdrawalState,
         WithdrawalStatus,
     )
+    from models.payments import (
+        withdrawal_workflow_id as withdrawal_workflow_id,  # the id rule lives with the I/O types
+    )
     from temporal.search_attributes import WITHDRAWAL_STATUS
 
 DB_TIMEOUT = timedelta(seconds=30)
@@ -74,10 +77,6 @@ CANCELLABLE = frozenset(
         WithdrawalStatus.HALTED,
     }
 )
-
-
-def withdrawal_workflow_id(withdrawal_id: uuid.UUID | str) -> str:
-    return f"withdrawal-{withdrawal_id}"
 
 
 @workflow.defn

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from api.auth_deps import RequireTotp, problem_responses, require_role
+from api.auth_deps import OpsWithTotp, problem_responses, require_role
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.errors import ProblemError
 from models.assets import SCALES
@@ -120,22 +120,18 @@ class AckOut(BaseModel):
 @router.post(
     "/halts/{currency}/acknowledge",
     response_model=AckOut,
-    dependencies=[RequireTotp],
     responses=problem_responses(401, 403, 404, 409),
 )
 async def acknowledge(
-    currency: str, body: AckBody, staff: Ops, engine: EngineDep, settings: SettingsDep
+    currency: str, body: AckBody, staff: OpsWithTotp, engine: EngineDep, settings: SettingsDep
 ) -> AckOut:
     """Acknowledge a reconciliation halt (needs `X-TOTP-Code`); a second staff member resumes it."""
     if currency not in SCALES:
         raise ProblemError(404, "unknown_currency", f"no currency {currency}")
     from activities.reconciliation import policy_from
 
-    try:
-        resumed = await recon.acknowledge(
-            engine, currency=currency, staff_id=staff.id, reason=body.reason, override=body.override,
-            policy=policy_from(settings),
-        )  # fmt: skip
-    except recon.ResumeRefused as e:
-        raise ProblemError(409, "resume_refused", str(e)) from e
+    resumed = await recon.acknowledge(
+        engine, currency=currency, staff_id=staff.id, reason=body.reason, override=body.override,
+        policy=policy_from(settings),
+    )  # fmt: skip
     return AckOut(currency=currency, resumed=resumed)

@@ -18,7 +18,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
-from api.routes.payments import start_withdrawal
+from api.sagas import start_withdrawal
 from models.payments import Decision, WithdrawalInput
 from services import payments
 from services.decision_tokens import DecisionTokens

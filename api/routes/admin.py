@@ -51,6 +51,20 @@ def _sign(settings: SettingsDep, staff: User, withdrawal_id: uuid.UUID, action: 
     )
 
 
+async def _decide(
+    sagas: PaymentSagasDep,
+    settings: SettingsDep,
+    staff: User,
+    withdrawal_id: uuid.UUID,
+    kind: str,
+    reason: str,
+) -> DecisionOutcome:
+    decision = Decision(
+        approver_id=staff.id, reason=reason, token=_sign(settings, staff, withdrawal_id, kind)
+    )
+    return await sagas.decide(withdrawal_id, f"{kind}_withdrawal", decision)
+
+
 @router.get(
     "/withdrawals/pending", response_model=list[PendingWithdrawal], responses=problem_responses(401, 403)
 )
@@ -69,10 +83,7 @@ async def approve(
     settings: SettingsDep,
 ) -> DecisionOutcome:  # fmt: skip
     """Approve a withdrawal (needs `X-TOTP-Code`; four eyes: never your own; above £50k two approvers)."""
-    decision = Decision(
-        approver_id=staff.id, reason=body.reason, token=_sign(settings, staff, withdrawal_id, "approve")
-    )
-    return await sagas.decide(withdrawal_id, "approve_withdrawal", decision)
+    return await _decide(sagas, settings, staff, withdrawal_id, "approve", body.reason)
 
 
 @router.post(
@@ -85,10 +96,7 @@ async def reject(
     settings: SettingsDep,
 ) -> DecisionOutcome:  # fmt: skip
     """Reject a withdrawal (needs `X-TOTP-Code`); the funds go back to the customer."""
-    decision = Decision(
-        approver_id=staff.id, reason=body.reason, token=_sign(settings, staff, withdrawal_id, "reject")
-    )
-    return await sagas.decide(withdrawal_id, "reject_withdrawal", decision)
+    return await _decide(sagas, settings, staff, withdrawal_id, "reject", body.reason)
 
 
 @router.post(

@@ -90,6 +90,7 @@ from services.payments.queries import (
     list_withdrawals,
     own_withdrawal,
 )
+from services.payments.refusals import PaymentRefused
 from services.payments.suspense import (
     DEPOSIT_HELD,
     Uncreditable,
@@ -141,6 +142,7 @@ __all__ = [
     "InvalidLedgerCursor",
     "IssuedAddress",
     "NotFound",
+    "PaymentRefused",
     "Uncreditable",
     "Verdict",
     "WithdrawalCancels",

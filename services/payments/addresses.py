@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from models.assets import CRYPTO
 from models.payments_api import AddressOut
 from services.alerts import audit
-from services.errors import DomainError
 from services.payments.ids import ADDRESS_COOL_DOWN
+from services.payments.refusals import PaymentRefused
 
 
 async def add_address(
@@ -88,15 +88,11 @@ async def list_addresses(engine: AsyncEngine, *, user_id: uuid.UUID) -> list[Add
     return [AddressOut.model_validate(dict(r._mapping)) for r in rows]
 
 
-class AddressRefused(DomainError):
+class AddressRefused(PaymentRefused):
     """The address cannot be whitelisted or removed (an asset we do not withdraw, no such address)."""
 
     default_code = "address_refused"
     status = 422
-
-    def __init__(self, code: str, detail: str, status: int = 422) -> None:
-        super().__init__(detail, code=code)
-        self.status = status
 
 
 async def whitelist_address(

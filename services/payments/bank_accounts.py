@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from models.payments import BankPayment
 from models.payments_api import BankAccountOut
 from services.alerts import alert, audit
-from services.errors import DomainError
 from services.payee import NameMatch, check_payee, customer_name
 from services.payments.queries import bank_account
+from services.payments.refusals import PaymentRefused
 
 
 async def record_payer_account(
@@ -63,17 +63,12 @@ async def record_payer_account(
         )
 
 
-class BankAccountRefused(DomainError):
+class BankAccountRefused(PaymentRefused):
     """A bank account action the account's state does not allow (held for review, rejected, not found);
     nothing changed. `code` is stable; tell the customer or staff member `reason`."""
 
     default_code = "bank_account_refused"
     status = 409
-
-    def __init__(self, code: str, reason: str, status: int = 409) -> None:
-        super().__init__(reason, code=code)
-        self.reason = reason
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,8 +52,9 @@ async def post_credit(
     house: str,
     kind: str,
     metadata: dict[str, Any],
-) -> tuple[uuid.UUID, bool, Decimal | None]:
-    """Post the deposit once: customer (or suspense) +amount, `house` -amount."""
+) -> tuple[str, bool, Decimal | None]:
+    """Post the deposit once (customer, or suspense, +amount; `house` -amount) and mark its row booked:
+    CONFIRMED, or SUSPENSE when nobody could be identified. Returns (status, replayed, balance after)."""
     check_scale(currency, amount)
     if user_id is not None:
         account = await ledger.customer_account(user_id, currency, conn)
@@ -76,7 +77,15 @@ async def post_credit(
         balance = (
             await conn.execute(text("SELECT balance FROM accounts WHERE id = :a"), {"a": target})
         ).scalar_one()
-    return result.transaction_id, result.replayed, balance
+    status = "CONFIRMED" if user_id else "SUSPENSE"
+    await conn.execute(
+        text(
+            "UPDATE deposits SET status = :s, ledger_transaction_id = :t, "
+            "confirmed_at = coalesce(confirmed_at, now()) WHERE id = :id"
+        ),
+        {"s": status, "t": result.transaction_id, "id": dep_id},
+    )
+    return status, result.replayed, balance
 
 
 async def credit_bank_deposit(engine: AsyncEngine, ledger: Ledger, payment: BankPayment) -> DepositResult:
@@ -128,7 +137,7 @@ async def credit_bank_deposit(engine: AsyncEngine, ledger: Ledger, payment: Bank
                 "d": json.dumps(details),
             },
         )
-        tx_id, replayed, balance = await post_credit(
+        status, replayed, balance = await post_credit(
             conn,
             ledger,
             dep_id=dep_id,
@@ -138,14 +147,6 @@ async def credit_bank_deposit(engine: AsyncEngine, ledger: Ledger, payment: Bank
             house=HouseAccount.BANK_CASH,
             kind="deposit",
             metadata={"bank_tx_id": payment.bank_tx_id, "reference": payment.reference},
-        )
-        status = "CONFIRMED" if user_id else "SUSPENSE"
-        await conn.execute(
-            text(
-                "UPDATE deposits SET status = :s, ledger_transaction_id = :t, "
-                "confirmed_at = coalesce(confirmed_at, now()) WHERE id = :id"
-            ),
-            {"s": status, "t": tx_id, "id": dep_id},
         )
         if row is not None and payment.payer_sort_code and payment.payer_account_number:
             await record_payer_account(conn, row[0], row[2], payment)

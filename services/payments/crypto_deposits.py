@@ -139,7 +139,7 @@ async def credit_crypto_deposit(
                 {"p": provider, "tx": tx_id, "o": output},
             )
         ).one()  # fmt: skip
-        ledger_tx, replayed, balance = await post_credit(
+        status, replayed, balance = await post_credit(
             conn,
             ledger,
             dep_id=dep_id,
@@ -149,14 +149,6 @@ async def credit_crypto_deposit(
             house=HouseAccount.provider(provider),
             kind="deposit",
             metadata={"provider": provider, "tx_id": tx_id, "address": address, "output": output},
-        )
-        status = "CONFIRMED" if user_id else "SUSPENSE"
-        await conn.execute(
-            text(
-                "UPDATE deposits SET status = :s, ledger_transaction_id = :t, "
-                "confirmed_at = coalesce(confirmed_at, now()) WHERE id = :id"
-            ),
-            {"s": status, "t": ledger_tx, "id": dep_id},
         )
         if user_id is None and not replayed:
             await alert(

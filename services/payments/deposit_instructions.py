@@ -17,22 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from models.assets import CRYPTO, FIAT
 from models.payments_api import DepositInstructions
 from services.alerts import alert
-from services.errors import DomainError
+from services.payments.refusals import PaymentRefused
 
 
-class DepositInstructionsUnavailable(DomainError):
+class DepositInstructionsUnavailable(PaymentRefused):
     """The bank or the venue cannot issue the customer's reference or address right now (503): nothing
     was recorded; the customer tries again later. `code` says which."""
 
     default_code = "deposit_instructions_unavailable"
     status = 503
-
-    def __init__(self, code: str, detail: str, status: int = 503) -> None:
-        super().__init__(detail, code=code)
-        self.status = status
-
-    def headers(self) -> dict[str, str] | None:
-        return {"Retry-After": "5"} if self.status == 503 else None
 
 
 @dataclass(frozen=True, slots=True)

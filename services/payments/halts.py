@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from models.assets import SCALES
 from models.payments_api import HaltOut
 from services.alerts import audit
-from services.errors import DomainError
+from services.payments.refusals import PaymentRefused
 
 
 async def halt_reason(engine: AsyncEngine, currency: str) -> str | None:
@@ -66,16 +66,12 @@ async def list_halts(engine: AsyncEngine) -> list[HaltOut]:
     return [HaltOut.model_validate(dict(r._mapping)) for r in rows]
 
 
-class HaltRefused(DomainError):
+class HaltRefused(PaymentRefused):
     """Staff cannot set or lift this halt here (an unknown currency, or a halt reconciliation set, which
     needs two staff acknowledgements instead). Nothing changed."""
 
     default_code = "halt_refused"
     status = 409
-
-    def __init__(self, code: str, detail: str, status: int = 409) -> None:
-        super().__init__(detail, code=code)
-        self.status = status
 
 
 def _listed(currency: str) -> str:
@@ -89,8 +85,11 @@ async def halt_by_staff(engine: AsyncEngine, *, currency: str, reason: str, staf
     await set_halt(engine, _listed(currency), reason, staff_id, "staff")
 
 
-async def lift_by_staff(engine: AsyncEngine, *, currency: str, staff_id: uuid.UUID) -> None:
-    """Lift a halt staff set; one set by reconciliation is refused (two staff acknowledge it instead)."""
+async def lift_by_staff(
+    engine: AsyncEngine, *, currency: str, staff_id: uuid.UUID | None, actor_type: str = "staff"
+) -> bool:
+    """Lift a halt staff set (True if there was one); one set by reconciliation is refused (two staff
+    acknowledge it instead), whoever asks: the admin API or the CLI."""
     async with engine.connect() as conn:
         by_recon = (
             await conn.execute(
@@ -99,4 +98,4 @@ async def lift_by_staff(engine: AsyncEngine, *, currency: str, staff_id: uuid.UU
         ).first()
     if by_recon is not None:
         raise HaltRefused("reconciliation_halt", "this halt needs two staff acknowledgements")
-    await lift_halt(engine, _listed(currency), staff_id, "staff")
+    return await lift_halt(engine, _listed(currency), staff_id, actor_type)

@@ -18,7 +18,6 @@ from models.payments import Destination
 from models.payments_api import WithdrawalOut
 from services import holds
 from services.alerts import audit
-from services.errors import DomainError
 from services.limits import (
     COUNTED_WITHDRAWAL_STATUSES,
     WITHDRAWAL_LIMITS_GBP,
@@ -29,19 +28,15 @@ from services.limits import (
 )
 from services.payments.ids import ZERO
 from services.payments.queries import find_withdrawal, own_withdrawal
+from services.payments.refusals import PaymentRefused
 
 
-class WithdrawalRefused(DomainError):
+class WithdrawalRefused(PaymentRefused):
     """The request breaks a rule checked at request time; nothing was recorded. `code` is stable and
     `reason` is for the customer: show it, fix the request (or wait, for a 503) and send it again."""
 
     default_code = "withdrawal_refused"
     status = 422
-
-    def __init__(self, code: str, reason: str, status: int = 422) -> None:
-        super().__init__(reason, code=code)
-        self.reason = reason
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)

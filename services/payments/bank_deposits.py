@@ -54,7 +54,8 @@ async def post_credit(
     metadata: dict[str, Any],
 ) -> tuple[str, bool, Decimal | None]:
     """Post the deposit once (customer, or suspense, +amount; `house` -amount) and mark its row booked:
-    CONFIRMED, or SUSPENSE when nobody could be identified. Returns (status, replayed, balance after)."""
+    CONFIRMED, or SUSPENSE (with an ops alert, the first time) when nobody could be identified.
+    Returns (status, replayed, balance after)."""
     check_scale(currency, amount)
     if user_id is not None:
         account = await ledger.customer_account(user_id, currency, conn)
@@ -85,6 +86,11 @@ async def post_credit(
         ),
         {"s": status, "t": result.transaction_id, "id": dep_id},
     )
+    if user_id is None and not result.replayed:
+        await alert(
+            conn, "ops.alert.deposit_unattributed", target_type="deposit", target_id=str(dep_id),
+            **metadata, amount=str(amount), currency=currency,
+        )  # fmt: skip
     return status, result.replayed, balance
 
 
@@ -150,17 +156,6 @@ async def credit_bank_deposit(engine: AsyncEngine, ledger: Ledger, payment: Bank
         )
         if row is not None and payment.payer_sort_code and payment.payer_account_number:
             await record_payer_account(conn, row[0], row[2], payment)
-        if user_id is None and not replayed:
-            await alert(
-                conn,
-                "ops.alert.deposit_unattributed",
-                target_type="deposit",
-                target_id=str(dep_id),
-                bank_tx_id=payment.bank_tx_id,
-                reference=payment.reference,
-                amount=str(payment.amount),
-                currency=payment.currency,
-            )
     return DepositResult(
         deposit_id=dep_id,
         user_id=user_id,

@@ -11,7 +11,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.payments import DepositResult
-from services.alerts import alert
 from services.ledger import HouseAccount, Ledger
 from services.payments.bank_deposits import post_credit
 from services.payments.ids import DEPOSIT_ID_NAMESPACE, ZERO
@@ -150,18 +149,6 @@ async def credit_crypto_deposit(
             kind="deposit",
             metadata={"provider": provider, "tx_id": tx_id, "address": address, "output": output},
         )
-        if user_id is None and not replayed:
-            await alert(
-                conn,
-                "ops.alert.deposit_unattributed",
-                target_type="deposit",
-                target_id=str(dep_id),
-                provider=provider,
-                tx_id=tx_id,
-                address=address,
-                amount=str(amount),
-                currency=currency,
-            )
     return DepositResult(
         deposit_id=dep_id,
         user_id=user_id,

@@ -22,13 +22,15 @@ from models.payments_api import BalanceOut, LedgerPage
 from services import payments
 from services.ledger import Ledger
 
-router = APIRouter(tags=["payments"])
+router = APIRouter()  # the sub-routers tag their own routes
 router.include_router(deposits.router)
 router.include_router(withdrawals.router)
 router.include_router(bank_accounts.router)
 
 
-@router.get("/balances", response_model=list[BalanceOut], responses=problem_responses(401, 403))
+@router.get(
+    "/balances", tags=["payments"], response_model=list[BalanceOut], responses=problem_responses(401, 403)
+)
 async def balances(user: Customer, engine: EngineDep, settings: SettingsDep) -> list[BalanceOut]:
     """Your balances per currency (reserved = held for pending orders and withdrawals)."""
     return await payments.balances(
@@ -36,7 +38,9 @@ async def balances(user: Customer, engine: EngineDep, settings: SettingsDep) -> 
     )
 
 
-@router.get("/ledger", response_model=LedgerPage, responses=problem_responses(401, 403, 422))
+@router.get(
+    "/ledger", tags=["payments"], response_model=LedgerPage, responses=problem_responses(401, 403, 422)
+)
 async def ledger_trail(
     user: Customer,
     engine: EngineDep,

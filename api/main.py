@@ -50,9 +50,10 @@ def create_app(
     orders_task_queue: str | None = None,
 ) -> FastAPI:
     """`auth_policy`, `rate_limits` and `email_sender` default to production values from `settings`;
-    tests pass small limits and a sender pointed at their own mail sink. `adapters` (market data and
-    quotes) default to `build_adapters(settings)`, built on first use and closed at shutdown; tests pass
-    their own, pointed at in-process sandboxes. `orders_task_queue` defaults to the orders queue."""
+    tests pass small limits and a sender pointed at their own mail sink. `adapters` (market data,
+    quotes, and the payments' deposit addresses and prices) default to `build_adapters(settings)`,
+    closed at shutdown; tests pass their own, pointed at in-process sandboxes. `orders_task_queue`
+    defaults to the orders queue."""
     settings = settings or get_settings()
     log_redaction.install()
     sealed.configure(settings.totp_encryption_keys)

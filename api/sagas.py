@@ -8,7 +8,6 @@ not exist (finished, or never started) or refuses the update is the route's own 
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +31,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import EngineDep, SettingsDep, TemporalDep
+from api.deps import SettingsDep, TemporalDep
 from api.errors import ProblemError, ServiceUnavailable
 from config import Settings
 from models.payments import (
@@ -163,22 +162,9 @@ class PaymentSagas:
             raise ProblemError(status, outcome.code, outcome.detail or outcome.code)
         return outcome
 
-    # --- the bank's events --------------------------------------------------------------------------
+    # --- the bank's events (services.payments.BankEventSagas) ---------------------------------------
 
-    async def payment_received(self, data: dict[str, Any], body: bytes, engine: Any) -> WebhookAck:
-        """Checked here, at the edge: a signed event that cannot be a real Faster Payment (not GBP, not a
-        positive whole number of pence, fields missing) is held in suspense with an ops alert and
-        acknowledged, so the bank stops redelivering it and no saga retries it for ever."""
-        payment, problem = payments.received_payment(data)
-        if payment is None or problem is not None:
-            tx = data.get("bank_tx_id")
-            external_id = tx if isinstance(tx, str) and tx else "event:" + hashlib.sha256(body).hexdigest()
-            assert problem is not None
-            await payments.hold_bank_event(engine, external_id=external_id, data=data, problem=problem)
-            return WebhookAck(status="held")
-        return await self._start_deposit(payment)
-
-    async def _start_deposit(self, payment: BankPayment) -> WebhookAck:
+    async def start_deposit(self, payment: BankPayment) -> WebhookAck:
         wf_id = deposit_workflow_id(payment.bank_tx_id)
         try:
             await self.client.start_workflow(
@@ -228,4 +214,4 @@ def payment_sagas(client: TemporalDep, settings: SettingsDep) -> PaymentSagas:
 
 
 PaymentSagasDep = Annotated[PaymentSagas, Depends(payment_sagas)]
-__all__ = ["EngineDep", "PaymentSagas", "PaymentSagasDep", "saga_answers", "start_withdrawal"]
+__all__ = ["PaymentSagas", "PaymentSagasDep", "saga_answers", "start_withdrawal"]

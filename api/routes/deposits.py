@@ -53,11 +53,7 @@ async def bank_webhook(
 ) -> WebhookAck:
     """The bank's signed event (payment received, payout completed or failed)."""
     kind, data, body = await _signed_event(request, settings)
-    if kind == "payment.received":
-        return await sagas.payment_received(data, body, engine)
-    if kind in ("payout.completed", "payout.failed"):
-        return await sagas.payout_settled(kind, data)
-    return WebhookAck(status="ignored")
+    return await payments.receive_bank_event(engine, kind=kind, data=data, body=body, sagas=sagas)
 
 
 @router.get(

@@ -25,6 +25,7 @@ and `payments.credit_bank_deposit(...)` keep working:
 | --- | --- |
 | `ids` | deposit ids and shared constants |
 | `suspense` | deposits we cannot credit as reported, and `deposit_suspense` |
+| `bank_events` | the bank's signed events: to the deposit or withdrawal saga, or held |
 | `bank_deposits` / `crypto_deposits` | crediting a Faster Payment / an on-chain deposit once |
 | `deposit_instructions` | the customer's bank reference and personal crypto deposit address |
 | `bank_accounts` | payer accounts: name check, customer confirmation, ops review |
@@ -52,6 +53,7 @@ from services.payments.bank_accounts import (
     review_bank_account,
 )
 from services.payments.bank_deposits import credit_bank_deposit, hold_bank_event, post_credit
+from services.payments.bank_events import BankEventSagas, receive_bank_event
 from services.payments.crypto_deposits import (
     credit_crypto_deposit,
     crypto_deposit_handled,
@@ -133,6 +135,7 @@ __all__ = [
     "AcceptedWithdrawal",
     "AddressRefused",
     "BankAccountRefused",
+    "BankEventSagas",
     "BankDetails",
     "ConfirmedBankAccount",
     "DepositAccounts",
@@ -190,6 +193,7 @@ __all__ = [
     "lock_withdrawal_for_hold",
     "own_withdrawal",
     "post_credit",
+    "receive_bank_event",
     "received_payment",
     "record_payer_account",
     "record_provider_ref",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from api.auth_deps import problem_responses
 from api.deps import EngineDep, SettingsDep
@@ -23,8 +24,16 @@ log = logging.getLogger("broker.payments")
 router = APIRouter(tags=["payments"])
 
 
-async def _signed_event(request: Request, settings: SettingsDep) -> tuple[str, dict[str, Any], bytes]:
-    """The bank event in the request (type, data, raw body), once its signature and age are checked."""
+@dataclass(frozen=True, slots=True)
+class BankEvent:
+    kind: str
+    data: dict[str, Any]
+    body: bytes
+
+
+async def signed_bank_event(request: Request, settings: SettingsDep) -> BankEvent:
+    """The bank event in the request, once its signature and age are checked (401 otherwise; 400 if it
+    is signed but not an event)."""
     body = await request.body()
     try:
         verify_webhook(
@@ -44,16 +53,18 @@ async def _signed_event(request: Request, settings: SettingsDep) -> tuple[str, d
             raise TypeError("data is not an object")
     except (ValueError, KeyError, TypeError) as e:
         raise ProblemError(400, "malformed_event", "not a bank event") from e
-    return kind, data, body
+    return BankEvent(kind, data, body)
+
+
+SignedBankEvent = Annotated[BankEvent, Depends(signed_bank_event)]
 
 
 @router.post("/webhooks/bank", response_model=WebhookAck, responses=problem_responses(400, 401))
-async def bank_webhook(
-    request: Request, settings: SettingsDep, sagas: PaymentSagasDep, engine: EngineDep
-) -> WebhookAck:
+async def bank_webhook(event: SignedBankEvent, sagas: PaymentSagasDep, engine: EngineDep) -> WebhookAck:
     """The bank's signed event (payment received, payout completed or failed)."""
-    kind, data, body = await _signed_event(request, settings)
-    return await payments.receive_bank_event(engine, kind=kind, data=data, body=body, sagas=sagas)
+    return await payments.receive_bank_event(
+        engine, kind=event.kind, data=event.data, body=event.body, sagas=sagas
+    )
 
 
 @router.get(

@@ -1,4 +1,4 @@
-"""The customer's payments API (docs: seed §C.4, §C.7): deposits and the bank's webhook
+"""The customer's payments API (seed §C.4, §C.7): deposits and the bank's webhook
 (`api/routes/deposits.py`), withdrawals (`withdrawals.py`), where they may go (`bank_accounts.py`), and
 here balances and the ledger trail. Money in JSON is a string at the currency's scale. Customers only
 ever see their own records: another customer's id answers 404, not 403.

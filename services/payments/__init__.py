@@ -1,4 +1,4 @@
-"""Payments domain logic (docs: seed §C.4, §C.7): crediting deposits, accepting withdrawals, approvals,
+"""Payments domain logic (seed §C.4, §C.7): crediting deposits, accepting withdrawals, approvals,
 halts, the address whitelist, bank accounts and float top-up requests. No Temporal and no HTTP in here.
 
 Money moves only through the ledger, and every write is keyed by a business id so that a retried

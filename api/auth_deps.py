@@ -173,8 +173,30 @@ def require_role(role: str) -> Callable[..., Awaitable[User]]:
     """A dependency admitting only staff with `role` (403 otherwise): `Depends(require_role("approver"))`."""
 
     async def check(user: CurrentUser) -> User:
-        if role not in user.roles:
-            raise ProblemError(403, "forbidden", f"the {role} role is required")
+        _check_role(user, role)
         return user
 
     return check
+
+
+def _check_role(user: User, role: str) -> None:
+    if role not in user.roles:
+        raise ProblemError(403, "forbidden", f"the {role} role is required")
+
+
+def require_staff(role: str) -> Callable[..., Awaitable[User]]:
+    """One dependency for a staff action: the user has `role` (403 otherwise) and has just proved the
+    second factor with `X-TOTP-Code` (`require_totp`, mandatory). Returns the staff user, whose id the
+    action's decision token and audit row carry."""
+
+    async def check(request: Request, session: SessionDep, user: CurrentUser, code: TotpCode = None) -> User:
+        _check_role(user, role)
+        await require_totp(request, session, user, code, mandatory=True)
+        return user
+
+    return check
+
+
+# Staff who act on money: the role, and a TOTP code with every request.
+ApproverWithTotp = Annotated[User, Depends(require_staff("approver"))]
+OpsWithTotp = Annotated[User, Depends(require_staff("ops"))]

@@ -14,20 +14,23 @@ from api import errors
 from api.deps import TemporalHandle, VenueAdapters
 from api.input_guard import ControlCharacterGuard
 from api.middleware import RequestLogMiddleware
+from api.payment_clients import PaymentsClients
 from api.ratelimit import RateLimitMiddleware, RateLimits, SlidingWindowLimiter
 from api.routes import (
     accounts,
     admin,
     admin_orders,
     auth,
+    bank_accounts,
+    deposits,
     health,
     kyc,
     market,
     orders,
-    payments,
     proof,
     reconciliation,
     treasury,
+    withdrawals,
     ws,
 )
 from config import Settings, get_settings, log_redaction
@@ -37,6 +40,7 @@ from providers.email import EmailSender
 from providers.exchanges.base import ExecutionAdapter
 from services.auth import AuthConfig, AuthPolicy
 from services.ledger import Ledger
+from temporal.schedules import ensure_payment_schedules
 
 
 def create_app(
@@ -50,9 +54,10 @@ def create_app(
     orders_task_queue: str | None = None,
 ) -> FastAPI:
     """`auth_policy`, `rate_limits` and `email_sender` default to production values from `settings`;
-    tests pass small limits and a sender pointed at their own mail sink. `adapters` (market data and
-    quotes) default to `build_adapters(settings)`, built on first use and closed at shutdown; tests pass
-    their own, pointed at in-process sandboxes. `orders_task_queue` defaults to the orders queue."""
+    tests pass small limits and a sender pointed at their own mail sink. `adapters` (market data,
+    quotes, and the payments' deposit addresses and prices) default to `build_adapters(settings)`,
+    closed at shutdown; tests pass their own, pointed at in-process sandboxes. `orders_task_queue`
+    defaults to the orders queue."""
     settings = settings or get_settings()
     log_redaction.install()
     sealed.configure(settings.totp_encryption_keys)
@@ -66,10 +71,10 @@ def create_app(
         app.state.temporal = TemporalHandle(settings, temporal_address)
         app.state.ledger = Ledger(engine, house_shards=settings.house_account_shards)
         venues = VenueAdapters(settings, adapters)  # one set for market data, quotes and payments
-        app.state.payments = payments.PaymentsState(settings, venues)
+        app.state.payments = PaymentsClients(settings, email=app.state.email_sender, adapters=venues.get())
         app.state.market = market.MarketState(settings, venues)
         app.state.market.start()  # the process's live order books (services.live_books)
-        schedules = asyncio.create_task(payments.ensure_payment_schedules(app))
+        schedules = asyncio.create_task(ensure_payment_schedules(app.state.temporal.get, settings))
         try:
             yield
         finally:
@@ -90,7 +95,8 @@ def create_app(
     errors.install(app)
     app.include_router(health.router)
     app.include_router(auth.router, prefix="/api/v1")
-    app.include_router(payments.router, prefix="/api/v1")
+    for payments_router in (deposits.router, withdrawals.router, bank_accounts.router):
+        app.include_router(payments_router, prefix="/api/v1")
     app.include_router(admin.router, prefix="/api/v1")
     app.include_router(admin_orders.router, prefix="/api/v1")
     app.include_router(reconciliation.router, prefix="/api/v1")

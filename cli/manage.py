@@ -109,17 +109,12 @@ def set_withdrawal_halt(url: str, currency: str, reason: str | None) -> bool:
             if reason is not None:
                 await payments.set_halt(engine, currency, reason, None, "cli")
                 return True
-            from sqlalchemy import text
-
-            async with engine.connect() as conn:
-                by_recon = (
-                    await conn.execute(
-                        text("SELECT 1 FROM reconciliation_halts WHERE currency = :c"), {"c": currency}
-                    )
-                ).first()
-            if by_recon is not None:
-                sys.exit(f"{currency} was halted by reconciliation: two staff must acknowledge (admin API)")
-            return await payments.lift_halt(engine, currency, None, "cli")
+            try:
+                return await payments.lift_by_staff(
+                    engine, currency=currency, staff_id=None, actor_type="cli"
+                )
+            except payments.HaltRefused as e:
+                sys.exit(f"{currency}: {e.detail} (admin API)")
         finally:
             await engine.dispose()
 

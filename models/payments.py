@@ -330,6 +330,12 @@ class Destination(BaseModel):
     holder_name: str | None = None
 
 
+def withdrawal_workflow_id(withdrawal_id: uuid.UUID | str) -> str:
+    """The withdrawal saga's workflow id: the business id, so a duplicate start is refused by Temporal
+    and ops find a customer's case in the Web UI by it."""
+    return f"withdrawal-{withdrawal_id}"
+
+
 class WithdrawalInput(BaseModel):
     withdrawal_id: uuid.UUID
     user_id: uuid.UUID

@@ -38,6 +38,7 @@ from models.treasury import (
     TransferResolution,
     TransferStatus,
 )
+from services.errors import DomainError
 from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 from services.payments import audit, staff_problem
 
@@ -46,10 +47,13 @@ REFERENCE = "float_transfer"
 CRYPTO_VENUES = ("binance", "kraken")  # venues we hold crypto float at and can withdraw from
 
 
-class TransferRefused(Exception):
+class TransferRefused(DomainError):
     """The transfer request cannot be taken (same venue, unknown venue, a non-positive amount, an open
     transfer of the currency already, an approval by the same person twice). Tell the staff member why;
     nothing was written."""
+
+    default_code = "transfer_refused"
+    status = 409
 
 
 def venue_client_id(transfer_id: uuid.UUID) -> str:

@@ -11,10 +11,15 @@ fixed interval; a run still going when the next is due is skipped (overlap: skip
   catch-up window) on every start.
 
 `ensure_schedules` is safe to call on every start: it creates what is missing and returns those ids.
+`ensure_payment_schedules` runs it in the background of the API's lifespan: Temporal may come up after
+the API, so it retries for about a minute.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -40,6 +45,8 @@ from workflows.deposits import CryptoDepositPollWorkflow
 from workflows.float_monitor import FloatMonitorWorkflow
 from workflows.hold_audit import HoldAuditWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
+
+log = logging.getLogger("temporal.schedules")
 
 FLOAT_SCHEDULE_ID = "ops-float-monitor"
 CRYPTO_DEPOSIT_SCHEDULE_ID = "payments-crypto-deposit-poll"
@@ -138,3 +145,18 @@ async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
     if await ensure_reconciliation_schedule(client, settings):
         created.append(RECONCILIATION_SCHEDULE_ID)
     return created
+
+
+async def ensure_payment_schedules(
+    connect: Callable[[], Awaitable[Client]], settings: Settings, *, attempts: int = 30, pause_s: float = 2.0
+) -> None:
+    """`ensure_schedules` once Temporal is reachable (the API's start-up; `make run` also runs it)."""
+    if settings.environment == "test":
+        return  # tests run their own workers on their own queues; nothing should poll on a timer
+    for _ in range(attempts):
+        try:
+            await ensure_schedules(await connect(), settings)
+            return
+        except Exception as e:  # Temporal not up yet: try again shortly
+            log.info("schedules not created yet: %s", type(e).__name__)
+            await asyncio.sleep(pause_s)

@@ -50,16 +50,15 @@ with workflow.unsafe.imports_passed_through():
         WithdrawalState,
         WithdrawalStatus,
     )
+    from models.payments import (
+        withdrawal_workflow_id as withdrawal_workflow_id,  # the id rule lives with the I/O types
+    )
     from temporal.search_attributes import WITHDRAWAL_STATUS
 
 from workflows import withdrawal_policies as policy
 
 A = TypeVar("A")
 R = TypeVar("R")
-
-
-def withdrawal_workflow_id(withdrawal_id: uuid.UUID | str) -> str:
-    return f"withdrawal-{withdrawal_id}"
 
 
 @workflow.defn

@@ -17,12 +17,11 @@ from typing import Annotated, Self
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import text
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.service import RPCError, RPCStatusCode
 
-from api.auth_deps import RequireTotp, problem_responses, require_role
+from api.auth_deps import OpsWithTotp, problem_responses, require_role
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.errors import ProblemError
+from api.sagas import saga_answers
 from models.money import money, money_or_none
 from models.order_flow import PlacementResolution, ResolutionOutcome
 from models.users import User
@@ -123,11 +122,14 @@ class ResolvePlacementBody(BaseModel):
 @router.post(
     "/orders/{order_id}/resolve-placement",
     response_model=ResolutionOutcome,
-    dependencies=[RequireTotp],
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def resolve_placement(
-    order_id: uuid.UUID, body: ResolvePlacementBody, staff: Ops, client: TemporalDep, settings: SettingsDep
+    order_id: uuid.UUID,
+    body: ResolvePlacementBody,
+    staff: OpsWithTotp,
+    client: TemporalDep,
+    settings: SettingsDep,
 ) -> ResolutionOutcome:
     """Resolve an order whose placement outcome is unknown (needs `X-TOTP-Code`)."""
     resolution = PlacementResolution(
@@ -144,16 +146,13 @@ async def resolve_placement(
         detail=resolution.proof_detail,
     )
     handle = client.get_workflow_handle(workflow_id(order_id))
-    try:
+    with saga_answers(
+        gone=ProblemError(404, "not_found", "no such order waiting for ops"),
+        refused=ProblemError(409, "not_waiting", "the order is not waiting for ops"),
+    ):
         outcome = await handle.execute_update(
             "resolve_placement_checked", resolution, result_type=ResolutionOutcome
         )
-    except RPCError as e:
-        if e.status is not RPCStatusCode.NOT_FOUND:
-            raise  # Temporal down: the one handler answers 503 with Retry-After
-        raise ProblemError(404, "not_found", "no such order waiting for ops") from e
-    except WorkflowUpdateFailedError as e:
-        raise ProblemError(409, "not_waiting", "the order is not waiting for ops") from e
     if not outcome.accepted:
         status = 409 if outcome.code == "not_waiting" else 403
         raise ProblemError(status, outcome.code, outcome.detail or outcome.code)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from api.auth_deps import RequireTotp, problem_responses, require_role
+from api.auth_deps import OpsWithTotp, problem_responses, require_role
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.errors import ProblemError
 from models.assets import SCALES
@@ -120,11 +120,10 @@ class AckOut(BaseModel):
 @router.post(
     "/halts/{currency}/acknowledge",
     response_model=AckOut,
-    dependencies=[RequireTotp],
     responses=problem_responses(401, 403, 404, 409),
 )
 async def acknowledge(
-    currency: str, body: AckBody, staff: Ops, engine: EngineDep, settings: SettingsDep
+    currency: str, body: AckBody, staff: OpsWithTotp, engine: EngineDep, settings: SettingsDep
 ) -> AckOut:
     """Acknowledge a reconciliation halt (needs `X-TOTP-Code`); a second staff member resumes it."""
     if currency not in SCALES:

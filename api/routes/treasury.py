@@ -12,12 +12,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
-from api.auth_deps import RequireTotp, problem_responses, require_role
+from api.auth_deps import OpsWithTotp, problem_responses, require_role
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.errors import ProblemError
+from api.sagas import saga_answers
 from models.api import DecimalStr
 from models.assets import CRYPTO, SCALES
 from models.treasury import (
@@ -82,11 +82,10 @@ async def list_transfers(staff: Ops, engine: EngineDep) -> list[TransferRow]:
     "",
     status_code=202,
     response_model=TransferRow,
-    dependencies=[RequireTotp],
     responses=problem_responses(401, 403, 409, 422, 503),
 )
 async def request_transfer(
-    body: TransferCreate, staff: Ops, engine: EngineDep, settings: SettingsDep, client: TemporalDep
+    body: TransferCreate, staff: OpsWithTotp, engine: EngineDep, settings: SettingsDep, client: TemporalDep
 ) -> TransferRow:
     """Move float from one venue to another (needs `X-TOTP-Code`); above the limit two other staff approve."""
     from workflows.treasury import FloatTransferWorkflow, float_transfer_workflow_id
@@ -114,10 +113,7 @@ async def request_transfer(
     )  # fmt: skip
     # Recorded before the saga starts, so the answer (and the list) shows it at once; the saga's own
     # record step finds the row (keyed by id) and goes on.
-    try:
-        status = await treasury.record(engine, data)
-    except treasury.TransferRefused as e:
-        raise ProblemError(409, "transfer_refused", str(e)) from e
+    status = await treasury.record(engine, data)
     try:
         await client.start_workflow(
             FloatTransferWorkflow.run,
@@ -145,11 +141,10 @@ class Approved(BaseModel):
     "/{transfer_id}/approve",
     status_code=202,
     response_model=Approved,
-    dependencies=[RequireTotp],
     responses=problem_responses(401, 403, 404, 409),
 )
 async def approve(
-    transfer_id: uuid.UUID, staff: Ops, engine: EngineDep, settings: SettingsDep, client: TemporalDep
+    transfer_id: uuid.UUID, staff: OpsWithTotp, engine: EngineDep, settings: SettingsDep, client: TemporalDep
 ) -> Approved:
     """Approve a transfer over the limit (needs `X-TOTP-Code`); the second different approver releases it."""
     from workflows.treasury import FloatTransferWorkflow, float_transfer_workflow_id
@@ -167,12 +162,11 @@ async def approve(
         actor_id=staff.id, withdrawal_id=transfer_id, action="approve", now=datetime.now(UTC),
         detail=APPROVE_DETAIL,
     )  # fmt: skip
-    try:
+    gone = ProblemError(409, "not_awaiting_approval", "this transfer is no longer waiting")
+    with saga_answers(gone=gone):
         await client.get_workflow_handle(float_transfer_workflow_id(transfer_id)).signal(
             FloatTransferWorkflow.approve, TransferApproval(staff_id=staff.id, token=token)
         )
-    except RPCError as e:
-        raise ProblemError(409, "not_awaiting_approval", "this transfer is no longer waiting") from e
     return Approved(transfer_id=transfer_id, accepted=True)
 
 
@@ -197,11 +191,10 @@ _REFUSAL_STATUS = {"not_waiting": 409, "wrong_stage": 409, "incomplete": 422}
 @router.post(
     "/{transfer_id}/resolve",
     response_model=TransferResolutionOutcome,
-    dependencies=[RequireTotp],
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def resolve(
-    transfer_id: uuid.UUID, body: ResolveBody, staff: Ops, settings: SettingsDep, client: TemporalDep
+    transfer_id: uuid.UUID, body: ResolveBody, staff: OpsWithTotp, settings: SettingsDep, client: TemporalDep
 ) -> TransferResolutionOutcome:
     """Resolve a transfer in NEEDS_ATTENTION (needs `X-TOTP-Code`); above the limit two staff must agree."""
     from workflows.treasury import float_transfer_workflow_id
@@ -218,14 +211,11 @@ async def resolve(
         detail=resolution.proof_detail,
     )  # fmt: skip
     handle = client.get_workflow_handle(float_transfer_workflow_id(transfer_id))
-    try:
+    with saga_answers(
+        gone=ProblemError(404, "not_found", "no such float transfer waiting for ops"),
+        refused=ProblemError(409, "not_waiting", "the transfer is not waiting for ops"),
+    ):
         outcome = await handle.execute_update("resolve", resolution, result_type=TransferResolutionOutcome)
-    except RPCError as e:
-        if e.status is not RPCStatusCode.NOT_FOUND:
-            raise  # Temporal down: the one handler answers 503 with Retry-After
-        raise ProblemError(404, "not_found", "no such float transfer waiting for ops") from e
-    except WorkflowUpdateFailedError as e:
-        raise ProblemError(409, "not_waiting", "the transfer is not waiting for ops") from e
     if not outcome.accepted:
         raise ProblemError(
             _REFUSAL_STATUS.get(outcome.code, 403), outcome.code, outcome.detail or outcome.code

@@ -44,6 +44,7 @@ from models.screening import (
     Subject,
     Topic,
 )
+from services.alerts import audit
 from services.screening.screener import Bands, find_matches
 from services.screening.sources import load_source
 from services.screening.store import LoadResult, load_list
@@ -214,14 +215,10 @@ async def _record(
             {"u": user_id},
         )
         if frozen.rowcount:
-            await conn.execute(
-                text(
-                    "INSERT INTO audit_log (id, actor_type, action, target_type, target_id, details) "
-                    "VALUES (gen_random_uuid(), 'system', 'screening.freeze_pending_review', 'user', :t, "
-                    "CAST(:d AS jsonb))"
-                ),
-                {"t": str(user_id), "d": json.dumps({"aml_check_id": str(check_id), "score": outcome.score})},
-            )
+            await audit(
+                conn, "screening.freeze_pending_review", actor_id=None, actor_type="system",
+                target_type="user", target_id=str(user_id), aml_check_id=str(check_id), score=outcome.score,
+            )  # fmt: skip
     return check_id
 
 
@@ -331,19 +328,10 @@ async def dismiss_match(
             ),
             {"u": user_id, "e": entity_id, "v": entity_version, "r": reviewer_id, "why": reason},
         )
-        await conn.execute(
-            text(
-                "INSERT INTO audit_log (id, actor_id, actor_type, action, target_type, target_id, details) "
-                "VALUES (gen_random_uuid(), :r, 'staff', 'screening.dismiss', 'user', :t, CAST(:d AS jsonb))"
-            ),
-            {
-                "r": reviewer_id,
-                "t": str(user_id),
-                "d": json.dumps(
-                    {"entity_id": str(entity_id), "entity_version": entity_version, "reason": reason}
-                ),
-            },
-        )
+        await audit(
+            conn, "screening.dismiss", actor_id=reviewer_id, actor_type="staff", target_type="user",
+            target_id=str(user_id), entity_id=str(entity_id), entity_version=entity_version, reason=reason,
+        )  # fmt: skip
     return await screen_customer(engine, config, user_id, policy=RecordPolicy.ALWAYS)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from api.routes.payments import start_withdrawal
+from api.sagas import start_withdrawal
 from models.payments import WithdrawalInput
 from sandbox.control import STATE_KEY
 from services import payments

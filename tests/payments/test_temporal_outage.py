@@ -126,3 +126,29 @@ async def test_cancelling_while_temporal_is_down_is_503_not_a_refusal(stack: Sta
         assert r.status_code == 200 and r.json()["status"] == "CANCELLED", r.text
         again = await c.post(f"/api/v1/withdrawals/{wid}/cancel", headers=customer.headers())
     assert again.status_code == 409 and again.json()["code"] == "not_cancellable"
+
+
+async def test_approving_while_temporal_is_down_is_503_not_404(stack: Stack) -> None:
+    """A staff decision the saga could not be asked about is an unknown outcome (503, decide again),
+    not "no such withdrawal": only a saga Temporal says does not exist is a 404."""
+    customer = await make_user(stack)
+    approver = await make_user(stack, roles=["approver"])
+    await deposit_gbp(stack, customer, "13000.00")
+    wid = (await _withdraw(stack, customer, {"currency": "GBP", "amount": "11000.00"})).json()["id"]
+    await _until_status(stack, wid, "AWAITING_APPROVAL")
+    url = f"/api/v1/admin/withdrawals/{wid}/approve"
+    body = {"reason": "source of funds checked"}
+
+    async with api_on_a_temporal_that_goes_down(stack) as (api, outage):
+        r = await api.post(url, json=body, headers=approver.headers(totp=True))
+        assert r.status_code == 404 and r.json()["code"] == "not_found", r.text  # that server has no saga
+        await outage.stop()
+        r = await api.post(url, json=body, headers=approver.headers(totp=True))
+        assert r.status_code == 503, r.text
+        assert r.json()["code"] == "temporal_unavailable" and int(r.headers["retry-after"]) > 0
+
+    assert (await _row(stack, wid) or {})["status"] == "AWAITING_APPROVAL"  # nothing was decided
+    async with stack.http() as c:  # Temporal back: the same decision now counts
+        r = await c.post(url, json=body, headers=approver.headers(totp=True))
+    assert r.status_code == 200 and r.json()["code"] == "approved", r.text
+    await _until_status(stack, wid, "COMPLETED")

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import text
 from temporalio.client import WorkflowFailureError
 
-from api.routes.payments import start_withdrawal
+from api.sagas import start_withdrawal
 from models.payments import Decision, PayoutUpdate, Resolution, WithdrawalInput, WithdrawalState
 from sandbox.control import STATE_KEY
 from services import payments

@@ -18,10 +18,11 @@ from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
-from api.routes.payments import start_withdrawal
+from api.sagas import start_withdrawal
 from models.payments import Decision, WithdrawalInput
 from services import payments
 from services.decision_tokens import DecisionTokens
+from services.ledger import Ledger
 from temporal.search_attributes import ensure_registered
 from tests.payments.conftest import (
     Customer,
@@ -323,7 +324,7 @@ async def test_crypto_address_in_cool_down_is_refused_then_usable(stack: Stack) 
     # Fund BTC through the ledger as a confirmed provider deposit would.
     await payments.credit_crypto_deposit(
         stack.engine,
-        payments.Ledger(stack.engine),
+        Ledger(stack.engine),
         provider="binance",
         tx_id=uuid.uuid4().hex,
         currency="BTC",
@@ -338,7 +339,7 @@ async def test_crypto_address_in_cool_down_is_refused_then_usable(stack: Stack) 
             {"id": uuid.uuid4(), "u": customer.id, "a": "dep-" + address},
         )  # fmt: skip
     await payments.credit_crypto_deposit(
-        stack.engine, payments.Ledger(stack.engine), provider="binance", tx_id=uuid.uuid4().hex,
+        stack.engine, Ledger(stack.engine), provider="binance", tx_id=uuid.uuid4().hex,
         currency="BTC", amount=Decimal("0.01"), address="dep-" + address, confirmations=6,
     )  # fmt: skip
     r = await _withdraw(stack, customer, {"currency": "BTC", "amount": "0.005", "address_id": address_id})

@@ -1,8 +1,8 @@
 """Request and response bodies of the payments API (deposits, withdrawals, addresses, bank accounts,
-balances, the ledger trail, the bank's webhook) and of the staff endpoints over them.
+the bank's webhook) and of the staff endpoints over them.
 
-Money travels as a string at the currency's scale (`models.money.money`), never a JSON number; incoming amounts are
-`DecimalStr`, so a JSON number is a 422.
+Money travels as a string at the currency's scale (`models.money.money`), never a JSON number;
+incoming amounts are `DecimalStr`, so a JSON number is a 422.
 """
 
 from __future__ import annotations

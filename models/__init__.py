@@ -5,6 +5,7 @@ Importing this package registers every table on `SQLModel.metadata` (Alembic rel
 
 from models.auth import AuthSession, AuthThrottle, KnownDevice, PasswordHistory, TotpUsage
 from models.compliance import AmlCheck, AuditLog, KycSubmission, ReconciliationRun
+from models.first_trade_gates import AppropriatenessAttempt, FirstTradeGates
 from models.idempotency import ApiIdempotencyKey
 from models.ledger import Account, Currency, Hold, LedgerEntry, LedgerTransaction
 from models.orders import Order, ProviderFill, Trade
@@ -37,6 +38,7 @@ from models.users import StaffRole, User, UserStatus
 __all__ = [
     "Account",
     "AmlCheck",
+    "AppropriatenessAttempt",
     "ApiIdempotencyKey",
     "AuditLog",
     "AuthSession",
@@ -49,6 +51,7 @@ __all__ = [
     "DepositReference",
     "DepositSuspense",
     "FloatTopUp",
+    "FirstTradeGates",
     "FloatTransfer",
     "FloatTransferApproval",
     "KnownDevice",

@@ -53,6 +53,7 @@ from services.limits import (
     rolling_24h_sum,
 )
 from services.payee import NameMatch, check_payee, customer_name
+from services.screening import crypto as wallet_screening
 
 log = logging.getLogger("broker.payments")
 
@@ -891,6 +892,14 @@ async def accept_withdrawal(
         else:
             dest = await _crypto_destination(conn, user_id, currency, address_id, now)
             provider = crypto_provider
+            if await wallet_screening.refuse_listed_destination(
+                engine,
+                user_id=user_id,
+                withdrawal_id=withdrawal_id,
+                currency=currency,
+                address=dest.address or "",
+            ):  # a listed wallet: refused in neutral words (no tipping off); compliance has the finding
+                raise WithdrawalRefused(wallet_screening.REFUSAL_CODE, wallet_screening.REFUSAL_TEXT, 422)
         used = await rolling_24h_sum(
             conn,
             table="withdrawals",

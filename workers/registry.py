@@ -13,11 +13,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.first_trade import FirstTradeActivities
 from activities.holds import HoldActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.ping import PingActivities
 from activities.reconciliation import ReconciliationActivities
+from activities.screening import ScreeningActivities
 from activities.treasury import TreasuryActivities
 from config import Settings
 from providers.exchanges.base import ExecutionAdapter
@@ -25,11 +27,13 @@ from services.ledger import Ledger
 from services.router import Router, RouterParams
 from temporal import task_queues
 from workflows.deposits import CryptoDepositPollWorkflow, DepositWorkflow
+from workflows.first_trade import CoolingOffWorkflow
 from workflows.float_monitor import FloatMonitorWorkflow
 from workflows.hold_audit import HoldAuditWorkflow
 from workflows.orders import OrderWorkflow
 from workflows.ping import PingWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
+from workflows.screening import SanctionsRefreshWorkflow
 from workflows.treasury import FloatTransferWorkflow
 from workflows.withdrawals import WithdrawalWorkflow
 
@@ -132,9 +136,11 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
         engine=deps.engine, settings=deps.settings, adapters=deps.exchange_adapters,
         ledger=Ledger(deps.engine, house_shards=deps.settings.house_account_shards),
     )  # fmt: skip
+    screening = ScreeningActivities(engine=deps.engine, settings=deps.settings)
+    first_trade = FirstTradeActivities(engine=deps.engine)
     return {
         task_queues.ORDERS: QueueSpec(
-            workflows=[PingWorkflow, OrderWorkflow],
+            workflows=[PingWorkflow, OrderWorkflow, CoolingOffWorkflow],
             activities=[
                 ping.ping,
                 orders.accept,
@@ -148,6 +154,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 orders.resolve_placement,
                 orders.verify_resolution,
                 orders.notify,
+                first_trade.complete_cooling_off,
             ],
         ),
         task_queues.PAYMENTS: QueueSpec(
@@ -168,6 +175,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 pay.complete_withdrawal,
                 pay.release_withdrawal,
                 pay.notify_withdrawal,
+                screening.screen_deposit_payer,
             ],
         ),
         task_queues.OPS: QueueSpec(
@@ -176,6 +184,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 HoldAuditWorkflow,
                 ReconciliationWorkflow,
                 FloatTransferWorkflow,
+                SanctionsRefreshWorkflow,
             ],
             activities=[
                 pay.check_float,
@@ -189,6 +198,8 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 recon.check_chain,
                 recon.record,
                 *treasury_activities(treasury),
+                screening.download_lists,
+                screening.refresh_list,
             ],
         ),
     }

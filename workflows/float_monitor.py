@@ -137,4 +137,9 @@ async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
 
     if await ensure_reconciliation_schedule(client, settings):
         created.append(SCHEDULE_ID)
+    from workflows.screening import SCHEDULE_ID as SCREENING_SCHEDULE_ID
+    from workflows.screening import ensure_screening_schedule
+
+    if await ensure_screening_schedule(client, settings):
+        created.append(SCREENING_SCHEDULE_ID)
     return created

@@ -40,7 +40,7 @@ from api.routes.market import MarketDep
 from models.api import SYMBOL_PATTERN, CancelBody, ExecutionOut, OrderCreate, OrderLinks, OrderOut, OrderPage
 from models.market import BestExecutionRecord, OrderType, Side, TimeInForce, split_symbol
 from models.order_flow import CancelRequest, OrderRequest, OrderStatus
-from services import order_reasons
+from services import first_trade_gates, order_reasons
 from services import orders as order_service
 from services.market_data import MarketData
 from temporal import search_attributes as sa
@@ -272,6 +272,9 @@ async def create_order(
         idempotency.derived_id(user.id, idempotency_key, request_hash) if idempotency_key else uuid.uuid4()
     )
     req = to_request(body, order_id, user.id)
+    if settings.first_trade_gates_enforced:  # said at once (the saga's accept step checks it again)
+        async with engine.connect() as conn:
+            await first_trade_gates.enforce(conn, user.id)
     if idempotency_key:
         stored = await idempotency.claim(
             engine,

@@ -13,7 +13,13 @@ from workflows.reconciliation import SCHEDULE_ID
 async def test_start_up_creates_the_reconciliation_schedule_with_the_others(
     temporal_client: Client, settings: Settings
 ) -> None:
-    wanted = {SCHEDULE_ID, "ops-float-monitor", "payments-crypto-deposit-poll", "ops-hold-audit"}
+    wanted = {
+        SCHEDULE_ID,
+        "ops-float-monitor",
+        "payments-crypto-deposit-poll",
+        "ops-hold-audit",
+        "ops-sanctions-refresh",
+    }
     created = await ensure_schedules(temporal_client, settings)
     try:
         assert set(created) == wanted

@@ -33,6 +33,7 @@ from services.screening.store import SuspiciousListUpdate
 
 SUSPICIOUS_LIST_UPDATE = "SuspiciousListUpdate"
 LIST_DOWNLOAD_FAILED = "ListDownloadFailed"
+LIST_FILE_UNREADABLE = "ListFileUnreadable"
 
 
 class ScreeningActivities:
@@ -62,6 +63,12 @@ class ScreeningActivities:
             entities = await asyncio.to_thread(load_source, Path(data.data_dir), source)  # CPU: off the loop
         except FileNotFoundError:
             return RefreshListResult(source=data.source, found=False)
+        except Exception as e:  # a malformed or cut-off file: nothing is loaded from it; ops look at it
+            raise ApplicationError(
+                f"{source.value}: the file cannot be read ({type(e).__name__})",
+                type=LIST_FILE_UNREADABLE,
+                non_retryable=True,
+            ) from e
         try:
             done = await heartbeating(load_and_rescreen(self._engine, self._config, source, entities))
         except SuspiciousListUpdate as e:  # a truncated file: nothing written; ops look at it

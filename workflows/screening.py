@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
         ScheduleSpec,
     )
 
-    from activities.screening import SUSPICIOUS_LIST_UPDATE, ScreeningActivities
+    from activities.screening import LIST_FILE_UNREADABLE, SUSPICIOUS_LIST_UPDATE, ScreeningActivities
     from config import Settings
     from models.screening import ListSource
     from models.screening_jobs import (
@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
 
 SCHEDULE_ID = "ops-sanctions-refresh"
 LISTS = (ListSource.OFAC_SDN, ListSource.UN_SC, ListSource.UK_FCDO)
+REFUSALS = (SUSPICIOUS_LIST_UPDATE, LIST_FILE_UNREADABLE)  # a bad file: that list is skipped, not retried
 
 
 @workflow.defn
@@ -54,7 +55,7 @@ class SanctionsRefreshWorkflow:
         if not data_dir:
             downloaded = await workflow.execute_activity_method(
                 ScreeningActivities.download_lists,
-                DownloadInput(key=workflow.now().strftime("%Y%m%dT%H%M%S")),
+                DownloadInput(key=f"{workflow.now():%Y%m%dT%H%M%S}-{workflow.info().run_id}"),
                 start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=6),
@@ -70,12 +71,12 @@ class SanctionsRefreshWorkflow:
                     heartbeat_timeout=timedelta(minutes=1),
                     retry_policy=RetryPolicy(
                         maximum_interval=timedelta(minutes=5),
-                        non_retryable_error_types=[SUSPICIOUS_LIST_UPDATE],
+                        non_retryable_error_types=[SUSPICIOUS_LIST_UPDATE, LIST_FILE_UNREADABLE],
                     ),
                 )
             except ActivityError as e:
                 cause = e.cause
-                if not (isinstance(cause, ApplicationError) and cause.type == SUSPICIOUS_LIST_UPDATE):
+                if not (isinstance(cause, ApplicationError) and cause.type in REFUSALS):
                     raise
                 workflow.logger.error("OPS ALERT sanctions list %s refused: %s", source.value, cause.message)
                 done = RefreshListResult(source=source.value, refused=cause.message)

@@ -1,7 +1,7 @@
 """The daily list refresh as it runs in production: `SanctionsRefreshWorkflow` downloads the lists from
 the publisher (the sandbox publisher, serving the shipped files and new editions over HTTP), loads them
 and re-screens every customer, recording only outcomes that changed. A publisher failure is retried; a
-cut-off file is refused and leaves the list as it was."""
+cut-off file is refused and leaves the list as it was. Every run's history replays."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from activities.screening import ScreeningActivities
 from config import Settings
@@ -113,12 +113,12 @@ async def test_a_scheduled_refresh_downloads_loads_and_records_only_changed_outc
     )
     screening = ScreeningActivities(engine=screening_engine, settings=settings)
 
+    run_ids: list[str] = []
+
     async def refresh() -> RefreshResult:
+        run_ids.append(f"sanctions-refresh-{uuid.uuid4()}")
         return await temporal_client.execute_workflow(
-            SanctionsRefreshWorkflow.run,
-            RefreshInput(),
-            id=f"sanctions-refresh-{uuid.uuid4()}",
-            task_queue=task_queue,
+            SanctionsRefreshWorkflow.run, RefreshInput(), id=run_ids[-1], task_queue=task_queue
         )
 
     async with Worker(
@@ -159,3 +159,6 @@ async def test_a_scheduled_refresh_downloads_loads_and_records_only_changed_outc
         assert await _checks(screening_engine, customer) == ["HIT", "CLEAR"]
         assert await _checks(screening_engine, bystander) == []
     shutil.rmtree(tmp_path / "downloads", ignore_errors=True)
+    replayer = Replayer(workflows=[SanctionsRefreshWorkflow], data_converter=temporal_client.data_converter)
+    for workflow_id in run_ids:  # every run's history (retried download, refused file) replays
+        await replayer.replay_workflow(await temporal_client.get_workflow_handle(workflow_id).fetch_history())

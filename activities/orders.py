@@ -67,7 +67,7 @@ from providers.exchanges.base import (
     VenueError,
 )
 from providers.exchanges.ccxt_adapter import client_order_id
-from services import holds, order_reasons, payments
+from services import first_trade_gates, holds, order_reasons, payments
 from services import orders as svc
 from services.decision_tokens import DecisionTokens, ProofInvalid
 from services.ledger import HoldNotActive, InsufficientFunds, Ledger, LedgerError, Leg
@@ -117,8 +117,20 @@ class OrderActivities:
             if tier < 1:
                 raise svc.OrderRejected("kyc_required", "KYC tier 0 cannot trade; complete identity checks")
             if status is OrderStatus.PENDING:  # later steps may already hold funds for this very order
+                await self._first_trade_gates(req)
                 await self._cheap_checks(req, tier)
         return AcceptResult(status=status, kyc_tier=tier)
+
+    async def _first_trade_gates(self, req: svc.OrderRequest) -> None:
+        """FCA PS23/6: no trade until risk warning, cooling-off, categorisation and appropriateness are
+        passed (services/first_trade_gates.py); the refusal names the gate."""
+        if not self._settings.first_trade_gates_enforced:
+            return
+        try:
+            async with self._engine.connect() as conn:
+                await first_trade_gates.enforce(conn, req.user_id)
+        except first_trade_gates.FirstTradeGateClosed as e:
+            raise svc.OrderRejected(e.code, e.detail) from e
 
     async def _cheap_checks(self, req: svc.OrderRequest, tier: int) -> None:
         """The trading limit and the funds, where they are known without a price, before any venue is

@@ -26,6 +26,7 @@ from api.routes import (
     health,
     kyc,
     market,
+    onboarding,
     orders,
     proof,
     reconciliation,
@@ -103,6 +104,7 @@ def create_app(
     app.include_router(treasury.router, prefix="/api/v1")
     app.include_router(proof.router, prefix="/api/v1")
     app.include_router(orders.router, prefix="/api/v1")
+    app.include_router(onboarding.router, prefix="/api/v1")
     app.include_router(accounts.router, prefix="/api/v1")
     app.include_router(market.router, prefix="/api/v1")
     app.include_router(ws.router, prefix="/api/v1")

@@ -255,6 +255,18 @@ class Settings(BaseSettings):
     kyc_vendor_timeout_seconds: float = Field(default=14 * 24 * 3600, gt=0)
     kyc_resubmit_timeout_seconds: float = Field(default=30 * 24 * 3600, gt=0)
     kyc_document_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    # Sanctions list refresh (workflows/screening.py, daily schedule `ops-sanctions-refresh`): each list's
+    # files are downloaded from these URLs into `sanctions_download_dir`; an empty URL set means "read
+    # `sanctions_data_dir` as it is" (the local stack's shipped files).
+    sanctions_list_urls: dict[str, str] = Field(default_factory=dict)  # "ofac/sdn.csv" -> URL, …
+    sanctions_download_dir: str = ""
+    sanctions_refresh_hours: float = Field(default=24, gt=0)
+    # FCA PS23/6 gates before a first trade (services/first_trade_gates.py). None: enforced everywhere but
+    # environment=test, where other areas' tests trade with users made straight in the database (the
+    # gates' own tests turn it on). Turning it off outside tests is refused.
+    first_trade_gates_enforced: bool | None = None
+    first_trade_cooling_off_seconds: float = Field(default=24 * 3600, gt=0)
+    appropriateness_questions_file: str = str(Path(__file__).resolve().parent / "appropriateness.json")
     # Reconciliation (issue 20): every N minutes; drift beyond the asset's tolerance halts its withdrawals.
     reconciliation_interval_minutes: float = 15
     reconciliation_catchup_minutes: float = 60
@@ -294,6 +306,18 @@ class Settings(BaseSettings):
     def _derive_public_base_url(self) -> Settings:
         if not self.public_base_url and not self.is_production:
             self.public_base_url = f"http://localhost:{self.api_port}"
+        return self
+
+    @model_validator(mode="after")
+    def _first_trade_gates_on_outside_tests(self) -> Settings:
+        if self.first_trade_gates_enforced is None:
+            self.first_trade_gates_enforced = self.environment != "test"
+        elif not self.first_trade_gates_enforced and self.environment != "test":
+            raise ValueError(
+                "FIRST_TRADE_GATES_ENFORCED=false is only for tests: real customers pass the gates"
+            )
+        if self.is_production and self.first_trade_cooling_off_seconds < 24 * 3600:
+            raise ValueError("production mode needs FIRST_TRADE_COOLING_OFF_SECONDS of at least 24 hours")
         return self
 
     @model_validator(mode="after")

@@ -2,9 +2,9 @@
 """`make demo` / `python -m devstack demo`: a scripted customer journey against a running `make run`.
 
 Over HTTP, like a customer's app: register and verify the email (the link is read from the mail sink),
-enable 2FA, deposit £5,000 through the sandbox bank, buy £1,000 of BTC, sell half, withdraw £500, request a
-withdrawal above the approval threshold, approve it as a staff approver (created with the operator CLI),
-and print the customer's ledger trail. Balances are printed after each step.
+enable 2FA, deposit £5,000 through the sandbox bank, pass the FCA first-trade gates, buy £1,000 of BTC,
+sell half, withdraw £500, request a withdrawal above the approval threshold, approve it as a staff
+approver (created with the operator CLI), and print the customer's ledger trail. Balances are printed after each step.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -124,6 +125,37 @@ class Demo:
         result: dict[str, Any] = self.wait(f"withdrawal {' or '.join(statuses)}", check)
         return result
 
+    def first_trade_gates(self) -> None:
+        """FCA PS23/6, through the customer API: risk warning, 24 h cooling-off (5 s under `make run`),
+        categorisation with its declaration, appropriateness assessment."""
+        self.step("FCA first-trade gates: risk warning, cooling-off, categorisation, assessment")
+        warning = self.call("GET", "/api/v1/onboarding/risk-warning", headers=self.h()).json()
+        print(f"   {warning['text']}")
+        self.call(
+            "POST", "/api/v1/onboarding/risk-warning", json={"version": warning["version"]}, headers=self.h()
+        ).raise_for_status()
+        self.call(
+            "POST", "/api/v1/onboarding/categorisation",
+            json={"category": "high_net_worth", "declaration": {"accepted": True, "annual_income_gbp": "150000"}},
+            headers=self.h(),
+        ).raise_for_status()  # fmt: skip
+        questions = self.call("GET", "/api/v1/onboarding/assessment", headers=self.h()).json()
+        # The demo customer knows the answers: they are the questionnaire file's own (config/).
+        spec = json.loads(Path(get_settings().appropriateness_questions_file).read_text(encoding="utf-8"))
+        answers = {q["id"]: q["correct"] for q in spec["questions"]}
+        result = self.call(
+            "POST", "/api/v1/onboarding/assessment", json={"version": questions["version"], "answers": answers},
+            headers=self.h(),
+        ).json()  # fmt: skip
+        print(f"   assessment passed: {result['passed']}")
+
+        def open_gates() -> bool:
+            gates = self.call("GET", "/api/v1/onboarding", headers=self.h()).json()
+            return all(g["state"] == "done" for g in gates)
+
+        self.wait("the cooling-off period (a durable timer in Temporal)", open_gates)
+        print("   every gate passed")
+
     # --- the journey -----------------------------------------------------------------------
 
     def run(self) -> int:
@@ -167,6 +199,8 @@ class Demo:
         )
         self.deposit(ins["reference"], "5000.00")
         self.balances()
+
+        self.first_trade_gates()
 
         self.step("Buy £1,000 of BTC")
         r = self.call(

@@ -134,6 +134,9 @@ class Stack:
         # short here so `make demo` can withdraw, unless set explicitly.
         if s.environment != "production" and "bank_account_cooling_off_seconds" not in s.model_fields_set:
             env["BANK_ACCOUNT_COOLING_OFF_SECONDS"] = "5"
+        # Likewise the FCA first-trade cooling-off (24 h; production refuses less): short for `make demo`.
+        if s.environment != "production" and "first_trade_cooling_off_seconds" not in s.model_fields_set:
+            env["FIRST_TRADE_COOLING_OFF_SECONDS"] = "5"
         if (ROOT / "sandbox" / "__main__.py").exists():
             for off in SANDBOX_OFFSETS.values():
                 ensure_free(s.sandbox_port + off, "sandbox_port")

@@ -12,6 +12,7 @@ from models.compliance import (
     KycVendorEvent,
     ReconciliationRun,
 )
+from models.first_trade_gates import AppropriatenessAttempt, FirstTradeGates
 from models.idempotency import ApiIdempotencyKey
 from models.ledger import Account, Currency, Hold, LedgerEntry, LedgerTransaction
 from models.orders import Order, ProviderFill, Trade
@@ -44,6 +45,7 @@ from models.users import StaffRole, User, UserStatus
 __all__ = [
     "Account",
     "AmlCheck",
+    "AppropriatenessAttempt",
     "ApiIdempotencyKey",
     "AuditLog",
     "AuthSession",
@@ -56,6 +58,7 @@ __all__ = [
     "DepositReference",
     "DepositSuspense",
     "FloatTopUp",
+    "FirstTradeGates",
     "FloatTransfer",
     "FloatTransferApproval",
     "KnownDevice",

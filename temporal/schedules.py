@@ -8,7 +8,9 @@ fixed interval; a run still going when the next is due is skipped (overlap: skip
 - `payments-crypto-deposit-poll`: `CryptoDepositPollWorkflow` (deposits seen at the venue);
 - `ops-hold-audit`: `HoldAuditWorkflow` (holds that outlived their order or withdrawal);
 - `ops-reconciliation`: `ReconciliationWorkflow`, also kept in step with the settings (interval,
-  catch-up window) on every start.
+  catch-up window) on every start;
+- `ops-sanctions-refresh`: `SanctionsRefreshWorkflow` (download the lists, load, re-screen everyone),
+  run once at creation so a new stack screens against today's lists.
 
 `ensure_schedules` is safe to call on every start: it creates what is missing and returns those ids.
 `ensure_payment_schedules` runs it in the background of the API's lifespan: Temporal may come up after
@@ -40,11 +42,13 @@ from config import Settings
 from models.holds import HoldAuditInput
 from models.payments import CryptoPollInput, FloatCheckInput
 from models.reconciliation import ReconcileInput
+from models.screening_jobs import RefreshInput
 from temporal import task_queues
 from workflows.deposits import CryptoDepositPollWorkflow
 from workflows.float_monitor import FloatMonitorWorkflow
 from workflows.hold_audit import HoldAuditWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
+from workflows.screening import SanctionsRefreshWorkflow
 
 log = logging.getLogger("temporal.schedules")
 
@@ -52,6 +56,7 @@ FLOAT_SCHEDULE_ID = "ops-float-monitor"
 CRYPTO_DEPOSIT_SCHEDULE_ID = "payments-crypto-deposit-poll"
 HOLD_AUDIT_SCHEDULE_ID = "ops-hold-audit"
 RECONCILIATION_SCHEDULE_ID = "ops-reconciliation"
+SANCTIONS_SCHEDULE_ID = "ops-sanctions-refresh"
 
 
 def _every(run: Any, arg: Any, schedule_id: str, queue: str, every: timedelta) -> Schedule:
@@ -133,6 +138,27 @@ async def ensure_reconciliation_schedule(client: Client, settings: Settings) -> 
         return False
 
 
+async def ensure_screening_schedule(client: Client, settings: Settings) -> bool:
+    """Create the daily sanctions refresh schedule if missing; True when it was created now."""
+    try:
+        await client.create_schedule(
+            SANCTIONS_SCHEDULE_ID,
+            _every(
+                SanctionsRefreshWorkflow.run,
+                RefreshInput(),
+                SANCTIONS_SCHEDULE_ID,
+                task_queues.OPS,
+                timedelta(hours=settings.sanctions_refresh_hours),
+            ),
+            # A new stack screens against today's lists, not tomorrow's. Not under tests: their workers
+            # serve the real queue names, and a run would load the full lists into their database.
+            trigger_immediately=settings.environment != "test",
+        )
+        return True
+    except ScheduleAlreadyRunningError:
+        return False
+
+
 async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
     """Create every schedule that does not exist yet (and refresh the reconciliation's); the ids created."""
     created = []
@@ -144,6 +170,8 @@ async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
             pass
     if await ensure_reconciliation_schedule(client, settings):
         created.append(RECONCILIATION_SCHEDULE_ID)
+    if await ensure_screening_schedule(client, settings):
+        created.append(SANCTIONS_SCHEDULE_ID)
     return created
 
 

@@ -18,12 +18,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.first_trade import FirstTradeActivities
 from activities.holds import HoldActivities
 from activities.kyc import KycActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.ping import PingActivities
 from activities.reconciliation import ReconciliationActivities
+from activities.screening import ScreeningActivities
 from activities.treasury import TreasuryActivities
 from config import Settings
 from providers.exchanges.base import ExecutionAdapter
@@ -31,12 +33,14 @@ from services.ledger import Ledger
 from services.router import Router, RouterParams
 from temporal import task_queues
 from workflows.deposits import CryptoDepositPollWorkflow, DepositWorkflow
+from workflows.first_trade import CoolingOffWorkflow
 from workflows.float_monitor import FloatMonitorWorkflow
 from workflows.hold_audit import HoldAuditWorkflow
 from workflows.kyc import KYCWorkflow
 from workflows.orders import OrderWorkflow
 from workflows.ping import PingWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
+from workflows.screening import SanctionsRefreshWorkflow
 from workflows.treasury import FloatTransferWorkflow
 from workflows.withdrawals import WithdrawalWorkflow
 
@@ -164,9 +168,11 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
     kyc = KycActivities(
         engine=deps.engine, settings=deps.settings, vendor=deps.kyc_vendor_client, email=deps.email_sender()
     )
+    screening = ScreeningActivities(engine=deps.engine, settings=deps.settings)
+    first_trade = FirstTradeActivities(engine=deps.engine)
     return {
         task_queues.ORDERS: QueueSpec(
-            workflows=[PingWorkflow, OrderWorkflow],
+            workflows=[PingWorkflow, OrderWorkflow, CoolingOffWorkflow],
             activities=[
                 ping.ping,
                 orders.accept,
@@ -180,6 +186,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 orders.resolve_placement,
                 orders.verify_resolution,
                 orders.notify,
+                first_trade.complete_cooling_off,
             ],
         ),
         task_queues.PAYMENTS: QueueSpec(
@@ -200,6 +207,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 pay.complete_withdrawal,
                 pay.release_withdrawal,
                 pay.notify_withdrawal,
+                screening.screen_deposit_payer,
             ],
         ),
         task_queues.OPS: QueueSpec(
@@ -208,6 +216,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 HoldAuditWorkflow,
                 ReconciliationWorkflow,
                 FloatTransferWorkflow,
+                SanctionsRefreshWorkflow,
             ],
             activities=[
                 pay.check_float,
@@ -221,6 +230,8 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 recon.check_chain,
                 recon.record,
                 *treasury_activities(treasury),
+                screening.download_lists,
+                screening.refresh_list,
             ],
         ),
         task_queues.KYC: QueueSpec(

@@ -15,7 +15,9 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.payments import ERRORS, PaymentActivities
+    from activities.screening import ScreeningActivities
     from models.payments import BankPayment, CryptoPollInput, CryptoPollResult, DepositResult
+    from models.screening_jobs import PayerScreeningInput
 
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -53,7 +55,29 @@ class DepositWorkflow:
                 )
             except ActivityError:
                 workflow.logger.warning("deposit %s credited but the email failed", result.deposit_id)
+        if (
+            result.user_id is not None
+            and payment.payer_name.strip()
+            and workflow.patched("screen-payer-name")
+        ):
+            await self._screen_payer(payment, result)
         return result
+
+    async def _screen_payer(self, payment: BankPayment, result: DepositResult) -> None:
+        """The payer's name screened after the credit: a possible match raises a compliance review and
+        never touches the credit. A check that cannot be made is an ops alert, not a failed deposit."""
+        assert result.user_id is not None
+        try:
+            await workflow.execute_activity_method(
+                ScreeningActivities.screen_deposit_payer,
+                PayerScreeningInput(
+                    deposit_id=result.deposit_id, user_id=result.user_id, payer_name=payment.payer_name
+                ),
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=20),
+            )
+        except ActivityError:
+            workflow.logger.error("OPS ALERT deposit %s: payer name not screened", result.deposit_id)
 
 
 @workflow.defn

@@ -8,7 +8,6 @@ cannot take the saga the row is withdrawn and the answer is 503, so nothing is l
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import logging
 import uuid
@@ -48,7 +47,7 @@ from providers.kyc import (
     parse_webhook,
     verify_digest,
 )
-from services import kyc, kyc_documents, kyc_events, kyc_review
+from services import first_trade_gates, kyc, kyc_documents, kyc_events, kyc_review
 from services.decision_tokens import DecisionTokens
 from temporal import search_attributes as sa
 from temporal import task_queues
@@ -72,15 +71,8 @@ VendorDep = Annotated[KycVendorClient, Depends(kyc_vendor)]
 
 
 async def _gates(session: Any, user_id: uuid.UUID) -> list[dict[str, Any]]:
-    """The FCA first-trade gates (services.first_trade_gates, from the gates area); none until it exists."""
-    try:
-        from services import first_trade_gates  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return []
-    found = first_trade_gates.status(session, user_id)
-    if inspect.isawaitable(found):
-        found = await found
-    return [_as_dict(g) for g in found]
+    """The FCA first-trade gates (`services.first_trade_gates`), shown beside the tiers."""
+    return [_as_dict(g) for g in await first_trade_gates.status(session, user_id)]
 
 
 def _as_dict(gate: Any) -> dict[str, Any]:

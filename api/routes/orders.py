@@ -31,10 +31,15 @@ from temporal.order_sagas import TemporalOrderSagas
 router = APIRouter(tags=["orders"])
 
 
-def order_sagas(request: Request, client: TemporalDep) -> intake.OrderSagas:
-    """The order sagas on this app's orders task queue (tests run their own)."""
+def orders_task_queue(request: Request) -> str:
+    """This app's orders task queue (tests run their own)."""
     queue: str = getattr(request.app.state, "orders_task_queue", task_queues.ORDERS)
-    return TemporalOrderSagas(client, queue)
+    return queue
+
+
+def order_sagas(request: Request, client: TemporalDep) -> intake.OrderSagas:
+    """The order sagas on this app's orders task queue."""
+    return TemporalOrderSagas(client, orders_task_queue(request))
 
 
 OrderSagasDep = Annotated[intake.OrderSagas, Depends(order_sagas)]
@@ -68,6 +73,7 @@ async def create_order(
         idempotency_key=idempotency_key,
         second_factor_above_gbp=settings.trade_totp_threshold_gbp,
         confirm_second_factor=lambda: require_totp(request, session, user, totp_code, mandatory=True),
+        first_trade_gates_enforced=bool(settings.first_trade_gates_enforced),
     )
     return JSONResponse(placed.body, status_code=placed.status, headers=placed.headers)
 

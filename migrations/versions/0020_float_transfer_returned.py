@@ -1,7 +1,7 @@
 """float transfers: a RETURNED status (issue 20, ops' resolution of a transfer in NEEDS_ATTENTION)
 
 Revision ID: 0020
-Revises: 0017
+Revises: 0018
 Create Date: 2026-12-01
 
 A transfer the sending venue sent and the receiving venue never credited can come back to the sending
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0020"
-down_revision: str | Sequence[str] | None = "0017"
+down_revision: str | Sequence[str] | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

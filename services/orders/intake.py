@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from models.api import OrderCreate, OrderOut
 from models.market import OrderType, Side
 from models.order_flow import CancelRequest, OrderRequest, OrderStatus
-from services import idempotency
+from services import first_trade_gates, idempotency
 from services.errors import DomainError
 from services.orders.errors import OrderRejected
 from services.orders.store import insert_order
@@ -160,8 +160,15 @@ async def place_order(
     idempotency_key: str | None,
     second_factor_above_gbp: Decimal,
     confirm_second_factor: Callable[[], Awaitable[None]],
+    first_trade_gates_enforced: bool = True,
 ) -> PlacedOrder:
-    """Record the order and start its saga (module docstring); the order as recorded, or the replay."""
+    """Record the order and start its saga (module docstring); the order as recorded, or the replay.
+
+    A closed FCA first-trade gate is refused at once (403 naming the gate) before anything is written; the
+    saga's accept step checks the gates again."""
+    if first_trade_gates_enforced:
+        async with engine.connect() as conn:
+            await first_trade_gates.enforce(conn, user_id)
     request_hash = idempotency.fingerprint(
         "POST", ORDERS_PATH, order.model_dump(mode="json", exclude_none=True)
     )

@@ -29,6 +29,7 @@ from services.limits import (
 from services.payments.ids import ZERO
 from services.payments.queries import find_withdrawal, own_withdrawal
 from services.payments.refusals import PaymentRefused
+from services.screening import crypto as wallet_screening
 
 
 class WithdrawalRefused(PaymentRefused):
@@ -127,6 +128,14 @@ async def accept_withdrawal(
         else:
             dest = await _crypto_destination(conn, user_id, currency, address_id, now)
             provider = crypto_provider
+            if await wallet_screening.refuse_listed_destination(
+                engine,
+                user_id=user_id,
+                withdrawal_id=withdrawal_id,
+                currency=currency,
+                address=dest.address or "",
+            ):  # a listed wallet: refused in neutral words (no tipping off); compliance has the finding
+                raise WithdrawalRefused(wallet_screening.REFUSAL_CODE, wallet_screening.REFUSAL_TEXT, 422)
         used = await rolling_24h_sum(
             conn,
             table="withdrawals",

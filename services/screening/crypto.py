@@ -7,11 +7,15 @@ Litecoin, Zcash, Dash…) are case-sensitive and compare exactly. Whitespace is 
 
 from __future__ import annotations
 
+import json
+import logging
 import uuid
 
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+log = logging.getLogger(__name__)
 
 _CASE_INSENSITIVE_PREFIXES = ("0x", "bc1", "tb1", "ltc1", "bcrt1")
 
@@ -60,3 +64,63 @@ async def listed_wallets(engine: AsyncEngine, address: str) -> list[ListedWallet
         )
         for r in rows
     ]
+
+
+# What a customer is told when a destination is refused for screening: the same words whatever the
+# reason, so the refusal never says that the address is on a list (no tipping off).
+REFUSAL_CODE = "withdrawal_refused"
+REFUSAL_TEXT = "this withdrawal cannot be made; please contact support"
+WALLET_CHECK = "WALLET"
+WALLET_PROVIDER = "internal-screening"
+
+
+async def refuse_listed_destination(
+    engine: AsyncEngine, *, user_id: uuid.UUID, withdrawal_id: uuid.UUID, currency: str, address: str
+) -> bool:
+    """True when `address` is a listed wallet: the caller must refuse the withdrawal before any money
+    moves. The finding is recorded in its own transaction (the caller's rolls back with the refusal): an
+    `aml_checks` row (type WALLET, result HIT, the listings) and an ops alert in the audit log, once per
+    withdrawal request (a retried request does not record twice)."""
+    listed = await listed_wallets(engine, address)
+    if not listed:
+        return False
+    details = {
+        "withdrawal_id": str(withdrawal_id),
+        "currency": currency,
+        "address": address,
+        "listings": [w.model_dump(mode="json") for w in listed],
+    }
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"wallet-screening:{withdrawal_id}"}
+        )
+        seen = (
+            await conn.execute(
+                text(
+                    "SELECT 1 FROM aml_checks WHERE user_id = :u AND check_type = :t "
+                    "AND details ->> 'withdrawal_id' = :w"
+                ),
+                {"u": user_id, "t": WALLET_CHECK, "w": str(withdrawal_id)},
+            )
+        ).first()
+        if seen is not None:
+            return True
+        check_id = uuid.uuid4()
+        await conn.execute(
+            text(
+                "INSERT INTO aml_checks (id, user_id, check_type, provider, result, risk_score, details) "
+                "VALUES (:id, :u, :t, :p, 'HIT', 100, CAST(:d AS jsonb))"
+            ),
+            {"id": check_id, "u": user_id, "t": WALLET_CHECK, "p": WALLET_PROVIDER, "d": json.dumps(details)},
+        )
+        alert = {"aml_check_id": str(check_id), **details}
+        log.warning(json.dumps({"alert": "ops.alert.listed_wallet_destination", "target": str(user_id)}))
+        await conn.execute(
+            text(
+                "INSERT INTO audit_log (id, actor_type, action, target_type, target_id, details) "
+                "VALUES (gen_random_uuid(), 'system', 'ops.alert.listed_wallet_destination', 'user', :t, "
+                "CAST(:d AS jsonb))"
+            ),
+            {"t": str(user_id), "d": json.dumps(alert)},
+        )
+    return True

@@ -151,6 +151,7 @@ async def _worker_process(
 ) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
+        "ENVIRONMENT": "test",  # its users are made in the database: no FCA first-trade gates (tests/gates)
         "DATABASE_URL": database_url,
         "TEMPORAL_ADDRESS": temporal_address,
         "BINANCE_URL": stack.venues["binance"].url,

@@ -19,6 +19,7 @@ from workflows.orders import OrderWorkflow
 async def _worker(stack: OrderStack, database_url: str, temporal_address: str) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
+        "ENVIRONMENT": "test",  # its users are made in the database: no FCA first-trade gates (tests/gates)
         "DATABASE_URL": database_url,
         "TEMPORAL_ADDRESS": temporal_address,
         "BINANCE_URL": stack.venues["binance"].url,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from temporalio.client import Client, ScheduleOverlapPolicy
 
 from config import Settings
-from temporal.schedules import RECONCILIATION_SCHEDULE_ID, ensure_schedules
+from temporal.schedules import RECONCILIATION_SCHEDULE_ID, SANCTIONS_SCHEDULE_ID, ensure_schedules
 
 
 async def test_start_up_creates_the_reconciliation_schedule_with_the_others(
@@ -17,6 +17,7 @@ async def test_start_up_creates_the_reconciliation_schedule_with_the_others(
         "ops-float-monitor",
         "payments-crypto-deposit-poll",
         "ops-hold-audit",
+        SANCTIONS_SCHEDULE_ID,
     }
     created = await ensure_schedules(temporal_client, settings)
     try:

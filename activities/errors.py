@@ -49,6 +49,11 @@ class ErrorType:
     UNKNOWN_PROVIDER = "UnknownProvider"  # no adapter is configured under that name
     NOT_CANCELLABLE = "NotCancellable"  # raised by the withdrawal saga's cancel update itself
     EMAIL_DELIVERY = "EmailDelivery"  # the mail provider refused or was unreachable: retried
+    # KYC: raised by the KYC saga's update validators themselves (the caller's request is refused)
+    KYC_NOT_AWAITING_DOCUMENTS = "NotAwaitingDocuments"
+    KYC_NOT_IN_REVIEW = "NotInReview"
+    KYC_SELF_REVIEW = "SelfReview"
+    KYC_UNPROVEN = "Unproven"
 
 
 REGISTERED: frozenset[str] = frozenset(

@@ -30,6 +30,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.errors import ErrorType
     from activities.kyc import KycActivities, KycErrors
     from models.kyc import (
         KycInput,
@@ -96,7 +97,9 @@ class KYCWorkflow:
     @resubmitted.validator
     def _resubmit_allowed(self) -> None:
         if self._status is not KycStatus.RESUBMIT_REQUESTED or self._resubmitted:
-            raise ApplicationError(f"the submission is {self._status.value}", type="NotAwaitingDocuments")
+            raise ApplicationError(
+                f"the submission is {self._status.value}", type=ErrorType.KYC_NOT_AWAITING_DOCUMENTS
+            )
 
     @workflow.update(name="review")
     async def review(self, decision: ReviewDecision) -> ReviewOutcome:
@@ -128,11 +131,15 @@ class KYCWorkflow:
     def _review_allowed(self, decision: ReviewDecision) -> None:
         """Refused before anything is recorded: outside IN_REVIEW, by the customer, or with no proof."""
         if self._status is not KycStatus.IN_REVIEW or self._decision is not None:
-            raise ApplicationError(f"the submission is {self._status.value}", type="NotInReview")
+            raise ApplicationError(
+                f"the submission is {self._status.value}", type=ErrorType.KYC_NOT_IN_REVIEW
+            )
         if decision.reviewer_id == self._k.user_id:
-            raise ApplicationError("a customer cannot review their own KYC", type="SelfReview")
+            raise ApplicationError("a customer cannot review their own KYC", type=ErrorType.KYC_SELF_REVIEW)
         if not decision.token:
-            raise ApplicationError("a review needs a decision token (TOTP-checked)", type="Unproven")
+            raise ApplicationError(
+                "a review needs a decision token (TOTP-checked)", type=ErrorType.KYC_UNPROVEN
+            )
 
     @workflow.query(name="state")
     def state(self) -> KycState:

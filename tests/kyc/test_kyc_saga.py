@@ -12,6 +12,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
+from services import first_trade_gates
 from temporal import search_attributes as sa
 from tests.kyc.conftest import (
     PASSPORT,
@@ -74,7 +75,9 @@ async def test_tier1_with_no_screening_match_is_granted_recorded_audited_and_mai
     assert overview["tier"] == 1 and overview["status"] == "APPROVED"
     assert overview["limits"]["trading"] == {"limit": "1000", "used": "0", "remaining": "1000"}
     assert overview["next_tier"]["tier"] == 2
-    assert overview["gates"] == []
+    assert [g["gate"] for g in overview["gates"] if g["state"] == "needed"] == [
+        "risk_warning", "cooling_off", "categorisation", "appropriateness"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -278,33 +281,23 @@ async def test_the_digest_is_checked_on_the_raw_body_not_a_re_serialised_one(sta
     assert again.status_code == 200
 
 
-async def test_get_kyc_shows_the_first_trade_gates_from_the_gates_module_when_it_exists(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`services.first_trade_gates` belongs to another area; until it is merged, a stand-in module with its
-    agreed signature (`status(session, user_id)`, sync or async) shows where its answer goes."""
-    import sys
-    import types
-    from dataclasses import dataclass
-
-    @dataclass
-    class Gate:
-        gate: str
-        passed: bool
-
-    async def status(session: object, user_id: uuid.UUID) -> list[Gate]:
-        return [Gate(gate="risk_warning", passed=False), Gate(gate="cooling_off", passed=True)]
-
-    module = types.ModuleType("services.first_trade_gates")
-    module.status = status  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "services.first_trade_gates", module)
+async def test_get_kyc_shows_the_first_trade_gates_and_their_progress(stack: Stack) -> None:
+    """`GET /kyc` shows the FCA first-trade gates (`services.first_trade_gates`): each needed until passed,
+    and the risk warning done once acknowledged (the cooling-off it starts then waits)."""
     ivo = await make_user(stack)
     async with stack.http() as c:
-        body = (await c.get("/api/v1/kyc", headers=ivo.headers())).json()
-    assert body["gates"] == [
-        {"gate": "risk_warning", "passed": False},
-        {"gate": "cooling_off", "passed": True},
-    ]
+        before = (await c.get("/api/v1/kyc", headers=ivo.headers())).json()["gates"]
+        await first_trade_gates.acknowledge_risk_warning(
+            stack.engine, ivo.id, first_trade_gates.RISK_WARNING_VERSION, cooling_off_seconds=86400
+        )
+        after = (await c.get("/api/v1/kyc", headers=ivo.headers())).json()["gates"]
+    assert {g["gate"]: g["state"] for g in before} == {
+        "risk_warning": "needed",
+        "cooling_off": "needed",
+        "categorisation": "needed",
+        "appropriateness": "needed",
+    }
+    assert {g["gate"]: g["state"] for g in after}["risk_warning"] == "done"
 
 
 async def test_a_bad_document_upload_is_a_422_naming_the_field_and_writes_nothing(stack: Stack) -> None:

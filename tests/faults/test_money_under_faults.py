@@ -97,6 +97,8 @@ class Run:
     withdrawals: list[uuid.UUID] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # 4xx answers (a valid outcome: nothing written)
     errors: list[str] = field(default_factory=list)  # 5xx answers or broken requests
+    not_sent: int = 0  # steps a customer never sent: the deadline had passed
+    took: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # step -> seconds
 
 
 async def _fund(world: FaultWorld, customer: Customer) -> None:
@@ -207,7 +209,13 @@ async def _customer_script(
         ("withdrawals", "/withdrawals", {"currency": "BTC", "amount": str(WITHDRAW_BTC),
                                          "address_id": str(address_id)}, True),
     ]  # fmt: skip
-    for table, path, body, totp in steps:
+    loop = asyncio.get_running_loop()
+    for n, (table, path, body, totp) in enumerate(steps):
+        if loop.time() >= deadline:
+            # The previous step was not final by the deadline (reported by the checks): a step sent now
+            # would only be cut off by the workers' stop, and would blur what the run found.
+            run.not_sent += len(steps) - n
+            return
         try:
             r = await _submit(world, customer, path, body, totp)
         except Exception as e:  # the API itself must not break; record and go on
@@ -217,7 +225,9 @@ async def _customer_script(
         if row_id is None:
             continue
         (run.orders if table == "orders" else run.withdrawals).append(row_id)
+        sent = loop.time()
         await _settled(world, table, row_id, deadline)
+        run.took[f"{path} {body.get('side') or body.get('currency')}"].append(loop.time() - sent)
 
 
 async def _faults_on(world: FaultWorld, scale: int) -> None:
@@ -341,10 +351,18 @@ async def test_money_is_never_lost_created_or_moved_twice_under_faults_and_worke
             print(f"{table} {status} x{count}: {reason}")  # noqa: T201
     summary = (
         f"{n_customers} customers, {len(run.orders)} orders and {len(run.withdrawals)} withdrawals accepted, "
-        f"{len(run.refused)} refused with 4xx, {len(run.errors)} API errors; worker logs in {world.logs}"
+        f"{len(run.refused)} refused with 4xx, {len(run.errors)} API errors, {run.not_sent} steps not sent "
+        f"(deadline passed); worker logs in {world.logs}"
     )
     print(summary, *run.refused, sep="\n")  # noqa: T201 (the figures, shown with -s)
+    for step, seconds in run.took.items():
+        seconds.sort()
+        print(
+            f"{step}: {len(seconds)} settled in median {seconds[len(seconds) // 2]:.1f} s, max {seconds[-1]:.1f} s"
+        )  # noqa: T201,E501
     problems += [f"API error: {e}" for e in run.errors]
+    if run.not_sent:
+        problems.append(f"{run.not_sent} customer steps never sent: the run outlasted its deadline")
     assert not problems, f"{summary}\n" + "\n".join(problems)
 
 
@@ -611,6 +629,8 @@ async def _saga(world: FaultWorld, workflow_id: str) -> str:
         for a in desc.raw_description.pending_activities
     ]
     history = await world.client.get_workflow_handle(workflow_id).fetch_history()
+    # The whole history next to the worker logs, for `temporal workflow show`-style reading.
+    (world.logs / f"{workflow_id}.history.json").write_text(history.to_json())
     last = [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events[-4:]]
     return (
         f"{desc.status.name if desc.status else '?'}, pending activities: {pending or 'none'}, "

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 
 
 class LookupLanes:
-    def __init__(self, wait_s: float = 20.0) -> None:
+    def __init__(self, wait_s: float = 10.0) -> None:
         self.wait_s = wait_s
         self._lanes: dict[str, asyncio.Lock] = {}
         self.skipped = 0  # rounds that did not get a turn in time (for tests and logs)

@@ -62,6 +62,9 @@ SEND_ONCE = RetryPolicy(maximum_attempts=1)
 # Lookups are questions: a few quick retries, then the answer is "unknown" and the workflow asks later.
 LOOKUP_TIMEOUT = timedelta(seconds=60)
 LOOKUP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+# Sends and lookups heartbeat while the bank or venue answers: a worker that dies mid-call is noticed this
+# fast (the send's outcome is then unknown and looked up) instead of after the whole start-to-close.
+CALL_HEARTBEAT = timedelta(seconds=10)
 NOTIFY_TIMEOUT = timedelta(seconds=30)
 NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 
@@ -330,6 +333,7 @@ class WithdrawalWorkflow:
                     PaymentActivities.send_withdrawal,
                     w,
                     start_to_close_timeout=SEND_TIMEOUT,
+                    heartbeat_timeout=CALL_HEARTBEAT,
                     retry_policy=SEND_ONCE,
                 )
             except ActivityError as e:  # timed out, worker lost, anything: it may have gone out
@@ -348,6 +352,7 @@ class WithdrawalWorkflow:
                 PaymentActivities.settlement_status,
                 w,
                 start_to_close_timeout=LOOKUP_TIMEOUT,
+                heartbeat_timeout=CALL_HEARTBEAT,
                 retry_policy=LOOKUP_RETRY,
             )
         except ActivityError as e:

@@ -23,13 +23,24 @@ What is checked, all of it, with the figures in the failure message:
    documented rounding of booked quote amounts and venue fees), movements of NEEDS_ATTENTION items
    excepted.
 
-Size: `FAULT_TEST_OPERATIONS` (default 40: 10 customers x 4 operations) keeps the test near two minutes on
-a 2-core machine, most of which is the recovery after the SIGKILLs (an activity that was running on the
-killed worker is retried only after its start-to-close timeout, up to 60 s) and the fault back-offs.
-Customers act `FAULT_TEST_CONCURRENCY` (default 10) at a time. The issue's full run is
-`FAULT_TEST_OPERATIONS=200`. `FAULT_TEST_DEADLINE_S` (default 120 per wave of concurrent customers, from
-the first operation) bounds the wait for every saga to be final or NEEDS_ATTENTION: the recovery after a
-SIGKILL plus the fault back-offs fit in it with room to spare.
+Size: `FAULT_TEST_OPERATIONS` (default 40: 10 customers x 4 operations) keeps the test near three minutes
+on a 2-core machine (200: about nine). What takes the time: the worker restarts (a fresh `python -m
+workers` imports ccxt, web3 and the SDK and warms its venues: a few seconds idle, 20-30 s when the
+machine is loaded, with no worker polling meanwhile), the NEEDS_ATTENTION bound for placements whose
+outcome stays unknown (25 s here), and Kraken's request budget (ccxt spaces its private calls 3 s
+apart): the sells there and the lookups of unknown sells share it, so at 200 operations most faulted
+sells are still unknown, NEEDS_ATTENTION with their holds kept, when the run ends. Each step's settle
+times are printed (`-s`). Customers act `FAULT_TEST_CONCURRENCY` (default 10) at a time.
+`FAULT_TEST_DEADLINE_S` (default 120 per wave of concurrent customers, from the first operation) bounds
+the wait for every saga to be final or NEEDS_ATTENTION; a customer sends no step after it (an earlier
+step not final by then is reported, and so are the steps never sent).
+
+What an earlier run of this test found, for whoever reads a failure here: sagas "stuck" with a workflow
+task timed out and rescheduled that no worker picked up were sagas started at the deadline on the worker
+the test was stopping (the script sent the next step after the previous one timed out); sells left ROUTED
+were Kraken placements queued behind other orders' lookups past their start-to-close timeout (see
+activities/lookup_lanes.py). The histories of sagas not final at the end are saved next to the worker
+logs (`<workflow id>.history.json`).
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ the execution adapters.
 Idempotency, step by step:
 - `accept`: the order row is inserted with ON CONFLICT DO NOTHING on its id.
 - `reserve`: the hold's key is `ORDER:<id>:reserve`; the limit check excludes this order itself.
-- `place`: the client order id is derived from (order id, attempt). On any retry of the activity, the
-  venue is asked for that id *before* anything is sent again: a crash or timeout after sending never
-  produces a second order.
+- `place`: the client order id is derived from (order id, attempt). A retry of the activity (after a
+  crash or timeout, when the first attempt may have sent) never sends: it reports the outcome unknown
+  and the workflow looks that id up (`resolve_placement`), so a second order is never produced.
 - `settle`: increments are computed against `provider_fills` (locked) and the ledger key is derived
   from the cumulative fills booked, so a replay books nothing twice.
 - `mark` / `notify`: plain status writes and a message; repeating them is harmless.
@@ -32,6 +32,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import ErrorType, application_errors
 from activities.heartbeat import heartbeating
+from activities.lookup_lanes import LookupLanes
 from config import Settings
 from models.assets import Direction, quantum, round_for_house
 from models.market import (
@@ -94,6 +95,7 @@ class OrderActivities:
         adapters: Mapping[str, ExecutionAdapter],
         settings: Settings,
         email: object | None = None,
+        lanes: LookupLanes | None = None,
     ) -> None:
         self._engine = engine
         self._ledger = ledger
@@ -102,6 +104,8 @@ class OrderActivities:
         self._settings = settings
         self._email = email
         self._tokens = DecisionTokens.from_secret(settings.jwt_secret)
+        # Lookups for unknown placements take turns per venue, so they never starve placing.
+        self._lanes = lanes if lanes is not None else LookupLanes()
 
     # -- local activities (database and quoting) --
 
@@ -432,19 +436,17 @@ class OrderActivities:
         """Place one leg at its venue, at most once per (order, attempt), ever.
 
         An order that may have been sent (a timeout or 5xx while sending, or any retry of this
-        activity, which may follow a crash mid-send) is never sent again: it is looked up by its client
-        order id, and if the venue does not show it yet the activity stops with `PlacementUnresolved`
-        and the workflow goes on asking (`resolve_placement`) until the venue shows the truth or ops
-        resolve it. Only `VenueRefused` and `VenueUnavailable` (refused, or proven never sent) let
-        the workflow use another venue.
+        activity, which may follow a crash mid-send) is never sent again: the activity stops with
+        `PlacementUnresolved` and the workflow asks the venue (`resolve_placement`, one lookup round
+        per venue at a time: `activities/lookup_lanes.py`) until it shows the truth or ops resolve
+        it. The lookups are not made here: a placement's own lookups used to queue behind every other
+        unknown order's at a busy venue until the activity timed out. Only `VenueRefused` and
+        `VenueUnavailable` (refused, or proven never sent) let the workflow use another venue.
         """
         adapter = self._adapters[req.leg.provider]
         cid = client_order_id(req.order_id, req.attempt)
         if activity.info().attempt > 1:
-            found = await heartbeating(self._resolve(adapter, req.symbol, cid))
-            if found is not None:
-                return found
-            raise _unresolved(req.leg.provider, "not found yet after a retried placement")
+            raise _unresolved(req.leg.provider, "a retried placement is never sent again; looking it up")
         with application_errors(placing=True):
             try:
                 order = await heartbeating(
@@ -461,21 +463,12 @@ class OrderActivities:
                     )
                 )
             except AmbiguousPlacement as e:
-                found = await heartbeating(self._resolve(adapter, req.symbol, cid))
-                if found is None:
-                    raise _unresolved(req.leg.provider, "sent, and not found yet") from e
-                order = found
+                raise _unresolved(req.leg.provider, "sent, no answer; looking it up") from e
             except (TerminalVenueError, RetryableVenueError):  # refused, or provably not sent
                 self._router.record_failure(req.leg.provider)
                 raise
         self._router.record_success(req.leg.provider)
         return order
-
-    async def _resolve(self, adapter: ExecutionAdapter, symbol: str, cid: str) -> VenueOrder | None:
-        try:
-            return await adapter.resolve_placement(symbol, cid)
-        except VenueError as e:
-            raise _unresolved(adapter.name, f"lookup failed: {e}") from e
 
     @activity.defn(name="order.resolve_placement")
     async def resolve_placement(self, req: ResolveRequest) -> PlacementLookup:
@@ -489,13 +482,7 @@ class OrderActivities:
         adapter = self._adapters[req.provider]
         cid = client_order_id(req.order_id, req.attempt)
         since = req.unknown_since or activity.info().scheduled_time
-        with application_errors():  # a lookup that fails is retried: unknown is not absent
-            found = await heartbeating(adapter.resolve_placement(req.symbol, cid))
-            if found is None:
-                # Venue clocks and ours differ a little: search from a minute before the send.
-                found = await heartbeating(
-                    adapter.find_in_trades(req.symbol, cid, since - timedelta(seconds=60))
-                )
+        found = await heartbeating(self._lookup_round(adapter, req.symbol, cid, since))
         s = self._settings
         next_check = min(
             s.order_unknown_recheck_first_s * 2 ** min(req.checks, 30), s.order_unknown_recheck_max_s
@@ -510,6 +497,24 @@ class OrderActivities:
         return PlacementLookup(
             order=found, next_check_s=next_check, needs_attention=found is None and overdue
         )
+
+    async def _lookup_round(
+        self, adapter: ExecutionAdapter, symbol: str, cid: str, since: datetime
+    ) -> VenueOrder | None:
+        """The order lookup, then the trade history, in this venue's lookup lane; None when neither
+        shows the order or the lane gave no turn in time (both mean: still unknown, ask later)."""
+        async with self._lanes.turn(adapter.name) as turn:
+            if not turn:
+                log.info("order lookup %s at %s waits for a later round: the venue's lane is busy",
+                         cid, adapter.name)  # fmt: skip
+                return None
+            with application_errors():  # a lookup that fails is retried: unknown is not absent
+                # One lookup a round: the saga's durable back-off is the retry (and keeps the lane short).
+                found = await adapter.resolve_placement(symbol, cid, attempts=1)
+                if found is None:
+                    # Venue clocks and ours differ a little: search from a minute before the send.
+                    found = await adapter.find_in_trades(symbol, cid, since - timedelta(seconds=60))
+        return found
 
     @activity.defn(name="order.venue_status")
     async def venue_status(self, ref: VenueOrderRef) -> VenueOrder:

@@ -326,9 +326,11 @@ class PaymentActivities:
         """Send the money, once. The workflow runs this at most once per send decision (no activity
         retries): anything but an explicit answer is "unknown", resolved by looking our id up, never by
         sending again. Only a send that provably never reached the other side is "not_sent"."""
+        # Heartbeating while the bank or venue answers: a worker that dies mid-send is noticed within the
+        # heartbeat timeout, and the workflow looks the outcome up.
         if w.currency in FIAT:
-            return await self._payout(w)
-        return await self._crypto_withdraw(w)
+            return await heartbeating(self._payout(w))
+        return await heartbeating(self._crypto_withdraw(w))
 
     async def _payout(self, w: WithdrawalInput) -> ExecutionOutcome:
         d = w.destination
@@ -383,6 +385,9 @@ class PaymentActivities:
     async def settlement_status(self, w: WithdrawalInput) -> ExecutionOutcome:
         """Ask the bank/venue how our payout stands, by our id. No record is "absent" and no answer is
         "unknown": neither is a failure, and the workflow decides what repeated absence means."""
+        return await heartbeating(self._settlement_status(w))
+
+    async def _settlement_status(self, w: WithdrawalInput) -> ExecutionOutcome:
         if w.currency in FIAT:
             try:
                 payout = await self._bank().find_payout(str(w.withdrawal_id))

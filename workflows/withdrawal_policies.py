@@ -30,6 +30,9 @@ SEND_ONCE = RetryPolicy(maximum_attempts=1)
 # Lookups are questions: a few quick retries, then the answer is "unknown" and the workflow asks later.
 LOOKUP_TIMEOUT = timedelta(seconds=60)
 LOOKUP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+# Sends and lookups heartbeat while the bank or venue answers: a worker that dies mid-call is noticed this
+# fast (the send's outcome is then unknown and looked up) instead of after the whole start-to-close.
+CALL_HEARTBEAT = timedelta(seconds=10)
 NOTIFY_TIMEOUT = timedelta(seconds=30)
 NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 

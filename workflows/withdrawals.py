@@ -293,6 +293,7 @@ class WithdrawalWorkflow:
                     PaymentActivities.send_withdrawal,
                     w,
                     start_to_close_timeout=policy.SEND_TIMEOUT,
+                    heartbeat_timeout=policy.CALL_HEARTBEAT,
                     retry_policy=policy.SEND_ONCE,
                 )
             except ActivityError as e:  # timed out, worker lost, anything: it may have gone out
@@ -311,6 +312,7 @@ class WithdrawalWorkflow:
                 PaymentActivities.settlement_status,
                 w,
                 start_to_close_timeout=policy.LOOKUP_TIMEOUT,
+                heartbeat_timeout=policy.CALL_HEARTBEAT,
                 retry_policy=policy.LOOKUP_RETRY,
             )
         except ActivityError as e:

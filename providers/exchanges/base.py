@@ -107,8 +107,11 @@ class ExecutionAdapter(Protocol):
 
     async def place_order(self, request: PlaceOrderRequest) -> VenueOrder: ...
 
-    async def resolve_placement(self, symbol: str, client_order_id: str) -> VenueOrder | None:
-        """After `AmbiguousPlacement`: the order if the venue has it, None once it is proven absent."""
+    async def resolve_placement(
+        self, symbol: str, client_order_id: str, *, attempts: int | None = None
+    ) -> VenueOrder | None:
+        """After `AmbiguousPlacement`: the order if the venue has it, None once it is proven absent.
+        `attempts` (default: the adapter's own) bounds the lookups made in this one call."""
         ...
 
     async def find_in_trades(self, symbol: str, client_order_id: str, since: datetime) -> VenueOrder | None:

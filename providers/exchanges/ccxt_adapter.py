@@ -363,16 +363,20 @@ class CcxtAdapter(CcxtCustody):
         # Accepted but not visible: the saga treats it like an ambiguous placement and resolves later.
         raise AmbiguousPlacement(self.name, cid, f"order {provider_id} accepted but not yet visible")
 
-    async def resolve_placement(self, symbol: str, client_order_id: str) -> VenueOrder | None:
+    async def resolve_placement(
+        self, symbol: str, client_order_id: str, *, attempts: int | None = None
+    ) -> VenueOrder | None:
         """Find the order we may have placed, by its client order id, tolerating the venue's lag.
 
-        Returns None only after `lookup_attempts` lookups that all answered "not found". If lookups
-        fail for other reasons (network, rate limit) the last error is raised: unknown is not absent.
+        Returns None only after `attempts` (default `lookup_attempts`) lookups that all answered "not
+        found". If lookups fail for other reasons (network, rate limit) the last error is raised:
+        unknown is not absent. A caller that asks again on its own timer passes `attempts=1`.
         """
         await self._ensure_loaded()
         delay = self.config.lookup_backoff_s
         last_error: VenueError | None = None
-        for attempt in range(self.config.lookup_attempts):
+        tries = attempts or self.config.lookup_attempts
+        for attempt in range(tries):
             try:
                 found = await self._find_by_client_id(symbol, client_order_id)
                 last_error = None
@@ -382,7 +386,7 @@ class CcxtAdapter(CcxtCustody):
                 last_error = None
             except RetryableVenueError as e:
                 last_error = e
-            if attempt < self.config.lookup_attempts - 1:
+            if attempt < tries - 1:
                 await asyncio.sleep(delay)
                 delay *= 2
         if last_error is not None:

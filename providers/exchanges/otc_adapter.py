@@ -242,14 +242,17 @@ class OtcAdapter:
         settled: dict[str, Any] = await self._call("POST", f"/v1/trades/{trade['trade_id']}/settle")
         return settled
 
-    async def resolve_placement(self, symbol: str, client_order_id: str) -> VenueOrder | None:
+    async def resolve_placement(
+        self, symbol: str, client_order_id: str, *, attempts: int | None = None
+    ) -> VenueOrder | None:
         delay = self.lookup_backoff_s
-        for attempt in range(self.lookup_attempts):
+        tries = attempts or self.lookup_attempts
+        for attempt in range(tries):
             body = await self._call("GET", "/v1/trades", params={"client_id": client_order_id})
             trades = body.get("trades", [])
             if trades:
                 return self._order(await self._settle(trades[0]))
-            if attempt < self.lookup_attempts - 1:
+            if attempt < tries - 1:
                 await asyncio.sleep(delay)
                 delay *= 2
         return None

@@ -11,11 +11,18 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any, TypeVar
 
 from services.errors import DomainError
 
 CURSOR_MAX_LENGTH = 300
+
+# The keyset condition of a page after a cursor, on the columns the pages are ordered by (newest first).
+AFTER_CURSOR = "(created_at, id) < (:c_at, :c_id)"
+
+Row = TypeVar("Row")
 
 
 class InvalidCursor(DomainError):
@@ -42,3 +49,21 @@ def decode_keyset(cursor: str) -> tuple[datetime, uuid.UUID]:
     # uuid.UUID(5) is an AttributeError; a list of the wrong length a ValueError; bad base64 binascii.Error.
     except (ValueError, TypeError, AttributeError, binascii.Error, UnicodeDecodeError) as e:
         raise InvalidCursor() from e
+
+
+def after_cursor(cursor: str | None, params: dict[str, Any]) -> str:
+    """The SQL condition of the rows after `cursor` (`AFTER_CURSOR`, its parameters put in `params`), or
+    "TRUE" for the first page. The query orders by `created_at DESC, id DESC` and fetches `limit + 1`."""
+    if not cursor:
+        return "TRUE"
+    params["c_at"], params["c_id"] = decode_keyset(cursor)
+    return AFTER_CURSOR
+
+
+def keyset_page(
+    rows: Sequence[Row], limit: int, position: Callable[[Row], tuple[datetime, uuid.UUID]]
+) -> tuple[list[Row], str | None]:
+    """The page in `rows` (fetched `limit + 1`, to know whether more follow) and the cursor of the next
+    page (None at the end); `position` gives a row's (`created_at`, `id`)."""
+    page = list(rows[:limit])
+    return page, encode_keyset(*position(page[-1])) if len(rows) > limit else None

@@ -15,10 +15,13 @@ from models.payments import withdrawal_workflow_id
 from models.payments_api import (
     BankAccountOut,
     DepositOut,
+    DepositPage,
     PendingWithdrawal,
     WithdrawalOut,
+    WithdrawalPage,
 )
 from services.errors import DomainError
+from services.pagination import after_cursor, keyset_page
 
 
 class NotFound(DomainError):
@@ -56,19 +59,24 @@ def _withdrawal_out(r: Any) -> WithdrawalOut:
     )
 
 
-async def list_deposits(engine: AsyncEngine, *, user_id: uuid.UUID, limit: int) -> list[DepositOut]:
-    """The customer's deposits, newest first."""
+async def list_deposits(
+    engine: AsyncEngine, *, user_id: uuid.UUID, limit: int, cursor: str | None = None
+) -> DepositPage:
+    """The customer's deposits, newest first; `cursor` from the previous page."""
+    params: dict[str, Any] = {"u": user_id, "l": limit + 1}
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
                 text(
                     "SELECT id, currency, amount, status, payment_method, reference, created_at, "
-                    "confirmed_at FROM deposits WHERE user_id = :u ORDER BY created_at DESC LIMIT :l"
+                    f"confirmed_at FROM deposits WHERE user_id = :u AND {after_cursor(cursor, params)} "
+                    "ORDER BY created_at DESC, id DESC LIMIT :l"
                 ),
-                {"u": user_id, "l": limit},
+                params,
             )
         ).all()
-    return [
+    shown, next_cursor = keyset_page(rows, limit, lambda r: (r[6], r[0]))
+    deposits = [
         DepositOut(
             id=r[0],
             currency=r[1],
@@ -79,8 +87,9 @@ async def list_deposits(engine: AsyncEngine, *, user_id: uuid.UUID, limit: int) 
             created_at=r[6],
             confirmed_at=r[7],
         )  # fmt: skip
-        for r in rows
+        for r in shown
     ]
+    return DepositPage(deposits=deposits, next_cursor=next_cursor)
 
 
 async def find_withdrawal(
@@ -107,19 +116,24 @@ async def own_withdrawal(
     return found
 
 
-async def list_withdrawals(engine: AsyncEngine, *, user_id: uuid.UUID, limit: int) -> list[WithdrawalOut]:
-    """The customer's withdrawals, newest first."""
+async def list_withdrawals(
+    engine: AsyncEngine, *, user_id: uuid.UUID, limit: int, cursor: str | None = None
+) -> WithdrawalPage:
+    """The customer's withdrawals, newest first; `cursor` from the previous page."""
+    params: dict[str, Any] = {"u": user_id, "l": limit + 1}
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
                 text(
-                    f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawals WHERE user_id = :u "
-                    "ORDER BY created_at DESC LIMIT :l"
+                    f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawals "
+                    f"WHERE user_id = :u AND {after_cursor(cursor, params)} "
+                    "ORDER BY created_at DESC, id DESC LIMIT :l"
                 ),
-                {"u": user_id, "l": limit},
+                params,
             )
         ).all()
-    return [_withdrawal_out(r) for r in rows]
+    shown, next_cursor = keyset_page(rows, limit, lambda r: (r[11], r[0]))
+    return WithdrawalPage(withdrawals=[_withdrawal_out(r) for r in shown], next_cursor=next_cursor)
 
 
 async def approval_queue(engine: AsyncEngine) -> list[PendingWithdrawal]:

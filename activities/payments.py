@@ -69,6 +69,7 @@ from services.ledger import InsufficientFunds, Ledger
 
 log = logging.getLogger("broker.payments")
 
+
 def venue_client_id(withdrawal_id: uuid.UUID) -> str:
     """Our id for the withdrawal at the venue (Binance `withdrawOrderId`): derived, so a retry reuses it."""
     return f"wd{withdrawal_id.hex}"

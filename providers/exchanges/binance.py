@@ -4,7 +4,8 @@
   unknown" (-1000, -1001, -1006, -1007: ambiguous while placing) are read from the code.
 - An order answer is exact (`executedQty`, `cummulativeQuoteQty`, `fills` with commissions); the order
   query has no fills, so a filled order's trades are read for its exact fills and fees.
-- An order is found by our id directly (`origClientOrderId`); trade history pages by trade id.
+- An order is found by our id directly (`origClientOrderId`); trade history is per symbol and pages
+  by trade id, its amounts read from its own text.
 - A book is read from the raw depth (ccxt's parser yields floats even with `number = str`).
 - Withdrawals carry our id (`withdrawOrderId`) and the history filters by it, every page read.
 - ccxt chooses its spot error table by URL prefix, which breaks at any other host (`_LocalSafeBinance`).
@@ -19,10 +20,10 @@ import ccxt.async_support as ccxt_async
 
 from models.market import Side, VenueFill, VenueOrder, VenueOrderStatus, VenueWithdrawal, to_ccxt_symbol
 from providers.exchanges.base import RetryableVenueError
-from providers.exchanges.ccxt_adapter import CcxtAdapter
+from providers.exchanges.ccxt_adapter import TRADE_HISTORY_MAX_PAGES, CcxtAdapter
 from providers.exchanges.custody import WITHDRAWAL_HISTORY_MAX_PAGES, WITHDRAWAL_HISTORY_PAGE
 from providers.exchanges.error_mapping import VenueErrorWords
-from providers.exchanges.parsing import dec, with_fee_totals
+from providers.exchanges.parsing import TradeFigures, dec, with_fee_totals
 from providers.exchanges.venue_config import (
     ExchangeConfig,
     VenueTraits,
@@ -139,21 +140,33 @@ class BinanceAdapter(CcxtAdapter):
         return None if order is None else await self._with_fills(order, symbol)
 
     async def _traded_order_ids(self, symbol: str, since_ms: int) -> list[str]:
-        """myTrades in `symbol` from `since_ms`, every page: Binance pages by trade id (`fromId`, which
-        takes no start time with it)."""
-        ccxt_symbol = to_ccxt_symbol(symbol)
-        ids: dict[str, None] = {}
+        trades = await self.trade_history(to_ccxt_symbol(symbol), since_ms)
+        return list(dict.fromkeys(str(t["order"]) for t in trades if t.get("order")))
+
+    async def trade_history(self, ccxt_symbol: str | None, since_ms: int | None) -> list[dict[str, Any]]:
+        """myTrades of one symbol, 1,000 a page from a trade id on (`fromId`, which takes no start
+        time with it)."""
+        rows: dict[str, dict[str, Any]] = {}
         params: dict[str, Any] = {}
-        since: int | None = since_ms
-        while True:
+        since = since_ms
+        for _ in range(TRADE_HISTORY_MAX_PAGES):
             async with self._errors():
                 page = await self.exchange.fetch_my_trades(ccxt_symbol, since, _TRADES_PAGE, params)
-            for trade in page:
-                if trade.get("order"):
-                    ids[str(trade["order"])] = None
+            rows.update((str(t["id"]), t) for t in page)
             if len(page) < _TRADES_PAGE:
-                return list(ids)
-            since, params = None, {"fromId": int(page[-1]["id"]) + 1}
+                return list(rows.values())
+            since, params = None, {"fromId": max(int(t["id"]) for t in page) + 1}
+        raise RetryableVenueError(self.name, "trade history longer than we page through")
+
+    def trade_figures(self, trade: dict[str, Any]) -> TradeFigures:
+        """myTrades' own text: `qty`, `quoteQty`, `commission` in `commissionAsset`."""
+        info = trade.get("info") or {}
+        return TradeFigures(
+            amount=dec(info.get("qty")),
+            cost=dec(info.get("quoteQty")),
+            fee=dec(info.get("commission")),
+            fee_currency=str(info.get("commissionAsset") or ""),
+        )
 
     def _parse_order(self, raw: dict[str, Any], symbol: str) -> VenueOrder | None:
         info = raw.get("info") or {}

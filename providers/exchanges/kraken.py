@@ -30,10 +30,10 @@ import ccxt.async_support as ccxt_async
 
 from models.market import Side, VenueOrder, VenueOrderStatus, VenueWithdrawal, split_symbol, to_ccxt_symbol
 from providers.exchanges.base import RetryableVenueError
-from providers.exchanges.ccxt_adapter import CcxtAdapter
+from providers.exchanges.ccxt_adapter import TRADE_HISTORY_MAX_PAGES, CcxtAdapter
 from providers.exchanges.custody import WITHDRAWAL_HISTORY_MAX_PAGES
 from providers.exchanges.error_mapping import VenueErrorWords
-from providers.exchanges.parsing import dec, opt_dec
+from providers.exchanges.parsing import TradeFigures, dec, opt_dec
 from providers.exchanges.rate_counter import DecayingCounter
 from providers.exchanges.venue_config import (
     ExchangeConfig,
@@ -67,6 +67,7 @@ DEFAULT_TIER = "starter"  # the strictest: never more than any account may send
 _HISTORY_CALLS = frozenset({"Ledgers", "QueryLedgers", "TradesHistory", "QueryTrades"})
 _TRADING_COSTS = {"AddOrder": 1.0, "AmendOrder": 1.0, "EditOrder": 1.0, "CancelOrder": 8.0}
 
+_TRADES_PAGE = 50  # TradesHistory's fixed page size
 _WITHDRAWAL_STATUS = {"Success": "ok", "Failure": "failed"}
 # `status-prop` overrides `status`: a cancelled or returned withdrawal is final ("Settled" and
 # "Partial" are not).
@@ -132,6 +133,7 @@ class KrakenAdapter(CcxtAdapter):
             not_found_markers=("EOrder:Unknown order", "EOrder:Invalid order"),
         ),
         withdraws_to_key=True,
+        trade_history_all_pairs=True,
     )
     exchange: KrakenExchange
 
@@ -175,6 +177,32 @@ class KrakenAdapter(CcxtAdapter):
             ofs += len(trades)
             if not trades or ofs >= int(result.get("count") or 0):
                 return list(ids)
+
+    async def trade_history(self, ccxt_symbol: str | None, since_ms: int | None) -> list[dict[str, Any]]:
+        """TradesHistory: every pair, 50 a page at an offset (`ofs`), newest first. A trade seen on two
+        pages (new trades shift the offsets while we read) counts once; a symbol filters afterwards
+        (the offsets count every pair's trades)."""
+        rows: dict[str, dict[str, Any]] = {}
+        fetched = 0
+        for _ in range(TRADE_HISTORY_MAX_PAGES):
+            async with self._errors():
+                page = await self.exchange.fetch_my_trades(None, since_ms, _TRADES_PAGE, {"ofs": fetched})
+            fetched += len(page)
+            rows.update((str(t.get("id")), t) for t in page)
+            if len(page) < _TRADES_PAGE:
+                return [t for t in rows.values() if ccxt_symbol is None or t.get("symbol") == ccxt_symbol]
+        raise RetryableVenueError(self.name, "trade history longer than we page through")
+
+    def trade_figures(self, trade: dict[str, Any]) -> TradeFigures:
+        """TradesHistory's own text: `vol`, `cost`, `fee` (in the currency ccxt names from the pair)."""
+        info = trade.get("info") or {}
+        fee = trade.get("fee") or {}
+        return TradeFigures(
+            amount=dec(info.get("vol")),
+            cost=dec(info.get("cost")),
+            fee=dec(info.get("fee")),
+            fee_currency=str(fee.get("currency") or ""),
+        )
 
     def _parse_order(self, raw: dict[str, Any], symbol: str) -> VenueOrder | None:
         """QueryOrders' shape (`vol`, `vol_exec`, `cost`, `fee`, `oflags`); None for AddOrder's answer,

@@ -10,14 +10,13 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ledger.errors import UnknownAccount
-from services.pagination import after_cursor, keyset_page
+from services.pagination import fetch_page
 
 MAX_PAGE = 500
 
@@ -115,21 +114,16 @@ async def entries(
     """Entries of the given accounts, newest first, with an opaque cursor for the next page."""
     if not account_ids:
         return EntryPage(entries=[], next_cursor=None)
-    limit = max(1, min(limit, MAX_PAGE))
-    params: dict[str, Any] = {"ids": list(account_ids), "lim": limit + 1}
-    where = f"account_id = ANY(:ids) AND {after_cursor(cursor, params)}"
-    async with engine.connect() as c:
-        rows = (
-            await c.execute(
-                text(
-                    "SELECT id, transaction_id, account_id, seq, currency, amount, balance_after, "
-                    f"reference_type, reference_id, created_at FROM ledger_entries WHERE {where} "
-                    "ORDER BY created_at DESC, id DESC LIMIT :lim"
-                ),
-                params,
-            )
-        ).all()
-    shown, next_cursor = keyset_page(rows, limit, lambda r: (r[9], r[0]))
+    shown, next_cursor = await fetch_page(
+        engine,
+        select="SELECT id, transaction_id, account_id, seq, currency, amount, balance_after, "
+        "reference_type, reference_id, created_at FROM ledger_entries",
+        where="account_id = ANY(:ids)",
+        params={"ids": list(account_ids)},
+        limit=max(1, min(limit, MAX_PAGE)),
+        cursor=cursor,
+        position=lambda r: (r[9], r[0]),
+    )
     page = [
         Entry(
             id=r[0],

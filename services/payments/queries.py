@@ -21,7 +21,7 @@ from models.payments_api import (
     WithdrawalPage,
 )
 from services.errors import DomainError
-from services.pagination import after_cursor, keyset_page
+from services.pagination import fetch_page
 
 
 class NotFound(DomainError):
@@ -63,19 +63,16 @@ async def list_deposits(
     engine: AsyncEngine, *, user_id: uuid.UUID, limit: int, cursor: str | None = None
 ) -> DepositPage:
     """The customer's deposits, newest first; `cursor` from the previous page."""
-    params: dict[str, Any] = {"u": user_id, "l": limit + 1}
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    "SELECT id, currency, amount, status, payment_method, reference, created_at, "
-                    f"confirmed_at FROM deposits WHERE user_id = :u AND {after_cursor(cursor, params)} "
-                    "ORDER BY created_at DESC, id DESC LIMIT :l"
-                ),
-                params,
-            )
-        ).all()
-    shown, next_cursor = keyset_page(rows, limit, lambda r: (r[6], r[0]))
+    shown, next_cursor = await fetch_page(
+        engine,
+        select="SELECT id, currency, amount, status, payment_method, reference, created_at, confirmed_at "
+        "FROM deposits",
+        where="user_id = :u",
+        params={"u": user_id},
+        limit=limit,
+        cursor=cursor,
+        position=lambda r: (r[6], r[0]),
+    )
     deposits = [
         DepositOut(
             id=r[0],
@@ -120,19 +117,15 @@ async def list_withdrawals(
     engine: AsyncEngine, *, user_id: uuid.UUID, limit: int, cursor: str | None = None
 ) -> WithdrawalPage:
     """The customer's withdrawals, newest first; `cursor` from the previous page."""
-    params: dict[str, Any] = {"u": user_id, "l": limit + 1}
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawals "
-                    f"WHERE user_id = :u AND {after_cursor(cursor, params)} "
-                    "ORDER BY created_at DESC, id DESC LIMIT :l"
-                ),
-                params,
-            )
-        ).all()
-    shown, next_cursor = keyset_page(rows, limit, lambda r: (r[11], r[0]))
+    shown, next_cursor = await fetch_page(
+        engine,
+        select=f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawals",
+        where="user_id = :u",
+        params={"u": user_id},
+        limit=limit,
+        cursor=cursor,
+        position=lambda r: (r[11], r[0]),
+    )
     return WithdrawalPage(withdrawals=[_withdrawal_out(r) for r in shown], next_cursor=next_cursor)
 
 

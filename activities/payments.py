@@ -69,10 +69,6 @@ from services.ledger import InsufficientFunds, Ledger
 
 log = logging.getLogger("broker.payments")
 
-# The registry's old name here, kept so modules written against it keep importing; it is the same class
-# (one registry), and new code imports `ErrorType` from `activities.errors`.
-ERRORS = ErrorType
-
 
 def venue_client_id(withdrawal_id: uuid.UUID) -> str:
     """Our id for the withdrawal at the venue (Binance `withdrawOrderId`): derived, so a retry reuses it."""
@@ -517,4 +513,4 @@ def _venue_status(status: str) -> str:
     return "pending"
 
 
-__all__ = ["ERRORS", "Decimal", "PaymentActivities", "venue_client_id"]
+__all__ = ["Decimal", "PaymentActivities", "venue_client_id"]

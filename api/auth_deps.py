@@ -43,9 +43,9 @@ from services.auth import (
     SecondFactorRequired,
     TokenInvalid,
 )
-from services.auth import service as auth_service
+from services.auth import sessions as auth_sessions
 from services.auth import totp as totp_service
-from services.auth.service import utcnow
+from services.auth.context import utcnow
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from `POST /api/v1/auth/login`.")
 
@@ -102,7 +102,7 @@ async def current_auth(
 ) -> Authenticated:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise TokenInvalid("an access token is required", code="not_authenticated")
-    user, sess = await auth_service.authenticate(session, cfg, credentials.credentials)
+    user, sess = await auth_sessions.authenticate(session, cfg, credentials.credentials)
     request.state.user_id = str(user.id)
     return Authenticated(user=user, session_id=sess.id)
 

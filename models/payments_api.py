@@ -51,6 +51,13 @@ class DepositOut(BaseModel):
     confirmed_at: datetime | None
 
 
+class DepositPage(BaseModel):
+    deposits: list[DepositOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page; null at the end."
+    )
+
+
 # --- withdrawals --------------------------------------------------------------------------------
 
 
@@ -79,6 +86,13 @@ class WithdrawalOut(BaseModel):
     created_at: datetime
     completed_at: datetime | None
     workflow_id: str
+
+
+class WithdrawalPage(BaseModel):
+    withdrawals: list[WithdrawalOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page; null at the end."
+    )
 
 
 class PendingWithdrawal(WithdrawalOut):

@@ -14,7 +14,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.payments import ERRORS, PaymentActivities
+    from activities.errors import ErrorType
+    from activities.payments import PaymentActivities
     from activities.screening import ScreeningActivities
     from models.payments import BankPayment, CryptoPollInput, CryptoPollResult, DepositResult
     from models.screening_jobs import PayerScreeningInput
@@ -22,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=[ERRORS.LEDGER_REFUSED],
+    non_retryable_error_types=[ErrorType.LEDGER_REFUSED],
 )
 NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 

@@ -14,14 +14,14 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.payments import ERRORS
+    from activities.errors import ErrorType
     from models.payments import ExecutionOutcome, Resolution, WithdrawalStatus
 
 DB_TIMEOUT = timedelta(seconds=30)
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=[ERRORS.INSUFFICIENT_FUNDS, ERRORS.LEDGER_REFUSED],
+    non_retryable_error_types=[ErrorType.INSUFFICIENT_FUNDS, ErrorType.LEDGER_REFUSED],
 )
 # Sending money: one attempt per send decision, never retried by Temporal. A send that fails or times out
 # is an unknown outcome, settled by looking our id up, never by sending again.

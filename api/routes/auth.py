@@ -50,8 +50,8 @@ from providers.email import (
     password_reset_email,
     verification_email,
 )
-from services.auth import TokenPair
-from services.auth import service as auth
+from services.auth import TokenPair, password_changes, registration, second_factor, sessions
+from services.auth.context import utcnow
 
 log = logging.getLogger("api.auth")
 
@@ -88,7 +88,7 @@ def _base_url(request: Request) -> str:
 
 
 def _send_verification(request: Request, background: BackgroundTasks, cfg: AuthConfigDep, user: User) -> None:
-    token = auth.verification_token(cfg, user)
+    token = registration.verification_token(cfg, user)
     link = f"{_base_url(request)}/api/v1/auth/verify-email?token={token}"
     hours = int(cfg.policy.email_token_ttl.total_seconds() // 3600)
     background.add_task(_deliver, _sender(request), user.email, verification_email(link, valid_hours=hours))
@@ -108,7 +108,7 @@ async def register(
     background: BackgroundTasks,
 ) -> Accepted:
     """Open a customer account; the next step is in the email (the answer is the same for any address)."""
-    result = await auth.register(
+    result = await registration.register(
         session,
         cfg,
         email=body.email,
@@ -134,7 +134,7 @@ async def request_password_reset(
     background: BackgroundTasks,
 ) -> Accepted:
     """Email a single-use password reset token (the answer is the same whether the address has an account)."""
-    found = await auth.request_password_reset(session, cfg, body.email, ip=client_ip(request))
+    found = await password_changes.request_password_reset(session, cfg, body.email, ip=client_ip(request))
     if found is not None:
         user, token = found
         minutes = int(cfg.policy.reset_token_ttl.total_seconds() // 60)
@@ -155,8 +155,8 @@ async def confirm_password_reset(
 ) -> Response:
     """Set a new password with the emailed token; every session is signed out."""
     ip = client_ip(request)
-    user = await auth.reset_password(session, cfg, body.token, body.new_password, ip=ip)
-    alert = password_changed_alert(when=auth.utcnow(), ip=ip)
+    user = await password_changes.reset_password(session, cfg, body.token, body.new_password, ip=ip)
+    alert = password_changed_alert(when=utcnow(), ip=ip)
     background.add_task(_deliver, _sender(request), user.email, alert)
     return Response(status_code=204)
 
@@ -169,7 +169,7 @@ async def verify_email_link(
     cfg: AuthConfigDep,
 ) -> User:
     """Confirm an email address from the emailed link."""
-    return await auth.verify_email(session, cfg, token, ip=client_ip(request))
+    return await registration.verify_email(session, cfg, token, ip=client_ip(request))
 
 
 @router.post("/verify-email", response_model=UserPublic, responses=problem_responses(401))
@@ -177,7 +177,7 @@ async def verify_email(
     body: VerifyEmailRequest, request: Request, session: SessionDep, cfg: AuthConfigDep
 ) -> User:
     """Confirm an email address with the token from the emailed link."""
-    return await auth.verify_email(session, cfg, body.token, ip=client_ip(request))
+    return await registration.verify_email(session, cfg, body.token, ip=client_ip(request))
 
 
 @router.post(
@@ -206,11 +206,11 @@ async def login(
     background: BackgroundTasks,
 ) -> TokenResponse:
     """Exchange email, password (and TOTP code when 2FA is on) for an access and a refresh token."""
-    result = await auth.login(
+    result = await sessions.login(
         session, cfg, email=body.email, password=body.password, totp_code=body.totp_code, client=client
     )
     if result.new_device:
-        alert = new_device_alert(when=auth.utcnow(), ip=client.ip, user_agent=client.user_agent or "unknown")
+        alert = new_device_alert(when=utcnow(), ip=client.ip, user_agent=client.user_agent or "unknown")
         background.add_task(_deliver, _sender(request), result.user.email, alert)
     return _tokens(result.tokens)
 
@@ -220,20 +220,20 @@ async def refresh(
     body: RefreshRequest, session: SessionDep, cfg: AuthConfigDep, client: ClientDep
 ) -> TokenResponse:
     """Rotate the token pair; reusing an old refresh token revokes the whole session."""
-    return _tokens(await auth.refresh(session, cfg, body.refresh_token, client=client))
+    return _tokens(await sessions.refresh(session, cfg, body.refresh_token, client=client))
 
 
 @router.post("/logout", status_code=204, responses=AUTHED)
 async def logout(request: Request, session: SessionDep, current: CurrentAuth) -> Response:
     """End this session: its access and refresh tokens stop working at once."""
-    await auth.logout(session, current.user, current.session_id, ip=client_ip(request))
+    await sessions.logout(session, current.user, current.session_id, ip=client_ip(request))
     return Response(status_code=204)
 
 
 @router.get("/sessions", response_model=list[SessionPublic], responses=AUTHED)
 async def list_sessions(session: SessionDep, current: CurrentAuth) -> list[SessionPublic]:
     """List your active sessions (devices signed in)."""
-    rows = await auth.list_sessions(session, current.user)
+    rows = await sessions.list_sessions(session, current.user)
     return [
         SessionPublic(
             id=s.id,
@@ -253,7 +253,7 @@ async def revoke_session(
     session_id: uuid.UUID, request: Request, session: SessionDep, current: CurrentAuth
 ) -> Response:
     """Sign out one of your sessions."""
-    await auth.revoke_session(session, current.user, session_id, ip=client_ip(request))
+    await sessions.revoke_session(session, current.user, session_id, ip=client_ip(request))
     return Response(status_code=204)
 
 
@@ -270,7 +270,7 @@ async def update_me(
     """Change your profile (needs `X-TOTP-Code` when 2FA is on)."""
     await require_totp(request, session, user, totp_code, mandatory=False)
     changes = body.model_dump(exclude_unset=True)
-    return await auth.update_profile(session, user, changes, ip=client_ip(request))
+    return await registration.update_profile(session, user, changes, ip=client_ip(request))
 
 
 @router.post("/password", status_code=204, responses=AUTHED)
@@ -284,7 +284,7 @@ async def change_password(
 ) -> Response:
     """Change your password (needs `X-TOTP-Code` when 2FA is on); other sessions are signed out."""
     await require_totp(request, session, current.user, totp_code, mandatory=False)
-    await auth.change_password(
+    await password_changes.change_password(
         session,
         cfg,
         current.user,
@@ -301,7 +301,9 @@ async def totp_enroll(
     body: TotpEnrollRequest, request: Request, session: SessionDep, cfg: AuthConfigDep, user: CurrentUser
 ) -> TotpEnrollResponse:
     """Start TOTP enrolment: a secret and an otpauth:// URI for the authenticator app."""
-    enrolment = await auth.totp_enroll(session, cfg, user, password=body.password, ip=client_ip(request))
+    enrolment = await second_factor.totp_enroll(
+        session, cfg, user, password=body.password, ip=client_ip(request)
+    )
     return TotpEnrollResponse(secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri)
 
 
@@ -310,7 +312,7 @@ async def totp_confirm(
     body: TotpCodeRequest, request: Request, session: SessionDep, cfg: AuthConfigDep, user: CurrentUser
 ) -> TotpStatus:
     """Turn 2FA on with the first code from the authenticator app."""
-    await auth.totp_confirm(session, cfg, user, body.code, ip=client_ip(request))
+    await second_factor.totp_confirm(session, cfg, user, body.code, ip=client_ip(request))
     return TotpStatus(enabled=True)
 
 
@@ -319,5 +321,5 @@ async def totp_disable(
     body: TotpCodeRequest, request: Request, session: SessionDep, cfg: AuthConfigDep, user: CurrentUser
 ) -> TotpStatus:
     """Turn 2FA off (needs a current code)."""
-    await auth.totp_disable(session, cfg, user, body.code, ip=client_ip(request))
+    await second_factor.totp_disable(session, cfg, user, body.code, ip=client_ip(request))
     return TotpStatus(enabled=False)

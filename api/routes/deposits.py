@@ -15,9 +15,10 @@ from api.errors import ProblemError
 from api.payment_clients import PaymentsDep
 from api.routes.accounts import Customer
 from api.sagas import PaymentSagasDep
-from models.payments_api import DepositInstructions, DepositOut, WebhookAck
+from models.payments_api import DepositInstructions, DepositPage, WebhookAck
 from providers.bank import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidWebhook, verify_webhook
 from services import payments
+from services.pagination import CURSOR_MAX_LENGTH
 
 log = logging.getLogger("broker.payments")
 
@@ -87,9 +88,12 @@ async def deposit_instructions(
     )  # fmt: skip
 
 
-@router.get("/deposits", response_model=list[DepositOut], responses=problem_responses(401, 403))
+@router.get("/deposits", response_model=DepositPage, responses=problem_responses(401, 403, 422))
 async def list_deposits(
-    user: Customer, engine: EngineDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
-) -> list[DepositOut]:
+    user: Customer,
+    engine: EngineDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
+) -> DepositPage:
     """Your deposits, newest first."""
-    return await payments.list_deposits(engine, user_id=user.id, limit=limit)
+    return await payments.list_deposits(engine, user_id=user.id, limit=limit, cursor=cursor)

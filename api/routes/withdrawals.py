@@ -16,8 +16,9 @@ from api.payment_clients import PaymentsDep
 from api.ratelimit import WithdrawalRateLimit
 from api.routes.accounts import Customer
 from api.sagas import PaymentSagasDep
-from models.payments_api import WithdrawalCreate, WithdrawalOut
+from models.payments_api import WithdrawalCreate, WithdrawalOut, WithdrawalPage
 from services import payments
+from services.pagination import CURSOR_MAX_LENGTH
 
 router = APIRouter(tags=["payments"])
 
@@ -59,12 +60,15 @@ async def create_withdrawal(
     )  # fmt: skip
 
 
-@router.get("/withdrawals", response_model=list[WithdrawalOut], responses=problem_responses(401, 403))
+@router.get("/withdrawals", response_model=WithdrawalPage, responses=problem_responses(401, 403, 422))
 async def list_withdrawals(
-    user: Customer, engine: EngineDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
-) -> list[WithdrawalOut]:
+    user: Customer,
+    engine: EngineDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
+) -> WithdrawalPage:
     """Your withdrawals, newest first."""
-    return await payments.list_withdrawals(engine, user_id=user.id, limit=limit)
+    return await payments.list_withdrawals(engine, user_id=user.id, limit=limit, cursor=cursor)
 
 
 @router.get(

@@ -45,7 +45,7 @@ from api.routes.market import MarketState
 from models.market import split_symbol
 from models.money import money, money_or_none
 from services.auth import AuthConfig, AuthError
-from services.auth import service as auth_service
+from services.auth import sessions as auth_sessions
 from services.market_data import BestPrice
 from services.orders.views import ORDER_COLUMNS, order_out
 
@@ -65,7 +65,7 @@ async def _authenticate(websocket: WebSocket, token: str) -> uuid.UUID | None:
     cfg: AuthConfig = websocket.app.state.auth
     try:
         async with sessions() as session:
-            user, _ = await auth_service.authenticate(session, cfg, token)
+            user, _ = await auth_sessions.authenticate(session, cfg, token)
     except AuthError:
         return None
     if not user.email_verified:

@@ -4,10 +4,13 @@
   unknown" (-1000, -1001, -1006, -1007: ambiguous while placing) are read from the code.
 - An order answer is exact (`executedQty`, `cummulativeQuoteQty`, `fills` with commissions); the order
   query has no fills, so a filled order's trades are read for its exact fills and fees.
-- An order is found by our id directly (`origClientOrderId`); trade history pages by trade id.
+- An order is found by our id directly (`origClientOrderId`); trade history is per symbol and pages
+  by trade id, its amounts read from its own text.
 - A book is read from the raw depth (ccxt's parser yields floats even with `number = str`).
 - Withdrawals carry our id (`withdrawOrderId`) and the history filters by it, every page read.
-- ccxt chooses its spot error table by URL prefix, which breaks at any other host (`_LocalSafeBinance`).
+- ccxt chooses its spot error table by URL prefix, which breaks at any other host (`_SpotErrorTable`).
+- Book streams (`BinanceBookStream`): ccxt.pro joins the diff-depth stream to a REST snapshot by update
+  ids and refuses a gap itself; a connection per symbol, so a book's own age shows a stall.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ import re
 from typing import Any
 
 import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxt_pro
 
 from models.market import Side, VenueFill, VenueOrder, VenueOrderStatus, VenueWithdrawal, to_ccxt_symbol
 from providers.exchanges.base import RetryableVenueError
-from providers.exchanges.ccxt_adapter import CcxtAdapter
+from providers.exchanges.book_streams import BookStream, StreamConfig, stream_origins
+from providers.exchanges.ccxt_adapter import TRADE_HISTORY_MAX_PAGES, CcxtAdapter
 from providers.exchanges.custody import WITHDRAWAL_HISTORY_MAX_PAGES, WITHDRAWAL_HISTORY_PAGE
 from providers.exchanges.error_mapping import VenueErrorWords
-from providers.exchanges.parsing import dec, with_fee_totals
+from providers.exchanges.parsing import TradeFigures, dec, with_fee_totals
 from providers.exchanges.venue_config import (
     ExchangeConfig,
     VenueTraits,
@@ -46,17 +51,46 @@ _STATUS = {
 }
 
 
-class _LocalSafeBinance(ccxt_async.binance):
+def _spot_options() -> dict[str, Any]:
+    """The spot-only options of every Binance instance (REST and streams): no futures, margin or
+    currency calls. A fresh dict each time: ccxt keeps (and may change) what it is given."""
+    return {
+        "defaultType": "spot",
+        "fetchMarkets": {"types": ["spot"]},  # else fapi/dapi exchangeInfo too
+        "fetchCurrencies": False,  # else sapi capital/config/getall on every load
+        "fetchMargins": False,
+        "adjustForTimeDifference": False,
+    }
+
+
+def _depth_limit(depth: int) -> int:
+    """The smallest depth limit Binance accepts that covers `depth` levels."""
+    return next(n for n in _DEPTH_LIMITS if n >= depth)
+
+
+class _SpotErrorTable:
     """ccxt's binance choosing its spot error table by URL prefix breaks at any other host.
 
     ccxt picks the spot exception map only for `https://api.binance.com/...`; against a sandbox only the
-    global map applies and many spot codes map differently. The adapter only trades spot, so the spot
-    table is right wherever the venue lives.
+    global map applies and many spot codes map differently. We only trade spot, so the spot table is
+    right wherever the venue lives. Mixed into ccxt's binance classes (REST and ccxt.pro).
     """
+
+    exceptions: dict[str, Any]
+    safe_dict: Any
 
     def get_exceptions_by_url(self, url: str | None, exactOrBroad: str) -> dict[str, Any]:  # noqa: N803
         spot = self.safe_dict(self.exceptions, "spot", {})
-        return self.safe_dict(spot, exactOrBroad, {})
+        result: dict[str, Any] = self.safe_dict(spot, exactOrBroad, {})
+        return result
+
+
+class _LocalSafeBinance(_SpotErrorTable, ccxt_async.binance):
+    """ccxt's binance with the spot error table wherever the venue lives."""
+
+
+class _StreamingBinance(_SpotErrorTable, ccxt_pro.binance):
+    """ccxt.pro's binance with the spot error table wherever the venue lives."""
 
 
 class BinanceAdapter(CcxtAdapter):
@@ -77,14 +111,7 @@ class BinanceAdapter(CcxtAdapter):
     @classmethod
     def make_exchange(cls, config: ExchangeConfig) -> Any:
         spec = exchange_spec(config)
-        spec["options"] = {
-            "defaultType": "spot",
-            "fetchMarkets": {"types": ["spot"]},  # else fapi/dapi exchangeInfo too
-            "fetchCurrencies": False,  # else sapi capital/config/getall on every load
-            "fetchMargins": False,
-            "adjustForTimeDifference": False,
-            **config.options,
-        }
+        spec["options"] = {**_spot_options(), **config.options}
         exchange = _LocalSafeBinance(spec)
         base = config.base_url.rstrip("/")
         if base:
@@ -105,8 +132,7 @@ class BinanceAdapter(CcxtAdapter):
     async def _book_levels(self, ccxt_symbol: str, depth: int) -> tuple[list[Any], list[Any], Any]:
         # ccxt's binance book parser yields floats even with number=str: read the raw depth.
         market = self.exchange.market(ccxt_symbol)
-        limit = next(n for n in _DEPTH_LIMITS if n >= depth)
-        raw = await self.exchange.publicGetDepth({"symbol": market["id"], "limit": limit})
+        raw = await self.exchange.publicGetDepth({"symbol": market["id"], "limit": _depth_limit(depth)})
         return raw["bids"], raw["asks"], None
 
     # ------------------------------------------------------------------ orders
@@ -139,21 +165,33 @@ class BinanceAdapter(CcxtAdapter):
         return None if order is None else await self._with_fills(order, symbol)
 
     async def _traded_order_ids(self, symbol: str, since_ms: int) -> list[str]:
-        """myTrades in `symbol` from `since_ms`, every page: Binance pages by trade id (`fromId`, which
-        takes no start time with it)."""
-        ccxt_symbol = to_ccxt_symbol(symbol)
-        ids: dict[str, None] = {}
+        trades = await self.trade_history(to_ccxt_symbol(symbol), since_ms)
+        return list(dict.fromkeys(str(t["order"]) for t in trades if t.get("order")))
+
+    async def trade_history(self, ccxt_symbol: str | None, since_ms: int | None) -> list[dict[str, Any]]:
+        """myTrades of one symbol, 1,000 a page from a trade id on (`fromId`, which takes no start
+        time with it)."""
+        rows: dict[str, dict[str, Any]] = {}
         params: dict[str, Any] = {}
-        since: int | None = since_ms
-        while True:
+        since = since_ms
+        for _ in range(TRADE_HISTORY_MAX_PAGES):
             async with self._errors():
                 page = await self.exchange.fetch_my_trades(ccxt_symbol, since, _TRADES_PAGE, params)
-            for trade in page:
-                if trade.get("order"):
-                    ids[str(trade["order"])] = None
+            rows.update((str(t["id"]), t) for t in page)
             if len(page) < _TRADES_PAGE:
-                return list(ids)
-            since, params = None, {"fromId": int(page[-1]["id"]) + 1}
+                return list(rows.values())
+            since, params = None, {"fromId": max(int(t["id"]) for t in page) + 1}
+        raise RetryableVenueError(self.name, "trade history longer than we page through")
+
+    def trade_figures(self, trade: dict[str, Any]) -> TradeFigures:
+        """myTrades' own text: `qty`, `quoteQty`, `commission` in `commissionAsset`."""
+        info = trade.get("info") or {}
+        return TradeFigures(
+            amount=dec(info.get("qty")),
+            cost=dec(info.get("quoteQty")),
+            fee=dec(info.get("commission")),
+            fee_currency=str(info.get("commissionAsset") or ""),
+        )
 
     def _parse_order(self, raw: dict[str, Any], symbol: str) -> VenueOrder | None:
         info = raw.get("info") or {}
@@ -218,3 +256,33 @@ class BinanceAdapter(CcxtAdapter):
                 return None
             offset += len(rows)
         raise RetryableVenueError(self.name, "withdrawal history longer than we page through")
+
+
+class BinanceBookStream(BookStream):
+    """Binance's diff-depth streams through ccxt.pro (see the module docstring)."""
+
+    @classmethod
+    def make_exchange(cls, config: StreamConfig) -> Any:
+        exchange = _StreamingBinance(
+            {
+                "timeout": config.timeout_ms,
+                "enableRateLimit": True,
+                "options": {**_spot_options(), "watchOrderBookLimit": 1000},
+            }
+        )
+        base, ws = stream_origins(config)
+        if base:
+            exchange.urls["api"] = {
+                "public": f"{base}/api/v3",
+                "private": f"{base}/api/v3",
+                "ws": {"spot": f"{ws}/ws"},
+            }
+        return exchange
+
+    async def _watch(self, ccxt_symbol: str) -> tuple[Any, bool]:
+        raw = await self.exchange.watch_order_book(ccxt_symbol)
+        return raw, True  # ccxt itself refuses a gap in Binance's update ids
+
+    async def _rest_levels(self, market: dict[str, Any], depth: int) -> tuple[list[Any], list[Any]]:
+        raw = await self.exchange.publicGetDepth({"symbol": market["id"], "limit": _depth_limit(depth)})
+        return raw["bids"], raw["asks"]

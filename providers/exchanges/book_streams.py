@@ -2,13 +2,16 @@
 
 ccxt.pro does the venue protocol: Binance's diff-depth stream joined to a REST snapshot by update ids
 (a gap raises `ChecksumError` and the next watch resubscribes and takes a new snapshot), Kraken's v2
-`book` channel. What ccxt leaves out, we add here, per venue:
+`book` channel. What ccxt leaves out, we add, per venue, in the venue's own module (as its REST adapter):
+`BookStream(config)` builds the class of `config.exchange_id` (`stream_class`).
 
-- Kraken's checksum: ccxt's own check is off by default and reads prices as text while its book holds
-  floats, so `_CheckedKraken` recomputes Kraken's CRC32 over the book ccxt holds after each message
-  and marks the symbol unverified until a fresh snapshot matches again (`BookStream.verified`).
-- Liveness: `last_message_ms` is the last message on the connection carrying a symbol's book
-  (Kraken's heartbeats, Binance's 100 ms events), so a silent stall shows as age.
+- Kraken's checksum (providers/exchanges/kraken.py, `KrakenBookStream`): ccxt's own check is off by
+  default and reads prices as text while its book holds floats, so Kraken's CRC32 is recomputed over
+  the book ccxt holds after each message and the symbol is unverified until a fresh snapshot matches
+  again (`StreamedBook.verified`).
+- Liveness: `connection_alive_ms` is the last message on the connection carrying every book (Kraken's
+  heartbeats); Binance has a connection per symbol and an event per 100 ms, so a book's own age shows
+  a silent stall there (providers/exchanges/binance.py, `BinanceBookStream`).
 
 The streams read public data only; they get no keys. ccxt's REST throttle stays on (Binance's
 snapshot requests go through it).
@@ -16,73 +19,32 @@ snapshot requests go through it).
 
 from __future__ import annotations
 
-import zlib
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
-
-import ccxt.pro as ccxt_pro
+from typing import Any, Self, cast
 
 from models.market import OrderBook, PriceLevel
 from services.live_books import BookKeeper, rest_budgets
 
-CHECKSUM_LEVELS = 10
+# ccxt ids with a book stream: module and class name (imported on first use, so each venue's module
+# can import this one).
+STREAM_CLASSES: dict[str, tuple[str, str]] = {
+    "binance": ("providers.exchanges.binance", "BinanceBookStream"),
+    "kraken": ("providers.exchanges.kraken", "KrakenBookStream"),
+}
 
 
-def _exact(value: float, step: Decimal) -> Decimal:
+def exact(value: float, step: Decimal) -> Decimal:
     """A streamed price/amount (ccxt holds floats) back to the venue's decimal text at its step."""
     return Decimal(repr(value)).quantize(step)
 
 
-def _step(precision: Any) -> Decimal:
+def step(precision: Any) -> Decimal:
+    """A market's precision (ccxt's tick size) as a Decimal step."""
     return Decimal(str(precision))
-
-
-class _StreamingBinance(ccxt_pro.binance):
-    """ccxt.pro's binance; as the REST adapter, spot error codes wherever the venue lives."""
-
-    def get_exceptions_by_url(self, url: str | None, exactOrBroad: str) -> dict[str, Any]:  # noqa: N803
-        spot = self.safe_dict(self.exceptions, "spot", {})
-        return self.safe_dict(spot, exactOrBroad, {})
-
-
-class _CheckedKraken(ccxt_pro.kraken):
-    """ccxt.pro's kraken, verifying Kraken's book checksum on every book message."""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__(config)
-        self.checksum_failed: dict[str, bool] = {}
-
-    def handle_order_book(self, client: Any, message: dict[str, Any]) -> None:
-        super().handle_order_book(client, message)
-        first = (message.get("data") or [{}])[0]
-        symbol, expected = first.get("symbol"), first.get("checksum")
-        book = self.orderbooks.get(symbol) if symbol else None
-        if book is None or expected is None:
-            return
-        matches = kraken_checksum(book, self.market(symbol)) == int(expected)
-        if message.get("type") == "snapshot":
-            self.checksum_failed[symbol] = not matches
-        elif not matches:
-            self.checksum_failed[symbol] = True  # sticky until a snapshot matches again
-
-
-def kraken_checksum(book: Any, market: dict[str, Any]) -> int:
-    """Kraken's CRC32 over the best 10 asks then the best 10 bids, digits only, leading zeros stripped."""
-    price_step = _step(market["precision"]["price"])
-    amount_step = _step(market["precision"]["amount"])
-
-    def part(value: float, step: Decimal) -> str:
-        return f"{_exact(value, step):f}".replace(".", "").lstrip("0")
-
-    payload = "".join(
-        part(level[0], price_step) + part(level[1], amount_step)
-        for side in (book["asks"], book["bids"])
-        for level in list(side)[:CHECKSUM_LEVELS]
-    )
-    return zlib.crc32(payload.encode()) & 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -95,35 +57,26 @@ class StreamConfig:
     timeout_ms: int = 10_000
 
 
-def build_stream_exchange(config: StreamConfig) -> Any:
-    """A ccxt.pro exchange for public book streams, pointed at a sandbox when `rest_url` is set."""
-    spec: dict[str, Any] = {"timeout": config.timeout_ms, "enableRateLimit": True}
+def stream_origins(config: StreamConfig) -> tuple[str, str]:
+    """(REST origin, WebSocket origin) of a sandbox; ("", "") for the real venue."""
     base = config.rest_url.rstrip("/")
     ws = config.ws_url.rstrip("/") or base.replace("http://", "ws://").replace("https://", "wss://")
-    if config.exchange_id == "binance":
-        spec["options"] = {
-            "defaultType": "spot",
-            "fetchMarkets": {"types": ["spot"]},
-            "fetchCurrencies": False,
-            "fetchMargins": False,
-            "adjustForTimeDifference": False,
-            "watchOrderBookLimit": 1000,
-        }
-        exchange: Any = _StreamingBinance(spec)
-        if base:
-            exchange.urls["api"] = {
-                "public": f"{base}/api/v3",
-                "private": f"{base}/api/v3",
-                "ws": {"spot": f"{ws}/ws"},
-            }
-    elif config.exchange_id == "kraken":
-        spec["has"] = {"fetchCurrencies": False}
-        exchange = _CheckedKraken(spec)
-        if base:
-            exchange.urls["api"] = {"public": base, "private": base, "ws": {"publicV2": f"{ws}/v2"}}
-    else:
-        raise ValueError(f"no book stream for {config.exchange_id!r}")
-    return exchange
+    return base, ws
+
+
+def stream_class(exchange_id: str) -> type[BookStream]:
+    """The book-stream class of ccxt id `exchange_id`; a venue without one has no stream."""
+    target = STREAM_CLASSES.get(exchange_id)
+    if target is None:
+        raise ValueError(f"no book stream for {exchange_id!r}")
+    module, name = target
+    cls: type[BookStream] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def build_stream_exchange(config: StreamConfig) -> Any:
+    """A ccxt.pro exchange for public book streams, pointed at a sandbox when `rest_url` is set."""
+    return stream_class(config.exchange_id).make_exchange(config)
 
 
 @dataclass(frozen=True)
@@ -135,13 +88,25 @@ class StreamedBook:
 
 
 class BookStream:
-    """One venue's book streams (all symbols), over one ccxt.pro exchange instance."""
+    """One venue's book streams (all symbols), over one ccxt.pro exchange instance.
+
+    `BookStream(config)` is an instance of the venue's own class (`stream_class`), which says how its
+    ccxt.pro exchange is built, how a book is watched and verified, and how one is read over REST."""
+
+    def __new__(cls, config: StreamConfig) -> Self:
+        target = stream_class(config.exchange_id) if cls is BookStream else cls
+        return cast(Self, object.__new__(target))
 
     def __init__(self, config: StreamConfig) -> None:
         self.config = config
         self.name = config.name
-        self.exchange = build_stream_exchange(config)
+        self.exchange = self.make_exchange(config)
         self.exchange.timeout_on_exit = 0
+
+    @classmethod
+    def make_exchange(cls, config: StreamConfig) -> Any:
+        """The venue's ccxt.pro exchange for `config` (public data only: no keys)."""
+        raise NotImplementedError
 
     async def load(self) -> None:
         await self.exchange.load_markets()
@@ -153,17 +118,12 @@ class BookStream:
         means the caller's copy is void; the next call resubscribes and resynchronises.
         """
         ccxt_symbol = symbol.replace("-", "/")
-        if self.config.exchange_id == "kraken":
-            failed = self.exchange.checksum_failed.get(ccxt_symbol)
-            if failed:  # resubscribe: Kraken sends a fresh snapshot
-                self._drop_subscription(ccxt_symbol)
-                self.exchange.checksum_failed[ccxt_symbol] = False
-            raw = await self.exchange.watch_order_book(ccxt_symbol, self.config.depth)
-            verified = not self.exchange.checksum_failed.get(ccxt_symbol, False)
-        else:
-            raw = await self.exchange.watch_order_book(ccxt_symbol)
-            verified = True  # ccxt itself refuses a gap in Binance's update ids
+        raw, verified = await self._watch(ccxt_symbol)
         return StreamedBook(self._exact_book(symbol, ccxt_symbol, raw), verified)
+
+    async def _watch(self, ccxt_symbol: str) -> tuple[Any, bool]:
+        """The next book ccxt.pro holds for the symbol, and whether it is known to match the venue's."""
+        raise NotImplementedError
 
     async def fetch_book(self, symbol: str, depth: int) -> OrderBook:
         """One REST read of the book, exact (the venue's own text), through this instance's throttle.
@@ -173,15 +133,7 @@ class BookStream:
         """
         await self.exchange.load_markets()  # a re-read may come before the streams' own load finished
         market = self.exchange.market(symbol.replace("-", "/"))
-        if self.config.exchange_id == "binance":
-            limit = next(n for n in (5, 10, 20, 50, 100, 500, 1000, 5000) if n >= depth)
-            raw = await self.exchange.publicGetDepth({"symbol": market["id"], "limit": limit})
-            bids, asks = raw["bids"], raw["asks"]
-        else:
-            raw = await self.exchange.publicGetDepth({"pair": market["id"], "count": depth})
-            result = raw["result"]
-            only = next(iter(result.values()))
-            bids, asks = only["bids"], only["asks"]
+        bids, asks = await self._rest_levels(market, depth)
         return OrderBook(
             provider=self.name,
             symbol=symbol,
@@ -190,33 +142,29 @@ class BookStream:
             timestamp=datetime.now(tz=UTC),
         )
 
-    def _drop_subscription(self, ccxt_symbol: str) -> None:
-        message_hash = f"orderbook@{ccxt_symbol}"
-        for client in list(self.exchange.clients.values()):
-            client.subscriptions.pop(message_hash, None)
+    async def _rest_levels(self, market: dict[str, Any], depth: int) -> tuple[list[Any], list[Any]]:
+        """(bids, asks) of one REST read, levels as the venue's text."""
+        raise NotImplementedError
 
     def _exact_book(self, symbol: str, ccxt_symbol: str, raw: Any) -> OrderBook:
         market = self.exchange.market(ccxt_symbol)
-        price_step = _step(market["precision"]["price"])
-        amount_step = _step(market["precision"]["amount"])
+        price_step = step(market["precision"]["price"])
+        amount_step = step(market["precision"]["amount"])
         depth = self.config.depth
         return OrderBook(
             provider=self.name,
             symbol=symbol,
-            bids=[PriceLevel(price=_exact(p, price_step), amount=_exact(a, amount_step)) for p, a in
+            bids=[PriceLevel(price=exact(p, price_step), amount=exact(a, amount_step)) for p, a in
                   list(raw["bids"])[:depth]],
-            asks=[PriceLevel(price=_exact(p, price_step), amount=_exact(a, amount_step)) for p, a in
+            asks=[PriceLevel(price=exact(p, price_step), amount=exact(a, amount_step)) for p, a in
                   list(raw["asks"])[:depth]],
             timestamp=datetime.now(tz=UTC),
         )  # fmt: skip
 
     def connection_alive_ms(self) -> int | None:
-        """Kraken: the newest message on the one connection carrying every book, heartbeats included
-        (epoch ms). Binance has a connection per symbol and an event per 100 ms: None (use the book's)."""
-        if self.config.exchange_id != "kraken":
-            return None
-        stamps = [c.last_message_at for c in self.exchange.clients.values() if c.last_message_at]
-        return max(stamps) if stamps else None
+        """The newest message on a connection carrying every book (epoch ms), where the venue has one;
+        None: use each book's own age."""
+        return None
 
     async def reconnect(self) -> None:
         """Drop every connection: the next watch dials again and resynchronises from scratch."""

@@ -66,7 +66,7 @@ from providers.exchanges.base import (
 )
 from providers.exchanges.custody import CcxtCustody
 from providers.exchanges.error_mapping import map_ccxt_error
-from providers.exchanges.parsing import dec, ms_to_dt
+from providers.exchanges.parsing import TradeFigures, dec, ms_to_dt
 from providers.exchanges.venue_config import (
     ExchangeConfig,
     VenueTraits,
@@ -88,6 +88,10 @@ __all__ = [
     "sandbox_or_configured_url",
     "venue_class",
 ]
+
+# Trade history pages (`trade_history`): the most trades a page asks for, and pages read before giving up.
+TRADE_HISTORY_PAGE = 1000
+TRADE_HISTORY_MAX_PAGES = 10_000
 
 # ccxt ids with a class of their own: module and class name (imported on first use, so each venue's
 # module can import this one).
@@ -476,6 +480,30 @@ class CcxtAdapter(CcxtCustody):
     def _parse_order(self, raw: dict[str, Any], symbol: str) -> VenueOrder | None:
         """The venue's answer as our order; None when it is not a whole order (an id only)."""
         return parsing.unified_order(self.name, raw, symbol)
+
+    # ------------------------------------------------------------------ trade history
+
+    async def trade_history(self, ccxt_symbol: str | None, since_ms: int | None) -> list[dict[str, Any]]:
+        """Every trade of ours since `since_ms` (all when None) in `ccxt_symbol` (every pair when None,
+        where `traits.trade_history_all_pairs`), as ccxt's trade dicts, each once. Venues serve it in
+        pages; reading one page would report every later trade as unbooked.
+
+        Generic: ccxt's unified pages by time, each from the newest trade of the last one."""
+        rows: dict[str, dict[str, Any]] = {}
+        since = since_ms
+        for _ in range(TRADE_HISTORY_MAX_PAGES):
+            async with self._errors():
+                page = await self.exchange.fetch_my_trades(ccxt_symbol, since, TRADE_HISTORY_PAGE, {})
+            fresh = [t for t in page if str(t.get("id")) not in rows]
+            rows.update((str(t.get("id")), t) for t in page)
+            if len(page) < TRADE_HISTORY_PAGE or not fresh:
+                return list(rows.values())
+            since = max(int(t["timestamp"]) for t in page)
+        raise RetryableVenueError(self.name, "trade history longer than we page through")
+
+    def trade_figures(self, trade: dict[str, Any]) -> TradeFigures:
+        """A trade's amounts exactly as the venue wrote them (venue classes read their raw `info`)."""
+        return parsing.unified_trade_figures(trade)
 
     async def close(self) -> None:
         await self.exchange.close()

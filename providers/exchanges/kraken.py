@@ -18,22 +18,30 @@
   open and closed order lists, and trades in TradesHistory (every pair, 50 a page, `ofs`).
 - Withdrawals go to a pre-registered key named by the address and are found later only by the
   `refid` the send answered with (WithdrawStatus, cursor pages).
+- Book streams (`KrakenBookStream`, the v2 `book` channel): ccxt's own checksum check is off by default
+  and reads prices as text while its book holds floats, so Kraken's CRC32 is recomputed over the book
+  ccxt holds after each message, and a mismatch resubscribes for a fresh snapshot. One connection
+  carries every book, heartbeats included: its last message shows a silent stall.
 """
 
 from __future__ import annotations
 
 import asyncio
+import zlib
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxt_pro
 
 from models.market import Side, VenueOrder, VenueOrderStatus, VenueWithdrawal, split_symbol, to_ccxt_symbol
 from providers.exchanges.base import RetryableVenueError
-from providers.exchanges.ccxt_adapter import CcxtAdapter
+from providers.exchanges.book_streams import BookStream, StreamConfig, exact, step, stream_origins
+from providers.exchanges.ccxt_adapter import TRADE_HISTORY_MAX_PAGES, CcxtAdapter
 from providers.exchanges.custody import WITHDRAWAL_HISTORY_MAX_PAGES
 from providers.exchanges.error_mapping import VenueErrorWords
-from providers.exchanges.parsing import dec, opt_dec
+from providers.exchanges.parsing import TradeFigures, dec, opt_dec
 from providers.exchanges.rate_counter import DecayingCounter
 from providers.exchanges.venue_config import (
     ExchangeConfig,
@@ -67,6 +75,8 @@ DEFAULT_TIER = "starter"  # the strictest: never more than any account may send
 _HISTORY_CALLS = frozenset({"Ledgers", "QueryLedgers", "TradesHistory", "QueryTrades"})
 _TRADING_COSTS = {"AddOrder": 1.0, "AmendOrder": 1.0, "EditOrder": 1.0, "CancelOrder": 8.0}
 
+_TRADES_PAGE = 50  # TradesHistory's fixed page size
+CHECKSUM_LEVELS = 10  # the book checksum covers the best 10 levels a side
 _WITHDRAWAL_STATUS = {"Success": "ok", "Failure": "failed"}
 # `status-prop` overrides `status`: a cancelled or returned withdrawal is final ("Settled" and
 # "Partial" are not).
@@ -132,6 +142,7 @@ class KrakenAdapter(CcxtAdapter):
             not_found_markers=("EOrder:Unknown order", "EOrder:Invalid order"),
         ),
         withdraws_to_key=True,
+        trade_history_all_pairs=True,
     )
     exchange: KrakenExchange
 
@@ -175,6 +186,32 @@ class KrakenAdapter(CcxtAdapter):
             ofs += len(trades)
             if not trades or ofs >= int(result.get("count") or 0):
                 return list(ids)
+
+    async def trade_history(self, ccxt_symbol: str | None, since_ms: int | None) -> list[dict[str, Any]]:
+        """TradesHistory: every pair, 50 a page at an offset (`ofs`), newest first. A trade seen on two
+        pages (new trades shift the offsets while we read) counts once; a symbol filters afterwards
+        (the offsets count every pair's trades)."""
+        rows: dict[str, dict[str, Any]] = {}
+        fetched = 0
+        for _ in range(TRADE_HISTORY_MAX_PAGES):
+            async with self._errors():
+                page = await self.exchange.fetch_my_trades(None, since_ms, _TRADES_PAGE, {"ofs": fetched})
+            fetched += len(page)
+            rows.update((str(t.get("id")), t) for t in page)
+            if len(page) < _TRADES_PAGE:
+                return [t for t in rows.values() if ccxt_symbol is None or t.get("symbol") == ccxt_symbol]
+        raise RetryableVenueError(self.name, "trade history longer than we page through")
+
+    def trade_figures(self, trade: dict[str, Any]) -> TradeFigures:
+        """TradesHistory's own text: `vol`, `cost`, `fee` (in the currency ccxt names from the pair)."""
+        info = trade.get("info") or {}
+        fee = trade.get("fee") or {}
+        return TradeFigures(
+            amount=dec(info.get("vol")),
+            cost=dec(info.get("cost")),
+            fee=dec(info.get("fee")),
+            fee_currency=str(fee.get("currency") or ""),
+        )
 
     def _parse_order(self, raw: dict[str, Any], symbol: str) -> VenueOrder | None:
         """QueryOrders' shape (`vol`, `vol_exec`, `cost`, `fee`, `oflags`); None for AddOrder's answer,
@@ -238,3 +275,77 @@ class KrakenAdapter(CcxtAdapter):
             if not cursor:
                 return None
         raise RetryableVenueError(self.name, "withdrawal history longer than we page through")
+
+
+class _CheckedKraken(ccxt_pro.kraken):
+    """ccxt.pro's kraken, verifying Kraken's book checksum on every book message."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.checksum_failed: dict[str, bool] = {}
+
+    def handle_order_book(self, client: Any, message: dict[str, Any]) -> None:
+        super().handle_order_book(client, message)
+        first = (message.get("data") or [{}])[0]
+        symbol, expected = first.get("symbol"), first.get("checksum")
+        book = self.orderbooks.get(symbol) if symbol else None
+        if book is None or expected is None:
+            return
+        matches = kraken_checksum(book, self.market(symbol)) == int(expected)
+        if message.get("type") == "snapshot":
+            self.checksum_failed[symbol] = not matches
+        elif not matches:
+            self.checksum_failed[symbol] = True  # sticky until a snapshot matches again
+
+
+def kraken_checksum(book: Any, market: dict[str, Any]) -> int:
+    """Kraken's CRC32 over the best 10 asks then the best 10 bids, digits only, leading zeros stripped."""
+    price_step = step(market["precision"]["price"])
+    amount_step = step(market["precision"]["amount"])
+
+    def part(value: float, at: Decimal) -> str:
+        return f"{exact(value, at):f}".replace(".", "").lstrip("0")
+
+    payload = "".join(
+        part(level[0], price_step) + part(level[1], amount_step)
+        for side in (book["asks"], book["bids"])
+        for level in list(side)[:CHECKSUM_LEVELS]
+    )
+    return zlib.crc32(payload.encode()) & 0xFFFFFFFF
+
+
+class KrakenBookStream(BookStream):
+    """Kraken's v2 `book` channel through ccxt.pro, checksum-verified (see the module docstring)."""
+
+    exchange: _CheckedKraken
+
+    @classmethod
+    def make_exchange(cls, config: StreamConfig) -> Any:
+        exchange = _CheckedKraken(
+            {"timeout": config.timeout_ms, "enableRateLimit": True, "has": {"fetchCurrencies": False}}
+        )
+        base, ws = stream_origins(config)
+        if base:
+            exchange.urls["api"] = {"public": base, "private": base, "ws": {"publicV2": f"{ws}/v2"}}
+        return exchange
+
+    async def _watch(self, ccxt_symbol: str) -> tuple[Any, bool]:
+        if self.exchange.checksum_failed.get(ccxt_symbol):  # resubscribe: Kraken sends a fresh snapshot
+            self._drop_subscription(ccxt_symbol)
+            self.exchange.checksum_failed[ccxt_symbol] = False
+        raw = await self.exchange.watch_order_book(ccxt_symbol, self.config.depth)
+        return raw, not self.exchange.checksum_failed.get(ccxt_symbol, False)
+
+    def _drop_subscription(self, ccxt_symbol: str) -> None:
+        message_hash = f"orderbook@{ccxt_symbol}"
+        for client in list(self.exchange.clients.values()):
+            client.subscriptions.pop(message_hash, None)
+
+    async def _rest_levels(self, market: dict[str, Any], depth: int) -> tuple[list[Any], list[Any]]:
+        raw = await self.exchange.publicGetDepth({"pair": market["id"], "count": depth})
+        only = next(iter(raw["result"].values()))
+        return only["bids"], only["asks"]
+
+    def connection_alive_ms(self) -> int | None:
+        stamps = [c.last_message_at for c in self.exchange.clients.values() if c.last_message_at]
+        return max(stamps) if stamps else None

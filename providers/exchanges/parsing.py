@@ -7,6 +7,7 @@ one venue sends (Binance's `fills`, Kraken's `vol_exec`) is read in that venue's
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -27,6 +28,28 @@ def dec(value: Any) -> Decimal:
 
 def opt_dec(value: Any) -> Decimal | None:
     return None if value is None or value == "" else dec(value)
+
+
+@dataclass(frozen=True, slots=True)
+class TradeFigures:
+    """One trade's amounts as the venue wrote them: base amount, quote cost, fee and its currency."""
+
+    amount: Decimal
+    cost: Decimal
+    fee: Decimal
+    fee_currency: str
+
+
+def unified_trade_figures(trade: dict[str, Any]) -> TradeFigures:
+    """ccxt's unified trade fields (a venue without its own reader); with `number = str` they hold the
+    venue's text, and `dec` refuses a float."""
+    fee = trade.get("fee") or {}
+    return TradeFigures(
+        amount=dec(trade.get("amount")),
+        cost=dec(trade.get("cost")),
+        fee=dec(fee.get("cost")),
+        fee_currency=str(fee.get("currency") or ""),
+    )
 
 
 def ms_to_dt(ms: Any) -> datetime | None:

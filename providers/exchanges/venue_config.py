@@ -62,6 +62,9 @@ class VenueTraits:
     cancel_answers_order: bool = False
     # Withdrawals go to a destination registered at the venue under a key named by the address (Kraken).
     withdraws_to_key: bool = False
+    # One trade-history read covers every pair (Kraken's TradesHistory); otherwise it is read per symbol
+    # (Binance's myTrades).
+    trade_history_all_pairs: bool = False
 
 
 def exchange_spec(config: ExchangeConfig) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Customer authentication: passwords, sessions and refresh-token families, email verification,
 TOTP second factor, lock-out. No HTTP here; `api/routes/auth.py` and `api/auth_deps.py` are the edge."""
 
+from services.auth.context import AuthConfig, ClientInfo
 from services.auth.errors import (
     AccountDisabled,
     AuthError,
@@ -15,7 +16,8 @@ from services.auth.errors import (
     WrongPassword,
 )
 from services.auth.policy import AuthPolicy, LockoutPolicy
-from services.auth.service import AuthConfig, ClientInfo, LoginResult, TokenPair, TotpEnrollment
+from services.auth.second_factor import TotpEnrollment
+from services.auth.sessions import LoginResult, TokenPair
 from services.auth.tokens import TokenCodec
 
 __all__ = [

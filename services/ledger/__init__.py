@@ -44,7 +44,6 @@ from services.ledger.errors import (
     IdempotencyConflict,
     InsufficientFunds,
     InvalidAmount,
-    InvalidCursor,
     LedgerError,
     UnbalancedPosting,
     UnknownAccount,
@@ -62,6 +61,7 @@ from services.ledger.posting import (
 from services.ledger.reads import Balance, CurrencyTotals, Entry, EntryPage, HoldView
 from services.ledger.verify import VerifyProblem, VerifyReport, entry_hash
 from services.ledger.writes import Ledger
+from services.pagination import InvalidCursor  # the one cursor codec's refusal, for ledger.entries
 
 __all__ = [
     "AccountRef",

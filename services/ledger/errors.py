@@ -75,13 +75,6 @@ class InvalidAmount(LedgerError):
     status = 422
 
 
-class InvalidCursor(LedgerError):
-    """The pagination cursor is not one we issued. Start again without a cursor."""
-
-    default_code = "invalid_cursor"
-    status = 422
-
-
 _SQLSTATE_ERRORS: dict[str, type[LedgerError]] = {
     "LG001": InsufficientFunds,
     "LG002": HoldNotActive,

@@ -1,24 +1,22 @@
 """What the ledger shows: balances, entries (paged), per-currency totals and holds.
 
 Reads take the engine and run on a connection of their own; they never lock. The cursor of
-`entries` is opaque to clients: the position of the last entry shown, which only this module reads.
+`entries` is the one keyset cursor of `services.pagination`: the position of the last entry shown.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.ledger.errors import InvalidCursor, UnknownAccount
+from services.ledger.errors import UnknownAccount
+from services.pagination import fetch_page
 
 MAX_PAGE = 500
 
@@ -66,21 +64,6 @@ class CurrencyTotals(BaseModel):
     house: Decimal
     total: Decimal  # customer + house: zero when the books balance
     customer_reserved: Decimal
-
-
-def encode_cursor(created_at: datetime, entry_id: uuid.UUID) -> str:
-    """The position after which the next page starts."""
-    return base64.urlsafe_b64encode(json.dumps([created_at.isoformat(), str(entry_id)]).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """The position a cursor of ours names; InvalidCursor for anything we did not issue."""
-    try:
-        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        created, entry_id = values[:2] if isinstance(values, list) else (None, None)
-        return datetime.fromisoformat(str(created)), uuid.UUID(str(entry_id))
-    except (ValueError, TypeError) as e:
-        raise InvalidCursor("malformed cursor") from e
 
 
 _BALANCE_COLUMNS = "SELECT id, currency, balance, available_balance, reserved_balance FROM accounts "
@@ -131,23 +114,16 @@ async def entries(
     """Entries of the given accounts, newest first, with an opaque cursor for the next page."""
     if not account_ids:
         return EntryPage(entries=[], next_cursor=None)
-    limit = max(1, min(limit, MAX_PAGE))
-    where = "account_id = ANY(:ids)"
-    params: dict[str, Any] = {"ids": list(account_ids), "lim": limit + 1}
-    if cursor:
-        params["c_at"], params["c_id"] = decode_cursor(cursor)
-        where += " AND (created_at, id) < (:c_at, :c_id)"
-    async with engine.connect() as c:
-        rows = (
-            await c.execute(
-                text(
-                    "SELECT id, transaction_id, account_id, seq, currency, amount, balance_after, "
-                    f"reference_type, reference_id, created_at FROM ledger_entries WHERE {where} "
-                    "ORDER BY created_at DESC, id DESC LIMIT :lim"
-                ),
-                params,
-            )
-        ).all()
+    shown, next_cursor = await fetch_page(
+        engine,
+        select="SELECT id, transaction_id, account_id, seq, currency, amount, balance_after, "
+        "reference_type, reference_id, created_at FROM ledger_entries",
+        where="account_id = ANY(:ids)",
+        params={"ids": list(account_ids)},
+        limit=max(1, min(limit, MAX_PAGE)),
+        cursor=cursor,
+        position=lambda r: (r[9], r[0]),
+    )
     page = [
         Entry(
             id=r[0],
@@ -161,9 +137,8 @@ async def entries(
             reference_id=r[8],
             created_at=r[9],
         )
-        for r in rows[:limit]
+        for r in shown
     ]
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
     return EntryPage(entries=page, next_cursor=next_cursor)
 
 

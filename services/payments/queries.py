@@ -15,10 +15,13 @@ from models.payments import withdrawal_workflow_id
 from models.payments_api import (
     BankAccountOut,
     DepositOut,
+    DepositPage,
     PendingWithdrawal,
     WithdrawalOut,
+    WithdrawalPage,
 )
 from services.errors import DomainError
+from services.pagination import fetch_page
 
 
 class NotFound(DomainError):
@@ -56,19 +59,21 @@ def _withdrawal_out(r: Any) -> WithdrawalOut:
     )
 
 
-async def list_deposits(engine: AsyncEngine, *, user_id: uuid.UUID, limit: int) -> list[DepositOut]:
-    """The customer's deposits, newest first."""
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    "SELECT id, currency, amount, status, payment_method, reference, created_at, "
-                    "confirmed_at FROM deposits WHERE user_id = :u ORDER BY created_at DESC LIMIT :l"
-                ),
-                {"u": user_id, "l": limit},
-            )
-        ).all()
-    return [
+async def list_deposits(
+    engine: AsyncEngine, *, user_id: uuid.UUID, limit: int, cursor: str | None = None
+) -> DepositPage:
+    """The customer's deposits, newest first; `cursor` from the previous page."""
+    shown, next_cursor = await fetch_page(
+        engine,
+        select="SELECT id, currency, amount, status, payment_method, reference, created_at, confirmed_at "
+        "FROM deposits",
+        where="user_id = :u",
+        params={"u": user_id},
+        limit=limit,
+        cursor=cursor,
+        position=lambda r: (r[6], r[0]),
+    )
+    deposits = [
         DepositOut(
             id=r[0],
             currency=r[1],
@@ -79,8 +84,9 @@ async def list_deposits(engine: AsyncEngine, *, user_id: uuid.UUID, limit: int) 
             created_at=r[6],
             confirmed_at=r[7],
         )  # fmt: skip
-        for r in rows
+        for r in shown
     ]
+    return DepositPage(deposits=deposits, next_cursor=next_cursor)
 
 
 async def find_withdrawal(
@@ -107,19 +113,20 @@ async def own_withdrawal(
     return found
 
 
-async def list_withdrawals(engine: AsyncEngine, *, user_id: uuid.UUID, limit: int) -> list[WithdrawalOut]:
-    """The customer's withdrawals, newest first."""
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawals WHERE user_id = :u "
-                    "ORDER BY created_at DESC LIMIT :l"
-                ),
-                {"u": user_id, "l": limit},
-            )
-        ).all()
-    return [_withdrawal_out(r) for r in rows]
+async def list_withdrawals(
+    engine: AsyncEngine, *, user_id: uuid.UUID, limit: int, cursor: str | None = None
+) -> WithdrawalPage:
+    """The customer's withdrawals, newest first; `cursor` from the previous page."""
+    shown, next_cursor = await fetch_page(
+        engine,
+        select=f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawals",
+        where="user_id = :u",
+        params={"u": user_id},
+        limit=limit,
+        cursor=cursor,
+        position=lambda r: (r[11], r[0]),
+    )
+    return WithdrawalPage(withdrawals=[_withdrawal_out(r) for r in shown], next_cursor=next_cursor)
 
 
 async def approval_queue(engine: AsyncEngine) -> list[PendingWithdrawal]:

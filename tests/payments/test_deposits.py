@@ -74,7 +74,7 @@ async def test_deposit_through_the_bank_credits_once_even_when_delivered_twice(s
     assert await _deposit_rows(stack, sent["bank_tx_id"]) == [("CONFIRMED", Decimal("250.00"))]
     async with stack.http() as c:
         r = await c.get("/api/v1/deposits", headers=customer.headers())
-        assert [(d["amount"], d["status"]) for d in r.json()] == [("250.00", "CONFIRMED")]
+        assert [(d["amount"], d["status"]) for d in r.json()["deposits"]] == [("250.00", "CONFIRMED")]
         # The payer's account is now the customer's verified bank account.
         r = await c.get("/api/v1/bank-accounts", headers=customer.headers())
         assert [a["verified"] for a in r.json()] == [True]

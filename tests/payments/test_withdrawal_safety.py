@@ -297,7 +297,7 @@ async def test_a_withdrawal_refused_for_funds_leaves_no_record(stack: Stack) -> 
     assert r.status_code == 422 and r.json()["code"] == "insufficient_funds", r.text
     async with stack.http() as c:
         mine = await c.get("/api/v1/withdrawals", headers=customer.headers())
-    assert mine.json() == []
+    assert mine.json() == {"withdrawals": [], "next_cursor": None}
 
 
 async def test_the_same_idempotency_key_withdraws_once(stack: Stack) -> None:
@@ -319,7 +319,7 @@ async def test_the_same_idempotency_key_withdraws_once(stack: Stack) -> None:
     await _until_status(stack, first.json()["id"], "COMPLETED")
     async with stack.http() as c:
         mine = (await c.get("/api/v1/withdrawals", headers=customer.headers())).json()
-    assert [w["id"] for w in mine] == [first.json()["id"]]
+    assert [w["id"] for w in mine["withdrawals"]] == [first.json()["id"]]
     assert await balance(stack, customer.id, "GBP") == (Decimal("199.50"), Decimal(0))
 
 
@@ -392,7 +392,8 @@ async def test_an_amount_sent_as_a_json_number_is_refused(stack: Stack) -> None:
     r = await _withdraw(stack, customer, {"currency": "GBP", "amount": "1e1"})
     assert r.status_code == 422
     async with stack.http() as c:
-        assert (await c.get("/api/v1/withdrawals", headers=customer.headers())).json() == []
+        mine = (await c.get("/api/v1/withdrawals", headers=customer.headers())).json()
+    assert mine == {"withdrawals": [], "next_cursor": None}
 
 
 # --- issue 11 item 17: the approval threshold is on the rolling 24 h total -----------------------------

@@ -69,6 +69,8 @@ def test_the_cursor_codec_round_trips_and_refuses_what_we_did_not_issue() -> Non
         base64.urlsafe_b64encode(b'["2024-01-01T00:00:00", 5]').decode(),
         base64.urlsafe_b64encode(b"null").decode(),
         base64.urlsafe_b64encode(b"\xff\xfe").decode(),
+        base64.urlsafe_b64encode(b'{"a": 1}').decode(),
+        base64.urlsafe_b64encode(b'["2024-01-01T00:00:00"]').decode(),
     ]
     for cursor in forged:
         with pytest.raises(InvalidCursor) as refused:
@@ -78,3 +80,10 @@ def test_the_cursor_codec_round_trips_and_refuses_what_we_did_not_issue() -> Non
             422,
             "query.cursor",
         )
+
+
+def test_the_ledger_refuses_a_forged_cursor_with_the_one_codec_refusal() -> None:
+    """`services.ledger.InvalidCursor` is the codec's own class: one refusal, one answer, whoever pages."""
+    from services import ledger
+
+    assert ledger.InvalidCursor is InvalidCursor

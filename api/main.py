@@ -173,8 +173,12 @@ def uvicorn_args(settings: Settings) -> list[str]:
 
     `--no-proxy-headers`: uvicorn's own default believes X-Forwarded-For from 127.0.0.1, so a client on
     the same host (or behind any local hop) could choose its address; the app applies
-    `FORWARDED_ALLOW_IPS` itself instead (see `create_app`)."""
-    return [
+    `FORWARDED_ALLOW_IPS` itself instead (see `create_app`).
+
+    `API_PROCESSES` above 1 is uvicorn's `--workers`: that many processes accept on the one socket the
+    parent binds (one port), and a process that dies is replaced by uvicorn. They share the rate limits
+    and everything else through PostgreSQL and Temporal."""
+    args = [
         "--factory",
         "api.main:app",
         "--host",
@@ -184,3 +188,6 @@ def uvicorn_args(settings: Settings) -> list[str]:
         "--no-access-log",  # the app writes its own access log, without query strings
         "--no-proxy-headers",
     ]
+    if settings.api_processes > 1:
+        args += ["--workers", str(settings.api_processes)]
+    return args

@@ -253,7 +253,7 @@ class Settings(BaseSettings):
     market_data_streams: bool = True  # off: the router reads books by REST per order (as before)
     book_max_age_s: float = Field(default=2.0, gt=0)  # an older book is stale and not priced from the stream
     # Processes sharing one IP's venue limits and one key per venue (API + workers): each gets 1/N of a
-    # venue's REST budget and of its key's request counters.
+    # venue's REST budget and of its key's request counters. Unset: API_PROCESSES + WORKER_PROCESSES.
     market_data_processes: int = Field(default=2, ge=1)
     # Kraken's request limits depend on the account's verification tier (providers/exchanges/kraken.py);
     # "starter" is the strictest, so a wrong guess never exceeds the venue's real limit.
@@ -308,6 +308,12 @@ class Settings(BaseSettings):
         """Secret name -> why it is not fit for production (empty when all are fit)."""
         found = {name: secret_weakness(name, getattr(self, name)) for name in DEV_SECRETS}
         return {name: why for name, why in found.items() if why is not None}
+
+    @model_validator(mode="after")
+    def _derive_market_data_processes(self) -> Settings:
+        if "market_data_processes" not in self.model_fields_set:
+            self.market_data_processes = self.api_processes + self.worker_processes
+        return self
 
     @model_validator(mode="after")
     def _derive_public_base_url(self) -> Settings:

@@ -76,3 +76,9 @@ async def test_the_worker_process_refuses_to_start_when_the_budget_cannot_fit(
     assert proc.returncode != 0
     assert b"worker refuses to start: connection budget exceeded" in stderr
     assert b"WORKER_PROCESSES %d x 40" % limit in stderr
+
+
+def test_the_venues_request_budget_is_shared_by_every_configured_process() -> None:
+    assert Settings().market_data_processes == 2  # one API and one worker process
+    assert Settings(api_processes=2, worker_processes=3).market_data_processes == 5
+    assert Settings(api_processes=2, market_data_processes=7).market_data_processes == 7  # set explicitly

@@ -74,9 +74,16 @@ def _healthy(base: str) -> bool:
 def test_two_api_processes_on_one_port_share_the_per_ip_limit(settings: Settings) -> None:
     assert uvicorn_args(settings)[-1] == "--no-proxy-headers"  # one process: no --workers
     sync = create_engine(settings.database_url.replace("postgresql://", "postgresql+psycopg://"))
-    with two_api_processes(settings) as (base, parent):
-        with sync.begin() as conn:  # this address's window starts empty (other tests use it too)
+
+    def forget_local_address() -> None:
+        """Other tests' servers are reached from 127.0.0.1 too: start with its window empty, leave it so."""
+        with sync.begin() as conn:
             conn.execute(text("DELETE FROM rate_limit_windows WHERE key = 'ip:127.0.0.1'"))
+
+    with contextlib.ExitStack() as cleanup, two_api_processes(settings) as (base, parent):
+        cleanup.callback(sync.dispose)
+        cleanup.callback(forget_local_address)
+        forget_local_address()
         statuses = []
         for _ in range(101):  # a new connection each time: the kernel hands them to either process
             r = httpx.get(f"{base}/api/v1/auth/me", headers={"Connection": "close"}, timeout=10)
@@ -90,7 +97,6 @@ def test_two_api_processes_on_one_port_share_the_per_ip_limit(settings: Settings
             assert time.monotonic() < deadline, "the killed API process was not replaced"
             time.sleep(0.2)
         assert _healthy(base)
-    sync.dispose()
 
 
 def test_make_run_starts_worker_processes_as_configured(settings: Settings, tmp_path: Path) -> None:

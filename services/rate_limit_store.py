@@ -26,8 +26,10 @@ log = logging.getLogger("services.rate_limit_store")
 
 BUCKETS_PER_WINDOW = 60
 _HIT = text("SELECT rate_limit_hit(:key, :limit, :window, :buckets, :now)")
+# The outer condition is checked again on a row a concurrent hit has just updated, so a window that came
+# back to life between the choice and the delete keeps its hit.
 _SWEEP = text(
-    "DELETE FROM rate_limit_windows WHERE key IN "
+    "DELETE FROM rate_limit_windows WHERE expires_at < now() AND key IN "
     "(SELECT key FROM rate_limit_windows WHERE expires_at < now() LIMIT :batch)"
 )
 

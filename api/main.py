@@ -4,18 +4,21 @@ own database and Temporal; `app` is what uvicorn serves in `make run`."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import errors
 from api.deps import TemporalHandle, VenueAdapters
+from api.errors import DATABASE_DOWN
 from api.input_guard import ControlCharacterGuard
 from api.middleware import RequestLogMiddleware
 from api.payment_clients import PaymentsClients
-from api.ratelimit import RateLimitMiddleware, RateLimits, SlidingWindowLimiter
+from api.ratelimit import RateLimitMiddleware, RateLimits, sweep_expired_windows
 from api.routes import (
     accounts,
     admin,
@@ -40,8 +43,12 @@ from models.database import async_engine, session_factory
 from providers.email import EmailSender
 from providers.exchanges.base import ExecutionAdapter
 from services.auth import AuthConfig, AuthPolicy
+from services.connection_budget import ConnectionBudgetExceeded, check_connection_budget
 from services.ledger import Ledger
+from services.rate_limit_store import RateLimitStore, rate_limit_engine
 from temporal.schedules import ensure_payment_schedules
+
+log = logging.getLogger("api.main")
 
 
 def create_app(
@@ -65,7 +72,22 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = async_engine(settings.database_url)
+        engine = async_engine(
+            settings.database_url,
+            pool_size=settings.api_db_pool_size,
+            max_overflow=settings.api_db_max_overflow,
+        )
+        try:
+            await _check_connection_budget(engine, settings)
+        except BaseException:
+            await engine.dispose()
+            raise
+        app.state.rate_limit_store = RateLimitStore(
+            rate_limit_engine(settings.database_url, pool_size=settings.api_rate_limit_pool_size)
+        )
+        sweeper = asyncio.create_task(
+            sweep_expired_windows(app.state.rate_limit_store, settings.rate_limit_sweep_seconds)
+        )
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
@@ -80,11 +102,13 @@ def create_app(
             yield
         finally:
             schedules.cancel()
+            sweeper.cancel()
             await app.state.payments.close()
             await app.state.market.close()
             await venues.close()
             if getattr(app.state, "kyc_vendor", None) is not None:
                 await app.state.kyc_vendor.close()
+            await app.state.rate_limit_store.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -115,14 +139,8 @@ def create_app(
     app.state.auth = AuthConfig.from_settings(settings, auth_policy)
     app.state.email_sender = email_sender or EmailSender.from_settings(settings)
     app.state.rate_limits = rate_limits or RateLimits()
-    app.state.rate_limiter = SlidingWindowLimiter()
     # Added last = runs first: every request, including rate-limited ones, gets an id and a log line.
-    app.add_middleware(
-        RateLimitMiddleware,
-        limits=app.state.rate_limits,
-        limiter=app.state.rate_limiter,
-        tokens=app.state.auth.tokens,
-    )
+    app.add_middleware(RateLimitMiddleware, limits=app.state.rate_limits, tokens=app.state.auth.tokens)
     app.add_middleware(ControlCharacterGuard, raw_body_paths=frozenset({"/api/v1/webhooks/bank"}))
     app.add_middleware(RequestLogMiddleware)
     if settings.forwarded_allow_ips.strip():
@@ -130,6 +148,21 @@ def create_app(
         # is the one a configured proxy reports; from anyone else X-Forwarded-For is ignored.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     return app
+
+
+async def _check_connection_budget(engine: AsyncEngine, settings: Settings) -> None:
+    """Refuse to start when the configured processes' pools cannot fit the server's `max_connections`
+    (services/connection_budget.py). A database that cannot be asked now does not stop the start: the
+    API then answers 503 until it is back, and the next start checks again."""
+    try:
+        budget = await check_connection_budget(engine, settings)
+    except ConnectionBudgetExceeded as e:
+        log.error("%s", e)
+        raise
+    except DATABASE_DOWN as e:
+        log.warning("connection budget not checked, the database is unavailable: %s", type(e).__name__)
+        return
+    log.info("connection budget: %s", budget.explain())
 
 
 def app() -> FastAPI:
@@ -142,8 +175,12 @@ def uvicorn_args(settings: Settings) -> list[str]:
 
     `--no-proxy-headers`: uvicorn's own default believes X-Forwarded-For from 127.0.0.1, so a client on
     the same host (or behind any local hop) could choose its address; the app applies
-    `FORWARDED_ALLOW_IPS` itself instead (see `create_app`)."""
-    return [
+    `FORWARDED_ALLOW_IPS` itself instead (see `create_app`).
+
+    `API_PROCESSES` above 1 is uvicorn's `--workers`: that many processes accept on the one socket the
+    parent binds (one port), and a process that dies is replaced by uvicorn. They share the rate limits
+    and everything else through PostgreSQL and Temporal."""
+    args = [
         "--factory",
         "api.main:app",
         "--host",
@@ -153,3 +190,6 @@ def uvicorn_args(settings: Settings) -> list[str]:
         "--no-access-log",  # the app writes its own access log, without query strings
         "--no-proxy-headers",
     ]
+    if settings.api_processes > 1:
+        args += ["--workers", str(settings.api_processes)]
+    return args

@@ -128,6 +128,25 @@ class Settings(BaseSettings):
     temporal_tls_key_path: str = ""
     temporal_api_key: str = ""
 
+    # Processes and their PostgreSQL connections (README "Connection budget"). Every API and worker
+    # process checks at start that API_PROCESSES x (its pools) + WORKER_PROCESSES x (theirs) +
+    # DB_CONNECTION_RESERVE fits the server's max_connections, and refuses to start when it does not.
+    api_processes: int = Field(default=1, ge=1)
+    worker_processes: int = Field(default=1, ge=1)
+    api_db_pool_size: int = Field(default=10, ge=1)
+    api_db_max_overflow: int = Field(default=20, ge=0)
+    api_rate_limit_pool_size: int = Field(default=4, ge=1)  # the shared rate limits' own connections
+    worker_db_pool_size: int = Field(default=20, ge=1)  # the ledger's group commit draws from this pool too
+    worker_db_max_overflow: int = Field(default=20, ge=0)
+    # Superuser slots, migrations, the CLI, ops' psql, monitoring: connections no process pool may take.
+    db_connection_reserve: int = Field(default=10, ge=0)
+    # Per task queue a worker serves (Temporal's own defaults): how many tasks run at once.
+    worker_max_concurrent_activities: int = Field(default=100, ge=1)
+    worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=2)
+    worker_max_concurrent_local_activities: int = Field(default=100, ge=1)
+    # How often each API process deletes rate-limit windows whose hits have all expired.
+    rate_limit_sweep_seconds: float = Field(default=60, gt=0)
+
     # Local ports (dev stack). Each is a setting so two stacks can coexist.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -234,7 +253,7 @@ class Settings(BaseSettings):
     market_data_streams: bool = True  # off: the router reads books by REST per order (as before)
     book_max_age_s: float = Field(default=2.0, gt=0)  # an older book is stale and not priced from the stream
     # Processes sharing one IP's venue limits and one key per venue (API + workers): each gets 1/N of a
-    # venue's REST budget and of its key's request counters.
+    # venue's REST budget and of its key's request counters. Unset: API_PROCESSES + WORKER_PROCESSES.
     market_data_processes: int = Field(default=2, ge=1)
     # Kraken's request limits depend on the account's verification tier (providers/exchanges/kraken.py);
     # "starter" is the strictest, so a wrong guess never exceeds the venue's real limit.
@@ -301,6 +320,12 @@ class Settings(BaseSettings):
         """Secret name -> why it is not fit for production (empty when all are fit)."""
         found = {name: secret_weakness(name, getattr(self, name)) for name in DEV_SECRETS}
         return {name: why for name, why in found.items() if why is not None}
+
+    @model_validator(mode="after")
+    def _derive_market_data_processes(self) -> Settings:
+        if "market_data_processes" not in self.model_fields_set:
+            self.market_data_processes = self.api_processes + self.worker_processes
+        return self
 
     @model_validator(mode="after")
     def _derive_public_base_url(self) -> Settings:

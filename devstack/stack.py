@@ -83,6 +83,14 @@ def _wait_http(url: str, timeout: float, child: Child) -> None:
     raise TimeoutError(f"{child.name} did not answer on {url}")
 
 
+def worker_children(settings: Settings, env: dict[str, str], logs: Path) -> list[Child]:
+    """`WORKER_PROCESSES` worker processes, each serving every task queue with its own log. (The API's
+    `API_PROCESSES` are uvicorn's `--workers` behind one port: `api.main.uvicorn_args`.)"""
+    n = settings.worker_processes
+    names = ["worker"] if n == 1 else [f"worker-{i}" for i in range(1, n + 1)]
+    return [Child(name, python_module("workers"), env=env, log_path=logs / f"{name}.log") for name in names]
+
+
 class Stack:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -155,9 +163,11 @@ class Stack:
             if not any((s.binance_url, s.kraken_url, s.otc_url, s.bank_url)):
                 booked = align_sandbox_floats(s, database_url)
                 shown["Opening floats"] = ", ".join(booked) or "the books agree with the sandboxes"
-        worker = Child("worker", python_module("workers"), env=env, log_path=self.logs / "worker.log")
-        self._start(worker, restart=True)
-        shown["Worker"] = f"all task queues (log: {self.logs / 'worker.log'})"
+        for worker in worker_children(s, env, self.logs):
+            self._start(worker, restart=True)
+        shown["Workers"] = (
+            f"{s.worker_processes} process(es), all task queues (logs: {self.logs}/worker*.log)"
+        )
         api = self._start(
             Child(
                 "api",
@@ -168,7 +178,9 @@ class Stack:
             restart=True,
         )
         _wait_http(f"http://127.0.0.1:{s.api_port}/healthz", 30, api)
-        shown["API"] = f"http://localhost:{s.api_port}  (docs: /docs, readiness: /readyz)"
+        shown["API"] = (
+            f"http://localhost:{s.api_port}, {s.api_processes} process(es)  (docs: /docs, readiness: /readyz)"
+        )
         return shown
 
     def down(self) -> None:

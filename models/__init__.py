@@ -28,6 +28,7 @@ from models.payments import (
     WithdrawalAddress,
     WithdrawalApproval,
 )
+from models.rate_limits import RateLimitWindow
 from models.reconciliation import ReconciliationAck, ReconciliationHalt
 from models.screening import (
     ListUpdate,
@@ -72,6 +73,7 @@ __all__ = [
     "Order",
     "PasswordHistory",
     "ProviderFill",
+    "RateLimitWindow",
     "ReconciliationAck",
     "ReconciliationHalt",
     "ReconciliationRun",

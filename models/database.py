@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import create_engine
@@ -15,15 +17,27 @@ def _psycopg_url(url: str) -> str:
     return url
 
 
-def async_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
+def async_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 20,
+    pre_ping: bool = True,
+    autocommit: bool = False,
+) -> AsyncEngine:
     """`hide_parameters`: a failed statement's error (and so any traceback in a log) names the SQL but
-    not the values bound to it, which can be password hashes, emails or TOTP secrets."""
+    not the values bound to it, which can be password hashes, emails or TOTP secrets.
+
+    `pre_ping=False` and `autocommit=True` suit a pool whose every use is one self-contained statement
+    (the rate-limit store): no ping round trip per checkout, no BEGIN/COMMIT."""
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", "pool_timeout": 10} if autocommit else {}
     return create_async_engine(
         _psycopg_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         hide_parameters=True,
+        **options,
     )
 
 

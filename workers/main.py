@@ -14,10 +14,14 @@ import logging
 import signal
 from datetime import timedelta
 
+import psycopg
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.worker import Worker
 
-from config import get_settings, log_redaction
+from config import Settings, get_settings, log_redaction
 from models.database import async_engine
+from services.connection_budget import ConnectionBudgetExceeded, check_connection_budget
 from temporal.client import connect
 from temporal.search_attributes import ensure_registered
 from workers.registry import Dependencies, build
@@ -30,7 +34,13 @@ async def run(queues: list[str] | None = None) -> None:
     settings = get_settings()
     client = await connect(settings)
     await ensure_registered(client, settings.temporal_namespace)
-    deps = Dependencies(settings=settings, engine=async_engine(settings.database_url, pool_size=20))
+    engine = async_engine(
+        settings.database_url,
+        pool_size=settings.worker_db_pool_size,
+        max_overflow=settings.worker_db_max_overflow,
+    )
+    await _check_connection_budget(engine, settings)
+    deps = Dependencies(settings=settings, engine=engine)
     specs = build(deps)
     selected = {
         q: s for q, s in specs.items() if (not queues or q in queues) and (s.workflows or s.activities)
@@ -44,6 +54,9 @@ async def run(queues: list[str] | None = None) -> None:
             workflows=list(spec.workflows),
             activities=list(spec.activities),
             graceful_shutdown_timeout=timedelta(seconds=10),
+            max_concurrent_activities=settings.worker_max_concurrent_activities,
+            max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+            max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
         )
         for queue, spec in selected.items()
     ]
@@ -62,6 +75,21 @@ async def run(queues: list[str] | None = None) -> None:
         if asyncio.iscoroutine(result):
             await result
     await deps.engine.dispose()
+
+
+async def _check_connection_budget(engine: AsyncEngine, settings: Settings) -> None:
+    """Refuse to start (exit with the reason) when the configured processes' pools cannot fit the
+    server's `max_connections` (services/connection_budget.py). A database that cannot be asked now
+    does not stop the start: activities retry until it is back."""
+    try:
+        budget = await check_connection_budget(engine, settings)
+    except ConnectionBudgetExceeded as e:
+        await engine.dispose()
+        raise SystemExit(f"worker refuses to start: {e}") from None
+    except (OperationalError, InterfaceError, psycopg.OperationalError) as e:
+        log.warning("connection budget not checked, the database is unavailable: %s", type(e).__name__)
+        return
+    log.info("connection budget: %s", budget.explain())
 
 
 def main() -> None:

@@ -74,6 +74,14 @@ async def test_mandatory_totp_verified_email_and_withdrawal_rate_limit(
 
     async with engine.begin() as conn:
         await conn.execute(text("UPDATE users SET email_verified = true WHERE email = :e"), {"e": email})
+        # An hour later (the window is shared by every API process, so a new app does not reset it).
+        await conn.execute(
+            text(
+                "DELETE FROM rate_limit_windows WHERE key = "
+                "(SELECT 'withdrawal:' || id::text FROM users WHERE email = :e)"
+            ),
+            {"e": email},
+        )
     async with app_client(app=_app_with_guarded_routes(api_settings, limits)) as client:
         r = await client.post(withdraw, headers={**bearer(tokens), "X-TOTP-Code": nxt})
         assert r.status_code == 200 and r.json() == {"ok": email}

@@ -5,13 +5,13 @@
     @router.get("/things")
     async def things(user: CurrentUser) -> ...: ...               # any logged-in customer or staff
 
-    @router.post("/withdrawals", dependencies=[RequireTotp, WithdrawalRateLimit])   # 2FA always (seed §7)
+    @router.post("/withdrawals", dependencies=[RequireTotp, WithdrawalRateLimit])  # 2FA always (§7)
     async def withdraw(user: VerifiedUser, ...) -> ...: ...
 
     @router.post("/orders")
     async def create_order(request: Request, body: ..., user: CurrentUser, session: SessionDep,
                            totp_code: TotpCode = None):
-        if notional_gbp > 10_000:                                   # 2FA only above £10k (seed §7)
+        if notional_gbp > 10_000:                                   # 2FA only above £10k (§7)
             await require_totp(request, session, user, totp_code)
         ...
 
@@ -134,7 +134,8 @@ TotpCode = Annotated[
 async def require_totp(
     request: Request, session: AsyncSession, user: User, code: str | None, *, mandatory: bool = True
 ) -> None:
-    """Step-up check with the second factor (seed §7). Call it before the action changes anything.
+    """Step-up check with the second factor (docs/architecture.md §7). Call it before the action changes
+    anything.
 
     `mandatory=True` (withdrawals, adding withdrawal addresses, trades above £10k): users without 2FA
     are refused with `totp_enrollment_required`. `mandatory=False` (account settings): the code is only

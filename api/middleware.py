@@ -1,4 +1,5 @@
-"""One structured JSON log line per HTTP request (seed §7 "log all API requests"), and request ids.
+"""One structured JSON log line per HTTP request (docs/architecture.md §7 "log all API requests"), and request
+ids.
 
 The line carries: request id, method, route template (`/api/v1/auth/sessions/{session_id}`, so log
 queries group by endpoint), path, status, latency in ms, client IP and the user id when the request was

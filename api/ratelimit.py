@@ -1,5 +1,5 @@
-"""Request rate limits (seed §7): per IP when unauthenticated, per user when authenticated, and a
-tighter one for withdrawals. Over the limit → 429 problem with `Retry-After` (seconds).
+"""Request rate limits (docs/architecture.md §7): per IP when unauthenticated, per user when authenticated,
+and a tighter one for withdrawals. Over the limit → 429 problem with `Retry-After` (seconds).
 
 The counts live in PostgreSQL (`services.rate_limit_store`), so every API process behind the load
 balancer draws on the same window per key: N processes allow the limit once, not N times. One round trip
@@ -107,7 +107,7 @@ class RateLimitMiddleware:
 
 
 async def withdrawal_rate_limit(request: Request, user: CurrentUser) -> None:
-    """10 withdrawal requests per hour per user (seed §7), on top of the general limits."""
+    """10 withdrawal requests per hour per user (docs/architecture.md §7), on top of the general limits."""
     state: Any = request.app.state
     store: RateLimitStore = state.rate_limit_store
     limits: RateLimits = state.rate_limits

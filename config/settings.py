@@ -228,13 +228,14 @@ class Settings(BaseSettings):
     # sets it short so `make demo` need not wait a day.
     bank_account_cooling_off_seconds: float = Field(default=24 * 3600, ge=0)
     bank_webhook_tolerance_seconds: int = 300
-    crypto_provider: str = "binance"  # the omnibus crypto is withdrawn from (seed §5)
+    crypto_provider: str = "binance"  # the omnibus crypto is withdrawn from (docs/architecture.md §5)
     # The omnibus crypto is deposited to: it must mint a fresh address per customer (Kraken does; Binance
     # has one address per coin per account), since deposits are attributed by the address they arrive at.
     crypto_deposit_provider: str = "kraken"
     crypto_deposit_confirmations: int = 2
     crypto_deposit_poll_seconds: int = 30
-    # Hot-wallet float per currency (seed §5): alert and request a top-up to target below threshold.
+    # Hot-wallet float per currency (docs/architecture.md §5): alert and request a top-up to target below
+    # threshold.
     float_thresholds: dict[str, Decimal] = Field(
         default_factory=lambda: {"BTC": Decimal("3"), "ETH": Decimal("50"), "BNB": Decimal("100")}
     )

@@ -27,7 +27,8 @@ SymbolStr = Annotated[str, Field(pattern=SYMBOL_PATTERN, max_length=21, examples
 
 
 class OrderCreate(BaseModel):
-    """`POST /orders` (seed §4 step 1). Give `amount` (base) or, for market buys only, `quote_amount`."""
+    """`POST /orders` (docs/architecture.md §4 step 1). Give `amount` (base) or, for market buys only,
+    `quote_amount`."""
 
     model_config = ConfigDict(extra="forbid")
 

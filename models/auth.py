@@ -1,5 +1,5 @@
 """Authentication state: login sessions (refresh-token families), password history, known devices,
-login throttling and TOTP replay protection (seed §7).
+login throttling and TOTP replay protection (docs/architecture.md §7).
 
 Secrets are never stored in the clear: refresh tokens as SHA-256, passwords as argon2id, device
 fingerprints as SHA-256. Throttle keys for accounts hash the email so that probing unknown addresses

@@ -1,4 +1,5 @@
-"""KYC submissions, AML checks, reconciliation runs and the append-only audit log (seed §C.5, §C.6, §7)."""
+"""KYC submissions, AML checks, reconciliation runs and the append-only audit log (docs/architecture.md §C.5,
+§C.6, §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Ledger tables: accounts with balances, and immutable entries (seed §C.3, §3).
+"""Ledger tables: accounts with balances, and immutable entries (docs/architecture.md §C.3, §3).
 
 An account belongs either to a customer (`user_id` set) or to the house (`code` set, e.g.
 `fee_revenue`, `provider:binance`). Customer balances can never be negative; house accounts

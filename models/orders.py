@@ -1,4 +1,4 @@
-"""Orders, trades and provider fills (seed §3, §C.5).
+"""Orders, trades and provider fills (docs/architecture.md §3, §C.5).
 
 An order is the customer's intent; provider fills are what venues reported (raw response kept);
 trades are the customer-facing executions settled in the ledger.

@@ -1,5 +1,5 @@
-"""Deposits and withdrawals (seed §C.7, §C.4, §5): tables, and the pydantic types that cross Temporal
-and HTTP (never table rows: those don't round-trip and would make histories unreplayable).
+"""Deposits and withdrawals (docs/architecture.md §C.7, §C.4, §5): tables, and the pydantic types that cross
+Temporal and HTTP (never table rows: those don't round-trip and would make histories unreplayable).
 
 New fields of the I/O types always get defaults, so histories recorded before a change stay replayable.
 """
@@ -262,7 +262,8 @@ class CryptoDepositAddress(SQLModel, table=True):
 
 
 class FloatTopUp(SQLModel, table=True):
-    """A top-up of the provider omnibus (hot wallet) requested by the float monitor (seed §5)."""
+    """A top-up of the provider omnibus (hot wallet) requested by the float monitor (docs/architecture.md
+    §5)."""
 
     __tablename__ = "float_topups"
     __table_args__ = (Index("ix_float_topups_provider_currency", "provider", "currency", "status"),)

@@ -1,4 +1,5 @@
-"""Request rate-limit windows, shared by every API process (seed §7; `api/ratelimit.py` applies them).
+"""Request rate-limit windows, shared by every API process (docs/architecture.md §7; `api/ratelimit.py`
+applies them).
 
 One row per key (`ip:<address>`, `user:<id>`, `withdrawal:<id>`): the hits of the last window counted in
 buckets (`counts[1]` the newest, bucket `newest`), updated by the `rate_limit_hit` function in one round

@@ -1,4 +1,5 @@
-"""Users: customers and staff. Staff carry roles; customers carry a KYC tier (seed §C.6, §3)."""
+"""Users: customers and staff. Staff carry roles; customers carry a KYC tier (docs/architecture.md §C.6,
+§3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Transactional email through SendGrid's official client (seed §C.9), and the message templates.
+"""Transactional email through SendGrid's official client (docs/architecture.md §C.9), and the message
+templates.
 
 The client is synchronous (urllib underneath), so `EmailSender.send` runs it in a worker thread; the event
 loop never waits on SendGrid. `settings.sendgrid_host` points it at the local mail sink (`sandbox/mail.py`)

@@ -1,4 +1,5 @@
-"""The FCA PS23/6 gates before a customer's first cryptoasset trade (seed §11; issue 15 item 6).
+"""The FCA PS23/6 gates before a customer's first cryptoasset trade (docs/architecture.md §11; issue 15 item
+6).
 
 A customer may place a first order only when all four are passed, in this order of asking:
 

@@ -1,4 +1,4 @@
-"""KYC-tier limits (seed §6) and the rolling 24 h sum they are checked against, in one place.
+"""KYC-tier limits (docs/architecture.md §6) and the rolling 24 h sum they are checked against, in one place.
 
 Withdrawals and trades each have a per-tier allowance in GBP over any 24 hours. The tables live here so
 every saga reads the same numbers; `rolling_24h_sum` is the one query shape ("how much did this customer
@@ -36,7 +36,7 @@ WITHDRAWAL_LIMITS_GBP: Mapping[int, Decimal] = {
     3: Decimal("50000"),
 }
 
-# Rolling 24 h trading allowance per KYC tier, in GBP (seed §6); the order saga checks it too.
+# Rolling 24 h trading allowance per KYC tier, in GBP (docs/architecture.md §6); the order saga checks it too.
 TRADING_LIMITS_GBP: Mapping[int, Decimal] = {
     0: ZERO,
     1: Decimal("1000"),

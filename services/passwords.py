@@ -1,4 +1,4 @@
-"""Password policy (seed §7) and argon2id hashing."""
+"""Password policy (docs/architecture.md §7) and argon2id hashing."""
 
 from __future__ import annotations
 

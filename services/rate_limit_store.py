@@ -1,4 +1,4 @@
-"""Rate-limit counters in PostgreSQL, shared by every API process (seed §7, issue 19).
+"""Rate-limit counters in PostgreSQL, shared by every API process (docs/architecture.md §7, issue 19).
 
 Each hit is one call to the `rate_limit_hit` database function (migration 0026) on a connection in
 autocommit: one round trip, counted atomically against the window every process sees, on the

@@ -1,4 +1,5 @@
-"""Treasury: moving the house's crypto float between venues (issue 20 item 8, seed §5 "auto top-up").
+"""Treasury: moving the house's crypto float between venues (issue 20 item 8, docs/architecture.md §5 "auto
+top-up").
 
 Crypto comes in at one venue (customer deposits) and goes out at another (customer withdrawals), so the
 float drifts from the second to the first. A float transfer withdraws from the venue with the surplus to

@@ -1,4 +1,4 @@
-"""Hot-wallet float monitor (seed §5).
+"""Hot-wallet float monitor (docs/architecture.md §5).
 
 `FloatMonitorWorkflow` runs one check; the Temporal schedule `ops-float-monitor` starts it every few
 minutes (temporal/schedules.py).

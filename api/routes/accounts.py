@@ -1,4 +1,5 @@
-"""The customer's accounts (seed §B): balances per currency and the ledger history behind them.
+"""The customer's accounts (docs/architecture.md §B): balances per currency and the ledger history behind
+them.
 
 The one place for both (`/api/v1/balances` and `/api/v1/ledger` were the same data in another shape);
 the work is `services.account_views`.

@@ -1,4 +1,5 @@
-"""Customer authentication: `/api/v1/auth/...` (seed §B, §7). Logic lives in `services.auth`."""
+"""Customer authentication: `/api/v1/auth/...` (docs/architecture.md §B, §7). Logic lives in
+`services.auth`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Public market data (seed §B): best prices, order books, candles and an indicative all-in quote.
+"""Public market data (docs/architecture.md §B): best prices, order books, candles and an indicative all-in
+quote.
 
 No login needed; the rate-limit middleware applies the per-IP limit (100/min) like any anonymous call.
 Books come from the process's live books (`services.live_books`, the venues' streams), shared with the

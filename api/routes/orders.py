@@ -1,4 +1,4 @@
-"""Customer orders (seed §4 step 1): place, read, list, cancel, and the best-execution record.
+"""Customer orders (docs/architecture.md §4 step 1): place, read, list, cancel, and the best-execution record.
 
 Each route is a dependency, one service call and a response model: placing is
 `services.orders.intake.place_order` (validation naming the field, `Idempotency-Key`, the second factor

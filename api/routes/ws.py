@@ -1,5 +1,5 @@
-"""`/api/v1/ws`: a customer's live feed (seed §B): price ticks, their order status changes, balance changes
-and trade notifications, as JSON text frames.
+"""`/api/v1/ws`: a customer's live feed (docs/architecture.md §B): price ticks, their order status changes,
+balance changes and trade notifications, as JSON text frames.
 
 Authentication: the access token as the first message `{"type": "auth", "token": "…"}` within 5 s. A
 token in the URL (`?token=…`) is refused: URLs end up in proxy, server and browser logs. A missing,

@@ -1,1 +1,1 @@
-"""Execution adapters for liquidity providers (seed §C.2)."""
+"""Execution adapters for liquidity providers (docs/architecture.md §C.2)."""

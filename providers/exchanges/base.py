@@ -1,4 +1,4 @@
-"""The execution-adapter interface (seed §C.2) and the error kinds every adapter maps to.
+"""The execution-adapter interface (docs/architecture.md §C.2) and the error kinds every adapter maps to.
 
 Three kinds of failure, because each needs a different reaction from the saga:
 - `RetryableVenueError`: nothing happened at the venue (network down before sending, rate limit,

@@ -1,4 +1,5 @@
-"""Order domain logic (docs: seed §4, §C.6), one module per concept; this package re-exports them so
+"""Order domain logic (docs: docs/architecture.md §4, §C.6), one module per concept; this package re-exports
+them so
 `from services import orders` keeps working.
 
 - `errors`: why an order is refused (`OrderRejected`, a `DomainError`) and `FillConflict`;

@@ -1,5 +1,6 @@
-"""Payments domain logic (seed §C.4, §C.7): crediting deposits, accepting withdrawals, approvals,
-halts, the address whitelist, bank accounts and float top-up requests. No Temporal and no HTTP in here.
+"""Payments domain logic (docs/architecture.md §C.4, §C.7): crediting deposits, accepting withdrawals,
+approvals, halts, the address whitelist, bank accounts and float top-up requests. No Temporal and no HTTP in
+here.
 
 Money moves only through the ledger, and every write is keyed by a business id so that a retried
 activity, a duplicated webhook or a replayed workflow changes nothing the second time:

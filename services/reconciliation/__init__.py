@@ -1,4 +1,5 @@
-"""Reconciliation domain logic (issue 20, seed §C.5, §14): the books against the venues and the bank.
+"""Reconciliation domain logic (issue 20, docs/architecture.md §C.5, §14): the books against the venues and
+the bank.
 
 No Temporal and no HTTP here; activities/reconciliation.py reads the sources and calls these functions.
 A module per concept: `sources` (the books as of the cut-off, funding, chain items), `in_flight`,

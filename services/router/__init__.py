@@ -1,4 +1,5 @@
-"""Best-execution router (seed §C.1): which venue, or venues, fill an order at the best all-in price.
+"""Best-execution router (docs/architecture.md §C.1): which venue, or venues, fill an order at the best all-in
+price.
 
 A package of four modules: `pricing` (one book priced for a size), `decision` (the pure choice),
 `routing` (the `Router`: fan-out, deadlines, breakers) and `errors` (the typed refusals). Their public

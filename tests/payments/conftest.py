@@ -114,6 +114,9 @@ async def stack(
             "kraken_url": venues.urls["kraken"],
             "crypto_provider": "binance",
             "crypto_deposit_provider": "kraken",
+            # A Pro key (Kraken's counters still on): a Starter key's budget, shared by the whole package's
+            # stack, made every crypto-deposit test wait out the calls of the tests before it.
+            "kraken_account_tier": "pro",
             "sendgrid_host": f"http://127.0.0.1:{mail_port}",
             "withdrawal_halt_poll_seconds": 0.3,
             "withdrawal_settle_poll_seconds": 1.0,

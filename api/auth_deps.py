@@ -201,3 +201,4 @@ def require_staff(role: str) -> Callable[..., Awaitable[User]]:
 # Staff who act on money: the role, and a TOTP code with every request.
 ApproverWithTotp = Annotated[User, Depends(require_staff("approver"))]
 OpsWithTotp = Annotated[User, Depends(require_staff("ops"))]
+ComplianceWithTotp = Annotated[User, Depends(require_staff("compliance"))]

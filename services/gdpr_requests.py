@@ -1,0 +1,331 @@
+"""Subject-access requests: their rows, their one-month deadline, and the signed download link.
+
+A customer has at most one export being built (`REQUESTED`); asking again while it is returns that one
+(the partial unique index in migration 0035 decides between concurrent requests). Its deadline is one
+calendar month from the request (UK GDPR Art. 12(3)); ops list the ones past it with `overdue`.
+
+The emailed link carries a token signed with our JWT key under its own audience and type, bound to the
+request and to the customer, expiring with the file. A download needs both the owner's login and a valid
+token: a forwarded link alone opens nothing, and neither does another customer's login.
+"""
+
+from __future__ import annotations
+
+import calendar
+import html
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from config import Settings
+from models.gdpr import ExportBuilt, ExportRequestOut, ExportStatus, OverdueExport, export_workflow_id
+from providers.email import EmailMessage
+from services import gdpr_archive
+from services.errors import DomainError
+
+LINK_AUDIENCE = "broker-gdpr-export"
+LINK_TYPE = "gdpr_export"
+_ALGORITHM = "HS256"
+
+
+class ExportNotFound(DomainError):
+    """No such export of this customer (another customer's is not found either)."""
+
+    default_code = "not_found"
+    status = 404
+
+
+class ExportLinkInvalid(DomainError):
+    """The download link is not one we issued for this export and customer. Use the link from the email."""
+
+    default_code = "export_link_invalid"
+    status = 403
+
+
+class ExportLinkExpired(DomainError):
+    """The download link has expired (and the file is deleted). Request a new export."""
+
+    default_code = "export_link_expired"
+    status = 410
+
+
+class ExportNotReady(DomainError):
+    """The export is still being built; the link is emailed when it is ready."""
+
+    default_code = "export_not_ready"
+    status = 409
+
+
+def add_one_month(moment: datetime) -> datetime:
+    """The same day and time next month, or that month's last day (31 January -> 28/29 February)."""
+    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def _out(r: Any) -> ExportRequestOut:
+    return ExportRequestOut(
+        id=r.id,
+        status=r.status,
+        requested_at=r.created_at,
+        due_at=r.due_at,
+        ready_at=r.ready_at,
+        expires_at=r.expires_at,
+        workflow_id=export_workflow_id(r.id),
+    )
+
+
+_COLUMNS = "id, user_id, status, created_at, due_at, ready_at, expires_at, emailed_at, file_name"
+
+
+async def request_export(engine: AsyncEngine, user_id: uuid.UUID, *, now: datetime) -> ExportRequestOut:
+    """The customer's export being built, created now if there is none (a repeat returns the same one)."""
+    for _ in range(3):  # the open one may become READY between the insert and the read: then insert again
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO gdpr_export_requests (id, user_id, status, due_at, created_at, updated_at) "
+                    "VALUES (:id, :u, 'REQUESTED', :due, :now, :now) "
+                    "ON CONFLICT (user_id) WHERE status = 'REQUESTED' DO NOTHING"
+                ),
+                {"id": uuid.uuid4(), "u": user_id, "due": add_one_month(now), "now": now},
+            )
+            row = (
+                await conn.execute(
+                    text(
+                        f"SELECT {_COLUMNS} FROM gdpr_export_requests "
+                        "WHERE user_id = :u AND status = 'REQUESTED'"
+                    ),
+                    {"u": user_id},
+                )
+            ).first()
+        if row is not None:
+            return _out(row)
+    raise RuntimeError("export request kept changing under us")  # not reachable in practice
+
+
+async def list_requests(engine: AsyncEngine, user_id: uuid.UUID) -> list[ExportRequestOut]:
+    """The customer's exports, newest first."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    f"SELECT {_COLUMNS} FROM gdpr_export_requests WHERE user_id = :u ORDER BY created_at DESC"
+                ),
+                {"u": user_id},
+            )
+        ).all()
+    return [_out(r) for r in rows]
+
+
+async def _load(engine: AsyncEngine, request_id: uuid.UUID) -> Any:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(f"SELECT {_COLUMNS} FROM gdpr_export_requests WHERE id = :id"), {"id": request_id}
+            )
+        ).first()
+    if row is None:
+        raise ExportNotFound("no such export")
+    return row
+
+
+async def mark_ready(
+    engine: AsyncEngine,
+    request_id: uuid.UUID,
+    stored: gdpr_archive.StoredFile,
+    *,
+    now: datetime,
+    link_seconds: float,
+) -> ExportBuilt:
+    """Record the stored archive and when its link expires; a repeat returns the first answer."""
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "UPDATE gdpr_export_requests SET status = 'READY', ready_at = :now, expires_at = :exp, "
+                    "file_name = :f, sha256 = :h, size_bytes = :n, updated_at = :now "
+                    "WHERE id = :id AND status = 'REQUESTED' RETURNING expires_at, sha256, size_bytes"
+                ),
+                {
+                    "id": request_id,
+                    "now": now,
+                    "exp": now + timedelta(seconds=link_seconds),
+                    "f": stored.name,
+                    "h": stored.sha256,
+                    "n": stored.size_bytes,
+                },
+            )
+        ).first()
+        if row is None:
+            row = (
+                await conn.execute(
+                    text("SELECT expires_at, sha256, size_bytes FROM gdpr_export_requests WHERE id = :id"),
+                    {"id": request_id},
+                )
+            ).one()
+    return ExportBuilt(
+        request_id=request_id, expires_at=row.expires_at, sha256=row.sha256, size_bytes=row.size_bytes
+    )
+
+
+async def is_ready(engine: AsyncEngine, request_id: uuid.UUID) -> ExportBuilt | None:
+    """The built export (a retried build finds it and does not build again), or None."""
+    row = await _load(engine, request_id)
+    if row.status == ExportStatus.REQUESTED:
+        return None
+    return ExportBuilt(request_id=request_id, expires_at=row.expires_at)
+
+
+async def email_target(engine: AsyncEngine, request_id: uuid.UUID) -> tuple[str, uuid.UUID, datetime, bool]:
+    """(address, customer, link expiry, already emailed) for the export's email."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT u.email, r.user_id, r.expires_at, r.emailed_at FROM gdpr_export_requests r "
+                    "JOIN users u ON u.id = r.user_id WHERE r.id = :id"
+                ),
+                {"id": request_id},
+            )
+        ).one()
+    return row.email, row.user_id, row.expires_at, row.emailed_at is not None
+
+
+async def mark_emailed(engine: AsyncEngine, request_id: uuid.UUID, *, now: datetime) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE gdpr_export_requests SET emailed_at = :now, updated_at = :now "
+                "WHERE id = :id AND emailed_at IS NULL"
+            ),
+            {"id": request_id, "now": now},
+        )
+
+
+async def expire(engine: AsyncEngine, settings: Settings, request_id: uuid.UUID, *, now: datetime) -> None:
+    """Delete the archive and mark the export EXPIRED (idempotent)."""
+    row = await _load(engine, request_id)
+    if row.file_name:
+        gdpr_archive.delete(settings, row.file_name)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE gdpr_export_requests SET status = 'EXPIRED', updated_at = :now "
+                "WHERE id = :id AND status = 'READY'"
+            ),
+            {"id": request_id, "now": now},
+        )
+
+
+async def overdue(engine: AsyncEngine, *, now: datetime) -> list[OverdueExport]:
+    """Exports not yet delivered past their one-month deadline, oldest deadline first."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    f"SELECT {_COLUMNS} FROM gdpr_export_requests "
+                    "WHERE status = 'REQUESTED' AND due_at < :now "
+                    "ORDER BY due_at"
+                ),
+                {"now": now},
+            )
+        ).all()
+    return [
+        OverdueExport(
+            id=r.id,
+            user_id=r.user_id,
+            status=r.status,
+            requested_at=r.created_at,
+            due_at=r.due_at,
+            workflow_id=export_workflow_id(r.id),
+        )
+        for r in rows
+    ]
+
+
+# --- the link ------------------------------------------------------------------------------------------
+
+
+def link_token(
+    settings: Settings, request_id: uuid.UUID, user_id: uuid.UUID, *, now: datetime, expires_at: datetime
+) -> str:
+    payload = {
+        "typ": LINK_TYPE,
+        "aud": LINK_AUDIENCE,
+        "sub": str(user_id),
+        "eid": str(request_id),
+        "iat": int(now.timestamp()),
+        "exp": int(expires_at.timestamp()),
+        "jti": secrets.token_urlsafe(12),
+    }
+    return jwt.encode(payload, settings.jwt_secret, algorithm=_ALGORITHM)
+
+
+def download_link(settings: Settings, request_id: uuid.UUID, token: str) -> str:
+    return f"{settings.public_base_url.rstrip('/')}/api/v1/account/export/{request_id}?token={token}"
+
+
+def _check_token(settings: Settings, token: str, request_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=[_ALGORITHM],
+            audience=LINK_AUDIENCE,
+            options={"require": ["typ", "aud", "sub", "eid", "exp"]},
+        )
+    except jwt.ExpiredSignatureError as e:
+        raise ExportLinkExpired("this download link has expired; request a new export") from e
+    except jwt.PyJWTError as e:
+        raise ExportLinkInvalid("this download link is not valid", field="query.token") from e
+    if claims["typ"] != LINK_TYPE or claims["eid"] != str(request_id) or claims["sub"] != str(user_id):
+        raise ExportLinkInvalid("this download link is not valid", field="query.token")
+
+
+async def open_download(
+    engine: AsyncEngine,
+    settings: Settings,
+    request_id: uuid.UUID,
+    user_id: uuid.UUID,
+    token: str,
+    *,
+    now: datetime,
+) -> Path:
+    """The archive's path for its owner with a valid link; otherwise the refusal that says why."""
+    row = await _load(engine, request_id)
+    if row.user_id != user_id:
+        raise ExportNotFound("no such export")
+    _check_token(settings, token, request_id, user_id)
+    if row.status == ExportStatus.REQUESTED:
+        raise ExportNotReady("this export is still being prepared")
+    if row.status != ExportStatus.READY or row.expires_at <= now or not row.file_name:
+        raise ExportLinkExpired("this download link has expired; request a new export")
+    path = gdpr_archive.path_of(settings, row.file_name)
+    if not path.is_file():
+        raise ExportLinkExpired("this export is no longer available; request a new export")
+    return path
+
+
+def export_ready_email(link: str, *, expires_at: datetime) -> EmailMessage:
+    stamp = expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return EmailMessage(
+        subject="Your data export is ready",
+        text=(
+            "The copy of your personal data you asked for is ready.\n\nSign in to the app and open this link "
+            f"to download it:\n{link}\n\nThe link works until {stamp}; after that the file is deleted "
+            "and you can ask for a new one. If you did not ask for this, contact support.\n"
+        ),
+        html=(
+            "<!doctype html><html><body><h1>Your data export is ready</h1>"
+            f'<p><a href="{html.escape(link)}">Download my data</a> (sign in first)</p>'
+            f"<p>The link works until {html.escape(stamp)}; after that the file is deleted and you can ask "
+            "for a new one. If you did not ask for this, contact support.</p></body></html>"
+        ),
+    )

@@ -117,6 +117,8 @@ class ExportBuilt(BaseModel):
     expires_at: datetime
     sha256: str = ""
     size_bytes: int = 0
+    # How long the saga keeps the file: a duration, so its timer does not compare our clock with Temporal's.
+    link_seconds: float = 0.0
 
 
 class ExportResult(BaseModel):

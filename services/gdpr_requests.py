@@ -151,7 +151,8 @@ async def mark_ready(
                 text(
                     "UPDATE gdpr_export_requests SET status = 'READY', ready_at = :now, expires_at = :exp, "
                     "file_name = :f, sha256 = :h, size_bytes = :n, updated_at = :now "
-                    "WHERE id = :id AND status = 'REQUESTED' RETURNING expires_at, sha256, size_bytes"
+                    "WHERE id = :id AND status = 'REQUESTED' "
+                    "RETURNING ready_at, expires_at, sha256, size_bytes"
                 ),
                 {
                     "id": request_id,
@@ -166,21 +167,43 @@ async def mark_ready(
         if row is None:
             row = (
                 await conn.execute(
-                    text("SELECT expires_at, sha256, size_bytes FROM gdpr_export_requests WHERE id = :id"),
+                    text(
+                        "SELECT ready_at, expires_at, sha256, size_bytes FROM gdpr_export_requests "
+                        "WHERE id = :id"
+                    ),
                     {"id": request_id},
                 )
             ).one()
+    return _built(request_id, row)
+
+
+def _built(request_id: uuid.UUID, row: Any) -> ExportBuilt:
     return ExportBuilt(
-        request_id=request_id, expires_at=row.expires_at, sha256=row.sha256, size_bytes=row.size_bytes
+        request_id=request_id,
+        expires_at=row.expires_at,
+        sha256=row.sha256 or "",
+        size_bytes=row.size_bytes or 0,
+        link_seconds=(row.expires_at - row.ready_at).total_seconds(),
     )
 
 
 async def is_ready(engine: AsyncEngine, request_id: uuid.UUID) -> ExportBuilt | None:
     """The built export (a retried build finds it and does not build again), or None."""
-    row = await _load(engine, request_id)
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT status, ready_at, expires_at, sha256, size_bytes FROM gdpr_export_requests "
+                    "WHERE id = :id"
+                ),
+                {"id": request_id},
+            )
+        ).first()
+    if row is None:
+        raise ExportNotFound("no such export")
     if row.status == ExportStatus.REQUESTED:
         return None
-    return ExportBuilt(request_id=request_id, expires_at=row.expires_at)
+    return _built(request_id, row)
 
 
 async def email_target(engine: AsyncEngine, request_id: uuid.UUID) -> tuple[str, uuid.UUID, datetime, bool]:

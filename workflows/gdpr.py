@@ -57,9 +57,8 @@ class GdprExportWorkflow:
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=_RETRY,
         )
-        left = built.expires_at - workflow.now()
-        if left > timedelta(0):
-            await workflow.sleep(left)
+        if built.link_seconds > 0:
+            await workflow.sleep(timedelta(seconds=built.link_seconds))
         await workflow.execute_activity_method(
             GdprActivities.expire_export,
             built,

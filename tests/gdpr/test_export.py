@@ -13,7 +13,7 @@ import re
 import uuid
 import zipfile
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import text
 
@@ -109,7 +109,7 @@ async def _seed_records(stack: Stack, user_id: uuid.UUID) -> None:
                 {"id": uuid.uuid4(), "u": user_id, "a": json.dumps({"q1": "b"})},
             ),
         ]:
-            await conn.execute(text(sql), params)
+            await conn.execute(text(sql), cast(dict[str, Any], params))
 
 
 def _read_zip(data: bytes) -> dict[str, bytes]:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import pytest_asyncio
@@ -92,7 +92,7 @@ async def _personal_records(stack: Stack, user_id: uuid.UUID) -> None:
                 },
             ),
         ]:
-            await conn.execute(text(sql), params)
+            await conn.execute(text(sql), cast(dict[str, Any], params))
 
 
 async def _ledger_rows(stack: Stack, user_id: uuid.UUID) -> list[tuple[Any, ...]]:

@@ -7,12 +7,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pyotp
 import pytest
 from sqlalchemy import text
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from models.gdpr import retention_workflow_id
+from models.sealed import seal
 from tests.gdpr.conftest import Person, Stack, login, make_user, pay_in_and_out
 
 
@@ -137,3 +139,24 @@ async def test_closing_an_empty_account_locks_login_revokes_every_session_and_st
     handle = stack.client.get_workflow_handle(retention_workflow_id(person.id))
     assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING  # asleep for five years
     await handle.terminate("test over")  # the five years themselves run in test_retention.py
+
+
+async def test_a_customer_with_two_factor_authentication_closes_only_with_a_current_code(
+    stack: Stack,
+) -> None:
+    person = await make_user(stack)
+    secret = pyotp.random_base32()
+    async with stack.engine.begin() as conn:  # 2FA after the login (which would otherwise ask for a code)
+        await conn.execute(
+            text("UPDATE users SET twofa_enabled = true, twofa_secret = :s WHERE id = :id"),
+            {"s": seal(secret), "id": person.id},
+        )
+    async with stack.http() as c:
+        r = await c.post("/api/v1/account/close", headers=person.auth)
+        assert r.status_code == 403 and r.json()["code"] == "totp_required", r.text
+        assert (await _state(stack, person.id))["status"] == "ACTIVE"
+        code = pyotp.TOTP(secret).now()
+        r = await c.post("/api/v1/account/close", headers={**person.auth, "X-TOTP-Code": code})
+        assert r.status_code == 200, r.text
+    assert (await _state(stack, person.id))["status"] == "CLOSED"
+    await stack.client.get_workflow_handle(retention_workflow_id(person.id)).terminate("test over")

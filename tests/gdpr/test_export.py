@@ -295,3 +295,16 @@ async def test_ops_see_requests_past_their_one_month_deadline_and_customers_do_n
         assert r.status_code == 403
         mine = await c.get("/api/v1/account/export", headers=customer.auth)
         assert [e["id"] for e in mine.json()] == [str(late)]
+
+
+async def test_a_request_whose_saga_never_started_is_picked_up_by_the_repeat(stack: Stack) -> None:
+    """Temporal was down after the request was recorded (the customer got a 503): asking again starts the
+    saga for that same request, which is then delivered."""
+    person = await make_user(stack)
+    recorded = await gdpr_requests.request_export(stack.engine, person.id, now=datetime.now(UTC))
+    async with stack.http() as c:
+        r = await c.post("/api/v1/account/export", headers=person.auth)
+    assert r.status_code == 202 and r.json()["id"] == str(recorded.id)
+    await _download(stack, person.email, person.token)
+    (listed,) = await gdpr_requests.list_requests(stack.engine, person.id)
+    assert listed.id == recorded.id and listed.status == "READY"

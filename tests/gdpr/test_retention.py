@@ -23,6 +23,7 @@ from temporalio.worker import Replayer, Worker
 
 from activities.gdpr import GdprActivities
 from models.gdpr import ExportInput, ExportStatus, retention_workflow_id
+from providers.email import EmailSender
 from services import gdpr_archive, gdpr_closure, gdpr_requests
 from services.gdpr_retention import pseudonymous_email
 from tests.gdpr.conftest import Stack, make_user, pay_in_and_out
@@ -242,3 +243,37 @@ async def test_an_export_file_is_deleted_when_its_link_lifetime_ends(
     await Replayer(workflows=[GdprExportWorkflow], data_converter=env.client.data_converter).replay_workflow(
         await handle.fetch_history()
     )
+
+
+async def test_an_export_whose_email_is_refused_for_hours_is_still_deleted_on_time(
+    stack: Stack, skipping: tuple[WorkflowEnvironment, str]
+) -> None:
+    """SendGrid refuses every send (here: a revoked API key, a 401): the saga stops trying after its
+    attempts and the file still goes when the link's lifetime ends."""
+    env, _ = skipping
+    refused = EmailSender("SG.revoked-key", host=stack.mail_url, sender="noreply@broker.example")
+    queue = f"test-gdpr-refused-{uuid.uuid4()}"
+    person = await make_user(stack)
+    export = await gdpr_requests.request_export(stack.engine, person.id, now=datetime.now(UTC))
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[GdprExportWorkflow],
+        activities=gdpr_activities(
+            GdprActivities(engine=stack.engine, settings=stack.settings, email=refused)
+        ),
+    ):
+        await start_export(env.client, ExportInput(request_id=export.id, user_id=person.id), queue)
+        handle = env.client.get_workflow_handle_for(GdprExportWorkflow.run, export.workflow_id)
+        await env.sleep(timedelta(hours=12))  # the email's tries (about six hours) and the link's hour
+        outcome = await handle.result()
+    assert outcome.status == ExportStatus.EXPIRED
+    assert not gdpr_archive.path_of(stack.settings, f"{export.id}.zip").exists()
+    async with stack.engine.connect() as conn:
+        emailed = (
+            await conn.execute(
+                text("SELECT emailed_at FROM gdpr_export_requests WHERE id = :id"), {"id": export.id}
+            )
+        ).scalar_one()
+    assert emailed is None
+    assert await stack.mail_to(person.email) == []

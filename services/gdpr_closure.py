@@ -57,8 +57,15 @@ def add_years(moment: datetime, years: int) -> datetime:
 
 
 async def blockers(conn: AsyncConnection, user_id: uuid.UUID) -> list[tuple[str, str]]:
-    """(code, sentence) for everything that stops the account closing now, in a fixed order."""
+    """(code, sentence) for everything that stops the account closing now, in a fixed order.
+
+    An account that is not ACTIVE (frozen after screening, suspended) is closed by staff, not online: the
+    customer is told to contact support, in words that say nothing of why (no tipping off), and a
+    closure cannot wipe out the freeze's marker."""
     found: list[tuple[str, str]] = []
+    status = (await conn.execute(text("SELECT status FROM users WHERE id = :u"), {"u": user_id})).scalar()
+    if status != UserStatus.ACTIVE:
+        found.append(("contact_support", "this account cannot be closed online; please contact support"))
     held = (
         (
             await conn.execute(

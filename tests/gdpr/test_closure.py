@@ -160,3 +160,16 @@ async def test_a_customer_with_two_factor_authentication_closes_only_with_a_curr
         assert r.status_code == 200, r.text
     assert (await _state(stack, person.id))["status"] == "CLOSED"
     await stack.client.get_workflow_handle(retention_workflow_id(person.id)).terminate("test over")
+
+
+async def test_a_frozen_account_is_sent_to_support_in_words_that_say_nothing_of_why(stack: Stack) -> None:
+    person = await make_user(stack)
+    async with stack.engine.begin() as conn:  # frozen by sanctions screening (services/screening)
+        await conn.execute(text("UPDATE users SET status = 'FROZEN' WHERE id = :u"), {"u": person.id})
+    r = await _close(stack, person)
+    assert r.status_code == 409 and r.json()["code"] == "contact_support", r.text
+    for word in ("frozen", "freeze", "screening", "sanction", "aml", "suspicious", "review"):
+        assert word not in r.text.lower()
+    state = await _state(stack, person.id)
+    assert state["status"] == "FROZEN" and state["closures"] == 0 and state["live_sessions"] == 1
+    await _no_retention_saga(stack, person.id)

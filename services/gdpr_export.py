@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from models.assets import SCALES
 from models.kyc import KycStatus, Tier1In, Tier3In
 from models.money import plain
+from services import kyc as kyc_service
 
 Row = dict[str, str | None]
 
@@ -101,10 +102,8 @@ _SUBMITTED_KEYS = frozenset(Tier1In.model_fields) | frozenset(Tier3In.model_fiel
 
 def _customer_message(status: str) -> str | None:
     """The status as the customer sees it in the app (never a screening reason)."""
-    from services.kyc import _CUSTOMER_MESSAGES
-
     try:
-        return _CUSTOMER_MESSAGES.get(KycStatus(status))
+        return kyc_service.customer_message(KycStatus(status)) or None
     except ValueError:
         return None
 

@@ -12,7 +12,7 @@ from temporalio import activity
 from activities.errors import application_errors
 from config import Settings
 from models.gdpr import ExportBuilt, ExportInput, PurgeInput, RetentionCheck, RetentionResult
-from services import gdpr_archive, gdpr_export, gdpr_requests, gdpr_retention
+from services import gdpr_archive, gdpr_export, gdpr_links, gdpr_requests, gdpr_retention
 
 
 class GdprActivities:
@@ -49,12 +49,12 @@ class GdprActivities:
         if emailed or self._email is None:
             return False
         now = datetime.now(UTC)
-        token = gdpr_requests.link_token(
+        token = gdpr_links.link_token(
             self._settings, built.request_id, user_id, now=now, expires_at=expires_at
         )
-        link = gdpr_requests.download_link(self._settings, built.request_id, token)
+        link = gdpr_links.download_link(self._settings, built.request_id, token)
         with application_errors():
-            await self._email.send(address, gdpr_requests.export_ready_email(link, expires_at=expires_at))
+            await self._email.send(address, gdpr_links.export_ready_email(link, expires_at=expires_at))
         await gdpr_requests.mark_emailed(self._engine, built.request_id, now=now)
         return True
 

@@ -1,37 +1,28 @@
-"""Subject-access requests: their rows, their one-month deadline, and the signed download link.
+"""Subject-access requests: their rows, their one-month deadline, and who may download them.
 
 A customer has at most one export being built (`REQUESTED`); asking again while it is returns that one
 (the partial unique index in migration 0035 decides between concurrent requests). Its deadline is one
 calendar month from the request (UK GDPR Art. 12(3)); ops list the ones past it with `overdue`.
 
-The emailed link carries a token signed with our JWT key under its own audience and type, bound to the
-request and to the customer, expiring with the file. A download needs both the owner's login and a valid
-token: a forwarded link alone opens nothing, and neither does another customer's login.
+A download needs both the owner's login and a valid link token (services/gdpr_links.py): a forwarded link
+alone opens nothing, and neither does another customer's login.
 """
 
 from __future__ import annotations
 
 import calendar
-import html
-import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import jwt
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config import Settings
 from models.gdpr import ExportBuilt, ExportRequestOut, ExportStatus, OverdueExport, export_workflow_id
-from providers.email import EmailMessage
-from services import gdpr_archive
+from services import gdpr_archive, gdpr_links
 from services.errors import DomainError
-
-LINK_AUDIENCE = "broker-gdpr-export"
-LINK_TYPE = "gdpr_export"
-_ALGORITHM = "HS256"
 
 
 class ExportNotFound(DomainError):
@@ -39,20 +30,6 @@ class ExportNotFound(DomainError):
 
     default_code = "not_found"
     status = 404
-
-
-class ExportLinkInvalid(DomainError):
-    """The download link is not one we issued for this export and customer. Use the link from the email."""
-
-    default_code = "export_link_invalid"
-    status = 403
-
-
-class ExportLinkExpired(DomainError):
-    """The download link has expired (and the file is deleted). Request a new export."""
-
-    default_code = "export_link_expired"
-    status = 410
 
 
 class ExportNotReady(DomainError):
@@ -273,45 +250,6 @@ async def overdue(engine: AsyncEngine, *, now: datetime) -> list[OverdueExport]:
     ]
 
 
-# --- the link ------------------------------------------------------------------------------------------
-
-
-def link_token(
-    settings: Settings, request_id: uuid.UUID, user_id: uuid.UUID, *, now: datetime, expires_at: datetime
-) -> str:
-    payload = {
-        "typ": LINK_TYPE,
-        "aud": LINK_AUDIENCE,
-        "sub": str(user_id),
-        "eid": str(request_id),
-        "iat": int(now.timestamp()),
-        "exp": int(expires_at.timestamp()),
-        "jti": secrets.token_urlsafe(12),
-    }
-    return jwt.encode(payload, settings.jwt_secret, algorithm=_ALGORITHM)
-
-
-def download_link(settings: Settings, request_id: uuid.UUID, token: str) -> str:
-    return f"{settings.public_base_url.rstrip('/')}/api/v1/account/export/{request_id}?token={token}"
-
-
-def _check_token(settings: Settings, token: str, request_id: uuid.UUID, user_id: uuid.UUID) -> None:
-    try:
-        claims = jwt.decode(
-            token,
-            settings.jwt_secret,
-            algorithms=[_ALGORITHM],
-            audience=LINK_AUDIENCE,
-            options={"require": ["typ", "aud", "sub", "eid", "exp"]},
-        )
-    except jwt.ExpiredSignatureError as e:
-        raise ExportLinkExpired("this download link has expired; request a new export") from e
-    except jwt.PyJWTError as e:
-        raise ExportLinkInvalid("this download link is not valid", field="query.token") from e
-    if claims["typ"] != LINK_TYPE or claims["eid"] != str(request_id) or claims["sub"] != str(user_id):
-        raise ExportLinkInvalid("this download link is not valid", field="query.token")
-
-
 async def open_download(
     engine: AsyncEngine,
     settings: Settings,
@@ -325,30 +263,12 @@ async def open_download(
     row = await _load(engine, request_id)
     if row.user_id != user_id:
         raise ExportNotFound("no such export")
-    _check_token(settings, token, request_id, user_id)
+    gdpr_links.check(settings, token, request_id, user_id)
     if row.status == ExportStatus.REQUESTED:
         raise ExportNotReady("this export is still being prepared")
     if row.status != ExportStatus.READY or row.expires_at <= now or not row.file_name:
-        raise ExportLinkExpired("this download link has expired; request a new export")
+        raise gdpr_links.ExportLinkExpired("this download link has expired; request a new export")
     path = gdpr_archive.path_of(settings, row.file_name)
     if not path.is_file():
-        raise ExportLinkExpired("this export is no longer available; request a new export")
+        raise gdpr_links.ExportLinkExpired("this export is no longer available; request a new export")
     return path
-
-
-def export_ready_email(link: str, *, expires_at: datetime) -> EmailMessage:
-    stamp = expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return EmailMessage(
-        subject="Your data export is ready",
-        text=(
-            "The copy of your personal data you asked for is ready.\n\nSign in to the app and open this link "
-            f"to download it:\n{link}\n\nThe link works until {stamp}; after that the file is deleted "
-            "and you can ask for a new one. If you did not ask for this, contact support.\n"
-        ),
-        html=(
-            "<!doctype html><html><body><h1>Your data export is ready</h1>"
-            f'<p><a href="{html.escape(link)}">Download my data</a> (sign in first)</p>'
-            f"<p>The link works until {html.escape(stamp)}; after that the file is deleted and you can ask "
-            "for a new one. If you did not ask for this, contact support.</p></body></html>"
-        ),
-    )

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from sqlalchemy import text
 
-from services import gdpr_requests
+from services import gdpr_links, gdpr_requests
 from services.gdpr_archive import csv_cell
 from tests.gdpr.conftest import Stack, make_user, pay_in_and_out, wait_for
 
@@ -256,13 +256,13 @@ async def test_the_download_link_works_only_for_its_owner_with_a_valid_unexpired
         r = await c.get(path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB"), headers=owner.auth)
         assert r.status_code == 403 and r.json()["code"] == "export_link_invalid"
         now = datetime.now(UTC)
-        foreign = gdpr_requests.link_token(
+        foreign = gdpr_links.link_token(
             stack.settings, uuid.uuid4(), owner.id, now=now, expires_at=now + timedelta(hours=1)
         )
         r = await c.get(f"{bare}?token={foreign}", headers=owner.auth)
         assert r.status_code == 403 and r.json()["code"] == "export_link_invalid"
         # A link past its expiry: 410, and nothing served.
-        stale = gdpr_requests.link_token(
+        stale = gdpr_links.link_token(
             stack.settings,
             uuid.UUID(export_id),
             owner.id,

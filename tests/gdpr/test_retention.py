@@ -24,7 +24,7 @@ from temporalio.worker import Replayer, Worker
 from activities.gdpr import GdprActivities
 from models.gdpr import ExportInput, ExportStatus, retention_workflow_id
 from providers.email import EmailSender
-from services import gdpr_archive, gdpr_closure, gdpr_requests
+from services import gdpr_archive, gdpr_closure, gdpr_links, gdpr_requests
 from services.gdpr_retention import pseudonymous_email
 from tests.gdpr.conftest import Stack, make_user, pay_in_and_out
 from workers.registry import gdpr_activities
@@ -234,10 +234,10 @@ async def test_an_export_file_is_deleted_when_its_link_lifetime_ends(
     (listed,) = await gdpr_requests.list_requests(stack.engine, person.id)
     assert listed.status == ExportStatus.EXPIRED
     now = datetime.now(UTC)
-    token = gdpr_requests.link_token(
+    token = gdpr_links.link_token(
         stack.settings, export.id, person.id, now=now, expires_at=now + timedelta(hours=1)
     )
-    with pytest.raises(gdpr_requests.ExportLinkExpired):
+    with pytest.raises(gdpr_links.ExportLinkExpired):
         await gdpr_requests.open_download(stack.engine, stack.settings, export.id, person.id, token, now=now)
 
     await Replayer(workflows=[GdprExportWorkflow], data_converter=env.client.data_converter).replay_workflow(

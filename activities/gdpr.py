@@ -23,7 +23,7 @@ class GdprActivities:
 
     @activity.defn(name="gdpr.build_export")
     async def build_export(self, data: ExportInput) -> ExportBuilt:
-        """Collect the customer's data, write the zip, mark the request READY (a retry after READY
+        """Collect the customer's data, build the zip, store it with the request as READY (a retry after READY
         returns it without building again)."""
         built = await gdpr_requests.is_ready(self._engine, data.request_id)
         if built is not None:
@@ -31,11 +31,10 @@ class GdprActivities:
         now = datetime.now(UTC)
         sections = await gdpr_export.collect(self._engine, data.user_id)
         archive = gdpr_archive.build_zip(data.request_id, data.user_id, sections, now)
-        stored = gdpr_archive.store(self._settings, data.request_id, archive)
         return await gdpr_requests.mark_ready(
             self._engine,
             data.request_id,
-            stored,
+            archive,
             now=now,
             link_seconds=self._settings.gdpr_export_link_seconds,
         )
@@ -60,8 +59,8 @@ class GdprActivities:
 
     @activity.defn(name="gdpr.expire_export")
     async def expire_export(self, built: ExportBuilt) -> None:
-        """Delete the archive and mark the request EXPIRED."""
-        await gdpr_requests.expire(self._engine, self._settings, built.request_id, now=datetime.now(UTC))
+        """Erase the archive and mark the request EXPIRED."""
+        await gdpr_requests.expire(self._engine, built.request_id, now=datetime.now(UTC))
 
     @activity.defn(name="gdpr.retention_check")
     async def retention_check(self, data: PurgeInput) -> RetentionCheck:

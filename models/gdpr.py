@@ -1,9 +1,9 @@
 """GDPR (docs/architecture.md §11): subject-access exports and account closures with their retention.
 
 A `GdprExportRequest` is one customer's request for their data: it must be answered within one calendar
-month (`due_at`, UK GDPR Art. 12(3)); `REQUESTED` past `due_at` is overdue and ops see it. The zip lives in
-`Settings.gdpr_export_dir` (a directory under the local data dir, never in git) until its link expires,
-then the file is deleted and the request is `EXPIRED`.
+month (`due_at`, UK GDPR Art. 12(3)); `REQUESTED` past `due_at` is overdue and ops see it. The zip is kept
+in the row (`content`, so the API and the workers need no shared disk, and READY and the file are written
+together) until its link expires; then it is erased and the request is `EXPIRED`.
 
 An `AccountClosure` records when the business relationship ended: personal data is kept for five years
 after it (MLR 2017 reg. 40) and then pseudonymised (`pseudonymised_at`); the ledger is never touched.
@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel
-from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, String, Uuid, text
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, LargeBinary, String, Uuid, text
 from sqlmodel import Field, SQLModel
 
 from models.columns import timestamp
@@ -55,7 +55,7 @@ class GdprExportRequest(SQLModel, table=True):
     ready_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
     expires_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
     emailed_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
-    file_name: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))  # the zip
     sha256: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     size_bytes: int | None = None
     created_at: datetime | None = Field(default=None, sa_column=timestamp())

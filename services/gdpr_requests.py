@@ -11,9 +11,9 @@ alone opens nothing, and neither does another customer's login.
 from __future__ import annotations
 
 import calendar
+import hashlib
 import uuid
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config import Settings
 from models.gdpr import ExportBuilt, ExportRequestOut, ExportStatus, OverdueExport, export_workflow_id
-from services import gdpr_archive, gdpr_links
+from services import gdpr_links
 from services.errors import DomainError
 
 
@@ -58,7 +58,7 @@ def _out(r: Any) -> ExportRequestOut:
     )
 
 
-_COLUMNS = "id, user_id, status, created_at, due_at, ready_at, expires_at, emailed_at, file_name"
+_COLUMNS = "id, user_id, status, created_at, due_at, ready_at, expires_at, emailed_at"
 
 
 async def request_export(engine: AsyncEngine, user_id: uuid.UUID, *, now: datetime) -> ExportRequestOut:
@@ -116,18 +116,19 @@ async def _load(engine: AsyncEngine, request_id: uuid.UUID) -> Any:
 async def mark_ready(
     engine: AsyncEngine,
     request_id: uuid.UUID,
-    stored: gdpr_archive.StoredFile,
+    archive: bytes,
     *,
     now: datetime,
     link_seconds: float,
 ) -> ExportBuilt:
-    """Record the stored archive and when its link expires; a repeat returns the first answer."""
+    """Store the archive and when its link expires, in one statement; a repeat returns the first answer
+    (and stores nothing)."""
     async with engine.begin() as conn:
         row = (
             await conn.execute(
                 text(
                     "UPDATE gdpr_export_requests SET status = 'READY', ready_at = :now, expires_at = :exp, "
-                    "file_name = :f, sha256 = :h, size_bytes = :n, updated_at = :now "
+                    "content = :c, sha256 = :h, size_bytes = :n, updated_at = :now "
                     "WHERE id = :id AND status = 'REQUESTED' "
                     "RETURNING ready_at, expires_at, sha256, size_bytes"
                 ),
@@ -135,9 +136,9 @@ async def mark_ready(
                     "id": request_id,
                     "now": now,
                     "exp": now + timedelta(seconds=link_seconds),
-                    "f": stored.name,
-                    "h": stored.sha256,
-                    "n": stored.size_bytes,
+                    "c": archive,
+                    "h": hashlib.sha256(archive).hexdigest(),
+                    "n": len(archive),
                 },
             )
         ).first()
@@ -209,15 +210,12 @@ async def mark_emailed(engine: AsyncEngine, request_id: uuid.UUID, *, now: datet
         )
 
 
-async def expire(engine: AsyncEngine, settings: Settings, request_id: uuid.UUID, *, now: datetime) -> None:
-    """Delete the archive and mark the export EXPIRED (idempotent)."""
-    row = await _load(engine, request_id)
-    if row.file_name:
-        gdpr_archive.delete(settings, row.file_name)
+async def expire(engine: AsyncEngine, request_id: uuid.UUID, *, now: datetime) -> None:
+    """Erase the archive and mark the export EXPIRED (idempotent)."""
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "UPDATE gdpr_export_requests SET status = 'EXPIRED', updated_at = :now "
+                "UPDATE gdpr_export_requests SET status = 'EXPIRED', content = NULL, updated_at = :now "
                 "WHERE id = :id AND status = 'READY'"
             ),
             {"id": request_id, "now": now},
@@ -258,17 +256,24 @@ async def open_download(
     token: str,
     *,
     now: datetime,
-) -> Path:
-    """The archive's path for its owner with a valid link; otherwise the refusal that says why."""
+) -> bytes:
+    """The archive, for its owner with a valid link; otherwise the refusal that says why."""
     row = await _load(engine, request_id)
     if row.user_id != user_id:
         raise ExportNotFound("no such export")
     gdpr_links.check(settings, token, request_id, user_id)
     if row.status == ExportStatus.REQUESTED:
         raise ExportNotReady("this export is still being prepared")
-    if row.status != ExportStatus.READY or row.expires_at <= now or not row.file_name:
+    async with engine.connect() as conn:
+        content = (
+            await conn.execute(
+                text(
+                    "SELECT content FROM gdpr_export_requests "
+                    "WHERE id = :id AND status = 'READY' AND expires_at > :now AND content IS NOT NULL"
+                ),
+                {"id": request_id, "now": now},
+            )
+        ).scalar()
+    if content is None:
         raise gdpr_links.ExportLinkExpired("this download link has expired; request a new export")
-    path = gdpr_archive.path_of(settings, row.file_name)
-    if not path.is_file():
-        raise gdpr_links.ExportLinkExpired("this export is no longer available; request a new export")
-    return path
+    return bytes(content)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 
 from api.auth_deps import client_ip, problem_responses, totp_guard
 from api.deps import EngineDep, SettingsDep, TemporalDep
@@ -48,7 +48,7 @@ async def list_exports(user: Customer, engine: EngineDep) -> list[ExportRequestO
 
 @router.get(
     "/export/{export_id}",
-    response_class=FileResponse,
+    response_class=Response,
     responses={200: {"content": {"application/zip": {}}}, **problem_responses(401, 403, 404, 409, 410, 422)},
 )
 async def download_export(
@@ -59,12 +59,13 @@ async def download_export(
     token: Annotated[
         str, Query(min_length=1, max_length=2048, description="The token from the emailed link.")
     ],
-) -> FileResponse:
+) -> Response:
     """Download your export (a zip of JSON and CSV files) with the link from the email, while it is valid."""
-    path = await gdpr_requests.open_download(
+    archive = await gdpr_requests.open_download(
         engine, settings, export_id, user.id, token, now=datetime.now(UTC)
     )
-    return FileResponse(path, media_type="application/zip", filename=f"broker-data-{export_id}.zip")
+    disposition = f'attachment; filename="broker-data-{export_id}.zip"'
+    return Response(archive, media_type="application/zip", headers={"Content-Disposition": disposition})
 
 
 @router.post(

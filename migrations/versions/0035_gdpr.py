@@ -5,7 +5,8 @@ Revises: 0026
 Create Date: 2026-12-02
 
 `gdpr_export_requests`: one row per export, at most one REQUESTED per customer (a partial unique index),
-with its one-month deadline (`due_at`) so overdue requests can be listed. `account_closures`: when an
+with its one-month deadline (`due_at`) so overdue requests can be listed, and the zip itself (`content`)
+while its link is valid. `account_closures`: when an
 account closed and when its personal data is due to be pseudonymised (five years later, MLR 2017 reg. 40).
 `users.status` already allows CLOSED (0001).
 """
@@ -31,7 +32,7 @@ def upgrade() -> None:
         sa.Column("ready_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("emailed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("file_name", sa.String(length=200), nullable=True),
+        sa.Column("content", sa.LargeBinary(), nullable=True),
         sa.Column("sha256", sa.String(length=64), nullable=True),
         sa.Column("size_bytes", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),

@@ -1,7 +1,6 @@
 """The GDPR test stack, started once per package in the session loop: the mail sink (SendGrid's protocol)
 in-process, the real API over ASGI on the session's PostgreSQL and Temporal dev server, and one worker on
-a task queue of this package running the GDPR sagas (workers/registry.py's activities). Exports are
-written to a temporary directory.
+a task queue of this package running the GDPR sagas (workers/registry.py's activities).
 
 Each test makes its own customers (fresh ids), so tests are independent of each other's order. The
 five-year and link-lifetime timers run on the time-skipping server in test_retention.py.
@@ -11,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -68,11 +65,9 @@ async def stack(
     settings: Settings, engine: AsyncEngine, temporal_client: Client, temporal_address: str
 ) -> AsyncIterator[Stack]:
     mail_runner, mail_port = await serve(create_mail_app(settings.sendgrid_api_key), "127.0.0.1", 0)
-    export_dir = tempfile.mkdtemp(prefix="broker-gdpr-")
     s = settings.model_copy(
         update={
             "sendgrid_host": f"http://127.0.0.1:{mail_port}",
-            "gdpr_export_dir": export_dir,
             "gdpr_export_link_seconds": 3600.0,
         }
     )
@@ -109,7 +104,6 @@ async def stack(
         await worker.shutdown()
         await asyncio.gather(run, return_exceptions=True)
         await mail_runner.cleanup()
-        shutil.rmtree(export_dir, ignore_errors=True)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The durable timers of the GDPR sagas on the time-skipping server: five years after closure the retention
 saga pseudonymises the customer's personal data (and not a day before), with every ledger entry untouched
-and every hash chain still verifying; an export's file is deleted when its link's lifetime ends. Both
+and every hash chain still verifying; an export's zip is erased when its link's lifetime ends. Both
 histories replay."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from temporalio.worker import Replayer, Worker
 from activities.gdpr import GdprActivities
 from models.gdpr import ExportInput, ExportStatus, retention_workflow_id
 from providers.email import EmailSender
-from services import gdpr_archive, gdpr_closure, gdpr_links, gdpr_requests
+from services import gdpr_closure, gdpr_links, gdpr_requests
 from services.gdpr_retention import pseudonymous_email
 from tests.gdpr.conftest import Stack, make_user, pay_in_and_out
 from workers.registry import gdpr_activities
@@ -94,6 +94,18 @@ async def _personal_records(stack: Stack, user_id: uuid.UUID) -> None:
             ),
         ]:
             await conn.execute(text(sql), cast(dict[str, Any], params))
+
+
+async def _stored_bytes(stack: Stack, request_id: uuid.UUID) -> int:
+    """How much of the export's zip is still stored (0: erased)."""
+    async with stack.engine.connect() as conn:
+        size = (
+            await conn.execute(
+                text("SELECT octet_length(content) FROM gdpr_export_requests WHERE id = :id"),
+                {"id": request_id},
+            )
+        ).scalar()
+    return int(size or 0)
 
 
 async def _ledger_rows(stack: Stack, user_id: uuid.UUID) -> list[tuple[Any, ...]]:
@@ -212,7 +224,7 @@ async def test_a_retention_saga_without_a_committed_closure_changes_nothing(
     assert (await _person_row(stack, person.id)).email == person.email
 
 
-async def test_an_export_file_is_deleted_when_its_link_lifetime_ends(
+async def test_an_export_is_erased_when_its_link_lifetime_ends(
     stack: Stack, skipping: tuple[WorkflowEnvironment, str]
 ) -> None:
     env, queue = skipping
@@ -221,16 +233,15 @@ async def test_an_export_file_is_deleted_when_its_link_lifetime_ends(
     await start_export(env.client, ExportInput(request_id=export.id, user_id=person.id), queue)
     handle = env.client.get_workflow_handle_for(GdprExportWorkflow.run, export.workflow_id)
 
-    await env.sleep(timedelta(minutes=30))  # within the link's hour: the file is there
+    await env.sleep(timedelta(minutes=30))  # within the link's hour: the zip is there
     (listed,) = await gdpr_requests.list_requests(stack.engine, person.id)
     assert listed.status == ExportStatus.READY
-    path = gdpr_archive.path_of(stack.settings, f"{export.id}.zip")
-    assert path.is_file()
+    assert await _stored_bytes(stack, export.id) > 0
 
     await env.sleep(timedelta(minutes=31))  # the hour ends
     outcome = await handle.result()
     assert outcome.status == ExportStatus.EXPIRED
-    assert not path.exists()
+    assert await _stored_bytes(stack, export.id) == 0
     (listed,) = await gdpr_requests.list_requests(stack.engine, person.id)
     assert listed.status == ExportStatus.EXPIRED
     now = datetime.now(UTC)
@@ -268,7 +279,7 @@ async def test_an_export_whose_email_is_refused_for_hours_is_still_deleted_on_ti
         await env.sleep(timedelta(hours=12))  # the email's tries (about six hours) and the link's hour
         outcome = await handle.result()
     assert outcome.status == ExportStatus.EXPIRED
-    assert not gdpr_archive.path_of(stack.settings, f"{export.id}.zip").exists()
+    assert await _stored_bytes(stack, export.id) == 0
     async with stack.engine.connect() as conn:
         emailed = (
             await conn.execute(

@@ -1,9 +1,10 @@
 """GDPR sagas (docs/architecture.md §11): the subject-access export and the retention purge after closure.
 
 `GdprExportWorkflow` (`gdpr-export-<request id>`) builds the customer's archive, emails a signed link to
-it, keeps it for the link's lifetime (a durable timer) and then deletes it. Each step is retried until it
-succeeds: a build that cannot finish leaves the request REQUESTED, and ops see it once it is past its
-one-month deadline (`GET /api/v1/admin/gdpr/exports/overdue`).
+it, keeps it for the link's lifetime (a durable timer) and then erases it. Building and erasing are retried
+until they succeed (a build that cannot finish leaves the request REQUESTED, and ops see it once it is past
+its one-month deadline: `GET /api/v1/admin/gdpr/exports/overdue`); the email is given up after hours of
+refusals, so the zip never outlives its link.
 
 `RetentionWorkflow` (`gdpr-retention-<user id>`, one per customer: Temporal refuses a second start) sleeps
 until the closed account's retention period ends (five years, on Temporal's clock, surviving restarts),

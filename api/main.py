@@ -20,8 +20,10 @@ from api.middleware import RequestLogMiddleware
 from api.payment_clients import PaymentsClients
 from api.ratelimit import RateLimitMiddleware, RateLimits, sweep_expired_windows
 from api.routes import (
+    account,
     accounts,
     admin,
+    admin_gdpr,
     admin_orders,
     auth,
     bank_accounts,
@@ -133,6 +135,8 @@ def create_app(
     app.include_router(market.router, prefix="/api/v1")
     app.include_router(ws.router, prefix="/api/v1")
     app.include_router(kyc.router, prefix="/api/v1")
+    app.include_router(account.router, prefix="/api/v1")
+    app.include_router(admin_gdpr.router, prefix="/api/v1")
     if orders_task_queue is not None:
         app.state.orders_task_queue = orders_task_queue
 

@@ -308,6 +308,11 @@ class Settings(BaseSettings):
     # Self-custody hot wallets (seed Option B; none by default): currency -> address, balanced on-chain
     # against the house account `wallet:hot`.
     hot_wallets: dict[str, str] = Field(default_factory=dict)
+    # GDPR (services/gdpr_*.py): an export is kept until its emailed link expires; closed accounts' personal
+    # data is pseudonymised this many years after closure (MLR 2017 reg. 40: five years after the business
+    # relationship ends).
+    gdpr_export_link_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    gdpr_retention_years: int = Field(default=5, ge=5)
 
     @property
     def is_production(self) -> bool:

@@ -13,6 +13,7 @@ from models.compliance import (
     ReconciliationRun,
 )
 from models.first_trade_gates import AppropriatenessAttempt, FirstTradeGates
+from models.gdpr import AccountClosure, GdprExportRequest
 from models.idempotency import ApiIdempotencyKey
 from models.ledger import Account, Currency, Hold, LedgerEntry, LedgerTransaction
 from models.orders import Order, ProviderFill, Trade
@@ -45,6 +46,7 @@ from models.users import StaffRole, User, UserStatus
 
 __all__ = [
     "Account",
+    "AccountClosure",
     "AmlCheck",
     "AppropriatenessAttempt",
     "ApiIdempotencyKey",
@@ -62,6 +64,7 @@ __all__ = [
     "FirstTradeGates",
     "FloatTransfer",
     "FloatTransferApproval",
+    "GdprExportRequest",
     "KnownDevice",
     "KycEvidence",
     "KycSubmission",

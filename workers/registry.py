@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.first_trade import FirstTradeActivities
+from activities.gdpr import GdprActivities
 from activities.holds import HoldActivities
 from activities.kyc import KycActivities
 from activities.orders import OrderActivities
@@ -35,6 +36,7 @@ from temporal import task_queues
 from workflows.deposits import CryptoDepositPollWorkflow, DepositWorkflow
 from workflows.first_trade import CoolingOffWorkflow
 from workflows.float_monitor import FloatMonitorWorkflow
+from workflows.gdpr import GdprExportWorkflow, RetentionWorkflow
 from workflows.hold_audit import HoldAuditWorkflow
 from workflows.kyc import KYCWorkflow
 from workflows.orders import OrderWorkflow
@@ -170,6 +172,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
     )
     screening = ScreeningActivities(engine=deps.engine, settings=deps.settings)
     first_trade = FirstTradeActivities(engine=deps.engine)
+    gdpr = GdprActivities(engine=deps.engine, settings=deps.settings, email=deps.email_sender())
     return {
         task_queues.ORDERS: QueueSpec(
             workflows=[PingWorkflow, OrderWorkflow, CoolingOffWorkflow],
@@ -217,6 +220,8 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 ReconciliationWorkflow,
                 FloatTransferWorkflow,
                 SanctionsRefreshWorkflow,
+                GdprExportWorkflow,
+                RetentionWorkflow,
             ],
             activities=[
                 pay.check_float,
@@ -232,6 +237,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 *treasury_activities(treasury),
                 screening.download_lists,
                 screening.refresh_list,
+                *gdpr_activities(gdpr),
             ],
         ),
         task_queues.KYC: QueueSpec(
@@ -254,3 +260,8 @@ def treasury_activities(t: TreasuryActivities) -> list[Callable[..., Any]]:
         t.record, t.verify_approval, t.send, t.lookup, t.book_sent, t.check_credit, t.book_settled,
         t.needs_attention, t.reject, t.plan_top_ups, t.verify_resolution, t.book_returned,
     ]  # fmt: skip
+
+
+def gdpr_activities(g: GdprActivities) -> list[Callable[..., Any]]:
+    """The GDPR sagas' activities (workflows/gdpr.py)."""
+    return [g.build_export, g.email_export_link, g.expire_export, g.retention_check, g.pseudonymise]

@@ -3,6 +3,7 @@
 Importing this package registers every table on `SQLModel.metadata` (Alembic relies on it).
 """
 
+from models.audit import AuditChainHead
 from models.auth import AuthSession, AuthThrottle, KnownDevice, PasswordHistory, TotpUsage
 from models.compliance import (
     AmlCheck,
@@ -40,6 +41,7 @@ from models.screening import (
     ScreeningDismissal,
     ScreeningSubject,
 )
+from models.staff import StaffSession
 from models.treasury import FloatTransfer, FloatTransferApproval
 from models.users import StaffRole, User, UserStatus
 
@@ -48,6 +50,7 @@ __all__ = [
     "AmlCheck",
     "AppropriatenessAttempt",
     "ApiIdempotencyKey",
+    "AuditChainHead",
     "AuditLog",
     "AuthSession",
     "AuthThrottle",
@@ -85,6 +88,7 @@ __all__ = [
     "ScreeningDismissal",
     "ScreeningSubject",
     "StaffRole",
+    "StaffSession",
     "TotpUsage",
     "Trade",
     "User",

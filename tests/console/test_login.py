@@ -57,6 +57,10 @@ async def test_a_customer_cannot_reach_the_console(stack: Stack, console: Consol
     async with httpx.AsyncClient(base_url=stack.api_url, follow_redirects=False) as c:
         r = await c.get("/console", headers={"Authorization": f"Bearer {customer.token}"})
         assert r.status_code == 303 and r.headers["location"] == "/console/login"
+        login_page = await c.get("/console/login")
+        assert login_page.headers["x-frame-options"] == "DENY"
+        assert "script-src 'self'" in login_page.headers["content-security-policy"]
+        assert "content-security-policy" not in (await c.get("/healthz")).headers
     async with httpx.AsyncClient(
         base_url=stack.api_url, follow_redirects=False, cookies={"broker_console": customer.token}
     ) as c:

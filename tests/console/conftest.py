@@ -116,7 +116,7 @@ class Console:
 
     async def page(self) -> Page:
         context = await self.browser.new_context(base_url=self.base)
-        context.set_default_timeout(15_000)
+        context.set_default_timeout(30_000)  # waits on state; generous for a loaded machine
         self.contexts.append(context)
         return await context.new_page()
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.audit import AuditLog
@@ -58,7 +59,7 @@ async def record(
 
 
 def add(
-    session: AsyncSession,
+    session: Session | AsyncSession,
     action: str,
     *,
     actor_id: uuid.UUID | None = None,
@@ -68,8 +69,8 @@ def add(
     details: dict[str, Any] | None = None,
     ip: str | None = None,
 ) -> AuditLog:
-    """`record` for code that builds ORM units of work synchronously (`services.auth`): the row is added to
-    `session` and written with the caller's commit."""
+    """`record` for code that builds ORM units of work (`services.auth`, the CLI's sync sessions): the row
+    is added to `session` and written with the caller's commit."""
     row = AuditLog(
         actor_id=actor_id,
         actor_type=actor_type[:20],

@@ -15,7 +15,6 @@ no longer log in to ask again and nothing would ever purge. A repeat start finds
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
 from typing import Protocol
@@ -27,6 +26,7 @@ from models.gdpr import ClosureOut, retention_workflow_id
 from models.order_flow import FINAL_STATUSES
 from models.payments import FINAL_WITHDRAWAL_STATUSES
 from models.users import UserStatus
+from services import audit
 from services.errors import DomainError
 
 _FINAL_ORDERS = tuple(s.value for s in FINAL_STATUSES)
@@ -171,21 +171,15 @@ async def close_account(
             ),
             {"u": user_id, "now": now, "due": purge_at, "ip": ip},
         )
-        await conn.execute(
-            text(
-                "INSERT INTO audit_log (id, actor_id, actor_type, action, target_type, target_id, details, "
-                "ip) "
-                "VALUES (:id, :u, 'user', 'account.closed', 'user', :t, CAST(:d AS jsonb), :ip)"
-            ),
-            {
-                "id": uuid.uuid4(),
-                "u": user_id,
-                "t": str(user_id),
-                "ip": ip,
-                "d": json.dumps(
-                    {"sessions_revoked": revoked, "personal_data_kept_until": purge_at.isoformat()}
-                ),
-            },
+        await audit.record(
+            conn,
+            "account.closed",
+            actor_id=user_id,
+            actor_type="user",
+            target_type="user",
+            target_id=user_id,
+            details={"sessions_revoked": revoked, "personal_data_kept_until": purge_at.isoformat()},
+            ip=ip,
         )
         await aml_relationship_ended(conn, user_id, now)
     return ClosureOut(

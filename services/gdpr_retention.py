@@ -16,7 +16,6 @@ it). AML records are the AML area's to retire (`services/aml`).
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
 
@@ -25,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from models.gdpr import RetentionCheck, RetentionResult
 from models.users import UserStatus
+from services import audit
 from services.gdpr_export import NOTIFICATIONS_TABLE
 
 PSEUDONYM_DOMAIN = "pseudonymised.invalid"  # RFC 2606: can never be a real mailbox
@@ -121,11 +121,11 @@ async def pseudonymise(engine: AsyncEngine, user_id: uuid.UUID, *, now: datetime
             text("UPDATE account_closures SET pseudonymised_at = :now WHERE user_id = :u"),
             {"u": user_id, "now": now},
         )
-        await conn.execute(
-            text(
-                "INSERT INTO audit_log (id, actor_id, actor_type, action, target_type, target_id, details) "
-                "VALUES (:id, NULL, 'system', 'account.pseudonymised', 'user', :t, CAST(:d AS jsonb))"
-            ),
-            {"id": uuid.uuid4(), "t": str(user_id), "d": json.dumps({"rows_changed": changed})},
+        await audit.record(
+            conn,
+            "account.pseudonymised",
+            target_type="user",
+            target_id=user_id,
+            details={"rows_changed": changed},
         )
     return RetentionResult(user_id=user_id, pseudonymised=True, rows_changed=changed)

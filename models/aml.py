@@ -81,6 +81,13 @@ class AmlRuleVersion(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint(_in("status", RuleVersionStatus), name="ck_aml_rule_versions_status"),
         CheckConstraint(_in("mode", RuleVersionMode), name="ck_aml_rule_versions_mode"),
+        # At most one live version decides; shadow versions run next to it.
+        Index(
+            "uq_aml_rule_versions_one_live",
+            "mode",
+            unique=True,
+            postgresql_where="status = 'published' AND mode = 'live'",
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)

@@ -163,3 +163,54 @@ class RuleHit(BaseModel):
     rule_code: str
     score: int
     details: dict[str, Any] = PField(default_factory=dict)
+
+
+# --- workflow and activity I/O (pydantic; new fields get defaults so histories replay) ------------
+
+
+class ScreenRequest(BaseModel):
+    """Screen one transaction: a withdrawal (before the money leaves), a credited deposit, or an order's
+    settled trades (`subject_id` is the order id)."""
+
+    subject_type: AmlSubjectType
+    subject_id: str
+
+
+class ScreenAnswer(BaseModel):
+    """The live rule set's outcome for the subject. Internal: never shown to the customer."""
+
+    outcome: AmlOutcome = AmlOutcome.APPROVE
+    score: int = 0
+    rules: list[str] = PField(default_factory=list)
+    case_id: uuid.UUID | None = None
+
+
+class ComplianceDecision(BaseModel):
+    """Compliance's word on a withdrawal held for review: what signal `compliance_decision` carries.
+
+    `token` is a decision token (services/decision_tokens.py) for action `aml_clear` or `aml_decline` on
+    this withdrawal; the staff user is the token's subject (`staff_id`, when given, must be the same)."""
+
+    decision: str  # "clear" | "decline"
+    token: str = ""
+    staff_id: uuid.UUID | None = None
+    case_id: uuid.UUID | None = None
+
+
+class ComplianceProofCheck(BaseModel):
+    withdrawal_id: uuid.UUID
+    decision: str
+    token: str = ""
+    staff_id: uuid.UUID | None = None
+    case_id: uuid.UUID | None = None
+
+
+class SweepInput(BaseModel):
+    """One scheduled sweep of the window rules over every customer (`at` None: now)."""
+
+    at: datetime | None = None
+
+
+class SweepResult(BaseModel):
+    customers: int = 0
+    alerts: int = 0

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.aml import AmlActivities
 from activities.first_trade import FirstTradeActivities
 from activities.holds import HoldActivities
 from activities.kyc import KycActivities
@@ -32,6 +33,7 @@ from providers.exchanges.base import ExecutionAdapter
 from services.ledger import Ledger
 from services.router import Router, RouterParams
 from temporal import task_queues
+from workflows.aml import AmlSweepWorkflow
 from workflows.deposits import CryptoDepositPollWorkflow, DepositWorkflow
 from workflows.first_trade import CoolingOffWorkflow
 from workflows.float_monitor import FloatMonitorWorkflow
@@ -170,6 +172,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
     )
     screening = ScreeningActivities(engine=deps.engine, settings=deps.settings)
     first_trade = FirstTradeActivities(engine=deps.engine)
+    aml = AmlActivities(engine=deps.engine, settings=deps.settings)
     return {
         task_queues.ORDERS: QueueSpec(
             workflows=[PingWorkflow, OrderWorkflow, CoolingOffWorkflow],
@@ -187,6 +190,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 orders.verify_resolution,
                 orders.notify,
                 first_trade.complete_cooling_off,
+                aml.screen_trade,
             ],
         ),
         task_queues.PAYMENTS: QueueSpec(
@@ -208,6 +212,9 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 pay.release_withdrawal,
                 pay.notify_withdrawal,
                 screening.screen_deposit_payer,
+                aml.screen_withdrawal,
+                aml.screen_deposit,
+                aml.verify_decision,
             ],
         ),
         task_queues.OPS: QueueSpec(
@@ -217,6 +224,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 ReconciliationWorkflow,
                 FloatTransferWorkflow,
                 SanctionsRefreshWorkflow,
+                AmlSweepWorkflow,
             ],
             activities=[
                 pay.check_float,
@@ -232,6 +240,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 *treasury_activities(treasury),
                 screening.download_lists,
                 screening.refresh_list,
+                aml.sweep,
             ],
         ),
         task_queues.KYC: QueueSpec(

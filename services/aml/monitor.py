@@ -115,7 +115,7 @@ async def screen(engine: AsyncEngine, subject_type: AmlSubjectType | str, subjec
                 subject_type=subject,
                 subject_id=subject_id,
                 hits=result.hits,
-                rule_version=_row(version),
+                rule_version=version_row(version),
                 outcome=result.outcome,
             )
             if not version.shadow:
@@ -152,7 +152,7 @@ async def recorded_screening(
     )
 
 
-def _row(version: ActiveVersion) -> AmlRuleVersion:
+def version_row(version: ActiveVersion) -> AmlRuleVersion:
     """The version as `record_alerts` takes it (a detached row: only id, mode and rules are read)."""
     return AmlRuleVersion(
         id=version.id,

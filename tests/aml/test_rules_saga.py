@@ -5,16 +5,21 @@ is credited whatever its alerts say; the customer never sees why."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from models.aml import ComplianceDecision
 from services.decision_tokens import DecisionTokens
+from tests.histories import HERE as HISTORIES
 from tests.payments import conftest as payments_stack
 from tests.payments.conftest import (
     Customer,
@@ -25,7 +30,7 @@ from tests.payments.conftest import (
     wait_for,
     withdrawal_account,
 )
-from workflows.withdrawals import withdrawal_workflow_id
+from workflows.withdrawals import WithdrawalWorkflow, withdrawal_workflow_id
 
 # The payments stack (sandbox bank, API, workers on the payments and ops queues) for this module. If
 # tests/aml/conftest.py provides `stack` for the whole package, this line goes (one stack per package).
@@ -104,6 +109,18 @@ async def _audited(stack: Stack, wid: str, action: str, *, count: int = 1) -> bo
     return bool(n >= count)
 
 
+async def _replays(stack: Stack, wid: str) -> None:
+    """The finished saga's history replays on the current code; with RECORD_HISTORIES=1 it is also kept
+    under tests/histories/withdrawals (the recorded paths every later change must still replay)."""
+    history = await stack.client.get_workflow_handle(withdrawal_workflow_id(uuid.UUID(wid))).fetch_history()
+    await Replayer(workflows=[WithdrawalWorkflow], data_converter=pydantic_data_converter).replay_workflow(
+        history
+    )
+    if os.environ.get("RECORD_HISTORIES") == "1":
+        path = HISTORIES / "withdrawals" / f"{history.workflow_id}.json.gz"
+        path.write_bytes(gzip.compress(history.to_json().encode()))
+
+
 def _token(stack: Stack, staff_id: uuid.UUID, wid: str, action: str) -> str:
     return DecisionTokens.from_secret(stack.settings.jwt_secret).issue(
         actor_id=staff_id, withdrawal_id=uuid.UUID(wid), action=action, now=datetime.now(UTC)
@@ -176,6 +193,7 @@ async def test_block_and_review_waits_with_its_hold_until_compliance_clears_it(s
     _silent(done)
     assert await balance(stack, customer.id, "GBP") == (Decimal("199.50"), Decimal(0))
     assert await _audited(stack, wid, "withdrawal.compliance_clear")
+    await _replays(stack, wid)
 
 
 async def test_compliance_decline_releases_the_hold_and_refuses(stack: Stack) -> None:
@@ -195,6 +213,7 @@ async def test_compliance_decline_releases_the_hold_and_refuses(stack: Stack) ->
     _silent(refused)
     assert await balance(stack, customer.id, "GBP") == (Decimal("300.00"), Decimal(0))
     assert not [p for p in stack.bank_state.payouts.values() if p.external_id == wid]
+    await _replays(stack, wid)
 
 
 async def test_a_decline_outcome_refuses_at_once_and_releases_the_hold(stack: Stack) -> None:
@@ -208,3 +227,4 @@ async def test_a_decline_outcome_refuses_at_once_and_releases_the_hold(stack: St
     _silent(refused)
     assert await balance(stack, customer.id, "GBP") == (Decimal("6000.00"), Decimal(0))
     assert {a[1] for a in await _alerts(stack, "withdrawal", wid)} == {"decline"}
+    await _replays(stack, wid)

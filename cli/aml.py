@@ -5,7 +5,8 @@
 - `aml publish <version>`: publish a draft (immutable from then on; a live one retires the live one);
 - `aml retire <version>`: stop running a published version;
 - `aml backtest <version> --since <iso date> [--user <id>]`: what it would have raised on the history
-  since then, next to what the live version raised.
+  since then, next to what the live version raised;
+- `aml records <user id>`: a customer's AML cases and alerts with their retention dates.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def add_commands(sub: Any) -> None:
     q.add_argument("version")
     q.add_argument("--since", required=True, type=_iso, help="ISO date or time, e.g. 2026-11-01")
     q.add_argument("--user", type=uuid.UUID, default=None, help="only this customer's transactions")
+    q = aml.add_parser("records", help="a customer's AML cases and alerts, with their retention dates")
+    q.add_argument("user_id", type=uuid.UUID)
 
 
 def _iso(value: str) -> datetime:
@@ -74,6 +77,8 @@ async def _run(args: argparse.Namespace, database_url: str) -> list[str]:
                     )
                 ).all()
                 return [f"{r.version}\t{r.status}\t{r.mode}\t{r.published_at or '-'}" for r in rows]
+            if args.aml_command == "records":
+                return await _records(conn, args.user_id)
             if args.aml_command == "load":
                 rule_set = load_file(args.file)
                 await versions.create_draft(conn, rule_set)
@@ -89,3 +94,35 @@ async def _run(args: argparse.Namespace, database_url: str) -> list[str]:
     finally:
         await engine.dispose()
     raise AssertionError(args.aml_command)
+
+
+async def _records(conn: Any, user_id: uuid.UUID) -> list[str]:
+    """Cases then alerts, each with the date it may be deleted ("kept": the relationship goes on)."""
+    cases = (
+        await conn.execute(
+            text(
+                "SELECT id, status, outcome, opened_at, retention_until FROM aml_cases WHERE user_id = :u "
+                "ORDER BY opened_at"
+            ),
+            {"u": user_id},
+        )
+    ).all()
+    alerts = (
+        await conn.execute(
+            text(
+                "SELECT a.created_at, a.subject_type, a.subject_id, a.rule_code, a.outcome, a.shadow, "
+                "a.retention_until, v.version FROM aml_alerts a JOIN aml_rule_versions v "
+                "ON v.id = a.rule_version_id WHERE a.user_id = :u ORDER BY a.created_at"
+            ),
+            {"u": user_id},
+        )
+    ).all()
+    kept = "kept (relationship ongoing)"
+    lines = [f"case {c.id}\t{c.status}\t{c.outcome or '-'}\topened {c.opened_at:%Y-%m-%d}\t"
+             f"retain until {c.retention_until or kept}" for c in cases]  # fmt: skip
+    lines += [
+        f"alert {a.created_at:%Y-%m-%d %H:%M}\t{a.subject_type} {a.subject_id}\t{a.rule_code}\t{a.outcome}"
+        f"{' (shadow ' + a.version + ')' if a.shadow else ''}\tretain until {a.retention_until or kept}"
+        for a in alerts
+    ]
+    return lines or [f"no AML records for {user_id}"]

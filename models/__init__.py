@@ -3,6 +3,7 @@
 Importing this package registers every table on `SQLModel.metadata` (Alembic relies on it).
 """
 
+from models.aml import AmlAlert, AmlCase, AmlRuleVersion
 from models.audit import AuditChainHead
 from models.auth import AuthSession, AuthThrottle, KnownDevice, PasswordHistory, TotpUsage
 from models.compliance import (
@@ -49,6 +50,9 @@ from models.users import StaffRole, User, UserStatus
 __all__ = [
     "Account",
     "AccountClosure",
+    "AmlAlert",
+    "AmlCase",
+    "AmlRuleVersion",
     "AmlCheck",
     "AppropriatenessAttempt",
     "ApiIdempotencyKey",

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.aml import AmlActivities
 from activities.first_trade import FirstTradeActivities
 from activities.gdpr import GdprActivities
 from activities.holds import HoldActivities
@@ -33,6 +34,7 @@ from providers.exchanges.base import ExecutionAdapter
 from services.ledger import Ledger
 from services.router import Router, RouterParams
 from temporal import task_queues
+from workflows.aml import AmlSweepWorkflow
 from workflows.deposits import CryptoDepositPollWorkflow, DepositWorkflow
 from workflows.first_trade import CoolingOffWorkflow
 from workflows.float_monitor import FloatMonitorWorkflow
@@ -173,6 +175,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
     screening = ScreeningActivities(engine=deps.engine, settings=deps.settings)
     first_trade = FirstTradeActivities(engine=deps.engine)
     gdpr = GdprActivities(engine=deps.engine, settings=deps.settings, email=deps.email_sender())
+    aml = AmlActivities(engine=deps.engine, settings=deps.settings)
     return {
         task_queues.ORDERS: QueueSpec(
             workflows=[PingWorkflow, OrderWorkflow, CoolingOffWorkflow],
@@ -190,6 +193,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 orders.verify_resolution,
                 orders.notify,
                 first_trade.complete_cooling_off,
+                aml.screen_trade,
             ],
         ),
         task_queues.PAYMENTS: QueueSpec(
@@ -211,6 +215,9 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 pay.release_withdrawal,
                 pay.notify_withdrawal,
                 screening.screen_deposit_payer,
+                aml.screen_withdrawal,
+                aml.screen_deposit,
+                aml.verify_decision,
             ],
         ),
         task_queues.OPS: QueueSpec(
@@ -222,6 +229,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 SanctionsRefreshWorkflow,
                 GdprExportWorkflow,
                 RetentionWorkflow,
+                AmlSweepWorkflow,
             ],
             activities=[
                 pay.check_float,
@@ -238,6 +246,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 screening.download_lists,
                 screening.refresh_list,
                 *gdpr_activities(gdpr),
+                aml.sweep,
             ],
         ),
         task_queues.KYC: QueueSpec(

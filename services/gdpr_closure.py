@@ -27,6 +27,7 @@ from models.order_flow import FINAL_STATUSES
 from models.payments import FINAL_WITHDRAWAL_STATUSES
 from models.users import UserStatus
 from services import audit
+from services.aml import retention as aml_retention
 from services.errors import DomainError
 
 _FINAL_ORDERS = tuple(s.value for s in FINAL_STATUSES)
@@ -114,15 +115,6 @@ def _refuse(found: list[tuple[str, str]]) -> AccountNotClosable:
     )
 
 
-async def aml_relationship_ended(conn: AsyncConnection, user_id: uuid.UUID, ended_at: datetime) -> None:
-    """HOOK for the AML area: the business relationship ended (MLR 2017 reg. 40 starts its five years).
-
-    `services/aml/retention.py:relationship_ended` did not exist on main when this was written; when it
-    does, call it here, inside the closure's transaction. Until then the closure's own row
-    (`account_closures.closed_at`) is the record of the date."""
-    return None
-
-
 async def close_account(
     engine: AsyncEngine,
     user_id: uuid.UUID,
@@ -181,7 +173,7 @@ async def close_account(
             details={"sessions_revoked": revoked, "personal_data_kept_until": purge_at.isoformat()},
             ip=ip,
         )
-        await aml_relationship_ended(conn, user_id, now)
+        await aml_retention.relationship_ended(conn, user_id, now)  # MLR 2017 reg. 40: five years from now
     return ClosureOut(
         status=UserStatus.CLOSED.value,
         closed_at=now,

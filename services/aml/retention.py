@@ -29,14 +29,16 @@ def retention_date(ended_at: datetime) -> datetime:
         return ended_at.replace(year=ended_at.year + RETENTION_YEARS, day=28)
 
 
-async def relationship_ended(session: AsyncSession, user_id: uuid.UUID, at: datetime) -> datetime:
+async def relationship_ended(
+    db: AsyncSession | AsyncConnection, user_id: uuid.UUID, at: datetime
+) -> datetime:
     """Date the customer's AML alerts and cases for deletion five years after `at`; the date set.
 
     Idempotent; a later end (a relationship reopened and closed again) moves the date on, never back.
-    The caller commits (the account's closing, in the same transaction)."""
+    The caller commits (the account's closing, in the same transaction: `services.gdpr_closure`)."""
     until = retention_date(at)
     for table in (AmlAlert, AmlCase):
-        await session.exec(
+        stmt = (
             update(table)
             .where(
                 col(table.user_id) == user_id,
@@ -44,6 +46,10 @@ async def relationship_ended(session: AsyncSession, user_id: uuid.UUID, at: date
             )
             .values(retention_until=until)
         )
+        if isinstance(db, AsyncSession):
+            await db.exec(stmt)
+        else:
+            await db.execute(stmt)
     return until
 
 

@@ -118,6 +118,14 @@ async def test_closing_an_empty_account_locks_login_revokes_every_session_and_st
     person = await make_user(stack)
     second = await login(stack, person.email)  # another device
     await pay_in_and_out(stack, person.id, "20.00", out="20.00")  # had money once; none now
+    async with stack.engine.begin() as conn:  # an AML case on file: kept five years after the relationship
+        await conn.execute(
+            text(
+                "INSERT INTO aml_cases (id, user_id, status, outcome, due_at) "
+                "VALUES (:id, :u, 'closed', 'false_positive', now())"
+            ),
+            {"id": uuid.uuid4(), "u": person.id},
+        )
 
     r = await _close(stack, person)
 
@@ -128,6 +136,13 @@ async def test_closing_an_empty_account_locks_login_revokes_every_session_and_st
     state = await _state(stack, person.id)
     assert state["status"] == "CLOSED" and state["live_sessions"] == 0 and state["closures"] == 1
     assert state["audits"] == ["account.closed"]
+    async with stack.engine.connect() as conn:  # MLR 2017 reg. 40: dated five years from the closure
+        kept = (
+            await conn.execute(
+                text("SELECT retention_until FROM aml_cases WHERE user_id = :u"), {"u": person.id}
+            )
+        ).scalar_one()
+    assert kept.isoformat()[:10] == closure["personal_data_kept_until"][:10], kept
     async with stack.http() as c:
         for token in (person.token, second["token"]):  # both devices are signed out at once
             r = await c.get("/api/v1/accounts/balances", headers={"Authorization": f"Bearer {token}"})

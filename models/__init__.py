@@ -3,6 +3,7 @@
 Importing this package registers every table on `SQLModel.metadata` (Alembic relies on it).
 """
 
+from models.aml import AmlAlert, AmlCase, AmlRuleVersion
 from models.auth import AuthSession, AuthThrottle, KnownDevice, PasswordHistory, TotpUsage
 from models.compliance import (
     AmlCheck,
@@ -45,6 +46,9 @@ from models.users import StaffRole, User, UserStatus
 
 __all__ = [
     "Account",
+    "AmlAlert",
+    "AmlCase",
+    "AmlRuleVersion",
     "AmlCheck",
     "AppropriatenessAttempt",
     "ApiIdempotencyKey",

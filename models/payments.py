@@ -32,6 +32,9 @@ class WithdrawalStatus(StrEnum):
     # The outcome at the bank/venue is unknown after repeated lookups, or the books could not be completed
     # after the money left: the hold is kept and ops resolve it (mark paid / mark not paid).
     NEEDS_ATTENTION = "NEEDS_ATTENTION"
+    # Held for compliance (AML monitoring's block_and_review): the hold is kept until a proven
+    # `compliance_decision` clears or declines it. Customers see only "under review", never why.
+    UNDER_REVIEW = "UNDER_REVIEW"
 
 
 FINAL_WITHDRAWAL_STATUSES = frozenset(

@@ -69,8 +69,8 @@ from providers.exchanges.base import (
 )
 from providers.exchanges.ccxt_adapter import client_order_id
 from services import first_trade_gates, holds, order_reasons, payments
-from services.aml import freeze as aml_freeze
 from services import orders as svc
+from services.aml import freeze as aml_freeze
 from services.decision_tokens import DecisionTokens, ProofInvalid
 from services.ledger import HoldNotActive, InsufficientFunds, Ledger, LedgerError, Leg
 from services.router import Router

@@ -317,7 +317,9 @@ class PaymentActivities:
     async def currency_halted(self, query: HaltQuery) -> str | None:
         """Why the withdrawal waits (the currency's halt, or the customer's account frozen, in neutral
         words), or None when it may go ahead."""
-        return await aml_freeze.withdrawal_gate_reason(self._engine, currency=query.currency, user_id=query.user_id)
+        return await aml_freeze.withdrawal_gate_reason(
+            self._engine, currency=query.currency, user_id=query.user_id
+        )
 
     @activity.defn(name="payments.send_withdrawal")
     async def send_withdrawal(self, w: WithdrawalInput) -> ExecutionOutcome:

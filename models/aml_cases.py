@@ -101,6 +101,8 @@ class AmlFreeze(SQLModel, table=True):
     frozen_by: uuid.UUID = Field(foreign_key="users.id")
     frozen_at: datetime | None = Field(default=None, sa_column=timestamp())
     unfreeze_requested_by: uuid.UUID | None = Field(default=None, foreign_key="users.id")
-    unfreeze_requested_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
+    unfreeze_requested_at: datetime | None = Field(
+        default=None, sa_column=timestamp(nullable=True, now=False)
+    )
     lifted_by: uuid.UUID | None = Field(default=None, foreign_key="users.id")
     lifted_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))

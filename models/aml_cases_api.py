@@ -29,7 +29,9 @@ class CaseSummary(BaseModel):
 
 class CasePage(BaseModel):
     cases: list[CaseSummary]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page; null at the end."
+    )
 
 
 class CaseAlert(BaseModel):

@@ -64,7 +64,9 @@ class DepositPage(BaseModel):
 class TravelRuleIn(BaseModel):
     """UK Travel Rule: who receives a crypto withdrawal of £1,000 or more, and where the wallet is."""
 
-    beneficiary_name: str = Field(min_length=1, max_length=140, pattern=r"\S", description="the recipient's full name")
+    beneficiary_name: str = Field(
+        min_length=1, max_length=140, pattern=r"\S", description="the recipient's full name"
+    )
     wallet: Literal["self_hosted", "provider"] = Field(
         description="self_hosted: a wallet the recipient holds the keys of; provider: an account at another "
         "crypto-asset business"

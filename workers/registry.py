@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.aml_sar import SarActivities
 from activities.first_trade import FirstTradeActivities
 from activities.holds import HoldActivities
 from activities.kyc import KycActivities
@@ -40,6 +41,7 @@ from workflows.kyc import KYCWorkflow
 from workflows.orders import OrderWorkflow
 from workflows.ping import PingWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
+from workflows.sar import SarWorkflow
 from workflows.screening import SanctionsRefreshWorkflow
 from workflows.treasury import FloatTransferWorkflow
 from workflows.withdrawals import WithdrawalWorkflow
@@ -170,6 +172,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
     )
     screening = ScreeningActivities(engine=deps.engine, settings=deps.settings)
     first_trade = FirstTradeActivities(engine=deps.engine)
+    sar = SarActivities(engine=deps.engine, settings=deps.settings)
     return {
         task_queues.ORDERS: QueueSpec(
             workflows=[PingWorkflow, OrderWorkflow, CoolingOffWorkflow],
@@ -217,6 +220,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 ReconciliationWorkflow,
                 FloatTransferWorkflow,
                 SanctionsRefreshWorkflow,
+                SarWorkflow,
             ],
             activities=[
                 pay.check_float,
@@ -232,6 +236,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 *treasury_activities(treasury),
                 screening.download_lists,
                 screening.refresh_list,
+                *sar_activities(sar),
             ],
         ),
         task_queues.KYC: QueueSpec(
@@ -253,4 +258,12 @@ def treasury_activities(t: TreasuryActivities) -> list[Callable[..., Any]]:
     return [
         t.record, t.verify_approval, t.send, t.lookup, t.book_sent, t.check_credit, t.book_settled,
         t.needs_attention, t.reject, t.plan_top_ups, t.verify_resolution, t.book_returned,
+    ]  # fmt: skip
+
+
+def sar_activities(s: SarActivities) -> list[Callable[..., Any]]:
+    """The SAR workflow's activities (workflows/sar.py)."""
+    return [
+        s.verify_decision, s.clear_case, s.freeze_account, s.file_report, s.record_refusal, s.record_consent,
+        s.withdrawal_decisions,
     ]  # fmt: skip

@@ -253,8 +253,9 @@ class WithdrawalWorkflow:
         return True
 
     async def _wait_out_halt(self, w: WithdrawalInput) -> bool:
-        """While the currency is halted or the customer's account frozen (services/aml/freeze.py), wait (HALTED, asking again every `halt_poll_seconds`); the
-        customer may still cancel, which releases the hold and ends it."""
+        """While the currency is halted or the customer's account frozen (services/aml/freeze.py), wait
+        (HALTED, asking again every `halt_poll_seconds`); the customer may still cancel, which releases the
+        hold and ends it."""
         while True:
             halted = await self._db(
                 PaymentActivities.currency_halted, HaltQuery(currency=w.currency, user_id=w.user_id)

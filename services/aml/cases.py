@@ -31,7 +31,7 @@ from models.aml_cases_api import (
 from services.alerts import audit
 from services.aml import freeze
 from services.errors import DomainError
-from services.pagination import fetch_page
+from services.pagination import DbRow, fetch_page
 
 OUTCOMES = ("false_positive", "valuable_alert", "confirmed_risk")
 OPEN = ("pending", "investigating")
@@ -63,8 +63,7 @@ _SUMMARY = (
 )
 
 
-def _summary(r: object) -> CaseSummary:
-    row = tuple(r)  # type: ignore[call-overload]
+def _summary(row: DbRow) -> CaseSummary:
     return CaseSummary(
         id=row[0], user_id=row[1], status=row[2], outcome=row[3], assignee_id=row[4], due_at=row[5],
         opened_at=row[6], closed_at=row[7], alert_count=row[8], score=row[9],
@@ -81,7 +80,8 @@ async def case_queue(
     cursor: str | None = None,
 ) -> CasePage:
     """Cases newest first; by default the open ones (pending and investigating)."""
-    where, params = [], {}
+    where: list[str] = []
+    params: dict[str, object] = {}
     if status is None:
         where.append("status IN ('pending', 'investigating')")
     else:
@@ -129,7 +129,10 @@ async def case_detail(engine: AsyncEngine, case_id: uuid.UUID) -> CaseDetail:
         ).all()
         links = (
             await conn.execute(
-                text("SELECT kind, transaction_id FROM aml_case_transactions WHERE case_id = :id ORDER BY created_at"),
+                text(
+                    "SELECT kind, transaction_id FROM aml_case_transactions WHERE case_id = :id "
+                    "ORDER BY created_at"
+                ),
                 {"id": case_id},
             )
         ).all()
@@ -145,7 +148,9 @@ async def case_detail(engine: AsyncEngine, case_id: uuid.UUID) -> CaseDetail:
         ).first()
         frozen = await freeze.is_frozen(conn, summary.user_id)
     transactions = [
-        LinkedTransaction(kind=a[4], transaction_id=a[5], source="alert") for a in alerts if a[4] != "customer"
+        LinkedTransaction(kind=a[4], transaction_id=a[5], source="alert")
+        for a in alerts
+        if a[4] != "customer"
     ]
     seen = {(t.kind, t.transaction_id) for t in transactions}
     for kind, txn in links:
@@ -156,16 +161,29 @@ async def case_detail(engine: AsyncEngine, case_id: uuid.UUID) -> CaseDetail:
         **summary.model_dump(),
         alerts=[
             CaseAlert(
-                id=a[0], rule_code=a[1], score=a[2], outcome=a[3], subject_type=a[4], subject_id=a[5],
-                details=a[6], created_at=a[7],
+                id=a[0],
+                rule_code=a[1],
+                score=a[2],
+                outcome=a[3],
+                subject_type=a[4],
+                subject_id=a[5],
+                details=a[6],
+                created_at=a[7],
             )  # fmt: skip
             for a in alerts
         ],
         notes=[CaseNote(id=n[0], author_id=n[1], body=n[2], created_at=n[3]) for n in notes],
         transactions=transactions,
         sar=SarSummary(
-            nca_reference=sar[0], narrative=sar[1], attachments=sar[2], filed_by=sar[3], filed_at=sar[4],
-            daml_state=sar[5], daml_withdrawal_id=sar[6], notice_ends_at=sar[7], refused_at=sar[8],
+            nca_reference=sar[0],
+            narrative=sar[1],
+            attachments=sar[2],
+            filed_by=sar[3],
+            filed_at=sar[4],
+            daml_state=sar[5],
+            daml_withdrawal_id=sar[6],
+            notice_ends_at=sar[7],
+            refused_at=sar[8],
             moratorium_ends_at=sar[9],
         )  # fmt: skip
         if sar
@@ -177,7 +195,9 @@ async def case_detail(engine: AsyncEngine, case_id: uuid.UUID) -> CaseDetail:
 async def lock_case(conn: AsyncConnection, case_id: uuid.UUID) -> tuple[uuid.UUID, str]:
     """Lock the case row; (customer, status). `CaseNotFound` if there is none."""
     row = (
-        await conn.execute(text("SELECT user_id, status FROM aml_cases WHERE id = :id FOR UPDATE"), {"id": case_id})
+        await conn.execute(
+            text("SELECT user_id, status FROM aml_cases WHERE id = :id FOR UPDATE"), {"id": case_id}
+        )
     ).first()
     if row is None:
         raise CaseNotFound("no such case")
@@ -191,7 +211,9 @@ async def _open_case(conn: AsyncConnection, case_id: uuid.UUID) -> tuple[uuid.UU
     return user_id, status
 
 
-async def assign(engine: AsyncEngine, *, case_id: uuid.UUID, assignee_id: uuid.UUID, staff_id: uuid.UUID) -> CaseDetail:
+async def assign(
+    engine: AsyncEngine, *, case_id: uuid.UUID, assignee_id: uuid.UUID, staff_id: uuid.UUID
+) -> CaseDetail:
     """Give the case to a compliance user; a pending case becomes investigating."""
     async with engine.begin() as conn:
         await _open_case(conn, case_id)
@@ -245,7 +267,9 @@ async def link_transaction(
     table = {"withdrawal": "withdrawals", "deposit": "deposits", "trade": "trades", "order": "orders"}[kind]
     async with engine.begin() as conn:
         user_id, _ = await _open_case(conn, case_id)
-        owner = (await conn.execute(text(f"SELECT user_id FROM {table} WHERE id = :t"), {"t": transaction_id})).first()
+        owner = (
+            await conn.execute(text(f"SELECT user_id FROM {table} WHERE id = :t"), {"t": transaction_id})
+        ).first()
         if owner is None or owner[0] != user_id:
             raise CaseRefused(f"no {kind} {transaction_id} of this customer")
         await conn.execute(
@@ -279,7 +303,9 @@ async def close_case_in(
         raise CaseRefused(f"the outcome must be one of {', '.join(OUTCOMES)}")
     user_id, status = await lock_case(conn, case_id)
     if status == "closed":
-        current = (await conn.execute(text("SELECT outcome FROM aml_cases WHERE id = :id"), {"id": case_id})).scalar()
+        current = (
+            await conn.execute(text("SELECT outcome FROM aml_cases WHERE id = :id"), {"id": case_id})
+        ).scalar()
         if current == outcome:
             return False
         raise CaseRefused(f"the case is already closed ({current})")

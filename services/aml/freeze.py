@@ -65,9 +65,7 @@ class FreezeState:
         return self.lifted_at is None
 
 
-_COLUMNS = (
-    "id, user_id, case_id, reason, frozen_by, frozen_at, unfreeze_requested_by, lifted_by, lifted_at"
-)
+_COLUMNS = "id, user_id, case_id, reason, frozen_by, frozen_at, unfreeze_requested_by, lifted_by, lifted_at"
 
 
 def _state(row: object) -> FreezeState:
@@ -84,7 +82,8 @@ async def is_frozen(conn: AsyncConnection, user_id: uuid.UUID) -> bool:
 async def active_freeze(conn: AsyncConnection, user_id: uuid.UUID) -> FreezeState | None:
     row = (
         await conn.execute(
-            text(f"SELECT {_COLUMNS} FROM aml_freezes WHERE user_id = :u AND lifted_at IS NULL"), {"u": user_id}
+            text(f"SELECT {_COLUMNS} FROM aml_freezes WHERE user_id = :u AND lifted_at IS NULL"),
+            {"u": user_id},
         )
     ).first()
     return _state(row) if row else None
@@ -115,48 +114,57 @@ async def freeze_customer(
     return state
 
 
-async def request_unfreeze(conn: AsyncConnection, *, user_id: uuid.UUID, staff_id: uuid.UUID) -> FreezeState:
+async def request_unfreeze(engine: AsyncEngine, *, user_id: uuid.UUID, staff_id: uuid.UUID) -> FreezeState:
     """First of the two people: record the request (asking again changes nothing)."""
-    state = await _lock_active(conn, user_id)
-    if state.unfreeze_requested_by is None:
-        await conn.execute(
-            text(
-                "UPDATE aml_freezes SET unfreeze_requested_by = :s, unfreeze_requested_at = now() WHERE id = :id"
-            ),
-            {"s": staff_id, "id": state.freeze_id},
-        )
-        await audit(
-            conn, "aml.unfreeze.requested", actor_id=staff_id, actor_type="staff", target_type="user",
-            target_id=str(user_id), freeze_id=str(state.freeze_id),
-        )  # fmt: skip
-    elif state.unfreeze_requested_by != staff_id:
-        raise FreezeRefused("an unfreeze is already requested by someone else: confirm it instead")
-    refreshed = await active_freeze(conn, user_id)
-    assert refreshed is not None
-    return refreshed
+    async with engine.begin() as conn:
+        state = await _lock_active(conn, user_id)
+        if state.unfreeze_requested_by is not None and state.unfreeze_requested_by != staff_id:
+            raise FreezeRefused("an unfreeze is already requested by someone else: confirm it instead")
+        if state.unfreeze_requested_by is None:
+            await conn.execute(
+                text(
+                    "UPDATE aml_freezes SET unfreeze_requested_by = :s, unfreeze_requested_at = now() "
+                    "WHERE id = :id"
+                ),
+                {"s": staff_id, "id": state.freeze_id},
+            )
+            await audit(
+                conn, "aml.unfreeze.requested", actor_id=staff_id, actor_type="staff", target_type="user",
+                target_id=str(user_id), freeze_id=str(state.freeze_id),
+            )  # fmt: skip
+        return await _by_id(conn, state.freeze_id)
 
 
-async def confirm_unfreeze(conn: AsyncConnection, *, user_id: uuid.UUID, staff_id: uuid.UUID) -> FreezeState:
-    """Second of the two people: lift the freeze. The person who asked cannot confirm."""
-    state = await _lock_active(conn, user_id)
-    if state.unfreeze_requested_by is None:
-        raise FreezeRefused("no unfreeze has been requested: a first compliance user must request it")
-    if state.unfreeze_requested_by == staff_id:
-        await audit(
-            conn, "aml.unfreeze.refused", actor_id=staff_id, actor_type="staff", target_type="user",
-            target_id=str(user_id), freeze_id=str(state.freeze_id), refusal="same_person",
-        )  # fmt: skip
-        raise SecondPersonRequired("the unfreeze must be confirmed by a different compliance user")
-    await conn.execute(
-        text("UPDATE aml_freezes SET lifted_by = :s, lifted_at = now() WHERE id = :id"),
-        {"s": staff_id, "id": state.freeze_id},
-    )
-    await audit(
-        conn, "aml.unfreeze", actor_id=staff_id, actor_type="staff", target_type="user", target_id=str(user_id),
-        freeze_id=str(state.freeze_id), requested_by=str(state.unfreeze_requested_by),
-    )  # fmt: skip
+async def confirm_unfreeze(engine: AsyncEngine, *, user_id: uuid.UUID, staff_id: uuid.UUID) -> FreezeState:
+    """Second of the two people: lift the freeze. The person who asked cannot confirm (refused and
+    audited: `SecondPersonRequired`)."""
+    async with engine.begin() as conn:
+        state = await _lock_active(conn, user_id)
+        if state.unfreeze_requested_by is None:
+            raise FreezeRefused("no unfreeze has been requested: a first compliance user must request it")
+        same_person = state.unfreeze_requested_by == staff_id
+        if same_person:
+            await audit(
+                conn, "aml.unfreeze.refused", actor_id=staff_id, actor_type="staff", target_type="user",
+                target_id=str(user_id), freeze_id=str(state.freeze_id), refusal="same_person",
+            )  # fmt: skip
+        else:
+            await conn.execute(
+                text("UPDATE aml_freezes SET lifted_by = :s, lifted_at = now() WHERE id = :id"),
+                {"s": staff_id, "id": state.freeze_id},
+            )
+            await audit(
+                conn, "aml.unfreeze", actor_id=staff_id, actor_type="staff", target_type="user",
+                target_id=str(user_id), freeze_id=str(state.freeze_id),
+                requested_by=str(state.unfreeze_requested_by),
+            )  # fmt: skip
+            return await _by_id(conn, state.freeze_id)
+    raise SecondPersonRequired("the unfreeze must be confirmed by a different compliance user")
+
+
+async def _by_id(conn: AsyncConnection, freeze_id: uuid.UUID) -> FreezeState:
     row = (
-        await conn.execute(text(f"SELECT {_COLUMNS} FROM aml_freezes WHERE id = :id"), {"id": state.freeze_id})
+        await conn.execute(text(f"SELECT {_COLUMNS} FROM aml_freezes WHERE id = :id"), {"id": freeze_id})
     ).one()
     return _state(row)
 
@@ -173,7 +181,9 @@ async def _lock_active(conn: AsyncConnection, user_id: uuid.UUID) -> FreezeState
     return _state(row)
 
 
-async def withdrawal_gate_reason(engine: AsyncEngine, *, currency: str, user_id: uuid.UUID | None) -> str | None:
+async def withdrawal_gate_reason(
+    engine: AsyncEngine, *, currency: str, user_id: uuid.UUID | None
+) -> str | None:
     """Why a withdrawal must wait before sending, in words the customer may see, or None to go ahead:
     the customer's freeze (neutral words) first, then a halt of the currency."""
     async with engine.connect() as conn:

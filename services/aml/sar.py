@@ -47,35 +47,49 @@ async def verify_decision(
     async with engine.begin() as conn:
         if problem is None:
             row = (
-                await conn.execute(text("SELECT roles, status FROM users WHERE id = :u"), {"u": decision.staff_id})
+                await conn.execute(
+                    text("SELECT roles, status FROM users WHERE id = :u"), {"u": decision.staff_id}
+                )
             ).first()
             if row is None or COMPLIANCE_ROLE not in row[0] or row[1] != "ACTIVE":
                 problem = "the decision is not by an active compliance user"
         await audit(
             conn, f"aml.case.{decision.kind}" + ("" if problem is None else ".refused"),
-            actor_id=decision.staff_id if problem is None else None, actor_type="staff", target_type="aml_case",
+            actor_id=decision.staff_id if problem is None else None, actor_type="staff",
+            target_type="aml_case",
             target_id=str(case_id), claimed_actor=str(decision.staff_id), refusal=problem,
         )  # fmt: skip
     return problem
 
 
 async def clear_case(
-    engine: AsyncEngine, *, case_id: uuid.UUID, staff_id: uuid.UUID, reason: str, outcome: str = "false_positive"
+    engine: AsyncEngine,
+    *,
+    case_id: uuid.UUID,
+    staff_id: uuid.UUID,
+    reason: str,
+    outcome: str = "false_positive",
 ) -> None:
     """The officer cleared the case: close it with `outcome` (false_positive unless the alert was useful)."""
     async with engine.begin() as conn:
         _, status = await lock_case(conn, case_id)
         if status != "closed":
-            await close_case_in(conn, case_id=case_id, outcome=outcome, staff_id=staff_id, note=reason or "cleared")
+            await close_case_in(
+                conn, case_id=case_id, outcome=outcome, staff_id=staff_id, note=reason or "cleared"
+            )
 
 
-async def freeze_account(engine: AsyncEngine, *, case_id: uuid.UUID, staff_id: uuid.UUID, reason: str) -> None:
+async def freeze_account(
+    engine: AsyncEngine, *, case_id: uuid.UUID, staff_id: uuid.UUID, reason: str
+) -> None:
     async with engine.begin() as conn:
         user_id, _ = await lock_case(conn, case_id)
         await freeze.freeze_customer(conn, user_id=user_id, staff_id=staff_id, reason=reason, case_id=case_id)
 
 
-async def file_report(engine: AsyncEngine, *, case_id: uuid.UUID, decision: SarDecision, requested_at: datetime) -> datetime | None:
+async def file_report(
+    engine: AsyncEngine, *, case_id: uuid.UUID, decision: SarDecision, requested_at: datetime
+) -> datetime | None:
     """Record the report (once per case); with a DAML request, the end of its notice period (from
     `requested_at`, the workflow's clock), else None. The DAML withdrawal must be an unfinished withdrawal
     of the case."""
@@ -83,13 +97,14 @@ async def file_report(engine: AsyncEngine, *, case_id: uuid.UUID, decision: SarD
         await lock_case(conn, case_id)
         existing = (
             await conn.execute(
-                text("SELECT notice_ends_at, nca_reference FROM aml_sar_reports WHERE case_id = :c"), {"c": case_id}
+                text("SELECT notice_ends_at, nca_reference FROM aml_sar_reports WHERE case_id = :c"),
+                {"c": case_id},
             )
         ).first()
         if existing is not None:
             if existing[1] != decision.nca_reference:
                 raise CaseRefused("a report was already filed for this case")
-            return existing[0]  # type: ignore[no-any-return]
+            return existing[0]
         ends_at: datetime | None = None
         if decision.daml_withdrawal_id is not None:
             if decision.daml_withdrawal_id not in await case_withdrawals(conn, case_id):
@@ -109,7 +124,8 @@ async def file_report(engine: AsyncEngine, *, case_id: uuid.UUID, decision: SarD
             },
         )  # fmt: skip
         await conn.execute(
-            text("UPDATE aml_cases SET status = 'investigating' WHERE id = :c AND status = 'pending'"), {"c": case_id}
+            text("UPDATE aml_cases SET status = 'investigating' WHERE id = :c AND status = 'pending'"),
+            {"c": case_id},
         )
         await audit(
             conn, "aml.sar.filed", actor_id=decision.staff_id, actor_type="staff", target_type="aml_case",
@@ -120,19 +136,23 @@ async def file_report(engine: AsyncEngine, *, case_id: uuid.UUID, decision: SarD
     return ends_at
 
 
-async def record_refusal(engine: AsyncEngine, *, case_id: uuid.UUID, staff_id: uuid.UUID, refused_at: datetime) -> datetime:
+async def record_refusal(
+    engine: AsyncEngine, *, case_id: uuid.UUID, staff_id: uuid.UUID, refused_at: datetime
+) -> datetime:
     """The NCA refused consent within the notice period: the end of the 31-day moratorium (idempotent)."""
     async with engine.begin() as conn:
         row = (
             await conn.execute(
-                text("SELECT daml_state, moratorium_ends_at FROM aml_sar_reports WHERE case_id = :c FOR UPDATE"),
+                text(
+                    "SELECT daml_state, moratorium_ends_at FROM aml_sar_reports WHERE case_id = :c FOR UPDATE"
+                ),
                 {"c": case_id},
             )
         ).first()
         if row is None or row[0] not in ("awaiting_consent", "refused"):
             raise CaseRefused("no DAML request is awaiting consent for this case")
         if row[0] == "refused":
-            return row[1]  # type: ignore[no-any-return]
+            return row[1]
         ends_at = sar_deadlines.moratorium_ends(refused_at)
         await conn.execute(
             text(
@@ -155,7 +175,9 @@ async def record_consent(engine: AsyncEngine, *, case_id: uuid.UUID, how: str) -
     async with engine.begin() as conn:
         row = (
             await conn.execute(
-                text("SELECT daml_withdrawal_id, daml_state FROM aml_sar_reports WHERE case_id = :c FOR UPDATE"),
+                text(
+                    "SELECT daml_withdrawal_id, daml_state FROM aml_sar_reports WHERE case_id = :c FOR UPDATE"
+                ),
                 {"c": case_id},
             )
         ).first()
@@ -163,7 +185,8 @@ async def record_consent(engine: AsyncEngine, *, case_id: uuid.UUID, how: str) -
             raise CaseRefused("no report with a DAML request for this case")
         if row[1] in ("awaiting_consent", "refused"):
             await conn.execute(
-                text("UPDATE aml_sar_reports SET daml_state = :s WHERE case_id = :c"), {"s": state, "c": case_id}
+                text("UPDATE aml_sar_reports SET daml_state = :s WHERE case_id = :c"),
+                {"s": state, "c": case_id},
             )
             await audit(
                 conn, f"aml.daml.{how}", actor_id=None, actor_type="system", target_type="aml_case",

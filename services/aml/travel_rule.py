@@ -18,15 +18,20 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models.aml import AmlRuleVersion, AmlSubjectType, RuleHit, RuleVersionMode, RuleVersionStatus
 from models.assets import CRYPTO
 from models.payments_api import TravelRuleIn
 from models.screening import Action, CheckResult, Subject
+from services.aml.alerts import record_alerts
 from services.payee import NameMatch, check_payee, customer_name
 from services.screening.screener import find_matches
 from services.screening.service import PROVIDER, ScreeningConfig
@@ -108,7 +113,9 @@ async def assess(
     name_on_file = customer_name(row[0], row[1]) if row else ""
     own = bool(name_on_file) and check_payee(info.beneficiary_name, name_on_file).result is NameMatch.MATCH
     matches = (
-        await find_matches(engine, [Subject(name=info.beneficiary_name)], config.bands, per_name=config.per_name)
+        await find_matches(
+            engine, [Subject(name=info.beneficiary_name)], config.bands, per_name=config.per_name
+        )
     )[0]
     score = max((m.score for m in matches), default=0)
     action = config.bands.action(score) if matches else Action.CLEAR
@@ -175,7 +182,9 @@ async def _record_hit(
                 "d": json.dumps({"aml_check_id": str(check_id), "score": score, "action": action.value}),
             },
         )
-    log.warning(json.dumps({"alert": REVIEW_ALERT, "target": str(withdrawal_id), "aml_check_id": str(check_id)}))
+    log.warning(
+        json.dumps({"alert": REVIEW_ALERT, "target": str(withdrawal_id), "aml_check_id": str(check_id)})
+    )
 
 
 def travel_rule_info(given: TravelRuleIn | None) -> TravelRuleInfo | None:
@@ -185,3 +194,41 @@ def travel_rule_info(given: TravelRuleIn | None) -> TravelRuleInfo | None:
     return TravelRuleInfo(
         beneficiary_name=given.beneficiary_name, wallet=given.wallet, provider_name=given.provider_name
     )
+
+
+DEFAULT_SCORE = 25
+
+
+async def flag_unowned_self_hosted(
+    conn: AsyncConnection, *, user_id: uuid.UUID, withdrawal_id: uuid.UUID, now: datetime | None = None
+) -> bool:
+    """Raise the `travel_rule_unowned_self_hosted` alert on the withdrawal under the live rule set version
+    (its score from the version's `travel_rule_unowned_self_hosted` rule when it has one), in the request's
+    transaction: a refused request leaves no alert. False when no live version is published."""
+    session = AsyncSession(bind=conn, expire_on_commit=False)
+    version = (
+        await session.exec(
+            select(AmlRuleVersion)
+            .where(
+                col(AmlRuleVersion.status) == RuleVersionStatus.PUBLISHED.value,
+                col(AmlRuleVersion.mode) == RuleVersionMode.LIVE.value,
+            )
+            .order_by(col(AmlRuleVersion.published_at).desc())
+            .limit(1)
+        )
+    ).first()
+    if version is None:
+        log.warning(json.dumps({"alert": "aml.no_live_rule_version", "withdrawal_id": str(withdrawal_id)}))
+        return False
+    rule = next((r for r in version.rules.get("rules", []) if r.get("code") == RULE_CODE), None) or {}
+    hit = RuleHit(
+        rule_code=RULE_CODE,
+        score=int(rule.get("score", DEFAULT_SCORE)),
+        details={"withdrawal_id": str(withdrawal_id), "wallet": "self_hosted", "owned_by_customer": False},
+    )
+    await record_alerts(
+        session, user_id=user_id, subject_type=AmlSubjectType.WITHDRAWAL, subject_id=str(withdrawal_id),
+        hits=[hit], rule_version=version, now=now,
+    )  # fmt: skip
+    await session.flush()
+    return True

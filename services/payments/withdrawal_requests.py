@@ -15,10 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from models.assets import CRYPTO, FIAT, SCALES, Direction, PrecisionError, check_scale, round_for_house
 from models.payments import Destination
-from models.screening import Action
 from models.payments_api import WithdrawalOut
+from models.screening import Action
 from services import holds
 from services.alerts import audit
+from services.aml import travel_rule as travel
 from services.limits import (
     COUNTED_WITHDRAWAL_STATUSES,
     WITHDRAWAL_LIMITS_GBP,
@@ -30,7 +31,6 @@ from services.limits import (
 from services.payments.ids import ZERO
 from services.payments.queries import find_withdrawal, own_withdrawal
 from services.payments.refusals import PaymentRefused
-from services.aml import travel_rule as travel
 from services.screening import crypto as wallet_screening
 from services.screening.service import ScreeningConfig
 

@@ -32,6 +32,7 @@ from sqlalchemy import text
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.aml import AmlActivities
 from activities.orders import OrderActivities
 from bench._shapes import NoopOrderShape, noop_local, noop_remote
 from bench.common import print_table, summary, throwaway_postgres, throwaway_temporal, write_result
@@ -179,6 +180,7 @@ async def _run(url: str, client: Client) -> None:
                 acts.resolve_placement,
                 acts.verify_resolution,
                 acts.notify,
+                AmlActivities(engine=engine, settings=settings).screen_trade,
                 noop_local,
                 noop_remote,
             ],  # fmt: skip

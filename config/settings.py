@@ -289,6 +289,7 @@ class Settings(BaseSettings):
     appropriateness_questions_file: str = str(Path(__file__).resolve().parent / "appropriateness.json")
     # Reconciliation (issue 20): every N minutes; drift beyond the asset's tolerance halts its withdrawals.
     reconciliation_interval_minutes: float = 15
+    aml_sweep_minutes: float = Field(default=60, gt=0)  # the AML window rules over every customer
     reconciliation_catchup_minutes: float = 60
     reconciliation_tolerances: dict[str, Decimal] = Field(
         default_factory=lambda: {

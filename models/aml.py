@@ -81,6 +81,13 @@ class AmlRuleVersion(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint(_in("status", RuleVersionStatus), name="ck_aml_rule_versions_status"),
         CheckConstraint(_in("mode", RuleVersionMode), name="ck_aml_rule_versions_mode"),
+        # At most one live version decides; shadow versions run next to it.
+        Index(
+            "uq_aml_rule_versions_one_live",
+            "mode",
+            unique=True,
+            postgresql_where="status = 'published' AND mode = 'live'",
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -156,3 +163,54 @@ class RuleHit(BaseModel):
     rule_code: str
     score: int
     details: dict[str, Any] = PField(default_factory=dict)
+
+
+# --- workflow and activity I/O (pydantic; new fields get defaults so histories replay) ------------
+
+
+class ScreenRequest(BaseModel):
+    """Screen one transaction: a withdrawal (before the money leaves), a credited deposit, or an order's
+    settled trades (`subject_id` is the order id)."""
+
+    subject_type: AmlSubjectType
+    subject_id: str
+
+
+class ScreenAnswer(BaseModel):
+    """The live rule set's outcome for the subject. Internal: never shown to the customer."""
+
+    outcome: AmlOutcome = AmlOutcome.APPROVE
+    score: int = 0
+    rules: list[str] = PField(default_factory=list)
+    case_id: uuid.UUID | None = None
+
+
+class ComplianceDecision(BaseModel):
+    """Compliance's word on a withdrawal held for review: what signal `compliance_decision` carries.
+
+    `token` is a decision token (services/decision_tokens.py) for action `aml_clear` or `aml_decline` on
+    this withdrawal; the staff user is the token's subject (`staff_id`, when given, must be the same)."""
+
+    decision: str  # "clear" | "decline"
+    token: str = ""
+    staff_id: uuid.UUID | None = None
+    case_id: uuid.UUID | None = None
+
+
+class ComplianceProofCheck(BaseModel):
+    withdrawal_id: uuid.UUID
+    decision: str
+    token: str = ""
+    staff_id: uuid.UUID | None = None
+    case_id: uuid.UUID | None = None
+
+
+class SweepInput(BaseModel):
+    """One scheduled sweep of the window rules over every customer (`at` None: now)."""
+
+    at: datetime | None = None
+
+
+class SweepResult(BaseModel):
+    customers: int = 0
+    alerts: int = 0

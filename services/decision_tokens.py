@@ -33,9 +33,12 @@ ALGORITHM = "HS256"
 AUDIENCE = "withdrawal-decision"
 ISSUER = "broker"
 DEFAULT_TTL = timedelta(minutes=5)
+# Compliance's decision on a withdrawal held for review by AML monitoring (signal `compliance_decision`).
+AML_WITHDRAWAL_ACTIONS = frozenset({"aml_clear", "aml_decline"})
 # What a token can authorise. `payout_completed` / `payout_failed` come only from the bank webhook route.
-WITHDRAWAL_ACTIONS = frozenset(
-    {"approve", "reject", "resolve_paid", "resolve_not_paid", "payout_completed", "payout_failed"}
+WITHDRAWAL_ACTIONS = (
+    frozenset({"approve", "reject", "resolve_paid", "resolve_not_paid", "payout_completed", "payout_failed"})
+    | AML_WITHDRAWAL_ACTIONS
 )
 # Ops' word on an order placement whose outcome the venue has not shown (the order saga).
 ORDER_ACTIONS = frozenset({"placement_found", "placement_absent"})

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.aml import AmlActivities
 from activities.aml_sar import SarActivities
 from activities.first_trade import FirstTradeActivities
 from activities.holds import HoldActivities
@@ -33,6 +34,7 @@ from providers.exchanges.base import ExecutionAdapter
 from services.ledger import Ledger
 from services.router import Router, RouterParams
 from temporal import task_queues
+from workflows.aml import AmlSweepWorkflow
 from workflows.deposits import CryptoDepositPollWorkflow, DepositWorkflow
 from workflows.first_trade import CoolingOffWorkflow
 from workflows.float_monitor import FloatMonitorWorkflow
@@ -172,6 +174,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
     )
     screening = ScreeningActivities(engine=deps.engine, settings=deps.settings)
     first_trade = FirstTradeActivities(engine=deps.engine)
+    aml = AmlActivities(engine=deps.engine, settings=deps.settings)
     sar = SarActivities(engine=deps.engine, settings=deps.settings)
     return {
         task_queues.ORDERS: QueueSpec(
@@ -190,6 +193,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 orders.verify_resolution,
                 orders.notify,
                 first_trade.complete_cooling_off,
+                aml.screen_trade,
             ],
         ),
         task_queues.PAYMENTS: QueueSpec(
@@ -211,6 +215,9 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 pay.release_withdrawal,
                 pay.notify_withdrawal,
                 screening.screen_deposit_payer,
+                aml.screen_withdrawal,
+                aml.screen_deposit,
+                aml.verify_decision,
             ],
         ),
         task_queues.OPS: QueueSpec(
@@ -220,6 +227,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 ReconciliationWorkflow,
                 FloatTransferWorkflow,
                 SanctionsRefreshWorkflow,
+                AmlSweepWorkflow,
                 SarWorkflow,
             ],
             activities=[
@@ -236,6 +244,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 *treasury_activities(treasury),
                 screening.download_lists,
                 screening.refresh_list,
+                aml.sweep,
                 *sar_activities(sar),
             ],
         ),

@@ -34,6 +34,30 @@ WITHDRAWAL_STATUSES = (
     "NEEDS_ATTENTION",
 )
 
+# A published (or retired) version is immutable: its label and rules never change, so every alert names
+# exactly the rules that raised it. Status may move on (published -> retired) and mode may change.
+IMMUTABLE_VERSIONS = """
+CREATE FUNCTION aml_rule_versions_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        IF OLD.status <> 'draft' THEN
+            RAISE EXCEPTION 'AML rule set version % is %: it cannot be deleted', OLD.version, OLD.status
+                USING ERRCODE = '55000';
+        END IF;
+        RETURN OLD;
+    END IF;
+    IF OLD.status <> 'draft' AND (NEW.rules IS DISTINCT FROM OLD.rules OR NEW.version <> OLD.version) THEN
+        RAISE EXCEPTION 'AML rule set version % is %: its rules cannot change', OLD.version, OLD.status
+            USING ERRCODE = '55000';
+    END IF;
+    IF OLD.status = 'retired' AND NEW.status <> 'retired' THEN
+        RAISE EXCEPTION 'AML rule set version % is retired', OLD.version USING ERRCODE = '55000';
+    END IF;
+    RETURN NEW;
+END
+$$
+"""
+
 
 def _withdrawal_statuses(statuses: tuple[str, ...]) -> None:
     op.drop_constraint("ck_withdrawals_status", "withdrawals", type_="check")
@@ -57,6 +81,18 @@ def upgrade() -> None:
         sa.CheckConstraint("mode IN ('live', 'shadow')", name="ck_aml_rule_versions_mode"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("version"),
+    )
+    op.create_index(
+        "uq_aml_rule_versions_one_live",
+        "aml_rule_versions",
+        ["mode"],
+        unique=True,
+        postgresql_where=sa.text("status = 'published' AND mode = 'live'"),
+    )
+    op.execute(IMMUTABLE_VERSIONS)
+    op.execute(
+        "CREATE TRIGGER aml_rule_versions_immutable BEFORE UPDATE OR DELETE ON aml_rule_versions "
+        "FOR EACH ROW EXECUTE FUNCTION aml_rule_versions_immutable()"
     )
     op.create_table(
         "aml_cases",
@@ -131,4 +167,7 @@ def downgrade() -> None:
     op.drop_index("uq_aml_cases_open_per_user", table_name="aml_cases")
     op.drop_index("ix_aml_cases_user_id", table_name="aml_cases")
     op.drop_table("aml_cases")
+    op.execute("DROP TRIGGER IF EXISTS aml_rule_versions_immutable ON aml_rule_versions")
+    op.execute("DROP FUNCTION IF EXISTS aml_rule_versions_immutable()")
+    op.drop_index("uq_aml_rule_versions_one_live", table_name="aml_rule_versions")
     op.drop_table("aml_rule_versions")

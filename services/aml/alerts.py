@@ -27,6 +27,7 @@ from models.aml import (
     RuleHit,
     RuleVersionMode,
 )
+from services.aml.retention import ended_relationship
 from services.aml.scoring import outcome_for
 
 CASE_DUE = timedelta(days=30)
@@ -56,6 +57,8 @@ async def record_alerts(
     if outcome is None:
         outcome = outcome_for(sum(h.score for h in hits), rule_version.rules)
     shadow = rule_version.mode == RuleVersionMode.SHADOW
+    # Raised after the relationship ended (a late sweep): dated like the customer's other records.
+    retention_until = await ended_relationship(await session.connection(), user_id)
     rows = [
         {
             "id": uuid.uuid4(),
@@ -68,6 +71,7 @@ async def record_alerts(
             "subject_id": subject_id,
             "details": h.details,
             "shadow": shadow,
+            "retention_until": retention_until,
         }
         for h in hits
     ]
@@ -96,12 +100,18 @@ async def record_alerts(
         ).first()
         return None if case_id is None else await session.get(AmlCase, case_id)
 
-    case = await open_case_for(session, user_id=user_id, now=now)
+    case = await open_case_for(session, user_id=user_id, now=now, retention_until=retention_until)
     await session.exec(update(AmlAlert).where(col(AmlAlert.id).in_(unattached)).values(case_id=case.id))
     return case
 
 
-async def open_case_for(session: AsyncSession, *, user_id: uuid.UUID, now: datetime | None = None) -> AmlCase:
+async def open_case_for(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    now: datetime | None = None,
+    retention_until: datetime | None = None,
+) -> AmlCase:
     """The customer's open case, opened (pending, due in 30 days) when there is none.
 
     Insert-or-nothing on the one-open-case-per-customer index, then read: concurrent callers agree."""
@@ -114,6 +124,7 @@ async def open_case_for(session: AsyncSession, *, user_id: uuid.UUID, now: datet
             status=AmlCaseStatus.PENDING.value,
             due_at=opened + CASE_DUE,
             opened_at=opened,
+            retention_until=retention_until,
         )
         .on_conflict_do_nothing(
             index_elements=["user_id"],

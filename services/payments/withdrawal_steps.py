@@ -36,7 +36,7 @@ async def set_withdrawal_status(
     """Move the row to `status` unless it is already final (a replayed step can't undo an outcome)."""
     await conn.execute(
         text(
-            "UPDATE withdrawals SET status = CAST(:s AS varchar), reason = coalesce(:r, reason), "
+            "UPDATE withdrawals SET status = CAST(:s AS varchar), reason = nullif(coalesce(:r, reason), ''), "
             "provider_ref = coalesce(:pr, provider_ref), tx_hash = coalesce(:th, tx_hash), "
             "hold_id = coalesce(:h, hold_id), updated_at = now(), "
             "completed_at = CASE WHEN CAST(:s AS text) = 'COMPLETED' THEN now() ELSE completed_at END "

@@ -28,7 +28,7 @@ async def _user(session: AsyncSession) -> uuid.UUID:
 
 async def _version(session: AsyncSession, mode: RuleVersionMode) -> AmlRuleVersion:
     v = AmlRuleVersion(
-        version=f"t-{uuid.uuid4()}", status="published", mode=mode, rules={"thresholds": THRESHOLDS}
+        version=f"t-{uuid.uuid4()}", status="draft", mode=mode, rules={"thresholds": THRESHOLDS}
     )
     session.add(v)
     await session.flush()

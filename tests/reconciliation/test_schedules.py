@@ -22,6 +22,7 @@ from temporalio.client import (
 from config import Settings
 from models.payments import CryptoPollInput, FloatCheckInput
 from temporal.schedules import (
+    AML_SWEEP_SCHEDULE_ID,
     CRYPTO_DEPOSIT_SCHEDULE_ID,
     FLOAT_SCHEDULE_ID,
     HOLD_AUDIT_SCHEDULE_ID,
@@ -38,6 +39,7 @@ ALL_IDS = {
     CRYPTO_DEPOSIT_SCHEDULE_ID,
     HOLD_AUDIT_SCHEDULE_ID,
     SANCTIONS_SCHEDULE_ID,
+    AML_SWEEP_SCHEDULE_ID,
 }
 
 

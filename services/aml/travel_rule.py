@@ -213,7 +213,7 @@ async def flag_unowned_self_hosted(
                 col(AmlRuleVersion.status) == RuleVersionStatus.PUBLISHED.value,
                 col(AmlRuleVersion.mode) == RuleVersionMode.LIVE.value,
             )
-            .order_by(col(AmlRuleVersion.published_at).desc())
+            .order_by(col(AmlRuleVersion.published_at))  # the live one decides (services/aml/versions.py)
             .limit(1)
         )
     ).first()

@@ -15,11 +15,12 @@ from typing import Any
 
 import httpx
 import pytest_asyncio
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.worker import Worker
 
 from config import Settings
-from models.aml import AmlRuleVersion, RuleHit, RuleVersionMode
+from models.aml import AmlRuleVersion, RuleHit
 from models.screening import ListSource, Subject
 from providers.exchanges.ccxt_adapter import CcxtAdapter, ExchangeConfig
 from services.screening.loaders import load_ofac_sdn
@@ -100,17 +101,17 @@ async def sample_list_loaded(stack: Stack) -> None:
 
 
 async def live_rule_version(stack: Stack) -> AmlRuleVersion:
-    """A published live rule set version (its own, so tests don't depend on config/aml)."""
+    """The published live rule set version (the seed in config/aml/, loaded by the migrations)."""
     async with AsyncSession(stack.engine, expire_on_commit=False) as session:
-        v = AmlRuleVersion(
-            version=f"cases-test-{uuid.uuid4()}",
-            status="published",
-            mode=RuleVersionMode.LIVE,
-            rules={"thresholds": {"review": 20, "block_and_review": 50, "decline": 100}},
-        )
-        session.add(v)
-        await session.commit()
-        return v
+        version = (
+            await session.exec(
+                select(AmlRuleVersion)
+                .where(col(AmlRuleVersion.status) == "published", col(AmlRuleVersion.mode) == "live")
+                .order_by(col(AmlRuleVersion.published_at))
+                .limit(1)
+            )
+        ).one()
+        return version
 
 
 async def open_case(

@@ -234,7 +234,13 @@ class SarWorkflow:
             handle = workflow.get_external_workflow_handle(f"withdrawal-{s.withdrawal_id}")
             try:
                 await handle.signal(
-                    "compliance_decision", {"decision": decision, "token": s.token, "staff_id": str(staff_id)}
+                    "compliance_decision",
+                    {
+                        "decision": decision,
+                        "token": s.token,
+                        "staff_id": str(staff_id),
+                        "case_id": str(self._inp.case_id),
+                    },
                 )
             except FailureError:
                 workflow.logger.info("sar %s: withdrawal %s has finished", self._inp.case_id, s.withdrawal_id)

@@ -76,7 +76,7 @@ def _decision(stack: Stack, officer: Any, case_id: uuid.UUID, kind: str, **kw: A
     token = DecisionTokens.from_secret(stack.settings.jwt_secret).issue(
         actor_id=officer.id, action=f"aml_case_{kind}", now=datetime.now(UTC), detail=detail, case_id=case_id
     )
-    return SarDecision(kind=kind, staff_id=officer.id, token=token, **kw)  # type: ignore[arg-type]
+    return SarDecision(kind=kind, staff_id=officer.id, token=token, **kw)
 
 
 async def _daml_state(stack: Stack, case_id: uuid.UUID) -> str:

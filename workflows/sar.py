@@ -33,6 +33,7 @@ from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.aml_sar import SarActivities
+    from activities.errors import ErrorType
     from models.aml_cases_api import (
         CaseStep,
         SarDecision,
@@ -52,7 +53,7 @@ DB_TIMEOUT = timedelta(seconds=30)
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["AmlCaseRefused"],
+    non_retryable_error_types=[ErrorType.AML_CASE_REFUSED],
 )
 # What each stage lets the officer decide.
 ALLOWED = {

@@ -20,7 +20,7 @@ from temporalio.worker import Replayer, Worker
 
 from models.aml_cases_api import SarDecision, SarDecisionOut, SarInput, SarState
 from services.aml import sar_deadlines
-from services.decision_tokens import DecisionTokens
+from services.decision_tokens import DecisionTokens, ProofInvalid
 from temporal import search_attributes, task_queues
 from tests.aml.conftest import open_case, staff
 from tests.payments.conftest import Stack, make_user, wait_for
@@ -188,3 +188,21 @@ async def test_the_daml_timer_waits_seven_uk_working_days_across_christmas_then_
         return bool(n == 2)
 
     await wait_for(audited)
+
+
+def test_a_case_decision_token_proves_one_officer_one_case_one_action() -> None:
+    tokens = DecisionTokens.from_secret("s" * 40)
+    officer, case, now = uuid.uuid4(), uuid.uuid4(), datetime.now(UTC)
+    token = tokens.issue(actor_id=officer, action="aml_case_clear", now=now, case_id=case)
+    tokens.verify(token, actor_id=officer, action="aml_case_clear", now=now, case_id=case)
+    for wrong in (
+        {"actor_id": uuid.uuid4(), "action": "aml_case_clear", "case_id": case},
+        {"actor_id": officer, "action": "aml_case_freeze", "case_id": case},
+        {"actor_id": officer, "action": "aml_case_clear", "case_id": uuid.uuid4()},
+    ):
+        with pytest.raises(ProofInvalid):
+            tokens.verify(token, now=now, **wrong)  # type: ignore[arg-type]
+    with pytest.raises(ProofInvalid):  # a case token never passes for a withdrawal decision
+        tokens.verify(token, actor_id=officer, action="aml_clear", now=now, withdrawal_id=case)
+    with pytest.raises(ValueError):
+        tokens.issue(actor_id=officer, action="aml_clear", now=now, case_id=case)

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 # The sandbox venues quote BTC around £68,000: 0.02 BTC is over £1,000, 0.005 BTC well under.
 OVER = "0.02"
 UNDER = "0.005"
+RULE = "travel_rule_unowned_self_hosted"
 
 
 async def _btc_customer(stack: Stack) -> tuple[Customer, str]:
@@ -127,7 +128,7 @@ async def test_the_customers_own_wallet_is_stored_without_an_alert_and_someone_e
     assert r.status_code == 201, r.text
     own = r.json()["id"]
     assert tuple(await _row(stack, own))[:4] == ("Mr A Customer", "self_hosted", None, True)
-    assert await _alerts(stack, own) == []
+    assert RULE not in [a.rule_code for a in await _alerts(stack, own)]  # (the seed rules may raise theirs)
 
     r = await _withdraw(
         stack, customer,
@@ -138,9 +139,9 @@ async def test_the_customers_own_wallet_is_stored_without_an_alert_and_someone_e
     assert tipping_off(r.text) == [], r.text
     other = r.json()["id"]
     assert tuple(await _row(stack, other))[:4] == ("Jane Stranger", "self_hosted", None, False)
-    alerts = await _alerts(stack, other)
-    assert [a.rule_code for a in alerts] == ["travel_rule_unowned_self_hosted"]
-    assert alerts[0].case_id is not None  # a live alert joins the customer's case
+    flagged = [a for a in await _alerts(stack, other) if a.rule_code == RULE]
+    assert len(flagged) == 1
+    assert flagged[0].case_id is not None  # a live alert joins the customer's case
 
 
 async def _beneficiary_checks(stack: Stack, customer: Customer) -> list[Any]:

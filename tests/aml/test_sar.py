@@ -210,3 +210,29 @@ async def test_a_daml_request_keeps_the_withdrawal_held_until_consent_and_unprov
             )
         ).scalar_one()
     assert state_now == "consented"
+
+
+async def test_declining_the_case_refuses_the_held_withdrawal_and_releases_its_hold(stack: Stack) -> None:
+    customer, wid, case_id = await _held_withdrawal(stack)
+    alice = await staff(stack)
+    async with stack.http() as c:
+        r = await c.post(
+            f"/api/v1/admin/aml/cases/{case_id}/decline",
+            json={"reason": "source of funds not explained"},
+            headers=alice.headers(totp=True),
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["stage"] == "closed"
+        r = await c.post(
+            f"/api/v1/admin/aml/cases/{case_id}/clear",
+            json={"reason": "too late"},
+            headers=alice.headers(totp=True),
+        )
+        assert r.status_code == 409 and r.json()["code"] == "case_decided", r.text  # decisions are complete
+    done = await _status(stack, customer, wid, "FAILED", "COMPLETED", timeout=60)
+    assert done["status"] == "FAILED", done
+    assert tipping_off(json.dumps(done)) == [], done
+    assert await balance(stack, customer.id, "GBP") == (
+        Decimal("500.00"),
+        Decimal(0),
+    )  # nothing held, nothing out

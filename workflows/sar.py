@@ -12,8 +12,11 @@ verified in an activity with the officer's compliance role, and is audited eithe
   days with England's bank holidays (computed in an activity), on a durable timer. No refusal by then is
   consent and the withdrawal continues; `nca_refused` within it starts the 31-day moratorium, after which
   it continues unless compliance decided otherwise (`decline`, or `nca_consented` earlier);
-- `freeze`: the customer's account is frozen (services/aml/freeze.py); the workflow stays open for the
-  report. Unfreezing is not a decision here: it needs two compliance users (admin API).
+- `freeze`: the customer's account is frozen (services/aml/freeze.py). Unfreezing is not a decision here:
+  it needs two compliance users (admin API).
+
+The workflow ends with `clear` or `decline` (stage closed); after a report (stage reported) it stays open
+for them, since withdrawals of the case may still be held.
 
 Updates `decide` (the admin API: the answer says whether it counted) and signal `decision` (the Temporal
 CLI / Web UI, same input) carry a `SarDecision`; query `state`. No customer-facing text comes from here.
@@ -61,7 +64,7 @@ ALLOWED = {
     "frozen": {"clear", "decline", "file_sar"},
     "awaiting_consent": {"nca_refused", "nca_consented", "decline", "freeze"},
     "moratorium": {"nca_consented", "decline", "freeze"},
-    "reported": set(),
+    "reported": {"clear", "decline", "freeze"},  # the report is in; held money still needs a word
     "closed": set(),
 }
 
@@ -175,12 +178,9 @@ class SarWorkflow:
     @workflow.run
     async def run(self, inp: SarInput) -> SarState:
         """Wait for decisions; while a DAML request is open, its deadline runs on a durable timer."""
-        while self._stage not in ("reported", "closed"):
+        while self._stage != "closed":
             await workflow.wait_condition(
-                lambda: (
-                    self._stage in ("reported", "closed")
-                    or self._daml_state in ("awaiting_consent", "refused")
-                )
+                lambda: self._stage == "closed" or self._daml_state in ("awaiting_consent", "refused")
             )
             if self._daml_state in ("awaiting_consent", "refused"):
                 await self._await_consent()

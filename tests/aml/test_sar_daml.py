@@ -27,8 +27,6 @@ from tests.payments.conftest import Stack, make_user, wait_for
 from workers.registry import Dependencies, build
 from workflows.sar import SarWorkflow, sar_workflow_id
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 # A request on Wednesday 23 December 2026 counts 24, 29, 30, 31 December, 4, 5 and 6 January: 25 and
 # 28 December (Christmas; Boxing Day on a Saturday moves to Monday) and 1 January are bank holidays.
 REQUESTED = datetime(2026, 12, 23, 12, 0, tzinfo=UTC)
@@ -107,6 +105,7 @@ async def _skip_to(env: WorkflowEnvironment, at: datetime) -> None:
         await env.sleep(at - now)
 
 
+@pytest.mark.asyncio(loop_scope="session")
 async def test_the_daml_timer_waits_seven_uk_working_days_across_christmas_then_consent_is_deemed(
     stack: Stack,
 ) -> None:

@@ -12,15 +12,20 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.worker import Worker
 
+from activities.aml import AmlActivities
 from cli.manage import main as cli_main
-from models.aml import AmlOutcome, RuleVersionMode
+from config import Settings
+from models.aml import AmlOutcome, RuleVersionMode, SweepInput
 from services.aml import versions
 from services.aml.backtest import backtest
 from services.aml.monitor import screen
 from services.aml.rules import LargeTransactionParams, RuleKind, RuleSet, load_file, seed_files
 from services.aml.sweep import customer_subject_id, sweep
 from tests.aml.history import T0, History
+from workflows.aml import AmlSweepWorkflow
 
 SEED = load_file(seed_files()[0])
 
@@ -147,6 +152,23 @@ async def test_the_sweep_raises_each_customer_alert_once_a_day(engine: AsyncEngi
             .all()
         )
     assert subjects == [customer_subject_id(h.user_id, at)]
+
+
+async def test_the_scheduled_workflow_runs_the_sweep(
+    engine: AsyncEngine, temporal_client: Client, settings: Settings, task_queue: str
+) -> None:
+    h = await History.new(engine)
+    last = await h.round_trips(6, T0 + timedelta(days=3))
+    at = last + timedelta(minutes=2)
+    aml = AmlActivities(engine=engine, settings=settings)
+    async with Worker(
+        temporal_client, task_queue=task_queue, workflows=[AmlSweepWorkflow], activities=[aml.sweep]
+    ):
+        done = await temporal_client.execute_workflow(
+            AmlSweepWorkflow.run, SweepInput(at=at), id=f"aml-sweep-{uuid.uuid4()}", task_queue=task_queue
+        )
+    assert done.customers >= 1 and done.alerts >= 1
+    assert [a[1] for a in await _alerts(engine, h.user_id) if a[0] == "customer"] == ["rapid_trading"]
 
 
 def test_the_cli_prints_a_backtest(

@@ -70,6 +70,7 @@ from providers.exchanges.base import (
 from providers.exchanges.ccxt_adapter import client_order_id
 from services import first_trade_gates, holds, order_reasons, payments
 from services import orders as svc
+from services.aml import freeze as aml_freeze
 from services.decision_tokens import DecisionTokens, ProofInvalid
 from services.ledger import HoldNotActive, InsufficientFunds, Ledger, LedgerError, Leg
 from services.router import Router
@@ -116,11 +117,14 @@ class OrderActivities:
             svc.validate(req)
             async with self._engine.begin() as conn:
                 status, tier, user_status = await svc.insert_order(conn, req)
+                frozen = await aml_freeze.is_frozen(conn, req.user_id)
             if user_status != "ACTIVE":
                 raise svc.OrderRejected("account_frozen", f"the account is {user_status.lower()}")
             if tier < 1:
                 raise svc.OrderRejected("kyc_required", "KYC tier 0 cannot trade; complete identity checks")
             if status is OrderStatus.PENDING:  # later steps may already hold funds for this very order
+                if frozen:  # compliance froze the account: neutral words, no tipping off
+                    raise svc.OrderRejected(aml_freeze.ORDER_REFUSAL_CODE, aml_freeze.ORDER_REFUSAL_TEXT)
                 await self._first_trade_gates(req)
                 await self._cheap_checks(req, tier)
         return AcceptResult(status=status, kyc_tier=tier)

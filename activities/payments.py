@@ -64,6 +64,7 @@ from providers.exchanges.base import (
     VenueError,
 )
 from services import holds, payments
+from services.aml import freeze as aml_freeze
 from services.decision_tokens import DecisionTokens, ProofInvalid
 from services.ledger import InsufficientFunds, Ledger
 
@@ -314,8 +315,11 @@ class PaymentActivities:
 
     @activity.defn(name="payments.currency_halted")
     async def currency_halted(self, query: HaltQuery) -> str | None:
-        """The halt's reason, or None when withdrawals of the currency may go ahead."""
-        return await payments.halt_reason(self._engine, query.currency)
+        """Why the withdrawal waits (the currency's halt, or the customer's account frozen, in neutral
+        words), or None when it may go ahead."""
+        return await aml_freeze.withdrawal_gate_reason(
+            self._engine, currency=query.currency, user_id=query.user_id
+        )
 
     @activity.defn(name="payments.send_withdrawal")
     async def send_withdrawal(self, w: WithdrawalInput) -> ExecutionOutcome:

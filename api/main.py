@@ -24,6 +24,7 @@ from api.routes import (
     account,
     accounts,
     admin,
+    admin_aml,
     admin_gdpr,
     admin_orders,
     auth,
@@ -141,6 +142,7 @@ def create_app(
     app.include_router(account.router, prefix="/api/v1")
     app.include_router(admin_gdpr.router, prefix="/api/v1")
     console.install(app)
+    app.include_router(admin_aml.router, prefix="/api/v1")
     if orders_task_queue is not None:
         app.state.orders_task_queue = orders_task_queue
 

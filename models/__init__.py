@@ -4,6 +4,7 @@ Importing this package registers every table on `SQLModel.metadata` (Alembic rel
 """
 
 from models.aml import AmlAlert, AmlCase, AmlRuleVersion
+from models.aml_cases import AmlCaseNote, AmlCaseTransaction, AmlFreeze, AmlSarReport
 from models.audit import AuditChainHead
 from models.auth import AuthSession, AuthThrottle, KnownDevice, PasswordHistory, TotpUsage
 from models.compliance import (
@@ -52,6 +53,10 @@ __all__ = [
     "AccountClosure",
     "AmlAlert",
     "AmlCase",
+    "AmlCaseNote",
+    "AmlCaseTransaction",
+    "AmlFreeze",
+    "AmlSarReport",
     "AmlRuleVersion",
     "AmlCheck",
     "AppropriatenessAttempt",

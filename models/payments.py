@@ -137,6 +137,11 @@ class Withdrawal(SQLModel, table=True):
     reason: str | None = None  # why it was rejected, failed or cancelled
     provider_ref: str | None = Field(default=None, max_length=100)  # bank payout id / venue withdrawal id
     updated_at: datetime | None = Field(default=None, sa_column=timestamp())
+    # UK Travel Rule (0030): who receives a crypto withdrawal of £1,000 or more and where the wallet is.
+    travel_rule_beneficiary: str | None = Field(default=None, max_length=140)
+    travel_rule_wallet: str | None = Field(default=None, max_length=12)  # "self_hosted" | "provider"
+    travel_rule_provider: str | None = Field(default=None, max_length=140)  # the provider holding it
+    travel_rule_own_wallet: bool | None = None  # the beneficiary is the customer (name matched)
 
 
 class DepositReference(SQLModel, table=True):
@@ -472,6 +477,7 @@ class DecisionCheck(BaseModel):
 
 class HaltQuery(BaseModel):
     currency: str
+    user_id: uuid.UUID | None = None  # the customer: a frozen account's withdrawal waits too (0030)
 
 
 class CompleteInput(BaseModel):

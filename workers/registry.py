@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.aml import AmlActivities
+from activities.aml_sar import SarActivities
 from activities.first_trade import FirstTradeActivities
 from activities.gdpr import GdprActivities
 from activities.holds import HoldActivities
@@ -44,6 +45,7 @@ from workflows.kyc import KYCWorkflow
 from workflows.orders import OrderWorkflow
 from workflows.ping import PingWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
+from workflows.sar import SarWorkflow
 from workflows.screening import SanctionsRefreshWorkflow
 from workflows.treasury import FloatTransferWorkflow
 from workflows.withdrawals import WithdrawalWorkflow
@@ -176,6 +178,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
     first_trade = FirstTradeActivities(engine=deps.engine)
     gdpr = GdprActivities(engine=deps.engine, settings=deps.settings, email=deps.email_sender())
     aml = AmlActivities(engine=deps.engine, settings=deps.settings)
+    sar = SarActivities(engine=deps.engine, settings=deps.settings)
     return {
         task_queues.ORDERS: QueueSpec(
             workflows=[PingWorkflow, OrderWorkflow, CoolingOffWorkflow],
@@ -230,6 +233,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 GdprExportWorkflow,
                 RetentionWorkflow,
                 AmlSweepWorkflow,
+                SarWorkflow,
             ],
             activities=[
                 pay.check_float,
@@ -247,6 +251,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 screening.refresh_list,
                 *gdpr_activities(gdpr),
                 aml.sweep,
+                *sar_activities(sar),
             ],
         ),
         task_queues.KYC: QueueSpec(
@@ -274,3 +279,11 @@ def treasury_activities(t: TreasuryActivities) -> list[Callable[..., Any]]:
 def gdpr_activities(g: GdprActivities) -> list[Callable[..., Any]]:
     """The GDPR sagas' activities (workflows/gdpr.py)."""
     return [g.build_export, g.email_export_link, g.expire_export, g.retention_check, g.pseudonymise]
+
+
+def sar_activities(s: SarActivities) -> list[Callable[..., Any]]:
+    """The SAR workflow's activities (workflows/sar.py)."""
+    return [
+        s.verify_decision, s.clear_case, s.freeze_account, s.file_report, s.record_refusal, s.record_consent,
+        s.withdrawal_decisions,
+    ]  # fmt: skip

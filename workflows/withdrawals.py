@@ -271,14 +271,17 @@ class WithdrawalWorkflow(WithdrawalScreening):
         return True
 
     async def _wait_out_halt(self, w: WithdrawalInput) -> bool:
-        """While the currency is halted, wait (HALTED, asking again every `halt_poll_seconds`); the
-        customer may still cancel, which releases the hold and ends it."""
+        """While the currency is halted or the customer's account frozen (services/aml/freeze.py), wait
+        (HALTED, asking again every `halt_poll_seconds`); the customer may still cancel, which releases the
+        hold and ends it."""
         while True:
-            halted = await self._db(PaymentActivities.currency_halted, HaltQuery(currency=w.currency))
+            halted = await self._db(
+                PaymentActivities.currency_halted, HaltQuery(currency=w.currency, user_id=w.user_id)
+            )
             if halted is None or self._cancelled:
                 break
             if self._status != WithdrawalStatus.HALTED:
-                await self._set(WithdrawalStatus.HALTED, f"{w.currency} withdrawals are halted: {halted}")
+                await self._set(WithdrawalStatus.HALTED, halted)  # the activity words it for the customer
             try:
                 await workflow.wait_condition(
                     lambda: self._cancelled, timeout=timedelta(seconds=w.halt_poll_seconds)

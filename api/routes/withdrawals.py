@@ -18,7 +18,9 @@ from api.routes.accounts import Customer
 from api.sagas import PaymentSagasDep
 from models.payments_api import WithdrawalCreate, WithdrawalOut, WithdrawalPage
 from services import payments
+from services.aml.travel_rule import travel_rule_info
 from services.pagination import CURSOR_MAX_LENGTH
+from services.screening.service import ScreeningConfig
 
 router = APIRouter(tags=["payments"])
 
@@ -52,6 +54,8 @@ async def create_withdrawal(
             engine, withdrawal_id=withdrawal_id, user_id=user.id, currency=body.currency,
             amount=Decimal(body.amount), address_id=body.address_id, bank_account_id=body.bank_account_id,
             policy=policy, crypto_provider=settings.crypto_provider, prices=clients, sagas=sagas,
+            travel_rule=travel_rule_info(body.travel_rule),
+            screening=ScreeningConfig.from_settings(settings),
         )  # fmt: skip
 
     return await idempotency.respond_once(

@@ -20,7 +20,6 @@ from temporalio.worker import Replayer
 from models.aml import ComplianceDecision
 from services.decision_tokens import DecisionTokens
 from tests.histories import HERE as HISTORIES
-from tests.payments import conftest as payments_stack
 from tests.payments.conftest import (
     Customer,
     Stack,
@@ -31,10 +30,6 @@ from tests.payments.conftest import (
     withdrawal_account,
 )
 from workflows.withdrawals import WithdrawalWorkflow, withdrawal_workflow_id
-
-# The payments stack (sandbox bank, API, workers on the payments and ops queues) for this module. If
-# tests/aml/conftest.py provides `stack` for the whole package, this line goes (one stack per package).
-stack = payments_stack.stack
 
 AML_WORDS = ("aml", "alert", "rule", "risk", "compliance", "suspicious", "country", "score", "case")
 

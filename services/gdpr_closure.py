@@ -27,6 +27,7 @@ from models.order_flow import FINAL_STATUSES
 from models.payments import FINAL_WITHDRAWAL_STATUSES
 from models.users import UserStatus
 from services import audit
+from services.aml import freeze as aml_freeze
 from services.aml import retention as aml_retention
 from services.errors import DomainError
 
@@ -60,12 +61,12 @@ def add_years(moment: datetime, years: int) -> datetime:
 async def blockers(conn: AsyncConnection, user_id: uuid.UUID) -> list[tuple[str, str]]:
     """(code, sentence) for everything that stops the account closing now, in a fixed order.
 
-    An account that is not ACTIVE (frozen after screening, suspended) is closed by staff, not online: the
-    customer is told to contact support, in words that say nothing of why (no tipping off), and a
-    closure cannot wipe out the freeze's marker."""
+    An account that is not ACTIVE (frozen after screening, suspended) or under an AML freeze is closed by
+    staff, not online: the customer is told to contact support, in words that say nothing of why (no
+    tipping off), and a closure cannot wipe out the freeze's marker."""
     found: list[tuple[str, str]] = []
     status = (await conn.execute(text("SELECT status FROM users WHERE id = :u"), {"u": user_id})).scalar()
-    if status != UserStatus.ACTIVE:
+    if status != UserStatus.ACTIVE or await aml_freeze.is_frozen(conn, user_id):
         found.append(("contact_support", "this account cannot be closed online; please contact support"))
     held = (
         (

@@ -93,6 +93,23 @@ async def test_closing_with_a_balance_or_an_open_order_is_refused_with_every_rea
     assert await _state(stack, person.id) == before
     assert before["status"] == "ACTIVE" and before["live_sessions"] == 1 and before["closures"] == 0
     await _no_retention_saga(stack, person.id)
+
+
+async def test_a_customer_under_an_aml_freeze_is_sent_to_support_too(stack: Stack) -> None:
+    person = await make_user(stack)
+    staff = await make_user(stack)
+    async with stack.engine.begin() as conn:  # compliance froze the customer (services/aml/freeze.py)
+        await conn.execute(
+            text("INSERT INTO aml_freezes (id, user_id, reason, frozen_by) VALUES (:id, :u, 'case', :s)"),
+            {"id": uuid.uuid4(), "u": person.id, "s": staff.id},
+        )
+    r = await _close(stack, person)
+    assert r.status_code == 409 and r.json()["code"] == "contact_support", r.text
+    for word in ("frozen", "freeze", "aml", "suspicious", "review"):
+        assert word not in r.text.lower()
+    state = await _state(stack, person.id)
+    assert state["status"] == "ACTIVE" and state["closures"] == 0 and state["live_sessions"] == 1
+    await _no_retention_saga(stack, person.id)
     async with stack.http() as c:  # still logged in
         assert (await c.get("/api/v1/accounts/balances", headers=person.auth)).status_code == 200
 

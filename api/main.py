@@ -138,7 +138,7 @@ def create_app(
 
     app.state.auth = AuthConfig.from_settings(settings, auth_policy)
     app.state.email_sender = email_sender or EmailSender.from_settings(settings)
-    app.state.rate_limits = rate_limits or RateLimits()
+    app.state.rate_limits = rate_limits or RateLimits.from_settings(settings)
     # Added last = runs first: every request, including rate-limited ones, gets an id and a log line.
     app.add_middleware(RateLimitMiddleware, limits=app.state.rate_limits, tokens=app.state.auth.tokens)
     app.add_middleware(ControlCharacterGuard, raw_body_paths=frozenset({"/api/v1/webhooks/bank"}))

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth_deps import CurrentUser
 from api.errors import DATABASE_DOWN, RETRY_AFTER_S, ProblemError, problem_response
+from config import Settings
 from services.auth import TokenCodec
 from services.rate_limit_store import RateLimitStore
 
@@ -39,6 +40,16 @@ class RateLimits:
     withdrawals_per_hour: int = 10
     # Probes from the load balancer and orchestrator must never be throttled.
     exempt_paths: tuple[str, ...] = ("/healthz", "/readyz")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimits:
+        """The limits `RATE_LIMIT_*` configure (production: 100/min per IP, 1000/min per user, 10
+        withdrawals/h)."""
+        return cls(
+            anonymous_per_minute=settings.rate_limit_anonymous_per_minute,
+            user_per_minute=settings.rate_limit_user_per_minute,
+            withdrawals_per_hour=settings.rate_limit_withdrawals_per_hour,
+        )
 
 
 async def sweep_expired_windows(store: RateLimitStore, every_s: float) -> None:

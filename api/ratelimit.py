@@ -22,10 +22,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.auth_deps import CurrentUser
+from api.auth_deps import CurrentUser, remember_verified_claims
 from api.errors import DATABASE_DOWN, RETRY_AFTER_S, ProblemError, problem_response
 from config import Settings
-from services.auth import TokenCodec
+from services.auth import TokenCodec, TokenInvalid
 from services.rate_limit_store import RateLimitStore
 
 log = logging.getLogger("api.ratelimit")
@@ -79,7 +79,7 @@ class RateLimitMiddleware:
             return
         request = Request(scope)
         store: RateLimitStore = request.app.state.rate_limit_store
-        user_id = self._user_id(request)
+        user_id = self._user_id(request)  # verifies the token once for the whole request
         try:
             if user_id is not None:
                 wait = await store.hit(f"user:{user_id}", self.limits.user_per_minute, 60.0)
@@ -111,10 +111,18 @@ class RateLimitMiddleware:
         await response(scope, receive, send)
 
     def _user_id(self, request: Request) -> str | None:
+        """The user of a validly signed, unexpired access token (revocation is the route's check); its
+        claims are left on the request for the route's authentication."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return None
-        return self.tokens.peek_subject(token.strip())
+        try:
+            claims = self.tokens.decode(token, "access")
+        except TokenInvalid:
+            return None
+        remember_verified_claims(request, token, claims)
+        return str(claims["sub"])
 
 
 async def withdrawal_rate_limit(request: Request, user: CurrentUser) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -240,9 +241,15 @@ async def refresh(session: AsyncSession, cfg: AuthConfig, token: str, *, client:
     return pair
 
 
-async def authenticate(session: AsyncSession, cfg: AuthConfig, token: str) -> tuple[User, AuthSession]:
-    """The user and live session behind an access token. One query; revocation is effective at once."""
-    claims = cfg.tokens.decode(token, "access")
+async def authenticate(
+    session: AsyncSession, cfg: AuthConfig, token: str, *, claims: dict[str, Any] | None = None
+) -> tuple[User, AuthSession]:
+    """The user and live session behind an access token. One query; revocation is effective at once.
+
+    `claims`: what `cfg.tokens.decode(token, "access")` returned earlier in the same request (the API's
+    rate-limit middleware verifies the token first); the signature is then not verified twice."""
+    if claims is None:
+        claims = cfg.tokens.decode(token, "access")
     row = (
         await session.exec(
             select(User, AuthSession)

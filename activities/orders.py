@@ -221,17 +221,15 @@ class OrderActivities:
                 async with self._engine.begin() as conn:
                     # A late replay (a stalled worker) must not reserve for an order already finished.
                     await holds.lock_live_order(conn, order.order_id)
-                    tier = (
-                        await conn.execute(
-                            text("SELECT kyc_tier FROM users WHERE id = :u"), {"u": order.user_id}
-                        )
-                    ).scalar_one()
+                    # The customer's lock, and their tier read under it (one round trip).
+                    tier = await svc.lock_customer(conn, order.user_id)
                     await svc.check_trading_limit(
                         conn,
                         user_id=order.user_id,
                         order_id=order.order_id,
                         kyc_tier=tier,
                         notional_gbp=notional,
+                        locked=True,
                     )
                     account = await self._ledger.customer_account(order.user_id, currency, conn=conn)
                     hold = await self._ledger.reserve(

@@ -148,7 +148,7 @@ def create_app(
 
     app.state.auth = AuthConfig.from_settings(settings, auth_policy)
     app.state.email_sender = email_sender or EmailSender.from_settings(settings)
-    app.state.rate_limits = rate_limits or RateLimits()
+    app.state.rate_limits = rate_limits or RateLimits.from_settings(settings)
     # Staff routes (/console, /api/v1/admin*) answer only STAFF_IP_ALLOWLIST, before anything else runs.
     app.add_middleware(StaffAllowlistMiddleware, networks=parse_networks(settings.staff_ip_allowlist))
     # Added last = runs first: every request, including rate-limited ones, gets an id and a log line.

@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     worker_max_concurrent_local_activities: int = Field(default=100, ge=1)
     # How often each API process deletes rate-limit windows whose hits have all expired.
     rate_limit_sweep_seconds: float = Field(default=60, gt=0)
+    # Request limits (docs/architecture.md §7), shared by every API process through PostgreSQL.
+    rate_limit_anonymous_per_minute: int = Field(default=100, ge=1)  # per client IP, unauthenticated
+    rate_limit_user_per_minute: int = Field(default=1000, ge=1)  # per customer
+    rate_limit_withdrawals_per_hour: int = Field(default=10, ge=1)  # per customer
 
     # Local ports (dev stack). Each is a setting so two stacks can coexist.
     api_host: str = "127.0.0.1"

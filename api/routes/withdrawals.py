@@ -29,7 +29,9 @@ router = APIRouter(tags=["payments"])
     "/withdrawals",
     status_code=201,
     response_model=WithdrawalOut,
-    dependencies=[RequireTotp, WithdrawalRateLimit],
+    # The limit first: requests are counted before the second factor is checked, so no TOTP code is
+    # spent on a refused request and guessed codes count against the limit too.
+    dependencies=[WithdrawalRateLimit, RequireTotp],
     responses=problem_responses(401, 403, 404, 409, 422, 429, 503),
 )
 async def create_withdrawal(

@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from activities.gdpr import GdprActivities
-from models.gdpr import ExportInput, ExportStatus, retention_workflow_id
+from models.gdpr import ExportInput, ExportResult, ExportStatus, RetentionResult, retention_workflow_id
 from providers.email import EmailSender
 from services import gdpr_closure, gdpr_links, gdpr_requests
 from services.gdpr_retention import pseudonymous_email
@@ -164,7 +164,7 @@ async def test_five_years_after_closure_personal_data_is_pseudonymised_and_the_l
         ip="10.18.4.1",
         now=datetime.now(UTC),
     )
-    handle = env.client.get_workflow_handle_for(RetentionWorkflow.run, retention_workflow_id(person.id))
+    handle = env.client.get_workflow_handle(retention_workflow_id(person.id), result_type=RetentionResult)
 
     await env.sleep(FIVE_YEARS - timedelta(days=2))  # a day and more before the fifth anniversary
     early = await _person_row(stack, person.id)
@@ -217,8 +217,8 @@ async def test_a_retention_saga_without_a_committed_closure_changes_nothing(
     person = await make_user(stack)
     await TemporalRetentionSagas(env.client, queue).start_retention(person.id, datetime.now(UTC) + FIVE_YEARS)
     await env.sleep(FIVE_YEARS + timedelta(days=2))
-    result = await env.client.get_workflow_handle_for(
-        RetentionWorkflow.run, retention_workflow_id(person.id)
+    result = await env.client.get_workflow_handle(
+        retention_workflow_id(person.id), result_type=RetentionResult
     ).result()
     assert not result.pseudonymised
     assert (await _person_row(stack, person.id)).email == person.email
@@ -231,7 +231,7 @@ async def test_an_export_is_erased_when_its_link_lifetime_ends(
     person = await make_user(stack)
     export = await gdpr_requests.request_export(stack.engine, person.id, now=datetime.now(UTC))
     await start_export(env.client, ExportInput(request_id=export.id, user_id=person.id), queue)
-    handle = env.client.get_workflow_handle_for(GdprExportWorkflow.run, export.workflow_id)
+    handle = env.client.get_workflow_handle(export.workflow_id, result_type=ExportResult)
 
     await env.sleep(timedelta(minutes=30))  # within the link's hour: the zip is there
     (listed,) = await gdpr_requests.list_requests(stack.engine, person.id)
@@ -275,7 +275,7 @@ async def test_an_export_whose_email_is_refused_for_hours_is_still_deleted_on_ti
         ),
     ):
         await start_export(env.client, ExportInput(request_id=export.id, user_id=person.id), queue)
-        handle = env.client.get_workflow_handle_for(GdprExportWorkflow.run, export.workflow_id)
+        handle = env.client.get_workflow_handle(export.workflow_id, result_type=ExportResult)
         await env.sleep(timedelta(hours=12))  # the email's tries (about six hours) and the link's hour
         outcome = await handle.result()
     assert outcome.status == ExportStatus.EXPIRED

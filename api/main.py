@@ -31,6 +31,7 @@ from api.routes import (
     market,
     onboarding,
     orders,
+    price_alerts,
     proof,
     reconciliation,
     treasury,
@@ -103,6 +104,8 @@ def create_app(
         finally:
             schedules.cancel()
             sweeper.cancel()
+            if getattr(app.state, "live_updates", None) is not None:  # api/routes/ws.py's listener
+                await app.state.live_updates.close()
             await app.state.payments.close()
             await app.state.market.close()
             await venues.close()
@@ -133,6 +136,7 @@ def create_app(
     app.include_router(market.router, prefix="/api/v1")
     app.include_router(ws.router, prefix="/api/v1")
     app.include_router(kyc.router, prefix="/api/v1")
+    app.include_router(price_alerts.router, prefix="/api/v1")
     if orders_task_queue is not None:
         app.state.orders_task_queue = orders_task_queue
 

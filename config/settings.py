@@ -146,6 +146,17 @@ class Settings(BaseSettings):
     worker_max_concurrent_local_activities: int = Field(default=100, ge=1)
     # How often each API process deletes rate-limit windows whose hits have all expired.
     rate_limit_sweep_seconds: float = Field(default=60, gt=0)
+    # The WebSocket feed (api/routes/ws.py): live sockets per customer per API process, and messages a
+    # client may send per second per socket (docs/architecture.md §7: 100; over it: close 1008).
+    ws_max_connections_per_customer: int = Field(default=5, ge=1)
+    ws_max_messages_per_second: int = Field(default=100, ge=1)
+    # Price alerts (services/price_alerts.py): how many a customer may keep, the hysteresis band (a
+    # fraction of the alert's price the market must move back before the alert re-arms), the cooldown
+    # between two firings of one alert, and how often the `ops-price-alerts` schedule checks them.
+    price_alert_limit_per_customer: int = Field(default=20, ge=1)
+    price_alert_band: Decimal = Field(default=Decimal("0.005"), gt=0, lt=1)
+    price_alert_cooldown_seconds: float = Field(default=900, ge=0)
+    price_alert_check_seconds: float = Field(default=10, gt=0)
 
     # Local ports (dev stack). Each is a setting so two stacks can coexist.
     api_host: str = "127.0.0.1"

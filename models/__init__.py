@@ -28,6 +28,7 @@ from models.payments import (
     WithdrawalAddress,
     WithdrawalApproval,
 )
+from models.price_alerts import PriceAlert
 from models.rate_limits import RateLimitWindow
 from models.reconciliation import ReconciliationAck, ReconciliationHalt
 from models.screening import (
@@ -92,4 +93,5 @@ __all__ = [
     "Withdrawal",
     "WithdrawalAddress",
     "WithdrawalApproval",
+    "PriceAlert",
 ]

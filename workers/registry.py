@@ -24,6 +24,7 @@ from activities.kyc import KycActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.ping import PingActivities
+from activities.price_alerts import PriceAlertActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.screening import ScreeningActivities
 from activities.treasury import TreasuryActivities
@@ -39,6 +40,7 @@ from workflows.hold_audit import HoldAuditWorkflow
 from workflows.kyc import KYCWorkflow
 from workflows.orders import OrderWorkflow
 from workflows.ping import PingWorkflow
+from workflows.price_alerts import PriceAlertsWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.screening import SanctionsRefreshWorkflow
 from workflows.treasury import FloatTransferWorkflow
@@ -217,6 +219,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 ReconciliationWorkflow,
                 FloatTransferWorkflow,
                 SanctionsRefreshWorkflow,
+                PriceAlertsWorkflow,
             ],
             activities=[
                 pay.check_float,
@@ -232,6 +235,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 *treasury_activities(treasury),
                 screening.download_lists,
                 screening.refresh_list,
+                PriceAlertActivities(engine=deps.engine, adapters=deps.exchange_adapters).check,
             ],
         ),
         task_queues.KYC: QueueSpec(

@@ -15,6 +15,12 @@ from models.compliance import (
 from models.first_trade_gates import AppropriatenessAttempt, FirstTradeGates
 from models.idempotency import ApiIdempotencyKey
 from models.ledger import Account, Currency, Hold, LedgerEntry, LedgerTransaction
+from models.notifications import (
+    NotificationDelivery,
+    NotificationOutbox,
+    NotificationPreference,
+    UserNotification,
+)
 from models.orders import Order, ProviderFill, Trade
 from models.payments import (
     BankAccount,
@@ -71,6 +77,9 @@ __all__ = [
     "LedgerEntry",
     "LedgerTransaction",
     "ListUpdate",
+    "NotificationDelivery",
+    "NotificationOutbox",
+    "NotificationPreference",
     "Order",
     "PasswordHistory",
     "ProviderFill",
@@ -89,6 +98,7 @@ __all__ = [
     "TotpUsage",
     "Trade",
     "User",
+    "UserNotification",
     "UserStatus",
     "Withdrawal",
     "WithdrawalAddress",

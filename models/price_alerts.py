@@ -14,7 +14,8 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from pydantic import AwareDatetime, BaseModel, Field as PydanticField
+from pydantic import AwareDatetime, BaseModel
+from pydantic import Field as PydanticField
 from sqlalchemy import Boolean, CheckConstraint, Column, ForeignKey, Index, Integer, Uuid, text
 from sqlmodel import Field, SQLModel
 

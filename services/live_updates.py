@@ -55,7 +55,12 @@ from services.live_updates_loads import (
 
 log = logging.getLogger("services.live_updates")
 
-KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 MAX_BATCH = 5000
 SEEN_PER_CONNECTION = 2000  # orders/trades/feed rows remembered for de-duplication
 

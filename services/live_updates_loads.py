@@ -71,10 +71,10 @@ class Update:
 
 TRADE_COLUMNS = "id, order_id, user_id, symbol, side, amount, price, fee, fee_currency, executed_at"
 ACCOUNT_COLUMNS = "id, user_id, currency, balance, available_balance, reserved_balance"
-NOTIFICATION_COLUMNS = "id, user_id, event, category, title, body, created_at, read_at"
+NOTIFICATION_COLUMNS = "id, user_id, category, title, body, created_at, read_at"
 
 
-def balance_update(row: Mapping[str, Any]) -> Update:
+def balance_update(row: Mapping[Any, Any]) -> Update:
     currency = row["currency"]
     state = (row["balance"], row["available_balance"], row["reserved_balance"])
     message = {
@@ -87,13 +87,13 @@ def balance_update(row: Mapping[str, Any]) -> Update:
     return Update(row["user_id"], ChangeKind.ACCOUNT, currency, state, message)
 
 
-def order_update(row: Mapping[str, Any]) -> Update:
+def order_update(row: Mapping[Any, Any]) -> Update:
     state = (row["status"], row["filled_amount"], row["total_fee"], row["updated_at"])
     message = {"type": "order", "order": order_out(dict(row)).model_dump(mode="json")}
     return Update(row["user_id"], ChangeKind.ORDER, row["id"], state, message)
 
 
-def trade_update(t: Mapping[str, Any]) -> Update:
+def trade_update(t: Mapping[Any, Any]) -> Update:
     base, quote = split_symbol(t["symbol"])
     message = {
         "type": "trade",
@@ -112,13 +112,12 @@ def trade_update(t: Mapping[str, Any]) -> Update:
     return Update(t["user_id"], ChangeKind.TRADE, t["id"], None, message)
 
 
-def notification_update(n: Mapping[str, Any]) -> Update:
+def notification_update(n: Mapping[Any, Any]) -> Update:
     """An in-app feed row (notify-core's `user_notifications`) as the feed's item."""
     message = {
         "type": "notification",
         "notification": {
             "id": str(n["id"]),
-            "event": n["event"],
             "category": n["category"],
             "title": n["title"],
             "body": n["body"],
@@ -168,16 +167,22 @@ async def load_updates(engine: AsyncEngine, changes: Iterable[Change]) -> list[U
 async def load_since(engine: AsyncEngine, users: Iterable[uuid.UUID], lookback: timedelta) -> list[Update]:
     """Catch-up after the listener lost its connection: everything the triggers may have announced while
     nobody listened, for the customers connected here - their account rows, and orders, trades and feed
-    rows written in the last `lookback` by the database's clock (one query per kind for all of them). Connections drop what they already
-    saw, so looking back generously costs nothing but bytes."""
+    rows written in the last `lookback` by the database's clock (one query per kind for all of them).
+    Connections drop what they already saw, so looking back generously costs nothing but bytes."""
     user_ids = list(set(users))
     if not user_ids:
         return []
     out: list[Update] = []
     params = {"u": user_ids, "lookback": lookback}
     queries = (
-        (f"SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ANY(:u) AND updated_at > now() - :lookback", order_update),
-        (f"SELECT {TRADE_COLUMNS} FROM trades WHERE user_id = ANY(:u) AND executed_at > now() - :lookback", trade_update),
+        (
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ANY(:u) AND updated_at > now() - :lookback",
+            order_update,
+        ),
+        (
+            f"SELECT {TRADE_COLUMNS} FROM trades WHERE user_id = ANY(:u) AND executed_at > now() - :lookback",
+            trade_update,
+        ),
         (
             f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE kind = 'customer' AND user_id = ANY(:u)",
             balance_update,
@@ -230,7 +235,9 @@ async def live_sessions(
         return {r[0] for r in rows}
 
 
-async def user_allowed(engine: AsyncEngine, user_ids: Iterable[uuid.UUID], allowed: Iterable[str]) -> set[uuid.UUID]:
+async def user_allowed(
+    engine: AsyncEngine, user_ids: Iterable[uuid.UUID], allowed: Iterable[str]
+) -> set[uuid.UUID]:
     """Which of `user_ids` may still log in (a status change announced with kind `u`)."""
     ids = list(set(user_ids))
     if not ids:

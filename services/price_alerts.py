@@ -72,7 +72,7 @@ class PriceAlertNotFound(DomainError):
     status = 404
 
 
-def alert_out(row: Mapping[str, Any]) -> PriceAlertOut:
+def alert_out(row: Mapping[Any, Any]) -> PriceAlertOut:
     quote = split_symbol(row["symbol"])[1]
     return PriceAlertOut(
         id=row["id"],
@@ -91,7 +91,9 @@ def alert_out(row: Mapping[str, Any]) -> PriceAlertOut:
 
 def _checked_price(body: PriceAlertCreate) -> Decimal:
     if body.symbol not in SYMBOLS:
-        raise PriceAlertRefused(f"unknown symbol {body.symbol}; we trade {', '.join(SYMBOLS)}", field="symbol")
+        raise PriceAlertRefused(
+            f"unknown symbol {body.symbol}; we trade {', '.join(SYMBOLS)}", field="symbol"
+        )
     price = Decimal(body.price)
     if price <= 0:
         raise PriceAlertRefused("price must be positive", field="price")
@@ -100,7 +102,9 @@ def _checked_price(body: PriceAlertCreate) -> Decimal:
     return price
 
 
-async def create(session: AsyncSession, user_id: uuid.UUID, body: PriceAlertCreate, *, limit: int) -> PriceAlertOut:
+async def create(
+    session: AsyncSession, user_id: uuid.UUID, body: PriceAlertCreate, *, limit: int
+) -> PriceAlertOut:
     """Record a new alert, armed; refused over the customer's limit."""
     price = _checked_price(body)
     await session.execute(text("SELECT 1 FROM users WHERE id = :u FOR UPDATE"), {"u": user_id})
@@ -150,7 +154,8 @@ async def list_alerts(session: AsyncSession, user_id: uuid.UUID) -> list[PriceAl
 async def delete(session: AsyncSession, user_id: uuid.UUID, alert_id: uuid.UUID) -> None:
     """Remove one of the customer's alerts (a firing already in the outbox is still delivered)."""
     deleted = await session.execute(
-        text("DELETE FROM price_alerts WHERE id = :id AND user_id = :u RETURNING id"), {"id": alert_id, "u": user_id}
+        text("DELETE FROM price_alerts WHERE id = :id AND user_id = :u RETURNING id"),
+        {"id": alert_id, "u": user_id},
     )
     if deleted.first() is None:
         raise PriceAlertNotFound("no such price alert")
@@ -172,7 +177,7 @@ class ObservedPrice:
 async def check_alerts(
     engine: AsyncEngine, prices: Mapping[str, ObservedPrice], data: PriceAlertCheckInput
 ) -> PriceAlertCheckResult:
-    """Evaluate every active alert of the symbols in `prices` (module docstring); one transaction per symbol."""
+    """Evaluate every active alert of the symbols in `prices` (module docstring), a transaction per symbol."""
     policy = AlertPolicy(band=data.band, cooldown=timedelta(seconds=data.cooldown_seconds))
     result = PriceAlertCheckResult()
     sessions = session_factory(engine)
@@ -214,7 +219,8 @@ async def check_alerts(
                 await session.execute(
                     text(
                         "UPDATE price_alerts SET active = :a, armed = :armed, fired_count = :n, "
-                        "last_fired_at = :t, last_fired_price = CASE WHEN :fired THEN :p ELSE last_fired_price END "
+                        "last_fired_at = :t, "
+                        "last_fired_price = CASE WHEN :fired THEN :p ELSE last_fired_price END "
                         "WHERE id = :id"
                     ),
                     {

@@ -106,6 +106,19 @@ def price_message(p: BestPrice) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Closing:
+    """How the feed ends: the first reason found wins (1011 if it just stopped)."""
+
+    code: int = 1011
+    reason: str = "feed stopped"
+    decided: bool = False
+
+    def set(self, code: int, reason: str) -> None:
+        if not self.decided:
+            self.code, self.reason, self.decided = code, reason, True
+
+
 class MessageRate:
     """At most `per_second` client messages in any one-second window (a sliding log of arrival times)."""
 
@@ -120,7 +133,7 @@ class MessageRate:
 
 
 def live_updates(websocket: WebSocket) -> LiveUpdates:
-    """The process's listener, built on the first WebSocket (a process without sockets holds no connection)."""
+    """The process's listener, built on the first WebSocket (a process with no socket holds no connection)."""
     state = websocket.app.state
     if getattr(state, "live_updates", None) is None:
         settings: Settings = state.settings
@@ -136,7 +149,7 @@ def live_updates(websocket: WebSocket) -> LiveUpdates:
 
 @router.websocket("/ws")
 async def feed(websocket: WebSocket) -> None:
-    """Live prices, order status changes, balance changes, trades and in-app notifications for the customer."""
+    """Live prices, order status changes, balance changes, trades and in-app notifications."""
     await websocket.accept()
     if "token" in websocket.query_params:
         await websocket.close(
@@ -152,7 +165,9 @@ async def feed(websocket: WebSocket) -> None:
     try:
         sub = await live.subscribe(who.user_id, who.session_id)
     except ConnectionLimitReached:
-        await websocket.close(code=CLOSE_TOO_MANY_CONNECTIONS, reason="too many connections for this customer")
+        await websocket.close(
+            code=CLOSE_TOO_MANY_CONNECTIONS, reason="too many connections for this customer"
+        )
         return
     except Exception as exc:  # the database is unreachable: the feed could not be kept current
         log.warning("websocket feed for %s not started: %s", who.user_id, type(exc).__name__)
@@ -163,7 +178,7 @@ async def feed(websocket: WebSocket) -> None:
     ticker = market.ticker()
     prices = ticker.subscribe()
     sender_lock = asyncio.Lock()
-    close = {"code": 1011, "reason": "feed stopped"}
+    close = Closing()
 
     async def send(message: dict[str, Any]) -> None:
         async with sender_lock:
@@ -180,13 +195,15 @@ async def feed(websocket: WebSocket) -> None:
     async def until_ended() -> None:
         reason = await sub.ended
         if reason == "overflow":
-            close.update(code=CLOSE_TRY_AGAIN_LATER, reason="not reading; reconnect")
+            close.set(CLOSE_TRY_AGAIN_LATER, "not reading; reconnect")
+        elif reason == "shutdown":
+            close.set(1001, "server shutting down")
         else:
-            close.update(code=CLOSE_UNAUTHORIZED, reason="session ended")
+            close.set(CLOSE_UNAUTHORIZED, "session ended")
 
     async def until_token_expires() -> None:
         await asyncio.sleep(max(who.expires_at - time.time(), 0))
-        close.update(code=CLOSE_UNAUTHORIZED, reason="session ended")
+        close.set(CLOSE_UNAUTHORIZED, "session ended")
 
     async def read_client() -> None:
         rate = MessageRate(settings.ws_max_messages_per_second)
@@ -194,7 +211,7 @@ async def feed(websocket: WebSocket) -> None:
         while True:  # the client has nothing to say after auth; reading notices when it goes away
             await websocket.receive_text()
             if not rate.allow(loop.time()):
-                close.update(code=CLOSE_POLICY_VIOLATION, reason="more messages per second than allowed")
+                close.set(CLOSE_POLICY_VIOLATION, "more messages per second than allowed")
                 return
 
     await send({"type": "welcome", "user_id": str(who.user_id)})
@@ -219,4 +236,4 @@ async def feed(websocket: WebSocket) -> None:
         live.unsubscribe(sub)
     if websocket.client_state is WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
-            await websocket.close(code=close["code"], reason=close["reason"])
+            await websocket.close(code=close.code, reason=close.reason)

@@ -148,12 +148,12 @@ async def live(
     controls = {n: VenueControl(n, venues.urls[n], venue_http) for n in ("binance", "kraken")}
     for control in controls.values():
         await control.post("walk", {"enabled": False})
-    api_adapters = {
-        n: quick_close(CcxtAdapter(exchange_config(n, venues.urls[n], enable_rate_limit=False))) for n in controls
-    }
-    worker_adapters = {
-        n: quick_close(CcxtAdapter(exchange_config(n, venues.urls[n], enable_rate_limit=False))) for n in controls
-    }
+
+    def adapter(name: str) -> CcxtAdapter:
+        return quick_close(CcxtAdapter(exchange_config(name, venues.urls[name], enable_rate_limit=False)))
+
+    api_adapters = {n: adapter(n) for n in controls}
+    worker_adapters = {n: adapter(n) for n in controls}
     for a in [*api_adapters.values(), *worker_adapters.values()]:
         await a.load()
     s = settings.model_copy(
@@ -175,7 +175,9 @@ async def live(
     )
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", proxy_headers=False)
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", proxy_headers=False
+        )
     )
     async with worker, app.router.lifespan_context(app):
         serving = asyncio.create_task(server.serve())

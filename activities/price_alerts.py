@@ -26,7 +26,7 @@ class PriceAlertActivities:
     def _market_data(self) -> MarketData:
         if self._market is None:
             exchanges = {name: a for name, a in self._adapters().items() if name != "otc"}
-            self._market = MarketData(exchanges, ttl_s=0.5)
+            self._market = MarketData(exchanges, ttl_s=0)  # each check reads each book once, fresh
         return self._market
 
     @activity.defn(name="price_alerts.check")

@@ -29,7 +29,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.database import session_factory
 from models.market import SYMBOLS, split_symbol
 from models.money import money, money_or_none
 from models.price_alerts import (
@@ -107,15 +106,16 @@ async def create(
 ) -> PriceAlertOut:
     """Record a new alert, armed; refused over the customer's limit."""
     price = _checked_price(body)
-    await session.execute(text("SELECT 1 FROM users WHERE id = :u FOR UPDATE"), {"u": user_id})
+    conn = await session.connection()
+    await conn.execute(text("SELECT 1 FROM users WHERE id = :u FOR UPDATE"), {"u": user_id})
     count = (
-        await session.execute(text("SELECT count(*) FROM price_alerts WHERE user_id = :u"), {"u": user_id})
+        await conn.execute(text("SELECT count(*) FROM price_alerts WHERE user_id = :u"), {"u": user_id})
     ).scalar_one()
     if count >= limit:
         raise PriceAlertLimitReached(f"you can keep at most {limit} price alerts; delete one first")
     row = (
         (
-            await session.execute(
+            await conn.execute(
                 text(
                     "INSERT INTO price_alerts (id, user_id, symbol, direction, price, recurring) "
                     f"VALUES (:id, :u, :s, :d, :p, :r) RETURNING {COLUMNS}"
@@ -138,9 +138,10 @@ async def create(
 
 
 async def list_alerts(session: AsyncSession, user_id: uuid.UUID) -> list[PriceAlertOut]:
+    conn = await session.connection()
     rows = (
         (
-            await session.execute(
+            await conn.execute(
                 text(f"SELECT {COLUMNS} FROM price_alerts WHERE user_id = :u ORDER BY created_at, id"),
                 {"u": user_id},
             )
@@ -153,7 +154,8 @@ async def list_alerts(session: AsyncSession, user_id: uuid.UUID) -> list[PriceAl
 
 async def delete(session: AsyncSession, user_id: uuid.UUID, alert_id: uuid.UUID) -> None:
     """Remove one of the customer's alerts (a firing already in the outbox is still delivered)."""
-    deleted = await session.execute(
+    conn = await session.connection()
+    deleted = await conn.execute(
         text("DELETE FROM price_alerts WHERE id = :id AND user_id = :u RETURNING id"),
         {"id": alert_id, "u": user_id},
     )
@@ -180,13 +182,12 @@ async def check_alerts(
     """Evaluate every active alert of the symbols in `prices` (module docstring), a transaction per symbol."""
     policy = AlertPolicy(band=data.band, cooldown=timedelta(seconds=data.cooldown_seconds))
     result = PriceAlertCheckResult()
-    sessions = session_factory(engine)
     for symbol, observed in prices.items():
-        async with sessions() as session, session.begin():
-            now = (await session.execute(text("SELECT now()"))).scalar_one()
+        async with engine.begin() as conn:
+            now = (await conn.execute(text("SELECT now()"))).scalar_one()
             rows = (
                 (
-                    await session.execute(
+                    await conn.execute(
                         text(
                             f"SELECT {COLUMNS} FROM price_alerts WHERE active AND symbol = :s "
                             "ORDER BY id FOR UPDATE SKIP LOCKED"
@@ -216,7 +217,7 @@ async def check_alerts(
                 if decision.state == state:
                     continue
                 new = decision.state
-                await session.execute(
+                await conn.execute(
                     text(
                         "UPDATE price_alerts SET active = :a, armed = :armed, fired_count = :n, "
                         "last_fired_at = :t, "
@@ -237,7 +238,7 @@ async def check_alerts(
                     result.fired += 1
                     quote = split_symbol(symbol)[1]
                     await enqueue(
-                        session,
+                        conn,
                         event=EVENT,
                         user_id=row["user_id"],
                         payload={

@@ -79,7 +79,7 @@ class Subscription:
     def __init__(self, user_id: uuid.UUID, session_id: uuid.UUID, queue_size: int) -> None:
         self.user_id = user_id
         self.session_id = session_id
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=queue_size)
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)  # encoded frames
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._balances: dict[str, Any] = {}
         self._seen: OrderedDict[tuple[ChangeKind, Any], Any] = OrderedDict()
@@ -101,7 +101,7 @@ class Subscription:
             while len(self._seen) > SEEN_PER_CONNECTION:
                 self._seen.popitem(last=False)
         try:
-            self.queue.put_nowait(update.message)
+            self.queue.put_nowait(update.text)
         except asyncio.QueueFull:
             self.end("overflow")
 

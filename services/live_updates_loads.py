@@ -12,11 +12,13 @@ Message shapes are the WebSocket's (api/routes/ws.py): every amount a string at 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import text
@@ -67,6 +69,11 @@ class Update:
     key: Any  # order id, currency, trade id, notification id
     state: Any  # what makes a re-send news: the order's status and fills, the balance triple, None
     message: dict[str, Any]
+
+    @cached_property
+    def text(self) -> str:
+        """The message as the frame's text, encoded once for all of the customer's sockets."""
+        return json.dumps(self.message, separators=(",", ":"))
 
 
 TRADE_COLUMNS = "id, order_id, user_id, symbol, side, amount, price, fee, fee_currency, executed_at"

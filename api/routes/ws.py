@@ -119,6 +119,22 @@ class Closing:
             self.code, self.reason, self.decided = code, reason, True
 
 
+_PRICE_FRAMES: dict[int, tuple[BestPrice, str]] = {}
+
+
+def price_frame(p: BestPrice) -> str:
+    """`price_message(p)` encoded once per tick for every socket of the process (the ticker hands the same
+    `BestPrice` to all of them), not once per socket."""
+    cached = _PRICE_FRAMES.get(id(p))
+    if cached is not None and cached[0] is p:
+        return cached[1]
+    frame = json.dumps(price_message(p), separators=(",", ":"))
+    if len(_PRICE_FRAMES) >= 64:
+        _PRICE_FRAMES.clear()
+    _PRICE_FRAMES[id(p)] = (p, frame)
+    return frame
+
+
 class MessageRate:
     """At most `per_second` client messages in any one-second window (a sliding log of arrival times)."""
 
@@ -180,13 +196,13 @@ async def feed(websocket: WebSocket) -> None:
     sender_lock = asyncio.Lock()
     close = Closing()
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(frame: str) -> None:
         async with sender_lock:
-            await websocket.send_json(message)
+            await websocket.send_text(frame)
 
     async def push_prices() -> None:
         while True:
-            await send(price_message(await prices.get()))
+            await send(price_frame(await prices.get()))
 
     async def push_changes() -> None:
         while True:
@@ -214,7 +230,7 @@ async def feed(websocket: WebSocket) -> None:
                 close.set(CLOSE_POLICY_VIOLATION, "more messages per second than allowed")
                 return
 
-    await send({"type": "welcome", "user_id": str(who.user_id)})
+    await send(json.dumps({"type": "welcome", "user_id": str(who.user_id)}))
     tasks = [
         asyncio.create_task(c())
         for c in (push_prices, push_changes, until_ended, until_token_expires, read_client)

@@ -43,6 +43,7 @@ POSTINGS_PER_S = 50.0
 IDLE_SETTLE_SECONDS = 11.0  # idle backends flush their statistics within 10 s
 IDLE_SECONDS = 10.0
 ROOT = Path(__file__).resolve().parent.parent
+WS_ARGS = os.environ.get("BENCH_WS_ARGS", "--ws-per-message-deflate false").split()
 
 
 # --- the clients (each load process) --------------------------------------------------------------
@@ -313,6 +314,7 @@ def main() -> None:
                 "warning",
                 "--no-access-log",
                 "--no-proxy-headers",
+                *WS_ARGS,
             ],
             cwd=ROOT,
             env=env,

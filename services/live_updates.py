@@ -31,8 +31,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Iterable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -52,6 +52,7 @@ from services.live_updates_loads import (
     parse,
     user_allowed,
 )
+from services.market_data import BestPrice, PriceTicker
 
 log = logging.getLogger("services.live_updates")
 
@@ -62,6 +63,7 @@ KEEPALIVES: dict[str, Any] = {
     "keepalives_count": 3,
 }
 MAX_BATCH = 5000
+PRICE_SLICE = 100  # sockets handed a tick between two yields to the event loop
 SEEN_PER_CONNECTION = 2000  # orders/trades/feed rows remembered for de-duplication
 
 
@@ -70,19 +72,42 @@ class ConnectionLimitReached(Exception):
 
 
 class Subscription:
-    """One WebSocket's view: its queue of messages and what it has already been sent.
+    """One WebSocket's outbox and what it has already been sent.
+
+    Two lanes, drained by the socket's one sender (`next_frame`): the customer's own changes, in order and
+    never dropped (a client too slow for them is ended, `overflow`), go before price ticks, of which only
+    the latest per symbol is kept - a tick is stale once the next one exists.
 
     `ended` resolves with why the feed must stop: `session_ended` (revoked, or the user may no longer log
-    in) or `overflow` (the client stopped reading).
+    in), `overflow` (the client stopped reading) or `shutdown`.
     """
 
     def __init__(self, user_id: uuid.UUID, session_id: uuid.UUID, queue_size: int) -> None:
         self.user_id = user_id
         self.session_id = session_id
-        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)  # encoded frames
+        self.queue_size = queue_size
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._changes: deque[str] = deque()  # encoded frames
+        self._prices: dict[str, str] = {}  # symbol -> its latest encoded tick
+        self._ready = asyncio.Event()
         self._balances: dict[str, Any] = {}
         self._seen: OrderedDict[tuple[ChangeKind, Any], Any] = OrderedDict()
+
+    async def next_frame(self) -> str:
+        """The next frame to send: a change if any is waiting, else the oldest symbol's latest tick."""
+        while True:
+            if self._changes:
+                return self._changes.popleft()
+            if self._prices:
+                symbol = next(iter(self._prices))
+                return self._prices.pop(symbol)
+            self._ready.clear()
+            await self._ready.wait()
+
+    def offer_price(self, symbol: str, frame: str) -> None:
+        self._prices.pop(symbol, None)  # re-inserted last: symbols take turns
+        self._prices[symbol] = frame
+        self._ready.set()
 
     def offer(self, update: Update) -> None:
         """Queue `update`'s message unless this connection already has that state."""
@@ -100,10 +125,11 @@ class Subscription:
             self._seen.move_to_end(key)
             while len(self._seen) > SEEN_PER_CONNECTION:
                 self._seen.popitem(last=False)
-        try:
-            self.queue.put_nowait(update.text)
-        except asyncio.QueueFull:
+        if len(self._changes) >= self.queue_size:
             self.end("overflow")
+            return
+        self._changes.append(update.text)
+        self._ready.set()
 
     def end(self, reason: str) -> None:
         if not self.ended.done():
@@ -154,6 +180,9 @@ class LiveUpdates:
         self.listening = asyncio.Event()
         self.listener_pid: int | None = None  # the listening backend (tests terminate it)
         self.reconnects = 0
+        self._ticker: PriceTicker | None = None
+        self._encode: Callable[[BestPrice], str] = repr
+        self._prices_task: asyncio.Task[None] | None = None
 
     # -- connections ---------------------------------------------------------------------------------
 
@@ -170,6 +199,7 @@ class LiveUpdates:
         sub = Subscription(user_id, session_id, self.queue_size)
         subs.add(sub)
         self.start()
+        self._start_prices()
         try:
             await asyncio.wait_for(self.listening.wait(), self.listen_timeout_s)
             for update in await load_balances(self.engine, user_id):
@@ -185,6 +215,8 @@ class LiveUpdates:
             subs.discard(sub)
             if not subs:
                 del self._by_user[sub.user_id]
+        if not self._by_user:
+            self._stop_prices()
 
     def connections(self, user_id: uuid.UUID | None = None) -> int:
         if user_id is not None:
@@ -202,6 +234,7 @@ class LiveUpdates:
             ]
 
     async def close(self) -> None:
+        self._stop_prices()
         tasks = [*self._tasks, *self._catch_ups]
         for t in tasks:
             t.cancel()
@@ -302,3 +335,38 @@ class LiveUpdates:
         for update in updates:
             for sub in list(self._by_user.get(update.user_id, ())):
                 sub.offer(update)
+
+    # -- prices --------------------------------------------------------------------------------------
+
+    def share_prices(self, ticker: PriceTicker, encode: Callable[[BestPrice], str]) -> None:
+        """Fan the process's price ticks out to every socket: each tick encoded once, handed out in slices
+        with a yield between them, so a customer's change never waits behind the whole fan-out. Runs
+        while there are sockets (the ticker, and its venue reads, stop with the last one)."""
+        self._ticker, self._encode = ticker, encode
+        self._start_prices()
+
+    def _start_prices(self) -> None:
+        if self._ticker is not None and (self._prices_task is None or self._prices_task.done()):
+            self._prices_task = asyncio.create_task(self._fan_out_prices(self._ticker), name="live-prices")
+
+    def _stop_prices(self) -> None:
+        if self._prices_task is not None:
+            self._prices_task.cancel()
+            self._prices_task = None
+
+    async def _fan_out_prices(self, ticker: PriceTicker) -> None:
+        ticks = ticker.subscribe()
+        try:
+            while True:
+                batch = [await ticks.get()]
+                while not ticks.empty():
+                    batch.append(ticks.get_nowait())
+                frames = [(p.symbol, self._encode(p)) for p in batch]
+                subs = [s for group in self._by_user.values() for s in group]
+                for i, sub in enumerate(subs, 1):
+                    for symbol, frame in frames:
+                        sub.offer_price(symbol, frame)
+                    if i % PRICE_SLICE == 0:
+                        await asyncio.sleep(0)
+        finally:
+            ticker.unsubscribe(ticks)

@@ -22,7 +22,9 @@ authenticating. A client that stops reading is closed with 1013 (try again later
 Design: orders, balances, trades, feed rows and revocations come from the process's one database listener
 (`services.live_updates`, PostgreSQL LISTEN/NOTIFY): no query per connection, except the balance snapshot at
 connect. Prices come from one shared ticker task per process (`services.market_data.PriceTicker`) over the
-cached books. The access token's expiry ends the feed (4401) without asking the database.
+cached books, each tick encoded once and handed to the sockets by the same hub. Each socket has one sender:
+its customer's changes go first, and a price tick waiting to be sent is replaced by the next one. The access
+token's expiry ends the feed (4401) without asking the database.
 """
 
 from __future__ import annotations
@@ -159,6 +161,8 @@ def live_updates(websocket: WebSocket) -> LiveUpdates:
             max_connections_per_customer=settings.ws_max_connections_per_customer,
             allowed_statuses=LOGIN_STATUSES,
         )
+        market: MarketState = state.market
+        state.live_updates.share_prices(market.ticker(), price_frame)
     live: LiveUpdates = state.live_updates
     return live
 
@@ -190,23 +194,11 @@ async def feed(websocket: WebSocket) -> None:
         await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="feed unavailable")
         return
     settings: Settings = websocket.app.state.settings
-    market: MarketState = websocket.app.state.market
-    ticker = market.ticker()
-    prices = ticker.subscribe()
-    sender_lock = asyncio.Lock()
     close = Closing()
 
-    async def send(frame: str) -> None:
-        async with sender_lock:
-            await websocket.send_text(frame)
-
-    async def push_prices() -> None:
+    async def push() -> None:  # the socket's one sender: its changes first, then the latest price ticks
         while True:
-            await send(price_frame(await prices.get()))
-
-    async def push_changes() -> None:
-        while True:
-            await send(await sub.queue.get())
+            await websocket.send_text(await sub.next_frame())
 
     async def until_ended() -> None:
         reason = await sub.ended
@@ -230,11 +222,8 @@ async def feed(websocket: WebSocket) -> None:
                 close.set(CLOSE_POLICY_VIOLATION, "more messages per second than allowed")
                 return
 
-    await send(json.dumps({"type": "welcome", "user_id": str(who.user_id)}))
-    tasks = [
-        asyncio.create_task(c())
-        for c in (push_prices, push_changes, until_ended, until_token_expires, read_client)
-    ]
+    await websocket.send_text(json.dumps({"type": "welcome", "user_id": str(who.user_id)}))
+    tasks = [asyncio.create_task(c()) for c in (push, until_ended, until_token_expires, read_client)]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in done:
@@ -248,7 +237,6 @@ async def feed(websocket: WebSocket) -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        ticker.unsubscribe(prices)
         live.unsubscribe(sub)
     if websocket.client_state is WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):

@@ -74,7 +74,7 @@ async def test_preferences_are_honoured_and_security_cannot_be_turned_off(stack:
 
 
 async def test_ops_alerts_go_to_the_ops_mailbox_and_webhook(stack: Stack) -> None:
-    alert = {"summary": "BTC hot float 1.2 below 3", "details": {"currency": "BTC"}}
+    alert: dict[str, object] = {"summary": "BTC hot float 1.2 below 3", "details": {"currency": "BTC"}}
     key = await _enqueue(stack, None, NotificationEvent.OPS_FLOAT_LOW, alert)
 
     async def sent() -> bool:

@@ -83,17 +83,19 @@ _FANNED_OUT = text("UPDATE notification_outbox SET fanned_out_at = now() WHERE i
 
 _CLAIM = text(
     "WITH due AS ("
-    "  SELECT id, status FROM notification_deliveries"
-    "  WHERE status IN ('PENDING', 'SENDING') AND next_attempt_at <= now()"
-    "    AND channel = ANY(:channels)"
-    "  ORDER BY next_attempt_at LIMIT :n FOR UPDATE SKIP LOCKED) "
+    "  SELECT dd.id, dd.status FROM notification_deliveries dd"
+    "  JOIN notification_outbox oo ON oo.id = dd.outbox_id"
+    "  WHERE dd.status IN ('PENDING', 'SENDING') AND dd.next_attempt_at <= now()"
+    "    AND dd.channel = ANY(:channels)"
+    "  ORDER BY dd.next_attempt_at, oo.created_at LIMIT :n FOR UPDATE OF dd SKIP LOCKED) "
     "UPDATE notification_deliveries d SET status = 'SENDING', "
     "  attempts = d.attempts + CASE WHEN due.status = 'PENDING' THEN 1 ELSE 0 END, "
     "  sending_since = CASE WHEN due.status = 'PENDING' THEN now() ELSE d.sending_since END, "
     "  next_attempt_at = now() + make_interval(secs => :lease), updated_at = now() "
     "FROM due, notification_outbox o WHERE d.id = due.id AND o.id = d.outbox_id "
     "RETURNING d.id, d.outbox_id, d.channel, d.recipient, d.attempts, due.status AS was, "
-    "  (now() - d.sending_since) > make_interval(secs => :grace) AS grace_over, o.event, o.payload"
+    "  (now() - d.sending_since) > make_interval(secs => :grace) AS grace_over, o.event, o.payload, "
+    "  o.created_at AS event_at"
 )
 
 
@@ -176,8 +178,17 @@ class Dispatcher:
                     },
                 )
             ).all()
-        await asyncio.gather(*(self._deliver_one(row) for row in claimed))
+        # One recipient's messages go in the order of their events (a customer reads "requested" before
+        # "completed"); different recipients' go side by side.
+        queues: dict[tuple[str, str], list[Any]] = {}
+        for row in sorted(claimed, key=lambda r: r.event_at):
+            queues.setdefault((row.channel, row.recipient), []).append(row)
+        await asyncio.gather(*(self._deliver_in_order(rows) for rows in queues.values()))
         return len(claimed)
+
+    async def _deliver_in_order(self, rows: list[Any]) -> None:
+        for row in rows:
+            await self._deliver_one(row)
 
     async def _deliver_one(self, row: Any) -> None:
         job = DeliveryJob(

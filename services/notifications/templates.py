@@ -34,6 +34,7 @@ OPS_TITLES = {
     NotificationEvent.OPS_FAILED_LOGINS: "Repeated failed logins",
     NotificationEvent.OPS_LARGE_WITHDRAWAL: "Withdrawal over £50,000",
     NotificationEvent.OPS_VENUE_DOWN: "Venue down",
+    NotificationEvent.OPS_ALERT: "Ops alert",
 }
 
 
@@ -41,7 +42,7 @@ OPS_TITLES = {
 KYC_STATUS_WORDS = {
     "APPROVED": "approved",
     "REJECTED": "not approved",
-    "RESUBMIT_REQUESTED": "more documents needed",
+    "RESUBMIT_REQUESTED": "resubmit requested",
     "EXPIRED": "expired",
 }
 

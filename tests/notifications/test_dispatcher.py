@@ -237,7 +237,7 @@ async def test_known_failures_retry_then_dead_letter_and_ops_replay(stack: Stack
 
     await drain(dispatcher, sent, what="the replayed delivery sent")
     [mail] = await stack.mails(customer.email)
-    assert mail["subject"] == "Deposit received: £1,500.00"
+    assert mail["subject"] == "Deposit credited: £1,500.00"
     assert "Your GBP balance is now £2,750.50." in mail["text"]
 
 

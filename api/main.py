@@ -29,6 +29,7 @@ from api.routes import (
     health,
     kyc,
     market,
+    notifications,
     onboarding,
     orders,
     price_alerts,
@@ -43,6 +44,7 @@ from models import sealed
 from models.database import async_engine, session_factory
 from providers.email import EmailSender
 from providers.exchanges.base import ExecutionAdapter
+from providers.notification_channels import start_dispatcher
 from services.auth import AuthConfig, AuthPolicy
 from services.connection_budget import ConnectionBudgetExceeded, check_connection_budget
 from services.ledger import Ledger
@@ -99,9 +101,12 @@ def create_app(
         app.state.market = market.MarketState(settings, venues)
         app.state.market.start()  # the process's live order books (services.live_books)
         schedules = asyncio.create_task(ensure_payment_schedules(app.state.temporal.get, settings))
+        dispatcher = start_dispatcher(engine, settings)  # the notification outbox (SKIP LOCKED: shared)
         try:
             yield
         finally:
+            if dispatcher is not None:
+                await dispatcher.stop()
             schedules.cancel()
             sweeper.cancel()
             if getattr(app.state, "live_updates", None) is not None:  # api/routes/ws.py's listener
@@ -137,6 +142,7 @@ def create_app(
     app.include_router(ws.router, prefix="/api/v1")
     app.include_router(kyc.router, prefix="/api/v1")
     app.include_router(price_alerts.router, prefix="/api/v1")
+    app.include_router(notifications.router, prefix="/api/v1")
     if orders_task_queue is not None:
         app.state.orders_task_queue = orders_task_queue
 

@@ -45,6 +45,8 @@ DEV_SECRETS: dict[str, str] = {
     "kyc_app_token": f"{DEV_MARKER}kyc-app-token",
     "kyc_secret_key": f"{DEV_MARKER}kyc-secret-key",
     "kyc_webhook_secret": f"{DEV_MARKER}kyc-webhook-secret",
+    # Twilio (SMS): the account's auth token authenticates our requests and signs its status callbacks.
+    "twilio_auth_token": f"{DEV_MARKER}twilio-auth-token",
 }
 
 # Secrets we generate ourselves must be long; keys a provider issues (venue, bank, SendGrid API keys)
@@ -319,6 +321,35 @@ class Settings(BaseSettings):
     # Self-custody hot wallets (seed Option B; none by default): currency -> address, balanced on-chain
     # against the house account `wallet:hot`.
     hot_wallets: dict[str, str] = Field(default_factory=dict)
+    # Notifications (issue 17, services/notifications): the outbox dispatcher runs in every API and worker
+    # process (SKIP LOCKED: they share the work). An in-doubt send is resent only after the provider has
+    # not shown it for `notification_unknown_grace_seconds`; a known failure is retried with doubling
+    # backoff, `notification_max_attempts` times, then dead-lettered for ops.
+    notification_dispatcher: bool = True
+    notification_poll_seconds: float = Field(default=1.0, gt=0)
+    notification_lease_seconds: float = Field(default=60.0, gt=0)
+    notification_max_attempts: int = Field(default=8, ge=1)
+    notification_backoff_first_seconds: float = Field(default=2.0, gt=0)
+    notification_backoff_max_seconds: float = Field(default=900.0, gt=0)
+    notification_unknown_grace_seconds: float = Field(default=300.0, ge=0)
+    notification_send_timeout_seconds: float = Field(default=10.0, gt=0)
+    # SendGrid's signed Event Webhook: the public key (base64 DER) from SendGrid's settings. The default is
+    # the mail sink's development key.
+    sendgrid_webhook_public_key: str = (
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE+sLjrQhyowVY3xkXUubts1r+QBGhrOJ6YfBLTXCg9hwElBiQHZ4VeyIylyMDoevp"
+        "bInUGOqt4NtDOm+Mitxc2w=="
+    )
+    sendgrid_webhook_tolerance_seconds: int = 600
+    # Twilio (SMS). Empty URL: the local sandbox (sandbox/twilio.py).
+    twilio_url: str = ""
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: str = DEV_SECRETS["twilio_auth_token"]
+    twilio_from_number: str = "+447700900000"
+    # Ops alerts: the ops mailbox and a Slack-compatible incoming webhook (empty: not sent there).
+    ops_alert_email: str = "ops@broker.example"
+    ops_alert_webhook_url: str = ""
+    ops_failed_logins_threshold: int = 5  # more than this many failed logins in the window: ops alert
+    ops_failed_logins_window_minutes: int = 15
 
     @property
     def is_production(self) -> bool:

@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.auth import AuthSession, KnownDevice
 from models.users import User
-from services.auth import throttle, totp
+from services.auth import notices, throttle, totp
 from services.auth.audit import audit, log_event
 from services.auth.context import (
     LOGIN_STATUSES,
@@ -37,6 +37,7 @@ from services.auth.errors import (
 )
 from services.auth.hashing import dummy_hash, verify_password
 from services.auth.tokens import token_hash
+from services.notifications import NotificationEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +174,14 @@ async def login(
             ip=client.ip,
             details={"fingerprint": client.fingerprint, "user_agent": client.user_agent[:255]},
         )
+        await notices.security(
+            session,
+            NotificationEvent.SECURITY_NEW_DEVICE,
+            user.id,
+            when=now,
+            ip=client.ip,
+            user_agent=client.user_agent[:255] or "unknown",
+        )
     await session.commit()
     return LoginResult(user=user, tokens=pair, new_device=new_device)
 
@@ -300,4 +309,8 @@ async def revoke_session(
         ip=ip,
         details={"session_id": str(session_id)},
     )
+    if reason != "logout":
+        await notices.security(
+            session, NotificationEvent.SECURITY_SESSION_REVOKED, user.id, when=utcnow(), ip=ip
+        )
     await session.commit()

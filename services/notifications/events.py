@@ -7,6 +7,7 @@ ops mailbox and webhook.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 
 
@@ -19,6 +20,9 @@ class Category(StrEnum):
     PRICE_ALERTS = "price_alerts"
     OPS = "ops"
 
+
+# A trade worth more than this is also told as a "large trade" (seed §C.9).
+LARGE_TRADE_GBP = Decimal("10000")
 
 # Categories a customer cannot turn off (on any channel they have an address for).
 MANDATORY = frozenset({Category.SECURITY, Category.ACCOUNT})
@@ -51,6 +55,7 @@ class NotificationEvent(StrEnum):
     OPS_FAILED_LOGINS = "ops_failed_logins"
     OPS_LARGE_WITHDRAWAL = "ops_large_withdrawal"
     OPS_VENUE_DOWN = "ops_venue_down"
+    OPS_ALERT = "ops_alert"  # any other ops alert (services.alerts.alert)
 
 
 CATEGORY: dict[NotificationEvent, Category] = {
@@ -80,6 +85,7 @@ CATEGORY: dict[NotificationEvent, Category] = {
     NotificationEvent.OPS_FAILED_LOGINS: Category.OPS,
     NotificationEvent.OPS_LARGE_WITHDRAWAL: Category.OPS,
     NotificationEvent.OPS_VENUE_DOWN: Category.OPS,
+    NotificationEvent.OPS_ALERT: Category.OPS,
 }
 
 

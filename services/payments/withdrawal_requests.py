@@ -26,6 +26,7 @@ from services.limits import (
     lock_customer,
     rolling_24h_sum,
 )
+from services.payments import withdrawal_notices
 from services.payments.ids import ZERO
 from services.payments.queries import find_withdrawal, own_withdrawal
 from services.payments.refusals import PaymentRefused
@@ -195,6 +196,15 @@ async def accept_withdrawal(
             notional_gbp=str(notional),
             rolling_24h_gbp=str(used + notional),
             approvals_required=approvals,
+        )
+        await withdrawal_notices.requested(
+            conn,
+            withdrawal_id,
+            user_id,
+            currency,
+            amount,
+            notional,
+            large=notional > policy.dual_approval_threshold_gbp,
         )
         accepted = AcceptedWithdrawal(
             withdrawal_id=withdrawal_id,

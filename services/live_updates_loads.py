@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.market import split_symbol
 from models.money import money
+from models.notifications_api import NotificationOut
 from services.orders.views import ORDER_COLUMNS, order_out
 
 CHANNEL = "live_updates"
@@ -120,18 +121,16 @@ def trade_update(t: Mapping[Any, Any]) -> Update:
 
 
 def notification_update(n: Mapping[Any, Any]) -> Update:
-    """An in-app feed row (notify-core's `user_notifications`) as the feed's item."""
-    message = {
-        "type": "notification",
-        "notification": {
-            "id": str(n["id"]),
-            "category": n["category"],
-            "title": n["title"],
-            "body": n["body"],
-            "created_at": n["created_at"].isoformat(),
-            "read": n["read_at"] is not None,
-        },
-    }
+    """An in-app feed row (`user_notifications`) as `GET /notifications` lists it."""
+    item = NotificationOut(
+        id=n["id"],
+        category=n["category"],
+        title=n["title"],
+        body=n["body"],
+        created_at=n["created_at"],
+        read_at=n["read_at"],
+    )
+    message = {"type": "notification", "notification": item.model_dump(mode="json")}
     return Update(n["user_id"], ChangeKind.NOTIFICATION, n["id"], None, message)
 
 

@@ -241,11 +241,11 @@ async def check_alerts(
                         conn,
                         event=EVENT,
                         user_id=row["user_id"],
-                        payload={
+                        payload={  # what templates/price_alert.j2 shows, and ids for support
                             "alert_id": str(row["id"]),
                             "symbol": symbol,
-                            "direction": direction.value,
-                            "alert_price": money(row["price"], quote),
+                            "direction": direction.value.lower(),
+                            "threshold": money(row["price"], quote),
                             "price": money(price, quote),
                             "currency": quote,
                             "recurring": row["recurring"],

@@ -95,7 +95,8 @@ async def test_a_change_reaches_every_socket_of_its_customer_for_one_load_not_on
         assert balance == {"type": "balance", "currency": "GBP", "balance": "125.50",
                            "available": "125.50", "reserved": "0.00"}  # fmt: skip
         (note,) = f.of("notification")
-        assert note["notification"]["id"] == str(feed_id) and note["notification"]["read"] is False
+        assert note["notification"]["id"] == str(feed_id) and note["notification"]["read_at"] is None
+        assert note["notification"]["category"] == "price_alerts"
         assert note["notification"]["title"] == "BTC-GBP went above £70,000.00"
     # Four announcing transactions: at most one load each, however many sockets Ann has (3 here).
     loads = live.statements.count - before

@@ -12,6 +12,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from models.price_alerts import PriceAlertCheckInput, PriceAlertCheckResult
+from services.notifications.templates import render
 from tests.live.conftest import MAX_ALERTS, Customer, LiveStack
 from workflows.price_alerts import PriceAlertsWorkflow
 
@@ -117,7 +118,9 @@ async def test_an_alert_fires_once_on_a_crossing_not_while_the_price_oscillates_
     (first,) = await _outbox(live, alert["id"])
     assert first["event"] == "price_alert" and first["user_id"] == kim.id
     assert first["dedupe_key"] == f"price-alert:{alert['id']}:1"
-    assert first["payload"]["price"] == "70100.00" and first["payload"]["alert_price"] == "70000.00"
+    assert first["payload"]["price"] == "70100.00" and first["payload"]["threshold"] == "70000.00"
+    shown = render("price_alert", first["payload"])  # notify-core's template renders what we wrote
+    assert shown.short == "BTC-GBP is above £70,000.00: now £70,100.00."
 
     # Oscillating inside the band (re-arm below 69,300): no further firing, however many checks.
     for bid in ("69900", "70200", "69350", "70400"):

@@ -93,6 +93,7 @@ async def test_a_restart_brings_every_schedule_to_the_changed_settings(
             "reconciliation_interval_minutes": 600,
             "reconciliation_catchup_minutes": 60,
             "sanctions_refresh_hours": 48,
+            "price_alert_check_seconds": 30,
         }
     )
     changed = first.model_copy(
@@ -105,6 +106,7 @@ async def test_a_restart_brings_every_schedule_to_the_changed_settings(
             "reconciliation_interval_minutes": 480,
             "reconciliation_catchup_minutes": 30,
             "sanctions_refresh_hours": 72,
+            "price_alert_check_seconds": 90,
         }
     )
     assert set(await ensure_schedules(temporal_client, first)) == ALL_IDS
@@ -121,6 +123,7 @@ async def test_a_restart_brings_every_schedule_to_the_changed_settings(
         assert _every(after[RECONCILIATION_SCHEDULE_ID]) == timedelta(minutes=480)
         assert after[RECONCILIATION_SCHEDULE_ID].schedule.policy.catchup_window == timedelta(minutes=30)
         assert _every(after[SANCTIONS_SCHEDULE_ID]) == timedelta(hours=72)
+        assert _every(after[PRICE_ALERTS_SCHEDULE_ID]) == timedelta(seconds=90)
         for desc in after.values():
             assert desc.schedule.policy.overlap is ScheduleOverlapPolicy.SKIP
             assert desc.info.last_updated_at is not None  # each was updated in place...

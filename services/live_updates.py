@@ -174,9 +174,8 @@ class LiveUpdates:
         self.reconnect_max_s = reconnect_max_s
         self.listen_timeout_s = listen_timeout_s
         self._by_user: dict[uuid.UUID, set[Subscription]] = {}
-        self._pending: asyncio.Queue[str] = asyncio.Queue()
+        self._pending: asyncio.Queue[str | timedelta] = asyncio.Queue()  # payloads, and catch-ups
         self._tasks: list[asyncio.Task[None]] = []
-        self._catch_ups: set[asyncio.Task[None]] = set()
         self.listening = asyncio.Event()
         self.listener_pid: int | None = None  # the listening backend (tests terminate it)
         self.reconnects = 0
@@ -235,7 +234,7 @@ class LiveUpdates:
 
     async def close(self) -> None:
         self._stop_prices()
-        tasks = [*self._tasks, *self._catch_ups]
+        tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -274,9 +273,10 @@ class LiveUpdates:
             backoff = min(backoff * 2, self.reconnect_max_s)
 
     def _catch_up(self, deaf_for: timedelta) -> None:
-        task = asyncio.create_task(self._run_catch_up(deaf_for + self.catch_up_overlap), name="live-catch-up")
-        self._catch_ups.add(task)
-        task.add_done_callback(self._catch_ups.discard)
+        """Queue a catch-up behind the announcements already received: the loader runs one thing at a time,
+        and each load reads the rows as they are then, so a socket never gets an older state after a newer
+        one."""
+        self._pending.put_nowait(deaf_for + self.catch_up_overlap)
 
     async def _run_catch_up(self, lookback: timedelta) -> None:
         for attempt in range(10):
@@ -304,7 +304,11 @@ class LiveUpdates:
             batch = [await self._pending.get()]
             while not self._pending.empty() and len(batch) < MAX_BATCH:
                 batch.append(self._pending.get_nowait())
-            changes = [c for c in map(parse, batch) if c is not None and c.user_id in self._by_user]
+            lookbacks = [item for item in batch if isinstance(item, timedelta)]
+            if lookbacks:
+                await self._run_catch_up(max(lookbacks))
+            payloads = [item for item in batch if isinstance(item, str)]
+            changes = [c for c in map(parse, payloads) if c is not None and c.user_id in self._by_user]
             if not changes:
                 continue
             for attempt in range(10):

@@ -10,7 +10,10 @@ commit returned. Measured:
   client connected (the reference) and with 1,000 (the headline ratio: p99 with 1,000 / p99 with one);
 - the database's transactions per second while the 1,000 sockets sit idle (pg_stat_database's commit and
   rollback counters over `IDLE_SECONDS`, minus this script's own reads): the old feed polled every 250 ms
-  per socket, about 4,000 a second for 1,000 sockets; LISTEN/NOTIFY should make it zero.
+  per socket, about 4,000 a second for 1,000 sockets; LISTEN/NOTIFY should make it zero;
+- what NOTIFY costs the writers: PostgreSQL serialises the commits of notifying transactions, so pgbench
+  updates random customer accounts (one row per transaction, `NOTIFY_CONCURRENCY` clients) with the
+  live-updates trigger on, and again with it disabled.
 
 Every socket also receives the shared price ticks (three symbols a second; without venues in this run the
 prices are empty, but the messages are sent all the same), as in production.
@@ -284,10 +287,53 @@ def _phase(
     return result
 
 
+NOTIFY_CONCURRENCY = 8
+NOTIFY_SECONDS = 5
+ACCOUNT_SCRIPT = """\\set n random(1, {customers})
+UPDATE accounts SET balance = balance + 1, available_balance = available_balance + 1
+ WHERE id = (SELECT id FROM bench_ws_accounts WHERE n = :n);
+"""
+
+
+def _notify_cost(port: int, database_url: str, workdir: Path) -> dict[str, float]:
+    """pgbench tps of one-row customer account updates with the NOTIFY trigger, and without it."""
+    import re
+
+    import psycopg
+
+    from devstack.postgres import pgbench_path
+    from services.live_updates import libpq_dsn
+
+    database = database_url.rsplit("/", 1)[1]
+    script = workdir / "accounts.sql"
+    script.write_text(ACCOUNT_SCRIPT.format(customers=CUSTOMERS))
+
+    def tps() -> float:
+        args = [
+            str(pgbench_path()), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-n",
+            "-c", str(NOTIFY_CONCURRENCY), "-j", "2", "-T", str(NOTIFY_SECONDS), "-f", str(script), database,
+        ]  # fmt: skip
+        out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+        found = re.search(r"tps = ([0-9.]+)", out)
+        return float(found.group(1)) if found else float("nan")
+
+    with psycopg.connect(libpq_dsn(database_url), autocommit=True) as c:
+        c.execute(
+            "CREATE TABLE bench_ws_accounts AS SELECT row_number() OVER () AS n, id FROM accounts "
+            "WHERE kind = 'customer'"
+        )
+        c.execute("CREATE UNIQUE INDEX ON bench_ws_accounts (n)")
+        with_notify = tps()
+        c.execute("ALTER TABLE accounts DISABLE TRIGGER accounts_live_updates_update")
+        without = tps()
+        c.execute("ALTER TABLE accounts ENABLE TRIGGER accounts_live_updates_update")
+    return {"tps_with_notify": with_notify, "tps_without_notify": without}
+
+
 def main() -> None:
     import tempfile
 
-    with throwaway_postgres("bench_ws") as (_, database_url), tempfile.TemporaryDirectory() as tmp:
+    with throwaway_postgres("bench_ws") as (pg, database_url), tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         loop = asyncio.new_event_loop()
         users, tokens = loop.run_until_complete(_setup(database_url))
@@ -336,6 +382,7 @@ def main() -> None:
             loop.close()
             server.terminate()
             server.wait(10)
+        notify = _notify_cost(pg.port, database_url, workdir)
     rows = [
         (f"{m['clients']} client(s)", m["postings"], m["missing"], m["p50_ms"], m["p99_ms"], m["mean_ms"])
         for m in (one, many)
@@ -346,6 +393,11 @@ def main() -> None:
         rows,
     )
     print(f"\nidle database transactions/s with {many['clients']} sockets: {many['idle_transactions_per_s']}")
+    print(
+        f"one-row customer account updates, {NOTIFY_CONCURRENCY} pgbench clients: "
+        f"{notify['tps_with_notify']:.0f} tps with the NOTIFY trigger, "
+        f"{notify['tps_without_notify']:.0f} without"
+    )
     write_result(
         "ws",
         metric="balance_p99_ms_1000_clients",
@@ -359,6 +411,7 @@ def main() -> None:
             "idle_transactions_per_s": many["idle_transactions_per_s"],
             "one_client": one,
             "many_clients": many,
+            "notify_cost": {"concurrency": NOTIFY_CONCURRENCY, "seconds": NOTIFY_SECONDS, **notify},
         },
     )
 

@@ -10,7 +10,9 @@ commit returned. Measured:
   client connected (the reference) and with 1,000 (the headline ratio: p99 with 1,000 / p99 with one);
 - the database's transactions per second while the 1,000 sockets sit idle (pg_stat_database's commit and
   rollback counters over `IDLE_SECONDS`, minus this script's own reads): the old feed polled every 250 ms
-  per socket, about 4,000 a second for 1,000 sockets; LISTEN/NOTIFY should make it zero;
+  per socket, about 4,000 a second for 1,000 sockets; LISTEN/NOTIFY should make it zero. Autovacuum's
+  own transactions count there too, so the scans of the feed's tables (pg_stat_user_tables) are given beside
+  it: any query of the feed would scan one;
 - what NOTIFY costs the writers: PostgreSQL serialises the commits of notifying transactions, so pgbench
   updates random customer accounts (one row per transaction, `NOTIFY_CONCURRENCY` clients) with the
   live-updates trigger on, and again with it disabled.
@@ -46,6 +48,8 @@ POSTINGS_PER_S = 50.0
 IDLE_SETTLE_SECONDS = 11.0  # idle backends flush their statistics within 10 s
 IDLE_SECONDS = 10.0
 ROOT = Path(__file__).resolve().parent.parent
+# What the old polling feed read per socket, and the new one per change: scanned while idle = polling.
+FEED_TABLES = ("accounts", "orders", "trades", "user_notifications", "auth_sessions", "users")
 WS_ARGS = os.environ.get("BENCH_WS_ARGS", "--ws-per-message-deflate false").split()
 
 
@@ -217,12 +221,13 @@ class Driver:
             out.append(await self.post(uid, Decimal(random.randint(1, 500))))
         return out
 
-    async def transactions(self) -> int:
+    async def counters(self) -> tuple[int, int]:
+        """(the database's transactions, scans of the tables the feed reads) so far."""
         from sqlalchemy import text
 
         async with self.engine.connect() as c:
             await c.execute(text("SELECT pg_stat_clear_snapshot()"))
-            value = (
+            xacts = (
                 await c.execute(
                     text(
                         "SELECT xact_commit + xact_rollback FROM pg_stat_database "
@@ -230,7 +235,16 @@ class Driver:
                     )
                 )
             ).scalar_one()
-        return int(value)
+            scans = (
+                await c.execute(
+                    text(
+                        "SELECT coalesce(sum(coalesce(seq_scan, 0) + coalesce(idx_scan, 0)), 0) "
+                        "FROM pg_stat_user_tables WHERE relname = ANY(:t)"
+                    ),
+                    {"t": list(FEED_TABLES)},
+                )
+            ).scalar_one()
+        return int(xacts), int(scans)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -273,11 +287,12 @@ def _phase(
     result: dict[str, Any] = {"clients": len(tokens)}
     if measure_idle:
         time.sleep(IDLE_SETTLE_SECONDS)
-        before = loop.run_until_complete(driver.transactions())
+        xacts0, scans0 = loop.run_until_complete(driver.counters())
         time.sleep(IDLE_SECONDS)
-        after = loop.run_until_complete(driver.transactions())
+        xacts1, scans1 = loop.run_until_complete(driver.counters())
         own = 1  # the first sample's own transaction is counted in the second
-        result["idle_transactions_per_s"] = round(max(after - before - own, 0) / IDLE_SECONDS, 2)
+        result["idle_transactions_per_s"] = round(max(xacts1 - xacts0 - own, 0) / IDLE_SECONDS, 2)
+        result["idle_feed_table_scans_per_s"] = round((scans1 - scans0) / IDLE_SECONDS, 2)
     time.sleep(1.0)  # the snapshot messages are in; start clean
     sent = loop.run_until_complete(driver.postings(targets))
     time.sleep(2.0)  # let the last messages arrive
@@ -392,7 +407,10 @@ def main() -> None:
         ["clients", "postings", "missing", "p50 ms", "p99 ms", "mean ms"],
         rows,
     )
-    print(f"\nidle database transactions/s with {many['clients']} sockets: {many['idle_transactions_per_s']}")
+    print(
+        f"\nidle, {many['clients']} sockets: {many['idle_transactions_per_s']} database transactions/s "
+        f"(autovacuum included), {many['idle_feed_table_scans_per_s']} scans/s of the feed's tables"
+    )
     print(
         f"one-row customer account updates, {NOTIFY_CONCURRENCY} pgbench clients: "
         f"{notify['tps_with_notify']:.0f} tps with the NOTIFY trigger, "
@@ -409,6 +427,7 @@ def main() -> None:
             "postings_per_s": POSTINGS_PER_S,
             "idle_seconds": IDLE_SECONDS,
             "idle_transactions_per_s": many["idle_transactions_per_s"],
+            "idle_feed_table_scans_per_s": many["idle_feed_table_scans_per_s"],
             "one_client": one,
             "many_clients": many,
             "notify_cost": {"concurrency": NOTIFY_CONCURRENCY, "seconds": NOTIFY_SECONDS, **notify},

@@ -15,6 +15,7 @@ from models.compliance import (
 from models.first_trade_gates import AppropriatenessAttempt, FirstTradeGates
 from models.idempotency import ApiIdempotencyKey
 from models.ledger import Account, Currency, Hold, LedgerEntry, LedgerTransaction
+from models.live_updates import LiveListener
 from models.notifications import (
     NotificationDelivery,
     NotificationOutbox,
@@ -104,4 +105,5 @@ __all__ = [
     "WithdrawalAddress",
     "WithdrawalApproval",
     "PriceAlert",
+    "LiveListener",
 ]

@@ -18,8 +18,13 @@ What is given up, and how it is made good:
 - Revocation used to be noticed by each connection re-checking its session every 30 s; now the revoking
   transaction announces it (kind `s`) and the feed closes at once. Token expiry needs no database at all.
 - PostgreSQL serialises the commits of transactions that NOTIFY (a cluster-wide lock held from pre-commit to
-  the end of commit). Only customer-facing rows notify (house accounts do not), which keeps the hot house
-  shards' transactions free of it; a ledger posting to a customer pays it. Measured by `make bench BENCH=ws`.
+  the end of commit, so no group commit among them): measured by `make bench BENCH=ws`, one-row account
+  updates at 8 clients ran several times slower with it. So the triggers announce only customers that
+  someone listens for: each process lists its connected customers in `live_listeners` (models/
+  live_updates.py) under its listener's backend pid - on a customer's first socket, and all of them again
+  whenever the listener (re)connects - and removes them when their last socket closes. House accounts never
+  notify. A new socket's balance snapshot is read `FOR SHARE`, so a write that began before the customer
+  was listed (and so will not announce) is waited for and shown.
 
 A connection's queue is bounded: a client that does not read is ended (`overflow`) rather than letting the
 process's memory grow; it reconnects and gets a fresh snapshot.
@@ -45,11 +50,14 @@ from services.live_updates_loads import (
     Change,
     ChangeKind,
     Update,
+    forget_dead_listeners,
     live_sessions,
     load_balances,
     load_since,
     load_updates,
     parse,
+    register_listeners,
+    unregister_listener,
     user_allowed,
 )
 from services.market_data import BestPrice, PriceTicker
@@ -182,6 +190,8 @@ class LiveUpdates:
         self._ticker: PriceTicker | None = None
         self._encode: Callable[[BestPrice], str] = repr
         self._prices_task: asyncio.Task[None] | None = None
+        self._registry = asyncio.Lock()  # orders a customer's (un)registration in `live_listeners`
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- connections ---------------------------------------------------------------------------------
 
@@ -201,6 +211,10 @@ class LiveUpdates:
         self._start_prices()
         try:
             await asyncio.wait_for(self.listening.wait(), self.listen_timeout_s)
+            if len(subs) == 1:  # the first socket of this customer here: have their changes announced
+                async with self._registry:
+                    assert self.listener_pid is not None
+                    await register_listeners(self.engine, [user_id], self.listener_pid)
             for update in await load_balances(self.engine, user_id):
                 sub.offer(update)
         except BaseException:
@@ -214,8 +228,25 @@ class LiveUpdates:
             subs.discard(sub)
             if not subs:
                 del self._by_user[sub.user_id]
+                self._in_background(self._unregister(sub.user_id))
         if not self._by_user:
             self._stop_prices()
+
+    async def _unregister(self, user_id: uuid.UUID) -> None:
+        """Stop the announcements for a customer whose last socket here closed (unless one opened since)."""
+        async with self._registry:
+            pid = self.listener_pid
+            if user_id in self._by_user or pid is None:
+                return
+            try:
+                await unregister_listener(self.engine, user_id, pid)
+            except Exception as exc:  # a row left behind costs NOTIFYs, never a lost message
+                log.warning("live updates: could not unregister a listener (%s)", type(exc).__name__)
+
+    def _in_background(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def connections(self, user_id: uuid.UUID | None = None) -> int:
         if user_id is not None:
@@ -234,7 +265,7 @@ class LiveUpdates:
 
     async def close(self) -> None:
         self._stop_prices()
-        tasks = list(self._tasks)
+        tasks = [*self._tasks, *self._background]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -242,6 +273,11 @@ class LiveUpdates:
         for subs in list(self._by_user.values()):
             for sub in list(subs):
                 sub.end("shutdown")
+        if self.listener_pid is not None:
+            try:  # this process's registrations end with it (a crash leaves them to forget_dead_listeners)
+                await unregister_listener(self.engine, None, self.listener_pid)
+            except Exception as exc:
+                log.warning("live updates: could not clear listeners at shutdown (%s)", type(exc).__name__)
 
     # -- the listener --------------------------------------------------------------------------------
 
@@ -253,7 +289,10 @@ class LiveUpdates:
                 conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, **KEEPALIVES)
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
-                    self.listener_pid = conn.info.backend_pid
+                    async with self._registry:  # announced from here on, for everyone connected here
+                        self.listener_pid = conn.info.backend_pid
+                        await forget_dead_listeners(self.engine)
+                        await register_listeners(self.engine, list(self._by_user), self.listener_pid)
                     if deaf_since is not None:  # LISTEN is on: whatever commits from now on is announced
                         self.reconnects += 1
                         self._catch_up(timedelta(seconds=time.monotonic() - deaf_since))

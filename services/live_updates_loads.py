@@ -207,12 +207,18 @@ async def load_since(engine: AsyncEngine, users: Iterable[uuid.UUID], lookback: 
 
 
 async def load_balances(engine: AsyncEngine, user_id: uuid.UUID) -> list[Update]:
-    """A new connection's snapshot: the customer's current balances (once, at connect)."""
-    async with engine.connect() as conn:
+    """A new connection's snapshot: the customer's current balances (once, at connect).
+
+    `FOR SHARE` waits for a writer that changed an account before the customer was registered as listening
+    (its trigger saw no listener, so it will not announce): the snapshot then shows its result."""
+    async with engine.begin() as conn:
         rows = (
             (
                 await conn.execute(
-                    text(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE kind = 'customer' AND user_id = :u"),
+                    text(
+                        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE kind = 'customer' AND user_id = :u "
+                        "FOR SHARE"
+                    ),
                     {"u": user_id},
                 )
             )
@@ -220,6 +226,44 @@ async def load_balances(engine: AsyncEngine, user_id: uuid.UUID) -> list[Update]
             .all()
         )
     return [balance_update(row) for row in rows]
+
+
+async def register_listeners(engine: AsyncEngine, user_ids: Iterable[uuid.UUID], pid: int) -> None:
+    """List `user_ids` as listened for by the listener backend `pid` (the triggers then announce them)."""
+    ids = list(set(user_ids))
+    if not ids:
+        return
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO live_listeners (user_id, listener_pid) "
+                "SELECT u, :pid FROM unnest(CAST(:u AS uuid[])) u ON CONFLICT DO NOTHING"
+            ),
+            {"u": ids, "pid": pid},
+        )
+
+
+async def unregister_listener(engine: AsyncEngine, user_id: uuid.UUID | None, pid: int) -> None:
+    """Remove `user_id`'s registration by listener `pid` (None: all of that listener's)."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "DELETE FROM live_listeners WHERE listener_pid = :pid "
+                "AND (CAST(:u AS uuid) IS NULL OR user_id = CAST(:u AS uuid))"
+            ),
+            {"u": user_id, "pid": pid},
+        )
+
+
+async def forget_dead_listeners(engine: AsyncEngine) -> None:
+    """Rows of listener backends that no longer exist (a process or server that died unannounced)."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "DELETE FROM live_listeners WHERE listener_pid NOT IN (SELECT pid FROM pg_stat_activity "
+                "WHERE pid IS NOT NULL)"
+            )
+        )
 
 
 async def live_sessions(

@@ -12,8 +12,9 @@ Triggers announce, in the writer's own transaction, each change the WebSocket fe
   shards' transactions stay free of NOTIFY's commit-time lock);
 - `s` a session revoked (its feed ends at once); `u` a user's status changed.
 
-PostgreSQL delivers a NOTIFY only when its transaction commits, and folds identical payloads of one
-transaction into one.
+Only for customers listed in `live_listeners` (a socket open on some API process; models/live_updates.py):
+PostgreSQL serialises the commits of notifying transactions. It delivers a NOTIFY only when its transaction
+commits, and folds identical payloads of one transaction into one.
 
 `price_alerts` holds each alert with its whole evaluation state (models/price_alerts.py).
 """
@@ -28,10 +29,14 @@ down_revision: str | Sequence[str] | None = "0031"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# Only for a customer with a socket open somewhere (`live_listeners`): PostgreSQL serialises the commits of
+# notifying transactions, and a customer nobody listens for must not pay for that.
 NOTIFY_ROW = """
 CREATE FUNCTION live_updates_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('live_updates', TG_ARGV[0] || ':' || NEW.user_id::text || ':' || NEW.id::text);
+    IF EXISTS (SELECT 1 FROM live_listeners WHERE user_id = NEW.user_id) THEN
+        PERFORM pg_notify('live_updates', TG_ARGV[0] || ':' || NEW.user_id::text || ':' || NEW.id::text);
+    END IF;
     RETURN NULL;
 END $$
 """
@@ -39,7 +44,9 @@ END $$
 NOTIFY_USER = """
 CREATE FUNCTION live_updates_notify_user() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('live_updates', 'u:' || NEW.id::text || ':' || NEW.id::text);
+    IF EXISTS (SELECT 1 FROM live_listeners WHERE user_id = NEW.id) THEN
+        PERFORM pg_notify('live_updates', 'u:' || NEW.id::text || ':' || NEW.id::text);
+    END IF;
     RETURN NULL;
 END $$
 """
@@ -68,6 +75,13 @@ def _table(trigger_sql: str) -> str:
 
 
 def upgrade() -> None:
+    op.create_table(
+        "live_listeners",
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("listener_pid", sa.Integer(), autoincrement=False, nullable=False),
+        sa.PrimaryKeyConstraint("user_id", "listener_pid"),
+        prefixes=["UNLOGGED"],
+    )
     op.execute(NOTIFY_ROW)
     op.execute(NOTIFY_USER)
     for name, body in TRIGGERS.items():
@@ -107,3 +121,4 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER {name} ON {_table(body)}")
     op.execute("DROP FUNCTION live_updates_notify_user()")
     op.execute("DROP FUNCTION live_updates_notify()")
+    op.drop_table("live_listeners")

@@ -44,14 +44,23 @@ MAX_ALERTS = 3
 
 
 class StatementCounter:
-    """Counts the SQL statements an engine sends (every query the API process makes through its pool)."""
+    """Counts the SQL statements the API process sends through its pool, but for the notification
+    dispatcher's (notify-core's, in the same process: it works the outbox tables, which the feed never
+    reads)."""
+
+    DISPATCHER_TABLES = ("notification_outbox", "notification_deliveries", "notification_preferences")
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self.count = 0
+        self.statements: list[str] = []
         event.listen(engine.sync_engine, "before_cursor_execute", self._seen)
 
-    def _seen(self, *_: Any) -> None:
-        self.count += 1
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+    def _seen(self, conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if not any(t in statement for t in self.DISPATCHER_TABLES):
+            self.statements.append(statement)
 
 
 @dataclass

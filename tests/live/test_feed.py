@@ -12,13 +12,14 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import text
 from websockets.exceptions import ConnectionClosed
 
 from models.market import OrderType, Side
 from models.order_flow import OrderRequest, OrderStatus
-from services.live_updates import LiveUpdates
+from services.live_updates import LiveUpdates, libpq_dsn
 from services.notifications.outbox import enqueue
 from services.orders import store
 from tests.live.conftest import MAX_SOCKETS, Customer, Feed, LiveStack
@@ -100,7 +101,7 @@ async def test_a_change_reaches_every_socket_of_its_customer_for_one_load_not_on
         assert note["notification"]["title"] == "BTC-GBP went above £70,000.00"
     # Four announcing transactions: at most one load each, however many sockets Ann has (3 here).
     loads = live.statements.count - before
-    assert 1 <= loads <= 4, loads
+    assert 1 <= loads <= 4, live.statements.statements[before:]
 
     # Bob saw none of it; the next price tick proves his feed is alive.
     await bobs.until(_has_price(len(bobs.of("price")) + 1))
@@ -194,3 +195,49 @@ async def test_closed_sockets_give_their_slots_back(live: LiveStack) -> None:
     for f in feeds:
         await f.until(_has_price(1))
         await f.ws.close()
+
+
+async def _announced_until(live: LiveStack, marker: Customer, *writes: Any) -> list[str]:
+    """Run `writes` (then a deposit for `marker`, who has a socket open) and return every announcement up to
+    the marker's: PostgreSQL delivers notifications in commit order."""
+    settings = live.app.state.settings
+    async with await psycopg.AsyncConnection.connect(libpq_dsn(settings.database_url), autocommit=True) as c:
+        await c.execute("LISTEN live_updates")
+        for write in writes:
+            await write()
+        await live.deposit(marker.id, "1")
+        seen: list[str] = []
+        async with asyncio.timeout(10):
+            async for note in c.notifies():
+                seen.append(note.payload)
+                if str(marker.id) in note.payload:
+                    return seen
+    return seen
+
+
+async def test_changes_of_a_customer_without_a_socket_are_not_announced(live: LiveStack) -> None:
+    """NOTIFY serialises the commits of the transactions that send it: only listened-for customers pay."""
+    quiet = await live.customer()
+    loud = await live.customer()
+    marker = await live.customer()
+    marker_feed = await live.feed(marker)
+    loud_feed = await live.feed(loud)
+    seen = await _announced_until(
+        live, marker, lambda: live.deposit(quiet.id, "1"), lambda: live.deposit(loud.id, "1")
+    )
+    assert not any(str(quiet.id) in p for p in seen)
+    assert any(p.startswith(f"a:{loud.id}:") for p in seen)
+
+    await loud_feed.ws.close()  # the last socket of that customer: no longer announced
+    async with asyncio.timeout(10):
+        while True:
+            async with live.engine.connect() as c:
+                rows = await c.execute(
+                    text("SELECT 1 FROM live_listeners WHERE user_id = :u"), {"u": loud.id}
+                )
+                if rows.first() is None:
+                    break
+            await asyncio.sleep(0.02)
+    seen = await _announced_until(live, marker, lambda: live.deposit(loud.id, "1"))
+    assert not any(str(loud.id) in p for p in seen)
+    await marker_feed.ws.close()

@@ -14,8 +14,8 @@ commit returned. Measured:
   own transactions count there too, so the scans of the feed's tables (pg_stat_user_tables) are given beside
   it: any query of the feed would scan one;
 - what NOTIFY costs the writers: PostgreSQL serialises the commits of notifying transactions, so pgbench
-  updates random customer accounts (one row per transaction, `NOTIFY_CONCURRENCY` clients) with the
-  live-updates trigger on, and again with it disabled.
+  updates random customer accounts (one row per transaction, `NOTIFY_CONCURRENCY` clients) without the
+  trigger, with it while no customer has a socket open, and with every customer listened for.
 
 Every socket also receives the shared price ticks (three symbols a second; without venues in this run the
 prices are empty, but the messages are sent all the same), as in production.
@@ -338,11 +338,19 @@ def _notify_cost(port: int, database_url: str, workdir: Path) -> dict[str, float
             "WHERE kind = 'customer'"
         )
         c.execute("CREATE UNIQUE INDEX ON bench_ws_accounts (n)")
-        with_notify = tps()
+        c.execute("TRUNCATE live_listeners")
+        nobody_listening = tps()
+        c.execute("INSERT INTO live_listeners SELECT user_id, 0 FROM accounts WHERE kind = 'customer'")
+        everyone_listening = tps()
+        c.execute("TRUNCATE live_listeners")
         c.execute("ALTER TABLE accounts DISABLE TRIGGER accounts_live_updates_update")
-        without = tps()
+        no_trigger = tps()
         c.execute("ALTER TABLE accounts ENABLE TRIGGER accounts_live_updates_update")
-    return {"tps_with_notify": with_notify, "tps_without_notify": without}
+    return {
+        "tps_no_trigger": no_trigger,
+        "tps_trigger_nobody_listening": nobody_listening,
+        "tps_trigger_everyone_listening": everyone_listening,
+    }
 
 
 def main() -> None:
@@ -413,8 +421,9 @@ def main() -> None:
     )
     print(
         f"one-row customer account updates, {NOTIFY_CONCURRENCY} pgbench clients: "
-        f"{notify['tps_with_notify']:.0f} tps with the NOTIFY trigger, "
-        f"{notify['tps_without_notify']:.0f} without"
+        f"{notify['tps_no_trigger']:.0f} tps without the trigger, "
+        f"{notify['tps_trigger_nobody_listening']:.0f} with it and no socket open, "
+        f"{notify['tps_trigger_everyone_listening']:.0f} with every customer listened for (NOTIFY each)"
     )
     write_result(
         "ws",

@@ -53,6 +53,25 @@ FEED_TABLES = ("accounts", "orders", "trades", "user_notifications", "auth_sessi
 WS_ARGS = os.environ.get("BENCH_WS_ARGS", "--ws-per-message-deflate false").split()
 
 
+def bench_app() -> Any:
+    """uvicorn factory for the run: `bench.api`'s app; with `BENCH_WS_PRICES=off` the price ticker ticks
+    once an hour instead of every second (to see what the tick fan-out costs the balance messages)."""
+    from bench.api import bench_app as api_app
+
+    app = api_app()
+    if os.environ.get("BENCH_WS_PRICES") == "off":
+        from services.market_data import PriceTicker
+
+        original = PriceTicker.__init__
+
+        def hourly(self: PriceTicker, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            self.interval_s = 3600.0
+
+        PriceTicker.__init__ = hourly  # type: ignore[method-assign]
+    return app
+
+
 # --- the clients (each load process) --------------------------------------------------------------
 
 
@@ -374,7 +393,7 @@ def main() -> None:
                 "-m",
                 "uvicorn",
                 "--factory",
-                "bench.api:bench_app",
+                "bench.ws:bench_app",
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -71,7 +71,8 @@ KEEPALIVES: dict[str, Any] = {
     "keepalives_count": 3,
 }
 MAX_BATCH = 5000
-PRICE_SLICE = 100  # sockets handed a tick between two yields to the event loop
+PRICE_SLICE = 25  # sockets handed a tick at a time
+PRICE_SPREAD_S = 0.5  # the slices of one tick are spread over this long (ticks come every second)
 SEEN_PER_CONNECTION = 2000  # orders/trades/feed rows remembered for de-duplication
 
 
@@ -383,8 +384,9 @@ class LiveUpdates:
 
     def share_prices(self, ticker: PriceTicker, encode: Callable[[BestPrice], str]) -> None:
         """Fan the process's price ticks out to every socket: each tick encoded once, handed out in slices
-        with a yield between them, so a customer's change never waits behind the whole fan-out. Runs
-        while there are sockets (the ticker, and its venue reads, stop with the last one)."""
+        spread over `PRICE_SPREAD_S`, so the senders a customer's change may queue behind are one slice's,
+        never all of them (measured: with 1,000 sockets the ticks' burst set the p99 of balance messages).
+        Runs while there are sockets (the ticker, and its venue reads, stop with the last one)."""
         self._ticker, self._encode = ticker, encode
         self._start_prices()
 
@@ -406,10 +408,12 @@ class LiveUpdates:
                     batch.append(ticks.get_nowait())
                 frames = [(p.symbol, self._encode(p)) for p in batch]
                 subs = [s for group in self._by_user.values() for s in group]
-                for i, sub in enumerate(subs, 1):
-                    for symbol, frame in frames:
-                        sub.offer_price(symbol, frame)
-                    if i % PRICE_SLICE == 0:
-                        await asyncio.sleep(0)
+                slices = range(0, len(subs), PRICE_SLICE)
+                pause = PRICE_SPREAD_S / len(slices) if len(slices) > 1 else 0.0
+                for start in slices:
+                    for sub in subs[start : start + PRICE_SLICE]:
+                        for symbol, frame in frames:
+                            sub.offer_price(symbol, frame)
+                    await asyncio.sleep(pause)
         finally:
             ticker.unsubscribe(ticks)

@@ -72,7 +72,7 @@ SECRET_FIELDS = {
 }
 
 _PENDING_ROWS = text(
-    "SELECT o.id, o.event, o.user_id, o.payload, u.email, u.phone FROM notification_outbox o "
+    "SELECT o.id, o.event, o.user_id, o.payload, u.email, u.phone, o.created_at FROM notification_outbox o "
     "LEFT JOIN users u ON u.id = o.user_id "
     "WHERE o.fanned_out_at IS NULL ORDER BY o.created_at LIMIT :n FOR UPDATE OF o SKIP LOCKED"
 )
@@ -82,8 +82,8 @@ _ADD_DELIVERY = text(
     "CASE WHEN :sent THEN now() END, :error) ON CONFLICT (outbox_id, channel) DO NOTHING"
 )
 _ADD_FEED_ROW = text(
-    "INSERT INTO user_notifications (id, user_id, outbox_id, category, title, body) "
-    "VALUES (:id, :user_id, :outbox_id, :category, :title, :body) ON CONFLICT (outbox_id) DO NOTHING"
+    "INSERT INTO user_notifications (id, user_id, outbox_id, category, title, body, created_at) "
+    "VALUES (:id, :user_id, :outbox_id, :category, :title, :body, :at) ON CONFLICT (outbox_id) DO NOTHING"
 )
 _FANNED_OUT = text("UPDATE notification_outbox SET fanned_out_at = now() WHERE id = :id")
 
@@ -126,7 +126,7 @@ class Dispatcher:
         return len(rows)
 
     async def _fan_out_row(self, conn: AsyncConnection, row: Any) -> None:
-        outbox_id, event, user_id, payload, email, phone = row
+        outbox_id, event, user_id, payload, email, phone, event_at = row
         category = category_of(event)
         if category is Category.OPS:
             targets = {
@@ -157,6 +157,7 @@ class Dispatcher:
                         "category": category.value,
                         "title": message.subject[:255],
                         "body": message.short,
+                        "at": event_at,  # the feed is in the order of the events, not of the fan-out
                     },
                 )
                 status = DeliveryStatus.SENT

@@ -66,7 +66,7 @@ async def confirm_bank_account(
     match yours is reviewed by our team instead (409)."""
 
     async def tell_customer(confirmed: payments.ConfirmedBankAccount) -> None:
-        await clients.tell_bank_account_confirmed(user.email, confirmed)
+        """Nothing more to do: the notification was written with the confirmation (the outbox)."""
 
     return await payments.confirm_for_customer(
         engine, user_id=user.id, account_id=account_id,

@@ -63,8 +63,9 @@ async def test_withdrawal_statuses_are_told_without_a_reason(stack: Stack) -> No
     customer = await stack.customer()
     withdrawal_id = uuid.uuid4()
     async with stack.engine.begin() as conn:
-        await withdrawal_notices.requested(
-            conn, withdrawal_id, customer.id, "GBP", Decimal("60000.00"), Decimal("60000.00"), large=True
+        await withdrawal_notices.requested(conn, withdrawal_id, customer.id, "GBP", Decimal("60000.00"))
+        await withdrawal_notices.large_withdrawal(
+            conn, withdrawal_id, customer.id, "GBP", Decimal("60000.00"), Decimal("60000.00")
         )
         for status in (
             WithdrawalStatus.AWAITING_APPROVAL,

@@ -231,6 +231,7 @@ class PaymentActivities:
                         text("UPDATE withdrawals SET hold_id = :h, updated_at = now() WHERE id = :id"),
                         {"h": hold.hold_id, "id": w.withdrawal_id},
                     )
+                    await withdrawal_notices.requested(conn, w.withdrawal_id, w.user_id, w.currency, w.amount)
             except InsufficientFunds as e:  # the ledger's text names internal ids: the customer reads ours
                 raise InsufficientFunds(
                     f"available {w.currency} balance does not cover {w.amount + w.fee}"

@@ -348,8 +348,6 @@ class Settings(BaseSettings):
     # Ops alerts: the ops mailbox and a Slack-compatible incoming webhook (empty: not sent there).
     ops_alert_email: str = "ops@broker.example"
     ops_alert_webhook_url: str = ""
-    ops_failed_logins_threshold: int = 5  # more than this many failed logins in the window: ops alert
-    ops_failed_logins_window_minutes: int = 15
 
     @property
     def is_production(self) -> bool:

@@ -77,6 +77,9 @@ def sandbox_env(settings: Settings) -> dict[str, str]:
     ):
         if not getattr(settings, setting):
             env[setting.upper()] = urls[name]
+    env["SENDGRID_EVENT_WEBHOOK_URL"] = (
+        f"http://127.0.0.1:{settings.api_port}/api/v1/webhooks/sendgrid/events"
+    )
     if not settings.ops_alert_webhook_url:
         env["OPS_ALERT_WEBHOOK_URL"] = f"{urls['ops_webhook']}/services/ops/alerts"
     return env

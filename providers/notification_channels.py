@@ -230,9 +230,12 @@ def build_senders(settings: Settings) -> dict[str, Any]:
     """Channel name -> sender, for a dispatcher in this process."""
     from models.notifications import Channel
 
-    email = SendGridChannel.from_settings(settings)
-    senders: dict[str, Any] = {Channel.EMAIL.value: email, Channel.OPS_EMAIL.value: email}
-    if settings.twilio_url or settings.is_production:  # never the real Twilio from a dev or test box
+    senders: dict[str, Any] = {}
+    # Never the real SendGrid or Twilio from a dev or test box: there an empty URL means "not here".
+    if settings.sendgrid_host or settings.is_production:
+        email = SendGridChannel.from_settings(settings)
+        senders[Channel.EMAIL.value] = senders[Channel.OPS_EMAIL.value] = email
+    if settings.twilio_url or settings.is_production:
         senders[Channel.SMS.value] = TwilioChannel.from_settings(settings)
     senders[Channel.OPS_WEBHOOK.value] = OpsWebhookChannel(
         settings.ops_alert_webhook_url, timeout=settings.notification_send_timeout_seconds

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import secrets
 import time
@@ -325,7 +326,8 @@ def create_app(api_key: str, *, webhook_private_key: str = DEV_WEBHOOK_PRIVATE_K
     app[API_KEY] = api_key
     app[MESSAGES] = []
     app[FAULTS] = []
-    app[WEBHOOK] = {"url": None, "private_key": webhook_private_key}
+    # `make run` points the events at the broker's webhook; tests set it over the control API.
+    app[WEBHOOK] = {"url": os.environ.get("SENDGRID_EVENT_WEBHOOK_URL"), "private_key": webhook_private_key}
     app[TASKS] = set()
     app.router.add_post("/v3/mail/send", send)
     app.router.add_get("/v3/messages", activity)

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.auth.context import AuthConfig
 from services.notifications import NotificationEvent, enqueue
 
 RESET_HINT = "request a password reset (POST /api/v1/auth/password-reset)"
+# More than this many failed logins on one account within the window: an ops alert (seed §C.9), once
+# per crossing.
+FAILED_LOGINS_ALERT = 5
+FAILED_LOGINS_WINDOW = timedelta(minutes=15)
 
 
 def _key(event: str, *parts: object) -> str:
@@ -77,3 +82,31 @@ async def security(
     """A security event (new device, password changed, 2FA on/off, session revoked): cannot be turned off."""
     payload = {"when": when.isoformat(), "ip": ip or "unknown", **extra}
     await notify(session, event, user_id, payload, _key(event.value, user_id, uuid.uuid4()))
+
+
+async def failed_logins(session: AsyncSession, user_id: uuid.UUID, *, now: datetime, ip: str) -> None:
+    """Alert ops when this failure is the one that takes the account past `FAILED_LOGINS_ALERT` failures
+    in `FAILED_LOGINS_WINDOW` (the failure's audit row is already in the session)."""
+    from services.alerts import alert
+
+    await session.flush()
+    count = (
+        await session.execute(
+            text(
+                "SELECT count(*) FROM audit_log WHERE actor_id = :u AND action = 'auth.login.failed' "
+                "AND created_at > :since"
+            ),
+            {"u": user_id, "since": now - FAILED_LOGINS_WINDOW},
+        )
+    ).scalar_one()
+    if count == FAILED_LOGINS_ALERT + 1:
+        conn = await session.connection()
+        await alert(
+            conn,
+            "ops.alert.failed_logins",
+            target_type="user",
+            target_id=str(user_id),
+            failures=str(count),
+            window_minutes=str(int(FAILED_LOGINS_WINDOW.total_seconds() // 60)),
+            last_ip=ip,
+        )

@@ -91,6 +91,8 @@ async def _login_failed(
         audit(session, "auth.lockout", user_id=user_id, ip=client.ip, details={"scope": "account"})
     if ip_locked:
         audit(session, "auth.lockout", user_id=user_id, ip=client.ip, details={"scope": "ip"})
+    if user_id is not None:
+        await notices.failed_logins(session, user_id, now=now, ip=client.ip)
     await session.commit()
 
 

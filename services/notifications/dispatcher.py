@@ -65,19 +65,25 @@ class DispatchPolicy:
         return min(self.backoff_first_seconds * 2 ** max(attempts - 1, 0), self.backoff_max_seconds)
 
 
+# Payload fields holding single-use secrets (links, tokens), dropped from the outbox once the mail is sent.
+SECRET_FIELDS = {
+    "email_verification": ("link",),
+    "password_reset": ("link", "token"),
+}
+
 _PENDING_ROWS = text(
-    "SELECT o.id, o.event, o.user_id, o.payload, u.email, u.phone FROM notification_outbox o "
+    "SELECT o.id, o.event, o.user_id, o.payload, u.email, u.phone, o.created_at FROM notification_outbox o "
     "LEFT JOIN users u ON u.id = o.user_id "
     "WHERE o.fanned_out_at IS NULL ORDER BY o.created_at LIMIT :n FOR UPDATE OF o SKIP LOCKED"
 )
 _ADD_DELIVERY = text(
-    "INSERT INTO notification_deliveries (id, outbox_id, channel, recipient, status, sent_at) "
+    "INSERT INTO notification_deliveries (id, outbox_id, channel, recipient, status, sent_at, last_error) "
     "VALUES (:id, :outbox_id, :channel, :recipient, :status, "
-    "CASE WHEN :sent THEN now() END) ON CONFLICT (outbox_id, channel) DO NOTHING"
+    "CASE WHEN :sent THEN now() END, :error) ON CONFLICT (outbox_id, channel) DO NOTHING"
 )
 _ADD_FEED_ROW = text(
-    "INSERT INTO user_notifications (id, user_id, outbox_id, category, title, body) "
-    "VALUES (:id, :user_id, :outbox_id, :category, :title, :body) ON CONFLICT (outbox_id) DO NOTHING"
+    "INSERT INTO user_notifications (id, user_id, outbox_id, category, title, body, created_at) "
+    "VALUES (:id, :user_id, :outbox_id, :category, :title, :body, :at) ON CONFLICT (outbox_id) DO NOTHING"
 )
 _FANNED_OUT = text("UPDATE notification_outbox SET fanned_out_at = now() WHERE id = :id")
 
@@ -120,7 +126,7 @@ class Dispatcher:
         return len(rows)
 
     async def _fan_out_row(self, conn: AsyncConnection, row: Any) -> None:
-        outbox_id, event, user_id, payload, email, phone = row
+        outbox_id, event, user_id, payload, email, phone, event_at = row
         category = category_of(event)
         if category is Category.OPS:
             targets = {
@@ -133,8 +139,15 @@ class Dispatcher:
             targets = {c: addresses[c] for c in wanted}
         for channel, recipient in targets.items():
             status = DeliveryStatus.PENDING if recipient else DeliveryStatus.SKIPPED
+            error = None
             if channel is Channel.IN_APP and recipient:
-                message = render(event, payload)
+                try:
+                    message = render(event, payload)
+                except Exception as e:  # a payload the template cannot show: parked, not retried forever
+                    log.exception("notification %s cannot be rendered", outbox_id)
+                    status, error = DeliveryStatus.DEAD, f"render failed: {type(e).__name__}: {e}"[:2000]
+                    message = None
+            if channel is Channel.IN_APP and recipient and message is not None:
                 await conn.execute(
                     _ADD_FEED_ROW,
                     {
@@ -144,6 +157,7 @@ class Dispatcher:
                         "category": category.value,
                         "title": message.subject[:255],
                         "body": message.short,
+                        "at": event_at,  # the feed is in the order of the events, not of the fan-out
                     },
                 )
                 status = DeliveryStatus.SENT
@@ -156,6 +170,7 @@ class Dispatcher:
                     "recipient": recipient or None,
                     "status": status.value,
                     "sent": status is DeliveryStatus.SENT,
+                    "error": error,
                 },
             )
         await conn.execute(_FANNED_OUT, {"id": outbox_id})
@@ -191,13 +206,23 @@ class Dispatcher:
             await self._deliver_one(row)
 
     async def _deliver_one(self, row: Any) -> None:
+        try:
+            message = render(row.event, row.payload)
+        except Exception as e:  # a payload the template cannot show: parked for ops, not retried forever
+            log.exception("notification delivery %s cannot be rendered", row.id)
+            await self._update(
+                "UPDATE notification_deliveries SET status = 'DEAD', last_error = :why, updated_at = now() "
+                "WHERE id = :id AND status = 'SENDING'",
+                {"id": row.id, "why": f"render failed: {type(e).__name__}: {e}"[:2000]},
+            )
+            return
         job = DeliveryJob(
             delivery_id=row.id,
             outbox_id=row.outbox_id,
             event=row.event,
             channel=row.channel,
             recipient=row.recipient,
-            message=render(row.event, row.payload),
+            message=message,
         )
         sender = self._senders[row.channel]
         attempts = int(row.attempts)
@@ -242,6 +267,12 @@ class Dispatcher:
             "sent_at = now(), last_error = NULL, updated_at = now() WHERE id = :id AND status = 'SENDING'",
             {"id": job.delivery_id, "mid": message_id or None},
         )
+        if job.event in SECRET_FIELDS:
+            # Sent (and recorded): the single-use link need not wait in our database until it expires.
+            await self._update(
+                "UPDATE notification_outbox SET payload = payload - CAST(:fields AS text[]) WHERE id = :id",
+                {"id": job.outbox_id, "fields": list(SECRET_FIELDS[job.event])},
+            )
 
     async def _resend_begins(self, job: DeliveryJob) -> int:
         """The provider has not had it for the whole grace: a new attempt, recorded before it is made."""

@@ -16,15 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.notifications.events import NotificationEvent
 
-# Wakes the dispatcher when the enqueuing transaction commits (PostgreSQL delivers NOTIFY on commit only).
-WAKE_CHANNEL = "notification_outbox"
-
 _INSERT = text(
     "INSERT INTO notification_outbox (id, event, user_id, payload, dedupe_key) "
     "VALUES (:id, :event, :user_id, CAST(:payload AS jsonb), :dedupe_key) "
     "ON CONFLICT (dedupe_key) DO NOTHING"
 )
-_WAKE = text(f"SELECT pg_notify('{WAKE_CHANNEL}', '')")
 
 
 def _json_default(value: Any) -> str:
@@ -59,5 +55,6 @@ async def enqueue(
         "payload": json.dumps(payload, default=_json_default),
         "dedupe_key": dedupe_key,
     }
+    # No NOTIFY here: it would take PostgreSQL's global notify lock at the commit of every business
+    # transaction (orders, withdrawals); the dispatchers poll (`NOTIFICATION_POLL_SECONDS`) instead.
     await session.execute(_INSERT, params)
-    await session.execute(_WAKE)

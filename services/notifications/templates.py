@@ -41,7 +41,7 @@ OPS_TITLES = {
 # Every status not named here reads "under review": the customer never learns why (no tipping off).
 KYC_STATUS_WORDS = {
     "APPROVED": "approved",
-    "REJECTED": "not approved",
+    "REJECTED": "rejected",
     "RESUBMIT_REQUESTED": "resubmit requested",
     "EXPIRED": "expired",
 }

@@ -31,15 +31,10 @@ def _payload(withdrawal_id: uuid.UUID, currency: str, amount: Decimal) -> dict[s
 
 
 async def requested(
-    conn: AsyncConnection,
-    withdrawal_id: uuid.UUID,
-    user_id: uuid.UUID,
-    currency: str,
-    amount: Decimal,
-    notional_gbp: Decimal,
-    *,
-    large: bool,
+    conn: AsyncConnection, withdrawal_id: uuid.UUID, user_id: uuid.UUID, currency: str, amount: Decimal
 ) -> None:
+    """Written with the hold (the saga's reserve step), not with the request: a request refused before
+    anything was held is discarded, and its customer got a 4xx, not a "we received it"."""
     await enqueue(
         conn,
         event=NotificationEvent.WITHDRAWAL_REQUESTED,
@@ -47,16 +42,26 @@ async def requested(
         payload=_payload(withdrawal_id, currency, amount),
         dedupe_key=f"withdrawal:{withdrawal_id}:requested",
     )
-    if large:
-        await alert(
-            conn,
-            "ops.alert.large_withdrawal",
-            target_type="withdrawal",
-            target_id=str(withdrawal_id),
-            user_id=str(user_id),
-            amount=f"{amount} {currency}",
-            notional_gbp=str(notional_gbp),
-        )
+
+
+async def large_withdrawal(
+    conn: AsyncConnection,
+    withdrawal_id: uuid.UUID,
+    user_id: uuid.UUID,
+    currency: str,
+    amount: Decimal,
+    notional_gbp: Decimal,
+) -> None:
+    """The ops alert for a request over the dual-approval threshold (£50,000), with the request."""
+    await alert(
+        conn,
+        "ops.alert.large_withdrawal",
+        target_type="withdrawal",
+        target_id=str(withdrawal_id),
+        user_id=str(user_id),
+        amount=f"{amount} {currency}",
+        notional_gbp=str(notional_gbp),
+    )
 
 
 async def status_changed(

@@ -197,15 +197,10 @@ async def accept_withdrawal(
             rolling_24h_gbp=str(used + notional),
             approvals_required=approvals,
         )
-        await withdrawal_notices.requested(
-            conn,
-            withdrawal_id,
-            user_id,
-            currency,
-            amount,
-            notional,
-            large=notional > policy.dual_approval_threshold_gbp,
-        )
+        if notional > policy.dual_approval_threshold_gbp:
+            await withdrawal_notices.large_withdrawal(
+                conn, withdrawal_id, user_id, currency, amount, notional
+            )
         accepted = AcceptedWithdrawal(
             withdrawal_id=withdrawal_id,
             fee=fee,

@@ -251,3 +251,25 @@ async def test_a_refused_message_is_dead_at_once(stack: Stack) -> None:
 
     await drain(stack.dispatcher(), dead, what="dead-lettered on a 400")
     assert (await stack.deliveries(key))["email"]["attempts"] == 1
+
+
+async def test_an_sms_whose_answer_timed_out_is_looked_up_not_resent(stack: Stack) -> None:
+    customer = await stack.customer(phone="+447700900777")
+    # Twilio takes the message, then its answer outlasts our timeout (2 s here): an unknown outcome.
+    await stack.sandbox(
+        stack.twilio_url,
+        "POST",
+        "/_control/faults",
+        json={"kind": "timeout_after_accept", "count": 1, "hang_ms": 5000},
+    )
+    key = await _enqueue(stack, customer.id, NotificationEvent.SECURITY_2FA_ENABLED,
+                         {"when": "2026-12-01T10:00:00+00:00", "ip": "203.0.113.9"})  # fmt: skip
+
+    async def sms_sent() -> bool:
+        return (await stack.deliveries(key)).get("sms", {}).get("status") in ("SENT", "DELIVERED")
+
+    await drain(stack.dispatcher(), sms_sent, what="the timed-out SMS found at Twilio")
+    delivery = (await stack.deliveries(key))["sms"]
+    [sms] = await stack.sms("+447700900777")
+    assert delivery["attempts"] == 1 and delivery["provider_message_id"] == sms["sid"]
+    assert sms["body"].endswith(f"(ref {delivery['id'].hex[:8].upper()})")

@@ -212,10 +212,9 @@ class LiveUpdates:
         self._start_prices()
         try:
             await asyncio.wait_for(self.listening.wait(), self.listen_timeout_s)
-            if len(subs) == 1:  # the first socket of this customer here: have their changes announced
-                async with self._registry:
-                    assert self.listener_pid is not None
-                    await register_listeners(self.engine, [user_id], self.listener_pid)
+            async with self._registry:  # every socket, not only the first: a second one opened meanwhile
+                assert self.listener_pid is not None  # must not read its snapshot before the listing
+                await register_listeners(self.engine, [user_id], self.listener_pid)
             for update in await load_balances(self.engine, user_id):
                 sub.offer(update)
         except BaseException:

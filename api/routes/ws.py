@@ -222,9 +222,10 @@ async def feed(websocket: WebSocket) -> None:
                 close.set(CLOSE_POLICY_VIOLATION, "more messages per second than allowed")
                 return
 
-    await websocket.send_text(json.dumps({"type": "welcome", "user_id": str(who.user_id)}))
-    tasks = [asyncio.create_task(c()) for c in (push, until_ended, until_token_expires, read_client)]
+    tasks: list[asyncio.Task[None]] = []
     try:
+        await websocket.send_text(json.dumps({"type": "welcome", "user_id": str(who.user_id)}))
+        tasks = [asyncio.create_task(c()) for c in (push, until_ended, until_token_expires, read_client)]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in done:
             if (
@@ -237,7 +238,7 @@ async def feed(websocket: WebSocket) -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        live.unsubscribe(sub)
+        live.unsubscribe(sub)  # also when the client left before its welcome
     if websocket.client_state is WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
             await websocket.close(code=close.code, reason=close.reason)

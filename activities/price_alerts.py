@@ -16,7 +16,7 @@ from services.market_data import MarketData
 
 
 class PriceAlertActivities:
-    """`adapters` is the worker's one venue adapter set, given as a callable so it is built on first use."""
+    """`adapters` gives the worker's book sources (its live books, or the venue adapters) on first use."""
 
     def __init__(self, *, engine: AsyncEngine, adapters: Callable[[], Mapping[str, Any]]) -> None:
         self._engine = engine

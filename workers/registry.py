@@ -172,6 +172,10 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
     )
     screening = ScreeningActivities(engine=deps.engine, settings=deps.settings)
     first_trade = FirstTradeActivities(engine=deps.engine)
+    # The router's book sources: the worker's live books when streams are on (no venue call per check).
+    price_alerts = PriceAlertActivities(
+        engine=deps.engine, adapters=lambda: deps.best_execution_router().adapters
+    )
     return {
         task_queues.ORDERS: QueueSpec(
             workflows=[PingWorkflow, OrderWorkflow, CoolingOffWorkflow],
@@ -235,7 +239,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 *treasury_activities(treasury),
                 screening.download_lists,
                 screening.refresh_list,
-                PriceAlertActivities(engine=deps.engine, adapters=deps.exchange_adapters).check,
+                price_alerts.check,
             ],
         ),
         task_queues.KYC: QueueSpec(

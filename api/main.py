@@ -33,8 +33,10 @@ from api.routes import (
     health,
     kyc,
     market,
+    notifications,
     onboarding,
     orders,
+    price_alerts,
     proof,
     reconciliation,
     treasury,
@@ -46,6 +48,7 @@ from models import sealed
 from models.database import async_engine, session_factory
 from providers.email import EmailSender
 from providers.exchanges.base import ExecutionAdapter
+from providers.notification_channels import start_dispatcher
 from services.auth import AuthConfig, AuthPolicy
 from services.connection_budget import ConnectionBudgetExceeded, check_connection_budget
 from services.ledger import Ledger
@@ -102,11 +105,16 @@ def create_app(
         app.state.market = market.MarketState(settings, venues)
         app.state.market.start()  # the process's live order books (services.live_books)
         schedules = asyncio.create_task(ensure_payment_schedules(app.state.temporal.get, settings))
+        dispatcher = start_dispatcher(engine, settings)  # the notification outbox (SKIP LOCKED: shared)
         try:
             yield
         finally:
+            if dispatcher is not None:
+                await dispatcher.stop()
             schedules.cancel()
             sweeper.cancel()
+            if getattr(app.state, "live_updates", None) is not None:  # api/routes/ws.py's listener
+                await app.state.live_updates.close()
             await app.state.payments.close()
             await app.state.market.close()
             await venues.close()
@@ -143,6 +151,8 @@ def create_app(
     app.include_router(admin_gdpr.router, prefix="/api/v1")
     console.install(app)
     app.include_router(admin_aml.router, prefix="/api/v1")
+    app.include_router(price_alerts.router, prefix="/api/v1")
+    app.include_router(notifications.router, prefix="/api/v1")
     if orders_task_queue is not None:
         app.state.orders_task_queue = orders_task_queue
 

@@ -19,6 +19,13 @@ from models.first_trade_gates import AppropriatenessAttempt, FirstTradeGates
 from models.gdpr import AccountClosure, GdprExportRequest
 from models.idempotency import ApiIdempotencyKey
 from models.ledger import Account, Currency, Hold, LedgerEntry, LedgerTransaction
+from models.live_updates import LiveListener
+from models.notifications import (
+    NotificationDelivery,
+    NotificationOutbox,
+    NotificationPreference,
+    UserNotification,
+)
 from models.orders import Order, ProviderFill, Trade
 from models.payments import (
     BankAccount,
@@ -32,6 +39,7 @@ from models.payments import (
     WithdrawalAddress,
     WithdrawalApproval,
 )
+from models.price_alerts import PriceAlert
 from models.rate_limits import RateLimitWindow
 from models.reconciliation import ReconciliationAck, ReconciliationHalt
 from models.screening import (
@@ -85,6 +93,9 @@ __all__ = [
     "LedgerEntry",
     "LedgerTransaction",
     "ListUpdate",
+    "NotificationDelivery",
+    "NotificationOutbox",
+    "NotificationPreference",
     "Order",
     "PasswordHistory",
     "ProviderFill",
@@ -104,8 +115,11 @@ __all__ = [
     "TotpUsage",
     "Trade",
     "User",
+    "UserNotification",
     "UserStatus",
     "Withdrawal",
     "WithdrawalAddress",
     "WithdrawalApproval",
+    "PriceAlert",
+    "LiveListener",
 ]

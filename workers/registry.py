@@ -27,6 +27,7 @@ from activities.kyc import KycActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.ping import PingActivities
+from activities.price_alerts import PriceAlertActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.screening import ScreeningActivities
 from activities.treasury import TreasuryActivities
@@ -44,6 +45,7 @@ from workflows.hold_audit import HoldAuditWorkflow
 from workflows.kyc import KYCWorkflow
 from workflows.orders import OrderWorkflow
 from workflows.ping import PingWorkflow
+from workflows.price_alerts import PriceAlertsWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.sar import SarWorkflow
 from workflows.screening import SanctionsRefreshWorkflow
@@ -179,6 +181,10 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
     gdpr = GdprActivities(engine=deps.engine, settings=deps.settings, email=deps.email_sender())
     aml = AmlActivities(engine=deps.engine, settings=deps.settings)
     sar = SarActivities(engine=deps.engine, settings=deps.settings)
+    # The router's book sources: the worker's live books when streams are on (no venue call per check).
+    price_alerts = PriceAlertActivities(
+        engine=deps.engine, adapters=lambda: deps.best_execution_router().adapters
+    )
     return {
         task_queues.ORDERS: QueueSpec(
             workflows=[PingWorkflow, OrderWorkflow, CoolingOffWorkflow],
@@ -234,6 +240,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 RetentionWorkflow,
                 AmlSweepWorkflow,
                 SarWorkflow,
+                PriceAlertsWorkflow,
             ],
             activities=[
                 pay.check_float,
@@ -252,6 +259,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 *gdpr_activities(gdpr),
                 aml.sweep,
                 *sar_activities(sar),
+                price_alerts.check,
             ],
         ),
         task_queues.KYC: QueueSpec(

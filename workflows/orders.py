@@ -357,7 +357,8 @@ class OrderWorkflow(OrderPlacement):
 
     async def _done(self, req: OrderRequest, result: SettleResult) -> OrderState:
         workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(result.status.value)])
-        if result.filled_amount > 0:
+        # Unfilled orders are told too (cancelled) since issue 17; older histories did not ask.
+        if result.filled_amount > 0 or workflow.patched("notify-unfilled-orders"):
             try:
                 await workflow.execute_activity_method(
                     OrderActivities.notify,

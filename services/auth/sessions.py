@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.auth import AuthSession, KnownDevice
 from models.users import User
-from services.auth import throttle, totp
+from services.auth import notices, throttle, totp
 from services.auth.audit import audit, log_event
 from services.auth.context import (
     LOGIN_STATUSES,
@@ -38,6 +38,7 @@ from services.auth.errors import (
 )
 from services.auth.hashing import dummy_hash, verify_password
 from services.auth.tokens import token_hash
+from services.notifications import NotificationEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ async def _login_failed(
         audit(session, "auth.lockout", user_id=user_id, ip=client.ip, details={"scope": "account"})
     if ip_locked:
         audit(session, "auth.lockout", user_id=user_id, ip=client.ip, details={"scope": "ip"})
+    if user_id is not None:
+        await notices.failed_logins(session, user_id, now=now, ip=client.ip)
     await session.commit()
 
 
@@ -173,6 +176,14 @@ async def login(
             user_id=user.id,
             ip=client.ip,
             details={"fingerprint": client.fingerprint, "user_agent": client.user_agent[:255]},
+        )
+        await notices.security(
+            session,
+            NotificationEvent.SECURITY_NEW_DEVICE,
+            user.id,
+            when=now,
+            ip=client.ip,
+            user_agent=client.user_agent[:255] or "unknown",
         )
     await session.commit()
     return LoginResult(user=user, tokens=pair, new_device=new_device)
@@ -310,4 +321,8 @@ async def revoke_session(
         ip=ip,
         details={"session_id": str(session_id)},
     )
+    if reason != "logout":
+        await notices.security(
+            session, NotificationEvent.SECURITY_SESSION_REVOKED, user.id, when=utcnow(), ip=ip
+        )
     await session.commit()

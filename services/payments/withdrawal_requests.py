@@ -28,6 +28,7 @@ from services.limits import (
     lock_customer,
     rolling_24h_sum,
 )
+from services.payments import withdrawal_notices
 from services.payments.ids import ZERO
 from services.payments.queries import find_withdrawal, own_withdrawal
 from services.payments.refusals import PaymentRefused
@@ -235,6 +236,10 @@ async def accept_withdrawal(
             rolling_24h_gbp=str(used + notional),
             approvals_required=approvals,
         )
+        if notional > policy.dual_approval_threshold_gbp:
+            await withdrawal_notices.large_withdrawal(
+                conn, withdrawal_id, user_id, currency, amount, notional
+            )
         accepted = AcceptedWithdrawal(
             withdrawal_id=withdrawal_id,
             fee=fee,

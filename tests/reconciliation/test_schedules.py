@@ -26,6 +26,7 @@ from temporal.schedules import (
     CRYPTO_DEPOSIT_SCHEDULE_ID,
     FLOAT_SCHEDULE_ID,
     HOLD_AUDIT_SCHEDULE_ID,
+    PRICE_ALERTS_SCHEDULE_ID,
     RECONCILIATION_SCHEDULE_ID,
     SANCTIONS_SCHEDULE_ID,
     ensure_schedule,
@@ -40,6 +41,7 @@ ALL_IDS = {
     HOLD_AUDIT_SCHEDULE_ID,
     SANCTIONS_SCHEDULE_ID,
     AML_SWEEP_SCHEDULE_ID,
+    PRICE_ALERTS_SCHEDULE_ID,
 }
 
 
@@ -94,6 +96,7 @@ async def test_a_restart_brings_every_schedule_to_the_changed_settings(
             "reconciliation_catchup_minutes": 60,
             "sanctions_refresh_hours": 48,
             "aml_sweep_minutes": 600,
+            "price_alert_check_seconds": 30,
         }
     )
     changed = first.model_copy(
@@ -107,6 +110,7 @@ async def test_a_restart_brings_every_schedule_to_the_changed_settings(
             "reconciliation_catchup_minutes": 30,
             "sanctions_refresh_hours": 72,
             "aml_sweep_minutes": 720,
+            "price_alert_check_seconds": 90,
         }
     )
     assert set(await ensure_schedules(temporal_client, first)) == ALL_IDS
@@ -124,6 +128,7 @@ async def test_a_restart_brings_every_schedule_to_the_changed_settings(
         assert after[RECONCILIATION_SCHEDULE_ID].schedule.policy.catchup_window == timedelta(minutes=30)
         assert _every(after[SANCTIONS_SCHEDULE_ID]) == timedelta(hours=72)
         assert _every(after[AML_SWEEP_SCHEDULE_ID]) == timedelta(minutes=720)
+        assert _every(after[PRICE_ALERTS_SCHEDULE_ID]) == timedelta(seconds=90)
         for desc in after.values():
             assert desc.schedule.policy.overlap is ScheduleOverlapPolicy.SKIP
             assert desc.info.last_updated_at is not None  # each was updated in place...

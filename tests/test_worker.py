@@ -72,6 +72,7 @@ def test_production_wiring_sends_customer_email_through_sendgrid(engine: AsyncEn
             "database_url": "postgresql://broker@db.internal:5432/broker",
             "temporal_address": "temporal.internal:7233",
             "public_base_url": "https://broker.example",
+            "staff_ip_allowlist": "10.20.0.0/16",
             **{name: _strong_secret(name) for name in DEV_SECRETS},
         }
     )

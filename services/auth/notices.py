@@ -90,8 +90,9 @@ async def failed_logins(session: AsyncSession, user_id: uuid.UUID, *, now: datet
     from services.alerts import alert
 
     await session.flush()
+    conn = await session.connection()
     count = (
-        await session.execute(
+        await conn.execute(
             text(
                 "SELECT count(*) FROM audit_log WHERE actor_id = :u AND action = 'auth.login.failed' "
                 "AND created_at > :since"
@@ -100,7 +101,6 @@ async def failed_logins(session: AsyncSession, user_id: uuid.UUID, *, now: datet
         )
     ).scalar_one()
     if count == FAILED_LOGINS_ALERT + 1:
-        conn = await session.connection()
         await alert(
             conn,
             "ops.alert.failed_logins",

@@ -57,4 +57,5 @@ async def enqueue(
     }
     # No NOTIFY here: it would take PostgreSQL's global notify lock at the commit of every business
     # transaction (orders, withdrawals); the dispatchers poll (`NOTIFICATION_POLL_SECONDS`) instead.
-    await session.execute(_INSERT, params)
+    conn = await session.connection() if isinstance(session, AsyncSession) else session
+    await conn.execute(_INSERT, params)

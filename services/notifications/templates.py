@@ -40,6 +40,7 @@ OPS_TITLES = {
 
 # Every status not named here reads "under review": the customer never learns why (no tipping off).
 KYC_STATUS_WORDS = {
+    "IN_REVIEW": "in review",
     "APPROVED": "approved",
     "REJECTED": "rejected",
     "RESUBMIT_REQUESTED": "resubmit requested",

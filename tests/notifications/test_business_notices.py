@@ -92,3 +92,34 @@ async def test_withdrawal_statuses_are_told_without_a_reason(stack: Stack) -> No
             )
         ).all()  # fmt: skip
     assert len(ops) == 1 and ops[0][1]["details"]["notional_gbp"] == "60000.00"
+
+
+async def test_more_than_five_failed_logins_in_15_minutes_alert_ops_once(stack: Stack) -> None:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    from services.auth import notices
+    from services.auth.context import utcnow
+
+    customer = await stack.customer()
+    for attempt in range(1, 8):
+        async with AsyncSession(stack.engine) as session:
+            conn = await session.connection()
+            await conn.execute(
+                text(
+                    "INSERT INTO audit_log (id, actor_id, actor_type, action, target_type, target_id) "
+                    "VALUES (:id, :u, 'user', 'auth.login.failed', 'user', :t)"
+                ),
+                {"id": uuid.uuid4(), "u": customer.id, "t": str(customer.id)},
+            )
+            await notices.failed_logins(session, customer.id, now=utcnow(), ip="192.0.2.1")
+            await session.commit()
+        async with stack.engine.connect() as c:
+            alerts = (
+                await c.execute(
+                    text("SELECT payload FROM notification_outbox WHERE event = 'ops_failed_logins' "
+                         "AND payload->>'summary' LIKE :u"),
+                    {"u": f"%{customer.id}%"},
+                )
+            ).all()  # fmt: skip
+        assert len(alerts) == (1 if attempt >= 6 else 0), attempt  # the 6th failure, and only once
+    assert alerts[0][0]["details"]["failures"] == "6"

@@ -40,7 +40,7 @@ SAMPLES: dict[NotificationEvent, tuple[dict[str, Any], str, str]] = {
     NotificationEvent.ORDER_CANCELLED: ({"order_id": "o-2", "side": "buy", "symbol": "BTC-GBP"},
                                         "Order cancelled", "nothing was traded"),
     NotificationEvent.LARGE_TRADE: ({**ORDER, "total_gbp": "12500"}, "£12,500.00", "If this was not you"),
-    NotificationEvent.KYC_STATUS_CHANGED: ({"status": "IN_REVIEW"}, "Identity verification: under review", ""),
+    NotificationEvent.KYC_STATUS_CHANGED: ({"status": "IN_REVIEW"}, "Identity verification: in review", "being reviewed"),
     NotificationEvent.SECURITY_NEW_DEVICE: ({"when": WHEN, "ip": "198.51.100.7", "user_agent": "Firefox"},
                                             "New sign-in", "198.51.100.7"),
     NotificationEvent.SECURITY_PASSWORD_CHANGED: ({"when": WHEN, "ip": "198.51.100.7", "how": "changed"},

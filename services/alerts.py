@@ -16,11 +16,20 @@ log = logging.getLogger("broker.alerts")
 
 
 async def alert(
-    conn: AsyncConnection, action: str, *, target_type: str, target_id: str, **details: Any
+    conn: AsyncConnection,
+    action: str,
+    *,
+    target_type: str,
+    target_id: str,
+    dedupe_key: str | None = None,
+    **details: Any,
 ) -> None:
-    """An ops alert: a warning log line (paging picks it up) and an audit row in the caller's transaction."""
+    """An ops alert: a warning log line (paging picks it up), the ops notification and an audit row, in
+    the caller's transaction. `dedupe_key`: ops are notified once per key (default: every alert)."""
     log.warning(json.dumps({"alert": action, "target": target_id, **details}, default=str))
-    await ops_notice(conn, action, target_type=target_type, target_id=target_id, **details)
+    await ops_notice(
+        conn, action, target_type=target_type, target_id=target_id, dedupe_key=dedupe_key, **details
+    )
     await audit_log.record(conn, action, target_type=target_type, target_id=target_id, details=details)
 
 
@@ -35,7 +44,13 @@ _OPS_EVENTS = {
 
 
 async def ops_notice(
-    conn: AsyncConnection, action: str, *, target_type: str, target_id: str, **details: Any
+    conn: AsyncConnection,
+    action: str,
+    *,
+    target_type: str,
+    target_id: str,
+    dedupe_key: str | None = None,
+    **details: Any,
 ) -> None:
     """The ops mailbox and webhook notification of an alert, in the caller's transaction (the outbox)."""
     from services.notifications import enqueue
@@ -47,7 +62,7 @@ async def ops_notice(
         event=event,
         user_id=None,
         payload={"summary": summary, "details": {k: str(v) for k, v in details.items()}},
-        dedupe_key=f"{action}:{target_id}:{uuid.uuid4()}",
+        dedupe_key=dedupe_key or f"{action}:{target_id}:{uuid.uuid4()}",
     )
 
 

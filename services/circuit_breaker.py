@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -120,6 +121,8 @@ class CircuitBreakers:
     failure_threshold: int = 3
     cool_down_s: float = 30.0
     window_s: float = 300.0
+    # Told the provider's name when its breaker opens (not while it stays open): the venue-down ops alert.
+    on_open: Callable[[str], None] | None = None
     _by_provider: dict[str, CircuitBreaker] = field(default_factory=dict)
 
     def get(self, provider: str) -> CircuitBreaker:
@@ -141,7 +144,11 @@ class CircuitBreakers:
         self.get(provider).record_success()
 
     def record_failure(self, provider: str) -> None:
-        self.get(provider).record_failure(self.clock.monotonic())
+        breaker = self.get(provider)
+        was_open = breaker.state is BreakerState.OPEN
+        breaker.record_failure(self.clock.monotonic())
+        if not was_open and breaker.state is BreakerState.OPEN and self.on_open is not None:
+            self.on_open(provider)
 
     def consecutive_failures(self, provider: str) -> int:
         return self.get(provider).consecutive_failures

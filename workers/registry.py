@@ -35,6 +35,7 @@ from config import Settings
 from providers.exchanges.base import ExecutionAdapter
 from services.ledger import Ledger
 from services.router import Router, RouterParams
+from services.venue_alerts import VenueDownAlerts
 from temporal import task_queues
 from workflows.aml import AmlSweepWorkflow
 from workflows.deposits import CryptoDepositPollWorkflow, DepositWorkflow
@@ -109,7 +110,10 @@ class Dependencies:
             if self.settings.market_data_streams and self.adapters_from_settings:
                 exchanges = self.live_book_sources(exchanges)
             self.router = Router(
-                exchanges, otc=adapters.get("otc"), params=RouterParams.from_settings(self.settings)
+                exchanges,
+                otc=adapters.get("otc"),
+                params=RouterParams.from_settings(self.settings),
+                on_venue_down=VenueDownAlerts(self.engine).raise_for,
             )
         return self.router
 

@@ -5,7 +5,7 @@ circuit breakers, and hands the answers to the pure `decision.decide`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Protocol
@@ -70,6 +70,7 @@ class Router:
         otc: the OTC desk, priced from its `order_book` like any venue; None disables OTC routing.
         params: thresholds, deadline and breaker parameters.
         clock: monotonic time for latencies and cool-downs, wall time for record timestamps.
+        on_venue_down: told a venue's name when its breaker opens (`services.venue_alerts`).
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class Router:
         otc: BookSource | None = None,
         params: RouterParams | None = None,
         clock: Clock | None = None,
+        on_venue_down: Callable[[str], None] | None = None,
     ) -> None:
         self.adapters = dict(adapters)
         self.otc = otc
@@ -88,6 +90,7 @@ class Router:
             failure_threshold=self.params.failure_threshold,
             cool_down_s=self.params.cool_down_s,
             window_s=self.params.reliability_window_s,
+            on_open=on_venue_down,
         )
 
     # -- breaker feedback from the order saga --

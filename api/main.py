@@ -22,6 +22,7 @@ from api.ratelimit import RateLimitMiddleware, RateLimits, sweep_expired_windows
 from api.routes import (
     accounts,
     admin,
+    admin_adjustments,
     admin_orders,
     auth,
     bank_accounts,
@@ -133,6 +134,7 @@ def create_app(
     app.include_router(market.router, prefix="/api/v1")
     app.include_router(ws.router, prefix="/api/v1")
     app.include_router(kyc.router, prefix="/api/v1")
+    app.include_router(admin_adjustments.router, prefix="/api/v1")
     if orders_task_queue is not None:
         app.state.orders_task_queue = orders_task_queue
 

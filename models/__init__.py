@@ -3,6 +3,7 @@
 Importing this package registers every table on `SQLModel.metadata` (Alembic relies on it).
 """
 
+from models.adjustments import LedgerAdjustment
 from models.auth import AuthSession, AuthThrottle, KnownDevice, PasswordHistory, TotpUsage
 from models.compliance import (
     AmlCheck,
@@ -45,6 +46,7 @@ from models.users import StaffRole, User, UserStatus
 
 __all__ = [
     "Account",
+    "LedgerAdjustment",
     "AmlCheck",
     "AppropriatenessAttempt",
     "ApiIdempotencyKey",

@@ -13,9 +13,12 @@ $(STAMP): pyproject.toml
 	@# pyicu (under rigour, sanctions screening) builds from source: ICU headers and a C++ compiler.
 	@dpkg -s libicu-dev g++ pkg-config >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libicu-dev g++ pkg-config)
+	@# The console's browser tests drive Debian's Chromium (Playwright never downloads a browser).
+	@dpkg -s chromium >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,local]'
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pip install --quiet -e '.[dev,local]'
 	@touch $(STAMP)
 
 .PHONY: install

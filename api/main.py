@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api import errors
+from api import console, docs, errors
+from api.console.allowlist import StaffAllowlistMiddleware, parse_networks
 from api.deps import TemporalHandle, VenueAdapters
 from api.errors import DATABASE_DOWN
 from api.input_guard import ControlCharacterGuard
@@ -117,8 +118,10 @@ def create_app(
         version="0.1.0",
         summary="UK retail crypto broker: GBP in, BTC/ETH/BNB best-execution trading, GBP and crypto out.",
         lifespan=lifespan,
+        docs_url=None,  # served by `docs.install` from local Swagger UI assets
     )
     errors.install(app)
+    docs.install(app)
     app.include_router(health.router)
     app.include_router(auth.router, prefix="/api/v1")
     for payments_router in (deposits.router, withdrawals.router, bank_accounts.router):
@@ -135,12 +138,15 @@ def create_app(
     app.include_router(ws.router, prefix="/api/v1")
     app.include_router(kyc.router, prefix="/api/v1")
     app.include_router(admin_adjustments.router, prefix="/api/v1")
+    console.install(app)
     if orders_task_queue is not None:
         app.state.orders_task_queue = orders_task_queue
 
     app.state.auth = AuthConfig.from_settings(settings, auth_policy)
     app.state.email_sender = email_sender or EmailSender.from_settings(settings)
     app.state.rate_limits = rate_limits or RateLimits()
+    # Staff routes (/console, /api/v1/admin*) answer only STAFF_IP_ALLOWLIST, before anything else runs.
+    app.add_middleware(StaffAllowlistMiddleware, networks=parse_networks(settings.staff_ip_allowlist))
     # Added last = runs first: every request, including rate-limited ones, gets an id and a log line.
     app.add_middleware(RateLimitMiddleware, limits=app.state.rate_limits, tokens=app.state.auth.tokens)
     app.add_middleware(ControlCharacterGuard, raw_body_paths=frozenset({"/api/v1/webhooks/bank"}))

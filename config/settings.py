@@ -223,6 +223,14 @@ class Settings(BaseSettings):
     # "customer" (taken from the customer's withdrawal fee, the house covering any excess).
     crypto_network_fee_payer: Literal["house", "customer"] = "house"
     decision_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)  # staff approval tokens
+    # The staff console (api/console): a staff session ends after this long without a request, and at
+    # the latest after `console_session_max_seconds`. Staff routes (/console, /api/v1/admin*) answer only
+    # addresses in `staff_ip_allowlist` (comma-separated IPs or CIDRs; empty: every address, refused in
+    # production). `temporal_ui_url` is where the console links each saga (empty: the local dev UI).
+    console_idle_timeout_seconds: int = Field(default=15 * 60, ge=30)
+    console_session_max_seconds: int = Field(default=12 * 3600, ge=60)
+    staff_ip_allowlist: str = ""
+    temporal_ui_url: str = ""
     # A payer account the customer confirmed (TOTP) can receive GBP withdrawals only after this long:
     # time for the confirmation email to reach a customer whose login was taken over. The dev stack
     # sets it short so `make demo` need not wait a day.
@@ -361,6 +369,8 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "production mode refuses FORWARDED_ALLOW_IPS=*: it lets every client choose its address"
                 )
+            if not self.staff_ip_allowlist.strip():
+                raise ValueError("production mode needs STAFF_IP_ALLOWLIST: the addresses staff work from")
             if is_local_url(self.public_base_url) or urlsplit(self.public_base_url).scheme != "https":
                 raise ValueError(
                     "production mode needs PUBLIC_BASE_URL: the https:// address customers reach the API at"

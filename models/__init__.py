@@ -4,6 +4,7 @@ Importing this package registers every table on `SQLModel.metadata` (Alembic rel
 """
 
 from models.adjustments import LedgerAdjustment
+from models.audit import AuditChainHead
 from models.auth import AuthSession, AuthThrottle, KnownDevice, PasswordHistory, TotpUsage
 from models.compliance import (
     AmlCheck,
@@ -41,6 +42,7 @@ from models.screening import (
     ScreeningDismissal,
     ScreeningSubject,
 )
+from models.staff import StaffSession
 from models.treasury import FloatTransfer, FloatTransferApproval
 from models.users import StaffRole, User, UserStatus
 
@@ -50,6 +52,7 @@ __all__ = [
     "AmlCheck",
     "AppropriatenessAttempt",
     "ApiIdempotencyKey",
+    "AuditChainHead",
     "AuditLog",
     "AuthSession",
     "AuthThrottle",
@@ -87,6 +90,7 @@ __all__ = [
     "ScreeningDismissal",
     "ScreeningSubject",
     "StaffRole",
+    "StaffSession",
     "TotpUsage",
     "Trade",
     "User",

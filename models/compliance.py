@@ -1,4 +1,5 @@
-"""KYC submissions, AML checks, reconciliation runs and the append-only audit log (docs/architecture.md §C.5,
+"""KYC submissions, AML checks, reconciliation runs (the append-only audit log, re-exported here, lives in
+`models/audit.py`) (docs/architecture.md §C.5,
 §C.6, §7)."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, Column, Index, LargeBinary, String, text
 from sqlmodel import Field, SQLModel
 
+from models.audit import AuditLog as AuditLog  # re-exported: its historic import path
 from models.columns import jsonb, money, timestamp
 
 KYC_STATUSES = (
@@ -119,23 +121,3 @@ class ReconciliationRun(SQLModel, table=True):
     cut_off: datetime | None = Field(default=None, sa_column=timestamp(nullable=True, now=False))
     in_flight: Decimal | None = Field(default=None, sa_column=money(nullable=True))
     customer_liabilities: Decimal | None = Field(default=None, sa_column=money(nullable=True))
-
-
-class AuditLog(SQLModel, table=True):
-    """Who did what to what. Append-only: the database refuses UPDATE and DELETE."""
-
-    __tablename__ = "audit_log"
-    __table_args__ = (
-        Index("ix_audit_log_target", "target_type", "target_id"),
-        Index("ix_audit_log_actor_created", "actor_id", "created_at"),
-    )
-
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    actor_id: uuid.UUID | None = None
-    actor_type: str = Field(default="system", max_length=20, sa_column_kwargs={"server_default": "system"})
-    action: str = Field(max_length=100)
-    target_type: str | None = Field(default=None, max_length=50)
-    target_id: str | None = Field(default=None, max_length=100)
-    details: dict[str, Any] | None = Field(default=None, sa_column=jsonb())
-    ip: str | None = Field(default=None, max_length=64)
-    created_at: datetime | None = Field(default=None, sa_column=timestamp())

@@ -23,6 +23,7 @@ class UserStatus(StrEnum):
 
 
 class StaffRole(StrEnum):
+    SUPPORT = "support"
     APPROVER = "approver"
     OPS = "ops"
     COMPLIANCE = "compliance"
@@ -35,7 +36,8 @@ class User(SQLModel, table=True):
         CheckConstraint("kyc_tier BETWEEN 0 AND 3", name="ck_users_kyc_tier"),
         CheckConstraint("status IN ('ACTIVE', 'FROZEN', 'SUSPENDED', 'CLOSED')", name="ck_users_status"),
         CheckConstraint(
-            "roles <@ ARRAY['approver', 'ops', 'compliance', 'admin']::text[]", name="ck_users_roles"
+            "roles <@ ARRAY['support', 'approver', 'ops', 'compliance', 'admin']::text[]",
+            name="ck_users_roles",
         ),
     )
 

@@ -17,6 +17,7 @@ BASE = {
     "database_url": "postgresql://db/x",
     "temporal_address": "t:7233",
     "public_base_url": "https://api.broker.example",
+    "staff_ip_allowlist": "10.20.0.0/16",
 }
 
 
@@ -112,3 +113,8 @@ def test_public_base_url_follows_the_api_port_unless_set() -> None:
     assert Settings(environment="test").public_base_url == "http://localhost:8000"
     explicit = Settings(environment="development", api_port=8123, public_base_url="https://x.example")
     assert explicit.public_base_url == "https://x.example"
+
+
+def test_production_needs_a_staff_ip_allowlist() -> None:
+    with pytest.raises(ValidationError, match="STAFF_IP_ALLOWLIST"):
+        production(staff_ip_allowlist="")

@@ -73,6 +73,13 @@ class MarketState:
         """Called once from the API lifespan: builds the market data (and starts the live books)."""
         self.market()
 
+    def health_sources(self) -> tuple[Any, BookKeeper | None, list[str]]:
+        """For the console's dashboard: the router's circuit breakers, the live books (None when not
+        streamed) and the venues, without building anything that is not built yet."""
+        if self._market is None:
+            return None, self._keeper, []
+        return self._market.router.breakers, self._keeper, self._market.venues()
+
     def ticker(self) -> PriceTicker:
         if self._ticker is None:
             self._ticker = PriceTicker(self.market())

@@ -1,0 +1,63 @@
+"""Staff sign in to the console with password and TOTP, in a real browser; customers never get in."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import text
+
+from tests.console.conftest import Console, make_staff
+from tests.payments.conftest import Stack, make_user
+
+
+async def test_staff_log_in_with_totp_and_see_the_dashboard(stack: Stack, console: Console) -> None:
+    ops = await make_staff(stack, ["ops"])
+    page = await console.login(ops)
+    assert ops.email in await page.inner_text("#who")
+    assert await page.inner_text("#health-postgres") == "PostgreSQL\nok"
+    await console.shot(page, "dashboard")
+    cookies = {c["name"]: c for c in await page.context.cookies()}
+    session = cookies["broker_console"]
+    assert session["httpOnly"] and session["secure"] and session["sameSite"] == "Strict"
+    async with stack.engine.connect() as conn:
+        actions = (
+            await conn.execute(
+                text("SELECT action, actor_type FROM audit_log WHERE actor_id = :u ORDER BY seq"),
+                {"u": ops.id},
+            )
+        ).all()
+    assert ("staff.login", "staff") in actions
+
+
+async def test_a_wrong_totp_code_is_refused(stack: Stack, console: Console) -> None:
+    ops = await make_staff(stack, ["ops"])
+    page = await console.page()
+    await page.goto(console.url("/login"))
+    await page.fill("#email", ops.email)
+    await page.fill("#password", ops.password)
+    await page.fill("#totp_code", "000000" if ops.next_code() != "000000" else "111111")
+    await page.click("#login")
+    alert = page.locator("#flash [role=alert]")
+    await alert.wait_for()
+    assert "not valid" in await alert.inner_text()
+    await console.shot(page, "login-refused")
+    assert page.url == console.url("/login")
+
+
+async def test_a_customer_cannot_reach_the_console(stack: Stack, console: Console) -> None:
+    customer = await make_user(stack, roles=[])
+    async with httpx.AsyncClient(base_url=stack.api_url, follow_redirects=False) as c:
+        r = await c.get("/console", headers={"Authorization": f"Bearer {customer.token}"})
+        assert r.status_code == 303 and r.headers["location"] == "/console/login"
+        r = await c.get("/console", cookies={"broker_console": customer.token})
+        assert r.status_code == 303
+    # The customer's own password does not open a console session either.
+    page = await console.page()
+    await page.goto(console.url("/login"))
+    await page.fill("#email", customer.email)
+    await page.fill("#password", "Correct-Horse-9-battery")
+    await page.fill("#totp_code", customer.next_code())
+    await page.click("#login")
+    alert = page.locator("#flash [role=alert]")
+    await alert.wait_for()
+    assert "incorrect" in await alert.inner_text()
+    assert not [c for c in await page.context.cookies() if c["name"] == "broker_console"]

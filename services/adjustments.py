@@ -35,7 +35,7 @@ from models.adjustments import (
     AdjustmentStatus,
 )
 from models.assets import PrecisionError, UnknownCurrency, check_scale
-from services.alerts import audit
+from services import audit
 from services.errors import DomainError
 from services.ledger import House, Ledger, Leg, Posting
 
@@ -175,9 +175,9 @@ async def _refused(
 ) -> None:
     """Audit a refused step in a transaction of its own (the step itself wrote nothing)."""
     async with engine.begin() as conn:
-        await audit(
+        await audit.record(
             conn, action, actor_id=staff_id, actor_type="staff", target_type="ledger_adjustment",
-            target_id=str(adjustment_id), refusal=why, ip=ip,
+            target_id=adjustment_id, details={"refusal": why}, ip=ip,
         )  # fmt: skip
 
 
@@ -221,12 +221,16 @@ async def propose(
             if not same:
                 raise AdjustmentDecided("a different proposal was made with this id")
             return _out(first)
-        await audit(
+        after = {
+            "status": "PROPOSED",
+            "currency": proposal.currency,
+            "legs": legs_json,
+            "reason": proposal.reason,
+        }
+        await audit.record(
             conn, "adjustment.proposed", actor_id=maker_id, actor_type="staff",
-            target_type="ledger_adjustment", target_id=str(adjustment_id), before=None,
-            after={"status": "PROPOSED", "currency": proposal.currency, "legs": legs_json,
-                   "reason": proposal.reason},
-            ip=ip,
+            target_type="ledger_adjustment", target_id=adjustment_id, ip=ip,
+            details={"before": None, "after": after},
         )  # fmt: skip
         return _out(inserted)
 
@@ -294,11 +298,12 @@ async def approve(
                     {"c": checker_id, "r": reason, "tx": result.transaction_id, "id": adjustment_id},
                 )
             ).one()
-            await audit(
+            after = {"status": "POSTED", "transaction_id": str(result.transaction_id)}
+            await audit.record(
                 conn, "adjustment.posted", actor_id=checker_id, actor_type="staff",
-                target_type="ledger_adjustment", target_id=str(adjustment_id), before={"status": "PROPOSED"},
-                after={"status": "POSTED", "transaction_id": str(result.transaction_id)},
-                maker_id=str(row.maker_id), reason=reason, ip=ip,
+                target_type="ledger_adjustment", target_id=adjustment_id, ip=ip,
+                details={"before": {"status": "PROPOSED"}, "after": after, "maker_id": str(row.maker_id),
+                         "reason": reason},
             )  # fmt: skip
             return _out(done)
     except FourEyesRefused as e:
@@ -353,10 +358,11 @@ async def reject(
                     {"c": checker_id, "r": reason, "id": adjustment_id},
                 )
             ).one()
-            await audit(
+            await audit.record(
                 conn, "adjustment.rejected", actor_id=checker_id, actor_type="staff",
-                target_type="ledger_adjustment", target_id=str(adjustment_id), before={"status": "PROPOSED"},
-                after={"status": "REJECTED"}, maker_id=str(row.maker_id), reason=reason, ip=ip,
+                target_type="ledger_adjustment", target_id=adjustment_id, ip=ip,
+                details={"before": {"status": "PROPOSED"}, "after": {"status": "REJECTED"},
+                         "maker_id": str(row.maker_id), "reason": reason},
             )  # fmt: skip
             return _out(done)
     except FourEyesRefused as e:

@@ -247,7 +247,7 @@ async def admin_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         ),
     )
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("10.9.8.7", 40000))
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
 

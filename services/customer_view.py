@@ -79,6 +79,22 @@ async def search(engine: AsyncEngine, query: str) -> list[CustomerHit]:
     return [CustomerHit.model_validate(r._mapping) for r in rows]
 
 
+async def find_id(engine: AsyncEngine, ref: str) -> uuid.UUID:
+    """The user named by `ref`: their id, or their exact email (case-insensitive); CustomerNotFound else."""
+    ref = ref.strip()
+    try:
+        return (await _profile(engine, uuid.UUID(ref))).id
+    except ValueError:
+        pass
+    async with engine.connect() as conn:
+        found = (
+            await conn.execute(text("SELECT id FROM users WHERE lower(email) = lower(:e)"), {"e": ref})
+        ).scalar_one_or_none()
+    if found is None:
+        raise CustomerNotFound(f"no customer {ref!r}")
+    return uuid.UUID(str(found))
+
+
 async def view(
     engine: AsyncEngine, ledger: Ledger, user_id: uuid.UUID, *, include_compliance: bool = False
 ) -> CustomerView:

@@ -15,13 +15,14 @@ from fastapi.staticfiles import StaticFiles
 
 from api.console.deps import ConsoleForbidden, ConsoleLoginRequired, current_staff
 from api.console.routes import dashboard, login
+from api.console.screens import ROUTERS as SCREENS
 from api.console.templating import HERE, render
 from services.staff.permissions import DESCRIPTIONS
 
 PREFIX = "/console"
 
 # The screens' routers, each with paths relative to /console ("" is the dashboard itself).
-ROUTERS: list[APIRouter] = [login.router, dashboard.router]
+ROUTERS: list[APIRouter] = [login.router, dashboard.router, *SCREENS]
 
 # Every console answer: no caching of staff pages, no framing, scripts and styles from us only.
 SECURITY_HEADERS = {

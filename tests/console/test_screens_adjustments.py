@@ -27,6 +27,8 @@ from models.adjustments import AdjustmentLeg, AdjustmentProposalIn, AdjustmentSt
 from services import adjustments
 from services.ledger import House, HouseAccount, Ledger, Leg, Posting, verify_accounts
 from services.passwords import hash_password
+from tests.console.conftest import Console, make_staff
+from tests.payments.conftest import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -356,3 +358,68 @@ async def test_over_http_each_step_needs_its_role_and_totp_and_the_maker_gets_40
     assert len(await _journals(engine, uuid.UUID(adjustment_id))) == 1
     r = await admin_api.get("/api/v1/admin/adjustments", headers={"Authorization": f"Bearer {checker.token}"})
     assert r.status_code == 200 and adjustment_id in {a["id"] for a in r.json()}
+
+
+# --- in the browser -----------------------------------------------------------------------------------
+
+
+async def test_in_the_console_ops_propose_and_a_different_approver_approves_with_totp(
+    stack: Stack, console: Console, ledger: Ledger
+) -> None:
+    customer = await _funded_customer(ledger, "40.00")
+    email = f"adj-{customer.hex[:12]}@example.com"
+    maker = await make_staff(stack, ["ops"])
+    checker = await make_staff(stack, ["approver"])
+
+    page = await console.login(maker)
+    await page.click("nav >> text=Adjustments")
+    await page.fill("#leg-account-0", email)
+    await page.fill("#leg-amount-0", "25.00")
+    await page.fill("#leg-account-1", "house:suspense")
+    await page.fill("#leg-amount-1", "-25.00")
+    await page.fill("#adj-reason", "refund of a duplicate card fee (ticket OPS-42)")
+    await page.fill("#adj-totp", maker.next_code())
+    await page.click("#propose")
+    row = page.locator("#adjustments tr[data-status=PROPOSED]", has_text="OPS-42")
+    await row.wait_for()
+    await console.shot(page, "adjustments-proposed")
+    adjustment_id = uuid.UUID((await row.get_attribute("id") or "").removeprefix("adj-"))
+    assert await _journals(stack.engine, adjustment_id) == [], "nothing is posted before approval"
+    # The maker has no approver role: no approvals page for them, and no link to it.
+    assert await page.locator("nav >> text=Adjustment approvals").count() == 0
+    response = await page.goto(console.url("/adjustments/approvals"))
+    assert response is not None and response.status == 403
+    await console.shot(page, "adjustments-approvals-forbidden")
+
+    page = await console.login(checker)
+    await page.click("nav >> text=Adjustment approvals")
+    waiting = page.locator(f"#adj-{adjustment_id}")
+    assert await page.locator("#propose").count() == 0, "an approver alone does not propose"
+    await waiting.locator(".approve-form input[name=reason]").fill("matches the card processor's report")
+    await waiting.locator(".approve-form input[name=totp_code]").fill(checker.next_code())
+    await console.shot(page, "adjustments-approval")
+    await waiting.locator("button.approve").click()
+    await page.locator("#decided tr", has_text="OPS-42").wait_for()
+    await console.shot(page, "adjustments-approved")
+    assert await page.locator(f"#adj-{adjustment_id}").count() == 0
+
+    journals = await _journals(stack.engine, adjustment_id)
+    assert len(journals) == 1 and journals[0].total == 0
+    assert (await ledger.balances(customer))[0].balance == Decimal("65.00")
+    actions = await _audit(stack.engine, adjustment_id)
+    assert ("adjustment.proposed", maker.id) in actions and ("adjustment.posted", checker.id) in actions
+
+
+async def test_in_the_console_the_maker_sees_no_approve_button_on_their_own_proposal(
+    stack: Stack, console: Console, ledger: Ledger
+) -> None:
+    customer = await _funded_customer(ledger)
+    both = await make_staff(stack, ["ops", "approver"])
+    await adjustments.propose(stack.engine, maker_id=both.id, proposal=_proposal(customer))
+    page = await console.login(both)
+    await page.goto(console.url("/adjustments/approvals"))
+    mine = page.locator("#adjustments tr", has_text="ticket OPS-17").filter(has_text=str(both.id)).first
+    await mine.wait_for()
+    assert "another approver decides" in await mine.inner_text()
+    assert await mine.locator("button.approve").count() == 0
+    await console.shot(page, "adjustments-own-proposal")

@@ -9,6 +9,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest_asyncio
 from sqlalchemy import text
@@ -25,9 +26,10 @@ async def halted(stack: Stack) -> AsyncIterator[uuid.UUID]:
     """A run that found BNB short at the venue, and the halt it set, already followed by two clean runs
     (what the resume needs); the halt is removed afterwards whatever the test did."""
     run_id = uuid.uuid4()
-    details = {
+    why = "BNB: venues hold 0.50000000 less than the books (tolerance 0.00000100)"
+    details: dict[str, Any] = {
         "trigger": "schedule",
-        "reasons": ["BNB: venues hold 0.50000000 less than the books (tolerance 0.00000100)"],
+        "reasons": [why],
         "unmatched_fills": [
             {"venue": "binance", "trade_id": "bn-778812", "symbol": "BNB-GBP", "amount": "0.5"}
         ],
@@ -56,7 +58,7 @@ async def halted(stack: Stack) -> AsyncIterator[uuid.UUID]:
                 "INSERT INTO reconciliation_halts (currency, run_id, reasons, clean_runs) "
                 "VALUES (:c, :r, :why, 2)"
             ),
-            {"c": CURRENCY, "r": run_id, "why": details["reasons"][0]},
+            {"c": CURRENCY, "r": run_id, "why": why},
         )
         await conn.execute(
             text("INSERT INTO currency_halts (currency, reason) VALUES (:c, :why)"),

@@ -34,7 +34,7 @@ from models.customer_view import (
 )
 from models.market import BestExecutionRecord
 from models.users import User
-from services import account_views, kyc, payments
+from services import account_views, audit, kyc, payments
 from services.auth import sessions as auth_sessions
 from services.errors import DomainError
 from services.ledger import Ledger, verify_accounts
@@ -116,6 +116,17 @@ async def view(
         notifications=await _notifications(engine, user_id),
         audit=await _audit(engine, user_id, include_compliance=include_compliance),
     )
+
+
+async def record_view(
+    engine: AsyncEngine, *, staff_id: uuid.UUID, user_id: uuid.UUID, ip: str | None
+) -> None:
+    """Audit that a staff member opened a customer's data (who looked at whom, from where)."""
+    async with engine.begin() as conn:
+        await audit.record(
+            conn, "staff.customer.viewed", actor_id=staff_id, actor_type="staff", target_type="user",
+            target_id=user_id, ip=ip,
+        )  # fmt: skip
 
 
 async def ledger_trail(

@@ -22,6 +22,8 @@ from devstack.postgres import EmbeddedPostgres
 from models.database import async_engine
 from services import customer_view
 from services.ledger import House, HouseAccount, Ledger, Leg, Posting
+from tests.console.conftest import Console, make_staff
+from tests.payments.conftest import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -177,3 +179,45 @@ async def test_the_chain_check_names_an_entry_altered_behind_the_ledgers_back(
         c.execute("ALTER TABLE ledger_entries ENABLE TRIGGER USER")
     chain = (await customer_view.ledger_trail(engine, ledger, user_id)).chain
     assert not chain.ok and chain.problem is not None and "seq 2" in chain.problem
+
+
+# --- in the browser -----------------------------------------------------------------------------------
+
+
+async def test_in_the_console_the_customer_view_shows_balances_and_a_verified_ledger_trail(
+    stack: Stack, console: Console, ledger: Ledger
+) -> None:
+    user_id = await _customer(stack.engine, first="Mary", last="Somerville")
+    await _pay_in(ledger, user_id, "GBP", "250.00")
+    await _pay_in(ledger, user_id, "ETH", "1.25000000")
+    support = await make_staff(stack, ["support"])
+
+    page = await console.login(support)
+    await page.click("nav >> text=Customers")
+    await page.fill("#q", f"cv-{user_id.hex[:12]}")
+    await page.click("#search")
+    await page.locator("#hits a", has_text=f"cv-{user_id.hex[:12]}").click()
+    await page.wait_for_url(console.url(f"/customers/{user_id}"))
+    assert await page.inner_text("#balances tr[data-currency=GBP] .balance") == "250.00"
+    assert await page.inner_text("#balances tr[data-currency=ETH] .balance") == "1.25000000"
+    chain = await page.inner_text("#chain")
+    assert "Hash chain verified: 2 accounts, 2 entries" in chain, chain
+    assert await page.locator("#ledger tr", has_text="deposit").count() == 2
+    await console.shot(page, "customer-view")
+    async with stack.engine.connect() as conn:
+        looked = (
+            await conn.execute(
+                text(
+                    "SELECT actor_id, ip FROM audit_log "
+                    "WHERE action = 'staff.customer.viewed' AND target_id = :u"
+                ),
+                {"u": str(user_id)},
+            )
+        ).all()
+    assert [tuple(r) for r in looked] == [(support.id, "127.0.0.1")], "who looked at whom is audited"
+
+    # Support staff have no adjustments screen: no link, and a 403 page naming the permission.
+    assert await page.locator("nav >> text=Adjustments").count() == 0
+    response = await page.goto(console.url("/adjustments"))
+    assert response is not None and response.status == 403
+    assert "adjustment.propose" in await page.inner_text("#error-detail")

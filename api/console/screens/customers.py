@@ -40,10 +40,11 @@ async def customer_page(
     user_id: uuid.UUID, request: Request, staff: Viewer, engine: EngineDep, ledger: LedgerDep,
     settings: SettingsDep,
 ) -> HTMLResponse:  # fmt: skip
-    """Everything about one customer."""
+    """Everything about one customer (the look is audited)."""
     shown = await customer_view.view(
         engine, ledger, user_id, include_compliance=staff.can(Permission.AML_CASES)
     )
+    await customer_view.record_view(engine, staff_id=staff.user.id, user_id=user_id, ip=staff.ip)
     return render(
         request, "customer.html", staff, c=shown, temporal=temporal_ui(settings), order_wf=order_workflow_id,
         kyc_wf=kyc_workflow_id, withdrawal_wf=withdrawal_workflow_id,

@@ -122,3 +122,5 @@ class AdjustmentOut(BaseModel):
     transaction_id: uuid.UUID | None
     created_at: datetime
     decided_at: datetime | None
+    maker_email: str | None = None  # filled in lists, for the people reading them
+    checker_email: str | None = None

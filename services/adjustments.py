@@ -81,6 +81,7 @@ _COLUMNS = (
 
 
 def _out(r: Any) -> AdjustmentOut:
+    emails = getattr(r, "_mapping", {})
     return AdjustmentOut(
         id=r.id,
         currency=r.currency,
@@ -93,6 +94,8 @@ def _out(r: Any) -> AdjustmentOut:
         transaction_id=r.transaction_id,
         created_at=r.created_at,
         decided_at=r.decided_at,
+        maker_email=emails.get("maker_email"),
+        checker_email=emails.get("checker_email"),
     )
 
 
@@ -384,13 +387,17 @@ async def get(engine: AsyncEngine, adjustment_id: uuid.UUID) -> AdjustmentOut:
 async def listing(
     engine: AsyncEngine, *, status: AdjustmentStatus | None = None, limit: int = 100
 ) -> list[AdjustmentOut]:
-    """Proposals, newest first (optionally of one status)."""
+    """Proposals, newest first (optionally of one status), with the maker's and checker's emails."""
+    columns = ", ".join(f"a.{c.strip()}" for c in _COLUMNS.split(","))
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
                 text(
-                    f"SELECT {_COLUMNS} FROM ledger_adjustments "
-                    "WHERE CAST(:s AS text) IS NULL OR status = :s ORDER BY created_at DESC, id LIMIT :n"
+                    f"SELECT {columns}, m.email AS maker_email, c.email AS checker_email "
+                    "FROM ledger_adjustments a JOIN users m ON m.id = a.maker_id "
+                    "LEFT JOIN users c ON c.id = a.checker_id "
+                    "WHERE CAST(:s AS text) IS NULL OR a.status = :s "
+                    "ORDER BY a.created_at DESC, a.id LIMIT :n"
                 ),
                 {"s": status.value if status else None, "n": max(1, min(limit, 500))},
             )

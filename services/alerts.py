@@ -8,8 +8,9 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services import audit as audit_log
 
 log = logging.getLogger("broker.alerts")
 
@@ -19,19 +20,7 @@ async def alert(
 ) -> None:
     """An ops alert: a warning log line (paging picks it up) and an audit row in the caller's transaction."""
     log.warning(json.dumps({"alert": action, "target": target_id, **details}, default=str))
-    await conn.execute(
-        text(
-            "INSERT INTO audit_log (id, actor_type, action, target_type, target_id, details) "
-            "VALUES (:id, 'system', :a, :tt, :ti, CAST(:d AS jsonb))"
-        ),
-        {
-            "id": uuid.uuid4(),
-            "a": action,
-            "tt": target_type,
-            "ti": target_id,
-            "d": json.dumps(details, default=str),
-        },
-    )
+    await audit_log.record(conn, action, target_type=target_type, target_id=target_id, details=details)
 
 
 async def audit(
@@ -44,18 +33,7 @@ async def audit(
     target_id: str,
     **details: Any,
 ) -> None:
-    await conn.execute(
-        text(
-            "INSERT INTO audit_log (id, actor_id, actor_type, action, target_type, target_id, details) "
-            "VALUES (:id, :actor, :at, :a, :tt, :ti, CAST(:d AS jsonb))"
-        ),
-        {
-            "id": uuid.uuid4(),
-            "actor": actor_id,
-            "at": actor_type,
-            "a": action,
-            "tt": target_type,
-            "ti": target_id,
-            "d": json.dumps(details, default=str),
-        },
-    )
+    await audit_log.record(
+        conn, action, actor_id=actor_id, actor_type=actor_type, target_type=target_type, target_id=target_id,
+        details=details,
+    )  # fmt: skip

@@ -37,6 +37,7 @@ from models.first_trade_gates import (
     GateStatus,
     RiskWarning,
 )
+from services import audit as audit_log
 from services.errors import DomainError
 from services.first_trade_gates_rules import (
     DECLARATIONS,
@@ -229,12 +230,14 @@ async def _ensure_row(conn: AsyncConnection, user_id: uuid.UUID) -> GateRow:
 
 
 async def _audit(conn: AsyncConnection, user_id: uuid.UUID, action: str, details: dict[str, Any]) -> None:
-    await conn.execute(
-        text(
-            "INSERT INTO audit_log (id, actor_id, actor_type, action, target_type, target_id, details) "
-            "VALUES (gen_random_uuid(), :u, 'user', :a, 'user', :t, CAST(:d AS jsonb))"
-        ),
-        {"u": user_id, "a": action, "t": str(user_id), "d": json.dumps(details, default=str)},
+    await audit_log.record(
+        conn,
+        action,
+        actor_id=user_id,
+        actor_type="user",
+        target_type="user",
+        target_id=user_id,
+        details=details,
     )
 
 

@@ -39,6 +39,7 @@ from models.kyc import (
     VendorOutcome,
 )
 from models.screening import Action, CheckResult
+from services import audit as audit_log
 from services import limits
 from services.errors import DomainError
 from services.orders import trading_used
@@ -297,19 +298,10 @@ async def audit(
     submission_id: uuid.UUID,
     **details: Any,
 ) -> None:
-    await conn.execute(
-        text(
-            "INSERT INTO audit_log (id, actor_id, actor_type, action, target_type, target_id, details) "
-            "VALUES (gen_random_uuid(), :a, :at, :act, 'kyc_submission', :t, CAST(:d AS jsonb))"
-        ),
-        {
-            "a": actor_id,
-            "at": actor_type,
-            "act": action,
-            "t": str(submission_id),
-            "d": json.dumps(details, default=str),
-        },
-    )
+    await audit_log.record(
+        conn, action, actor_id=actor_id, actor_type=actor_type, target_type="kyc_submission",
+        target_id=submission_id, details=details,
+    )  # fmt: skip
 
 
 async def apply_status(engine: AsyncEngine, change: StatusChange) -> bool:

@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from api.console.deps import ConsoleForbidden, ConsoleLoginRequired, current_staff
-from api.console.routes import dashboard, login
+from api.console.routes import audit, dashboard, login, permissions, staff, withdrawals
 from api.console.screens import ROUTERS as SCREENS
 from api.console.templating import HERE, render
 from services.staff.permissions import DESCRIPTIONS
@@ -22,7 +22,15 @@ from services.staff.permissions import DESCRIPTIONS
 PREFIX = "/console"
 
 # The screens' routers, each with paths relative to /console ("" is the dashboard itself).
-ROUTERS: list[APIRouter] = [login.router, dashboard.router, *SCREENS]
+ROUTERS: list[APIRouter] = [
+    login.router,
+    dashboard.router,
+    withdrawals.router,
+    audit.router,
+    staff.router,
+    permissions.router,
+    *SCREENS,  # the investigation screens (api/console/screens)
+]
 
 # Every console answer: no caching of staff pages, no framing, scripts and styles from us only.
 SECURITY_HEADERS = {

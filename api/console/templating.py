@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -43,6 +44,13 @@ def add_nav(entry: NavEntry, *, before: str | None = None) -> None:
     NAV.insert(index, entry)
 
 
+def workflow_url(request: Request, workflow_id: str) -> str:
+    """The saga's page in the Temporal Web UI (`TEMPORAL_UI_URL`; empty: the local dev server's UI)."""
+    settings = request.app.state.settings
+    base = (settings.temporal_ui_url or f"http://127.0.0.1:{settings.temporal_ui_port}").rstrip("/")
+    return f"{base}/namespaces/{quote(settings.temporal_namespace)}/workflows/{quote(workflow_id)}"
+
+
 def render(
     request: Request, template: str, staff: Staff | None, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
@@ -53,5 +61,6 @@ def render(
         "can": staff.can if staff else (lambda _p: False),
         "nav": [e for e in NAV if staff and staff.can(e.permission)],
         "path": request.url.path,
+        "workflow_url": lambda workflow_id: workflow_url(request, workflow_id),
     }
     return templates.TemplateResponse(request, template, {**base, **context}, status_code=status_code)

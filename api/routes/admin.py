@@ -42,7 +42,10 @@ Approver = Annotated[User, Depends(require_role("approver"))]
 Ops = Annotated[User, Depends(require_role("ops"))]
 
 
-def _sign(settings: SettingsDep, staff: User, withdrawal_id: uuid.UUID, action: str, detail: str = "") -> str:
+def sign_decision(
+    settings: SettingsDep, staff: User, withdrawal_id: uuid.UUID, action: str, detail: str = ""
+) -> str:
+    """A short-lived decision token for `staff` (after their TOTP check), which the saga verifies."""
     tokens = DecisionTokens.from_secret(
         settings.jwt_secret, timedelta(seconds=settings.decision_token_ttl_seconds)
     )
@@ -51,7 +54,7 @@ def _sign(settings: SettingsDep, staff: User, withdrawal_id: uuid.UUID, action: 
     )
 
 
-async def _decide(
+async def decide_withdrawal(
     sagas: PaymentSagasDep,
     settings: SettingsDep,
     staff: User,
@@ -59,8 +62,10 @@ async def _decide(
     kind: str,
     reason: str,
 ) -> DecisionOutcome:
+    """Send an approve/reject decision to the withdrawal saga (as an update: the answer says whether it
+    counted). Also used by the staff console (api/console/routes/withdrawals.py)."""
     decision = Decision(
-        approver_id=staff.id, reason=reason, token=_sign(settings, staff, withdrawal_id, kind)
+        approver_id=staff.id, reason=reason, token=sign_decision(settings, staff, withdrawal_id, kind)
     )
     return await sagas.decide(withdrawal_id, f"{kind}_withdrawal", decision)
 
@@ -83,7 +88,7 @@ async def approve(
     settings: SettingsDep,
 ) -> DecisionOutcome:  # fmt: skip
     """Approve a withdrawal (needs `X-TOTP-Code`; four eyes: never your own; above £50k two approvers)."""
-    return await _decide(sagas, settings, staff, withdrawal_id, "approve", body.reason)
+    return await decide_withdrawal(sagas, settings, staff, withdrawal_id, "approve", body.reason)
 
 
 @router.post(
@@ -96,7 +101,7 @@ async def reject(
     settings: SettingsDep,
 ) -> DecisionOutcome:  # fmt: skip
     """Reject a withdrawal (needs `X-TOTP-Code`); the funds go back to the customer."""
-    return await _decide(sagas, settings, staff, withdrawal_id, "reject", body.reason)
+    return await decide_withdrawal(sagas, settings, staff, withdrawal_id, "reject", body.reason)
 
 
 @router.post(
@@ -109,7 +114,7 @@ async def decision_token(
 ) -> TokenOut:
     """A short-lived token proving your decision, for the Temporal Web UI/CLI signal (needs `X-TOTP-Code`)."""
     return TokenOut(
-        token=_sign(settings, staff, withdrawal_id, body.action),
+        token=sign_decision(settings, staff, withdrawal_id, body.action),
         approver_id=staff.id,
         expires_in=settings.decision_token_ttl_seconds,
     )
@@ -136,7 +141,7 @@ async def resolve(
     action = "resolve_paid" if body.paid else "resolve_not_paid"
     resolution = Resolution(
         staff_id=staff.id, paid=body.paid, reason=body.reason, provider_ref=body.provider_ref,
-        token=_sign(settings, staff, withdrawal_id, action, body.reason),
+        token=sign_decision(settings, staff, withdrawal_id, action, body.reason),
     )  # fmt: skip
     return await sagas.decide(withdrawal_id, "resolve", resolution)
 

@@ -15,6 +15,8 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services import audit as audit_log
+
 log = logging.getLogger(__name__)
 
 _CASE_INSENSITIVE_PREFIXES = ("0x", "bc1", "tb1", "ltc1", "bcrt1")
@@ -115,12 +117,7 @@ async def refuse_listed_destination(
         )
         alert = {"aml_check_id": str(check_id), **details}
         log.warning(json.dumps({"alert": "ops.alert.listed_wallet_destination", "target": str(user_id)}))
-        await conn.execute(
-            text(
-                "INSERT INTO audit_log (id, actor_type, action, target_type, target_id, details) "
-                "VALUES (gen_random_uuid(), 'system', 'ops.alert.listed_wallet_destination', 'user', :t, "
-                "CAST(:d AS jsonb))"
-            ),
-            {"t": str(user_id), "d": json.dumps(alert)},
+        await audit_log.record(
+            conn, "ops.alert.listed_wallet_destination", target_type="user", target_id=user_id, details=alert
         )
     return True

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.screening import CheckResult, Subject
+from services import audit as audit_log
 from services.screening.screener import find_matches
 from services.screening.service import PROVIDER, ScreeningConfig
 
@@ -86,17 +87,8 @@ async def screen_deposit_payer(
             log.warning(
                 json.dumps({"alert": REVIEW_ALERT, "target": str(user_id), "aml_check_id": str(check_id)})
             )
-            await conn.execute(
-                text(
-                    "INSERT INTO audit_log (id, actor_type, action, target_type, target_id, details) "
-                    "VALUES (gen_random_uuid(), 'system', :a, 'user', :t, CAST(:d AS jsonb))"
-                ),
-                {
-                    "a": REVIEW_ALERT,
-                    "t": str(user_id),
-                    "d": json.dumps(
-                        {"aml_check_id": str(check_id), "deposit_id": str(deposit_id), "score": score}
-                    ),
-                },
-            )
+            await audit_log.record(
+                conn, REVIEW_ALERT, target_type="user", target_id=user_id,
+                details={"aml_check_id": str(check_id), "deposit_id": str(deposit_id), "score": score},
+            )  # fmt: skip
     return PayerOutcome(result, score, recorded=True)

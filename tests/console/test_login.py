@@ -5,16 +5,25 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import text
 
+from services import payments
 from tests.console.conftest import Console, make_staff
 from tests.payments.conftest import Stack, make_user
 
 
 async def test_staff_log_in_with_totp_and_see_the_dashboard(stack: Stack, console: Console) -> None:
     ops = await make_staff(stack, ["ops"])
-    page = await console.login(ops)
-    assert ops.email in await page.inner_text("#who")
-    assert await page.inner_text("#health-postgres") == "PostgreSQL\nok"
-    await console.shot(page, "dashboard")
+    await payments.set_halt(stack.engine, "ETH", "node maintenance", ops.id, "staff")
+    try:
+        page = await console.login(ops)
+        assert ops.email in await page.inner_text("#who")
+        assert await page.inner_text("#health-postgres") == "PostgreSQL\nok"
+        assert await page.inner_text("#health-temporal") == "Temporal\nok"
+        assert "node maintenance" in await page.locator("#halts tr", has_text="ETH").inner_text()
+        venues = await page.inner_text("#venues")
+        assert "binance" in venues and "closed" in venues
+        await console.shot(page, "dashboard")
+    finally:
+        await payments.lift_halt(stack.engine, "ETH", ops.id, "staff")
     cookies = {c["name"]: c for c in await page.context.cookies()}
     session = cookies["broker_console"]
     assert session["httpOnly"] and session["secure"] and session["sameSite"] == "Strict"
@@ -48,7 +57,10 @@ async def test_a_customer_cannot_reach_the_console(stack: Stack, console: Consol
     async with httpx.AsyncClient(base_url=stack.api_url, follow_redirects=False) as c:
         r = await c.get("/console", headers={"Authorization": f"Bearer {customer.token}"})
         assert r.status_code == 303 and r.headers["location"] == "/console/login"
-        r = await c.get("/console", cookies={"broker_console": customer.token})
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, follow_redirects=False, cookies={"broker_console": customer.token}
+    ) as c:
+        r = await c.get("/console")
         assert r.status_code == 303
     # The customer's own password does not open a console session either.
     page = await console.page()

@@ -20,6 +20,12 @@
     } catch (e) { /* not a problem document */ }
     flash("error", text);
   });
+  document.body.addEventListener("htmx:afterRequest", function (evt) {
+    if (evt.detail.successful) {  // an earlier refusal no longer applies
+      var box = document.getElementById("flash");
+      if (box && box.querySelector(".error")) { box.innerHTML = ""; }
+    }
+  });
   document.body.addEventListener("htmx:sendError", function () { flash("error", "The console could not be reached."); });
   document.body.addEventListener("console:notice", function (evt) { flash("notice", evt.detail.value); });
 })();

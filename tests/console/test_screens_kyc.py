@@ -139,10 +139,13 @@ async def test_a_kyc_case_is_decided_in_the_console_with_totp(
     await case.locator("input.reason").fill("payslips match the declared income")
     await case.locator("input.totp").fill(officer.next_code())
     await case.locator("button.decide").click()
-    await page.locator(f"#kyc-{submission_id}").wait_for(state="detached")
+    await case.locator(".decided-notice", has_text="Decision accepted: approved").wait_for()
     await console.shot(page, "kyc-decided")
 
     await _wait_status(stack, submission_id, KycStatus.APPROVED)
+    await page.reload()
+    await page.locator("h1", has_text="KYC review").wait_for()
+    assert await page.locator(f"#kyc-{submission_id}").count() == 0, "a recorded decision leaves the queue"
     async with stack.engine.connect() as conn:
         tier = (
             await conn.execute(text("SELECT kyc_tier FROM users WHERE id = :u"), {"u": customer_id})

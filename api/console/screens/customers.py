@@ -11,9 +11,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from api.console.deps import Staff, require
-from api.console.screens.common import temporal_ui
 from api.console.templating import NavEntry, add_nav, render
-from api.deps import EngineDep, LedgerDep, SettingsDep
+from api.deps import EngineDep, LedgerDep
 from models.payments import withdrawal_workflow_id
 from services import customer_view
 from services.staff.permissions import Permission
@@ -37,15 +36,14 @@ async def search_page(
 
 @router.get("/customers/{user_id}", response_class=HTMLResponse, include_in_schema=False)
 async def customer_page(
-    user_id: uuid.UUID, request: Request, staff: Viewer, engine: EngineDep, ledger: LedgerDep,
-    settings: SettingsDep,
-) -> HTMLResponse:  # fmt: skip
+    user_id: uuid.UUID, request: Request, staff: Viewer, engine: EngineDep, ledger: LedgerDep
+) -> HTMLResponse:
     """Everything about one customer (the look is audited)."""
     shown = await customer_view.view(
         engine, ledger, user_id, include_compliance=staff.can(Permission.AML_CASES)
     )
     await customer_view.record_view(engine, staff_id=staff.user.id, user_id=user_id, ip=staff.ip)
     return render(
-        request, "customer.html", staff, c=shown, temporal=temporal_ui(settings), order_wf=order_workflow_id,
+        request, "customer.html", staff, c=shown, order_wf=order_workflow_id,
         kyc_wf=kyc_workflow_id, withdrawal_wf=withdrawal_workflow_id,
     )  # fmt: skip

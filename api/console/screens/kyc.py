@@ -9,10 +9,10 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse
 
 from api.console.deps import CsrfChecked, Staff, require
-from api.console.screens.common import done, temporal_ui, totp_checked
+from api.console.screens.common import totp_checked
 from api.console.templating import NavEntry, add_nav, render
 from api.deps import EngineDep, SessionDep, SettingsDep, TemporalDep
 from api.routes.kyc import decide_review
@@ -27,13 +27,10 @@ add_nav(NavEntry("KYC review", "/console/kyc", Permission.KYC_REVIEW), before="/
 
 
 @router.get("/kyc", response_class=HTMLResponse, include_in_schema=False)
-async def queue_page(
-    request: Request, staff: Reviewer, engine: EngineDep, settings: SettingsDep
-) -> HTMLResponse:
+async def queue_page(request: Request, staff: Reviewer, engine: EngineDep) -> HTMLResponse:
     """Submissions waiting for compliance, oldest first."""
     return render(
         request, "kyc.html", staff, items=await kyc_review.review_queue(engine), workflow_id=kyc_workflow_id,
-        temporal=temporal_ui(settings),
     )  # fmt: skip
 
 
@@ -48,8 +45,12 @@ async def decide(
     decision: Annotated[Literal["approve", "reject"], Form()],
     reason: Annotated[str, Form(min_length=1, max_length=1000)],
     totp_code: Annotated[str, Form(max_length=16)] = "",
-) -> Response:
-    """Grant or refuse the tier under review (TOTP); the customer is told without the reason."""
+) -> HTMLResponse:
+    """Grant or refuse the tier under review (TOTP); the customer is told without the reason. The saga takes
+    the decision at once and records it just after, so the answer replaces the case with that news."""
     await totp_checked(request, session, staff, totp_code)
     outcome = await decide_review(client, settings, staff.user, submission_id, decision == "approve", reason)
-    return done(f"KYC submission {submission_id}: {outcome.status or decision}")
+    return render(
+        request, "kyc_decided.html", staff, submission_id=submission_id, outcome=outcome,
+        workflow_id=kyc_workflow_id(submission_id),
+    )  # fmt: skip

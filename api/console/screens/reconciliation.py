@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from activities.reconciliation import policy_from
 from api.console.deps import CsrfChecked, Staff, require
-from api.console.screens.common import done, temporal_ui, totp_checked
+from api.console.screens.common import done, totp_checked
 from api.console.templating import NavEntry, add_nav, render
 from api.deps import EngineDep, SessionDep, SettingsDep
 from api.errors import ProblemError
@@ -39,18 +39,16 @@ async def runs_page(
     return render(
         request, "reconciliation.html", staff, halts=await views.halts(engine),
         runs=await views.recent_runs(engine), clean_needed=settings.reconciliation_clean_runs_to_resume,
-        workflow_id=reconciliation_workflow_id, temporal=temporal_ui(settings),
+        workflow_id=reconciliation_workflow_id,
     )  # fmt: skip
 
 
 @router.get("/reconciliation/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
-async def run_page(
-    run_id: uuid.UUID, request: Request, staff: Viewer, engine: EngineDep, settings: SettingsDep
-) -> HTMLResponse:
+async def run_page(run_id: uuid.UUID, request: Request, staff: Viewer, engine: EngineDep) -> HTMLResponse:
     """One run: each currency's balances, reasons and unmatched items."""
     return render(
         request, "reconciliation_run.html", staff, run_id=run_id, rows=await views.run_detail(engine, run_id),
-        workflow=temporal_ui(settings)(reconciliation_workflow_id(run_id)),
+        workflow_id=reconciliation_workflow_id(run_id),
     )  # fmt: skip
 
 

@@ -63,7 +63,9 @@ async def approve(
 
 
 @router.post(
-    "/{adjustment_id}/reject", response_model=AdjustmentOut, responses=problem_responses(401, 403, 404, 409)
+    "/{adjustment_id}/reject",
+    response_model=AdjustmentOut,
+    responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def reject(
     adjustment_id: uuid.UUID, body: AdjustmentDecisionIn, request: Request, staff: ApproverWithTotp,

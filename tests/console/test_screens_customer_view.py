@@ -196,7 +196,10 @@ async def test_in_the_console_the_customer_view_shows_balances_and_a_verified_le
     await page.click("nav >> text=Customers")
     await page.fill("#q", f"cv-{user_id.hex[:12]}")
     await page.click("#search")
-    await page.locator("#hits a", has_text=f"cv-{user_id.hex[:12]}").click()
+    hit = page.locator("#hits a", has_text=f"cv-{user_id.hex[:12]}")
+    await hit.wait_for()
+    await console.shot(page, "customer-search")
+    await hit.click()
     await page.wait_for_url(console.url(f"/customers/{user_id}"))
     assert await page.inner_text("#balances tr[data-currency=GBP] .balance") == "250.00"
     assert await page.inner_text("#balances tr[data-currency=ETH] .balance") == "1.25000000"

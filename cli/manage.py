@@ -25,9 +25,10 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from config import get_settings
-from models import AuditLog, StaffRole, User, sealed
+from models import StaffRole, User, sealed
 from models.assets import SCALES
 from models.database import sync_engine
+from services import audit as audit_log
 from services.passwords import WeakPassword, check_policy, hash_password
 
 
@@ -64,14 +65,13 @@ def create_staff(session: Session, email: str, roles: list[str], password: str |
     )
     session.add(user)
     session.flush()
-    session.add(
-        AuditLog(
-            actor_type="cli",
-            action="staff.create",
-            target_type="user",
-            target_id=str(user.id),
-            details={"roles": user.roles},
-        )
+    audit_log.add(
+        session,
+        "staff.create",
+        actor_type="cli",
+        target_type="user",
+        target_id=str(user.id),
+        details={"roles": user.roles},
     )
     session.commit()
     return password if generated else "(as given)"
@@ -90,7 +90,7 @@ def rotate_totp_keys(session: Session) -> int:
             {"t": sealed.reseal(token), "id": user_id},
         )
         count += 1
-    session.add(AuditLog(actor_type="cli", action="security.totp_keys_rotated", details={"rows": count}))
+    audit_log.add(session, "security.totp_keys_rotated", actor_type="cli", details={"rows": count})
     session.commit()
     return count
 
@@ -189,15 +189,14 @@ def approval_token(
                     )
                 except AuthError as e:
                     sys.exit(f"TOTP check failed: {type(e).__name__}")
-                session.add(
-                    AuditLog(
-                        actor_id=user.id,
-                        actor_type="cli",
-                        action=f"{kind}.decision_token",
-                        target_type=kind,
-                        target_id=str(subject),
-                        details={"action": action},
-                    )
+                audit_log.add(
+                    session,
+                    f"{kind}.decision_token",
+                    actor_id=user.id,
+                    actor_type="cli",
+                    target_type=kind,
+                    target_id=str(subject),
+                    details={"action": action},
                 )
                 await session.commit()
                 ttl = timedelta(seconds=settings.decision_token_ttl_seconds)
@@ -406,14 +405,13 @@ def main(argv: list[str] | None = None) -> None:
             user = _find(session, args.email)
             before = list(user.roles)
             user.roles = sorted(set(args.role))
-            session.add(
-                AuditLog(
-                    actor_type="cli",
-                    action="staff.set_roles",
-                    target_type="user",
-                    target_id=str(user.id),
-                    details={"before": before, "after": user.roles},
-                )
+            audit_log.add(
+                session,
+                "staff.set_roles",
+                actor_type="cli",
+                target_type="user",
+                target_id=str(user.id),
+                details={"before": before, "after": user.roles},
             )
             session.commit()
             print(f"{args.email} roles={user.roles}")
@@ -423,14 +421,13 @@ def main(argv: list[str] | None = None) -> None:
             user = _find(session, args.email)
             before_tier = user.kyc_tier
             user.kyc_tier = args.tier
-            session.add(
-                AuditLog(
-                    actor_type="cli",
-                    action="kyc.set_tier",
-                    target_type="user",
-                    target_id=str(user.id),
-                    details={"before": before_tier, "after": args.tier},
-                )
+            audit_log.add(
+                session,
+                "kyc.set_tier",
+                actor_type="cli",
+                target_type="user",
+                target_id=str(user.id),
+                details={"before": before_tier, "after": args.tier},
             )
             session.commit()
             print(f"{args.email} kyc_tier={args.tier}")

@@ -355,6 +355,18 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _staff_ip_allowlist_parses(self) -> Settings:
+        for part in self.staff_ip_allowlist.split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError as e:
+                    raise ValueError(
+                        f"STAFF_IP_ALLOWLIST: {part.strip()!r} is not an IP address or network"
+                    ) from e
+        return self
+
+    @model_validator(mode="after")
     def _refuse_weak_settings_in_production(self) -> Settings:
         if self.is_production:
             weak = self.weak_secrets()

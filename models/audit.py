@@ -4,6 +4,9 @@ Every row is chained at commit, in commit order, by a deferred trigger (migratio
 chain without gaps, `prev_hash` is the previous row's `hash`, and `hash` is SHA-256 over `prev_hash` and
 the row's fields (`audit_row_hash` in SQL). Writers only insert (`services.audit.record`); the trigger
 chains whatever any writer inserted, raw SQL included, so no path can leave a row out of the chain.
+A transaction that writes audit rows must run at READ COMMITTED (the default): at REPEATABLE READ or
+SERIALIZABLE the chaining's row lock on `audit_chain_head` fails with a serialization error whenever
+another writer committed first.
 """
 
 from __future__ import annotations

@@ -15,7 +15,10 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.audit import AuditLog
 
 _INSERT = text(
     "INSERT INTO audit_log (id, actor_id, actor_type, action, target_type, target_id, details, ip) "
@@ -53,6 +56,32 @@ async def record(
     else:
         await db.execute(_INSERT, params)
     return row_id
+
+
+def add(
+    session: Session | AsyncSession,
+    action: str,
+    *,
+    actor_id: uuid.UUID | None = None,
+    actor_type: str = "system",
+    target_type: str | None = None,
+    target_id: str | uuid.UUID | None = None,
+    details: dict[str, Any] | None = None,
+    ip: str | None = None,
+) -> AuditLog:
+    """`record` for code that builds ORM units of work (`services.auth`, the CLI's sync sessions): the row
+    is added to `session` and written with the caller's commit."""
+    row = AuditLog(
+        actor_id=actor_id,
+        actor_type=actor_type[:20],
+        action=action[:100],
+        target_type=target_type,
+        target_id=str(target_id) if target_id is not None else None,
+        details=details,
+        ip=ip[:64] if ip else None,
+    )
+    session.add(row)
+    return row
 
 
 @dataclass(frozen=True)

@@ -118,3 +118,9 @@ def test_public_base_url_follows_the_api_port_unless_set() -> None:
 def test_production_needs_a_staff_ip_allowlist() -> None:
     with pytest.raises(ValidationError, match="STAFF_IP_ALLOWLIST"):
         production(staff_ip_allowlist="")
+
+
+def test_a_malformed_staff_ip_allowlist_is_refused() -> None:
+    with pytest.raises(ValidationError, match="STAFF_IP_ALLOWLIST"):
+        Settings(staff_ip_allowlist="10.0.0.0/8, not-an-address")
+    assert Settings(staff_ip_allowlist="10.0.0.0/8, 192.0.2.7, ::1").staff_ip_allowlist

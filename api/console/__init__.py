@@ -7,11 +7,11 @@ screen is added.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.console.deps import ConsoleForbidden, ConsoleLoginRequired, current_staff
 from api.console.routes import audit, dashboard, login, permissions, staff, withdrawals
@@ -45,6 +45,29 @@ SECURITY_HEADERS = {
 }
 
 
+class ConsoleHeadersMiddleware:
+    """Adds `SECURITY_HEADERS` to every /console answer (pure ASGI: other paths pass untouched)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path == PREFIX or path.startswith(PREFIX + "/")):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def include(extra: APIRouter) -> None:
     """Add a screen's router (paths relative to /console) to the console; call before `install`."""
     if extra not in ROUTERS:
@@ -57,15 +80,7 @@ def install(app: FastAPI) -> None:
         app.include_router(screen, prefix=PREFIX)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
 
-    @app.middleware("http")
-    async def console_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response: Response = await call_next(request)
-        if request.url.path.startswith(PREFIX):
-            for name, value in SECURITY_HEADERS.items():
-                response.headers.setdefault(name, value)
-        return response
+    app.add_middleware(ConsoleHeadersMiddleware)
 
     @app.exception_handler(ConsoleLoginRequired)
     async def _login_required(request: Request, exc: ConsoleLoginRequired) -> Response:

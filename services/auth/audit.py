@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import AuditLog
+from services import audit as audit_log
 
 log = logging.getLogger("broker.auth")
 
@@ -24,16 +24,15 @@ def audit(
     details: dict[str, Any] | None = None,
 ) -> None:
     """Record `action` (e.g. `auth.login.failed`) about `user_id` (None when the account is unknown)."""
-    session.add(
-        AuditLog(
-            actor_id=user_id,
-            actor_type="user" if user_id else "anonymous",
-            action=action,
-            target_type="user" if user_id else None,
-            target_id=str(user_id) if user_id else None,
-            details=details,
-            ip=ip,
-        )
+    audit_log.add(
+        session,
+        action,
+        actor_id=user_id,
+        actor_type="user" if user_id else "anonymous",
+        target_type="user" if user_id else None,
+        target_id=user_id,
+        details=details,
+        ip=ip,
     )
     log_event(action, user_id=user_id, ip=ip, details=details)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Generator
@@ -116,7 +117,7 @@ class Console:
 
     async def page(self) -> Page:
         context = await self.browser.new_context(base_url=self.base)
-        context.set_default_timeout(15_000)
+        context.set_default_timeout(30_000)  # waits on state; generous for a loaded machine
         self.contexts.append(context)
         return await context.new_page()
 
@@ -165,6 +166,7 @@ _FAILED = pytest.StashKey[bool]()
 async def console(request: pytest.FixtureRequest, browser: Browser, stack: Stack) -> AsyncIterator[Console]:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
     c = Console(browser=browser, base=stack.api_url, out=OUTPUT / name)
+    shutil.rmtree(c.out, ignore_errors=True)  # this run's screenshots only
     try:
         yield c
     finally:

@@ -22,11 +22,22 @@ async def test_staff_log_in_with_totp_and_see_the_dashboard(stack: Stack, consol
         venues = await page.inner_text("#venues")
         assert "binance" in venues and "closed" in venues
         await console.shot(page, "dashboard")
+        session = {c["name"]: c for c in await page.context.cookies()}["broker_console"]
+        assert session["httpOnly"] and session["secure"] and session["sameSite"] == "Strict"
+        await page.click("#logout")
+        await page.wait_for_url(console.url("/login"))
+        # The old cookie again: the session itself is over, not only the cookie gone.
+        await page.context.add_cookies(
+            [{"name": "broker_console", "value": session["value"], "domain": "127.0.0.1", "path": "/console"}]
+        )
+        await page.goto(console.url(""))
+        assert page.url == console.url("/login")
+        async with httpx.AsyncClient(
+            base_url=stack.api_url, follow_redirects=False, cookies={"broker_console": session["value"]}
+        ) as c:
+            assert (await c.get("/console")).status_code == 303
     finally:
         await payments.lift_halt(stack.engine, "ETH", ops.id, "staff")
-    cookies = {c["name"]: c for c in await page.context.cookies()}
-    session = cookies["broker_console"]
-    assert session["httpOnly"] and session["secure"] and session["sameSite"] == "Strict"
     async with stack.engine.connect() as conn:
         actions = (
             await conn.execute(
@@ -34,7 +45,7 @@ async def test_staff_log_in_with_totp_and_see_the_dashboard(stack: Stack, consol
                 {"u": ops.id},
             )
         ).all()
-    assert ("staff.login", "staff") in actions
+    assert ("staff.login", "staff") in actions and ("staff.logout", "staff") in actions
 
 
 async def test_a_wrong_totp_code_is_refused(stack: Stack, console: Console) -> None:
@@ -44,6 +55,7 @@ async def test_a_wrong_totp_code_is_refused(stack: Stack, console: Console) -> N
     await page.fill("#email", ops.email)
     await page.fill("#password", ops.password)
     await page.fill("#totp_code", "000000" if ops.next_code() != "000000" else "111111")
+    await console.shot(page, "login")
     await page.click("#login")
     alert = page.locator("#flash [role=alert]")
     await alert.wait_for()
@@ -57,6 +69,10 @@ async def test_a_customer_cannot_reach_the_console(stack: Stack, console: Consol
     async with httpx.AsyncClient(base_url=stack.api_url, follow_redirects=False) as c:
         r = await c.get("/console", headers={"Authorization": f"Bearer {customer.token}"})
         assert r.status_code == 303 and r.headers["location"] == "/console/login"
+        login_page = await c.get("/console/login")
+        assert login_page.headers["x-frame-options"] == "DENY"
+        assert "script-src 'self'" in login_page.headers["content-security-policy"]
+        assert "content-security-policy" not in (await c.get("/healthz")).headers
     async with httpx.AsyncClient(
         base_url=stack.api_url, follow_redirects=False, cookies={"broker_console": customer.token}
     ) as c:

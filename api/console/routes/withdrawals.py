@@ -30,7 +30,7 @@ Decider = Annotated[Staff, Depends(require(Permission.WITHDRAWAL_DECIDE))]
 
 async def _queue(request: Request, staff: Staff, engine: EngineDep, notice: str = "") -> HTMLResponse:
     pending = await payments.approval_queue(engine)
-    attention = await payments.attention_queue(engine) if staff.can(Permission.WITHDRAWAL_VIEW) else []
+    attention = await payments.attention_queue(engine)
     template = "withdrawals_queue.html" if request.headers.get("HX-Request") else "withdrawals.html"
     return render(request, template, staff, pending=pending, attention=attention, notice=notice)
 

@@ -96,16 +96,21 @@ async def find_id(engine: AsyncEngine, ref: str) -> uuid.UUID:
 
 
 async def view(
-    engine: AsyncEngine, ledger: Ledger, user_id: uuid.UUID, *, include_compliance: bool = False
+    engine: AsyncEngine,
+    ledger: Ledger,
+    user_id: uuid.UUID,
+    *,
+    include_compliance: bool = False,
+    ledger_cursor: str | None = None,
 ) -> CustomerView:
-    """Every section of the customer screen."""
+    """Every section of the customer screen (`ledger_cursor`: an older page of the ledger trail)."""
     profile = await _profile(engine, user_id)
     return CustomerView(
         profile=profile,
         kyc=await _kyc_submissions(engine, user_id),
         limits=(await kyc.overview(engine, user_id, [])).limits,
         balances=(await account_views.balances(ledger=ledger, user_id=user_id)).balances,
-        ledger=await ledger_trail(engine, ledger, user_id),
+        ledger=await ledger_trail(engine, ledger, user_id, cursor=ledger_cursor),
         orders=await _orders(engine, user_id),
         deposits=(await payments.list_deposits(engine, user_id=user_id, limit=SECTION_ROWS)).deposits,
         withdrawals=(

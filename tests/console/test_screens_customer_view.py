@@ -144,6 +144,19 @@ async def test_the_view_shows_every_section_with_balances_and_a_verified_ledger_
     assert {a.action for a in with_compliance.audit} == {"auth.login", "aml.alert.raised"}
 
 
+async def test_the_ledger_trail_pages_back_and_its_check_covers_every_entry(
+    engine: AsyncEngine, ledger: Ledger
+) -> None:
+    user_id = await _customer(engine)
+    for _ in range(customer_view.SECTION_ROWS + 1):
+        await _pay_in(ledger, user_id, "GBP", "1.00")
+    first = await customer_view.ledger_trail(engine, ledger, user_id)
+    assert len(first.entries) == customer_view.SECTION_ROWS and first.next_cursor is not None
+    assert first.chain.ok and first.chain.entries_checked == customer_view.SECTION_ROWS + 1
+    older = await customer_view.ledger_trail(engine, ledger, user_id, cursor=first.next_cursor)
+    assert [e.balance_after for e in older.entries] == ["1.00"] and older.next_cursor is None
+
+
 async def test_an_unknown_customer_is_a_404(engine: AsyncEngine, ledger: Ledger) -> None:
     with pytest.raises(customer_view.CustomerNotFound):
         await customer_view.view(engine, ledger, uuid.uuid4())

@@ -36,11 +36,20 @@ async def search_page(
 
 @router.get("/customers/{user_id}", response_class=HTMLResponse, include_in_schema=False)
 async def customer_page(
-    user_id: uuid.UUID, request: Request, staff: Viewer, engine: EngineDep, ledger: LedgerDep
+    user_id: uuid.UUID,
+    request: Request,
+    staff: Viewer,
+    engine: EngineDep,
+    ledger: LedgerDep,
+    ledger_cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> HTMLResponse:
     """Everything about one customer (the look is audited)."""
     shown = await customer_view.view(
-        engine, ledger, user_id, include_compliance=staff.can(Permission.AML_CASES)
+        engine,
+        ledger,
+        user_id,
+        include_compliance=staff.can(Permission.AML_CASES),
+        ledger_cursor=ledger_cursor,
     )
     await customer_view.record_view(engine, staff_id=staff.user.id, user_id=user_id, ip=staff.ip)
     return render(

@@ -24,6 +24,8 @@ from temporalio.exceptions import ApplicationError
 from providers.email import EmailDeliveryError
 from providers.exchanges.base import AmbiguousPlacement, RetryableVenueError, TerminalVenueError, VenueError
 from services import order_reasons
+from services.aml.cases import CaseNotFound, CaseRefused
+from services.aml.freeze import FreezeRefused
 from services.holds import OwnerFinished
 from services.ledger import InsufficientFunds, LedgerError
 from services.orders import OrderRejected
@@ -54,6 +56,8 @@ class ErrorType:
     KYC_NOT_IN_REVIEW = "NotInReview"
     KYC_SELF_REVIEW = "SelfReview"
     KYC_UNPROVEN = "Unproven"
+    # AML cases: the SAR workflow's step does not fit the case (details: code); the decision is refused
+    AML_CASE_REFUSED = "AmlCaseRefused"
 
 
 REGISTERED: frozenset[str] = frozenset(
@@ -88,6 +92,8 @@ def to_application_error(e: BaseException, *, placing: bool = False) -> Applicat
         return ApplicationError(str(e), type=ErrorType.LEDGER_REFUSED, non_retryable=True)
     if isinstance(e, OwnerFinished):
         return ApplicationError(str(e), type=ErrorType.NOT_LIVE, non_retryable=True)
+    if isinstance(e, CaseRefused | CaseNotFound | FreezeRefused):
+        return ApplicationError(e.detail, e.code, type=ErrorType.AML_CASE_REFUSED, non_retryable=True)
     if isinstance(e, EmailDeliveryError):
         return ApplicationError(str(e), type=ErrorType.EMAIL_DELIVERY)
     if isinstance(e, VenueError):

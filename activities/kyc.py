@@ -8,11 +8,11 @@ the vendor's status is a question. Vendor errors cross as `ApplicationError` typ
 
 from __future__ import annotations
 
+import hashlib
 import html
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -27,10 +27,11 @@ from models.kyc import (
     StatusChange,
     VendorOutcome,
 )
-from providers.email import EmailDeliveryError, EmailMessage, EmailSender
+from providers.email import EmailMessage, EmailSender
 from providers.kyc import KycVendorClient, KycVendorRefused, KycVendorRetryable
 from services import kyc, kyc_review
 from services.decision_tokens import DecisionTokens, ProofInvalid
+from services.notifications import NotificationEvent, enqueue
 from services.screening.service import ScreeningConfig
 
 
@@ -50,6 +51,11 @@ def kyc_status_email(change: StatusChange) -> EmailMessage:
         html="<!doctype html><html><body><h1>Identity verification</h1>"
         f"<p>{html.escape(line)}</p></body></html>",
     )
+
+
+def hash_text(value: str) -> str:
+    """A short digest: a second resubmission request with other words is a new notification."""
+    return hashlib.sha256(value.encode()).hexdigest()[:12]
 
 
 class KycActivities:
@@ -115,19 +121,19 @@ class KycActivities:
 
     @activity.defn(name="kyc.notify")
     async def notify(self, change: StatusChange) -> None:
-        """Email the customer the state's fixed message (never a screening or compliance reason)."""
-        if self._email is None or change.status is KycStatus.DRAFT:
+        """The customer's notification of the state's fixed message (never a screening or compliance
+        reason), to the outbox keyed by submission and state: a retry enqueues nothing new (issue 17)."""
+        if change.status is KycStatus.DRAFT:
             return
-        async with self._engine.connect() as conn:
-            email = (
-                await conn.execute(text("SELECT email FROM users WHERE id = :u"), {"u": change.user_id})
-            ).scalar_one_or_none()
-        if not email:
-            return
-        try:
-            await self._email.send(email, kyc_status_email(change))
-        except EmailDeliveryError as e:
-            raise ApplicationError(str(e), type=KycErrors.EMAIL) from e
+        comment = change.vendor.moderation_comment if change.vendor is not None else ""
+        async with self._engine.begin() as conn:
+            await enqueue(
+                conn,
+                event=NotificationEvent.KYC_STATUS_CHANGED,
+                user_id=change.user_id,
+                payload={"status": change.status.value, "tier": change.tier, "moderation_comment": comment},
+                dedupe_key=f"kyc:{change.submission_id}:{change.status.value}:{hash_text(comment)}",
+            )
 
     @activity.defn(name="kyc.verify_review")
     async def verify_review(self, check: ReviewCheck) -> ReviewOutcome:

@@ -34,7 +34,7 @@ from activities.errors import ErrorType, application_errors
 from activities.heartbeat import heartbeating
 from activities.lookup_lanes import LookupLanes
 from config import Settings
-from models.assets import Direction, quantum, round_for_house
+from models.assets import quantum
 from models.market import (
     BestExecutionRecord,
     OrderType,
@@ -70,8 +70,10 @@ from providers.exchanges.base import (
 from providers.exchanges.ccxt_adapter import client_order_id
 from services import first_trade_gates, holds, order_reasons, payments
 from services import orders as svc
+from services.aml import freeze as aml_freeze
 from services.decision_tokens import DecisionTokens, ProofInvalid
 from services.ledger import HoldNotActive, InsufficientFunds, Ledger, LedgerError, Leg
+from services.orders import notices as order_notices
 from services.router import Router
 
 log = logging.getLogger("activities.orders")
@@ -116,11 +118,14 @@ class OrderActivities:
             svc.validate(req)
             async with self._engine.begin() as conn:
                 status, tier, user_status = await svc.insert_order(conn, req)
+                frozen = await aml_freeze.is_frozen(conn, req.user_id)
             if user_status != "ACTIVE":
                 raise svc.OrderRejected("account_frozen", f"the account is {user_status.lower()}")
             if tier < 1:
                 raise svc.OrderRejected("kyc_required", "KYC tier 0 cannot trade; complete identity checks")
             if status is OrderStatus.PENDING:  # later steps may already hold funds for this very order
+                if frozen:  # compliance froze the account: neutral words, no tipping off
+                    raise svc.OrderRejected(aml_freeze.ORDER_REFUSAL_CODE, aml_freeze.ORDER_REFUSAL_TEXT)
                 await self._first_trade_gates(req)
                 await self._cheap_checks(req, tier)
         return AcceptResult(status=status, kyc_tier=tier)
@@ -217,17 +222,15 @@ class OrderActivities:
                 async with self._engine.begin() as conn:
                     # A late replay (a stalled worker) must not reserve for an order already finished.
                     await holds.lock_live_order(conn, order.order_id)
-                    tier = (
-                        await conn.execute(
-                            text("SELECT kyc_tier FROM users WHERE id = :u"), {"u": order.user_id}
-                        )
-                    ).scalar_one()
+                    # The customer's lock, and their tier read under it (one round trip).
+                    tier = await svc.lock_customer(conn, order.user_id)
                     await svc.check_trading_limit(
                         conn,
                         user_id=order.user_id,
                         order_id=order.order_id,
                         kyc_tier=tier,
                         notional_gbp=notional,
+                        locked=True,
                     )
                     account = await self._ledger.customer_account(order.user_id, currency, conn=conn)
                     hold = await self._ledger.reserve(
@@ -536,39 +539,21 @@ class OrderActivities:
 
     @activity.defn(name="order.notify")
     async def notify(self, req: NotifyRequest) -> None:
-        """Email the customer the order's outcome. Best effort: a lost email never blocks settlement."""
-        if self._email is None:
-            return
-        from providers.email import EmailSender, order_filled
-
-        assert isinstance(self._email, EmailSender)
-        async with self._engine.connect() as conn:
+        """The customer's notification of the order's outcome (filled, partly filled, cancelled; and a
+        large trade), to the outbox keyed by the order: a retry enqueues nothing new (issue 17)."""
+        async with self._engine.begin() as conn:
             row = (
                 await conn.execute(
                     text(
-                        "SELECT u.email, o.side, o.symbol, o.filled_amount, o.average_fill_price, "
-                        "o.filled_quote_amount, o.total_fee, o.status "
-                        "FROM orders o JOIN users u ON u.id = o.user_id "
-                        "WHERE o.id = :o"
+                        "SELECT user_id, side, symbol, amount, filled_amount, average_fill_price, "
+                        "filled_quote_amount, status FROM orders WHERE id = :o"
                     ),
                     {"o": req.order_id},
                 )
             ).first()
-        if row is None or row[3] <= 0:
-            return
-        _, quote = split_symbol(row[2])
-        total = round_for_house(quote, row[5], Direction.CUSTOMER_PAYS)
-        await self._email.send(
-            row[0],
-            order_filled(
-                order_id=str(req.order_id),
-                side=row[1],
-                symbol=row[2],
-                quantity=row[3],
-                price=row[4],
-                total_gbp=total,
-            ),
-        )
+            if row is None:
+                return
+            await order_notices.outcome(conn, req.order_id, row)
 
 
 __all__ = ["DEFAULT_MAX_SLIPPAGE", "ErrorType", "LedgerError", "OrderActivities", "OrderStatus", "Side"]

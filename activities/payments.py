@@ -52,7 +52,6 @@ from models.payments import (
     WithdrawalNotice,
     WithdrawalStatus,
 )
-from providers import email as templates
 from providers.bank import BankAmbiguous, BankClient, BankError, BankPayout, BankRefused, BankRetryable
 from providers.email import EmailSender
 from providers.exchanges.base import (
@@ -64,8 +63,11 @@ from providers.exchanges.base import (
     VenueError,
 )
 from services import holds, payments
+from services.aml import freeze as aml_freeze
 from services.decision_tokens import DecisionTokens, ProofInvalid
 from services.ledger import InsufficientFunds, Ledger
+from services.notifications import NotificationEvent, enqueue
+from services.payments import withdrawal_notices
 
 log = logging.getLogger("broker.payments")
 
@@ -116,13 +118,22 @@ class PaymentActivities:
 
     @activity.defn(name="payments.notify_deposit")
     async def notify_deposit(self, result: DepositResult) -> None:
-        if self._email is None or not result.email or result.balance_after is None:
+        """The customer's notification, to the outbox keyed by the deposit: the saga retries this until it
+        commits, and a retry after the commit enqueues nothing new (issue 17)."""
+        if result.user_id is None or result.balance_after is None:
             return
-        message = templates.deposit_credited(
-            currency=result.currency, amount=result.amount, balance=result.balance_after
-        )
-        with application_errors():
-            await self._email.send(result.email, message)
+        async with self._engine.begin() as conn:
+            await enqueue(
+                conn,
+                event=NotificationEvent.DEPOSIT_CONFIRMED,
+                user_id=result.user_id,
+                payload={
+                    "currency": result.currency,
+                    "amount": str(result.amount),
+                    "balance": str(result.balance_after),
+                },
+                dedupe_key=f"deposit:{result.deposit_id}:confirmed",
+            )
 
     @activity.defn(name="payments.poll_crypto_deposits")
     async def poll_crypto_deposits(self, data: CryptoPollInput) -> CryptoPollResult:
@@ -221,6 +232,7 @@ class PaymentActivities:
                         text("UPDATE withdrawals SET hold_id = :h, updated_at = now() WHERE id = :id"),
                         {"h": hold.hold_id, "id": w.withdrawal_id},
                     )
+                    await withdrawal_notices.requested(conn, w.withdrawal_id, w.user_id, w.currency, w.amount)
             except InsufficientFunds as e:  # the ledger's text names internal ids: the customer reads ours
                 raise InsufficientFunds(
                     f"available {w.currency} balance does not cover {w.amount + w.fee}"
@@ -314,8 +326,11 @@ class PaymentActivities:
 
     @activity.defn(name="payments.currency_halted")
     async def currency_halted(self, query: HaltQuery) -> str | None:
-        """The halt's reason, or None when withdrawals of the currency may go ahead."""
-        return await payments.halt_reason(self._engine, query.currency)
+        """Why the withdrawal waits (the currency's halt, or the customer's account frozen, in neutral
+        words), or None when it may go ahead."""
+        return await aml_freeze.withdrawal_gate_reason(
+            self._engine, currency=query.currency, user_id=query.user_id
+        )
 
     @activity.defn(name="payments.send_withdrawal")
     async def send_withdrawal(self, w: WithdrawalInput) -> ExecutionOutcome:
@@ -452,23 +467,17 @@ class PaymentActivities:
 
     @activity.defn(name="payments.notify_withdrawal")
     async def notify_withdrawal(self, notice: WithdrawalNotice) -> None:
-        if self._email is None:
-            return
-        async with self._engine.connect() as conn:
-            email = (
-                await conn.execute(text("SELECT email FROM users WHERE id = :u"), {"u": notice.user_id})
-            ).scalar_one_or_none()
-        if not email:
-            return
-        message = templates.withdrawal_status(
-            withdrawal_id=str(notice.withdrawal_id),
-            currency=notice.currency,
-            amount=notice.amount,
-            status=notice.status,
-            reason=notice.reason,
-        )
-        with application_errors():
-            await self._email.send(email, message)
+        """The status notification was written with the status itself (`set_withdrawal_status`); this
+        enqueues it again under the same key, a no-op, for histories whose status step predates that."""
+        async with self._engine.begin() as conn:
+            await withdrawal_notices.status_changed(
+                conn,
+                notice.withdrawal_id,
+                notice.user_id,
+                notice.currency,
+                notice.amount,
+                WithdrawalStatus(notice.status),
+            )
 
     # --- float -----------------------------------------------------------------------------
 

@@ -56,12 +56,30 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": Problem, "content": content, "description": "problem details"} for s in statuses}
 
 
-def auth_config(request: Request) -> AuthConfig:
+def _auth_config(request: Request) -> AuthConfig:
     cfg: AuthConfig = request.app.state.auth
     return cfg
 
 
+async def auth_config(request: Request) -> AuthConfig:
+    """`async` so FastAPI does not run it in its thread pool (api/deps.py)."""
+    return _auth_config(request)
+
+
 AuthConfigDep = Annotated[AuthConfig, Depends(auth_config)]
+
+# Where the rate-limit middleware leaves the claims of the access token it verified (token, claims), so
+# the route's authentication does not verify the same signature again.
+VERIFIED_CLAIMS = "verified_access_claims"
+
+
+def remember_verified_claims(request: Request, token: str, claims: dict[str, Any]) -> None:
+    setattr(request.state, VERIFIED_CLAIMS, (token, claims))
+
+
+def _verified_claims(request: Request, token: str) -> dict[str, Any] | None:
+    seen: tuple[str, dict[str, Any]] | None = getattr(request.state, VERIFIED_CLAIMS, None)
+    return seen[1] if seen is not None and seen[0] == token else None
 
 
 def client_ip(request: Request) -> str:
@@ -70,7 +88,7 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def client_info(
+async def client_info(
     request: Request,
     user_agent: Annotated[str | None, Header(max_length=512)] = None,
     x_device_id: Annotated[
@@ -102,7 +120,10 @@ async def current_auth(
 ) -> Authenticated:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise TokenInvalid("an access token is required", code="not_authenticated")
-    user, sess = await auth_sessions.authenticate(session, cfg, credentials.credentials)
+    token = credentials.credentials
+    user, sess = await auth_sessions.authenticate(
+        session, cfg, token, claims=_verified_claims(request, token)
+    )
     request.state.user_id = str(user.id)
     return Authenticated(user=user, session_id=sess.id)
 
@@ -147,7 +168,7 @@ async def require_totp(
         if mandatory:
             raise ProblemError(403, "totp_enrollment_required", "enable two-factor authentication first")
         return
-    cfg = auth_config(request)
+    cfg = _auth_config(request)
     try:
         await totp_service.verify_and_consume(
             session, user, code, policy=cfg.policy, now=utcnow(), ip=client_ip(request)
@@ -201,3 +222,4 @@ def require_staff(role: str) -> Callable[..., Awaitable[User]]:
 # Staff who act on money: the role, and a TOTP code with every request.
 ApproverWithTotp = Annotated[User, Depends(require_staff("approver"))]
 OpsWithTotp = Annotated[User, Depends(require_staff("ops"))]
+ComplianceWithTotp = Annotated[User, Depends(require_staff("compliance"))]

@@ -1,7 +1,9 @@
 """Shared request dependencies: settings, the database session, the Temporal client, the ledger.
 
 Every client here is built once per API process (in `api/main.py`'s lifespan) and handed to routes as a
-dependency alias, never constructed per request.
+dependency alias, never constructed per request. The accessors are `async def` although they never await:
+FastAPI runs a plain `def` dependency in its thread pool, a thread hop per dependency per request
+(measured on `GET /accounts/balances`, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -67,12 +69,12 @@ class VenueAdapters:
                 await adapter.close()
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_engine(request: Request) -> AsyncEngine:
+async def get_engine(request: Request) -> AsyncEngine:
     engine: AsyncEngine = request.app.state.engine
     return engine
 
@@ -83,7 +85,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_ledger(request: Request) -> Ledger:
+async def get_ledger(request: Request) -> Ledger:
     ledger: Ledger = request.app.state.ledger
     return ledger
 

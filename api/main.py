@@ -21,9 +21,12 @@ from api.middleware import RequestLogMiddleware
 from api.payment_clients import PaymentsClients
 from api.ratelimit import RateLimitMiddleware, RateLimits, sweep_expired_windows
 from api.routes import (
+    account,
     accounts,
     admin,
     admin_adjustments,
+    admin_aml,
+    admin_gdpr,
     admin_orders,
     auth,
     bank_accounts,
@@ -31,8 +34,10 @@ from api.routes import (
     health,
     kyc,
     market,
+    notifications,
     onboarding,
     orders,
+    price_alerts,
     proof,
     reconciliation,
     treasury,
@@ -44,6 +49,7 @@ from models import sealed
 from models.database import async_engine, session_factory
 from providers.email import EmailSender
 from providers.exchanges.base import ExecutionAdapter
+from providers.notification_channels import start_dispatcher
 from services.auth import AuthConfig, AuthPolicy
 from services.connection_budget import ConnectionBudgetExceeded, check_connection_budget
 from services.ledger import Ledger
@@ -100,11 +106,16 @@ def create_app(
         app.state.market = market.MarketState(settings, venues)
         app.state.market.start()  # the process's live order books (services.live_books)
         schedules = asyncio.create_task(ensure_payment_schedules(app.state.temporal.get, settings))
+        dispatcher = start_dispatcher(engine, settings)  # the notification outbox (SKIP LOCKED: shared)
         try:
             yield
         finally:
+            if dispatcher is not None:
+                await dispatcher.stop()
             schedules.cancel()
             sweeper.cancel()
+            if getattr(app.state, "live_updates", None) is not None:  # api/routes/ws.py's listener
+                await app.state.live_updates.close()
             await app.state.payments.close()
             await app.state.market.close()
             await venues.close()
@@ -138,13 +149,18 @@ def create_app(
     app.include_router(ws.router, prefix="/api/v1")
     app.include_router(kyc.router, prefix="/api/v1")
     app.include_router(admin_adjustments.router, prefix="/api/v1")
+    app.include_router(account.router, prefix="/api/v1")
+    app.include_router(admin_gdpr.router, prefix="/api/v1")
     console.install(app)
+    app.include_router(admin_aml.router, prefix="/api/v1")
+    app.include_router(price_alerts.router, prefix="/api/v1")
+    app.include_router(notifications.router, prefix="/api/v1")
     if orders_task_queue is not None:
         app.state.orders_task_queue = orders_task_queue
 
     app.state.auth = AuthConfig.from_settings(settings, auth_policy)
     app.state.email_sender = email_sender or EmailSender.from_settings(settings)
-    app.state.rate_limits = rate_limits or RateLimits()
+    app.state.rate_limits = rate_limits or RateLimits.from_settings(settings)
     # Staff routes (/console, /api/v1/admin*) answer only STAFF_IP_ALLOWLIST, before anything else runs.
     app.add_middleware(StaffAllowlistMiddleware, networks=parse_networks(settings.staff_ip_allowlist))
     # Added last = runs first: every request, including rate-limited ones, gets an id and a log line.

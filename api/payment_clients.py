@@ -116,7 +116,7 @@ class PaymentsClients:
             )
 
 
-def payments_clients(request: Request) -> PaymentsClients:
+async def payments_clients(request: Request) -> PaymentsClients:
     clients: PaymentsClients = request.app.state.payments
     return clients
 

@@ -209,7 +209,7 @@ class PaymentSagas:
         return WebhookAck(status="accepted", workflow_id=wf_id)
 
 
-def payment_sagas(client: TemporalDep, settings: SettingsDep) -> PaymentSagas:
+async def payment_sagas(client: TemporalDep, settings: SettingsDep) -> PaymentSagas:
     return PaymentSagas(client, settings)
 
 

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +88,7 @@ def _load_main(argv: list[str]) -> None:
     print(json.dumps(asyncio.run(_load(url, token, connections, seconds, warmup))))
 
 
-def _run_load(url: str, token: str | None) -> dict[str, Any]:
+def run_load(url: str, token: str | None) -> dict[str, Any]:
     per = CONNECTIONS // LOAD_PROCESSES
     procs = [
         subprocess.Popen(
@@ -121,7 +123,7 @@ def _run_load(url: str, token: str | None) -> dict[str, Any]:
 # --- the benchmark --------------------------------------------------------------------------------
 
 
-async def _customer(database_url: str) -> str:
+async def customer(database_url: str) -> str:
     """A verified customer with a funded-looking account row: their email."""
     from sqlalchemy import text
 
@@ -149,57 +151,57 @@ async def _customer(database_url: str) -> str:
     return email
 
 
+@contextmanager
+def serve_api(database_url: str, processes: int = 1) -> Iterator[str]:
+    """The API under uvicorn in a subprocess, `processes` of them on one port (uvicorn's `--workers`, as
+    `make run` starts `API_PROCESSES`): its base URL once `/healthz` answers."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "ENVIRONMENT": "test",
+        "TEMPORAL_ADDRESS": "127.0.0.1:1",
+        "API_PROCESSES": str(processes),
+    }
+    workers = ["--workers", str(processes)] if processes > 1 else []
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "bench.api:bench_app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning", "--no-access-log", "--no-proxy-headers", *workers],
+        cwd=ROOT,
+        env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        time.sleep(1.0 if processes > 1 else 0)  # every process up, not only the first to answer
+        yield base
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
+def login_token(base: str, email: str) -> str:
+    """An access token for `email`, and one balances request to check it works."""
+    r = httpx.post(f"{base}/api/v1/auth/login", json={"email": email, "password": PASSWORD}, timeout=10)
+    r.raise_for_status()
+    token: str = r.json()["access_token"]
+    check = httpx.get(f"{base}/api/v1/accounts/balances", headers={"Authorization": f"Bearer {token}"})
+    check.raise_for_status()
+    return token
+
+
 def main() -> None:
     with throwaway_postgres("bench_api") as (_, database_url):
-        email = asyncio.run(_customer(database_url))
-        port = free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "ENVIRONMENT": "test",
-            "TEMPORAL_ADDRESS": "127.0.0.1:1",
-        }
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "bench.api:bench_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-                "--no-proxy-headers",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(200):
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            r = httpx.post(
-                f"{base}/api/v1/auth/login", json={"email": email, "password": PASSWORD}, timeout=10
-            )
-            r.raise_for_status()
-            token = r.json()["access_token"]
-            check = httpx.get(
-                f"{base}/api/v1/accounts/balances", headers={"Authorization": f"Bearer {token}"}
-            )
-            check.raise_for_status()
-            healthz = _run_load(f"{base}/healthz", None)
-            balances = _run_load(f"{base}/api/v1/accounts/balances", token)
-        finally:
-            server.terminate()
-            server.wait(10)
+        email = asyncio.run(customer(database_url))
+        with serve_api(database_url) as base:
+            token = login_token(base, email)
+            healthz = run_load(f"{base}/healthz", None)
+            balances = run_load(f"{base}/api/v1/accounts/balances", token)
     rows = [
         (name, f"{m['rps']:.0f}", m["p50_ms"], m["p99_ms"], m["requests"], m["errors"])
         for name, m in (("GET /healthz", healthz), ("GET /api/v1/accounts/balances (auth)", balances))

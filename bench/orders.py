@@ -13,6 +13,11 @@ router's default 1.5 s deadline. `BENCH_ORDER_BOOKS=live` (default) prices from 
 (`services.live_books`, the venues' streams through ccxt.pro); `BENCH_ORDER_BOOKS=rest` reads each
 venue's book by REST per order, as before. Both report the share of routings that priced every venue.
 
+Also measured: PostgreSQL round trips per order in the worker (statements, BEGIN, COMMIT/ROLLBACK,
+pings; `bench/_round_trips.py`) over `ROUND_TRIP_ORDERS` orders one at a time;
+`BENCH_ORDERS_ROUND_TRIPS_ONLY=1` stops after that. `BENCH_PROFILE=1` writes a pyinstrument profile of
+the concurrency-10 orders to `bench/results/orders-profile.html` (not in git).
+
 Headline (`bench/results/orders.json`, or `orders-rest.json`): market orders/s ÷ no-op workflows/s at
 concurrency 10. `BENCH_ORDER_VENUE=kraken` makes Kraken the better price (`orders-kraken.json`).
 """
@@ -32,9 +37,11 @@ from sqlalchemy import text
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.aml import AmlActivities
 from activities.orders import OrderActivities
+from bench._round_trips import RoundTrips
 from bench._shapes import NoopOrderShape, noop_local, noop_remote
-from bench.common import print_table, summary, throwaway_postgres, throwaway_temporal, write_result
+from bench.common import RESULTS, print_table, summary, throwaway_postgres, throwaway_temporal, write_result
 from config import Settings
 from config.settings import DEV_SECRETS
 from devstack.ports import PortInUse, ensure_free, free_port, wait_for_port
@@ -59,6 +66,9 @@ ORDERS = {1: 25, 10: 150, 50: 300} if VENUE == "binance" else {1: 10, 10: 40}
 CUSTOMERS = 60
 QUEUE = "bench-orders"
 BOOKS = os.environ.get("BENCH_ORDER_BOOKS", "live")
+ROUND_TRIP_ORDERS = 10
+ROUND_TRIPS_ONLY = os.environ.get("BENCH_ORDERS_ROUND_TRIPS_ONLY", "") == "1"
+PROFILE = os.environ.get("BENCH_PROFILE", "") == "1"
 
 
 async def _load(n: int, concurrency: int, start: Any) -> tuple[float, list[float], int]:
@@ -106,6 +116,8 @@ def _port_is_free(port: int) -> bool:
 async def _run(url: str, client: Client) -> None:
     proc, venue_urls = await _sandbox_process()
     engine = async_engine(url, pool_size=30, max_overflow=30)
+    round_trips = RoundTrips()
+    round_trips.watch(engine)
     ledger = Ledger(engine)
     adapters: dict[str, CcxtAdapter] = {}
     closers: list[Any] = []
@@ -179,6 +191,7 @@ async def _run(url: str, client: Client) -> None:
                 acts.resolve_placement,
                 acts.verify_resolution,
                 acts.notify,
+                AmlActivities(engine=engine, settings=settings).screen_trade,
                 noop_local,
                 noop_remote,
             ],  # fmt: skip
@@ -192,8 +205,19 @@ async def _run(url: str, client: Client) -> None:
                 await client.execute_workflow(
                     NoopOrderShape.run, "w", id=f"noop-{uuid.uuid4()}", task_queue=QUEUE
                 )
+            round_trips.reset()
+            for i in range(ROUND_TRIP_ORDERS):
+                await _order(client, users[i])
+            per_order = {k: v / ROUND_TRIP_ORDERS for k, v in sorted(round_trips.counts.items())}
+            print(
+                "PostgreSQL round trips per market order (worker): "
+                f"{round_trips.total / ROUND_TRIP_ORDERS:.1f} {per_order}; statements by step: "
+                f"{ {k: v / ROUND_TRIP_ORDERS for k, v in round_trips.statements_by_step.items()} }"
+            )
+            if ROUND_TRIPS_ONLY:
+                return
             rows = []
-            figures: dict[str, Any] = {}
+            figures: dict[str, Any] = {"round_trips_per_order": per_order}
             for c in CONCURRENCY:
                 n = ORDERS[c]
 
@@ -206,7 +230,15 @@ async def _run(url: str, client: Client) -> None:
                     )
                     return True
 
-                o_elapsed, o_lat, o_fail = await _load(n, c, one_order)
+                if PROFILE and c == 10:
+                    from pyinstrument import Profiler
+
+                    with Profiler(async_mode="enabled") as profiler:
+                        o_elapsed, o_lat, o_fail = await _load(n, c, one_order)
+                    RESULTS.mkdir(parents=True, exist_ok=True)
+                    (RESULTS / "orders-profile.html").write_text(profiler.output_html())
+                else:
+                    o_elapsed, o_lat, o_fail = await _load(n, c, one_order)
                 r_elapsed, r_lat, _ = await _load(n, c, one_noop)
                 o_rate, r_rate = n / o_elapsed, n / r_elapsed
                 o_s, r_s = summary(o_lat), summary(r_lat)

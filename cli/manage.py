@@ -9,6 +9,8 @@
     python -m cli approval-token EMAIL ORDER_ID --action placement_absent --reason NOTE [--totp CODE]
     python -m cli approval-token EMAIL ORDER_ID --action placement_found --venue-order-id ID
     python -m cli rotate-totp-keys     # re-encrypt TOTP seeds with the first of TOTP_ENCRYPTION_KEYS
+    python -m cli aml versions | load FILE | publish VERSION | retire VERSION
+    python -m cli aml backtest VERSION --since 2026-11-01 [--user ID]
 
 Uses DATABASE_URL, or the dev stack's embedded database when it is unset.
 Every change is written to the audit log.
@@ -24,6 +26,7 @@ import sys
 from sqlalchemy import text
 from sqlmodel import Session, select
 
+from cli import aml as aml_cli
 from config import get_settings
 from models import StaffRole, User, sealed
 from models.assets import SCALES
@@ -129,6 +132,8 @@ DECISION_ROLES = {
     "resolve_not_paid": "ops",
     "placement_found": "ops",
     "placement_absent": "ops",
+    "aml_clear": "compliance",  # a withdrawal held by AML monitoring (signal `compliance_decision`)
+    "aml_decline": "compliance",
 }
 ORDER_DECISIONS = frozenset({"placement_found", "placement_absent"})
 
@@ -353,7 +358,12 @@ def main(argv: list[str] | None = None) -> None:
 
     sub.add_parser("reconcile", help="run a reconciliation now and print each currency's result")
 
+    aml_cli.add_commands(sub)
+
     args = parser.parse_args(argv)
+    if args.command == "aml":
+        aml_cli.run(args, _database_url())
+        return
     if args.command == "reconcile":
         print(reconcile_now())
         return

@@ -45,6 +45,8 @@ DEV_SECRETS: dict[str, str] = {
     "kyc_app_token": f"{DEV_MARKER}kyc-app-token",
     "kyc_secret_key": f"{DEV_MARKER}kyc-secret-key",
     "kyc_webhook_secret": f"{DEV_MARKER}kyc-webhook-secret",
+    # Twilio (SMS): the account's auth token authenticates our requests and signs its status callbacks.
+    "twilio_auth_token": f"{DEV_MARKER}twilio-auth-token",
 }
 
 # Secrets we generate ourselves must be long; keys a provider issues (venue, bank, SendGrid API keys)
@@ -146,6 +148,21 @@ class Settings(BaseSettings):
     worker_max_concurrent_local_activities: int = Field(default=100, ge=1)
     # How often each API process deletes rate-limit windows whose hits have all expired.
     rate_limit_sweep_seconds: float = Field(default=60, gt=0)
+    # Request limits (docs/architecture.md §7), shared by every API process through PostgreSQL.
+    rate_limit_anonymous_per_minute: int = Field(default=100, ge=1)  # per client IP, unauthenticated
+    rate_limit_user_per_minute: int = Field(default=1000, ge=1)  # per customer
+    rate_limit_withdrawals_per_hour: int = Field(default=10, ge=1)  # per customer
+    # The WebSocket feed (api/routes/ws.py): live sockets per customer per API process, and messages a
+    # client may send per second per socket (docs/architecture.md §7: 100; over it: close 1008).
+    ws_max_connections_per_customer: int = Field(default=5, ge=1)
+    ws_max_messages_per_second: int = Field(default=100, ge=1)
+    # Price alerts (services/price_alerts.py): how many a customer may keep, the hysteresis band (a
+    # fraction of the alert's price the market must move back before the alert re-arms), the cooldown
+    # between two firings of one alert, and how often the `ops-price-alerts` schedule checks them.
+    price_alert_limit_per_customer: int = Field(default=20, ge=1)
+    price_alert_band: Decimal = Field(default=Decimal("0.005"), gt=0, lt=1)
+    price_alert_cooldown_seconds: float = Field(default=900, ge=0)
+    price_alert_check_seconds: float = Field(default=10, gt=0)
 
     # Local ports (dev stack). Each is a setting so two stacks can coexist.
     api_host: str = "127.0.0.1"
@@ -297,6 +314,7 @@ class Settings(BaseSettings):
     appropriateness_questions_file: str = str(Path(__file__).resolve().parent / "appropriateness.json")
     # Reconciliation (issue 20): every N minutes; drift beyond the asset's tolerance halts its withdrawals.
     reconciliation_interval_minutes: float = 15
+    aml_sweep_minutes: float = Field(default=60, gt=0)  # the AML window rules over every customer
     reconciliation_catchup_minutes: float = 60
     reconciliation_tolerances: dict[str, Decimal] = Field(
         default_factory=lambda: {
@@ -316,6 +334,38 @@ class Settings(BaseSettings):
     # Self-custody hot wallets (seed Option B; none by default): currency -> address, balanced on-chain
     # against the house account `wallet:hot`.
     hot_wallets: dict[str, str] = Field(default_factory=dict)
+    # GDPR (services/gdpr_*.py): an export is kept until its emailed link expires; closed accounts' personal
+    # data is pseudonymised this many years after closure (MLR 2017 reg. 40: five years after the business
+    # relationship ends).
+    gdpr_export_link_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    gdpr_retention_years: int = Field(default=5, ge=5)
+    # Notifications (issue 17, services/notifications): the outbox dispatcher runs in every API and worker
+    # process (SKIP LOCKED: they share the work). An in-doubt send is resent only after the provider has
+    # not shown it for `notification_unknown_grace_seconds`; a known failure is retried with doubling
+    # backoff, `notification_max_attempts` times, then dead-lettered for ops.
+    notification_dispatcher: bool = True
+    notification_poll_seconds: float = Field(default=1.0, gt=0)
+    notification_lease_seconds: float = Field(default=60.0, gt=0)
+    notification_max_attempts: int = Field(default=8, ge=1)
+    notification_backoff_first_seconds: float = Field(default=2.0, gt=0)
+    notification_backoff_max_seconds: float = Field(default=900.0, gt=0)
+    notification_unknown_grace_seconds: float = Field(default=300.0, ge=0)
+    notification_send_timeout_seconds: float = Field(default=10.0, gt=0)
+    # SendGrid's signed Event Webhook: the public key (base64 DER) from SendGrid's settings. The default is
+    # the mail sink's development key.
+    sendgrid_webhook_public_key: str = (
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE+sLjrQhyowVY3xkXUubts1r+QBGhrOJ6YfBLTXCg9hwElBiQHZ4VeyIylyMDoevp"
+        "bInUGOqt4NtDOm+Mitxc2w=="
+    )
+    sendgrid_webhook_tolerance_seconds: int = 600
+    # Twilio (SMS). Empty URL: the local sandbox (sandbox/twilio.py).
+    twilio_url: str = ""
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: str = DEV_SECRETS["twilio_auth_token"]
+    twilio_from_number: str = "+447700900000"
+    # Ops alerts: the ops mailbox and a Slack-compatible incoming webhook (empty: not sent there).
+    ops_alert_email: str = "ops@broker.example"
+    ops_alert_webhook_url: str = ""
 
     @property
     def is_production(self) -> bool:

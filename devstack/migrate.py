@@ -19,6 +19,22 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, target: str = "heads") -> None:
     command.upgrade(alembic_config(url), target)
+    if target == "heads":
+        load_reference_data(url)
+
+
+def load_reference_data(url: str) -> None:
+    """Data the schema ships with: the AML rule set seed versions (config/aml/), loaded once each."""
+    from sqlalchemy import create_engine
+
+    from services.aml.versions import load_seed_versions
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            load_seed_versions(conn)
+    finally:
+        engine.dispose()
 
 
 def downgrade(url: str, target: str = "base") -> None:

@@ -31,7 +31,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Offsets from SANDBOX_PORT for each local stand-in of the outside world (one port each, because
 # ccxt's Kraken signs the URL path and needs a venue at the root).
-SANDBOX_OFFSETS = {"binance": 0, "kraken": 1, "otc": 2, "bank": 3, "mail": 4, "chain": 5, "kyc": 6}
+SANDBOX_OFFSETS = {
+    "binance": 0,
+    "kraken": 1,
+    "otc": 2,
+    "bank": 3,
+    "mail": 4,
+    "chain": 5,
+    "kyc": 6,
+    "twilio": 7,
+    "ops_webhook": 8,
+}
 
 
 def local_dir(settings: Settings) -> Path:
@@ -63,9 +73,15 @@ def sandbox_env(settings: Settings) -> dict[str, str]:
         ("bank", "bank_url"),
         ("mail", "sendgrid_host"),
         ("kyc", "kyc_url"),
+        ("twilio", "twilio_url"),
     ):
         if not getattr(settings, setting):
             env[setting.upper()] = urls[name]
+    env["SENDGRID_EVENT_WEBHOOK_URL"] = (
+        f"http://127.0.0.1:{settings.api_port}/api/v1/webhooks/sendgrid/events"
+    )
+    if not settings.ops_alert_webhook_url:
+        env["OPS_ALERT_WEBHOOK_URL"] = f"{urls['ops_webhook']}/services/ops/alerts"
     return env
 
 

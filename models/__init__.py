@@ -4,6 +4,8 @@ Importing this package registers every table on `SQLModel.metadata` (Alembic rel
 """
 
 from models.adjustments import LedgerAdjustment
+from models.aml import AmlAlert, AmlCase, AmlRuleVersion
+from models.aml_cases import AmlCaseNote, AmlCaseTransaction, AmlFreeze, AmlSarReport
 from models.audit import AuditChainHead
 from models.auth import AuthSession, AuthThrottle, KnownDevice, PasswordHistory, TotpUsage
 from models.compliance import (
@@ -15,8 +17,16 @@ from models.compliance import (
     ReconciliationRun,
 )
 from models.first_trade_gates import AppropriatenessAttempt, FirstTradeGates
+from models.gdpr import AccountClosure, GdprExportRequest
 from models.idempotency import ApiIdempotencyKey
 from models.ledger import Account, Currency, Hold, LedgerEntry, LedgerTransaction
+from models.live_updates import LiveListener
+from models.notifications import (
+    NotificationDelivery,
+    NotificationOutbox,
+    NotificationPreference,
+    UserNotification,
+)
 from models.orders import Order, ProviderFill, Trade
 from models.payments import (
     BankAccount,
@@ -30,6 +40,7 @@ from models.payments import (
     WithdrawalAddress,
     WithdrawalApproval,
 )
+from models.price_alerts import PriceAlert
 from models.rate_limits import RateLimitWindow
 from models.reconciliation import ReconciliationAck, ReconciliationHalt
 from models.screening import (
@@ -49,6 +60,14 @@ from models.users import StaffRole, User, UserStatus
 __all__ = [
     "Account",
     "LedgerAdjustment",
+    "AccountClosure",
+    "AmlAlert",
+    "AmlCase",
+    "AmlCaseNote",
+    "AmlCaseTransaction",
+    "AmlFreeze",
+    "AmlSarReport",
+    "AmlRuleVersion",
     "AmlCheck",
     "AppropriatenessAttempt",
     "ApiIdempotencyKey",
@@ -67,6 +86,7 @@ __all__ = [
     "FirstTradeGates",
     "FloatTransfer",
     "FloatTransferApproval",
+    "GdprExportRequest",
     "KnownDevice",
     "KycEvidence",
     "KycSubmission",
@@ -75,6 +95,9 @@ __all__ = [
     "LedgerEntry",
     "LedgerTransaction",
     "ListUpdate",
+    "NotificationDelivery",
+    "NotificationOutbox",
+    "NotificationPreference",
     "Order",
     "PasswordHistory",
     "ProviderFill",
@@ -94,8 +117,11 @@ __all__ = [
     "TotpUsage",
     "Trade",
     "User",
+    "UserNotification",
     "UserStatus",
     "Withdrawal",
     "WithdrawalAddress",
     "WithdrawalApproval",
+    "PriceAlert",
+    "LiveListener",
 ]

@@ -32,6 +32,9 @@ class WithdrawalStatus(StrEnum):
     # The outcome at the bank/venue is unknown after repeated lookups, or the books could not be completed
     # after the money left: the hold is kept and ops resolve it (mark paid / mark not paid).
     NEEDS_ATTENTION = "NEEDS_ATTENTION"
+    # Held for compliance (AML monitoring's block_and_review): the hold is kept until a proven
+    # `compliance_decision` clears or declines it. Customers see only "under review", never why.
+    UNDER_REVIEW = "UNDER_REVIEW"
 
 
 FINAL_WITHDRAWAL_STATUSES = frozenset(
@@ -134,6 +137,11 @@ class Withdrawal(SQLModel, table=True):
     reason: str | None = None  # why it was rejected, failed or cancelled
     provider_ref: str | None = Field(default=None, max_length=100)  # bank payout id / venue withdrawal id
     updated_at: datetime | None = Field(default=None, sa_column=timestamp())
+    # UK Travel Rule (0030): who receives a crypto withdrawal of £1,000 or more and where the wallet is.
+    travel_rule_beneficiary: str | None = Field(default=None, max_length=140)
+    travel_rule_wallet: str | None = Field(default=None, max_length=12)  # "self_hosted" | "provider"
+    travel_rule_provider: str | None = Field(default=None, max_length=140)  # the provider holding it
+    travel_rule_own_wallet: bool | None = None  # the beneficiary is the customer (name matched)
 
 
 class DepositReference(SQLModel, table=True):
@@ -469,6 +477,7 @@ class DecisionCheck(BaseModel):
 
 class HaltQuery(BaseModel):
     currency: str
+    user_id: uuid.UUID | None = None  # the customer: a frozen account's withdrawal waits too (0030)
 
 
 class CompleteInput(BaseModel):

@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from models.api import DecimalStr
 
@@ -61,6 +61,29 @@ class DepositPage(BaseModel):
 # --- withdrawals --------------------------------------------------------------------------------
 
 
+class TravelRuleIn(BaseModel):
+    """UK Travel Rule: who receives a crypto withdrawal of £1,000 or more, and where the wallet is."""
+
+    beneficiary_name: str = Field(
+        min_length=1, max_length=140, pattern=r"\S", description="the recipient's full name"
+    )
+    wallet: Literal["self_hosted", "provider"] = Field(
+        description="self_hosted: a wallet the recipient holds the keys of; provider: an account at another "
+        "crypto-asset business"
+    )
+    provider_name: str | None = Field(
+        default=None, min_length=1, max_length=140, description="required when wallet is provider"
+    )
+
+    @model_validator(mode="after")
+    def _provider_named(self) -> TravelRuleIn:
+        if self.wallet == "provider" and not (self.provider_name and self.provider_name.strip()):
+            raise ValueError("provider_name is required when the wallet is held at a provider")
+        if self.wallet == "self_hosted" and self.provider_name is not None:
+            raise ValueError("provider_name is only for a wallet held at a provider")
+        return self
+
+
 class WithdrawalCreate(BaseModel):
     currency: str = Field(pattern="^[A-Z]{3,5}$")
     # A string, never a JSON number (a float cannot hold money exactly): `10.5` is a 422.
@@ -68,6 +91,9 @@ class WithdrawalCreate(BaseModel):
     address_id: uuid.UUID | None = Field(default=None, description="a whitelisted address (crypto)")
     bank_account_id: uuid.UUID | None = Field(
         default=None, description="GBP: required, one of your confirmed bank accounts (GET /bank-accounts)"
+    )
+    travel_rule: TravelRuleIn | None = Field(
+        default=None, description="crypto worth £1,000 or more: required (UK Travel Rule); optional below"
     )
 
 

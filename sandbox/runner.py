@@ -28,6 +28,8 @@ REGISTRY: dict[str, tuple[int, str, str]] = {
     "mail": (4, "sandbox.mail", "sendgrid_api_key"),
     "chain": (5, "sandbox.chain", ""),  # Esplora (BTC) + Ethereum JSON-RPC (ETH, BNB); no API key
     "kyc": (6, "sandbox.kyc", "kyc_app_token"),  # the KYC vendor (Sumsub's protocol)
+    "twilio": (7, "sandbox.twilio", "twilio_auth_token"),  # SMS (Twilio's Messages API)
+    "ops_webhook": (8, "sandbox.ops_webhook", ""),  # ops alerts (a Slack-compatible incoming webhook)
 }
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from models.api import AccountBalance, BalancesOut, LedgerEntryOut, LedgerOut
 from models.assets import SCALES
 from models.money import money
@@ -27,9 +29,9 @@ class UnknownCurrency(DomainError):
     status = 422
 
 
-async def balances(*, ledger: Ledger, user_id: uuid.UUID) -> BalancesOut:
-    """Balance, available and reserved amount per currency, GBP first."""
-    rows = {b.currency: b for b in await ledger.balances(user_id)}
+async def balances(*, ledger: Ledger, user_id: uuid.UUID, conn: AsyncConnection | None = None) -> BalancesOut:
+    """Balance, available and reserved amount per currency, GBP first (read on `conn` when given)."""
+    rows = {b.currency: b for b in await ledger.balances(user_id, conn=conn)}
     out = []
     for currency in sorted(set(SCALES) | set(rows), key=lambda c: (c != "GBP", c)):
         b = rows.get(currency)

@@ -1,8 +1,9 @@
 """The PostgreSQL connection budget: every process's pools together must fit the server's limit.
 
 Each API process holds up to `API_DB_POOL_SIZE + API_DB_MAX_OVERFLOW` connections for its requests plus
-`API_RATE_LIMIT_POOL_SIZE` for the shared rate limits; each worker process up to
-`WORKER_DB_POOL_SIZE + WORKER_DB_MAX_OVERFLOW` (the ledger's group commit draws from that pool). With
+`API_RATE_LIMIT_POOL_SIZE` for the shared rate limits and one for the WebSocket feed's listener; each
+worker process up to `WORKER_DB_POOL_SIZE + WORKER_DB_MAX_OVERFLOW` (the ledger's group commit draws from
+that pool). With
 `API_PROCESSES` and `WORKER_PROCESSES` of them and `DB_CONNECTION_RESERVE` kept free for superusers,
 migrations, the CLI and ops, the total must not exceed `max_connections`. Past it PostgreSQL refuses new
 connections ("too many clients") only under load, at the worst moment: so every process checks at start
@@ -17,6 +18,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config import Settings
+
+# The WebSocket feed's listener (services/live_updates.py): one dedicated connection per API process.
+LIVE_UPDATES_CONNECTIONS = 1
 
 
 class ConnectionBudgetExceeded(RuntimeError):
@@ -40,7 +44,8 @@ class ConnectionBudget:
             api_processes=settings.api_processes,
             api_per_process=settings.api_db_pool_size
             + settings.api_db_max_overflow
-            + settings.api_rate_limit_pool_size,
+            + settings.api_rate_limit_pool_size
+            + LIVE_UPDATES_CONNECTIONS,
             worker_processes=settings.worker_processes,
             worker_per_process=settings.worker_db_pool_size + settings.worker_db_max_overflow,
             reserve=settings.db_connection_reserve,
@@ -57,7 +62,7 @@ class ConnectionBudget:
     def explain(self) -> str:
         return (
             f"API_PROCESSES {self.api_processes} x {self.api_per_process} "
-            f"(API_DB_POOL_SIZE + API_DB_MAX_OVERFLOW + API_RATE_LIMIT_POOL_SIZE) + "
+            f"(API_DB_POOL_SIZE + API_DB_MAX_OVERFLOW + API_RATE_LIMIT_POOL_SIZE + 1 listener) + "
             f"WORKER_PROCESSES {self.worker_processes} x {self.worker_per_process} "
             f"(WORKER_DB_POOL_SIZE + WORKER_DB_MAX_OVERFLOW) + DB_CONNECTION_RESERVE {self.reserve} "
             f"= {self.total}"

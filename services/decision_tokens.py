@@ -9,7 +9,8 @@ through that path.
 
 Subjects: a withdrawal (claim `wid`: approve, reject, resolve_*, payout_*), an order (claim `oid`: ops'
 word on an unknown placement, `placement_found` bound to the venue order id or `placement_absent` bound
-to ops' note) or a KYC submission (claim `kid`: compliance's `kyc_approve` / `kyc_reject`). A token names
+to ops' note), a KYC submission (claim `kid`: compliance's `kyc_approve` / `kyc_reject`) or an AML case
+(claim `cid`: compliance's `aml_case_*` decisions in the SAR workflow). A token names
 exactly one subject, so it can never pass for another kind.
 
 The key is derived from `JWT_SECRET` with its own label (HMAC-SHA256), so these tokens can never pass as
@@ -32,16 +33,24 @@ ALGORITHM = "HS256"
 AUDIENCE = "withdrawal-decision"
 ISSUER = "broker"
 DEFAULT_TTL = timedelta(minutes=5)
+# Compliance's decision on a withdrawal held for review by AML monitoring (signal `compliance_decision`).
+AML_WITHDRAWAL_ACTIONS = frozenset({"aml_clear", "aml_decline"})
 # What a token can authorise. `payout_completed` / `payout_failed` come only from the bank webhook route.
-WITHDRAWAL_ACTIONS = frozenset(
-    {"approve", "reject", "resolve_paid", "resolve_not_paid", "payout_completed", "payout_failed"}
+WITHDRAWAL_ACTIONS = (
+    frozenset({"approve", "reject", "resolve_paid", "resolve_not_paid", "payout_completed", "payout_failed"})
+    | AML_WITHDRAWAL_ACTIONS
 )
 # Ops' word on an order placement whose outcome the venue has not shown (the order saga).
 ORDER_ACTIONS = frozenset({"placement_found", "placement_absent"})
 # Compliance's decision on a KYC submission in review (the KYC saga; claim `kid`).
 KYC_ACTIONS = frozenset({"kyc_approve", "kyc_reject"})
-ACTIONS = WITHDRAWAL_ACTIONS | ORDER_ACTIONS | KYC_ACTIONS
-_CLAIMS = ("wid", "oid", "kid")
+# Compliance's decisions on an AML case (the SAR workflow; claim `cid`).
+CASE_ACTIONS = frozenset(
+    {"aml_case_clear", "aml_case_decline", "aml_case_file_sar", "aml_case_freeze", "aml_case_nca_refused",
+     "aml_case_nca_consented"}
+)  # fmt: skip
+ACTIONS = WITHDRAWAL_ACTIONS | ORDER_ACTIONS | KYC_ACTIONS | CASE_ACTIONS
+_CLAIMS = ("wid", "oid", "kid", "cid")
 _LABEL = b"broker/withdrawal-decision-token/v1"
 
 
@@ -69,12 +78,13 @@ class DecisionTokens:
         withdrawal_id: uuid.UUID | None = None,
         order_id: uuid.UUID | None = None,
         kyc_submission_id: uuid.UUID | None = None,
+        case_id: uuid.UUID | None = None,
     ) -> str:
         """A token for `actor_id` (a staff user; None: the webhook path) to take `action` on one
         withdrawal or one order (exactly one of the two).
 
         `detail` binds extra facts (e.g. the bank's payout id) so a token can't be reused for another one."""
-        claim, subject = _subject(action, withdrawal_id, order_id, kyc_submission_id)
+        claim, subject = _subject(action, withdrawal_id, order_id, kyc_submission_id, case_id)
         payload: dict[str, Any] = {
             "iss": ISSUER,
             "aud": AUDIENCE,
@@ -99,9 +109,10 @@ class DecisionTokens:
         withdrawal_id: uuid.UUID | None = None,
         order_id: uuid.UUID | None = None,
         kyc_submission_id: uuid.UUID | None = None,
+        case_id: uuid.UUID | None = None,
     ) -> None:
         """Raise `ProofInvalid` unless `token` authorises exactly this actor, subject and action now."""
-        claim, subject = _subject(action, withdrawal_id, order_id, kyc_submission_id)
+        claim, subject = _subject(action, withdrawal_id, order_id, kyc_submission_id, case_id)
         if not token:
             raise ProofInvalid("no proof: a bare id is not a decision")
         try:
@@ -122,7 +133,7 @@ class DecisionTokens:
         if claims.get("sub") != expected_sub:
             raise ProofInvalid("the token was issued to someone else")
         if claims.get(claim) != str(subject) or any(other in claims for other in _CLAIMS if other != claim):
-            kind = {"wid": "withdrawal", "oid": "order", "kid": "KYC submission"}[claim]
+            kind = {"wid": "withdrawal", "oid": "order", "kid": "KYC submission", "cid": "AML case"}[claim]
             raise ProofInvalid(f"the token is for another {kind}")
         if claims.get("act") != action:
             raise ProofInvalid("the token is for another action")
@@ -135,10 +146,15 @@ def _subject(
     withdrawal_id: uuid.UUID | None,
     order_id: uuid.UUID | None,
     kyc_submission_id: uuid.UUID | None = None,
+    case_id: uuid.UUID | None = None,
 ) -> tuple[str, uuid.UUID]:
     """The claim naming the token's subject, checked against the action's kind."""
-    if sum(x is not None for x in (withdrawal_id, order_id, kyc_submission_id)) != 1:
-        raise ValueError("a decision token names exactly one withdrawal, order or KYC submission")
+    if sum(x is not None for x in (withdrawal_id, order_id, kyc_submission_id, case_id)) != 1:
+        raise ValueError("a decision token names exactly one withdrawal, order, KYC submission or AML case")
+    if case_id is not None:
+        if action not in CASE_ACTIONS:
+            raise ValueError(f"unknown AML case action {action!r}")
+        return "cid", case_id
     if kyc_submission_id is not None:
         if action not in KYC_ACTIONS:
             raise ValueError(f"unknown KYC action {action!r}")

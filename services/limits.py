@@ -54,6 +54,7 @@ COUNTED_WITHDRAWAL_STATUSES: tuple[str, ...] = (
     "PROCESSING",
     "COMPLETED",
     "NEEDS_ATTENTION",  # the money may have left
+    "UNDER_REVIEW",  # held for compliance
 )
 
 # Only names from this set may be interpolated into the query (they are identifiers, not values).

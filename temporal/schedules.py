@@ -9,7 +9,9 @@ fixed interval; a run still going when the next is due is skipped (overlap: skip
 - `ops-hold-audit`: `HoldAuditWorkflow` (holds that outlived their order or withdrawal);
 - `ops-reconciliation`: `ReconciliationWorkflow`;
 - `ops-sanctions-refresh`: `SanctionsRefreshWorkflow` (download the lists, load, re-screen everyone),
-  run once at creation so a new stack screens against today's lists.
+  run once at creation so a new stack screens against today's lists;
+- `ops-aml-sweep`: `AmlSweepWorkflow` (the AML window rules over every customer);
+- `ops-price-alerts`: `PriceAlertsWorkflow` (customers' price alerts against the venues' best prices).
 
 `ensure_schedules` is safe to call on every start: through `ensure_schedule` it creates what is
 missing (returning those ids) and updates the others to the current settings, without an extra run.
@@ -42,14 +44,18 @@ from temporalio.client import (
 )
 
 from config import Settings
+from models.aml import SweepInput
 from models.holds import HoldAuditInput
 from models.payments import CryptoPollInput, FloatCheckInput
+from models.price_alerts import PriceAlertCheckInput
 from models.reconciliation import ReconcileInput
 from models.screening_jobs import RefreshInput
 from temporal import task_queues
+from workflows.aml import AmlSweepWorkflow
 from workflows.deposits import CryptoDepositPollWorkflow
 from workflows.float_monitor import FloatMonitorWorkflow
 from workflows.hold_audit import HoldAuditWorkflow
+from workflows.price_alerts import PriceAlertsWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.screening import SanctionsRefreshWorkflow
 
@@ -60,6 +66,8 @@ CRYPTO_DEPOSIT_SCHEDULE_ID = "payments-crypto-deposit-poll"
 HOLD_AUDIT_SCHEDULE_ID = "ops-hold-audit"
 RECONCILIATION_SCHEDULE_ID = "ops-reconciliation"
 SANCTIONS_SCHEDULE_ID = "ops-sanctions-refresh"
+AML_SWEEP_SCHEDULE_ID = "ops-aml-sweep"
+PRICE_ALERTS_SCHEDULE_ID = "ops-price-alerts"
 
 
 # Temporal's own default catch-up window, written out so that a schedule read back from the server
@@ -143,12 +151,38 @@ def sanctions_schedule(settings: Settings) -> Schedule:
     )
 
 
+def aml_sweep_schedule(settings: Settings) -> Schedule:
+    """The AML window rules over every customer every `aml_sweep_minutes` (at the run's start time)."""
+    return _every(
+        AmlSweepWorkflow.run,
+        SweepInput(),
+        AML_SWEEP_SCHEDULE_ID,
+        task_queues.OPS,
+        timedelta(minutes=settings.aml_sweep_minutes),
+    )
+
+
+def price_alerts_schedule(settings: Settings) -> Schedule:
+    """Check every active price alert every `price_alert_check_seconds` (workflows/price_alerts.py)."""
+    return _every(
+        PriceAlertsWorkflow.run,
+        PriceAlertCheckInput(
+            band=settings.price_alert_band, cooldown_seconds=settings.price_alert_cooldown_seconds
+        ),
+        PRICE_ALERTS_SCHEDULE_ID,
+        task_queues.OPS,
+        timedelta(seconds=settings.price_alert_check_seconds),
+    )
+
+
 def all_schedules(settings: Settings) -> dict[str, Schedule]:
     """Every schedule the stack runs, by id, as `settings` configure them."""
     return {
         **payments_schedules(settings),
         RECONCILIATION_SCHEDULE_ID: reconciliation_schedule(settings),
         SANCTIONS_SCHEDULE_ID: sanctions_schedule(settings),
+        AML_SWEEP_SCHEDULE_ID: aml_sweep_schedule(settings),
+        PRICE_ALERTS_SCHEDULE_ID: price_alerts_schedule(settings),
     }
 
 

@@ -23,6 +23,7 @@ from providers.exchanges.base import (
     RetryableVenueError,
     VenueError,
 )
+from services.aml.cases import CaseRefused
 from services.holds import OwnerFinished
 from services.ledger import HoldNotActive, IdempotencyConflict, InsufficientFunds
 from services.orders import OrderRejected
@@ -45,6 +46,7 @@ RELIED_ON_BY_WORKFLOWS = {
     "KYC_NOT_IN_REVIEW": "NotInReview",
     "KYC_SELF_REVIEW": "SelfReview",
     "KYC_UNPROVEN": "Unproven",
+    "AML_CASE_REFUSED": "AmlCaseRefused",
 }
 
 
@@ -99,6 +101,7 @@ def _mapped_types() -> set[str]:
         (HoldNotActive("spent"), False),
         (OwnerFinished("withdrawal x", "COMPLETED"), False),
         (EmailDeliveryError("SendGrid answered 500"), False),
+        (CaseRefused("the case is closed"), False),
         (RetryableVenueError("binance", "busy"), False),
         (AmbiguousPlacement("binance", "cid", "timeout"), True),
         (InsufficientVenueFunds("binance", "no BTC"), True),

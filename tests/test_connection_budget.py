@@ -22,18 +22,18 @@ from services.connection_budget import (
 
 def test_the_defaults_fit_postgres_default_100_connections_and_two_of_each_do_not() -> None:
     one_each = ConnectionBudget.from_settings(Settings())
-    assert one_each.total == 1 * (10 + 20 + 4) + 1 * (20 + 20) + 10
+    assert one_each.total == 1 * (10 + 20 + 4 + 1) + 1 * (20 + 20) + 10
     one_each.check(100)
 
     two_each = ConnectionBudget.from_settings(Settings(api_processes=2, worker_processes=2))
     with pytest.raises(ConnectionBudgetExceeded) as refused:
         two_each.check(100)
     message = str(refused.value)
-    assert "API_PROCESSES 2 x 34" in message and "WORKER_PROCESSES 2 x 40" in message
-    assert "= 158 > the server's max_connections 100" in message
+    assert "API_PROCESSES 2 x 35" in message and "WORKER_PROCESSES 2 x 40" in message
+    assert "= 160 > the server's max_connections 100" in message
 
     smaller = Settings(api_processes=2, worker_processes=2, api_db_max_overflow=5, worker_db_max_overflow=0)
-    ConnectionBudget.from_settings(smaller).check(100)  # 2 x 19 + 2 x 20 + 10 = 88
+    ConnectionBudget.from_settings(smaller).check(100)  # 2 x 20 + 2 x 20 + 10 = 90
 
 
 async def test_the_check_reads_the_servers_limit(engine: AsyncEngine, settings: Settings) -> None:

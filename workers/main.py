@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 
 from config import Settings, get_settings, log_redaction
 from models.database import async_engine
+from providers.notification_channels import start_dispatcher
 from services.connection_budget import ConnectionBudgetExceeded, check_connection_budget
 from temporal.client import connect
 from temporal.search_attributes import ensure_registered
@@ -66,8 +67,11 @@ async def run(queues: list[str] | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     log.info("worker polling %s", ", ".join(selected))
     runs = [asyncio.create_task(w.run()) for w in workers]
+    dispatcher = start_dispatcher(engine, settings)  # the notification outbox (SKIP LOCKED: shared)
     await stop.wait()
     log.info("worker shutting down")
+    if dispatcher is not None:
+        await dispatcher.stop()
     await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
     await asyncio.gather(*runs, return_exceptions=True)
     for close in deps.closers:

@@ -18,12 +18,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.aml import AmlActivities
+from activities.aml_sar import SarActivities
 from activities.first_trade import FirstTradeActivities
+from activities.gdpr import GdprActivities
 from activities.holds import HoldActivities
 from activities.kyc import KycActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.ping import PingActivities
+from activities.price_alerts import PriceAlertActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.screening import ScreeningActivities
 from activities.treasury import TreasuryActivities
@@ -32,14 +36,18 @@ from providers.exchanges.base import ExecutionAdapter
 from services.ledger import Ledger
 from services.router import Router, RouterParams
 from temporal import task_queues
+from workflows.aml import AmlSweepWorkflow
 from workflows.deposits import CryptoDepositPollWorkflow, DepositWorkflow
 from workflows.first_trade import CoolingOffWorkflow
 from workflows.float_monitor import FloatMonitorWorkflow
+from workflows.gdpr import GdprExportWorkflow, RetentionWorkflow
 from workflows.hold_audit import HoldAuditWorkflow
 from workflows.kyc import KYCWorkflow
 from workflows.orders import OrderWorkflow
 from workflows.ping import PingWorkflow
+from workflows.price_alerts import PriceAlertsWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
+from workflows.sar import SarWorkflow
 from workflows.screening import SanctionsRefreshWorkflow
 from workflows.treasury import FloatTransferWorkflow
 from workflows.withdrawals import WithdrawalWorkflow
@@ -170,6 +178,13 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
     )
     screening = ScreeningActivities(engine=deps.engine, settings=deps.settings)
     first_trade = FirstTradeActivities(engine=deps.engine)
+    gdpr = GdprActivities(engine=deps.engine, settings=deps.settings, email=deps.email_sender())
+    aml = AmlActivities(engine=deps.engine, settings=deps.settings)
+    sar = SarActivities(engine=deps.engine, settings=deps.settings)
+    # The router's book sources: the worker's live books when streams are on (no venue call per check).
+    price_alerts = PriceAlertActivities(
+        engine=deps.engine, adapters=lambda: deps.best_execution_router().adapters
+    )
     return {
         task_queues.ORDERS: QueueSpec(
             workflows=[PingWorkflow, OrderWorkflow, CoolingOffWorkflow],
@@ -187,6 +202,7 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 orders.verify_resolution,
                 orders.notify,
                 first_trade.complete_cooling_off,
+                aml.screen_trade,
             ],
         ),
         task_queues.PAYMENTS: QueueSpec(
@@ -208,6 +224,9 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 pay.release_withdrawal,
                 pay.notify_withdrawal,
                 screening.screen_deposit_payer,
+                aml.screen_withdrawal,
+                aml.screen_deposit,
+                aml.verify_decision,
             ],
         ),
         task_queues.OPS: QueueSpec(
@@ -217,6 +236,11 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 ReconciliationWorkflow,
                 FloatTransferWorkflow,
                 SanctionsRefreshWorkflow,
+                GdprExportWorkflow,
+                RetentionWorkflow,
+                AmlSweepWorkflow,
+                SarWorkflow,
+                PriceAlertsWorkflow,
             ],
             activities=[
                 pay.check_float,
@@ -232,6 +256,10 @@ def build(deps: Dependencies) -> dict[str, QueueSpec]:
                 *treasury_activities(treasury),
                 screening.download_lists,
                 screening.refresh_list,
+                *gdpr_activities(gdpr),
+                aml.sweep,
+                *sar_activities(sar),
+                price_alerts.check,
             ],
         ),
         task_queues.KYC: QueueSpec(
@@ -253,4 +281,17 @@ def treasury_activities(t: TreasuryActivities) -> list[Callable[..., Any]]:
     return [
         t.record, t.verify_approval, t.send, t.lookup, t.book_sent, t.check_credit, t.book_settled,
         t.needs_attention, t.reject, t.plan_top_ups, t.verify_resolution, t.book_returned,
+    ]  # fmt: skip
+
+
+def gdpr_activities(g: GdprActivities) -> list[Callable[..., Any]]:
+    """The GDPR sagas' activities (workflows/gdpr.py)."""
+    return [g.build_export, g.email_export_link, g.expire_export, g.retention_check, g.pseudonymise]
+
+
+def sar_activities(s: SarActivities) -> list[Callable[..., Any]]:
+    """The SAR workflow's activities (workflows/sar.py)."""
+    return [
+        s.verify_decision, s.clear_case, s.freeze_account, s.file_report, s.record_refusal, s.record_consent,
+        s.withdrawal_decisions,
     ]  # fmt: skip

@@ -14,9 +14,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.aml import AmlActivities
     from activities.errors import ErrorType
     from activities.payments import PaymentActivities
     from activities.screening import ScreeningActivities
+    from models.aml import AmlSubjectType, ScreenRequest
     from models.payments import BankPayment, CryptoPollInput, CryptoPollResult, DepositResult
     from models.screening_jobs import PayerScreeningInput
 
@@ -62,7 +64,23 @@ class DepositWorkflow:
             and workflow.patched("screen-payer-name")
         ):
             await self._screen_payer(payment, result)
+        if result.user_id is not None and workflow.patched("aml-screen-deposit"):
+            await self._aml_screen(result)
         return result
+
+    async def _aml_screen(self, result: DepositResult) -> None:
+        """AML monitoring after the credit: alerts for compliance, never a block on the credit (which
+        has happened). Retried for a while; a screening that still fails is logged for ops, and the
+        scheduled sweep looks at the customer's window rules anyway."""
+        try:
+            await workflow.execute_activity_method(
+                AmlActivities.screen_deposit,
+                ScreenRequest(subject_type=AmlSubjectType.DEPOSIT, subject_id=str(result.deposit_id)),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=20),
+            )
+        except ActivityError:
+            workflow.logger.error("OPS ALERT deposit %s: not screened by AML monitoring", result.deposit_id)
 
     async def _screen_payer(self, payment: BankPayment, result: DepositResult) -> None:
         """The payer's name screened after the credit: a possible match raises a compliance review and

@@ -47,6 +47,8 @@ VENUE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interva
 NAMED_ORDER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
 NOTIFY_TIMEOUT = timedelta(seconds=20)
 NOTIFY_RETRY = RetryPolicy(maximum_attempts=3)
+# AML screening after settlement: retried for a while, never failing the order.
+AML_SCREEN_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=2), maximum_attempts=5)
 MAX_FALLBACKS = 3
 # An order id is used once, ever: a second start, even after the first finished, is refused.
 ID_REUSE_POLICY = WorkflowIDReusePolicy.REJECT_DUPLICATE

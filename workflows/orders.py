@@ -33,7 +33,9 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.aml import AmlActivities
     from activities.orders import OrderActivities
+    from models.aml import AmlSubjectType, ScreenRequest
     from models.market import (
         BestExecutionRecord,
         ExecutionLeg,
@@ -355,7 +357,8 @@ class OrderWorkflow(OrderPlacement):
 
     async def _done(self, req: OrderRequest, result: SettleResult) -> OrderState:
         workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(result.status.value)])
-        if result.filled_amount > 0:
+        # Unfilled orders are told too (cancelled) since issue 17; older histories did not ask.
+        if result.filled_amount > 0 or workflow.patched("notify-unfilled-orders"):
             try:
                 await workflow.execute_activity_method(
                     OrderActivities.notify,
@@ -365,7 +368,23 @@ class OrderWorkflow(OrderPlacement):
                 )
             except ACTIVITY_FAILURES:
                 workflow.logger.warning("order %s: the fill email could not be sent", req.order_id)
+            if workflow.patched("aml-screen-trade"):
+                await self._aml_screen(req)
         return self._state
+
+    async def _aml_screen(self, req: OrderRequest) -> None:
+        """AML monitoring after the trades settled: alerts for compliance only, never a change to the
+        order (a local activity: no extra round trip). A screening that keeps failing is logged; the
+        scheduled sweep applies the window rules to the customer anyway."""
+        try:
+            await workflow.execute_local_activity_method(
+                AmlActivities.screen_trade,
+                ScreenRequest(subject_type=AmlSubjectType.TRADE, subject_id=str(req.order_id)),
+                start_to_close_timeout=policy.LOCAL,
+                retry_policy=policy.AML_SCREEN_RETRY,
+            )
+        except ACTIVITY_FAILURES:
+            workflow.logger.error("OPS ALERT order %s: trades not screened by AML monitoring", req.order_id)
 
     async def _finish(
         self,

@@ -46,6 +46,12 @@ CANCELLABLE = frozenset(
         WithdrawalStatus.HALTED,
     }
 )
+# AML screening (the `_screen` phase): the patch marker that lets older histories replay without it, and
+# what the customer is told. Neutral on purpose: no customer ever learns that, or why, compliance looked.
+AML_SCREEN_PATCH = "aml-screen-withdrawal"
+UNDER_REVIEW_REASON = "under review"
+REFUSED_REASON = "withdrawal refused"
+
 # Outcomes that are not yet known: asked about (webhook or lookup) until they are.
 UNSETTLED = ("unknown", "pending", "absent")
 

@@ -1,6 +1,7 @@
 """The withdrawal saga: one `WithdrawalWorkflow` per withdrawal, id `withdrawal-<uuid>`.
 
-Phases (`WithdrawalWorkflow.run`): reserve amount + fee → await approval, if required → wait out a
+Phases (`WithdrawalWorkflow.run`): reserve amount + fee → AML screening (the live rule set: go on, hold
+for compliance in UNDER_REVIEW, or refuse) → await approval, if required → wait out a
 currency halt → execute and settle: send once through the bank (GBP) or the provider (crypto), learn
 the outcome by our id, commit the hold and book the fees, or release it. The customer is emailed the
 outcome either way. An outcome that stays unknown, or books that cannot be completed, end in
@@ -16,7 +17,11 @@ bare id is refused and audited):
   the admin API uses; `cancel` (the customer, until execution starts); `accepted` (waits until the funds
   are reserved or refused: the API's synchronous answer);
 - update `resolve` (ops, for NEEDS_ATTENTION: paid or not paid, with a token);
-- signal `payout_settled` from the bank webhook route (with the proof it signs); query `state`.
+- signal `payout_settled` from the bank webhook route (with the proof it signs); query `state`;
+- signal `compliance_decision` with `{"decision": "clear"|"decline", "token": "<token>"}` (a token for
+  `aml_clear` / `aml_decline` on this withdrawal, issued to a compliance user) for a withdrawal held in
+  UNDER_REVIEW: clear goes on, decline releases the hold and refuses it. The customer sees only "under
+  review" and "withdrawal refused", never why.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentActivities
+    from models.aml import ComplianceDecision
     from models.payments import (
         AttentionNotice,
         CompleteInput,
@@ -56,13 +62,14 @@ with workflow.unsafe.imports_passed_through():
     from temporal.search_attributes import WITHDRAWAL_STATUS
 
 from workflows import withdrawal_policies as policy
+from workflows.withdrawal_screening import WithdrawalScreening
 
 A = TypeVar("A")
 R = TypeVar("R")
 
 
 @workflow.defn
-class WithdrawalWorkflow:
+class WithdrawalWorkflow(WithdrawalScreening):
     """Guarantees: the funds are held before anything else (and only while the withdrawal is live); nothing
     is sent without the approvals the customer's rolling 24 h total requires (distinct users with the
     approver role, never the requester, each decision proven by a token, checked against the users table
@@ -85,6 +92,7 @@ class WithdrawalWorkflow:
         self._payout: PayoutUpdate | None = None
         self._resolution: Resolution | None = None
         self._decisions = asyncio.Lock()
+        self._compliance: str | None = None  # "clear" | "decline", once proven
 
     # --- people ----------------------------------------------------------------------------
 
@@ -125,6 +133,11 @@ class WithdrawalWorkflow:
     def payout_settled(self, update: PayoutUpdate) -> None:
         """The bank's word from our webhook route; it counts only once its proof is verified."""
         self._payout = update
+
+    @workflow.signal(name="compliance_decision")
+    async def compliance_decision(self, decision: ComplianceDecision) -> None:
+        """Compliance's word on a withdrawal held in UNDER_REVIEW (see `WithdrawalScreening`)."""
+        await self._consider_compliance(decision)
 
     @workflow.update(name="resolve")
     async def resolve(self, resolution: Resolution) -> DecisionOutcome:
@@ -202,7 +215,12 @@ class WithdrawalWorkflow:
     async def run(self, w: WithdrawalInput) -> WithdrawalState:
         """The saga in its phases, each ending the withdrawal (False) or handing on to the next; then,
         as Temporal asks, every decision or resolution still being handled finishes before the end."""
-        if await self._reserve(w) and await self._await_approval(w) and await self._wait_out_halt(w):
+        if (
+            await self._reserve(w)
+            and await self._screen(w)
+            and await self._await_approval(w)
+            and await self._wait_out_halt(w)
+        ):
             await self._execute_and_settle(w)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state()
@@ -253,14 +271,17 @@ class WithdrawalWorkflow:
         return True
 
     async def _wait_out_halt(self, w: WithdrawalInput) -> bool:
-        """While the currency is halted, wait (HALTED, asking again every `halt_poll_seconds`); the
-        customer may still cancel, which releases the hold and ends it."""
+        """While the currency is halted or the customer's account frozen (services/aml/freeze.py), wait
+        (HALTED, asking again every `halt_poll_seconds`); the customer may still cancel, which releases the
+        hold and ends it."""
         while True:
-            halted = await self._db(PaymentActivities.currency_halted, HaltQuery(currency=w.currency))
+            halted = await self._db(
+                PaymentActivities.currency_halted, HaltQuery(currency=w.currency, user_id=w.user_id)
+            )
             if halted is None or self._cancelled:
                 break
             if self._status != WithdrawalStatus.HALTED:
-                await self._set(WithdrawalStatus.HALTED, f"{w.currency} withdrawals are halted: {halted}")
+                await self._set(WithdrawalStatus.HALTED, halted)  # the activity words it for the customer
             try:
                 await workflow.wait_condition(
                     lambda: self._cancelled, timeout=timedelta(seconds=w.halt_poll_seconds)

@@ -34,9 +34,11 @@ Customer = Annotated[User, Depends(customer)]
 
 
 @router.get("/balances", response_model=BalancesOut, responses=problem_responses(401, 403))
-async def balances(user: Customer, ledger: LedgerDep) -> BalancesOut:
+async def balances(user: VerifiedUser, session: SessionDep, ledger: LedgerDep) -> BalancesOut:
     """Your balance, available and reserved amount per currency."""
-    return await account_views.balances(ledger=ledger, user_id=user.id)
+    # On the connection that has just authenticated the customer: one checkout per request, not two.
+    conn = await session.connection()
+    return await account_views.balances(ledger=ledger, user_id=user.id, conn=conn)
 
 
 @router.get("/ledger", response_model=LedgerOut, responses=problem_responses(401, 403, 422))

@@ -7,7 +7,7 @@ import logging
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from api.auth_deps import (
     AuthConfigDep,
@@ -41,36 +41,12 @@ from models.auth import (
     VerifyEmailRequest,
 )
 from models.users import User
-from providers.email import (
-    EmailDeliveryError,
-    EmailMessage,
-    EmailSender,
-    account_exists_email,
-    new_device_alert,
-    password_changed_alert,
-    password_reset_email,
-    verification_email,
-)
 from services.auth import TokenPair, password_changes, registration, second_factor, sessions
-from services.auth.context import utcnow
 
 log = logging.getLogger("api.auth")
 
 router = APIRouter(prefix="/auth", tags=["auth"], responses=problem_responses(400, 422, 429))
 AUTHED = problem_responses(401, 403)
-
-
-def _sender(request: Request) -> EmailSender:
-    sender: EmailSender = request.app.state.email_sender
-    return sender
-
-
-async def _deliver(sender: EmailSender, to: str, message: EmailMessage) -> None:
-    """Background delivery: a mail outage must not fail the request that triggered the mail."""
-    try:
-        await sender.send(to, message)
-    except EmailDeliveryError:
-        log.warning("email %r to a user could not be delivered", message.subject, exc_info=True)
 
 
 def _tokens(pair: TokenPair) -> TokenResponse:
@@ -83,21 +59,8 @@ def _tokens(pair: TokenPair) -> TokenResponse:
     )
 
 
-def _base_url(request: Request) -> str:
-    base: str = request.app.state.settings.public_base_url
-    return base.rstrip("/")
-
-
-def _send_verification(request: Request, background: BackgroundTasks, cfg: AuthConfigDep, user: User) -> None:
-    token = registration.verification_token(cfg, user)
-    link = f"{_base_url(request)}/api/v1/auth/verify-email?token={token}"
-    hours = int(cfg.policy.email_token_ttl.total_seconds() // 3600)
-    background.add_task(_deliver, _sender(request), user.email, verification_email(link, valid_hours=hours))
-
-
 REGISTERED = Accepted(detail="check your inbox: we sent you an email to continue")
 RESET_REQUESTED = Accepted(detail="if an account uses this address, we sent it a password reset email")
-RESET_HINT = "request a password reset (POST /api/v1/auth/password-reset)"
 
 
 @router.post("/register", status_code=202, response_model=Accepted)
@@ -106,10 +69,9 @@ async def register(
     request: Request,
     session: SessionDep,
     cfg: AuthConfigDep,
-    background: BackgroundTasks,
 ) -> Accepted:
     """Open a customer account; the next step is in the email (the answer is the same for any address)."""
-    result = await registration.register(
+    await registration.register(
         session,
         cfg,
         email=body.email,
@@ -118,11 +80,6 @@ async def register(
         last_name=body.last_name,
         ip=client_ip(request),
     )
-    if result.created:
-        _send_verification(request, background, cfg, result.user)
-    elif result.notify_owner:
-        message = account_exists_email(reset_hint=RESET_HINT)
-        background.add_task(_deliver, _sender(request), result.user.email, message)
     return REGISTERED
 
 
@@ -132,17 +89,9 @@ async def request_password_reset(
     request: Request,
     session: SessionDep,
     cfg: AuthConfigDep,
-    background: BackgroundTasks,
 ) -> Accepted:
     """Email a single-use password reset token (the answer is the same whether the address has an account)."""
-    found = await password_changes.request_password_reset(session, cfg, body.email, ip=client_ip(request))
-    if found is not None:
-        user, token = found
-        minutes = int(cfg.policy.reset_token_ttl.total_seconds() // 60)
-        # In the fragment: browsers never send it to a server, so it stays out of every access log.
-        link = f"{_base_url(request)}/reset-password#token={token}"
-        message = password_reset_email(token=token, link=link, valid_minutes=minutes)
-        background.add_task(_deliver, _sender(request), user.email, message)
+    await password_changes.request_password_reset(session, cfg, body.email, ip=client_ip(request))
     return RESET_REQUESTED
 
 
@@ -152,13 +101,10 @@ async def confirm_password_reset(
     request: Request,
     session: SessionDep,
     cfg: AuthConfigDep,
-    background: BackgroundTasks,
 ) -> Response:
     """Set a new password with the emailed token; every session is signed out."""
     ip = client_ip(request)
-    user = await password_changes.reset_password(session, cfg, body.token, body.new_password, ip=ip)
-    alert = password_changed_alert(when=utcnow(), ip=ip)
-    background.add_task(_deliver, _sender(request), user.email, alert)
+    await password_changes.reset_password(session, cfg, body.token, body.new_password, ip=ip)
     return Response(status_code=204)
 
 
@@ -187,13 +133,11 @@ async def verify_email(
     response_model=EmailQueued,
     responses={**AUTHED, **problem_responses(409)},
 )
-async def resend_verification(
-    request: Request, user: CurrentUser, cfg: AuthConfigDep, background: BackgroundTasks
-) -> EmailQueued:
+async def resend_verification(user: CurrentUser, session: SessionDep, cfg: AuthConfigDep) -> EmailQueued:
     """Email a fresh verification link."""
     if user.email_verified:
         raise ProblemError(409, "already_verified", "the email address is already verified")
-    _send_verification(request, background, cfg, user)
+    await registration.resend_verification(session, cfg, user)
     return EmailQueued()
 
 
@@ -204,15 +148,11 @@ async def login(
     session: SessionDep,
     cfg: AuthConfigDep,
     client: ClientDep,
-    background: BackgroundTasks,
 ) -> TokenResponse:
     """Exchange email, password (and TOTP code when 2FA is on) for an access and a refresh token."""
     result = await sessions.login(
         session, cfg, email=body.email, password=body.password, totp_code=body.totp_code, client=client
     )
-    if result.new_device:
-        alert = new_device_alert(when=utcnow(), ip=client.ip, user_agent=client.user_agent or "unknown")
-        background.add_task(_deliver, _sender(request), result.user.email, alert)
     return _tokens(result.tokens)
 
 

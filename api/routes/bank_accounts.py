@@ -9,7 +9,6 @@ from fastapi import APIRouter
 
 from api.auth_deps import RequireTotp, problem_responses
 from api.deps import EngineDep, SettingsDep
-from api.payment_clients import PaymentsDep
 from api.routes.accounts import Customer
 from models.payments_api import AddressCreate, AddressOut, BankAccountOut
 from services import payments
@@ -59,14 +58,14 @@ async def list_bank_accounts(user: Customer, engine: EngineDep) -> list[BankAcco
     responses=problem_responses(401, 403, 404, 409, 422, 429),
 )
 async def confirm_bank_account(
-    account_id: uuid.UUID, user: Customer, engine: EngineDep, settings: SettingsDep, clients: PaymentsDep
+    account_id: uuid.UUID, user: Customer, engine: EngineDep, settings: SettingsDep
 ) -> BankAccountOut:
     """Confirm that an account you paid in from is yours (needs `X-TOTP-Code`): it can receive GBP
     withdrawals after the cooling-off period, and we email you. An account whose holder name does not
     match yours is reviewed by our team instead (409)."""
 
     async def tell_customer(confirmed: payments.ConfirmedBankAccount) -> None:
-        await clients.tell_bank_account_confirmed(user.email, confirmed)
+        """Nothing more to do: the notification was written with the confirmation (the outbox)."""
 
     return await payments.confirm_for_customer(
         engine, user_id=user.id, account_id=account_id,

@@ -17,14 +17,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.auth_deps import CurrentUser, RequireTotp, problem_responses, require_role
+from api.auth_deps import ComplianceWithTotp, CurrentUser, problem_responses, require_role
 from api.deps import EngineDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import ProblemError, ServiceUnavailable
+from api.sagas import saga_answers
 from config import Settings
 from models.kyc import (
     DocumentOut,
@@ -190,14 +191,9 @@ async def tier2_submit(
     if status == KycStatus.DRAFT:
         return await _start(client, engine, _input(settings, submission_id, user.id, 2, applicant_id))
     handle = client.get_workflow_handle(kyc_workflow_id(submission_id))
-    try:
+    not_awaiting = ProblemError(409, "kyc_not_awaiting_documents", "your documents are already being checked")
+    with saga_answers(gone=not_awaiting):
         await handle.execute_update("resubmitted")
-    except WorkflowUpdateFailedError as e:
-        raise ProblemError(
-            409, "kyc_not_awaiting_documents", "your documents are already being checked"
-        ) from e
-    except RPCError as e:
-        raise ServiceUnavailable("temporal") from e
     return SubmissionOut(
         id=submission_id,
         tier=2,
@@ -344,14 +340,11 @@ async def decide_review(
         token=_token(settings, staff, submission_id, approve),
     )
     handle = client.get_workflow_handle(kyc_workflow_id(submission_id))
-    try:
+    with saga_answers(
+        gone=ProblemError(404, "not_found", "no such KYC submission in review"),
+        refused=ProblemError(409, "not_in_review", "this submission is not waiting for a review"),
+    ):
         outcome = await handle.execute_update("review", decision, result_type=ReviewOutcome)
-    except WorkflowUpdateFailedError as e:
-        raise ProblemError(409, "not_in_review", "this submission is not waiting for a review") from e
-    except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
-            raise ProblemError(404, "not_found", "no such KYC submission in review") from e
-        raise ServiceUnavailable("temporal") from e
     if not outcome.accepted:
         raise ProblemError(
             403 if outcome.code != "not_in_review" else 409, outcome.code, outcome.detail or outcome.code
@@ -362,11 +355,14 @@ async def decide_review(
 @router.post(
     "/admin/kyc/{submission_id}/approve",
     response_model=ReviewOutcome,
-    dependencies=[RequireTotp],
     responses=problem_responses(401, 403, 404, 409),
 )
 async def approve(
-    submission_id: uuid.UUID, body: ReviewBody, staff: Compliance, client: TemporalDep, settings: SettingsDep
+    submission_id: uuid.UUID,
+    body: ReviewBody,
+    staff: ComplianceWithTotp,
+    client: TemporalDep,
+    settings: SettingsDep,
 ) -> ReviewOutcome:
     """Grant the tier under review (needs `X-TOTP-Code`; never your own)."""
     return await decide_review(client, settings, staff, submission_id, True, body.reason)
@@ -375,11 +371,14 @@ async def approve(
 @router.post(
     "/admin/kyc/{submission_id}/reject",
     response_model=ReviewOutcome,
-    dependencies=[RequireTotp],
     responses=problem_responses(401, 403, 404, 409),
 )
 async def reject(
-    submission_id: uuid.UUID, body: ReviewBody, staff: Compliance, client: TemporalDep, settings: SettingsDep
+    submission_id: uuid.UUID,
+    body: ReviewBody,
+    staff: ComplianceWithTotp,
+    client: TemporalDep,
+    settings: SettingsDep,
 ) -> ReviewOutcome:
     """Refuse the tier under review (needs `X-TOTP-Code`); the customer is told without a reason."""
     return await decide_review(client, settings, staff, submission_id, False, body.reason)
@@ -388,11 +387,10 @@ async def reject(
 @router.post(
     "/admin/kyc/{submission_id}/decision-token",
     response_model=ReviewTokenOut,
-    dependencies=[RequireTotp],
     responses=problem_responses(401, 403, 422),
 )
 async def decision_token(
-    submission_id: uuid.UUID, body: ReviewTokenBody, staff: Compliance, settings: SettingsDep
+    submission_id: uuid.UUID, body: ReviewTokenBody, staff: ComplianceWithTotp, settings: SettingsDep
 ) -> ReviewTokenOut:
     """A short-lived token proving your review, for the Temporal CLI/Web UI `review` update (TOTP)."""
     return ReviewTokenOut(

@@ -94,7 +94,7 @@ class MarketState:
             await self._venues.close()
 
 
-def market_data(request: Request) -> MarketData:
+async def market_data(request: Request) -> MarketData:
     state: MarketState = request.app.state.market
     return state.market()
 

@@ -37,7 +37,7 @@ def orders_task_queue(request: Request) -> str:
     return queue
 
 
-def order_sagas(request: Request, client: TemporalDep) -> intake.OrderSagas:
+async def order_sagas(request: Request, client: TemporalDep) -> intake.OrderSagas:
     """The order sagas on this app's orders task queue."""
     return TemporalOrderSagas(client, orders_task_queue(request))
 

@@ -18,7 +18,9 @@ from api.routes.accounts import Customer
 from api.sagas import PaymentSagasDep
 from models.payments_api import WithdrawalCreate, WithdrawalOut, WithdrawalPage
 from services import payments
+from services.aml.travel_rule import travel_rule_info
 from services.pagination import CURSOR_MAX_LENGTH
+from services.screening.service import ScreeningConfig
 
 router = APIRouter(tags=["payments"])
 
@@ -27,7 +29,9 @@ router = APIRouter(tags=["payments"])
     "/withdrawals",
     status_code=201,
     response_model=WithdrawalOut,
-    dependencies=[RequireTotp, WithdrawalRateLimit],
+    # The limit first: requests are counted before the second factor is checked, so no TOTP code is
+    # spent on a refused request and guessed codes count against the limit too.
+    dependencies=[WithdrawalRateLimit, RequireTotp],
     responses=problem_responses(401, 403, 404, 409, 422, 429, 503),
 )
 async def create_withdrawal(
@@ -52,6 +56,8 @@ async def create_withdrawal(
             engine, withdrawal_id=withdrawal_id, user_id=user.id, currency=body.currency,
             amount=Decimal(body.amount), address_id=body.address_id, bank_account_id=body.bank_account_id,
             policy=policy, crypto_provider=settings.crypto_provider, prices=clients, sagas=sagas,
+            travel_rule=travel_rule_info(body.travel_rule),
+            screening=ScreeningConfig.from_settings(settings),
         )  # fmt: skip
 
     return await idempotency.respond_once(

@@ -1,7 +1,7 @@
 """ledger adjustments by maker-checker: proposals and their one decision (issue 18)
 
 Revision ID: 0034
-Revises: 0033
+Revises: 0032
 Create Date: 2026-12-02
 
 `ledger_adjustments` holds a staff member's proposed correction (currency, legs with signed amounts as
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0034"
-down_revision: str | Sequence[str] | None = "0033"
+down_revision: str | Sequence[str] | None = "0032"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -33,6 +33,8 @@ class AuthConfig:
     tokens: TokenCodec
     email_tokens: TokenCodec
     reset_tokens: TokenCodec
+    # Where customers reach the API: the links in verification and reset mails.
+    public_base_url: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings, policy: AuthPolicy | None = None) -> AuthConfig:
@@ -53,6 +55,7 @@ class AuthConfig:
                 policy.issuer,
                 f"{policy.audience}:password-reset",
             ),
+            public_base_url=settings.public_base_url,
         )
 
 

@@ -16,12 +16,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.auth import AuthSession, PasswordHistory
 from models.users import User
-from services.auth import throttle
+from services.auth import notices, throttle
 from services.auth.audit import audit
 from services.auth.context import LOGIN_STATUSES, AuthConfig, account_key, normalize_email, utcnow
 from services.auth.errors import LockedOut, PolicyViolation, TokenInvalid, WrongPassword
 from services.auth.hashing import check_policy, hash_password, verify_password
 from services.auth.sessions import revoke
+from services.notifications import NotificationEvent
 
 
 async def confirm_current_password(
@@ -73,6 +74,9 @@ async def change_password(
         keep_session=keep_session,
     )
     audit(session, "auth.password.changed", user_id=user.id, ip=ip, details={"sessions_revoked": revoked})
+    await notices.security(
+        session, NotificationEvent.SECURITY_PASSWORD_CHANGED, user.id, when=now, ip=ip, how="changed"
+    )
     await session.commit()
 
 
@@ -166,6 +170,7 @@ async def request_password_reset(
                 pwd=_password_fingerprint(user.password_hash),
             )
             result = (user, token)
+            await notices.password_reset(session, cfg, user.id, token)
     audit(
         session,
         "auth.password_reset.requested",
@@ -204,5 +209,8 @@ async def reset_password(
     user.email_verified = True
     await throttle.reset(session, account_key(user.email))
     audit(session, "auth.password_reset", user_id=user.id, ip=ip, details={"sessions_revoked": revoked})
+    await notices.security(
+        session, NotificationEvent.SECURITY_PASSWORD_CHANGED, user.id, when=now, ip=ip, how="reset"
+    )
     await session.commit()
     return user

@@ -15,7 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.auth import PasswordHistory
 from models.users import User
-from services.auth import throttle
+from services.auth import notices, throttle
 from services.auth.audit import audit
 from services.auth.context import AuthConfig, normalize_email, utcnow
 from services.auth.errors import TokenInvalid
@@ -68,10 +68,13 @@ async def register(
         audit(
             session, "auth.register.existing_email", user_id=existing.id, ip=ip, details={"emailed": notify}
         )
+        if notify:
+            await notices.account_exists(session, existing.id)
         await session.commit()
         return Registration(existing, created=False, notify_owner=notify)
     session.add(PasswordHistory(user_id=user.id, password_hash=hashed))
     audit(session, "auth.register", user_id=user.id, ip=ip)
+    await notices.verification(session, cfg, user.id, verification_token(cfg, user))
     await session.commit()
     await session.refresh(user)
     return Registration(user, created=True)
@@ -82,6 +85,12 @@ def verification_token(cfg: AuthConfig, user: User) -> str:
     return cfg.email_tokens.issue(
         "email_verify", user.id, now=utcnow(), ttl=cfg.policy.email_token_ttl, email=user.email
     )
+
+
+async def resend_verification(session: AsyncSession, cfg: AuthConfig, user: User) -> None:
+    """A fresh verification mail (through the outbox, committed here)."""
+    await notices.verification(session, cfg, user.id, verification_token(cfg, user))
+    await session.commit()
 
 
 async def verify_email(session: AsyncSession, cfg: AuthConfig, token: str, *, ip: str | None) -> User:

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.users import User
-from services.auth import totp
+from services.auth import notices, totp
 from services.auth.audit import audit
 from services.auth.context import AuthConfig, utcnow
 from services.auth.errors import Conflict
 from services.auth.password_changes import confirm_current_password
+from services.notifications import NotificationEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ async def totp_confirm(
     user.twofa_enabled = True
     user.updated_at = utcnow()
     audit(session, "auth.2fa.enabled", user_id=user.id, ip=ip)
+    await notices.security(session, NotificationEvent.SECURITY_2FA_ENABLED, user.id, when=utcnow(), ip=ip)
     await session.commit()
 
 
@@ -67,4 +69,5 @@ async def totp_disable(
     user.twofa_secret = None
     user.updated_at = utcnow()
     audit(session, "auth.2fa.disabled", user_id=user.id, ip=ip)
+    await notices.security(session, NotificationEvent.SECURITY_2FA_DISABLED, user.id, when=utcnow(), ip=ip)
     await session.commit()

@@ -9,14 +9,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.auth import AuthSession, KnownDevice
 from models.users import User
-from services.auth import throttle, totp
+from services.auth import notices, throttle, totp
 from services.auth.audit import audit, log_event
 from services.auth.context import (
     LOGIN_STATUSES,
@@ -37,6 +38,7 @@ from services.auth.errors import (
 )
 from services.auth.hashing import dummy_hash, verify_password
 from services.auth.tokens import token_hash
+from services.notifications import NotificationEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,8 @@ async def _login_failed(
         audit(session, "auth.lockout", user_id=user_id, ip=client.ip, details={"scope": "account"})
     if ip_locked:
         audit(session, "auth.lockout", user_id=user_id, ip=client.ip, details={"scope": "ip"})
+    if user_id is not None:
+        await notices.failed_logins(session, user_id, now=now, ip=client.ip)
     await session.commit()
 
 
@@ -173,6 +177,14 @@ async def login(
             ip=client.ip,
             details={"fingerprint": client.fingerprint, "user_agent": client.user_agent[:255]},
         )
+        await notices.security(
+            session,
+            NotificationEvent.SECURITY_NEW_DEVICE,
+            user.id,
+            when=now,
+            ip=client.ip,
+            user_agent=client.user_agent[:255] or "unknown",
+        )
     await session.commit()
     return LoginResult(user=user, tokens=pair, new_device=new_device)
 
@@ -240,20 +252,29 @@ async def refresh(session: AsyncSession, cfg: AuthConfig, token: str, *, client:
     return pair
 
 
-async def authenticate(session: AsyncSession, cfg: AuthConfig, token: str) -> tuple[User, AuthSession]:
-    """The user and live session behind an access token. One query; revocation is effective at once."""
-    claims = cfg.tokens.decode(token, "access")
-    row = (
-        await session.exec(
-            select(User, AuthSession)
-            .join(AuthSession, col(AuthSession.user_id) == col(User.id))
-            .where(
-                col(AuthSession.id) == claims["sid"],
-                col(User.id) == claims["sub"],
-                col(AuthSession.revoked_at).is_(None),
-            )
-        )
-    ).first()
+# Built once: the statement every authenticated request runs (building the expression per request was a
+# visible share of its CPU time; the compiled form is cached by SQLAlchemy either way).
+_LIVE_SESSION = (
+    select(User, AuthSession)
+    .join(AuthSession, col(AuthSession.user_id) == col(User.id))
+    .where(
+        col(AuthSession.id) == bindparam("sid"),
+        col(User.id) == bindparam("sub"),
+        col(AuthSession.revoked_at).is_(None),
+    )
+)
+
+
+async def authenticate(
+    session: AsyncSession, cfg: AuthConfig, token: str, *, claims: dict[str, Any] | None = None
+) -> tuple[User, AuthSession]:
+    """The user and live session behind an access token. One query; revocation is effective at once.
+
+    `claims`: what `cfg.tokens.decode(token, "access")` returned earlier in the same request (the API's
+    rate-limit middleware verifies the token first); the signature is then not verified twice."""
+    if claims is None:
+        claims = cfg.tokens.decode(token, "access")
+    row = (await session.exec(_LIVE_SESSION, params={"sid": claims["sid"], "sub": claims["sub"]})).first()
     if row is None:
         raise TokenInvalid("this session has ended; log in again", code="session_revoked")
     user, sess = row
@@ -300,4 +321,8 @@ async def revoke_session(
         ip=ip,
         details={"session_id": str(session_id)},
     )
+    if reason != "logout":
+        await notices.security(
+            session, NotificationEvent.SECURITY_SESSION_REVOKED, user.id, when=utcnow(), ip=ip
+        )
     await session.commit()

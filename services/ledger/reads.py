@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.ledger.errors import UnknownAccount
 from services.pagination import fetch_page
@@ -69,15 +69,18 @@ class CurrencyTotals(BaseModel):
 _BALANCE_COLUMNS = "SELECT id, currency, balance, available_balance, reserved_balance FROM accounts "
 
 
-async def balances(engine: AsyncEngine, user_id: uuid.UUID) -> list[Balance]:
-    """The customer's accounts, one per currency they ever used."""
-    async with engine.connect() as c:
-        rows = (
-            await c.execute(
-                text(_BALANCE_COLUMNS + "WHERE kind = 'customer' AND user_id = :u ORDER BY currency"),
-                {"u": user_id},
-            )
-        ).all()
+async def balances(
+    engine: AsyncEngine, user_id: uuid.UUID, *, conn: AsyncConnection | None = None
+) -> list[Balance]:
+    """The customer's accounts, one per currency they ever used. `conn`: read on a connection the caller
+    already holds (the API's request session, which has just authenticated the customer) instead of
+    checking out another one: no second ping, BEGIN and ROLLBACK per request."""
+    query = text(_BALANCE_COLUMNS + "WHERE kind = 'customer' AND user_id = :u ORDER BY currency")
+    if conn is not None:
+        rows = (await conn.execute(query, {"u": user_id})).all()
+    else:
+        async with engine.connect() as c:
+            rows = (await c.execute(query, {"u": user_id})).all()
     return [
         Balance(account_id=r[0], currency=r[1], balance=r[2], available=r[3], reserved=r[4]) for r in rows
     ]

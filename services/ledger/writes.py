@@ -268,8 +268,10 @@ class Ledger:
 
     # reads (services/ledger/reads.py) and verification (services/ledger/verify.py) -------------
 
-    async def balances(self, user_id: uuid.UUID) -> list[reads.Balance]:
-        return await reads.balances(self._engine, user_id)
+    async def balances(
+        self, user_id: uuid.UUID, *, conn: AsyncConnection | None = None
+    ) -> list[reads.Balance]:
+        return await reads.balances(self._engine, user_id, conn=conn)
 
     async def balance(self, account_id: uuid.UUID) -> reads.Balance:
         return await reads.balance(self._engine, account_id)

@@ -24,6 +24,7 @@ from services.orders.limits import (
     MAX_ORDER_GBP,
     TRADING_LIMITS_GBP,
     check_trading_limit,
+    lock_customer,
     refuse_over_limit,
     trading_used,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "SizeRules",
     "add_staff_detail",
     "check_trading_limit",
+    "lock_customer",
     "clear_attention",
     "fill_value",
     "fit_to_hold",

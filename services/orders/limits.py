@@ -19,17 +19,34 @@ COUNTED_STATUSES = ("ROUTED", "NEEDS_ATTENTION", "OPEN", "PARTIALLY_FILLED", "FI
 MAX_ORDER_GBP = max(TRADING_LIMITS_GBP.values())
 
 
+async def lock_customer(conn: AsyncConnection, user_id: uuid.UUID) -> int:
+    """Lock the customer's row for the rest of the transaction; their KYC tier, read under the lock.
+
+    So two concurrent orders of one customer are counted one after the other, never both against the
+    same headroom. `FOR NO KEY UPDATE`, not `FOR UPDATE`: it must not block the foreign-key checks (`FOR
+    KEY SHARE`) of the customer's settlements inserting trades and entries, which deadlocked under load.
+    """
+    tier: int = (
+        await conn.execute(text("SELECT kyc_tier FROM users WHERE id = :u FOR NO KEY UPDATE"), {"u": user_id})
+    ).scalar_one()
+    return tier
+
+
 async def check_trading_limit(
-    conn: AsyncConnection, *, user_id: uuid.UUID, order_id: uuid.UUID, kyc_tier: int, notional_gbp: Decimal
+    conn: AsyncConnection,
+    *,
+    user_id: uuid.UUID,
+    order_id: uuid.UUID,
+    kyc_tier: int,
+    notional_gbp: Decimal,
+    locked: bool = False,
 ) -> None:
     """Refuse the order if it would take the customer over their tier's rolling 24 h limit.
 
-    The customer's row is locked for the rest of the transaction, so two concurrent orders of one
-    customer are counted one after the other, never both against the same headroom. `FOR NO KEY
-    UPDATE`, not `FOR UPDATE`: it must not block the foreign-key checks (`FOR KEY SHARE`) of the
-    customer's settlements inserting trades and entries, which deadlocked under load.
-    """
-    await conn.execute(text("SELECT 1 FROM users WHERE id = :u FOR NO KEY UPDATE"), {"u": user_id})
+    Counted under the customer's lock (`lock_customer`), taken here unless the caller holds it already
+    (`locked=True`: it read the tier with the lock, one round trip instead of two)."""
+    if not locked:
+        await lock_customer(conn, user_id)
     used = await trading_used(conn, user_id=user_id, order_id=order_id)
     refuse_over_limit(kyc_tier=kyc_tier, used=used, notional_gbp=notional_gbp)
 

@@ -32,12 +32,12 @@ async def insert_order(conn: AsyncConnection, req: OrderRequest) -> tuple[OrderS
     ).first()
     if user is None:
         raise OrderRejected("unknown_customer", "no such customer")
-    await conn.execute(
+    inserted = await conn.execute(
         text(
             "INSERT INTO orders (id, user_id, symbol, side, type, time_in_force, price, amount, "
             "quote_amount, max_slippage, expires_at, status) "
             "VALUES (:id, :u, :sym, :side, :type, :tif, :price, :amount, "
-            ":qa, :slip, :exp, 'PENDING') ON CONFLICT (id) DO NOTHING"
+            ":qa, :slip, :exp, 'PENDING') ON CONFLICT (id) DO NOTHING RETURNING status"
         ),
         {
             "id": req.order_id,
@@ -53,8 +53,12 @@ async def insert_order(conn: AsyncConnection, req: OrderRequest) -> tuple[OrderS
             "exp": req.expires_at,
         },
     )
-    row = (await conn.execute(text("SELECT status FROM orders WHERE id = :id"), {"id": req.order_id})).one()
-    return OrderStatus(row[0]), int(user[0]), str(user[1])
+    status = inserted.scalar_one_or_none()
+    if status is None:  # recorded before (a replay): its status now, which later steps may have moved on
+        status = (
+            await conn.execute(text("SELECT status FROM orders WHERE id = :id"), {"id": req.order_id})
+        ).scalar_one()
+    return OrderStatus(status), int(user[0]), str(user[1])
 
 
 async def mark_routed(
@@ -225,32 +229,24 @@ async def record_trades(
 async def refresh_totals(
     conn: AsyncConnection, order_id: uuid.UUID, status: OrderStatus | None, reason: str | None
 ) -> tuple[OrderStatus, Decimal, Decimal, Decimal | None, Decimal]:
-    """Recompute the order's filled amount, average price and fee from its fills and trades."""
-    filled, quote = (
+    """Recompute the order's filled amount, average price and fee from its fills and trades.
+
+    Two round trips: one read of the fills (sums and venue orders) and the trades' fees, one update
+    returning the status the order has now (settlement runs once per fill and order: issue 19)."""
+    filled, quote, venues, venue_order_ids, fee = (
         await conn.execute(
             text(
-                "SELECT coalesce(sum(amount), 0), coalesce(sum(quote_amount), 0) FROM provider_fills "
-                "WHERE our_order_id = :o"
+                "SELECT coalesce(sum(amount), 0), coalesce(sum(quote_amount), 0), "
+                "array_agg(provider ORDER BY provider), array_agg(provider_order_id ORDER BY provider), "
+                "(SELECT coalesce(sum(fee), 0) FROM trades WHERE order_id = :o) "
+                "FROM provider_fills WHERE our_order_id = :o"
             ),
             {"o": order_id},
         )
     ).one()
-    fee = (
-        await conn.execute(
-            text("SELECT coalesce(sum(fee), 0) FROM trades WHERE order_id = :o"), {"o": order_id}
-        )
-    ).scalar_one()
     avg = floor_price(quote / filled) if filled else None
-    providers = (
-        await conn.execute(
-            text(
-                "SELECT provider, provider_order_id FROM provider_fills "
-                "WHERE our_order_id = :o ORDER BY provider"
-            ),
-            {"o": order_id},
-        )
-    ).all()
-    await conn.execute(
+    providers = list(zip(venues or [], venue_order_ids or [], strict=True))
+    current = await conn.execute(
         text(
             "UPDATE orders SET filled_amount = :f, filled_quote_amount = :q, average_fill_price = :avg, "
             "total_fee = :fee, status = coalesce(CAST(:s AS varchar), status), "
@@ -259,7 +255,7 @@ async def refresh_totals(
             "filled_at = CASE WHEN CAST(:s AS varchar) = 'FILLED' THEN now() ELSE filled_at END, "
             "cancelled_at = CASE WHEN CAST(:s AS varchar) IN ('CANCELLED', 'EXPIRED') "
             "THEN now() ELSE cancelled_at END "
-            "WHERE id = :o"
+            "WHERE id = :o RETURNING status"
         ),
         {
             "o": order_id,
@@ -273,10 +269,7 @@ async def refresh_totals(
             "poid": ",".join(p[1] for p in providers) or None,
         },
     )
-    current = (
-        await conn.execute(text("SELECT status FROM orders WHERE id = :o"), {"o": order_id})
-    ).scalar_one()
-    return OrderStatus(current), filled, quote, avg, fee
+    return OrderStatus(current.scalar_one()), filled, quote, avg, fee
 
 
 async def clear_attention(conn: AsyncConnection, order_id: uuid.UUID) -> None:

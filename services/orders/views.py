@@ -21,7 +21,7 @@ from models.order_flow import OrderStatus
 from services import order_reasons
 from services.errors import DomainError
 from services.orders.prices import ZERO
-from services.pagination import decode_keyset, encode_keyset
+from services.pagination import fetch_page
 
 ORDER_COLUMNS = (
     "id, user_id, symbol, side, type, time_in_force, price, amount, quote_amount, max_slippage, expires_at, "
@@ -112,7 +112,7 @@ async def list_orders(
 ) -> OrderPage:
     """The customer's orders, newest first, optionally filtered; `cursor` from the previous page."""
     where = ["user_id = :u"]
-    params: dict[str, Any] = {"u": user_id, "lim": limit + 1}
+    params: dict[str, Any] = {"u": user_id}
     if status is not None:
         where.append("status = :status")
         params["status"] = status.value
@@ -122,26 +122,16 @@ async def list_orders(
     if side is not None:
         where.append("side = :side")
         params["side"] = side.value
-    if cursor:
-        params["c_at"], params["c_id"] = decode_keyset(cursor)
-        where.append("(created_at, id) < (:c_at, :c_id)")
-    async with engine.connect() as conn:
-        rows = (
-            (
-                await conn.execute(
-                    text(
-                        f"SELECT {ORDER_COLUMNS} FROM orders WHERE {' AND '.join(where)} "
-                        "ORDER BY created_at DESC, id DESC LIMIT :lim"
-                    ),
-                    params,
-                )
-            )
-            .mappings()
-            .all()
-        )
-    page = rows[:limit]
-    next_cursor = encode_keyset(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
-    return OrderPage(orders=[order_out(dict(r)) for r in page], next_cursor=next_cursor)
+    page, next_cursor = await fetch_page(
+        engine,
+        select=f"SELECT {ORDER_COLUMNS} FROM orders",
+        where=" AND ".join(where),
+        params=params,
+        limit=limit,
+        cursor=cursor,
+        position=lambda r: (r.created_at, r.id),
+    )
+    return OrderPage(orders=[order_out(dict(r._mapping)) for r in page], next_cursor=next_cursor)
 
 
 async def execution_record(

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from models.payments import BankPayment
 from models.payments_api import BankAccountOut
 from services.alerts import alert, audit
+from services.notifications import NotificationEvent, enqueue
 from services.payee import NameMatch, check_payee, customer_name
 from services.payments.queries import bank_account
 from services.payments.refusals import PaymentRefused
@@ -158,6 +159,12 @@ async def confirm_bank_account(
         await audit(
             conn, "bank_account.confirmed", actor_id=user_id, actor_type="user", target_type="bank_account",
             target_id=str(account_id), usable_from=usable_from.isoformat(),
+        )  # fmt: skip
+        # The customer's chance to stop a taken-over login: written with the confirmation (issue 17).
+        await enqueue(
+            conn, event=NotificationEvent.BANK_ACCOUNT_CONFIRMED, user_id=user_id,
+            payload={"account_ending": str(row[2])[-4:], "usable_from": usable_from.isoformat()},
+            dedupe_key=f"bank_account:{account_id}:confirmed",
         )  # fmt: skip
     return ConfirmedBankAccount(account_id, row[1], row[2], row[3], usable_from, newly_confirmed=True)
 

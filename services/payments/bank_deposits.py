@@ -15,6 +15,7 @@ from models.assets import check_scale
 from models.payments import BankPayment, DepositResult
 from services.alerts import alert
 from services.ledger import House, HouseAccount, Ledger, Leg, Posting
+from services.notifications import NotificationEvent, enqueue
 from services.payee import customer_name
 from services.payments.bank_accounts import record_payer_account
 from services.payments.ids import ZERO, deposit_id
@@ -90,6 +91,13 @@ async def post_credit(
         await alert(
             conn, "ops.alert.deposit_unattributed", target_type="deposit", target_id=str(dep_id),
             **metadata, amount=str(amount), currency=currency,
+        )  # fmt: skip
+    if user_id is not None and not result.replayed:
+        # Told in the crediting transaction (issue 17); the saga's notify step enqueues the same key.
+        await enqueue(
+            conn, event=NotificationEvent.DEPOSIT_CONFIRMED, user_id=user_id,
+            payload={"currency": currency, "amount": str(amount), "balance": str(balance)},
+            dedupe_key=f"deposit:{dep_id}:confirmed",
         )  # fmt: skip
     return status, result.replayed, balance
 

@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from models.assets import CRYPTO, FIAT, SCALES, Direction, PrecisionError, check_scale, round_for_house
 from models.payments import Destination
 from models.payments_api import WithdrawalOut
+from models.screening import Action
 from services import holds
 from services.alerts import audit
+from services.aml import travel_rule as travel
 from services.limits import (
     COUNTED_WITHDRAWAL_STATUSES,
     WITHDRAWAL_LIMITS_GBP,
@@ -26,10 +28,12 @@ from services.limits import (
     lock_customer,
     rolling_24h_sum,
 )
+from services.payments import withdrawal_notices
 from services.payments.ids import ZERO
 from services.payments.queries import find_withdrawal, own_withdrawal
 from services.payments.refusals import PaymentRefused
 from services.screening import crypto as wallet_screening
+from services.screening.service import ScreeningConfig
 
 
 class WithdrawalRefused(PaymentRefused):
@@ -38,6 +42,19 @@ class WithdrawalRefused(PaymentRefused):
 
     default_code = "withdrawal_refused"
     status = 422
+
+
+class TravelRuleRequired(WithdrawalRefused):
+    """A crypto withdrawal of £1,000 or more without the beneficiary's details (UK Travel Rule): send
+    `travel_rule` with the beneficiary's name and where the wallet is."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "travel_rule_required",
+            f"a crypto withdrawal worth £{travel.THRESHOLD_GBP:,} or more needs travel_rule: the "
+            "beneficiary's name and whether the wallet is self-hosted or at a provider (which one)",
+        )
+        self.field = "body.travel_rule"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +102,8 @@ async def accept_withdrawal(
     flagged: bool = False,
     now: datetime | None = None,
     on_recorded: Callable[[AcceptedWithdrawal], Awaitable[None]] | None = None,
+    travel_rule: travel.TravelRuleInfo | None = None,
+    screening: ScreeningConfig | None = None,
 ) -> AcceptedWithdrawal:
     """Check the request-time rules and record the withdrawal (status PENDING), atomically.
 
@@ -98,6 +117,10 @@ async def accept_withdrawal(
     `on_recorded` (the API starts the saga there) runs inside the transaction, after the row is written:
     if it raises, nothing is recorded, so a request refused or not started leaves no withdrawal behind.
     The row's advisory lock makes the saga's reserve step wait for this commit (`lock_withdrawal_for_hold`).
+
+    Crypto from £1,000 needs `travel_rule` (the beneficiary, screened with `screening`; see
+    services/aml/travel_rule.py): a possible sanctions match flags the withdrawal for an approver, a strong
+    one refuses it in neutral words.
     """
     now = now or datetime.now(UTC)
     try:
@@ -115,6 +138,11 @@ async def accept_withdrawal(
     else:
         raise WithdrawalRefused("unknown_currency", f"{currency} cannot be withdrawn")
     fee = policy.fee(currency)
+    if travel_rule is None and travel.required(currency, notional):
+        raise TravelRuleRequired()
+    if travel_rule is not None and screening is None:
+        raise ValueError("travel rule details are screened: pass the screening config")
+    findings: travel.TravelRuleFindings | None = None
     async with engine.begin() as conn:
         customer = await lock_customer(conn, user_id)
         if customer is None:
@@ -136,6 +164,13 @@ async def accept_withdrawal(
                 address=dest.address or "",
             ):  # a listed wallet: refused in neutral words (no tipping off); compliance has the finding
                 raise WithdrawalRefused(wallet_screening.REFUSAL_CODE, wallet_screening.REFUSAL_TEXT, 422)
+        if travel_rule is not None and screening is not None:
+            findings = await travel.assess(
+                engine, conn, screening, info=travel_rule, user_id=user_id, withdrawal_id=withdrawal_id
+            )
+            if findings.screening is Action.FREEZE_PENDING_REVIEW:  # neutral words; compliance has it
+                raise WithdrawalRefused(wallet_screening.REFUSAL_CODE, wallet_screening.REFUSAL_TEXT, 422)
+            flagged = flagged or findings.flag_for_approval
         used = await rolling_24h_sum(
             conn,
             table="withdrawals",
@@ -162,8 +197,10 @@ async def accept_withdrawal(
             text(
                 "INSERT INTO withdrawals (id, user_id, currency, amount, fee, destination_address, status, "
                 "provider, destination_type, address_id, bank_account_id, notional_gbp, approvals_required, "
-                "flagged) VALUES (:id, :u, :c, :a, :f, :dest, 'PENDING', :p, :dt, :aid, :bid, :n, :ar, :fl) "
-                "ON CONFLICT (id) DO NOTHING"
+                "flagged, travel_rule_beneficiary, travel_rule_wallet, travel_rule_provider, "
+                "travel_rule_own_wallet) VALUES (:id, :u, :c, :a, :f, :dest, 'PENDING', :p, :dt, :aid, :bid, "
+                ":n, :ar, :fl, :travel_rule_beneficiary, :travel_rule_wallet, :travel_rule_provider, "
+                ":travel_rule_own_wallet) ON CONFLICT (id) DO NOTHING"
             ),
             {
                 "id": withdrawal_id,
@@ -181,8 +218,11 @@ async def accept_withdrawal(
                 "n": notional,
                 "ar": approvals,
                 "fl": flagged,
+                **(findings.columns() if findings else dict.fromkeys(_TRAVEL_RULE_COLUMNS)),
             },
         )
+        if findings is not None and findings.unowned_self_hosted:
+            await travel.flag_unowned_self_hosted(conn, user_id=user_id, withdrawal_id=withdrawal_id, now=now)
         await audit(
             conn,
             "withdrawal.requested",
@@ -196,6 +236,10 @@ async def accept_withdrawal(
             rolling_24h_gbp=str(used + notional),
             approvals_required=approvals,
         )
+        if notional > policy.dual_approval_threshold_gbp:
+            await withdrawal_notices.large_withdrawal(
+                conn, withdrawal_id, user_id, currency, amount, notional
+            )
         accepted = AcceptedWithdrawal(
             withdrawal_id=withdrawal_id,
             fee=fee,
@@ -221,6 +265,14 @@ async def _available(conn: AsyncConnection, user_id: uuid.UUID, currency: str) -
         )
     ).first()
     return Decimal(row[0]) if row else ZERO
+
+
+_TRAVEL_RULE_COLUMNS = (
+    "travel_rule_beneficiary",
+    "travel_rule_wallet",
+    "travel_rule_provider",
+    "travel_rule_own_wallet",
+)
 
 
 def withdrawal_lock_key(withdrawal_id: uuid.UUID) -> int:
@@ -360,6 +412,8 @@ async def request_withdrawal(
     crypto_provider: str,
     prices: GbpPrices,
     sagas: WithdrawalSagas,
+    travel_rule: travel.TravelRuleInfo | None = None,
+    screening: ScreeningConfig | None = None,
 ) -> WithdrawalOut:
     """Record the request and start its saga as one unit: the row commits only once the saga has started,
     and a request refused (4xx) leaves no withdrawal behind. A retry of a request that was recorded and
@@ -377,7 +431,7 @@ async def request_withdrawal(
     await accept_withdrawal(
         engine, withdrawal_id=withdrawal_id, user_id=user_id, currency=currency, amount=amount,
         price_gbp=price_gbp, address_id=address_id, bank_account_id=bank_account_id, policy=policy,
-        crypto_provider=crypto_provider, on_recorded=start,
+        crypto_provider=crypto_provider, on_recorded=start, travel_rule=travel_rule, screening=screening,
     )  # fmt: skip
     status, reason = await sagas.acceptance(withdrawal_id)
     if status == "FAILED":  # the hold was refused (a concurrent spend): the request is discarded

@@ -16,6 +16,7 @@ from models.payments import WithdrawalStatus
 from services import holds
 from services.alerts import audit
 from services.ledger import House, HouseAccount, Ledger, Leg, Posting
+from services.payments import withdrawal_notices
 from services.payments.ids import ZERO
 
 
@@ -33,14 +34,16 @@ async def set_withdrawal_status(
     tx_hash: str | None = None,
     hold_id: uuid.UUID | None = None,
 ) -> None:
-    """Move the row to `status` unless it is already final (a replayed step can't undo an outcome)."""
-    await conn.execute(
+    """Move the row to `status` unless it is already final (a replayed step can't undo an outcome); the
+    customer's notification of the new status is written in the same transaction."""
+    result = await conn.execute(
         text(
-            "UPDATE withdrawals SET status = CAST(:s AS varchar), reason = coalesce(:r, reason), "
+            "UPDATE withdrawals SET status = CAST(:s AS varchar), reason = nullif(coalesce(:r, reason), ''), "
             "provider_ref = coalesce(:pr, provider_ref), tx_hash = coalesce(:th, tx_hash), "
             "hold_id = coalesce(:h, hold_id), updated_at = now(), "
             "completed_at = CASE WHEN CAST(:s AS text) = 'COMPLETED' THEN now() ELSE completed_at END "
-            "WHERE id = :id AND status NOT IN ('COMPLETED', 'FAILED', 'REJECTED', 'CANCELLED')"
+            "WHERE id = :id AND status NOT IN ('COMPLETED', 'FAILED', 'REJECTED', 'CANCELLED') "
+            "RETURNING user_id, currency, amount"
         ),
         {
             "s": status.value,
@@ -51,6 +54,11 @@ async def set_withdrawal_status(
             "id": withdrawal_id,
         },
     )
+    row = result.first()
+    if row is not None:
+        await withdrawal_notices.status_changed(
+            conn, withdrawal_id, row.user_id, row.currency, row.amount, status
+        )
 
 
 async def record_provider_ref(engine: AsyncEngine, withdrawal_id: uuid.UUID, provider_ref: str) -> None:

@@ -92,65 +92,100 @@ async def in_flight(
     out = InFlightRead()
     totals: dict[str, Decimal] = defaultdict(Decimal)
     async with engine.connect() as conn:
-        # Our orders not settled by the cut-off are few; the venue trades are many (every trade since the
-        # last run): pick their trades out in one pass. Orders settled before the cut-off are matched by
-        # the fills check; strangers are unmatched there.
-        unsettled = await _unsettled_at(conn, cut_off)
-        by_order: dict[tuple[str, str], list[VenueTrade]] = defaultdict(list)
-        if unsettled:
-            for t in trades:
-                key = (t.venue, t.order_id)
-                if key in unsettled:
-                    by_order[key].append(t)
-        for key, ts in by_order.items():
-            order_id, booked_amount = unsettled[key]
-            venue_amount = sum((t.amount for t in ts), ZERO)
-            if venue_amount <= booked_amount:
-                continue
-            # Only the part not booked by the cut-off is in flight (a partial settlement books the rest
-            # later).
-            share = (venue_amount - booked_amount) / venue_amount
-            for t in ts:
-                for cur, delta in t.deltas().items():
-                    totals[cur] += delta * share
-            out.items.append(
-                {"kind": "order", "id": str(order_id), "venue": key[0], "venue_order_id": key[1]}
+        await _orders_in_flight(conn, cut_off, trades, without_trades, out, totals)
+        await _withdrawals_in_flight(conn, out, totals)
+        await _venue_deposits_in_flight(conn, venue_deposits, out, totals)
+    _transfers_in_flight(transfers, credited_transfers, out, totals)
+    out.totals = {c: v for c, v in totals.items() if v != 0}
+    return out
+
+
+async def _orders_in_flight(
+    conn: AsyncConnection,
+    cut_off: datetime,
+    trades: Iterable[VenueTrade],
+    without_trades: Collection[str],
+    out: InFlightRead,
+    totals: dict[str, Decimal],
+) -> None:
+    """Venue trades of our orders the books had not settled by the cut-off, and (at venues that list no
+    trades) the settlements booked after it."""
+    # Our orders not settled by the cut-off are few; the venue trades are many (every trade since the
+    # last run): pick their trades out in one pass. Orders settled before the cut-off are matched by
+    # the fills check; strangers are unmatched there.
+    unsettled = await _unsettled_at(conn, cut_off)
+    by_order: dict[tuple[str, str], list[VenueTrade]] = defaultdict(list)
+    if unsettled:
+        for t in trades:
+            key = (t.venue, t.order_id)
+            if key in unsettled:
+                by_order[key].append(t)
+    for key, ts in by_order.items():
+        order_id, booked_amount = unsettled[key]
+        venue_amount = sum((t.amount for t in ts), ZERO)
+        if venue_amount <= booked_amount:
+            continue
+        # Only the part not booked by the cut-off is in flight (a partial settlement books the rest later).
+        share = (venue_amount - booked_amount) / venue_amount
+        for t in ts:
+            for cur, delta in t.deltas().items():
+                totals[cur] += delta * share
+        out.items.append({"kind": "order", "id": str(order_id), "venue": key[0], "venue_order_id": key[1]})
+    if without_trades:
+        for order_id, venue, cur, amount in await _booked_after(conn, cut_off, without_trades):
+            totals[cur] += amount
+            out.items.append({"kind": "order", "id": str(order_id), "venue": venue, "currency": cur})
+
+
+async def _withdrawals_in_flight(
+    conn: AsyncConnection, out: InFlightRead, totals: dict[str, Decimal]
+) -> None:
+    """Withdrawals sent (PROCESSING) and not completed: the money left, the books still hold it."""
+    rows = (
+        await conn.execute(
+            text(
+                "SELECT id, currency, amount, provider FROM withdrawals WHERE status = 'PROCESSING' "
+                "AND provider_ref IS NOT NULL"
             )
-        if without_trades:
-            for order_id, venue, cur, amount in await _booked_after(conn, cut_off, without_trades):
-                totals[cur] += amount
-                out.items.append({"kind": "order", "id": str(order_id), "venue": venue, "currency": cur})
-        rows = (
+        )
+    ).all()
+    for wid, cur, amount, provider in rows:
+        totals[cur] -= amount
+        out.items.append({"kind": "withdrawal", "id": str(wid), "currency": cur, "venue": provider})
+
+
+async def _venue_deposits_in_flight(
+    conn: AsyncConnection,
+    venue_deposits: Iterable[dict[str, Any]],
+    out: InFlightRead,
+    totals: dict[str, Decimal],
+) -> None:
+    """Venue deposits credited at the venue and not yet credited to a customer (or suspense) by us."""
+    for dep in venue_deposits:
+        credited = (
             await conn.execute(
                 text(
-                    "SELECT id, currency, amount, provider FROM withdrawals WHERE status = 'PROCESSING' "
-                    "AND provider_ref IS NOT NULL"
-                )
+                    "SELECT 1 FROM deposits WHERE provider = :p AND provider_tx_id = :tx "
+                    "AND status IN ('CONFIRMED', 'SUSPENSE')"
+                ),
+                {"p": dep["venue"], "tx": dep["tx_id"]},
             )
-        ).all()
-        for wid, cur, amount, provider in rows:
-            totals[cur] -= amount
-            out.items.append({"kind": "withdrawal", "id": str(wid), "currency": cur, "venue": provider})
-        for dep in venue_deposits:
-            credited = (
-                await conn.execute(
-                    text(
-                        "SELECT 1 FROM deposits WHERE provider = :p AND provider_tx_id = :tx "
-                        "AND status IN ('CONFIRMED', 'SUSPENSE')"
-                    ),
-                    {"p": dep["venue"], "tx": dep["tx_id"]},
-                )
-            ).first()
-            if credited is None:
-                totals[dep["currency"]] += Decimal(dep["amount"])
-                out.items.append(
-                    {
-                        "kind": "deposit",
-                        "id": dep["tx_id"],
-                        "currency": dep["currency"],
-                        "venue": dep["venue"],
-                    }
-                )
+        ).first()
+        if credited is None:
+            totals[dep["currency"]] += Decimal(dep["amount"])
+            out.items.append(
+                {"kind": "deposit", "id": dep["tx_id"], "currency": dep["currency"], "venue": dep["venue"]}
+            )
+
+
+def _transfers_in_flight(
+    transfers: Iterable[TransferInFlight],
+    credited_transfers: Collection[uuid.UUID],
+    out: InFlightRead,
+    totals: dict[str, Decimal],
+) -> None:
+    """Float transfers between venues not yet settled: one sent and not yet booked left the sending venue
+    (amount and fee); one the receiving venue credited before we booked it settled is there already."""
     for ft in transfers:
         sent_booked = ft.status in ("IN_FLIGHT", "NEEDS_ATTENTION") and ft.tx_hash is not None
         if not sent_booked:
@@ -164,8 +199,6 @@ async def in_flight(
                 "credited": ft.id in credited_transfers,
             }
         )  # fmt: skip
-    out.totals = {c: v for c, v in totals.items() if v != 0}
-    return out
 
 
 async def _booked_after(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from models.assets import CRYPTO, SCALES
 from models.market import split_symbol
 from models.reconciliation import CurrencyOutcome, RecordInput, RunResult, RunStatus
+from services.alerts import ops_notice
 from services.payments import audit
 from services.reconciliation.halts import customer_message
 
@@ -191,6 +192,10 @@ async def _breaker(conn: AsyncConnection, run_id: uuid.UUID, o: CurrencyOutcome,
             target_id=o.currency, run_id=str(run_id), reasons=o.reasons,
         )  # fmt: skip
         log.error("OPS ALERT reconciliation halted %s withdrawals: run %s: %s", o.currency, run_id, o.reasons)
+        await ops_notice(
+            conn, "ops.alert.reconciliation_mismatch", target_type="currency", target_id=o.currency,
+            run_id=str(run_id), discrepancy=str(o.discrepancy), reasons="; ".join(o.reasons),
+        )  # fmt: skip
         return
     if o.status is RunStatus.MATCHED:
         await conn.execute(

@@ -106,6 +106,132 @@ async def _write_names_and_addresses(
         )
 
 
+@dataclass
+class _ListDiff:
+    """What a load changes, worked out before anything is written."""
+
+    inserts: list[dict[str, object]] = field(default_factory=list)
+    updates: list[dict[str, object]] = field(default_factory=list)
+    versions: list[dict[str, object]] = field(default_factory=list)
+    rewrite: list[tuple[uuid.UUID, ListedEntity]] = field(default_factory=list)
+    removed: list[uuid.UUID] = field(default_factory=list)
+
+    @property
+    def stale(self) -> list[uuid.UUID]:
+        """Entities whose old names and addresses go: the changed ones and the delisted ones."""
+        inserted = {i["id"] for i in self.inserts}
+        return [entity_id for entity_id, _ in self.rewrite if entity_id not in inserted] + self.removed
+
+
+def _row_values(entity: ListedEntity) -> dict[str, object]:
+    return {
+        "entity_type": entity.entity_type,
+        "topic": entity.topic.value,
+        "programmes": json.dumps(entity.programmes),
+        "hash": entity.content_hash(),
+        "data": entity.model_dump_json(),
+    }
+
+
+def _diff(
+    source: ListSource,
+    incoming: dict[str, ListedEntity],
+    existing: dict[str, Any],
+    result: LoadResult,
+    max_removed_share: float,
+) -> _ListDiff:
+    """Compare the file with the stored copy by content hash; count what changes into `result`.
+    `SuspiciousListUpdate` when it would delist more than `max_removed_share` of the listings."""
+    diff = _ListDiff()
+    for source_id, entity in incoming.items():
+        values = _row_values(entity)
+        row = existing.get(source_id)
+        if row is None:
+            entity_id = uuid.uuid4()
+            diff.inserts.append({"id": entity_id, "source": source.value, "source_id": source_id, **values})
+            diff.versions.append(
+                {"id": entity_id, "version": 1, "hash": values["hash"], "data": values["data"]}
+            )
+            diff.rewrite.append((entity_id, entity))
+            result.added += 1
+            result.touched_entity_ids.append(entity_id)
+        elif row.content_hash != values["hash"] or not row.listed:
+            version = row.version + 1
+            diff.updates.append({"id": row.id, "version": version, **values})
+            diff.versions.append(
+                {"id": row.id, "version": version, "hash": values["hash"], "data": values["data"]}
+            )
+            diff.rewrite.append((row.id, entity))
+            result.changed += 1
+            result.touched_entity_ids.append(row.id)
+        else:
+            result.unchanged += 1
+    diff.removed = [row.id for sid, row in existing.items() if sid not in incoming and row.listed]
+    listed_before = sum(1 for row in existing.values() if row.listed)
+    if listed_before and len(diff.removed) > max_removed_share * listed_before:
+        raise SuspiciousListUpdate(
+            f"{source}: the update delists {len(diff.removed)} of {listed_before} listings"
+        )
+    result.removed = len(diff.removed)
+    result.touched_entity_ids.extend(diff.removed)
+    return diff
+
+
+async def _write_entities(conn: AsyncConnection, diff: _ListDiff) -> None:
+    """New listings, new versions of changed ones (the old content kept), delistings; then the screenable
+    names and addresses of what changed, rewritten."""
+    if diff.inserts:
+        await conn.execute(
+            text(
+                "INSERT INTO sanctions_entities "
+                "(id, source, source_id, entity_type, topic, programmes, version, content_hash, data) "
+                "SELECT u.id, u.source, u.source_id, u.entity_type, u.topic, "
+                "ARRAY(SELECT jsonb_array_elements_text(CAST(u.programmes AS jsonb))), 1, u.hash, "
+                "CAST(u.data AS jsonb) "
+                "FROM unnest(CAST(:id AS uuid[]), CAST(:source AS text[]), CAST(:source_id AS text[]), "
+                "CAST(:entity_type AS text[]), CAST(:topic AS text[]), CAST(:programmes AS text[]), "
+                "CAST(:hash AS text[]), CAST(:data AS text[])) "
+                "AS u(id, source, source_id, entity_type, topic, programmes, hash, data)"
+            ),
+            _columns(diff.inserts),
+        )
+    if diff.updates:
+        await conn.execute(
+            text(
+                "UPDATE sanctions_entities e SET entity_type = u.entity_type, topic = u.topic, "
+                "programmes = ARRAY(SELECT jsonb_array_elements_text(CAST(u.programmes AS jsonb))), "
+                "version = u.version, content_hash = u.hash, data = CAST(u.data AS jsonb), "
+                "listed = true, "
+                "updated_at = now() "
+                "FROM unnest(CAST(:id AS uuid[]), CAST(:entity_type AS text[]), CAST(:topic AS text[]), "
+                "CAST(:programmes AS text[]), CAST(:version AS int[]), CAST(:hash AS text[]), "
+                "CAST(:data AS text[])) AS u(id, entity_type, topic, programmes, version, hash, data) "
+                "WHERE e.id = u.id"
+            ),
+            _columns(diff.updates),
+        )
+    if diff.versions:
+        await conn.execute(
+            text(
+                "INSERT INTO sanctions_entity_versions (entity_id, version, content_hash, data) "
+                "SELECT u.id, u.version, u.hash, CAST(u.data AS jsonb) "
+                "FROM unnest(CAST(:id AS uuid[]), CAST(:version AS int[]), CAST(:hash AS text[]), "
+                "CAST(:data AS text[])) AS u(id, version, hash, data)"
+            ),
+            _columns(diff.versions),
+        )
+    stale = diff.stale
+    if stale:
+        for table in ("sanctions_name_keys", "sanctions_names", "sanctions_crypto_addresses"):
+            await conn.execute(text(f"DELETE FROM {table} WHERE entity_id = ANY(:ids)"), {"ids": stale})
+    if diff.removed:
+        await conn.execute(
+            text("UPDATE sanctions_entities SET listed = false, updated_at = now() WHERE id = ANY(:ids)"),
+            {"ids": diff.removed},
+        )
+    await _write_names_and_addresses(conn, diff.rewrite)
+
+
 async def load_list(
     engine: AsyncEngine,
     source: ListSource,
@@ -138,119 +264,7 @@ async def load_list(
                 )
             ).all()
         }
-        inserts: list[dict[str, object]] = []
-        versions: list[dict[str, object]] = []
-        rewrite: list[tuple[uuid.UUID, ListedEntity]] = []
-        updates: list[dict[str, object]] = []
-        for source_id, entity in incoming.items():
-            digest = entity.content_hash()
-            data = entity.model_dump_json()
-            row = existing.get(source_id)
-            if row is None:
-                entity_id = uuid.uuid4()
-                inserts.append(
-                    {
-                        "id": entity_id,
-                        "source": source.value,
-                        "source_id": source_id,
-                        "entity_type": entity.entity_type,
-                        "topic": entity.topic.value,
-                        "programmes": json.dumps(entity.programmes),
-                        "hash": digest,
-                        "data": data,
-                    }
-                )
-                versions.append({"id": entity_id, "version": 1, "hash": digest, "data": data})
-                rewrite.append((entity_id, entity))
-                result.added += 1
-                result.touched_entity_ids.append(entity_id)
-            elif row.content_hash != digest or not row.listed:
-                version = row.version + 1
-                updates.append(
-                    {
-                        "id": row.id,
-                        "entity_type": entity.entity_type,
-                        "topic": entity.topic.value,
-                        "programmes": json.dumps(entity.programmes),
-                        "version": version,
-                        "hash": digest,
-                        "data": data,
-                    }
-                )
-                versions.append({"id": row.id, "version": version, "hash": digest, "data": data})
-                rewrite.append((row.id, entity))
-                result.changed += 1
-                result.touched_entity_ids.append(row.id)
-            else:
-                result.unchanged += 1
-        removed = [row.id for sid, row in existing.items() if sid not in incoming and row.listed]
-        listed_before = sum(1 for row in existing.values() if row.listed)
-        if listed_before and len(removed) > max_removed_share * listed_before:
-            raise SuspiciousListUpdate(
-                f"{source}: the update delists {len(removed)} of {listed_before} listings"
-            )
-        result.removed = len(removed)
-        result.touched_entity_ids.extend(removed)
-
-        if inserts:
-            await conn.execute(
-                text(
-                    "INSERT INTO sanctions_entities "
-                    "(id, source, source_id, entity_type, topic, programmes, version, content_hash, data) "
-                    "SELECT u.id, u.source, u.source_id, u.entity_type, u.topic, "
-                    "ARRAY(SELECT jsonb_array_elements_text(CAST(u.programmes AS jsonb))), 1, u.hash, "
-                    "CAST(u.data AS jsonb) "
-                    "FROM unnest(CAST(:id AS uuid[]), CAST(:source AS text[]), CAST(:source_id AS text[]), "
-                    "CAST(:entity_type AS text[]), CAST(:topic AS text[]), CAST(:programmes AS text[]), "
-                    "CAST(:hash AS text[]), CAST(:data AS text[])) "
-                    "AS u(id, source, source_id, entity_type, topic, programmes, hash, data)"
-                ),
-                _columns(inserts),
-            )
-        if updates:
-            await conn.execute(
-                text(
-                    "UPDATE sanctions_entities e SET entity_type = u.entity_type, topic = u.topic, "
-                    "programmes = ARRAY(SELECT jsonb_array_elements_text(CAST(u.programmes AS jsonb))), "
-                    "version = u.version, content_hash = u.hash, data = CAST(u.data AS jsonb), "
-                    "listed = true, "
-                    "updated_at = now() "
-                    "FROM unnest(CAST(:id AS uuid[]), CAST(:entity_type AS text[]), CAST(:topic AS text[]), "
-                    "CAST(:programmes AS text[]), CAST(:version AS int[]), CAST(:hash AS text[]), "
-                    "CAST(:data AS text[])) AS u(id, entity_type, topic, programmes, version, hash, data) "
-                    "WHERE e.id = u.id"
-                ),
-                _columns(updates),
-            )
-        if versions:
-            await conn.execute(
-                text(
-                    "INSERT INTO sanctions_entity_versions (entity_id, version, content_hash, data) "
-                    "SELECT u.id, u.version, u.hash, CAST(u.data AS jsonb) "
-                    "FROM unnest(CAST(:id AS uuid[]), CAST(:version AS int[]), CAST(:hash AS text[]), "
-                    "CAST(:data AS text[])) AS u(id, version, hash, data)"
-                ),
-                _columns(versions),
-            )
-        stale = [
-            entity_id for entity_id, _ in rewrite if entity_id not in {i["id"] for i in inserts}
-        ] + removed
-        if stale:
-            await conn.execute(
-                text("DELETE FROM sanctions_name_keys WHERE entity_id = ANY(:ids)"), {"ids": stale}
-            )
-            await conn.execute(
-                text("DELETE FROM sanctions_names WHERE entity_id = ANY(:ids)"), {"ids": stale}
-            )
-            await conn.execute(
-                text("DELETE FROM sanctions_crypto_addresses WHERE entity_id = ANY(:ids)"), {"ids": stale}
-            )
-        if removed:
-            await conn.execute(
-                text("UPDATE sanctions_entities SET listed = false, updated_at = now() WHERE id = ANY(:ids)"),
-                {"ids": removed},
-            )
-        await _write_names_and_addresses(conn, rewrite)
+        await _write_entities(conn, _diff(source, incoming, existing, result, max_removed_share))
         update_id = uuid.uuid4()
         await conn.execute(
             text(

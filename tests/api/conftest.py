@@ -30,8 +30,10 @@ from api.main import create_app
 from api.ratelimit import RateLimits
 from config import Settings
 from providers.email import EmailSender
+from providers.notification_channels import build_senders
 from sandbox.mail import create_app as create_mail_app
 from services.auth import AuthPolicy, LockoutPolicy
+from services.notifications.dispatcher import Dispatcher, policy_from_settings
 
 # The sendgrid client is urllib-based and honours proxy variables; the sink is local.
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
@@ -52,13 +54,23 @@ TEST_LIMITS = RateLimits(anonymous_per_minute=10_000, user_per_minute=10_000, wi
 
 
 class MailSink:
-    """The in-process SendGrid stand-in, read over its HTTP API like a tester would."""
+    """The in-process SendGrid stand-in, read over its HTTP API like a tester would.
 
-    def __init__(self, url: str, api_key: str) -> None:
+    Mail goes through the notification outbox; `messages` first delivers what is due (the apps' own
+    dispatchers are off here), so a test reads every mail its requests committed."""
+
+    def __init__(self, url: str, api_key: str, settings: Settings, engine: AsyncEngine) -> None:
         self.url = url
         self.api_key = api_key
+        self._dispatcher = Dispatcher(
+            engine,
+            build_senders(settings.model_copy(update={"sendgrid_host": url})),
+            policy_from_settings(settings),
+        )
 
     async def messages(self, to: str | None = None) -> list[dict[str, Any]]:
+        while await self._dispatcher.run_once():
+            pass
         async with httpx.AsyncClient(base_url=self.url) as c:
             r = await c.get("/messages", params={"to": to} if to else None)
             r.raise_for_status()
@@ -67,21 +79,21 @@ class MailSink:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def mail_sink(settings: Settings) -> AsyncIterator[MailSink]:
+async def mail_sink(settings: Settings, engine: AsyncEngine) -> AsyncIterator[MailSink]:
     runner = web.AppRunner(create_mail_app(settings.sendgrid_api_key))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield MailSink(f"http://127.0.0.1:{port}", settings.sendgrid_api_key)
+        yield MailSink(f"http://127.0.0.1:{port}", settings.sendgrid_api_key, settings, engine)
     finally:
         await runner.cleanup()
 
 
 @pytest.fixture(scope="session")
 def api_settings(settings: Settings, mail_sink: MailSink) -> Settings:
-    return settings.model_copy(update={"sendgrid_host": mail_sink.url})
+    return settings.model_copy(update={"sendgrid_host": mail_sink.url, "notification_dispatcher": False})
 
 
 def random_ip() -> str:

@@ -104,7 +104,7 @@ async def test_an_admin_cannot_change_their_own_roles(stack: Stack, console: Con
     assert roles == ["admin"]
 
 
-async def test_an_idle_session_ends(stack: Stack, console: Console) -> None:
+async def test_an_idle_session_ends_and_so_does_an_old_one(stack: Stack, console: Console) -> None:
     ops = await make_staff(stack, ["ops"])
     page = await console.login(ops)
     async with stack.engine.begin() as conn:
@@ -131,6 +131,18 @@ async def test_an_idle_session_ends(stack: Stack, console: Console) -> None:
             )
         ).scalar()
     assert revoked == 1 and timed_out == 1
+    # A busy session still ends at its absolute lifetime (CONSOLE_SESSION_MAX_SECONDS).
+    page = await console.login(ops)
+    async with stack.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE staff_sessions SET expires_at = now() - interval '1 second' "
+                "WHERE user_id = :u AND revoked_at IS NULL"
+            ),
+            {"u": ops.id},
+        )
+    await page.reload()
+    assert page.url == console.url("/login")
 
 
 async def test_the_permission_matrix_page_shows_what_the_code_enforces(

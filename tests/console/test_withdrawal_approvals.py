@@ -161,3 +161,34 @@ async def test_support_sees_the_queue_without_buttons_and_is_refused_a_decision(
     answer = await page.goto(console.url("/staff"))
     assert answer is not None and answer.status == 403
     await console.shot(page, "forbidden")
+
+
+async def test_an_approver_rejects_with_a_reason_and_the_funds_come_back(
+    stack: Stack, console: Console
+) -> None:
+    wid, customer_id = await _withdrawal_needing_two_approvals(stack)
+    approver = await make_staff(stack, ["approver"])
+    page = await console.login(approver)
+    await page.goto(console.url("/withdrawals"))
+    row = page.locator(f"#w-{wid}")
+    await row.locator(".totp").fill(approver.next_code())
+    await row.locator(".reason").fill("unusual pattern")
+    async with page.expect_response(lambda r: f"{wid}/" in r.url and r.request.method == "POST") as answer:
+        await row.locator(".reject").click()
+    assert (await answer.value).url.endswith("/reject")
+    await page.locator("#notice").wait_for()
+    assert "rejected" in await page.inner_text("#notice")
+
+    async def rejected() -> bool:
+        return await _status(stack, wid) == "REJECTED"
+
+    await wait_for(rejected)
+    assert await balance(stack, customer_id, "GBP") == (Decimal("3000.00"), Decimal(0))
+    async with stack.engine.connect() as conn:
+        actions = (
+            await conn.execute(
+                text("SELECT action FROM audit_log WHERE target_id = :w AND action LIKE 'staff.%'"),
+                {"w": str(wid)},
+            )
+        ).scalars()
+        assert list(actions) == ["staff.withdrawal.reject"]

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.aml import AmlActivities
 from activities.first_trade import FirstTradeActivities
 from activities.orders import OrderActivities
 from api.main import create_app
@@ -85,6 +86,7 @@ async def gated(
             orders.accept, orders.quote, orders.reserve, orders.place, orders.settle, orders.mark,
             orders.venue_status, orders.cancel_at_venue, orders.resolve_placement, orders.verify_resolution,
             orders.notify, FirstTradeActivities(engine=engine).complete_cooling_off,
+            AmlActivities(engine=engine, settings=settings).screen_trade,
         ],
     )  # fmt: skip
     app = create_app(

@@ -24,6 +24,7 @@ from temporal import search_attributes, task_queues
 from tests.kyc.conftest import (
     TIER1,
     Stack,
+    mails_once,
     make_user,
     submission,
     submit_tier2,
@@ -95,7 +96,8 @@ async def test_an_unanswered_resubmission_request_expires_after_its_timeout(stac
     assert result.vendor is not None and result.vendor.reject_type == "RETRY"
     row = await submission(stack, sid)
     assert row.status == "EXPIRED"
-    subjects = [m["subject"] for m in await stack.mail_to(kim.email)]
+    # Mail goes through the notification outbox: wait for it to be delivered.
+    subjects = [m["subject"] for m in await mails_once(stack, kim.email, "expired")]
     assert any("resubmit" in s for s in subjects) and any("expired" in s for s in subjects)
 
 

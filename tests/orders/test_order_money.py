@@ -11,6 +11,7 @@ from sqlalchemy import text
 from models.market import OrderType, Side
 from models.order_flow import OrderStatus
 from services.ledger import HouseAccount
+from services.orders.prices import floor_price
 from tests.orders.conftest import BTC_BOOKS, OrderStack
 from workflows.orders import OrderWorkflow
 
@@ -198,3 +199,41 @@ async def test_our_lot_steps_are_tradeable_whole_at_every_exchange(stack: OrderS
             venue = adapter.rules(symbol)
             assert rules.lot_step % venue.amount_step == 0, (name, symbol, venue.amount_step)
             assert rules.min_amount >= venue.min_amount, (name, symbol, venue.min_amount)
+
+
+async def test_the_order_store_reads_replays_and_totals_in_fewer_round_trips(stack: OrderStack) -> None:
+    """Issue 19: the insert returns its status (a replay reads the status the order has moved on to),
+    the customer's lock reads the KYC tier, and the totals come from one read and one update."""
+    from services import orders as svc
+
+    user = await stack.customer(gbp="5000", tier=2)
+    req = stack.request(user, side=Side.BUY, type=OrderType.MARKET, amount=D("0.01"))
+    async with stack.engine.begin() as conn:
+        assert await svc.insert_order(conn, req) == (OrderStatus.PENDING, 2, "ACTIVE")
+        assert await svc.lock_customer(conn, user) == 2
+        # No fills yet: nothing filled, no venue named, the status left as it is.
+        assert await svc.refresh_totals(conn, req.order_id, None, None) == (
+            OrderStatus.PENDING, D(0), D(0), None, D(0),
+        )  # fmt: skip
+        await conn.execute(text("UPDATE orders SET status = 'ROUTED' WHERE id = :o"), {"o": req.order_id})
+    async with stack.engine.begin() as conn:  # a replay of the insert: the order as it is now
+        assert (await svc.insert_order(conn, req))[0] is OrderStatus.ROUTED
+        for venue, venue_order, amount, quote in (("kraken", "K-2", "0.004", "272.20"),
+                                                  ("binance", "B-1", "0.006", "408.00")):  # fmt: skip
+            await conn.execute(
+                text(
+                    "INSERT INTO provider_fills (id, provider, provider_order_id, client_order_id, "
+                    "our_order_id, symbol, side, amount, price, quote_amount, fee, fee_currency, status, "
+                    "raw_response, executed_at) VALUES (gen_random_uuid(), :p, :po, :co, :o, 'BTC-GBP', "
+                    "'BUY', :a, 68000, :q, 0, 'GBP', 'closed', '{}', now())"
+                ),
+                {"p": venue, "po": venue_order, "co": f"c-{venue_order}", "o": req.order_id, "a": D(amount),
+                 "q": D(quote)},
+            )  # fmt: skip
+        status, filled, quote_total, avg, fee = await svc.refresh_totals(
+            conn, req.order_id, OrderStatus.FILLED, None
+        )
+    assert (status, filled, quote_total, fee) == (OrderStatus.FILLED, D("0.010"), D("680.20"), D(0))
+    assert avg is not None and avg == floor_price(D("680.20") / D("0.010"))
+    row = await stack.order_row(req.order_id)
+    assert (row["routed_to_provider"], row["provider_order_id"]) == ("binance,kraken", "B-1,K-2")

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.aml import AmlActivities
 from activities.payments import PaymentActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.treasury import TreasuryActivities
@@ -232,6 +233,7 @@ async def world(
         engine=engine, ledger=ledger, settings=s, bank=lambda: bank, adapters=lambda: adapters, email=None
     )
     treasury = TreasuryActivities(engine=engine, settings=s, adapters=lambda: adapters, ledger=ledger)
+    aml = AmlActivities(engine=engine, settings=s)
     worker = Worker(
         temporal_client,
         task_queue=task_queue,
@@ -245,6 +247,7 @@ async def world(
             pay.judge_decision, pay.verify_proof, pay.currency_halted, pay.send_withdrawal,
             pay.settlement_status, pay.complete_withdrawal, pay.release_withdrawal, pay.notify_withdrawal,
             pay.check_float, *treasury_activities(treasury),
+            aml.screen_withdrawal, aml.verify_decision,
         ],
     )  # fmt: skip
     running = asyncio.create_task(worker.run())

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
+from activities.aml import AmlActivities
 from activities.orders import OrderActivities
 from activities.reconciliation import ReconciliationActivities
 from models.market import OrderType, Side
@@ -45,6 +46,7 @@ async def _filled(world: World, router: Router, request: OrderRequest) -> None:
         activities=[
             orders.accept, orders.quote, orders.reserve, orders.place, orders.settle, orders.mark,
             orders.venue_status, orders.cancel_at_venue, orders.resolve_placement, orders.notify,
+            AmlActivities(engine=world.engine, settings=world.settings).screen_trade,
         ],
     ):  # fmt: skip
         state = await world.client.execute_workflow(

@@ -13,6 +13,7 @@ from decimal import Decimal
 from sqlalchemy import text
 from temporalio.worker import Worker
 
+from activities.aml import AmlActivities
 from activities.orders import OrderActivities
 from models.market import OrderType, Side
 from models.order_flow import OrderRequest, OrderStatus
@@ -77,6 +78,7 @@ async def test_clean_mixed_session_reconciles_matched_for_every_currency(world: 
                         orders.cancel_at_venue,
                         orders.resolve_placement,
                         orders.notify,
+                        AmlActivities(engine=world.engine, settings=world.settings).screen_trade,
                     ],
                 )  # fmt: skip
             )

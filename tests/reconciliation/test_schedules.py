@@ -22,9 +22,11 @@ from temporalio.client import (
 from config import Settings
 from models.payments import CryptoPollInput, FloatCheckInput
 from temporal.schedules import (
+    AML_SWEEP_SCHEDULE_ID,
     CRYPTO_DEPOSIT_SCHEDULE_ID,
     FLOAT_SCHEDULE_ID,
     HOLD_AUDIT_SCHEDULE_ID,
+    PRICE_ALERTS_SCHEDULE_ID,
     RECONCILIATION_SCHEDULE_ID,
     SANCTIONS_SCHEDULE_ID,
     ensure_schedule,
@@ -38,6 +40,8 @@ ALL_IDS = {
     CRYPTO_DEPOSIT_SCHEDULE_ID,
     HOLD_AUDIT_SCHEDULE_ID,
     SANCTIONS_SCHEDULE_ID,
+    AML_SWEEP_SCHEDULE_ID,
+    PRICE_ALERTS_SCHEDULE_ID,
 }
 
 
@@ -91,6 +95,8 @@ async def test_a_restart_brings_every_schedule_to_the_changed_settings(
             "reconciliation_interval_minutes": 600,
             "reconciliation_catchup_minutes": 60,
             "sanctions_refresh_hours": 48,
+            "aml_sweep_minutes": 600,
+            "price_alert_check_seconds": 30,
         }
     )
     changed = first.model_copy(
@@ -103,6 +109,8 @@ async def test_a_restart_brings_every_schedule_to_the_changed_settings(
             "reconciliation_interval_minutes": 480,
             "reconciliation_catchup_minutes": 30,
             "sanctions_refresh_hours": 72,
+            "aml_sweep_minutes": 720,
+            "price_alert_check_seconds": 90,
         }
     )
     assert set(await ensure_schedules(temporal_client, first)) == ALL_IDS
@@ -119,6 +127,8 @@ async def test_a_restart_brings_every_schedule_to_the_changed_settings(
         assert _every(after[RECONCILIATION_SCHEDULE_ID]) == timedelta(minutes=480)
         assert after[RECONCILIATION_SCHEDULE_ID].schedule.policy.catchup_window == timedelta(minutes=30)
         assert _every(after[SANCTIONS_SCHEDULE_ID]) == timedelta(hours=72)
+        assert _every(after[AML_SWEEP_SCHEDULE_ID]) == timedelta(minutes=720)
+        assert _every(after[PRICE_ALERTS_SCHEDULE_ID]) == timedelta(seconds=90)
         for desc in after.values():
             assert desc.schedule.policy.overlap is ScheduleOverlapPolicy.SKIP
             assert desc.info.last_updated_at is not None  # each was updated in place...

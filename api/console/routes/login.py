@@ -46,7 +46,9 @@ def _signed_in(request: Request, token: str, max_age: int) -> Response:
     else:
         response = RedirectResponse("/console", status_code=303)
     _set_cookie(response, COOKIE, token, "/console", max_age)
-    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/console/login")
+    response.delete_cookie(
+        LOGIN_CSRF_COOKIE, path="/console/login", secure=True, httponly=True, samesite="strict"
+    )
     return response
 
 
@@ -109,5 +111,5 @@ async def logout(staff: CurrentStaff, session: SessionDep) -> Response:
     """End this console session."""
     await staff_sessions.logout(session, staff.session, ip=staff.ip)
     response = RedirectResponse("/console/login", status_code=303)
-    response.delete_cookie(COOKIE, path="/console")
+    response.delete_cookie(COOKIE, path="/console", secure=True, httponly=True, samesite="strict")
     return response

@@ -1,9 +1,11 @@
 """The AML case screen in a real browser: a case opened by a live alert, taken and annotated by one
-compliance officer; the customer's freeze lifted only by two different officers (one asks, another
-confirms), each with a TOTP code. Staff without the compliance role see no screen (403)."""
+compliance officer; the customer frozen by a SAR saga decision; the freeze lifted only by two different
+officers (one asks, another confirms), each step with a TOTP code. Staff without the compliance role
+see no screen (403)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from sqlalchemy import text
@@ -50,10 +52,6 @@ async def test_a_case_is_worked_and_a_freeze_lifted_by_two_officers_in_the_conso
         await make_staff(stack, ["compliance"]), await make_staff(stack, ["compliance"]),
         await make_staff(stack, ["compliance"]),
     )  # fmt: skip
-    async with stack.engine.begin() as conn:
-        await freeze.freeze_customer(
-            conn, user_id=customer.id, staff_id=investigator.id, reason="value_24h alert", case_id=case_id
-        )
 
     page = await console.login(investigator)
     await page.click("nav >> text=AML cases")
@@ -69,8 +67,24 @@ async def test_a_case_is_worked_and_a_freeze_lifted_by_two_officers_in_the_conso
     assert link == f"http://127.0.0.1:8233/namespaces/default/workflows/sar-{case_id}"
     await console.shot(page, "aml-case")
 
+    # The freeze is a decision of the case's SAR saga (on the ops worker), signed after the TOTP check.
     page = await console.login(asker)
     await page.goto(console.url(f"/aml/cases/{case_id}"))
+    await page.select_option("#decision-form select[name=kind]", "freeze")
+    await page.fill("#decision-form input[name=reason]", "funds of unclear origin pending statements")
+    await page.locator("#decision-form input[name=totp_code]").fill(asker.next_code())
+    async with page.expect_navigation():  # the answer reloads the page (HX-Refresh): wait for it
+        async with page.expect_response(lambda r: r.url.endswith("/decision")) as answer:
+            await page.click("#decision-form button")
+        assert (await answer.value).status == 200
+    for _ in range(200):
+        async with stack.engine.connect() as conn:
+            if await freeze.is_frozen(conn, customer.id):
+                break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the SAR saga never froze the customer")
+    await page.goto(console.url(f"/aml/cases/{case_id}"))  # the page as it is now
     await page.locator("#unfreeze-request input[name=totp_code]").fill(asker.next_code())
     await page.click("#unfreeze-request button")
     await page.locator("#unfreeze-wait").wait_for()

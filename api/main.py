@@ -24,6 +24,7 @@ from api.routes import (
     account,
     accounts,
     admin,
+    admin_adjustments,
     admin_aml,
     admin_gdpr,
     admin_orders,
@@ -151,6 +152,7 @@ def create_app(
     app.include_router(market.router, prefix="/api/v1")
     app.include_router(ws.router, prefix="/api/v1")
     app.include_router(kyc.router, prefix="/api/v1")
+    app.include_router(admin_adjustments.router, prefix="/api/v1")
     app.include_router(account.router, prefix="/api/v1")
     app.include_router(admin_gdpr.router, prefix="/api/v1")
     console.install(app)

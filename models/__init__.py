@@ -3,6 +3,7 @@
 Importing this package registers every table on `SQLModel.metadata` (Alembic relies on it).
 """
 
+from models.adjustments import LedgerAdjustment
 from models.aml import AmlAlert, AmlCase, AmlRuleVersion
 from models.aml_cases import AmlCaseNote, AmlCaseTransaction, AmlFreeze, AmlSarReport
 from models.audit import AuditChainHead
@@ -58,6 +59,7 @@ from models.users import StaffRole, User, UserStatus
 
 __all__ = [
     "Account",
+    "LedgerAdjustment",
     "AccountClosure",
     "AmlAlert",
     "AmlCase",

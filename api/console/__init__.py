@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.console.deps import ConsoleForbidden, ConsoleLoginRequired, current_staff
 from api.console.routes import audit, dashboard, login, permissions, staff, withdrawals
+from api.console.screens import ROUTERS as SCREENS
 from api.console.templating import HERE, render
 from services.staff.permissions import DESCRIPTIONS
 
@@ -28,6 +29,7 @@ ROUTERS: list[APIRouter] = [
     audit.router,
     staff.router,
     permissions.router,
+    *SCREENS,  # the investigation screens (api/console/screens)
 ]
 
 # Every console answer: no caching of staff pages, no framing, scripts and styles from us only.

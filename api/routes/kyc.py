@@ -328,9 +328,11 @@ async def review_queue(staff: Compliance, engine: EngineDep) -> list[kyc_review.
     return await kyc_review.review_queue(engine)
 
 
-async def _review(
+async def decide_review(
     client: Client, settings: Settings, staff: User, submission_id: uuid.UUID, approve: bool, reason: str
 ) -> ReviewOutcome:
+    """Send compliance's decision (with its token, signed after the caller checked TOTP) to the KYC saga as
+    the `review` update; the saga's answer, or the problem it stands for. Used by this API and the console."""
     decision = ReviewDecision(
         reviewer_id=staff.id,
         approve=approve,
@@ -363,7 +365,7 @@ async def approve(
     settings: SettingsDep,
 ) -> ReviewOutcome:
     """Grant the tier under review (needs `X-TOTP-Code`; never your own)."""
-    return await _review(client, settings, staff, submission_id, True, body.reason)
+    return await decide_review(client, settings, staff, submission_id, True, body.reason)
 
 
 @router.post(
@@ -379,7 +381,7 @@ async def reject(
     settings: SettingsDep,
 ) -> ReviewOutcome:
     """Refuse the tier under review (needs `X-TOTP-Code`); the customer is told without a reason."""
-    return await _review(client, settings, staff, submission_id, False, body.reason)
+    return await decide_review(client, settings, staff, submission_id, False, body.reason)
 
 
 @router.post(

@@ -59,7 +59,7 @@ from services.ledger.posting import (
     idempotency_key,
 )
 from services.ledger.reads import Balance, CurrencyTotals, Entry, EntryPage, HoldView
-from services.ledger.verify import VerifyProblem, VerifyReport, entry_hash
+from services.ledger.verify import VerifyProblem, VerifyReport, entry_hash, verify_accounts
 from services.ledger.writes import Ledger
 from services.pagination import InvalidCursor  # the one cursor codec's refusal, for ledger.entries
 
@@ -90,4 +90,5 @@ __all__ = [
     "VerifyReport",
     "entry_hash",
     "idempotency_key",
+    "verify_accounts",
 ]

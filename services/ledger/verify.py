@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -222,15 +222,16 @@ class _Counts:
         )
 
 
-async def _account_rows(c: AsyncConnection) -> list[AccountRow]:
+async def _account_rows(c: AsyncConnection, ids: Sequence[uuid.UUID] | None = None) -> list[AccountRow]:
     rows = (
         await c.execute(
             text(
                 "SELECT a.id, a.balance, a.entry_seq, a.last_hash, a.reserved_balance, "
                 "coalesce((SELECT sum(h.amount - h.consumed) FROM holds h "
                 "          WHERE h.account_id = a.id AND h.status = 'active'), 0) "
-                "FROM accounts a ORDER BY a.id"
-            )
+                "FROM accounts a WHERE CAST(:ids AS uuid[]) IS NULL OR a.id = ANY(:ids) ORDER BY a.id"
+            ),
+            {"ids": list(ids) if ids is not None else None},
         )
     ).all()
     return [AccountRow(*r) for r in rows]
@@ -277,3 +278,20 @@ async def verify(engine: AsyncEngine) -> VerifyReport:
             if problem is not None:
                 return counts.report(problem)
         return counts.report(await unbalanced_transaction(c))
+
+
+async def verify_accounts(engine: AsyncEngine, account_ids: Sequence[uuid.UUID]) -> VerifyReport:
+    """The per-entry and per-account checks of `verify`, on these accounts only (a customer's trail in
+    the console): their chains, heads, balances and holds; the first problem, or ok."""
+    counts = _Counts()
+    async with engine.connect() as conn:
+        c = await conn.execution_options(isolation_level="REPEATABLE READ")
+        await c.execute(text("SET TRANSACTION READ ONLY"))
+        for account in await _account_rows(c, account_ids):
+            counts.accounts += 1
+            chain, problem = await _walk_chain(c, account, counts)
+            for check in ACCOUNT_CHECKS:
+                problem = problem or check(account, chain)
+            if problem is not None:
+                return counts.report(problem)
+    return counts.report(None)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from models.money import money, money_or_none
 from models.payments_api import HaltOut, TopUpOut
 from services import payments
 
@@ -106,9 +107,7 @@ async def _reconciliation(engine: AsyncEngine) -> list[ReconStatus]:
                 )
             )
         ).all()
-    return [
-        ReconStatus(r[0], r[1], None if r[2] is None else str(r[2]), r[3], bool(r[4]), r[5]) for r in rows
-    ]
+    return [ReconStatus(r[0], r[1], money_or_none(r[2], r[0]), r[3], bool(r[4]), r[5]) for r in rows]
 
 
 async def _floats(engine: AsyncEngine) -> list[dict[str, Any]]:
@@ -123,7 +122,10 @@ async def _floats(engine: AsyncEngine) -> list[dict[str, Any]]:
                 )
             )
         ).all()
-    return [{"currency": r[0], "provider": str(r[1]), "ledger": str(r[2]), "at": r[3]} for r in rows]
+    return [
+        {"currency": r[0], "provider": money(r[1], r[0]), "ledger": money_or_none(r[2], r[0]), "at": r[3]}
+        for r in rows
+    ]
 
 
 async def gather(

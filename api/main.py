@@ -54,7 +54,6 @@ from services.auth import AuthConfig, AuthPolicy
 from services.connection_budget import ConnectionBudgetExceeded, check_connection_budget
 from services.ledger import Ledger
 from services.rate_limit_store import RateLimitStore, rate_limit_engine
-from services.screening import matching as screening_names
 from temporal.schedules import ensure_payment_schedules
 
 log = logging.getLogger("api.main")
@@ -107,8 +106,6 @@ def create_app(
         app.state.market = market.MarketState(settings, venues)
         app.state.market.start()  # the process's live order books (services.live_books)
         schedules = asyncio.create_task(ensure_payment_schedules(app.state.temporal.get, settings))
-        # Travel Rule names are screened inside the withdrawal request: load the name data off the loop.
-        name_data = asyncio.create_task(asyncio.to_thread(screening_names.warm_up))
         dispatcher = start_dispatcher(engine, settings)  # the notification outbox (SKIP LOCKED: shared)
         try:
             yield
@@ -117,7 +114,6 @@ def create_app(
                 await dispatcher.stop()
             schedules.cancel()
             sweeper.cancel()
-            name_data.cancel()
             if getattr(app.state, "live_updates", None) is not None:  # api/routes/ws.py's listener
                 await app.state.live_updates.close()
             await app.state.payments.close()

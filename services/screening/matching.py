@@ -60,14 +60,6 @@ def analyse(name: str, entity_type: str = "individual") -> Name | None:
     return max(names, key=lambda n: len(n.parts)) if names else None
 
 
-def warm_up() -> None:
-    """Load rigour's name data now (its first analysis takes seconds: ~17 s on a busy 2-core machine), in
-    a thread at process start, so the first screening inside a request or an activity does not hold the
-    event loop that long. Cheap to call again."""
-    analyse("John Smith")
-    analyse("Acme Trading Limited", "entity")
-
-
 @dataclass
 class PartPair:
     query: str

@@ -11,8 +11,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -58,10 +58,6 @@ class StaffRow:
     last_login: datetime | None
 
 
-# The ARRAY column itself (sqlmodel's typing of `User.roles` hides ARRAY's `overlap`).
-_ROLES: Any = User.__table__.c.roles  # type: ignore[attr-defined]
-
-
 def _clean_roles(roles: list[str]) -> list[str]:
     unknown = sorted(set(roles) - set(STAFF_ROLES))
     if unknown:
@@ -72,21 +68,30 @@ def _clean_roles(roles: list[str]) -> list[str]:
 
 
 async def list_staff(session: AsyncSession) -> list[StaffRow]:
-    """Everyone with a staff role, by email."""
+    """Everyone with a staff role, by email. Only the listed columns are read: loading whole `User` rows
+    would decrypt every TOTP secret (a sealed column), and one sealed under a retired key would fail the
+    whole page."""
+    conn = await session.connection()
     rows = (
-        await session.exec(select(User).where(_ROLES.overlap(list(STAFF_ROLES))).order_by(col(User.email)))
+        await conn.execute(
+            text(
+                "SELECT id, email, first_name, last_name, roles, status, twofa_enabled, last_login "
+                "FROM users WHERE roles && CAST(:roles AS text[]) ORDER BY email"
+            ),
+            {"roles": list(STAFF_ROLES)},
+        )
     ).all()
     return [
         StaffRow(
-            u.id,
-            u.email,
-            f"{u.first_name or ''} {u.last_name or ''}".strip(),
-            list(u.roles),
-            u.status,
-            u.twofa_enabled,
-            u.last_login,
+            uid,
+            email,
+            f"{first or ''} {last or ''}".strip(),
+            list(roles),
+            status,
+            twofa_enabled,
+            last_login,
         )  # fmt: skip
-        for u in rows
+        for uid, email, first, last, roles, status, twofa_enabled, last_login in rows
     ]
 
 

@@ -158,3 +158,21 @@ async def test_the_permission_matrix_page_shows_what_the_code_enforces(
     decide = await matrix.locator("tr", has_text="withdrawal.decide").locator("td").all_inner_texts()
     assert [cell.strip() for cell in decide[1:]] == ["", "✓", "", "", ""]
     await console.shot(page, "permissions")
+
+
+async def test_the_staff_list_survives_a_totp_secret_sealed_under_a_retired_key(
+    stack: Stack, console: Console
+) -> None:
+    """Listing staff never decrypts their TOTP secrets: one that no current key opens (sealed before a key
+    rotation) must not take the page down for everyone (it did: a 500 for /console/staff)."""
+    admin = await make_staff(stack, ["admin"])
+    stale = await make_staff(stack, ["support"])
+    async with stack.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE users SET twofa_secret = :s WHERE id = :u"),
+            {"s": "gAAAAABretired-key-" + "x" * 80, "u": stale.id},
+        )
+    page = await console.login(admin)
+    response = await page.goto(console.url("/staff"))
+    assert response is not None and response.status == 200
+    assert stale.email in await page.inner_text("#staff-table")

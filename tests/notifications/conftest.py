@@ -129,7 +129,7 @@ class Stack:
         return person
 
 
-async def eventually(check: Callable[[], Awaitable[T | None]], *, what: str, limit: float = 20.0) -> T:
+async def eventually(check: Callable[[], Awaitable[T | None]], *, what: str, limit: float = 60.0) -> T:
     """Poll `check` until it returns something truthy (state, not time: `limit` only stops a hang)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -127,6 +128,12 @@ class Stack:
                 text("UPDATE users SET roles = ARRAY[:r] WHERE id = :i"), {"r": role, "i": person.id}
             )
         return person
+
+
+def unique_phone() -> str:
+    """A UK mobile number no other test uses: other packages' customers (one fixed number) leave security
+    SMS in the shared outbox that this package's dispatcher passes also deliver."""
+    return f"+4477009{secrets.randbelow(10**5):05d}"
 
 
 async def eventually(check: Callable[[], Awaitable[T | None]], *, what: str, limit: float = 60.0) -> T:

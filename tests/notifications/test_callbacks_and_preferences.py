@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sandbox.mail import DEV_WEBHOOK_PRIVATE_KEY, sign_events
 from sandbox.twilio import signature
 from services.notifications import NotificationEvent, enqueue
-from tests.notifications.conftest import Stack, drain
+from tests.notifications.conftest import Stack, drain, unique_phone
 
 
 async def _enqueue(stack: Stack, user_id: uuid.UUID | None, event: str, payload: dict[str, object]) -> str:
@@ -25,7 +25,7 @@ async def _enqueue(stack: Stack, user_id: uuid.UUID | None, event: str, payload:
 
 
 async def test_preferences_are_honoured_and_security_cannot_be_turned_off(stack: Stack) -> None:
-    customer = await stack.customer(phone="+447700900456")
+    customer = await stack.customer(phone=unique_phone())
     async with stack.http() as h:
         r = await h.put(
             "/api/v1/notifications/preferences",
@@ -63,7 +63,7 @@ async def test_preferences_are_honoured_and_security_cannot_be_turned_off(stack:
     assert set(await stack.deliveries(funds)) == {"in_app"}  # email off, SMS never chosen
     [mail] = await stack.mails(customer.email)
     assert mail["subject"] == "Two-factor authentication turned off"
-    [sms] = await stack.sms("+447700900456")
+    [sms] = await stack.sms(customer.phone or "")
     assert "turned OFF" in sms["body"]
     async with stack.http() as h:
         titles = [

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import text
 
 from services.notifications import NotificationEvent, enqueue
-from tests.notifications.conftest import Stack, drain, eventually
+from tests.notifications.conftest import Stack, drain, eventually, unique_phone
 
 FILL = {
     "order_id": "8d1c1f9e",
@@ -51,7 +51,7 @@ async def test_the_outbox_row_exists_exactly_when_the_change_commits(stack: Stac
 
 
 async def test_each_channel_gets_the_notification_once_with_uk_amounts(stack: Stack) -> None:
-    customer = await stack.customer(phone="+447700900123")
+    customer = await stack.customer(phone=unique_phone())
     async with stack.http() as h:
         r = await h.put(
             "/api/v1/notifications/preferences",
@@ -260,7 +260,7 @@ async def test_a_refused_message_is_dead_at_once(stack: Stack) -> None:
 
 
 async def test_an_sms_whose_answer_timed_out_is_looked_up_not_resent(stack: Stack) -> None:
-    customer = await stack.customer(phone="+447700900777")
+    customer = await stack.customer(phone=unique_phone())
     # Twilio takes the message, then its answer outlasts our timeout (2 s here): an unknown outcome.
     await stack.sandbox(
         stack.twilio_url,
@@ -276,6 +276,6 @@ async def test_an_sms_whose_answer_timed_out_is_looked_up_not_resent(stack: Stac
 
     await drain(stack.dispatcher(), sms_sent, what="the timed-out SMS found at Twilio")
     delivery = (await stack.deliveries(key))["sms"]
-    [sms] = await stack.sms("+447700900777")
+    [sms] = await stack.sms(customer.phone or "")
     assert delivery["attempts"] == 1 and delivery["provider_message_id"] == sms["sid"]
     assert sms["body"].endswith(f"(ref {delivery['id'].hex[:8].upper()})")

@@ -20,7 +20,7 @@ from devstack.ports import PortInUse, ensure_free, free_port, wait_for_port
 from sandbox import binance as binance_sandbox
 from sandbox import kraken as kraken_sandbox
 from sandbox.market import OrderStatus, Venue, VenueConfig, VenueReject
-from sandbox.runner import RunningSandboxes
+from sandbox.runner import REGISTRY, RunningSandboxes
 from tests.providers.conftest import VenueControl
 
 D = Decimal
@@ -133,7 +133,11 @@ def test_apps_build_with_explicit_keys() -> None:
     assert kraken_sandbox.create_app(api_key="k", secret="c2VjcmV0") is not None
 
 
-def _free_base(span: int = 5) -> int:
+SANDBOX_OFFSETS = sorted(entry[0] for entry in REGISTRY.values())
+
+
+def _free_base(span: int = SANDBOX_OFFSETS[-1] + 1) -> int:
+    """A base port whose whole run of registered offsets is free (the runner binds every one of them)."""
     for _ in range(50):
         base = free_port()
         try:
@@ -156,7 +160,7 @@ def test_python_m_sandbox_serves_every_registered_port() -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        for off in range(5):
+        for off in SANDBOX_OFFSETS:
             wait_for_port(base + off, 60)  # a loaded machine imports slowly
         info = httpx.get(f"http://127.0.0.1:{base}/api/v3/exchangeInfo").json()
         assert {s["symbol"] for s in info["symbols"]} == {"BTCGBP", "ETHGBP", "BNBGBP"}

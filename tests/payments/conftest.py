@@ -272,8 +272,9 @@ async def make_user(
     return Customer(id=user_id, email=email, token=token, totp=pyotp.TOTP(secret))
 
 
-async def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.1) -> Any:
-    """Poll an async predicate until it returns something truthy."""
+async def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.1) -> Any:
+    """Poll an async predicate until it returns something truthy (state, not time: `timeout` only stops a
+    hang; 20 s was outlasted on a loaded 2-core machine now that every withdrawal is also AML-screened)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         value = await predicate()

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devstack.ports import PortInUse, ensure_free, free_port, wait_for_port
+from devstack.ports import PortInUse, ensure_free, wait_for_port
 from sandbox import binance as binance_sandbox
 from sandbox import kraken as kraken_sandbox
 from sandbox.market import OrderStatus, Venue, VenueConfig, VenueReject
@@ -137,9 +138,14 @@ SANDBOX_OFFSETS = sorted(entry[0] for entry in REGISTRY.values())
 
 
 def _free_base(span: int = SANDBOX_OFFSETS[-1] + 1) -> int:
-    """A base port whose whole run of registered offsets is free (the runner binds every one of them)."""
-    for _ in range(50):
-        base = free_port()
+    """A base port whose whole run of registered offsets is free (the runner binds every one of them).
+
+    Chosen below the kernel's ephemeral range (32768+ here): a base taken from that range can have one of its
+    offsets handed to some client's outgoing connection between this check and the runner's bind.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 32000 - span)
         try:
             for off in range(span):
                 ensure_free(base + off, "sandbox_port")
@@ -147,6 +153,21 @@ def _free_base(span: int = SANDBOX_OFFSETS[-1] + 1) -> int:
             continue
         return base
     raise RuntimeError("no run of free ports found")
+
+
+def _wait_serving(proc: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+    """Wait for `port`, failing at once with the runner's own stderr if it exited instead."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            raise AssertionError(f"python -m sandbox exited {proc.returncode}: {err.decode()[-2000:]}")
+        try:
+            wait_for_port(port, 0.5)
+            return
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise
 
 
 def test_python_m_sandbox_serves_every_registered_port() -> None:
@@ -161,7 +182,7 @@ def test_python_m_sandbox_serves_every_registered_port() -> None:
     )
     try:
         for off in SANDBOX_OFFSETS:
-            wait_for_port(base + off, 60)  # a loaded machine imports slowly
+            _wait_serving(proc, base + off, 60)  # a loaded machine imports slowly
         info = httpx.get(f"http://127.0.0.1:{base}/api/v3/exchangeInfo").json()
         assert {s["symbol"] for s in info["symbols"]} == {"BTCGBP", "ETHGBP", "BNBGBP"}
         pairs = httpx.get(f"http://127.0.0.1:{base + 1}/0/public/AssetPairs").json()["result"]
@@ -170,6 +191,7 @@ def test_python_m_sandbox_serves_every_registered_port() -> None:
         for off in (3, 4):  # bank and mail: their own app, or a placeholder until it exists
             assert httpx.get(f"http://127.0.0.1:{base + off}/").status_code in (200, 401, 403, 404, 405, 503)
     finally:
-        proc.send_signal(signal.SIGTERM)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err.decode()[-2000:]

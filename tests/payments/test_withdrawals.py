@@ -181,7 +181,11 @@ async def test_above_dual_threshold_needs_two_distinct_approvers(stack: Stack) -
     assert r.status_code == 201, r.text
     w = r.json()
     assert w["approvals_required"] == 1  # £50,000 is not above £50k
-    await _decide(stack, first, w["id"], "reject", "test done")
+    # A decision counts only once the saga waits for one (after its AML screening step): sent earlier it is
+    # refused (409 not_awaiting_approval), which a slow screening in the full suite once showed.
+    await _status(stack, customer, w["id"], "AWAITING_APPROVAL")
+    rejected = await _decide(stack, first, w["id"], "reject", "test done")
+    assert rejected.status_code == 200 and rejected.json()["code"] == "rejected", rejected.text
     await _status(stack, customer, w["id"], "REJECTED")
     # Above £50k (limit permitting): two distinct approvals. Driven directly through the saga.
     wid = uuid.uuid4()

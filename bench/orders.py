@@ -44,12 +44,13 @@ from bench._shapes import NoopOrderShape, noop_local, noop_remote
 from bench.common import RESULTS, print_table, summary, throwaway_postgres, throwaway_temporal, write_result
 from config import Settings
 from config.settings import DEV_SECRETS
-from devstack.ports import PortInUse, ensure_free, free_port, wait_for_port
+from devstack.ports import free_port_run, wait_for_port
 from models.database import async_engine
 from models.market import OrderType, Side
 from models.order_flow import OrderRequest, OrderStatus
 from providers.exchanges.book_streams import BookStream, StreamConfig
 from providers.exchanges.ccxt_adapter import CcxtAdapter, ExchangeConfig
+from sandbox.runner import REGISTRY
 from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 from services.live_books import BookKeeper, LiveBookSource, rest_budgets
 from services.router import Router, RouterParams
@@ -93,9 +94,7 @@ async def _load(n: int, concurrency: int, start: Any) -> tuple[float, list[float
 
 async def _sandbox_process() -> tuple[asyncio.subprocess.Process, dict[str, str]]:
     """`python -m sandbox` on free ports: the venues use their own CPU, as real ones do."""
-    base = free_port()
-    while any(not _port_is_free(base + off) for off in range(5)):
-        base = free_port()
+    base = free_port_run(max(entry[0] for entry in REGISTRY.values()) + 1)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sandbox", "--base-port", str(base), "--seed", "3",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
@@ -103,14 +102,6 @@ async def _sandbox_process() -> tuple[asyncio.subprocess.Process, dict[str, str]
     for off in (0, 1):
         await asyncio.to_thread(wait_for_port, base + off, 30)
     return proc, {"binance": f"http://127.0.0.1:{base}", "kraken": f"http://127.0.0.1:{base + 1}"}
-
-
-def _port_is_free(port: int) -> bool:
-    try:
-        ensure_free(port, "bench")
-    except PortInUse:
-        return False
-    return True
 
 
 async def _run(url: str, client: Client) -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
+
+# Below Linux's default ephemeral range (32768-60999): a port there can be handed to some client's
+# outgoing connection between a check and the bind, which a run of several ports makes likely.
+_RUN_RANGE = (20000, 32000)
 
 
 class PortInUse(RuntimeError):
@@ -26,6 +31,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_port_run(span: int) -> int:
+    """A base port with `span` consecutive free ports (a sandbox runner binds base + each offset)."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(_RUN_RANGE[0], _RUN_RANGE[1] - span)
+        try:
+            for off in range(span):
+                ensure_free(base + off, "sandbox_port")
+        except PortInUse:
+            continue
+        return base
+    raise PortInUse(f"no run of {span} free ports between {_RUN_RANGE[0]} and {_RUN_RANGE[1]}")
 
 
 def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1") -> None:

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import hmac
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devstack.ports import PortInUse, ensure_free, wait_for_port
+from devstack.ports import free_port_run, wait_for_port
 from sandbox import binance as binance_sandbox
 from sandbox import kraken as kraken_sandbox
 from sandbox.market import OrderStatus, Venue, VenueConfig, VenueReject
@@ -137,24 +136,6 @@ def test_apps_build_with_explicit_keys() -> None:
 SANDBOX_OFFSETS = sorted(entry[0] for entry in REGISTRY.values())
 
 
-def _free_base(span: int = SANDBOX_OFFSETS[-1] + 1) -> int:
-    """A base port whose whole run of registered offsets is free (the runner binds every one of them).
-
-    Chosen below the kernel's ephemeral range (32768+ here): a base taken from that range can have one of its
-    offsets handed to some client's outgoing connection between this check and the runner's bind.
-    """
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 32000 - span)
-        try:
-            for off in range(span):
-                ensure_free(base + off, "sandbox_port")
-        except PortInUse:
-            continue
-        return base
-    raise RuntimeError("no run of free ports found")
-
-
 def _wait_serving(proc: subprocess.Popen[bytes], port: int, timeout: float) -> None:
     """Wait for `port`, failing at once with the runner's own stderr if it exited instead."""
     deadline = time.monotonic() + timeout
@@ -171,7 +152,7 @@ def _wait_serving(proc: subprocess.Popen[bytes], port: int, timeout: float) -> N
 
 
 def test_python_m_sandbox_serves_every_registered_port() -> None:
-    base = _free_base()
+    base = free_port_run(SANDBOX_OFFSETS[-1] + 1)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "sandbox", "--base-port", str(base), "--seed", "3"],

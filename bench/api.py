@@ -2,8 +2,10 @@
 
 The API runs under uvicorn (one process, as `make run` starts it) in a subprocess against a throw-away
 PostgreSQL; the load comes from `LOAD_PROCESSES` other processes, each an asyncio httpx client holding its
-share of `CONNECTIONS` keep-alive connections on loopback and sending back to back for `SECONDS`. Rate
-limits are raised for the run (`bench_app`), otherwise the per-user limit would answer 429 at once.
+share of `CONNECTIONS` keep-alive connections on loopback and sending back to back for `SECONDS`. The rate
+limits are production's (1000 requests a minute per customer, counted in PostgreSQL): each connection is
+a customer of its own, as real traffic is, so the limit is checked on every request and never reached
+(a 429 would count as an error).
 
 `/healthz` (no auth, no database) is the reference in the same run: the ratio says what authentication
 (JWT check + one session query) and the balances query cost on top of the bare framework.
@@ -37,35 +39,34 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def bench_app() -> Any:
-    """uvicorn factory for the run: production app, rate limits out of the way."""
+    """uvicorn factory for the run: the production app, production rate limits."""
     from api.main import create_app
-    from api.ratelimit import RateLimits
 
-    return create_app(rate_limits=RateLimits(anonymous_per_minute=10**9, user_per_minute=10**9))
+    return create_app()
 
 
 # --- the load generator (runs in its own process) -------------------------------------------------
 
 
-async def _load(
-    url: str, token: str | None, connections: int, seconds: float, warmup: float
-) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+async def _load(url: str, tokens: list[str | None], seconds: float, warmup: float) -> dict[str, Any]:
+    """One connection per token (None: unauthenticated), back to back until the end."""
+    connections = len(tokens)
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     latencies: list[float] = []
     errors = 0
-    async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers, trust_env=False) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=30, trust_env=False) as client:
         start = time.perf_counter()
         measure_from = start + warmup
         stop = measure_from + seconds
 
-        async def worker() -> None:
+        async def worker(token: str | None) -> None:
             nonlocal errors
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
             while True:
                 t0 = time.perf_counter()
                 if t0 >= stop:
                     return
-                r = await client.get(url)
+                r = await client.get(url, headers=headers)
                 t1 = time.perf_counter()
                 if t0 >= measure_from:
                     if r.status_code == 200:
@@ -73,42 +74,36 @@ async def _load(
                     else:
                         errors += 1
 
-        await asyncio.gather(*(worker() for _ in range(connections)))
+        await asyncio.gather(*(worker(token) for token in tokens))
     return {"latencies": latencies, "errors": errors, "seconds": seconds}
 
 
 def _load_main(argv: list[str]) -> None:
-    url, token, connections, seconds, warmup = (
-        argv[0],
-        argv[1] or None,
-        int(argv[2]),
-        float(argv[3]),
-        float(argv[4]),
-    )
-    print(json.dumps(asyncio.run(_load(url, token, connections, seconds, warmup))))
+    """A load process: its connections' tokens arrive on stdin (JSON), not in argv (ps shows argv)."""
+    url, seconds, warmup = argv[0], float(argv[1]), float(argv[2])
+    tokens: list[str | None] = json.loads(sys.stdin.read())
+    print(json.dumps(asyncio.run(_load(url, tokens, seconds, warmup))))
 
 
-def run_load(url: str, token: str | None) -> dict[str, Any]:
+def run_load(url: str, tokens: list[str] | None) -> dict[str, Any]:
+    """`CONNECTIONS` connections over `LOAD_PROCESSES` processes; connection i uses tokens[i % len]
+    (None: unauthenticated)."""
     per = CONNECTIONS // LOAD_PROCESSES
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.api",
-                "--load",
-                url,
-                token or "",
-                str(per),
-                str(SECONDS),
-                str(WARMUP_SECONDS),
-            ],
+            [sys.executable, "-m", "bench.api", "--load", url, str(SECONDS), str(WARMUP_SECONDS)],
             cwd=ROOT,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         for _ in range(LOAD_PROCESSES)
     ]
+    for p, proc in enumerate(procs):
+        mine = [tokens[(p * per + i) % len(tokens)] if tokens else None for i in range(per)]
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(mine))
+        proc.stdin.close()
     results = [json.loads(p.communicate()[0]) for p in procs]
     latencies = [lat for r in results for lat in r["latencies"]]
     errors = sum(r["errors"] for r in results)
@@ -123,8 +118,8 @@ def run_load(url: str, token: str | None) -> dict[str, Any]:
 # --- the benchmark --------------------------------------------------------------------------------
 
 
-async def customer(database_url: str) -> str:
-    """A verified customer with a funded-looking account row: their email."""
+async def customers(database_url: str, n: int = CONNECTIONS) -> list[str]:
+    """`n` verified customers with GBP, BTC and ETH account rows: their emails."""
     from sqlalchemy import text
 
     from models.database import async_engine
@@ -132,23 +127,27 @@ async def customer(database_url: str) -> str:
     from services.passwords import hash_password
 
     engine = async_engine(database_url)
-    email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-    uid = uuid.uuid4()
+    password_hash = hash_password(PASSWORD)
+    emails = []
     try:
-        async with engine.begin() as c:
-            await c.execute(
-                text(
-                    "INSERT INTO users (id, email, password_hash, kyc_tier, email_verified) "
-                    "VALUES (:i, :e, :p, 2, true)"
-                ),
-                {"i": uid, "e": email, "p": hash_password(PASSWORD)},
-            )
         ledger = Ledger(engine)
-        for currency in ("GBP", "BTC", "ETH"):
-            await ledger.customer_account(uid, currency)
+        for _ in range(n):
+            email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+            uid = uuid.uuid4()
+            async with engine.begin() as c:
+                await c.execute(
+                    text(
+                        "INSERT INTO users (id, email, password_hash, kyc_tier, email_verified) "
+                        "VALUES (:i, :e, :p, 2, true)"
+                    ),
+                    {"i": uid, "e": email, "p": password_hash},
+                )
+            for currency in ("GBP", "BTC", "ETH"):
+                await ledger.customer_account(uid, currency)
+            emails.append(email)
     finally:
         await engine.dispose()
-    return email
+    return emails
 
 
 @contextmanager
@@ -185,23 +184,26 @@ def serve_api(database_url: str, processes: int = 1) -> Iterator[str]:
         server.wait(20)
 
 
-def login_token(base: str, email: str) -> str:
-    """An access token for `email`, and one balances request to check it works."""
-    r = httpx.post(f"{base}/api/v1/auth/login", json={"email": email, "password": PASSWORD}, timeout=10)
-    r.raise_for_status()
-    token: str = r.json()["access_token"]
-    check = httpx.get(f"{base}/api/v1/accounts/balances", headers={"Authorization": f"Bearer {token}"})
-    check.raise_for_status()
-    return token
+def login_tokens(base: str, emails: list[str]) -> list[str]:
+    """An access token for each customer, each checked by one balances request."""
+    tokens = []
+    for email in emails:
+        r = httpx.post(f"{base}/api/v1/auth/login", json={"email": email, "password": PASSWORD}, timeout=10)
+        r.raise_for_status()
+        token: str = r.json()["access_token"]
+        check = httpx.get(f"{base}/api/v1/accounts/balances", headers={"Authorization": f"Bearer {token}"})
+        check.raise_for_status()
+        tokens.append(token)
+    return tokens
 
 
 def main() -> None:
     with throwaway_postgres("bench_api") as (_, database_url):
-        email = asyncio.run(customer(database_url))
+        emails = asyncio.run(customers(database_url))
         with serve_api(database_url) as base:
-            token = login_token(base, email)
+            tokens = login_tokens(base, emails)
             healthz = run_load(f"{base}/healthz", None)
-            balances = run_load(f"{base}/api/v1/accounts/balances", token)
+            balances = run_load(f"{base}/api/v1/accounts/balances", tokens)
     rows = [
         (name, f"{m['rps']:.0f}", m["p50_ms"], m["p99_ms"], m["requests"], m["errors"])
         for name, m in (("GET /healthz", healthz), ("GET /api/v1/accounts/balances (auth)", balances))
@@ -218,6 +220,8 @@ def main() -> None:
         reference=healthz["rps"],
         extra={
             "connections": CONNECTIONS,
+            "customers": CONNECTIONS,
+            "rate_limits": "production (1000/min per customer, in PostgreSQL)",
             "load_processes": LOAD_PROCESSES,
             "seconds": SECONDS,
             "balances": balances,

@@ -2,10 +2,10 @@
 
 The same throw-away PostgreSQL, customer and load as `bench/api.py` (`LOAD_PROCESSES` client processes
 holding `CONNECTIONS` keep-alive connections), against the API served first by one uvicorn process, then by
-two on the one port (`API_PROCESSES=2`, uvicorn's `--workers`, as `make run` starts them); the rate
-limits (in PostgreSQL, shared by both) are raised for the run. The reference is the one-process figure of
-the same run. On a machine with N free cores the ratio can approach min(N, 2); on 2 cores shared with the
-load generator and PostgreSQL it says more about the machine than about the API (the note says so).
+two on the one port (`API_PROCESSES=2`, uvicorn's `--workers`, as `make run` starts them); production's
+rate limits (in PostgreSQL, shared by both), one customer per connection. The reference is the
+one-process figure of the same run. On a machine with N free cores the ratio can approach min(N, 2); on
+2 cores shared with the load generator and PostgreSQL it says more about the machine than about the API.
 """
 
 from __future__ import annotations
@@ -14,21 +14,21 @@ import asyncio
 import os
 from typing import Any
 
-from bench.api import CONNECTIONS, LOAD_PROCESSES, SECONDS, customer, login_token, run_load, serve_api
+from bench.api import CONNECTIONS, LOAD_PROCESSES, SECONDS, customers, login_tokens, run_load, serve_api
 from bench.common import print_table, throwaway_postgres, write_result
 
 
-def _measure(database_url: str, email: str, processes: int) -> dict[str, Any]:
+def _measure(database_url: str, emails: list[str], processes: int) -> dict[str, Any]:
     with serve_api(database_url, processes) as base:
-        token = login_token(base, email)
-        return run_load(f"{base}/api/v1/accounts/balances", token)
+        tokens = login_tokens(base, emails)
+        return run_load(f"{base}/api/v1/accounts/balances", tokens)
 
 
 def main() -> None:
     with throwaway_postgres("bench_scale") as (_, database_url):
-        email = asyncio.run(customer(database_url))
-        one = _measure(database_url, email, 1)
-        two = _measure(database_url, email, 2)
+        emails = asyncio.run(customers(database_url))
+        one = _measure(database_url, emails, 1)
+        two = _measure(database_url, emails, 2)
     rows = [
         (f"{n} API process{'es' if n > 1 else ''}", f"{m['rps']:.0f}", m["p50_ms"], m["p99_ms"], m["errors"])
         for n, m in ((1, one), (2, two))

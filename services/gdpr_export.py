@@ -70,9 +70,44 @@ def as_text(value: Any) -> str | None:
     return str(value)
 
 
-def _symbol_currencies(symbol: str) -> tuple[str, str]:
-    base, _, quote = symbol.partition("-")
-    return base, quote
+# Where a money column's currency comes from, for `amount` (a row is a result row of the section's query).
+def _currency(r: Any) -> str:
+    return str(r.currency)
+
+
+def _base(r: Any) -> str:
+    return str(r.symbol).partition("-")[0]
+
+
+def _quote(r: Any) -> str:
+    return str(r.symbol).partition("-")[2]
+
+
+def _fee_currency(r: Any) -> str | None:
+    return None if r.fee_currency is None else str(r.fee_currency)
+
+
+def _gbp(r: Any) -> str:
+    return "GBP"
+
+
+CurrencyOf = Callable[[Any], str | None]
+
+
+async def _table(
+    conn: AsyncConnection, name: str, user_id: uuid.UUID, sql: str, money: dict[str, CurrencyOf] | None = None
+) -> Section:
+    """A section straight from one query: its columns are the query's (named with `AS` where the export's
+    name differs from ours), every value as text, the `money` columns at their currency's scale."""
+    result = await conn.execute(text(sql), {"u": user_id})
+    columns = tuple(result.keys())
+    out: list[Row] = []
+    for r in result.all():
+        row = dict(zip(columns, map(as_text, r), strict=True))
+        for column, currency_of in (money or {}).items():
+            row[column] = amount(r._mapping[column], currency_of(r))
+        out.append(row)
+    return Section(name, columns, out)
 
 
 async def _rows(conn: AsyncConnection, sql: str, user_id: uuid.UUID) -> Sequence[Any]:
@@ -83,17 +118,13 @@ async def _rows(conn: AsyncConnection, sql: str, user_id: uuid.UUID) -> Sequence
 
 
 async def profile(conn: AsyncConnection, user_id: uuid.UUID) -> Section:
-    rows = await _rows(
+    return await _table(
         conn,
+        "profile",
+        user_id,
         "SELECT id, email, first_name, last_name, phone, status, kyc_tier, email_verified, twofa_enabled, "
         "created_at, last_login FROM users WHERE id = :u",
-        user_id,
     )
-    columns = (
-        "id", "email", "first_name", "last_name", "phone", "status", "kyc_tier", "email_verified",
-        "twofa_enabled", "created_at", "last_login",
-    )  # fmt: skip
-    return Section("profile", columns, [dict(zip(columns, map(as_text, r), strict=True)) for r in rows])
 
 
 # What the customer typed into a KYC form; the rest of `details` is ours (vendor image ids and the like).
@@ -132,244 +163,114 @@ async def kyc(conn: AsyncConnection, user_id: uuid.UUID) -> Section:
 
 
 async def balances(conn: AsyncConnection, user_id: uuid.UUID) -> Section:
-    rows = await _rows(
+    return await _table(
         conn,
-        "SELECT currency, balance, available_balance, reserved_balance FROM accounts "
-        "WHERE kind = 'customer' AND user_id = :u ORDER BY currency",
+        "balances",
         user_id,
+        "SELECT currency, balance, available_balance AS available, reserved_balance AS reserved "
+        "FROM accounts WHERE kind = 'customer' AND user_id = :u ORDER BY currency",
+        {"balance": _currency, "available": _currency, "reserved": _currency},
     )
-    columns = ("currency", "balance", "available", "reserved")
-    out: list[Row] = [
-        {
-            "currency": r.currency,
-            "balance": amount(r.balance, r.currency),
-            "available": amount(r.available_balance, r.currency),
-            "reserved": amount(r.reserved_balance, r.currency),
-        }
-        for r in rows
-    ]
-    return Section("balances", columns, out)
 
 
 async def ledger(conn: AsyncConnection, user_id: uuid.UUID) -> Section:
-    rows = await _rows(
+    return await _table(
         conn,
+        "ledger",
+        user_id,
         "SELECT e.id, e.created_at, e.currency, e.amount, e.balance_after, e.reference_type, e.reference_id, "
         "e.transaction_id, e.seq, e.hash FROM ledger_entries e JOIN accounts a ON a.id = e.account_id "
         "WHERE a.kind = 'customer' AND a.user_id = :u ORDER BY e.created_at, e.currency, e.seq",
-        user_id,
+        {"amount": _currency, "balance_after": _currency},
     )
-    columns = (
-        "id", "created_at", "currency", "amount", "balance_after", "reference_type", "reference_id",
-        "transaction_id", "seq", "hash",
-    )  # fmt: skip
-    out: list[Row] = [
-        {
-            "id": str(r.id),
-            "created_at": when(r.created_at),
-            "currency": r.currency,
-            "amount": amount(r.amount, r.currency),
-            "balance_after": amount(r.balance_after, r.currency),
-            "reference_type": r.reference_type,
-            "reference_id": str(r.reference_id),
-            "transaction_id": str(r.transaction_id),
-            "seq": str(r.seq),
-            "hash": r.hash,
-        }
-        for r in rows
-    ]
-    return Section("ledger", columns, out)
 
 
 async def orders(conn: AsyncConnection, user_id: uuid.UUID) -> Section:
-    rows = await _rows(
+    return await _table(
         conn,
-        "SELECT id, symbol, side, type, status, amount, quote_amount, price, filled_amount, "
-        "filled_quote_amount, average_fill_price, total_fee, fee_currency, notional_gbp, routed_to_provider, "
-        "reject_reason, created_at, filled_at, cancelled_at FROM orders WHERE user_id = :u "
-        "ORDER BY created_at, id",
+        "orders",
         user_id,
+        "SELECT id, symbol, side, type, status, amount, quote_amount, price, filled_amount, "
+        "filled_quote_amount, average_fill_price, total_fee, fee_currency, notional_gbp, "
+        "routed_to_provider AS venue, reject_reason, created_at, filled_at, cancelled_at FROM orders "
+        "WHERE user_id = :u ORDER BY created_at, id",
+        {
+            "amount": _base,
+            "quote_amount": _quote,
+            "price": _quote,
+            "filled_amount": _base,
+            "filled_quote_amount": _quote,
+            "average_fill_price": _quote,
+            "total_fee": _fee_currency,
+            "notional_gbp": _gbp,
+        },  # fmt: skip
     )
-    columns = (
-        "id", "symbol", "side", "type", "status", "amount", "quote_amount", "price", "filled_amount",
-        "filled_quote_amount", "average_fill_price", "total_fee", "fee_currency", "notional_gbp", "venue",
-        "reject_reason", "created_at", "filled_at", "cancelled_at",
-    )  # fmt: skip
-    out: list[Row] = []
-    for r in rows:
-        base, quote = _symbol_currencies(r.symbol)
-        out.append(
-            {
-                "id": str(r.id),
-                "symbol": r.symbol,
-                "side": r.side,
-                "type": r.type,
-                "status": r.status,
-                "amount": amount(r.amount, base),
-                "quote_amount": amount(r.quote_amount, quote),
-                "price": amount(r.price, quote),
-                "filled_amount": amount(r.filled_amount, base),
-                "filled_quote_amount": amount(r.filled_quote_amount, quote),
-                "average_fill_price": amount(r.average_fill_price, quote),
-                "total_fee": amount(r.total_fee, r.fee_currency),
-                "fee_currency": r.fee_currency,
-                "notional_gbp": amount(r.notional_gbp, "GBP"),
-                "venue": r.routed_to_provider,
-                "reject_reason": r.reject_reason,
-                "created_at": when(r.created_at),
-                "filled_at": when(r.filled_at),
-                "cancelled_at": when(r.cancelled_at),
-            }
-        )
-    return Section("orders", columns, out)
 
 
 async def trades(conn: AsyncConnection, user_id: uuid.UUID) -> Section:
-    rows = await _rows(
+    return await _table(
         conn,
-        "SELECT id, order_id, symbol, side, amount, price, fee, fee_currency, provider, executed_at "
-        "FROM trades WHERE user_id = :u ORDER BY executed_at, id",
+        "trades",
         user_id,
+        "SELECT id, order_id, symbol, side, amount, price, fee, fee_currency, provider AS venue, executed_at "
+        "FROM trades WHERE user_id = :u ORDER BY executed_at, id",
+        {"amount": _base, "price": _quote, "fee": _fee_currency},
     )
-    columns = (
-        "id",
-        "order_id",
-        "symbol",
-        "side",
-        "amount",
-        "price",
-        "fee",
-        "fee_currency",
-        "venue",
-        "executed_at",
-    )
-    out: list[Row] = []
-    for r in rows:
-        base, quote = _symbol_currencies(r.symbol)
-        out.append(
-            {
-                "id": str(r.id),
-                "order_id": str(r.order_id),
-                "symbol": r.symbol,
-                "side": r.side,
-                "amount": amount(r.amount, base),
-                "price": amount(r.price, quote),
-                "fee": amount(r.fee, r.fee_currency),
-                "fee_currency": r.fee_currency,
-                "venue": r.provider,
-                "executed_at": when(r.executed_at),
-            }
-        )
-    return Section("trades", columns, out)
 
 
 async def deposits(conn: AsyncConnection, user_id: uuid.UUID) -> Section:
-    rows = await _rows(
+    return await _table(
         conn,
+        "deposits",
+        user_id,
         "SELECT id, currency, amount, status, payment_method, reference, created_at, confirmed_at "
         "FROM deposits WHERE user_id = :u ORDER BY created_at, id",
-        user_id,
+        {"amount": _currency},
     )
-    columns = (
-        "id",
-        "currency",
-        "amount",
-        "status",
-        "payment_method",
-        "reference",
-        "created_at",
-        "confirmed_at",
-    )
-    out: list[Row] = [
-        {
-            "id": str(r.id),
-            "currency": r.currency,
-            "amount": amount(r.amount, r.currency),
-            "status": r.status,
-            "payment_method": r.payment_method,
-            "reference": r.reference,
-            "created_at": when(r.created_at),
-            "confirmed_at": when(r.confirmed_at),
-        }
-        for r in rows
-    ]
-    return Section("deposits", columns, out)
 
 
 async def withdrawals(conn: AsyncConnection, user_id: uuid.UUID) -> Section:
     # The columns the customer's own withdrawal list shows (services/payments/queries.py); not `flagged`.
-    rows = await _rows(
+    return await _table(
         conn,
-        "SELECT id, currency, amount, fee, status, reason, destination_type, destination_address, "
-        "tx_hash, created_at, completed_at FROM withdrawals WHERE user_id = :u ORDER BY created_at, id",
+        "withdrawals",
         user_id,
+        "SELECT id, currency, amount, fee, status, reason, destination_type, "
+        "destination_address AS destination, tx_hash, created_at, completed_at FROM withdrawals "
+        "WHERE user_id = :u ORDER BY created_at, id",
+        {"amount": _currency, "fee": _currency},
     )
-    columns = (
-        "id", "currency", "amount", "fee", "status", "reason", "destination_type", "destination",
-        "tx_hash", "created_at", "completed_at",
-    )  # fmt: skip
-    out: list[Row] = [
-        {
-            "id": str(r.id),
-            "currency": r.currency,
-            "amount": amount(r.amount, r.currency),
-            "fee": amount(r.fee, r.currency),
-            "status": r.status,
-            "reason": r.reason,
-            "destination_type": r.destination_type,
-            "destination": r.destination_address,
-            "tx_hash": r.tx_hash,
-            "created_at": when(r.created_at),
-            "completed_at": when(r.completed_at),
-        }
-        for r in rows
-    ]
-    return Section("withdrawals", columns, out)
 
 
 async def bank_accounts(conn: AsyncConnection, user_id: uuid.UUID) -> Section:
-    rows = await _rows(
+    return await _table(
         conn,
+        "bank_accounts",
+        user_id,
         "SELECT id, holder_name, sort_code, account_number, status, created_at, confirmed_at "
         "FROM bank_accounts WHERE user_id = :u ORDER BY created_at, id",
-        user_id,
     )
-    columns = ("id", "holder_name", "sort_code", "account_number", "status", "created_at", "confirmed_at")
-    return Section("bank_accounts", columns, [dict(zip(columns, map(as_text, r), strict=True)) for r in rows])
 
 
 async def withdrawal_addresses(conn: AsyncConnection, user_id: uuid.UUID) -> Section:
-    rows = await _rows(
+    return await _table(
         conn,
+        "withdrawal_addresses",
+        user_id,
         "SELECT id, currency, address, tag, label, created_at, removed_at FROM withdrawal_addresses "
         "WHERE user_id = :u ORDER BY created_at, id",
-        user_id,
-    )
-    columns = ("id", "currency", "address", "tag", "label", "created_at", "removed_at")
-    return Section(
-        "withdrawal_addresses", columns, [dict(zip(columns, map(as_text, r), strict=True)) for r in rows]
     )
 
 
 async def sessions(conn: AsyncConnection, user_id: uuid.UUID) -> Section:
     # Not the refresh-token hash or the device fingerprint: secrets of ours, not data about the customer.
-    rows = await _rows(
+    return await _table(
         conn,
+        "sessions",
+        user_id,
         "SELECT id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, ip, user_agent "
         "FROM auth_sessions WHERE user_id = :u ORDER BY created_at, id",
-        user_id,
     )
-    columns = (
-        "id",
-        "created_at",
-        "last_used_at",
-        "expires_at",
-        "revoked_at",
-        "revoked_reason",
-        "ip",
-        "user_agent",
-    )
-    return Section("sessions", columns, [dict(zip(columns, map(as_text, r), strict=True)) for r in rows])
 
 
 NOTIFICATIONS_TABLE = "user_notifications"
@@ -384,13 +285,13 @@ async def notifications(conn: AsyncConnection, user_id: uuid.UUID) -> Section:
     ).scalar()
     if not exists:
         return Section("notifications", columns, [], note="no notification feed in this installation yet")
-    rows = await _rows(
+    return await _table(
         conn,
+        "notifications",
+        user_id,
         f"SELECT id, category, title, body, created_at, read_at FROM {NOTIFICATIONS_TABLE} "
         "WHERE user_id = :u ORDER BY created_at, id",
-        user_id,
     )
-    return Section("notifications", columns, [dict(zip(columns, map(as_text, r), strict=True)) for r in rows])
 
 
 async def consents(conn: AsyncConnection, user_id: uuid.UUID) -> Section:

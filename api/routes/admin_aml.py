@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from api.aml_sagas import SarSagasDep
+from api.aml_sagas import SarSagas, SarSagasDep
 from api.auth_deps import problem_responses, require_role, require_staff
 from api.deps import EngineDep
 from models.aml_cases_api import (
@@ -29,6 +29,7 @@ from models.aml_cases_api import (
     NoteBody,
     SarBody,
     SarDecision,
+    SarDecisionKind,
     SarDecisionOut,
 )
 from models.users import User
@@ -115,14 +116,21 @@ async def close(
 _DECISION_RESPONSES = problem_responses(401, 403, 404, 409, 422, 503)
 
 
+async def _decide(
+    sagas: SarSagas, case_id: uuid.UUID, kind: SarDecisionKind, staff: User, body: DecisionBody
+) -> SarDecisionOut:
+    """A decision that carries only its reason (the SAR filing carries more: `file_sar`)."""
+    return await sagas.decide(
+        case_id, SarDecision(kind=kind, staff_id=staff.id, token="", reason=body.reason)
+    )
+
+
 @router.post("/cases/{case_id}/clear", response_model=SarDecisionOut, responses=_DECISION_RESPONSES)
 async def clear(
     case_id: uuid.UUID, body: DecisionBody, staff: ComplianceWithTotp, sagas: SarSagasDep
 ) -> SarDecisionOut:
     """Clear the case (false positive): it closes and its held withdrawals continue."""
-    return await sagas.decide(
-        case_id, SarDecision(kind="clear", staff_id=staff.id, token="", reason=body.reason)
-    )
+    return await _decide(sagas, case_id, "clear", staff, body)
 
 
 @router.post("/cases/{case_id}/decline", response_model=SarDecisionOut, responses=_DECISION_RESPONSES)
@@ -130,9 +138,7 @@ async def decline(
     case_id: uuid.UUID, body: DecisionBody, staff: ComplianceWithTotp, sagas: SarSagasDep
 ) -> SarDecisionOut:
     """Refuse the case's held withdrawals; their holds are released."""
-    return await sagas.decide(
-        case_id, SarDecision(kind="decline", staff_id=staff.id, token="", reason=body.reason)
-    )
+    return await _decide(sagas, case_id, "decline", staff, body)
 
 
 @router.post("/cases/{case_id}/sar", response_model=SarDecisionOut, responses=_DECISION_RESPONSES)
@@ -154,9 +160,7 @@ async def nca_refused(
     case_id: uuid.UUID, body: DecisionBody, staff: ComplianceWithTotp, sagas: SarSagasDep
 ) -> SarDecisionOut:
     """The NCA refused consent within the notice period: the 31-day moratorium starts."""
-    return await sagas.decide(
-        case_id, SarDecision(kind="nca_refused", staff_id=staff.id, token="", reason=body.reason)
-    )
+    return await _decide(sagas, case_id, "nca_refused", staff, body)
 
 
 @router.post("/cases/{case_id}/nca-consented", response_model=SarDecisionOut, responses=_DECISION_RESPONSES)
@@ -164,9 +168,7 @@ async def nca_consented(
     case_id: uuid.UUID, body: DecisionBody, staff: ComplianceWithTotp, sagas: SarSagasDep
 ) -> SarDecisionOut:
     """The NCA gave consent: the DAML withdrawal continues."""
-    return await sagas.decide(
-        case_id, SarDecision(kind="nca_consented", staff_id=staff.id, token="", reason=body.reason)
-    )
+    return await _decide(sagas, case_id, "nca_consented", staff, body)
 
 
 @router.post("/cases/{case_id}/freeze", response_model=SarDecisionOut, responses=_DECISION_RESPONSES)
@@ -174,9 +176,7 @@ async def freeze_account(
     case_id: uuid.UUID, body: DecisionBody, staff: ComplianceWithTotp, sagas: SarSagasDep
 ) -> SarDecisionOut:
     """Freeze the customer: no trading, withdrawals wait with their hold, deposits still credited."""
-    return await sagas.decide(
-        case_id, SarDecision(kind="freeze", staff_id=staff.id, token="", reason=body.reason)
-    )
+    return await _decide(sagas, case_id, "freeze", staff, body)
 
 
 # --- lifting a freeze: two different people ----------------------------------------------------------

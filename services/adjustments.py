@@ -273,14 +273,7 @@ async def approve(
                 return _out(row)
             if row.status == AdjustmentStatus.REJECTED:
                 raise AdjustmentDecided("this proposal was rejected; propose it again if it is still needed")
-            legs = [AdjustmentLeg.model_validate(leg) for leg in row.legs]
-            why = (
-                "the maker cannot approve their own proposal"
-                if checker_id == row.maker_id
-                else await _staff_problem(conn, checker_id, CHECKER_ROLES, legs)
-            )
-            if why is not None:
-                raise FourEyesRefused(why)
+            legs = await _checked_legs(conn, row, checker_id, "approve")
             posting = Posting(
                 reference_type=REFERENCE_TYPE,
                 reference_id=adjustment_id,
@@ -317,6 +310,22 @@ async def approve(
         raise
 
 
+async def _checked_legs(
+    conn: AsyncConnection, row: Any, checker_id: uuid.UUID, verb: str
+) -> list[AdjustmentLeg]:
+    """The proposal's legs, once `checker_id` is shown to be a second person allowed to decide it
+    (FourEyesRefused otherwise)."""
+    legs = [AdjustmentLeg.model_validate(leg) for leg in row.legs]
+    why = (
+        f"the maker cannot {verb} their own proposal"
+        if checker_id == row.maker_id
+        else await _staff_problem(conn, checker_id, CHECKER_ROLES, legs)
+    )
+    if why is not None:
+        raise FourEyesRefused(why)
+    return legs
+
+
 async def _ledger_leg(conn: AsyncConnection, ledger: Ledger, currency: str, leg: AdjustmentLeg) -> Leg:
     amount = Decimal(leg.amount)
     if leg.house is not None:
@@ -344,14 +353,7 @@ async def reject(
                 return _out(row)
             if row.status == AdjustmentStatus.POSTED:
                 raise AdjustmentDecided("this proposal was already posted; correct it with a new proposal")
-            legs = [AdjustmentLeg.model_validate(leg) for leg in row.legs]
-            why = (
-                "the maker cannot decide their own proposal"
-                if checker_id == row.maker_id
-                else await _staff_problem(conn, checker_id, CHECKER_ROLES, legs)
-            )
-            if why is not None:
-                raise FourEyesRefused(why)
+            await _checked_legs(conn, row, checker_id, "decide")
             done = (
                 await conn.execute(
                     text(

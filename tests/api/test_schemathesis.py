@@ -22,15 +22,8 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.python import asgi
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 from sqlalchemy import text
 
 from config import Settings
@@ -38,14 +31,7 @@ from models.database import sync_engine
 from models.users import StaffRole
 from sandbox.mail import create_app as create_mail_app
 from tests.api.conftest import PASSWORD, build_app, unique_email
-
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
+from tests.schema_fuzz import CHECKS
 
 
 @contextmanager

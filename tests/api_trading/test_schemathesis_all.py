@@ -31,16 +31,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
 from schemathesis.core.transport import Response
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 from sqlalchemy import text
 from temporalio.service import RPCError
 
@@ -53,14 +46,8 @@ from sandbox.bank import create_app as create_bank_app
 from sandbox.bank import sign
 from sandbox.runner import RunningSandboxes, serve
 from tests.api_trading.conftest import Trading
+from tests.schema_fuzz import CHECKS
 
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
 MAX_EXAMPLES = 10  # per operation and generation mode
 
 

@@ -29,9 +29,6 @@ import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
-from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
 from schemathesis.core.transport import Response
 from sqlalchemy import text
@@ -46,7 +43,7 @@ from sandbox.bank import create_app as create_bank_app
 from sandbox.bank import sign
 from sandbox.runner import RunningSandboxes, serve
 from tests.api_trading.conftest import Trading
-from tests.schema_fuzz import CHECKS
+from tests.schema_fuzz import CHECKS, fuzz
 
 MAX_EXAMPLES = 10  # per operation and generation mode
 
@@ -74,42 +71,6 @@ async def settings(settings: Settings, trading_venues: RunningSandboxes) -> Asyn
         )
     finally:
         await bank.cleanup()
-
-
-def fuzz(schema: schemathesis.BaseSchema, token: str) -> tuple[Counter[tuple[str, int]], dict[str, str]]:
-    """Drive each operation with hypothesis directly (schemathesis' pytest integration does not work
-    with pytest 9). Returns the (operation, status) pairs seen and, per failing operation and mode, its
-    failure."""
-    statuses: Counter[tuple[str, int]] = Counter()
-    failures: dict[str, str] = {}
-    for result in schema.get_all_operations():
-        assert isinstance(result, Ok), result.err()  # the schema itself is valid
-        operation = result.ok()
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-            @given(case=operation.as_strategy(mode))
-            @hypothesis_settings(
-                max_examples=MAX_EXAMPLES,
-                deadline=None,
-                suppress_health_check=list(HealthCheck),
-                derandomize=True,
-                database=None,
-            )
-            def check(case: schemathesis.Case) -> None:
-                response = case.call_and_validate(
-                    headers={"Authorization": f"Bearer {token}"}, checks=CHECKS, timeout=30
-                )
-                statuses[case.operation.label, response.status_code] += 1
-
-            try:
-                check()
-            except Unsatisfiable:
-                # No parameters and no body (e.g. GET /balances): there is no invalid input to make.
-                if mode is not GenerationMode.NEGATIVE:
-                    failures[f"{operation.label} {mode.value}"] = "no positive example could be generated"
-            except FailureGroup as e:  # failed checks: collected, so one run reports every operation
-                failures[f"{operation.label} {mode.value}"] = str(e)
-    return statuses, failures
 
 
 def call(
@@ -200,7 +161,7 @@ async def test_all_but_auth_conform_to_the_schema(trading: Trading, served: str)
     for label in ("GET /api/v1/deposits", "GET /api/v1/accounts/balances"):
         await asyncio.to_thread(call, schema, unverified.token, label, 403)
 
-    seen, failures = await asyncio.to_thread(fuzz, schema, customer.token)
+    seen, failures = await asyncio.to_thread(fuzz, schema, customer.token, max_examples=MAX_EXAMPLES)
     print("\n".join(f"{n:4} {status} {label}" for (label, status), n in sorted(seen.items())))
 
     assert not failures, "\n\n".join(f"{label}:\n{failure}" for label, failure in failures.items())
@@ -316,7 +277,7 @@ async def test_all_but_auth_conform_to_the_schema_as_staff(trading: Trading, ser
     schema.config.update(base_url=f"http://{served}")
 
     try:
-        seen, failures = await asyncio.to_thread(fuzz, schema, staff.token)
+        seen, failures = await asyncio.to_thread(fuzz, schema, staff.token, max_examples=MAX_EXAMPLES)
     finally:  # the fuzzing may have halted a currency's withdrawals: lift it for the tests after this one
         for currency in SCALES:
             await trading.http.delete(f"/api/v1/admin/halts/{currency}", headers=staff.headers())

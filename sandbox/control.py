@@ -111,6 +111,20 @@ class FaultBook:
         return time.monotonic() < self.banned_until
 
 
+def take_fault(faults: list[dict[str, Any]], *, default_count: int | None = None) -> dict[str, Any] | None:
+    """The first queued fault of a simple (non-venue) sandbox, counted down: it leaves the queue once its
+    `count` is spent; without a `count` it uses `default_count` (None: it fires until cleared)."""
+    if not faults:
+        return None
+    fault = faults[0]
+    count = fault.get("count", default_count)
+    if count is not None:
+        fault["count"] = int(count) - 1
+        if fault["count"] <= 0:
+            faults.pop(0)
+    return fault
+
+
 @dataclass
 class CallLog:
     """Every request a venue saw, so tests and humans can check what ccxt actually called."""

@@ -45,6 +45,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from sandbox.control import take_fault
+
 MESSAGES = web.AppKey("messages", list)
 API_KEY = web.AppKey("api_key", str)
 FAULTS = web.AppKey("faults", list)
@@ -130,22 +132,10 @@ def _authorised(request: web.Request) -> bool:
     return secrets.compare_digest(request.headers.get("Authorization", ""), expected)
 
 
-def _take_fault(app: web.Application) -> dict[str, Any] | None:
-    faults: list[dict[str, Any]] = app[FAULTS]
-    if not faults:
-        return None
-    fault = faults[0]
-    if fault.get("count") is not None:
-        fault["count"] -= 1
-        if fault["count"] <= 0:
-            faults.pop(0)
-    return fault
-
-
 async def send(request: web.Request) -> web.Response:
     if not _authorised(request):
         return _errors(401, ("The provided authorization grant is invalid, expired, or revoked", None))
-    fault = _take_fault(request.app)
+    fault = take_fault(request.app[FAULTS])
     if fault and fault["kind"] == "hang_before_accept":
         # The request is held before it is acted on; a sender gone meanwhile (killed) sent nothing.
         await asyncio.sleep(int(fault.get("hang_ms", 30_000)) / 1000)

@@ -10,21 +10,17 @@ Imports nothing of ours: the sandbox is the outside world.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
+
+from sandbox.control import take_fault
 
 MESSAGES = web.AppKey("messages", list)
 FAULTS = web.AppKey("faults", list)
 
 
 async def post(request: web.Request) -> web.Response:
-    faults: list[dict[str, Any]] = request.app[FAULTS]
-    if faults:
-        fault = faults[0]
-        fault["count"] = fault.get("count", 1) - 1
-        if fault["count"] <= 0:
-            faults.pop(0)
+    fault = take_fault(request.app[FAULTS], default_count=1)
+    if fault is not None:
         return web.Response(status=int(fault.get("status", 500)), text="sandbox_fault")
     try:
         body = await request.json()

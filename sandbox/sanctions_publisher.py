@@ -17,6 +17,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from sandbox.control import take_fault
+
 EDITION = web.AppKey("edition", dict)
 
 
@@ -24,15 +26,9 @@ def create_app(root: Path | None = None) -> web.Application:
     app = web.Application()
     app[EDITION] = {"root": root, "faults": []}
 
-    def take_fault() -> str | None:
-        faults: list[dict[str, object]] = app[EDITION]["faults"]
-        if not faults:
-            return None
-        fault = faults[0]
-        fault["count"] = int(str(fault.get("count", 1))) - 1
-        if int(str(fault["count"])) <= 0:
-            faults.pop(0)
-        return str(fault["kind"])
+    def next_fault() -> str | None:
+        fault = take_fault(app[EDITION]["faults"], default_count=1)
+        return None if fault is None else str(fault["kind"])
 
     async def serve_file(request: web.Request) -> web.StreamResponse:
         root: Path | None = app[EDITION]["root"]
@@ -42,7 +38,7 @@ def create_app(root: Path | None = None) -> web.Application:
         path = (root / relative).resolve()
         if not path.is_file() or root.resolve() not in path.parents:
             raise web.HTTPNotFound()
-        fault = take_fault()
+        fault = next_fault()
         if fault == "http_500":
             raise web.HTTPInternalServerError(text="publisher unavailable")
         body = path.read_bytes()

@@ -33,6 +33,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from sandbox.control import take_fault
+
 AUTH_TOKEN = web.AppKey("auth_token", str)
 MESSAGES = web.AppKey("messages", list)
 FAULTS = web.AppKey("faults", list)
@@ -66,18 +68,6 @@ def _authorised(request: web.Request) -> bool:
     return sid == request.match_info["sid"] and secrets.compare_digest(token, request.app[AUTH_TOKEN])
 
 
-def _take_fault(app: web.Application) -> dict[str, Any] | None:
-    faults: list[dict[str, Any]] = app[FAULTS]
-    if not faults:
-        return None
-    fault = faults[0]
-    if fault.get("count") is not None:
-        fault["count"] -= 1
-        if fault["count"] <= 0:
-            faults.pop(0)
-    return fault
-
-
 def _resource(m: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in m.items() if not k.startswith("_")}
 
@@ -85,7 +75,7 @@ def _resource(m: dict[str, Any]) -> dict[str, Any]:
 async def create_message(request: web.Request) -> web.Response:
     if not _authorised(request):
         return _error(401, 20003, "Authenticate")
-    fault = _take_fault(request.app)
+    fault = take_fault(request.app[FAULTS])
     if fault and fault["kind"] == "http_error":
         return _error(int(fault.get("status", 503)), 20500, "Internal Server Error (sandbox fault)")
     form = await request.post()

@@ -39,6 +39,7 @@ from temporalio.worker import Worker
 
 from activities.aml import AmlActivities
 from activities.orders import OrderActivities
+from bench._cpu import KINDS, CpuMeter, postmaster_pid
 from bench._round_trips import RoundTrips
 from bench._shapes import NoopOrderShape, noop_local, noop_remote
 from bench.common import RESULTS, print_table, summary, throwaway_postgres, throwaway_temporal, write_result
@@ -104,7 +105,7 @@ async def _sandbox_process() -> tuple[asyncio.subprocess.Process, dict[str, str]
     return proc, {"binance": f"http://127.0.0.1:{base}", "kraken": f"http://127.0.0.1:{base + 1}"}
 
 
-async def _run(url: str, client: Client) -> None:
+async def _run(url: str, client: Client, postmaster: int | None = None) -> None:
     proc, venue_urls = await _sandbox_process()
     engine = async_engine(url, pool_size=30, max_overflow=30)
     round_trips = RoundTrips()
@@ -208,6 +209,7 @@ async def _run(url: str, client: Client) -> None:
             if ROUND_TRIPS_ONLY:
                 return
             rows = []
+            cpu_rows: list[list[Any]] = []
             figures: dict[str, Any] = {"round_trips_per_order": per_order}
             for c in CONCURRENCY:
                 n = ORDERS[c]
@@ -221,6 +223,8 @@ async def _run(url: str, client: Client) -> None:
                     )
                     return True
 
+                meter = CpuMeter(extra_roots=(postmaster,) if postmaster else ())
+                meter.start()
                 if PROFILE and c == 10:
                     from pyinstrument import Profiler
 
@@ -230,7 +234,12 @@ async def _run(url: str, client: Client) -> None:
                     (RESULTS / "orders-profile.html").write_text(profiler.output_html())
                 else:
                     o_elapsed, o_lat, o_fail = await _load(n, c, one_order)
+                o_cpu = meter.stop(n)
+                meter.start()
                 r_elapsed, r_lat, _ = await _load(n, c, one_noop)
+                r_cpu = meter.stop(n)
+                cpu_rows.append([c, "order", *(o_cpu[k] for k in (*KINDS, "total"))])
+                cpu_rows.append([c, "no-op", *(r_cpu[k] for k in (*KINDS, "total"))])
                 o_rate, r_rate = n / o_elapsed, n / r_elapsed
                 o_s, r_s = summary(o_lat), summary(r_lat)
                 figures[f"c{c}"] = {
@@ -243,6 +252,8 @@ async def _run(url: str, client: Client) -> None:
                     "ratio": round(o_rate / r_rate, 3),
                     "orders": n,
                     "not_filled": o_fail,
+                    "cpu_ms_per_order": o_cpu,
+                    "cpu_ms_per_noop": r_cpu,
                 }
                 rows.append(
                     [c, n, f"{o_rate:.1f}", o_s["p50_ms"], o_s["p99_ms"], f"{r_rate:.1f}", r_s["p50_ms"],
@@ -263,6 +274,11 @@ async def _run(url: str, client: Client) -> None:
                 "not filled",
             ],
             rows,
+        )
+        print_table(
+            "CPU milliseconds per workflow, by process (this process runs the worker and the clients)",
+            ["conc", "workflow", *KINDS, "total"],
+            cpu_rows,
         )
         priced_all, routed = await _priced_every_venue(engine)
         print(f"routings that priced every venue: {priced_all}/{routed} ({BOOKS} books, throttle on)")
@@ -349,9 +365,9 @@ async def _order(client: Client, user: uuid.UUID) -> bool:
 
 
 async def _main() -> None:
-    with throwaway_postgres("bench_orders") as (_, url):
+    with throwaway_postgres("bench_orders") as (server, url):
         async with throwaway_temporal() as env:
-            await _run(url, env.client)
+            await _run(url, env.client, postmaster_pid(server.data_dir))
 
 
 def main() -> None:

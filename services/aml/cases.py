@@ -289,8 +289,16 @@ async def link_transaction(
 async def close_case(
     engine: AsyncEngine, *, case_id: uuid.UUID, outcome: str, staff_id: uuid.UUID, note: str
 ) -> CaseDetail:
-    """Close the case with its outcome and the reason as a note."""
+    """Close the case with its outcome and the reason as a note. Refused while a withdrawal of the case
+    waits in UNDER_REVIEW: closing would leave it held with nobody to decide it; clearing or declining
+    the case (the SAR workflow) decides its withdrawals and closes it."""
     async with engine.begin() as conn:
+        held = await _held_for_review(conn, case_id)
+        if held:
+            raise CaseRefused(
+                f"{len(held)} withdrawal(s) of this case are held for review: "
+                "clear or decline the case instead"
+            )
         await close_case_in(conn, case_id=case_id, outcome=outcome, staff_id=staff_id, note=note)
     return await case_detail(engine, case_id)
 
@@ -320,6 +328,16 @@ async def close_case_in(
         target_type="aml_case", target_id=str(case_id), outcome=outcome, user_id=str(user_id),
     )  # fmt: skip
     return True
+
+
+async def _held_for_review(conn: AsyncConnection, case_id: uuid.UUID) -> list[uuid.UUID]:
+    held = await case_withdrawals(conn, case_id)
+    if not held:
+        return []
+    rows = await conn.execute(
+        text("SELECT id FROM withdrawals WHERE id = ANY(:ids) AND status = 'UNDER_REVIEW'"), {"ids": held}
+    )
+    return [r[0] for r in rows]
 
 
 async def case_withdrawals(conn: AsyncConnection, case_id: uuid.UUID) -> list[uuid.UUID]:

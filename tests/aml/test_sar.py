@@ -89,6 +89,14 @@ async def test_clearing_the_case_lets_the_held_withdrawal_continue_and_closes_th
     assert await balance(stack, customer.id, "GBP") == (Decimal("500.00"), Decimal("100.00") + fee)
     alice = await staff(stack)
     async with stack.http() as c:
+        # Closing the case outright would leave its withdrawal held with nobody to decide it.
+        r = await c.post(
+            f"/api/v1/admin/aml/cases/{case_id}/close",
+            json={"outcome": "false_positive", "note": "looks fine"},
+            headers=alice.headers(totp=True),
+        )
+        assert r.status_code == 409 and r.json()["code"] == "case_refused", r.text
+        assert "held for review" in r.json()["detail"]
         r = await c.post(
             f"/api/v1/admin/aml/cases/{case_id}/clear",
             json={"reason": "nationality on file is wrong; passport shows GB"},

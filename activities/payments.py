@@ -30,6 +30,7 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import ErrorType, application_errors
 from activities.heartbeat import heartbeating
 from config import Settings
+from models.aml import AmlSubjectType
 from models.assets import FIAT
 from models.market import VenueDeposit
 from models.payments import (
@@ -64,6 +65,7 @@ from providers.exchanges.base import (
 )
 from services import holds, payments
 from services.aml import freeze as aml_freeze
+from services.aml.monitor import screen as aml_screen
 from services.decision_tokens import DecisionTokens, ProofInvalid
 from services.ledger import InsufficientFunds, Ledger
 from services.notifications import NotificationEvent, enqueue
@@ -180,6 +182,7 @@ class PaymentActivities:
         output = payments.deposit_output(dep.address, dep.output_index)
         if await payments.crypto_deposit_handled(self._engine, provider, dep.tx_id, output, dep.venue_ref):
             return
+        notional = await self._value_in_gbp(provider, dep)
         result = await payments.credit_crypto_deposit(
             self._engine,
             self._ledger,
@@ -191,6 +194,7 @@ class PaymentActivities:
             confirmations=dep.confirmations,
             output_index=dep.output_index,
             venue_ref=dep.venue_ref,
+            notional_gbp=notional,
         )
         if result.status == payments.DEPOSIT_HELD:
             out.held += 1
@@ -204,6 +208,36 @@ class PaymentActivities:
                 await self.notify_deposit(result)
             except ApplicationError:  # credited; the email is best effort
                 log.warning("deposit %s credited but the email failed", result.deposit_id)
+            await self._aml_screen_deposit(result.deposit_id)
+
+    async def _value_in_gbp(self, provider: str, dep: VenueDeposit) -> Decimal | None:
+        """What the deposit is worth in GBP now (mid of the receiving venue's book), for AML monitoring's
+        value rules. A venue that cannot price it does not hold up the credit: the deposit is recorded
+        without a value and an ops alert says so (the AML rules then see it as worth nothing)."""
+        if dep.currency == "GBP":
+            return dep.amount
+        try:
+            book = await self._adapter(provider).order_book(f"{dep.currency}-GBP", depth=1)
+            mid = (book.bids[0].price + book.asks[0].price) / 2
+        except Exception as e:  # any failure: credit without a value, never skip the credit
+            log.warning(
+                json.dumps({"alert": "ops.alert.deposit_unvalued", "provider": provider, "tx_id": dep.tx_id,
+                            "currency": dep.currency, "error": type(e).__name__})
+            )  # fmt: skip
+            return None
+        return (dep.amount * mid).quantize(Decimal("0.01"))
+
+    async def _aml_screen_deposit(self, deposit_id: uuid.UUID) -> None:
+        """AML monitoring of a credited crypto deposit, as the GBP deposit saga does after its credit:
+        alerts for compliance, never a change to the credit. Idempotent (alerts are keyed by the deposit);
+        one that fails is logged and the scheduled sweep applies the window rules anyway."""
+        try:
+            await aml_screen(self._engine, AmlSubjectType.DEPOSIT, str(deposit_id))
+        except Exception as e:
+            log.error(
+                json.dumps({"alert": "ops.alert.deposit_not_screened", "deposit_id": str(deposit_id),
+                            "error": type(e).__name__})
+            )  # fmt: skip
 
     # --- withdrawals -----------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ async def credit_crypto_deposit(
     confirmations: int,
     output_index: int | None = None,
     venue_ref: str | None = None,
+    notional_gbp: Decimal | None = None,
 ) -> DepositResult:
     """Credit a confirmed on-chain deposit to the customer whose provider address received it, once.
 
@@ -124,7 +125,8 @@ async def credit_crypto_deposit(
                 "o": output,
                 "d": json.dumps(
                     {"address": address, "confirmations": confirmations, "venue_ref": venue_ref,
-                     "output_index": output_index}
+                     "output_index": output_index,
+                     **({"notional_gbp": format(notional_gbp, "f")} if notional_gbp is not None else {})}
                 ),
             },
         )  # fmt: skip

@@ -236,3 +236,50 @@ async def test_a_deposit_credited_before_outputs_were_keyed_is_not_credited_agai
     assert (again.deposit_id, again.replayed) == (old_id, True)
     assert await _credits(stack, dep["tx_id"]) == [(alice.id, "CONFIRMED", Decimal("0.04"))]
     assert (await balance(stack, alice.id, "BTC"))[0] == Decimal("0.04")
+
+
+async def test_a_crypto_deposit_is_valued_in_gbp_and_screened_by_aml_monitoring_when_credited(
+    stack: Stack,
+) -> None:
+    """A crypto deposit is worth what its venue's book says when it is credited: that value is what AML
+    monitoring's value rules read, and the credit is screened at once (not only by the nightly sweep)."""
+    carol = await make_user(stack)
+    dep = await _send(stack, "BTC", "0.2", await _address(stack, carol))
+    before = await _kraken_mid(stack)
+    await _poll(stack)
+    after = await _kraken_mid(stack)
+    async with stack.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT id, CAST(details->>'notional_gbp' AS numeric) FROM deposits "
+                    "WHERE provider = 'kraken' AND provider_tx_id = :t"
+                ),
+                {"t": dep["tx_id"]},
+            )
+        ).one()
+        alerts = (
+            (
+                await conn.execute(
+                    text(
+                        "SELECT rule_code FROM aml_alerts WHERE subject_type = 'deposit' AND subject_id = :d "
+                        "AND NOT shadow ORDER BY rule_code"
+                    ),
+                    {"d": str(row[0])},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    # The mid when it was credited (the book walks: between the mids read before and after, give or take).
+    low, high = sorted((before, after))
+    assert Decimal("0.2") * low * Decimal("0.99") <= row[1] <= Decimal("0.2") * high * Decimal("1.01"), row
+    assert row[1] > Decimal("5000")  # above the seed rules' large-transaction threshold
+    assert "large_transaction" in alerts, alerts
+
+
+async def _kraken_mid(stack: Stack) -> Decimal:
+    """The mid of Kraken's BTC/GBP book, from its public API."""
+    depth = await stack.kraken("GET", "/0/public/Depth", params={"pair": "XXBTZGBP", "count": 1})
+    book = next(iter(depth["result"].values()))
+    return (Decimal(book["bids"][0][0]) + Decimal(book["asks"][0][0])) / 2

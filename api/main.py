@@ -54,6 +54,7 @@ from services.auth import AuthConfig, AuthPolicy
 from services.connection_budget import ConnectionBudgetExceeded, check_connection_budget
 from services.ledger import Ledger
 from services.rate_limit_store import RateLimitStore, rate_limit_engine
+from services.screening import matching as name_matching
 from temporal.schedules import ensure_payment_schedules
 
 log = logging.getLogger("api.main")
@@ -80,6 +81,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.name_matching_warmup:  # before serving: the load holds the GIL (config/settings.py)
+            await asyncio.to_thread(name_matching.warm_up)
         engine = async_engine(
             settings.database_url,
             pool_size=settings.api_db_pool_size,

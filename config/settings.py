@@ -310,6 +310,11 @@ class Settings(BaseSettings):
     # environment=test, where other areas' tests trade with users made straight in the database (the
     # gates' own tests turn it on). Turning it off outside tests is refused.
     first_trade_gates_enforced: bool | None = None
+    # Name matching's reference data (rigour's name corpus) loads on first use, 7-17 s in native code that
+    # holds the GIL: an API or worker process loads it before it serves or polls, so no request or
+    # workflow task stalls behind it. None: everywhere but environment=test (whose many short-lived
+    # processes would each pay it; the screening tests load it on first use).
+    name_matching_warmup: bool | None = None
     first_trade_cooling_off_seconds: float = Field(default=24 * 3600, gt=0)
     appropriateness_questions_file: str = str(Path(__file__).resolve().parent / "appropriateness.json")
     # Reconciliation (issue 20): every N minutes; drift beyond the asset's tolerance halts its withdrawals.
@@ -390,6 +395,12 @@ class Settings(BaseSettings):
     def _derive_public_base_url(self) -> Settings:
         if not self.public_base_url and not self.is_production:
             self.public_base_url = f"http://localhost:{self.api_port}"
+        return self
+
+    @model_validator(mode="after")
+    def _name_matching_warm_outside_tests(self) -> Settings:
+        if self.name_matching_warmup is None:
+            self.name_matching_warmup = self.environment != "test"
         return self
 
     @model_validator(mode="after")

@@ -193,7 +193,8 @@ class Stack:
             ),
             restart=True,
         )
-        _wait_http(f"http://127.0.0.1:{s.api_port}/healthz", 30, api)
+        # Up to 90 s: outside tests each API process loads the name-matching data before it serves.
+        _wait_http(f"http://127.0.0.1:{s.api_port}/healthz", 90, api)
         shown["API"] = (
             f"http://localhost:{s.api_port}, {s.api_processes} process(es)  (docs: /docs, readiness: /readyz)"
         )

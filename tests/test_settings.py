@@ -124,3 +124,10 @@ def test_a_malformed_staff_ip_allowlist_is_refused() -> None:
     with pytest.raises(ValidationError, match="STAFF_IP_ALLOWLIST"):
         Settings(staff_ip_allowlist="10.0.0.0/8, not-an-address")
     assert Settings(staff_ip_allowlist="10.0.0.0/8, 192.0.2.7, ::1").staff_ip_allowlist
+
+
+def test_name_matching_data_is_loaded_before_serving_outside_tests() -> None:
+    assert production().name_matching_warmup is True
+    assert Settings(environment="development").name_matching_warmup is True
+    assert Settings(environment="test").name_matching_warmup is False
+    assert Settings(environment="test", name_matching_warmup=True).name_matching_warmup is True

@@ -23,6 +23,7 @@ from config import Settings, get_settings, log_redaction
 from models.database import async_engine
 from providers.notification_channels import start_dispatcher
 from services.connection_budget import ConnectionBudgetExceeded, check_connection_budget
+from services.screening import matching as name_matching
 from temporal.client import connect
 from temporal.search_attributes import ensure_registered
 from workers.registry import Dependencies, build
@@ -46,6 +47,8 @@ async def run(queues: list[str] | None = None) -> None:
     selected = {
         q: s for q, s in specs.items() if (not queues or q in queues) and (s.workflows or s.activities)
     }
+    if settings.name_matching_warmup:  # before polling: the load holds the GIL (config/settings.py)
+        await asyncio.to_thread(name_matching.warm_up)
     # Before polling: a cold adapter's first quote would miss the router's deadline (workers/warmup.py).
     await warm_venues(deps.exchange_adapters(), book_venues=deps.best_execution_router().adapters)
     workers = [

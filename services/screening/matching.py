@@ -60,6 +60,13 @@ def analyse(name: str, entity_type: str = "individual") -> Name | None:
     return max(names, key=lambda n: len(n.parts)) if names else None
 
 
+def warm_up() -> None:
+    """Load rigour's name data now (the first analysis loads it: seconds of native code holding the GIL).
+    Called before a process serves or polls (`Settings.name_matching_warmup`); blocking, so from a thread
+    while nothing else runs."""
+    analyse("Warm Up")
+
+
 @dataclass
 class PartPair:
     query: str

@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import text
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -48,14 +49,15 @@ from config.settings import DEV_SECRETS
 from devstack.ports import free_port_run, wait_for_port
 from models.database import async_engine
 from models.market import OrderType, Side
-from models.order_flow import OrderRequest, OrderStatus
+from models.order_flow import OrderRequest, OrderState, OrderStatus
 from providers.exchanges.book_streams import BookStream, StreamConfig
 from providers.exchanges.ccxt_adapter import CcxtAdapter, ExchangeConfig
 from sandbox.runner import REGISTRY
 from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 from services.live_books import BookKeeper, LiveBookSource, rest_budgets
 from services.router import Router, RouterParams
-from workflows.orders import ID_REUSE_POLICY, OrderWorkflow, workflow_id
+from temporal.order_sagas import TemporalOrderSagas
+from workflows.orders import OrderWorkflow, workflow_id
 
 # The venue with the better price, where the buys go: `BENCH_ORDER_VENUE=kraken` measures Kraken's
 # placements under its request limits (fewer orders: a Starter key confirms about one every 3 s once
@@ -194,9 +196,16 @@ async def _run(url: str, client: Client, postmaster: int | None = None) -> None:
             # Warm up: markets loaded, pools open, the sticky cache primed.
             for i in range(3):
                 await _order(client, users[i])
-                await client.execute_workflow(
-                    NoopOrderShape.run, "w", id=f"noop-{uuid.uuid4()}", task_queue=QUEUE
-                )
+                noop_id = f"noop-{uuid.uuid4()}"
+                await client.execute_workflow(NoopOrderShape.run, "w", id=noop_id, task_queue=QUEUE)
+            async with engine.connect() as conn:
+                newest = text("SELECT id FROM orders ORDER BY created_at DESC LIMIT 1")
+                last = (await conn.execute(newest)).scalar()
+            shapes = {
+                "order": await _history_shape(client, workflow_id(last)),
+                "no-op": await _history_shape(client, noop_id),
+            }
+            print(f"history events per workflow: {shapes}")
             round_trips.reset()
             for i in range(ROUND_TRIP_ORDERS):
                 await _order(client, users[i])
@@ -210,7 +219,7 @@ async def _run(url: str, client: Client, postmaster: int | None = None) -> None:
                 return
             rows = []
             cpu_rows: list[list[Any]] = []
-            figures: dict[str, Any] = {"round_trips_per_order": per_order}
+            figures: dict[str, Any] = {"round_trips_per_order": per_order, "history_events": shapes}
             for c in CONCURRENCY:
                 n = ORDERS[c]
 
@@ -350,18 +359,25 @@ async def _customers(engine: Any, ledger: Ledger) -> list[uuid.UUID]:
 
 
 async def _order(client: Client, user: uuid.UUID) -> bool:
+    """One market buy, started as the API starts it (`TemporalOrderSagas`: the search attributes ops
+    filter on are set at the start), awaited to its end."""
     req = OrderRequest(
         order_id=uuid.uuid4(), user_id=user, symbol="BTC-GBP", side=Side.BUY, type=OrderType.MARKET,
         amount=Decimal("0.001"),
     )  # fmt: skip
-    state = await client.execute_workflow(
-        OrderWorkflow.run,
-        req,
-        id=workflow_id(req.order_id),
-        task_queue=QUEUE,
-        id_reuse_policy=ID_REUSE_POLICY,
-    )
+    await TemporalOrderSagas(client, QUEUE).start(req, notional_gbp=Decimal("68.00"))
+    state = await client.get_workflow_handle(workflow_id(req.order_id), result_type=OrderState).result()
     return state.status is OrderStatus.FILLED
+
+
+async def _history_shape(client: Client, wf_id: str) -> dict[str, int]:
+    """Event counts of one finished workflow's history, by type (what the server stored and sent)."""
+    history = await client.get_workflow_handle(wf_id).fetch_history()
+    counts: dict[str, int] = {"events": len(history.events)}
+    for event in history.events:
+        name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 async def _main() -> None:

@@ -44,24 +44,23 @@ async def test_worker_killed_mid_placement_and_the_order_still_completes_once(
     first = await _worker(stack, database_url, temporal_address)
     req = stack.request(user, side=Side.BUY, type=OrderType.MARKET, amount=Decimal("0.01"))
     handle = await stack.start(req, task_queue=task_queues.ORDERS)
+    loop = asyncio.get_running_loop()
     try:
-        for _ in range(200):
-            state = await handle.query(OrderWorkflow.state)
-            if state.status is OrderStatus.ROUTED:
-                break
+        # Deadlines only stop a hang (60 s: a cold worker process on a loaded 2-core machine is slow).
+        deadline = loop.time() + 60
+        while (state := await handle.query(OrderWorkflow.state)).status is not OrderStatus.ROUTED:
+            assert loop.time() < deadline, state
             await asyncio.sleep(0.05)
-        assert state.status is OrderStatus.ROUTED
         # Kill once the placement request is at the venue (its answer delayed by the fault). Not a fixed
         # sleep: the request may first wait in ccxt's throttle (Kraken: about one request a second).
         placements = ("POST /api/v3/order", "POST /0/private/AddOrder")
         seen_before = [c for v in stack.venues.values() for c in await v.calls() if c in placements]
-        for _ in range(750):
-            calls = [c for v in stack.venues.values() for c in await v.calls() if c in placements]
-            if len(calls) > len(seen_before):
-                break
+        deadline = loop.time() + 60
+        while len([c for v in stack.venues.values() for c in await v.calls() if c in placements]) <= len(
+            seen_before
+        ):
+            assert loop.time() < deadline, "the worker never sent the placement"
             await asyncio.sleep(0.02)
-        else:
-            raise AssertionError("the worker never sent the placement")
         await asyncio.sleep(0.2)
         first.send_signal(signal.SIGKILL)
         await first.wait()

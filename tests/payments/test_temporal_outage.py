@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from devstack.temporal_server import temporal_binary
+from models.payments import withdrawal_workflow_id
 from providers.bank import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from providers.email import EmailSender
 from sandbox.bank import sign
@@ -83,6 +84,8 @@ async def test_a_payout_webhook_is_503_while_temporal_is_down_and_acked_once_the
     await deposit_gbp(stack, customer, "100.00")
     done = (await _withdraw(stack, customer, {"currency": "GBP", "amount": "20.00"})).json()["id"]
     await _until_status(stack, done, "COMPLETED")
+    # The saga ends a moment after its row says COMPLETED (it still tells the customer): wait for its end.
+    await stack.client.get_workflow_handle(withdrawal_workflow_id(done)).result()
     # Finished saga (our shared Temporal is up): acknowledged, the bank may stop redelivering.
     body = _payout_event(done)
     async with stack.http() as c:

@@ -16,7 +16,8 @@ venue's book by REST per order, as before. Both report the share of routings tha
 Also measured: PostgreSQL round trips per order in the worker (statements, BEGIN, COMMIT/ROLLBACK,
 pings; `bench/_round_trips.py`) over `ROUND_TRIP_ORDERS` orders one at a time;
 `BENCH_ORDERS_ROUND_TRIPS_ONLY=1` stops after that. `BENCH_PROFILE=1` writes a pyinstrument profile of
-the concurrency-10 orders to `bench/results/orders-profile.html` (not in git).
+the concurrency-10 orders to `bench/results/orders-profile.html` and `.txt` (not in git): the main
+thread's own stacks (async mode off), so CPU shows where it is spent, not which await waited.
 
 Headline (`bench/results/orders.json`, or `orders-rest.json`): market orders/s ÷ no-op workflows/s at
 concurrency 10. `BENCH_ORDER_VENUE=kraken` makes Kraken the better price (`orders-kraken.json`).
@@ -237,10 +238,13 @@ async def _run(url: str, client: Client, postmaster: int | None = None) -> None:
                 if PROFILE and c == 10:
                     from pyinstrument import Profiler
 
-                    with Profiler(async_mode="enabled") as profiler:
+                    with Profiler(async_mode="disabled") as profiler:
                         o_elapsed, o_lat, o_fail = await _load(n, c, one_order)
                     RESULTS.mkdir(parents=True, exist_ok=True)
                     (RESULTS / "orders-profile.html").write_text(profiler.output_html())
+                    (RESULTS / "orders-profile.txt").write_text(
+                        profiler.output_text(unicode=False, color=False, show_all=False)
+                    )
                 else:
                     o_elapsed, o_lat, o_fail = await _load(n, c, one_order)
                 o_cpu = meter.stop(n)

@@ -48,7 +48,6 @@ from bench.common import RESULTS, print_table, summary, throwaway_postgres, thro
 from config import Settings
 from config.settings import DEV_SECRETS
 from devstack.ports import free_port_run, wait_for_port
-from models.database import async_engine
 from models.market import OrderType, Side
 from models.order_flow import OrderRequest, OrderState, OrderStatus
 from providers.exchanges.book_streams import BookStream, StreamConfig
@@ -110,7 +109,10 @@ async def _sandbox_process() -> tuple[asyncio.subprocess.Process, dict[str, str]
 
 async def _run(url: str, client: Client, postmaster: int | None = None) -> None:
     proc, venue_urls = await _sandbox_process()
-    engine = async_engine(url, pool_size=30, max_overflow=30)
+    # The worker's own pool (workers.main.worker_engine: no ping per checkout), sized for the load.
+    engine = worker_engine(
+        Settings(environment="test", database_url=url, worker_db_pool_size=30, worker_db_max_overflow=30)
+    )
     round_trips = RoundTrips()
     round_trips.watch(engine)
     ledger = Ledger(engine)

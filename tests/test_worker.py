@@ -10,6 +10,7 @@ import signal
 import sys
 import uuid
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -18,6 +19,7 @@ from config import Settings
 from config.settings import DEV_SECRETS
 from providers.email import SENDGRID_HOST, EmailSender
 from temporal import task_queues
+from workers.main import worker_engine
 from workers.registry import Dependencies, build
 from workflows.ping import PingWorkflow
 
@@ -34,6 +36,36 @@ async def test_ping_workflow_runs_on_registered_worker(
         )
     assert result.echoed == "hello"
     assert result.database_ok is True
+
+
+async def test_the_worker_pool_recovers_from_a_lost_connection_by_retrying_the_activity(
+    temporal_client: Client, engine: AsyncEngine, settings: Settings, task_queue: str
+) -> None:
+    """The worker's pool does not ping before a checkout: a connection the server dropped fails one
+    attempt, SQLAlchemy drops the pool, and the activity's retry succeeds on a new connection."""
+    pool = worker_engine(settings.model_copy(update={"worker_db_pool_size": 1, "worker_db_max_overflow": 0}))
+    try:
+        async with pool.connect() as conn:
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        async with engine.connect() as admin:  # the server drops it, as a restart or failover would
+            assert (await admin.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})).scalar_one()
+        spec = build(Dependencies(settings=settings, engine=pool))[task_queues.ORDERS]
+        async with Worker(
+            temporal_client, task_queue=task_queue, workflows=spec.workflows, activities=spec.activities
+        ):
+            handle = await temporal_client.start_workflow(
+                PingWorkflow.run, "after-a-drop", id=f"ping-{uuid.uuid4()}", task_queue=task_queue
+            )
+            result = await asyncio.wait_for(handle.result(), timeout=60)
+        assert result.database_ok is True
+        attempts = [
+            e.activity_task_started_event_attributes.attempt
+            for e in (await handle.fetch_history()).events
+            if e.HasField("activity_task_started_event_attributes")
+        ]
+        assert attempts == [2]  # the first attempt met the dropped connection; the retry did not
+    finally:
+        await pool.dispose()
 
 
 async def test_worker_process_serves_and_stops_gracefully_on_sigterm(

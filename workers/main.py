@@ -32,15 +32,24 @@ from workers.warmup import warm_venues
 log = logging.getLogger("workers")
 
 
+def worker_engine(settings: Settings) -> AsyncEngine:
+    """The worker's pool, without a ping before each checkout: every use of it is inside an activity (or
+    the notification dispatcher's loop), whose retry runs again on a fresh connection after a lost one;
+    SQLAlchemy drops the whole pool when it sees a disconnect. The ping was a round trip per transaction,
+    five per market order."""
+    return async_engine(
+        settings.database_url,
+        pool_size=settings.worker_db_pool_size,
+        max_overflow=settings.worker_db_max_overflow,
+        pre_ping=False,
+    )
+
+
 async def run(queues: list[str] | None = None) -> None:
     settings = get_settings()
     client = await connect(settings)
     await ensure_registered(client, settings.temporal_namespace)
-    engine = async_engine(
-        settings.database_url,
-        pool_size=settings.worker_db_pool_size,
-        max_overflow=settings.worker_db_max_overflow,
-    )
+    engine = worker_engine(settings)
     await _check_connection_budget(engine, settings)
     deps = Dependencies(settings=settings, engine=engine)
     specs = build(deps)

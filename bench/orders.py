@@ -57,6 +57,7 @@ from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 from services.live_books import BookKeeper, LiveBookSource, rest_budgets
 from services.router import Router, RouterParams
 from temporal.order_sagas import TemporalOrderSagas
+from workers.main import worker_engine
 from workflows.orders import OrderWorkflow, workflow_id
 
 # The venue with the better price, where the buys go: `BENCH_ORDER_VENUE=kraken` measures Kraken's

@@ -104,7 +104,11 @@ def run_load(url: str, tokens: list[str] | None) -> dict[str, Any]:
         assert proc.stdin is not None
         proc.stdin.write(json.dumps(mine))
         proc.stdin.close()
-    results = [json.loads(p.communicate()[0]) for p in procs]
+    results = []
+    for proc in procs:
+        assert proc.stdout is not None
+        results.append(json.loads(proc.stdout.read()))
+        proc.wait()
     latencies = [lat for r in results for lat in r["latencies"]]
     errors = sum(r["errors"] for r in results)
     return {

@@ -7,7 +7,11 @@ holds and what the books say is booked here as treasury funding (`services.recon
 against `treasury:capital`), before any worker starts. Without it the first scheduled reconciliation run would
 report the whole float as drift and halt every currency's withdrawals.
 
-Only for the local sandboxes: with real venues (their URLs configured) nothing is booked here.
+The same holds for the venues' trade histories: a sandbox is born without the fills of earlier runs, so our
+fills from a run that ended before reconciliation matched them can never be matched; they are marked
+reconciled here (`forget_sandbox_fills`), or the first run would halt every currency for "unmatched fills".
+
+Only for the local sandboxes: with real venues (their URLs configured) nothing is booked or marked here.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+
+from sqlalchemy import text
 
 from config import Settings
 from models.assets import SCALES
@@ -52,6 +58,26 @@ async def _align(settings: Settings, database_url: str) -> list[str]:
         await bank.close()
         await engine.dispose()
     return booked
+
+
+async def _forget_fills(database_url: str) -> int:
+    engine = async_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        async with engine.begin() as conn:
+            done = await conn.execute(
+                text(
+                    "UPDATE provider_fills SET reconciled = true, reconciled_at = now() WHERE NOT reconciled"
+                )
+            )
+        return int(done.rowcount or 0)
+    finally:
+        await engine.dispose()
+
+
+def forget_sandbox_fills(database_url: str) -> int:
+    """Mark our unreconciled fills from earlier runs reconciled (the restarted sandboxes have no record
+    of them); returns how many. Run before any worker starts, so no fill of this run is among them."""
+    return asyncio.run(_forget_fills(database_url))
 
 
 def align_sandbox_floats(settings: Settings, database_url: str) -> list[str]:

@@ -20,7 +20,7 @@ import httpx
 from api.main import uvicorn_args
 from config import Settings, get_settings
 from devstack import migrate as migrations
-from devstack.floats import align_sandbox_floats
+from devstack.floats import align_sandbox_floats, forget_sandbox_fills
 from devstack.ports import ensure_free, wait_for_port
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import Child, python_module
@@ -179,6 +179,10 @@ class Stack:
             if not any((s.binance_url, s.kraken_url, s.otc_url, s.bank_url)):
                 booked = align_sandbox_floats(s, database_url)
                 shown["Opening floats"] = ", ".join(booked) or "the books agree with the sandboxes"
+                if forgotten := forget_sandbox_fills(database_url):
+                    shown["Earlier fills"] = (
+                        f"{forgotten} from earlier runs marked reconciled (new sandboxes)"
+                    )
         for worker in worker_children(s, env, self.logs):
             self._start(worker, restart=True)
         shown["Workers"] = (

@@ -33,6 +33,11 @@ class SarActivities:
             self._engine, self._tokens, case_id=check.case_id, decision=check.decision, now=datetime.now(UTC)
         )
 
+    @activity.defn(name="aml.sar.case_is_closed")
+    async def case_is_closed(self, case_id: uuid.UUID) -> bool:
+        """Whether the case is closed in the database (the `case_closed` signal is only a nudge)."""
+        return await sar.case_is_closed(self._engine, case_id)
+
     @activity.defn(name="aml.sar.clear_case")
     async def clear_case(self, step: CaseStep) -> None:
         with application_errors():

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.errors import ProblemError, ServiceUnavailable
@@ -41,6 +41,16 @@ class SarSagas:
             actor_id=staff_id, action=f"aml_case_{decision.kind}", now=datetime.now(UTC),
             detail=decision_detail(decision), case_id=case_id,
         )  # fmt: skip
+
+    async def case_closed(self, case_id: uuid.UUID) -> None:
+        """Tell the case's SAR saga, if one runs, that the case was closed (it checks, then ends). No saga
+        or one already finished: nothing to tell. Temporal unreachable: 503, and closing again (idempotent)
+        tells it then."""
+        try:
+            await self.client.get_workflow_handle(sar_workflow_id(case_id)).signal(SarWorkflow.case_closed)
+        except RPCError as e:
+            if e.status is not RPCStatusCode.NOT_FOUND:
+                raise ServiceUnavailable("temporal") from e
 
     async def decide(self, case_id: uuid.UUID, decision: SarDecision) -> SarDecisionOut:
         """Start the case's workflow if it is not running (once: a finished one is never restarted), then

@@ -90,6 +90,7 @@ class SarWorkflow:
         self._filed_by: uuid.UUID | None = None
         self._ends_at: datetime | None = None
         self._declined = False
+        self._close_asked = False
         self._lock = asyncio.Lock()
 
     # --- people ----------------------------------------------------------------------------
@@ -101,6 +102,12 @@ class SarWorkflow:
     @workflow.signal(name="decision")
     async def decision(self, decision: SarDecision) -> None:
         await self._decide(decision)
+
+    @workflow.signal(name="case_closed")
+    def case_closed(self) -> None:
+        """The compliance API closed the case with its outcome: end, once the database confirms it
+        (nothing of the case may still be held: the API refuses to close a case holding a withdrawal)."""
+        self._close_asked = True
 
     @workflow.query(name="state")
     def state(self) -> SarState:
@@ -180,12 +187,28 @@ class SarWorkflow:
         """Wait for decisions; while a DAML request is open, its deadline runs on a durable timer."""
         while self._stage != "closed":
             await workflow.wait_condition(
-                lambda: self._stage == "closed" or self._daml_state in ("awaiting_consent", "refused")
+                lambda: (
+                    self._stage == "closed"
+                    or self._daml_state in ("awaiting_consent", "refused")
+                    or self._close_asked
+                )
             )
+            if self._close_asked:
+                await self._closed_outside()
             if self._daml_state in ("awaiting_consent", "refused"):
                 await self._await_consent()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state()
+
+    async def _closed_outside(self) -> None:
+        """After a `case_closed` nudge: end if the case is closed and no DAML request is running (the
+        consent timers decide those)."""
+        async with self._lock:
+            self._close_asked = False
+            if self._stage in ("open", "frozen", "reported") and await self._db(
+                SarActivities.case_is_closed, self._inp.case_id
+            ):
+                self._stage = "closed"
 
     async def _await_consent(self) -> None:
         """Until consent is given or deemed, or compliance declines. A refusal changes the deadline."""

@@ -100,15 +100,20 @@ async def link_transaction(
 
 
 @router.post(
-    "/cases/{case_id}/close", response_model=CaseDetail, responses=problem_responses(401, 403, 404, 409, 422)
+    "/cases/{case_id}/close",
+    response_model=CaseDetail,
+    responses=problem_responses(401, 403, 404, 409, 422, 503),
 )
 async def close(
-    case_id: uuid.UUID, body: CloseBody, staff: ComplianceWithTotp, engine: EngineDep
+    case_id: uuid.UUID, body: CloseBody, staff: ComplianceWithTotp, engine: EngineDep, sagas: SarSagasDep
 ) -> CaseDetail:
-    """Close the case with its outcome (false_positive, valuable_alert, confirmed_risk) and why."""
-    return await cases.close_case(
+    """Close the case with its outcome (false_positive, valuable_alert, confirmed_risk) and why; its SAR
+    saga, if one waits (say after a report), ends. Refused while a withdrawal of the case is held."""
+    closed = await cases.close_case(
         engine, case_id=case_id, outcome=body.outcome, staff_id=staff.id, note=body.note
     )
+    await sagas.case_closed(case_id)
+    return closed
 
 
 # --- the SAR workflow's decisions --------------------------------------------------------------------

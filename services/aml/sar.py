@@ -214,3 +214,12 @@ async def withdrawal_decisions(
         ids = [w for w in ids if w == only]
     action = f"aml_{decision}"
     return [(w, tokens.issue(actor_id=staff_id, action=action, now=now, withdrawal_id=w)) for w in ids]
+
+
+async def case_is_closed(engine: AsyncEngine, case_id: uuid.UUID) -> bool:
+    """Whether the case is closed (by its outcome through the compliance API, or by the SAR saga)."""
+    async with engine.connect() as conn:
+        status = (
+            await conn.execute(text("SELECT status FROM aml_cases WHERE id = :id"), {"id": case_id})
+        ).scalar()
+    return status == "closed"

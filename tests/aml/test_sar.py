@@ -4,6 +4,7 @@ why."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
@@ -12,10 +13,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from models.aml_cases_api import SarDecision
 from services.decision_tokens import DecisionTokens
-from tests.aml.conftest import mails_to, staff, tipping_off
+from tests.aml.conftest import mails_to, open_case, staff, tipping_off
 from tests.payments.conftest import (
     Customer,
     Stack,
@@ -25,7 +28,7 @@ from tests.payments.conftest import (
     wait_for,
     withdrawal_account,
 )
-from workflows.sar import sar_workflow_id
+from workflows.sar import SarWorkflow, sar_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -244,3 +247,57 @@ async def test_declining_the_case_refuses_the_held_withdrawal_and_releases_its_h
         Decimal("500.00"),
         Decimal(0),
     )  # nothing held, nothing out
+
+
+async def test_closing_a_reported_case_ends_its_sar_saga_and_a_nudge_alone_does_not(stack: Stack) -> None:
+    """After a SAR without a DAML request the saga waits in `reported` (held money would still need a
+    word). Closing the case with its outcome ends it; a `case_closed` signal on an open case (anyone can
+    send one from the Temporal CLI) is checked against the database and changes nothing."""
+    customer = await make_user(stack)
+    case_id = await open_case(stack, customer.id)
+    alice, bob = await staff(stack), await staff(stack)
+    async with stack.http() as c:
+        r = await c.post(
+            f"/api/v1/admin/aml/cases/{case_id}/sar",
+            json={"nca_reference": "NCA-2026-000777", "narrative": "structured deposits"},
+            headers=alice.headers(totp=True),
+        )
+        assert r.status_code == 200 and r.json()["stage"] == "reported", r.text
+    handle = stack.client.get_workflow_handle(sar_workflow_id(case_id))
+    await handle.signal("case_closed")  # the case is still open: nothing ends
+
+    async def stage() -> str:
+        return str((await handle.query("state"))["stage"])
+
+    await wait_for(lambda: _checked_nudge(handle))
+    assert await stage() == "reported"
+
+    async with stack.http() as c:
+        r = await c.post(
+            f"/api/v1/admin/aml/cases/{case_id}/close",
+            json={"outcome": "confirmed_risk", "note": "reported to the NCA; relationship reviewed"},
+            headers=bob.headers(totp=True),
+        )
+    assert r.status_code == 200 and r.json()["status"] == "closed", r.text
+    final = await asyncio.wait_for(handle.result(), timeout=60)
+    assert final["stage"] == "closed"
+    # The signal path is deterministic: the finished history replays on the current code.
+    await Replayer(workflows=[SarWorkflow], data_converter=pydantic_data_converter).replay_workflow(
+        await handle.fetch_history()
+    )
+
+
+async def _checked_nudge(handle: Any) -> bool:
+    """Whether the saga has asked the database about a `case_closed` nudge (that activity completed)."""
+    events = (await handle.fetch_history()).events
+    asked = {
+        e.event_id
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "aml.sar.case_is_closed"
+    }
+    return any(
+        e.HasField("activity_task_completed_event_attributes")
+        and e.activity_task_completed_event_attributes.scheduled_event_id in asked
+        for e in events
+    )

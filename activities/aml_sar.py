@@ -81,6 +81,12 @@ class SarActivities:
         with application_errors():
             return await sar.record_consent(self._engine, case_id=step.case_id, how=step.outcome)
 
+    @activity.defn(name="aml.sar.record_decline")
+    async def record_decline(self, step: CaseStep) -> None:
+        """A decline during a DAML request: the report's DAML state becomes `declined`."""
+        assert step.staff_id is not None
+        await sar.record_decline(self._engine, case_id=step.case_id, staff_id=step.staff_id)
+
     @activity.defn(name="aml.sar.withdrawal_decisions")
     async def withdrawal_decisions(self, release: WithdrawalRelease) -> list[WithdrawalSignal]:
         """Signed decisions for the case's held withdrawals, which the workflow signals to their sagas."""

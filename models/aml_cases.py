@@ -21,7 +21,7 @@ from models.columns import jsonb, timestamp
 # What a case may link (the subject kinds of alerts, without the customer).
 LINKED_KINDS = ("withdrawal", "deposit", "trade", "order")
 # A DAML request's state: waiting for the NCA, consent (given or deemed), refused (moratorium running).
-DAML_STATES = ("none", "awaiting_consent", "consented", "refused", "moratorium_ended")
+DAML_STATES = ("none", "awaiting_consent", "consented", "refused", "moratorium_ended", "declined")
 
 
 class AmlCaseNote(SQLModel, table=True):

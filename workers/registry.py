@@ -297,5 +297,5 @@ def sar_activities(s: SarActivities) -> list[Callable[..., Any]]:
     """The SAR workflow's activities (workflows/sar.py)."""
     return [
         s.verify_decision, s.clear_case, s.freeze_account, s.file_report, s.record_refusal, s.record_consent,
-        s.withdrawal_decisions, s.case_is_closed,
+        s.withdrawal_decisions, s.case_is_closed, s.record_decline,
     ]  # fmt: skip

@@ -148,6 +148,14 @@ class SarWorkflow:
             self._stage = "closed"
         elif d.kind == "decline":
             self._declined = True
+            # Since the fifth session the report records a decline during a DAML request; sagas that
+            # declined before then did not (the patch keeps their histories replaying).
+            if self._daml_state in ("awaiting_consent", "refused") and workflow.patched("sar-daml-declined"):
+                await self._db(
+                    SarActivities.record_decline,
+                    CaseStep(case_id=case, user_id=self._inp.user_id, staff_id=d.staff_id),
+                )
+                self._daml_state = "declined"
             await self._tell_withdrawals("decline", d.staff_id)
             self._stage = "closed"
         elif d.kind == "freeze":
@@ -187,15 +195,11 @@ class SarWorkflow:
         """Wait for decisions; while a DAML request is open, its deadline runs on a durable timer."""
         while self._stage != "closed":
             await workflow.wait_condition(
-                lambda: (
-                    self._stage == "closed"
-                    or self._daml_state in ("awaiting_consent", "refused")
-                    or self._close_asked
-                )
+                lambda: self._stage == "closed" or self._consent_pending() or self._close_asked
             )
             if self._close_asked:
                 await self._closed_outside()
-            if self._daml_state in ("awaiting_consent", "refused"):
+            if self._consent_pending():
                 await self._await_consent()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state()
@@ -210,9 +214,14 @@ class SarWorkflow:
             ):
                 self._stage = "closed"
 
+    def _consent_pending(self) -> bool:
+        """A DAML request waits for consent. Not once compliance declined: the decline's handler may
+        still be recording it and telling the withdrawals, and the run must wait for it, not spin."""
+        return self._daml_state in ("awaiting_consent", "refused") and not self._declined
+
     async def _await_consent(self) -> None:
         """Until consent is given or deemed, or compliance declines. A refusal changes the deadline."""
-        while self._daml_state in ("awaiting_consent", "refused") and not self._declined:
+        while self._consent_pending():
             waiting_in = self._daml_state
             assert self._ends_at is not None
             left = max(self._ends_at - workflow.now(), timedelta(seconds=1))

@@ -196,6 +196,24 @@ async def record_consent(engine: AsyncEngine, *, case_id: uuid.UUID, how: str) -
     return row[0] if row[0] in unfinished else None
 
 
+async def record_decline(engine: AsyncEngine, *, case_id: uuid.UUID, staff_id: uuid.UUID) -> None:
+    """Compliance declined while a DAML request was open: the report says so, not "awaiting consent"
+    (idempotent; a request already consented to or ended keeps its state)."""
+    async with engine.begin() as conn:
+        updated = await conn.execute(
+            text(
+                "UPDATE aml_sar_reports SET daml_state = 'declined' "
+                "WHERE case_id = :c AND daml_state IN ('awaiting_consent', 'refused')"
+            ),
+            {"c": case_id},
+        )
+        if updated.rowcount:
+            await audit(
+                conn, "aml.daml.declined", actor_id=staff_id, actor_type="staff", target_type="aml_case",
+                target_id=str(case_id),
+            )  # fmt: skip
+
+
 async def withdrawal_decisions(
     engine: AsyncEngine,
     tokens: DecisionTokens,

@@ -249,6 +249,47 @@ async def test_declining_the_case_refuses_the_held_withdrawal_and_releases_its_h
     )  # nothing held, nothing out
 
 
+async def test_declining_during_a_daml_request_refuses_the_withdrawal_and_the_report_says_declined(
+    stack: Stack,
+) -> None:
+    customer, wid, case_id = await _held_withdrawal(stack)
+    alice = await staff(stack)
+    async with stack.http() as c:
+        r = await c.post(
+            f"/api/v1/admin/aml/cases/{case_id}/sar",
+            json={"nca_reference": "NCA-2026-000777", "narrative": "funds passed straight through",
+                  "attachments": [], "daml_withdrawal_id": wid},
+            headers=alice.headers(totp=True),
+        )  # fmt: skip
+        assert r.status_code == 200 and r.json()["stage"] == "awaiting_consent", r.text
+        r = await c.post(
+            f"/api/v1/admin/aml/cases/{case_id}/decline",
+            json={"reason": "the customer could not explain the source of funds"},
+            headers=alice.headers(totp=True),
+        )
+        assert r.status_code == 200 and r.json()["stage"] == "closed", r.text
+    done = await _status(stack, customer, wid, "FAILED", "COMPLETED", timeout=60)
+    assert done["status"] == "FAILED", done
+    assert tipping_off(json.dumps(done)) == [], done
+    assert await balance(stack, customer.id, "GBP") == (Decimal("500.00"), Decimal(0))
+    async with stack.engine.connect() as conn:
+        daml_state = (
+            await conn.execute(
+                text("SELECT daml_state FROM aml_sar_reports WHERE case_id = :c"), {"c": case_id}
+            )
+        ).scalar_one()
+        audited = (
+            await conn.execute(
+                text("SELECT actor_id FROM audit_log WHERE action = 'aml.daml.declined' AND target_id = :c"),
+                {"c": str(case_id)},
+            )
+        ).all()
+    assert daml_state == "declined"  # not "awaiting_consent": no consent is awaited for a refused payment
+    assert [row[0] for row in audited] == [alice.id]
+    handle = stack.client.get_workflow_handle(sar_workflow_id(case_id))
+    assert (await handle.query("state"))["daml_state"] == "declined"
+
+
 async def test_closing_a_reported_case_ends_its_sar_saga_and_a_nudge_alone_does_not(stack: Stack) -> None:
     """After a SAR without a DAML request the saga waits in `reported` (held money would still need a
     word). Closing the case with its outcome ends it; a `case_closed` signal on an open case (anyone can

@@ -45,6 +45,7 @@ from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 from services.passwords import hash_password
 from services.router import Router, RouterParams
 from temporal import task_queues
+from tests import totp_codes
 from tests.api.conftest import PASSWORD, TEST_LIMITS, TEST_POLICY, random_ip
 from tests.orders.conftest import BTC_BOOKS
 from tests.providers.conftest import VenueControl, exchange_config, quick_close
@@ -80,14 +81,9 @@ class Customer:
 
     def next_code(self) -> str:
         """A code for a time step after the last one used (each step is accepted once, in order)."""
-        import time
-
         assert self.totp is not None
-        step = max(int(time.time() // 30) - 1, self.last_step + 1)
-        if step > int(time.time() // 30) + 1:
-            raise RuntimeError("no unused TOTP step left in the drift window")
-        self.last_step = step
-        return self.totp.at(step * 30)
+        code, self.last_step = totp_codes.next_code(self.totp, self.last_step)
+        return code
 
 
 @dataclass

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 import uuid
 from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from sqlalchemy import text
 from config import Settings
 from models.sealed import seal
 from services.passwords import hash_password
+from tests import totp_codes
 from tests.payments import conftest as payments_stack
 from tests.payments.conftest import PASSWORD, Stack
 
@@ -71,12 +71,8 @@ class StaffMember:
         """A code for a time step after the last one used (each is accepted once, in order; the drift
         window allows one step ahead)."""
         assert self.totp is not None
-        now_step = int(time.time() // 30)
-        step = max(now_step - 1, self.last_step + 1)
-        if step > now_step + 1:
-            raise RuntimeError("no unused TOTP step left in the drift window")
-        self.last_step = step
-        return self.totp.at(step * 30)
+        code, self.last_step = totp_codes.next_code(self.totp, self.last_step)
+        return code
 
 
 async def make_staff(stack: Stack, roles: list[str], *, enrolled: bool = True) -> StaffMember:

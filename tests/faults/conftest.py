@@ -49,6 +49,7 @@ from sandbox.mail import create_app as create_mail_app
 from sandbox.runner import RunningSandboxes, serve, start_venues
 from services.passwords import hash_password
 from temporal import search_attributes
+from tests import totp_codes
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 PASSWORD = "Correct-Horse-9-battery"
@@ -71,13 +72,8 @@ class Customer:
 
     def next_code(self) -> str:
         """A code for a time step after the last one used (each step is accepted once, in order)."""
-        import time
-
-        step = max(int(time.time() // 30) - 1, self.last_step + 1)
-        if step > int(time.time() // 30) + 1:
-            raise RuntimeError("no unused TOTP step left in the drift window")
-        self.last_step = step
-        return self.totp.at(step * 30)
+        code, self.last_step = totp_codes.next_code(self.totp, self.last_step)
+        return code
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from sandbox.mail import create_app as create_mail_app
 from sandbox.runner import serve
 from services.passwords import hash_password
 from temporal import task_queues
+from tests import totp_codes
 from workers.registry import Dependencies, build
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
@@ -159,9 +159,7 @@ class Person:
     def headers(self, *, totp: bool = False) -> dict[str, str]:
         h = {"Authorization": f"Bearer {self.token}"}
         if totp:
-            step = max(int(time.time() // 30) - 1, self.last_step + 1)
-            self.last_step = step
-            h["X-TOTP-Code"] = self.totp.at(step * 30)
+            h["X-TOTP-Code"], self.last_step = totp_codes.next_code(self.totp, self.last_step)
         return h
 
 

@@ -48,6 +48,7 @@ from sandbox.runner import serve, start_venues
 from services.ledger import Ledger
 from services.passwords import hash_password
 from temporal import task_queues
+from tests import totp_codes
 from workers.registry import Dependencies, build
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
@@ -235,13 +236,8 @@ class Customer:
     def next_code(self) -> str:
         """A code for a time step after the last one used (each step is accepted once, in order);
         the drift window allows up to one step ahead."""
-        import time
-
-        step = max(int(time.time() // 30) - 1, self.last_step + 1)
-        if step > int(time.time() // 30) + 1:
-            raise RuntimeError("no unused TOTP step left in the drift window")
-        self.last_step = step
-        return self.totp.at(step * 30)
+        code, self.last_step = totp_codes.next_code(self.totp, self.last_step)
+        return code
 
 
 async def make_user(

@@ -192,7 +192,11 @@ RequireTotp = Depends(totp_guard(mandatory=True))
 
 
 def require_role(role: str) -> Callable[..., Awaitable[User]]:
-    """A dependency admitting only staff with `role` (403 otherwise): `Depends(require_role("approver"))`."""
+    """A dependency admitting only staff with `role` (403 otherwise): `Depends(require_role("approver"))`.
+
+    Staff must have the second factor enabled even to read: a staff user made by `cli create-staff` has
+    none until the console enrols it, and a password alone must not open the admin API's queues (AML
+    cases, KYC documents, customers' money)."""
 
     async def check(user: CurrentUser) -> User:
         _check_role(user, role)
@@ -204,6 +208,10 @@ def require_role(role: str) -> Callable[..., Awaitable[User]]:
 def _check_role(user: User, role: str) -> None:
     if role not in user.roles:
         raise ProblemError(403, "forbidden", f"the {role} role is required")
+    if not user.twofa_enabled:
+        raise ProblemError(
+            403, "totp_enrollment_required", "staff must enable two-factor authentication first"
+        )
 
 
 def require_staff(role: str) -> Callable[..., Awaitable[User]]:

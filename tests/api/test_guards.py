@@ -49,7 +49,11 @@ async def test_require_role(app_client: AppClient, api_settings: Settings, engin
         assert_problem(await client.get("/api/v1/test/staff"), 401)
         r = await client.get("/api/v1/test/staff", headers=bearer(await login(client, customer)))
         assert_problem(r, 403, "forbidden")
-        r = await client.get("/api/v1/test/staff", headers=bearer(await login(client, staff)))
+        staff_tokens = await login(client, staff)
+        r = await client.get("/api/v1/test/staff", headers=bearer(staff_tokens))
+        assert_problem(r, 403, "totp_enrollment_required")  # a password alone opens no staff route
+        await enable_2fa(client, staff_tokens)
+        r = await client.get("/api/v1/test/staff", headers=bearer(staff_tokens))
         assert r.status_code == 200 and r.json() == {"email": staff}
 
 

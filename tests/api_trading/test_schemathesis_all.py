@@ -267,7 +267,7 @@ async def test_concurrent_reads_do_not_exhaust_the_pool(trading: Trading) -> Non
 
 async def test_all_but_auth_conform_to_the_schema_as_staff(trading: Trading, served: str) -> None:
     """The same fuzzing with a staff user holding every role, so the admin routes get past their 403."""
-    staff = await trading.customer(gbp="100")
+    staff = await trading.customer(gbp="100", twofa=True)  # staff routes need the second factor on
     async with trading.engine.begin() as conn:
         await conn.execute(
             text("UPDATE users SET roles = :r WHERE id = :i"),

@@ -32,6 +32,7 @@ from sandbox.mail import create_app as create_mail_app
 from sandbox.runner import serve
 from services.ledger import House, HouseAccount, Ledger, Leg, Posting
 from services.passwords import hash_password
+from tests import totp_codes
 from workers.registry import gdpr_activities
 from workflows.gdpr import GdprExportWorkflow, RetentionWorkflow
 
@@ -130,7 +131,11 @@ async def make_user(stack: Stack, *, roles: list[str] | None = None, prefix: str
             ),
             {"id": user_id, "e": email, "p": hash_password(PASSWORD), "r": roles or []},
         )
-    return Person(id=user_id, email=email, **await login(stack, email))
+    person = Person(id=user_id, email=email, **await login(stack, email))
+    if roles:
+        async with stack.engine.begin() as conn:
+            await totp_codes.enable_second_factor(conn, user_id)  # staff routes need it
+    return person
 
 
 async def login(stack: Stack, email: str, *, expect: int = 200) -> dict[str, str]:

@@ -31,6 +31,7 @@ from providers.notification_channels import build_senders
 from sandbox.runner import start_venues
 from services.notifications.dispatcher import Dispatcher, DispatchPolicy, policy_from_settings
 from services.passwords import hash_password
+from tests import totp_codes
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 PASSWORD = "Correct-Horse-9-battery"
@@ -127,6 +128,7 @@ class Stack:
             await c.execute(
                 text("UPDATE users SET roles = ARRAY[:r] WHERE id = :i"), {"r": role, "i": person.id}
             )
+            await totp_codes.enable_second_factor(c, person.id)  # staff routes need it
         return person
 
 

@@ -1,5 +1,10 @@
 """`make bench BENCH=api`: authenticated `GET /api/v1/accounts/balances` under load, beside `/healthz`.
 
+Also printed: the CPU milliseconds each request cost the API process, PostgreSQL and the load
+processes. On the 2-core machine all three share the CPU, and `/healthz` costs the load generator
+(an httpx client in Python) several times what it costs the API: its req/s is mostly the load
+generator's speed, which is why the ratio cannot say how much faster the API could serve balances.
+
 The API runs under uvicorn (one process, as `make run` starts it) in a subprocess against a throw-away
 PostgreSQL; the load comes from `LOAD_PROCESSES` other processes, each an asyncio httpx client holding its
 share of `CONNECTIONS` keep-alive connections on loopback and sending back to back for `SECONDS`. The rate
@@ -23,10 +28,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
+import psutil
 
+from bench._cpu import postmaster_pid
 from bench.common import print_table, summary, throwaway_postgres, write_result
 from devstack.ports import free_port
 
@@ -54,19 +61,22 @@ async def _load(url: str, tokens: list[str | None], seconds: float, warmup: floa
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     latencies: list[float] = []
     errors = 0
+    sent = 0  # warm-up included: what this process's CPU time was spent on
+    cpu_before = time.process_time()
     async with httpx.AsyncClient(limits=limits, timeout=30, trust_env=False) as client:
         start = time.perf_counter()
         measure_from = start + warmup
         stop = measure_from + seconds
 
         async def worker(token: str | None) -> None:
-            nonlocal errors
+            nonlocal errors, sent
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             while True:
                 t0 = time.perf_counter()
                 if t0 >= stop:
                     return
                 r = await client.get(url, headers=headers)
+                sent += 1
                 t1 = time.perf_counter()
                 if t0 >= measure_from:
                     if r.status_code == 200:
@@ -75,7 +85,8 @@ async def _load(url: str, tokens: list[str | None], seconds: float, warmup: floa
                         errors += 1
 
         await asyncio.gather(*(worker(token) for token in tokens))
-    return {"latencies": latencies, "errors": errors, "seconds": seconds}
+    cpu_s = time.process_time() - cpu_before
+    return {"latencies": latencies, "errors": errors, "seconds": seconds, "sent": sent, "cpu_s": cpu_s}
 
 
 def _load_main(argv: list[str]) -> None:
@@ -85,9 +96,28 @@ def _load_main(argv: list[str]) -> None:
     print(json.dumps(asyncio.run(_load(url, tokens, seconds, warmup))))
 
 
-def run_load(url: str, tokens: list[str] | None) -> dict[str, Any]:
+def _cpu_s(roots: tuple[int, ...]) -> float:
+    """CPU seconds so far of the `roots` processes and their live descendants."""
+    total = 0.0
+    for pid in roots:
+        try:
+            root = psutil.Process(pid)
+            for proc in [root, *root.children(recursive=True)]:
+                t = proc.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def run_load(
+    url: str, tokens: list[str] | None, *, api: tuple[int, ...] = (), postgres: tuple[int, ...] = ()
+) -> dict[str, Any]:
     """`CONNECTIONS` connections over `LOAD_PROCESSES` processes; connection i uses tokens[i % len]
-    (None: unauthenticated)."""
+    (None: unauthenticated). With the API's and PostgreSQL's pids, also the CPU milliseconds each
+    request cost the API, PostgreSQL and the load processes themselves (on 2 cores they share the CPU,
+    so the req/s of a cheap endpoint says as much about the load generator as about the API)."""
+    cpu_before = {"api": _cpu_s(api), "postgres": _cpu_s(postgres)}
     per = CONNECTIONS // LOAD_PROCESSES
     procs = [
         subprocess.Popen(
@@ -111,10 +141,17 @@ def run_load(url: str, tokens: list[str] | None) -> dict[str, Any]:
         proc.wait()
     latencies = [lat for r in results for lat in r["latencies"]]
     errors = sum(r["errors"] for r in results)
+    sent = max(sum(r["sent"] for r in results), 1)
+    cpu_ms = {
+        "api": (_cpu_s(api) - cpu_before["api"]) * 1000 / sent if api else None,
+        "postgres": (_cpu_s(postgres) - cpu_before["postgres"]) * 1000 / sent if postgres else None,
+        "load": sum(r["cpu_s"] for r in results) * 1000 / sent,
+    }
     return {
         "rps": len(latencies) / SECONDS,
         "errors": errors,
         "requests": len(latencies),
+        "cpu_ms_per_request": {k: None if v is None else round(v, 3) for k, v in cpu_ms.items()},
         **summary(latencies),
     }
 
@@ -154,8 +191,13 @@ async def customers(database_url: str, n: int = CONNECTIONS) -> list[str]:
     return emails
 
 
+class ServedApi(NamedTuple):
+    base: str  # the base URL
+    pid: int  # uvicorn's process (with `--workers`, the supervisor of the API processes)
+
+
 @contextmanager
-def serve_api(database_url: str, processes: int = 1) -> Iterator[str]:
+def serve_api(database_url: str, processes: int = 1) -> Iterator[ServedApi]:
     """The API under uvicorn in a subprocess, `processes` of them on one port (uvicorn's `--workers`, as
     `make run` starts `API_PROCESSES`): its base URL once `/healthz` answers."""
     port = free_port()
@@ -182,7 +224,7 @@ def serve_api(database_url: str, processes: int = 1) -> Iterator[str]:
             except httpx.HTTPError:
                 time.sleep(0.1)
         time.sleep(1.0 if processes > 1 else 0)  # every process up, not only the first to answer
-        yield base
+        yield ServedApi(base, server.pid)
     finally:
         server.terminate()
         server.wait(20)
@@ -202,19 +244,24 @@ def login_tokens(base: str, emails: list[str]) -> list[str]:
 
 
 def main() -> None:
-    with throwaway_postgres("bench_api") as (_, database_url):
+    with throwaway_postgres("bench_api") as (server, database_url):
         emails = asyncio.run(customers(database_url))
-        with serve_api(database_url) as base:
+        postmaster = postmaster_pid(server.data_dir)
+        postgres = (postmaster,) if postmaster else ()
+        with serve_api(database_url) as (base, api):
             tokens = login_tokens(base, emails)
-            healthz = run_load(f"{base}/healthz", None)
-            balances = run_load(f"{base}/api/v1/accounts/balances", tokens)
+            healthz = run_load(f"{base}/healthz", None, api=(api,), postgres=postgres)
+            balances = run_load(f"{base}/api/v1/accounts/balances", tokens, api=(api,), postgres=postgres)
     rows = [
-        (name, f"{m['rps']:.0f}", m["p50_ms"], m["p99_ms"], m["requests"], m["errors"])
+        (
+            name, f"{m['rps']:.0f}", m["p50_ms"], m["p99_ms"], m["requests"], m["errors"],
+            *(m["cpu_ms_per_request"][k] for k in ("api", "postgres", "load")),
+        )
         for name, m in (("GET /healthz", healthz), ("GET /api/v1/accounts/balances (auth)", balances))
-    ]
+    ]  # fmt: skip
     print_table(
         f"API on loopback, {CONNECTIONS} connections ({LOAD_PROCESSES} load processes), {SECONDS:.0f} s each",
-        ["endpoint", "req/s", "p50 ms", "p99 ms", "requests", "errors"],
+        ["endpoint", "req/s", "p50 ms", "p99 ms", "requests", "errors", "CPU ms: API", "PostgreSQL", "load"],
         rows,
     )
     write_result(

@@ -22,10 +22,10 @@ def main() -> None:
         emails = asyncio.run(customers(database_url))
         # Logged in once (64 logins twice from one address would pass the per-address limit of
         # anonymous requests): the sessions are in PostgreSQL, so the two-process API takes the tokens.
-        with serve_api(database_url, 1) as base:
+        with serve_api(database_url, 1) as (base, _):
             tokens = login_tokens(base, emails)
             one = run_load(f"{base}/api/v1/accounts/balances", tokens)
-        with serve_api(database_url, 2) as base:
+        with serve_api(database_url, 2) as (base, _):
             two = run_load(f"{base}/api/v1/accounts/balances", tokens)
     rows = [
         (f"{n} API process{'es' if n > 1 else ''}", f"{m['rps']:.0f}", m["p50_ms"], m["p99_ms"], m["errors"])

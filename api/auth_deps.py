@@ -33,7 +33,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.deps import SessionDep
+from api.deps import ReadConnection, SessionDep
 from api.errors import Problem, ProblemError
 from models.users import User
 from services.auth import (
@@ -126,6 +126,29 @@ async def current_auth(
     )
     request.state.user_id = str(user.id)
     return Authenticated(user=user, session_id=sess.id)
+
+
+async def verified_reader(
+    request: Request,
+    conn: ReadConnection,
+    cfg: AuthConfigDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> auth_sessions.Reader:
+    """`VerifiedUser` for routes that only read: the same checks and answers (401 without a live
+    session, 403 `email_not_verified`), on the route's read connection (`ReadConnection`)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise TokenInvalid("an access token is required", code="not_authenticated")
+    token = credentials.credentials
+    reader = await auth_sessions.authenticate_reader(
+        conn, cfg, token, claims=_verified_claims(request, token)
+    )
+    request.state.user_id = str(reader.user_id)
+    if not reader.email_verified:
+        raise ProblemError(403, "email_not_verified", "confirm your email address first")
+    return reader
+
+
+VerifiedReader = Annotated[auth_sessions.Reader, Depends(verified_reader)]
 
 
 async def current_user(auth: Annotated[Authenticated, Depends(current_auth)]) -> User:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
@@ -85,6 +85,16 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection in autocommit for routes that only read: each statement sees what is
+    committed, with no BEGIN and ROLLBACK round trips around it (the pool restores the isolation
+    level when the connection goes back)."""
+    engine: AsyncEngine = request.app.state.engine
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
 async def get_ledger(request: Request) -> Ledger:
     ledger: Ledger = request.app.state.ledger
     return ledger
@@ -101,5 +111,6 @@ async def get_temporal(request: Request) -> Client:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+ReadConnection = Annotated[AsyncConnection, Depends(read_connection)]
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]

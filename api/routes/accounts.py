@@ -11,8 +11,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from api.auth_deps import VerifiedUser, problem_responses
-from api.deps import LedgerDep, SessionDep
+from api.auth_deps import VerifiedReader, VerifiedUser, problem_responses
+from api.deps import LedgerDep, ReadConnection, SessionDep
 from models.api import BalancesOut, LedgerOut
 from models.users import User
 from services import account_views
@@ -34,11 +34,10 @@ Customer = Annotated[User, Depends(customer)]
 
 
 @router.get("/balances", response_model=BalancesOut, responses=problem_responses(401, 403))
-async def balances(user: VerifiedUser, session: SessionDep, ledger: LedgerDep) -> BalancesOut:
+async def balances(reader: VerifiedReader, conn: ReadConnection, ledger: LedgerDep) -> BalancesOut:
     """Your balance, available and reserved amount per currency."""
-    # On the connection that has just authenticated the customer: one checkout per request, not two.
-    conn = await session.connection()
-    return await account_views.balances(ledger=ledger, user_id=user.id, conn=conn)
+    # Read on the connection that has just authenticated the customer: one checkout, no transaction.
+    return await account_views.balances(ledger=ledger, user_id=reader.user_id, conn=conn)
 
 
 @router.get("/ledger", response_model=LedgerOut, responses=problem_responses(401, 403, 422))

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import jwt
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config import Settings
@@ -165,3 +166,28 @@ async def test_sessions_list_and_revoke_and_other_customers_get_404(
     assert_problem(await client.delete(f"/api/v1/auth/sessions/{a2['session_id']}", headers=bearer(a1)), 404)
     r = await client.delete("/api/v1/auth/sessions/not-a-uuid", headers=bearer(a1))
     assert assert_problem(r, 422, "validation_error")["errors"][0]["field"] == "path.session_id"
+
+
+async def test_a_read_only_route_authenticates_as_every_other_route_does(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    # `GET /accounts/balances` authenticates on its read connection (`VerifiedReader`), not through the
+    # ORM session: the same answers, the same revocation at once.
+    balances = "/api/v1/accounts/balances"
+    email = await register(client)
+    tokens = await login(client, email)
+    assert_problem(await client.get(balances), 401, "not_authenticated")
+    assert_problem(await client.get(balances, headers=bearer(tokens)), 403, "email_not_verified")
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE users SET email_verified = true WHERE email = :e"), {"e": email})
+    r = await client.get(balances, headers=bearer(tokens))
+    assert r.status_code == 200 and r.json()["balances"][0] == {
+        "currency": "GBP", "balance": "0.00", "available": "0.00", "reserved": "0.00"
+    }  # fmt: skip
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE users SET status = 'SUSPENDED' WHERE email = :e"), {"e": email})
+    assert_problem(await client.get(balances, headers=bearer(tokens)), 403, "account_disabled")
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE users SET status = 'ACTIVE' WHERE email = :e"), {"e": email})
+    assert (await client.post("/api/v1/auth/logout", headers=bearer(tokens))).status_code == 204
+    assert_problem(await client.get(balances, headers=bearer(tokens)), 401, "session_revoked")

@@ -20,7 +20,8 @@ async def noop_remote(x: str) -> str:
 
 @workflow.defn
 class NoopOrderShape:
-    """Four local activities and two regular ones in the order saga's sequence (a filled market order)."""
+    """Five local activities and two regular ones in the order saga's sequence (a filled market order):
+    accept, quote, reserve; place; settle; notify; the AML trade screening (issue 16 added it)."""
 
     @workflow.run
     async def run(self, x: str) -> str:
@@ -29,4 +30,5 @@ class NoopOrderShape:
         await workflow.execute_activity(noop_remote, x, start_to_close_timeout=timedelta(seconds=10))
         await workflow.execute_local_activity(noop_local, x, start_to_close_timeout=timedelta(seconds=10))
         await workflow.execute_activity(noop_remote, x, start_to_close_timeout=timedelta(seconds=10))
+        await workflow.execute_local_activity(noop_local, x, start_to_close_timeout=timedelta(seconds=10))
         return x

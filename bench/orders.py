@@ -1,8 +1,9 @@
 """Market orders end to end (start -> FILLED) vs a no-op workflow of the same shape, same run.
 
-The order saga is four local activities (accept, quote, reserve, settle) and two regular ones (place,
-notify). The reference workflow runs four no-op local activities and two no-op regular activities, on
-the same dev server and worker, so the ratio isolates what our activities cost over Temporal's own.
+The order saga is five local activities (accept, quote, reserve, settle, the AML trade screening) and two
+regular ones (place, notify). The reference workflow runs five no-op local activities and two no-op
+regular activities in the same order, on the same dev server and worker, so the ratio isolates what our
+activities (and the saga's search-attribute upserts for ops) cost over Temporal's own.
 
 Stack: a throw-away embedded PostgreSQL, `temporal server start-dev` in memory, the Binance and Kraken
 sandboxes in their own process (they are the outside world) over HTTP with no injected latency, ccxt
@@ -276,7 +277,7 @@ async def _run(url: str, client: Client, postmaster: int | None = None) -> None:
                      r_s["p99_ms"], f"{o_rate / r_rate:.2f}", o_fail]
                 )  # fmt: skip
         print_table(
-            "Market orders end to end vs a no-op workflow of the same shape (4 local + 2 regular activities)",
+            "Market orders end to end vs a no-op workflow of the same shape (5 local + 2 regular activities)",
             [
                 "conc",
                 "n",

@@ -255,14 +255,13 @@ async def refresh(session: AsyncSession, cfg: AuthConfig, token: str, *, client:
 
 # Built once: the statement every authenticated request runs (building the expression per request was a
 # visible share of its CPU time; the compiled form is cached by SQLAlchemy either way).
+_LIVE = (
+    col(AuthSession.id) == bindparam("sid"),
+    col(User.id) == bindparam("sub"),
+    col(AuthSession.revoked_at).is_(None),
+)
 _LIVE_SESSION = (
-    select(User, AuthSession)
-    .join(AuthSession, col(AuthSession.user_id) == col(User.id))
-    .where(
-        col(AuthSession.id) == bindparam("sid"),
-        col(User.id) == bindparam("sub"),
-        col(AuthSession.revoked_at).is_(None),
-    )
+    select(User, AuthSession).join(AuthSession, col(AuthSession.user_id) == col(User.id)).where(*_LIVE)
 )
 
 
@@ -293,15 +292,11 @@ class Reader:
     email_verified: bool
 
 
-# The same checks as `_LIVE_SESSION`, as three columns instead of two ORM entities.
+# The same checks as `_LIVE_SESSION`, as four columns instead of two ORM entities.
 _LIVE_READER = (
     select(col(User.id), col(AuthSession.id), col(User.email_verified), col(User.status))
     .join(AuthSession, col(AuthSession.user_id) == col(User.id))
-    .where(
-        col(AuthSession.id) == bindparam("sid"),
-        col(User.id) == bindparam("sub"),
-        col(AuthSession.revoked_at).is_(None),
-    )
+    .where(*_LIVE)
 )
 
 

@@ -131,15 +131,29 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+# The load balancer's probes, never rate-limited (`api.ratelimit.RateLimits.exempt_paths`).
+UNTHROTTLED_PATHS = ("/healthz", "/readyz")
+
+
 def _document_framework_errors(schema: dict[str, Any]) -> None:
     """Document the errors FastAPI itself answers as what the handlers below make of them: a 422
     (invalid parameters or body, or a control character anywhere) is a problem document, not FastAPI's
     `HTTPValidationError` JSON; an operation with a body can answer 400 (a body that can't be read, e.g.
-    not UTF-8) and 413 (over the guard's limit)."""
+    not UTF-8) and 413 (over the guard's limit); every operation but the probes can answer 429."""
     content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    for path_item in schema.get("paths", {}).values():
+    for path, path_item in schema.get("paths", {}).items():
         for method, operation in path_item.items():
             responses = operation.get("responses", {})
+            if path not in UNTHROTTLED_PATHS:
+                # The shared rate limits (`api/ratelimit.py`) apply to every request before routing, and
+                # a route checking `X-TOTP-Code` locks out after repeated wrong codes (`totp_locked`).
+                responses.setdefault(
+                    "429",
+                    {
+                        "description": "too many requests; see Retry-After (problem details)",
+                        "content": content,
+                    },
+                )
             # Any operation: the control-character guard (`api/input_guard.py`) checks every path, query
             # string and body before routing, whatever the operation declares.
             responses["422"] = {"description": "invalid input (problem details)", "content": content}

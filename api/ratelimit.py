@@ -23,7 +23,7 @@ from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth_deps import CurrentUser, remember_verified_claims
-from api.errors import DATABASE_DOWN, RETRY_AFTER_S, ProblemError, problem_response
+from api.errors import DATABASE_DOWN, RETRY_AFTER_S, UNTHROTTLED_PATHS, ProblemError, problem_response
 from config import Settings
 from services.auth import TokenCodec, TokenInvalid
 from services.rate_limit_store import RateLimitStore
@@ -39,7 +39,7 @@ class RateLimits:
     user_per_minute: int = 1000
     withdrawals_per_hour: int = 10
     # Probes from the load balancer and orchestrator must never be throttled.
-    exempt_paths: tuple[str, ...] = ("/healthz", "/readyz")
+    exempt_paths: tuple[str, ...] = UNTHROTTLED_PATHS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimits:

@@ -31,19 +31,9 @@ def settings(database_url: str, temporal_address: str) -> Settings:
 
 
 async def ops_headers(trading: Trading) -> dict[str, str]:
-    uid = uuid.uuid4()
-    email = f"ops-{uid.hex[:12]}@example.com"
-    async with trading.engine.begin() as c:
-        await c.execute(
-            text(
-                "INSERT INTO users (id, email, password_hash, kyc_tier, roles, email_verified) "
-                "VALUES (:i, :e, :p, 0, :r, true)"
-            ),
-            {"i": uid, "e": email, "p": hash_password(PASSWORD), "r": ["ops"]},
-        )
-    r = await trading.http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+    """An ops user's bearer header (staff routes need the second factor turned on)."""
+    ops = await ops_with_totp(trading)
+    return {"Authorization": f"Bearer {ops.token}"}
 
 
 async def test_an_order_whose_placement_is_unknown_is_in_the_ops_queue_until_the_venue_shows_it(

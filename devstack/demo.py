@@ -24,6 +24,7 @@ import httpx
 import pyotp
 
 from config import get_settings
+from devstack.totp_steps import STEP_S, next_step
 
 PASSWORD = "Demo-Customer-9-horse"
 
@@ -52,13 +53,8 @@ class Demo:
     def code(self) -> str:
         """A code for an unused time step (each is accepted once): waits for the next one if needed."""
         assert self.totp is not None
-        while True:
-            now = int(time.time() // 30)
-            step = max(now - 1, self.last_step + 1)
-            if step <= now + 1:
-                self.last_step = step
-                return self.totp.at(step * 30)
-            time.sleep(1)
+        self.last_step = next_step(self.last_step)
+        return self.totp.at(self.last_step * STEP_S)
 
     def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         r = self.api.request(method, path, **kw)

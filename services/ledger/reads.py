@@ -73,8 +73,8 @@ async def balances(
     engine: AsyncEngine, user_id: uuid.UUID, *, conn: AsyncConnection | None = None
 ) -> list[Balance]:
     """The customer's accounts, one per currency they ever used. `conn`: read on a connection the caller
-    already holds (the API's request session, which has just authenticated the customer) instead of
-    checking out another one: no second ping, BEGIN and ROLLBACK per request."""
+    already holds (the API's read connection, which has just authenticated the customer) instead of
+    checking out another one. One statement: consistent even on a connection in autocommit."""
     query = text(_BALANCE_COLUMNS + "WHERE kind = 'customer' AND user_id = :u ORDER BY currency")
     if conn is not None:
         rows = (await conn.execute(query, {"u": user_id})).all()

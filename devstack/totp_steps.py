@@ -14,14 +14,19 @@ STEP_S = 30
 MARGIN_S = 10.0
 
 
-def next_step(last_step: int) -> int:
-    """The earliest unused step whose code the server will still accept `MARGIN_S` from now; waits for
-    the next step when the drift window's steps are used up."""
+def next_step(last_step: int, *, margin_s: float = MARGIN_S, max_wait_s: float = STEP_S) -> int:
+    """The earliest unused step whose code the server will still accept `margin_s` from now. When the
+    drift window's steps are used up, waits for the next step if that is at most `max_wait_s` away,
+    else raises RuntimeError (the tests pass a short wait: a sleep stalls their event loop, and the API
+    and workers running on it)."""
     while True:
         now = time.time()
         now_step = int(now // STEP_S)
-        oldest = now_step - 1 if now % STEP_S < STEP_S - MARGIN_S else now_step
+        oldest = now_step - 1 if now % STEP_S < STEP_S - margin_s else now_step
         step = max(oldest, last_step + 1)
         if step <= now_step + 1:
             return step
-        time.sleep(STEP_S - now % STEP_S + 0.05)
+        wait = STEP_S - now % STEP_S + 0.05
+        if wait > max_wait_s:
+            raise RuntimeError("no unused TOTP step left in the drift window")
+        time.sleep(wait)
